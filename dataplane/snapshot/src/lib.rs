@@ -1,0 +1,326 @@
+//! The config snapshot: the one contract between the operator and the data plane.
+//!
+//! The operator compiles custom resources into a [`Snapshot`] and pushes it; the data
+//! plane standalone reads the same document from a YAML or JSON file. Everything the
+//! data plane needs to serve is in it (routes, resolved credentials, key hashes, limits,
+//! pricing), so a pod can serve from the snapshot alone.
+
+mod document;
+mod validate;
+
+pub use document::{expand_env, parse_document, unresolved_reference, LoadError};
+pub use validate::{is_glob, Problem, Problems};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Snapshot {
+    /// Set by whoever compiled the snapshot; [`Snapshot::effective_version`] falls back
+    /// to a content hash so two identical documents always carry the same version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub gateway: GatewaySettings,
+    #[serde(default)]
+    pub providers: BTreeMap<String, Provider>,
+    #[serde(default)]
+    pub routes: Vec<Route>,
+    #[serde(default)]
+    pub auth: Auth,
+    #[serde(default)]
+    pub rate_limits: RateLimits,
+    #[serde(default)]
+    pub audit: Audit,
+}
+
+impl Snapshot {
+    /// The declared version, or `sha256:<16 hex>` of the canonical JSON content.
+    pub fn effective_version(&self) -> String {
+        match &self.version {
+            Some(v) if !v.is_empty() => v.clone(),
+            _ => self.content_hash(),
+        }
+    }
+
+    pub fn content_hash(&self) -> String {
+        let mut unversioned = self.clone();
+        unversioned.version = None;
+        // Serialising plain structs and BTreeMaps is deterministic, so equal content
+        // always hashes equal.
+        let canonical = serde_json::to_vec(&unversioned).unwrap_or_default();
+        let digest = Sha256::digest(&canonical);
+        format!("sha256:{}", &hex::encode(digest)[..16])
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewaySettings {
+    /// Largest request body accepted, in bytes (Anthropic accepts 32 MB).
+    pub max_request_bytes: u64,
+    /// `max_tokens` sent to Anthropic when an OpenAI caller sets none (Anthropic requires it).
+    pub default_max_tokens: u32,
+    /// Log prompts and completions in audit records; off unless a gateway opts in.
+    pub log_bodies: bool,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        Self {
+            max_request_bytes: 32 * 1024 * 1024,
+            default_max_tokens: 4096,
+            log_bodies: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProviderKind {
+    Anthropic,
+    Openai,
+    OpenaiCompatible,
+    AzureOpenai,
+    Ollama,
+    Bedrock,
+    Gemini,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Anthropic => "anthropic",
+            Self::Openai => "openai",
+            Self::OpenaiCompatible => "openai-compatible",
+            Self::AzureOpenai => "azure-openai",
+            Self::Ollama => "ollama",
+            Self::Bedrock => "bedrock",
+            Self::Gemini => "gemini",
+        }
+    }
+
+    /// Where the provider's API lives when the config names no `base_url`.
+    pub fn default_base_url(self, region: Option<&str>) -> Option<String> {
+        match self {
+            Self::Anthropic => Some("https://api.anthropic.com".into()),
+            Self::Openai => Some("https://api.openai.com/v1".into()),
+            Self::Ollama => Some("http://127.0.0.1:11434".into()),
+            Self::Gemini => Some("https://generativelanguage.googleapis.com".into()),
+            Self::Bedrock => Some(format!(
+                "https://bedrock-runtime.{}.amazonaws.com",
+                region.unwrap_or("us-east-1")
+            )),
+            Self::OpenaiCompatible | Self::AzureOpenai => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provider {
+    #[serde(rename = "type")]
+    pub kind: ProviderKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
+    /// AWS region (Bedrock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_access_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_token: Option<String>,
+    /// Azure OpenAI `api-version` query parameter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// Extra headers sent upstream on every call (e.g. an organisation id).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Models listed by `GET /v1/models` for this provider, besides the routes' exact names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<String>,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    /// Per-model price overrides (USD per million tokens).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pricing: BTreeMap<String, ModelPrice>,
+}
+
+impl Provider {
+    pub fn new(kind: ProviderKind) -> Self {
+        Self {
+            kind,
+            base_url: None,
+            api_key: None,
+            region: None,
+            access_key_id: None,
+            secret_access_key: None,
+            session_token: None,
+            api_version: None,
+            headers: BTreeMap::new(),
+            models: Vec::new(),
+            timeouts: Timeouts::default(),
+            pricing: BTreeMap::new(),
+        }
+    }
+
+    pub fn base_url(&self) -> Option<String> {
+        self.base_url
+            .clone()
+            .or_else(|| self.kind.default_base_url(self.region.as_deref()))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    pub connect_ms: u64,
+    /// Until the upstream's response headers arrive.
+    pub first_byte_ms: u64,
+    /// The whole call, stream included.
+    pub total_ms: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        // Long generations are normal: the Anthropic and OpenAI SDKs wait 10 minutes.
+        Self {
+            connect_ms: 5_000,
+            first_byte_ms: 300_000,
+            total_ms: 600_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelPrice {
+    pub input_per_mtok: f64,
+    pub output_per_mtok: f64,
+    #[serde(default)]
+    pub cache_read_per_mtok: Option<f64>,
+    #[serde(default)]
+    pub cache_write_per_mtok: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// Exact model names or globs (`claude-*`, `local:*`).
+    pub models: Vec<String>,
+    pub provider: String,
+    /// The id sent upstream, when the client's name is an alias for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_model: Option<String>,
+    /// Lower is tried first; routes of equal priority prefer an exact name over a glob.
+    #[serde(default = "default_priority")]
+    pub priority: u32,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// Providers tried, in order, when this route's provider fails before the first byte.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallback: Vec<String>,
+}
+
+fn default_priority() -> u32 {
+    1
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthMode {
+    /// No authentication: local development only.
+    #[default]
+    None,
+    /// Gateway API keys (`gw_…`), held here as SHA-256 hashes.
+    Keys,
+    /// Identity from `X-Workspace-ID` / `X-User-ID`, for a network only workspaces reach.
+    TrustedHeaders,
+    /// Projected Kubernetes ServiceAccount tokens, checked by TokenReview.
+    Kubernetes,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Auth {
+    #[serde(default)]
+    pub mode: AuthMode,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<ApiKey>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey {
+    pub id: String,
+    /// Hex SHA-256 of the key's plaintext; the plaintext never enters a snapshot.
+    pub sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<String>,
+}
+
+/// The users' own `rate_limits` block loads as they wrote it (`per_user` or `users`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub global: Option<Limits>,
+    /// Applies to each user without an entry in `per_user`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<Limits>,
+    #[serde(default, alias = "users", skip_serializing_if = "BTreeMap::is_empty")]
+    pub per_user: BTreeMap<String, Limits>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub per_team: BTreeMap<String, Limits>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub per_workspace: BTreeMap<String, Limits>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub per_key: BTreeMap<String, Limits>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_minute: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_minute: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_day: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrent_requests: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_usd_per_day: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuditSink {
+    #[default]
+    Stdout,
+    File,
+    None,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Audit {
+    #[serde(default)]
+    pub sink: AuditSink,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}

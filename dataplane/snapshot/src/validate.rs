@@ -1,0 +1,246 @@
+use crate::{Limits, Snapshot};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// One thing wrong with a snapshot, at the path where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+}
+
+/// Every problem found, so a platform engineer fixes a file in one pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problems(pub Vec<Problem>);
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}: {}", p.path, p.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Problems {}
+
+struct Collector(Vec<Problem>);
+
+impl Collector {
+    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+impl Snapshot {
+    pub fn validate(&self) -> Result<(), Problems> {
+        let mut found = Collector(Vec::new());
+        self.check_providers(&mut found);
+        self.check_routes(&mut found);
+        self.check_auth(&mut found);
+        self.check_limits(&mut found);
+        if self.gateway.max_request_bytes == 0 {
+            found.add("gateway.max_request_bytes", "must be greater than 0");
+        }
+        if self.gateway.default_max_tokens == 0 {
+            found.add("gateway.default_max_tokens", "must be greater than 0");
+        }
+        if self.audit.sink == crate::AuditSink::File && self.audit.path.is_none() {
+            found.add("audit.path", "required when audit.sink is file");
+        }
+        if found.0.is_empty() {
+            Ok(())
+        } else {
+            Err(Problems(found.0))
+        }
+    }
+
+    fn check_providers(&self, found: &mut Collector) {
+        use crate::ProviderKind::*;
+        for (name, p) in &self.providers {
+            let at = format!("providers.{name}");
+            if name.is_empty() || name.contains(['/', ' ']) {
+                found.add(&at, "provider names may not be empty or contain '/' or spaces");
+            }
+            if matches!(p.kind, OpenaiCompatible | AzureOpenai) && p.base_url.is_none() {
+                found.add(
+                    format!("{at}.base_url"),
+                    format!("required for type {}", p.kind.as_str()),
+                );
+            }
+            if let Some(url) = &p.base_url {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    found.add(
+                        format!("{at}.base_url"),
+                        format!("`{url}` must start with http:// or https://"),
+                    );
+                }
+            }
+            let t = p.timeouts;
+            for (field, v) in [
+                ("connect_ms", t.connect_ms),
+                ("first_byte_ms", t.first_byte_ms),
+                ("total_ms", t.total_ms),
+            ] {
+                if v == 0 {
+                    found.add(format!("{at}.timeouts.{field}"), "must be greater than 0");
+                }
+            }
+            for (model, price) in &p.pricing {
+                let prices = [
+                    Some(price.input_per_mtok),
+                    Some(price.output_per_mtok),
+                    price.cache_read_per_mtok,
+                    price.cache_write_per_mtok,
+                ];
+                if prices.into_iter().flatten().any(|v| !(v >= 0.0)) {
+                    found.add(format!("{at}.pricing.{model}"), "prices may not be negative");
+                }
+            }
+        }
+    }
+
+    fn check_routes(&self, found: &mut Collector) {
+        let known = || {
+            let names: Vec<&str> = self.providers.keys().map(String::as_str).collect();
+            if names.is_empty() {
+                "no providers are configured".to_string()
+            } else {
+                format!("known: {}", names.join(", "))
+            }
+        };
+        // (exact model, priority) -> first route index claiming it
+        let mut claimed: BTreeMap<(&str, u32), usize> = BTreeMap::new();
+        for (i, route) in self.routes.iter().enumerate() {
+            let at = format!("routes[{i}]");
+            if !self.providers.contains_key(&route.provider) {
+                found.add(
+                    format!("{at}.provider"),
+                    format!("unknown provider `{}`; {}", route.provider, known()),
+                );
+            }
+            for (j, fb) in route.fallback.iter().enumerate() {
+                if !self.providers.contains_key(fb) {
+                    found.add(
+                        format!("{at}.fallback[{j}]"),
+                        format!("unknown provider `{fb}`; {}", known()),
+                    );
+                }
+            }
+            if route.models.is_empty() {
+                found.add(format!("{at}.models"), "needs at least one model name or glob");
+            }
+            for (j, model) in route.models.iter().enumerate() {
+                if model.is_empty() {
+                    found.add(format!("{at}.models[{j}]"), "may not be empty");
+                } else if is_glob(model) {
+                    if let Err(e) = glob::Pattern::new(model) {
+                        found.add(
+                            format!("{at}.models[{j}]"),
+                            format!("bad glob `{model}`: {}", e.msg),
+                        );
+                    }
+                } else if let Some(first) = claimed.insert((model, route.priority), i) {
+                    found.add(
+                        format!("{at}.models[{j}]"),
+                        format!(
+                            "`{model}` is already routed by routes[{first}] at priority {}; give one of them another priority",
+                            route.priority
+                        ),
+                    );
+                }
+            }
+            if route.weight == 0 {
+                found.add(format!("{at}.weight"), "must be greater than 0");
+            }
+        }
+    }
+
+    fn check_auth(&self, found: &mut Collector) {
+        let mut ids = BTreeMap::new();
+        for (i, key) in self.auth.keys.iter().enumerate() {
+            let at = format!("auth.keys[{i}]");
+            if key.sha256.len() != 64 || !key.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                found.add(
+                    format!("{at}.sha256"),
+                    "must be the 64-character hex SHA-256 of the key",
+                );
+            }
+            if let Some(first) = ids.insert(key.id.as_str(), i) {
+                found.add(
+                    format!("{at}.id"),
+                    format!("`{}` is also the id of auth.keys[{first}]", key.id),
+                );
+            }
+        }
+    }
+
+    fn check_limits(&self, found: &mut Collector) {
+        let rl = &self.rate_limits;
+        let mut scoped: Vec<(String, &Limits)> = Vec::new();
+        scoped.extend(rl.global.iter().map(|l| ("rate_limits.global".to_string(), l)));
+        scoped.extend(rl.default.iter().map(|l| ("rate_limits.default".to_string(), l)));
+        for (scope, map) in [
+            ("per_user", &rl.per_user),
+            ("per_team", &rl.per_team),
+            ("per_workspace", &rl.per_workspace),
+            ("per_key", &rl.per_key),
+        ] {
+            scoped.extend(map.iter().map(|(k, l)| (format!("rate_limits.{scope}.{k}"), l)));
+        }
+        for (at, limits) in scoped {
+            if let Some(b) = limits.budget_usd_per_day {
+                if !(b >= 0.0) {
+                    found.add(format!("{at}.budget_usd_per_day"), "may not be negative");
+                }
+            }
+        }
+    }
+}
+
+/// Whether a route's model entry is a pattern rather than an exact name.
+pub fn is_glob(model: &str) -> bool {
+    model.contains(['*', '?', '['])
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::parse_document;
+
+    #[test]
+    fn every_problem_is_listed_with_its_path() {
+        let doc = r#"
+providers:
+  anthropic: { type: anthropic }
+  compat: { type: openai-compatible }
+routes:
+  - { models: ["claude-*"], provider: anthropic, fallback: [bedrock] }
+  - { models: ["gpt-4o"], provider: openai }
+  - { models: ["x"], provider: anthropic }
+  - { models: ["x"], provider: compat }
+  - { models: ["[oops"], provider: compat }
+auth:
+  keys: [ { id: k1, sha256: "nothex" } ]
+"#;
+        let err = parse_document(doc, |_| None).expect_err("invalid");
+        let text = err.to_string();
+        let expected = [
+            "providers.compat.base_url: required for type openai-compatible",
+            "routes[0].fallback[0]: unknown provider `bedrock`; known: anthropic, compat",
+            "routes[1].provider: unknown provider `openai`; known: anthropic, compat",
+            "routes[3].models[0]: `x` is already routed by routes[2] at priority 1",
+            "routes[4].models[0]: bad glob `[oops`",
+            "auth.keys[0].sha256: must be the 64-character hex SHA-256 of the key",
+        ];
+        for line in expected {
+            assert!(text.contains(line), "missing `{line}` in:\n{text}");
+        }
+        assert_eq!(text.lines().count(), expected.len(), "{text}");
+    }
+}
