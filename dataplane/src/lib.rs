@@ -1,1 +1,18 @@
+//! The ai-gateway data plane.
+//!
+//! A request moves through small stages, each in its own module: the server accepts
+//! it, routing picks a provider, a surface adapts it (passing it through or
+//! translating it), upstream sends it and streams the answer back.
 
+pub mod admin;
+pub mod body;
+pub mod config;
+pub mod context;
+pub mod error;
+pub mod routing;
+pub mod runtime;
+pub mod server;
+pub mod state;
+pub mod surfaces;
+pub mod translate;
+pub mod upstream;

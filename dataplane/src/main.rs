@@ -1,1 +1,194 @@
-fn main(){}
+use ai_gateway::{config, server, state::Gateway};
+use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// ai-gateway: one endpoint in front of Anthropic, OpenAI, Bedrock, Gemini and Ollama.
+#[derive(Parser, Debug)]
+#[command(version, after_help = ENV_HELP)]
+struct Args {
+    /// Snapshot document (YAML or JSON). Without it the gateway starts from the
+    /// provider environment variables below. The file is reloaded when it changes.
+    #[arg(long, env = "AI_GATEWAY_CONFIG")]
+    config: Option<PathBuf>,
+
+    /// Address of the API listener (overrides --port).
+    #[arg(long, env = "AI_GATEWAY_LISTEN")]
+    listen: Option<SocketAddr>,
+
+    /// Port of the API listener on all interfaces.
+    #[arg(long, env = "AI_GATEWAY_PORT", default_value_t = 8090)]
+    port: u16,
+
+    /// Address of the admin listener (/healthz, /readyz, config push).
+    #[arg(long, env = "AI_GATEWAY_ADMIN_LISTEN", default_value = "0.0.0.0:8091")]
+    admin_listen: SocketAddr,
+
+    /// Bearer token required for `PUT /admin/v1/config`; without it pushes are refused.
+    #[arg(long, env = "AI_GATEWAY_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+
+    /// Log filter (error, warn, info, debug, or a tracing directive).
+    #[arg(long, env = "AUDIT_LOG_LEVEL", default_value = "info")]
+    log_level: String,
+
+    /// Log as JSON lines instead of text.
+    #[arg(long, env = "AI_GATEWAY_LOG_JSON")]
+    log_json: bool,
+
+    /// Seconds in-flight requests get to finish after SIGTERM.
+    #[arg(long, env = "AI_GATEWAY_DRAIN_SECONDS", default_value_t = 30)]
+    drain_seconds: u64,
+
+    /// Validate the config, print its version and exit.
+    #[arg(long)]
+    check: bool,
+}
+
+const ENV_HELP: &str = "\
+Provider environment variables (used by the built-in default config and by ${VAR}
+references in a config file):
+  ANTHROPIC_API_KEY       enables the `anthropic` provider (claude-*)
+  OPENAI_API_KEY          enables the `openai` provider (gpt-*, o1*, o3*, o4*)
+  AWS_ACCESS_KEY_ID       with AWS_SECRET_ACCESS_KEY enables the `bedrock` provider
+  AWS_SECRET_ACCESS_KEY
+  AWS_REGION              Bedrock region (default us-east-1)
+  GOOGLE_API_KEY          enables the `gemini` provider (gemini-*)
+  RATE_LIMIT_RPM          default requests per minute per user (default 60; built-in config only)
+  AUDIT_LOG_LEVEL         same as --log-level";
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    init_tracing(&args);
+    let snapshot = match &args.config {
+        Some(path) => config::load_file(path),
+        None => config::from_environment(),
+    };
+    let snapshot = match snapshot {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ai-gateway: invalid config\n{e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.check {
+        println!("config ok, version {}", snapshot.effective_version());
+        return ExitCode::SUCCESS;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ai-gateway: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args, snapshot)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ai-gateway: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(args: &Args) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if args.log_json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(
+    args: Args,
+    snapshot: ai_gateway_snapshot::Snapshot,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let gw = Arc::new(Gateway::new(snapshot)?);
+    ai_gateway::state::log_providers(&gw.runtime());
+    if gw.runtime().snapshot.auth.mode == ai_gateway_snapshot::AuthMode::None {
+        tracing::warn!(
+            "auth mode is `none`: every caller is anonymous; use it for local development only"
+        );
+    }
+    if let Some(path) = &args.config {
+        config::watch(path.clone(), gw.clone(), Duration::from_secs(1));
+    }
+
+    let listen = args
+        .listen
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], args.port)));
+    let api = TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let admin = TcpListener::bind(args.admin_listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.admin_listen))?;
+    tracing::info!(api = %api.local_addr()?, admin = %admin.local_addr()?, "ai-gateway listening");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let drain = Duration::from_secs(args.drain_seconds);
+    let api_gw = gw.clone();
+    let mut api_stop = stop_rx.clone();
+    let api_task = tokio::spawn(server::serve(
+        api,
+        move |req| server::handle(api_gw.clone(), req),
+        async move {
+            let _ = api_stop.wait_for(|s| *s).await;
+        },
+        drain,
+    ));
+    let admin_gw = gw.clone();
+    let token: Option<Arc<str>> = args.admin_token.map(Arc::from);
+    let mut admin_stop = stop_rx;
+    let admin_task = tokio::spawn(server::serve(
+        admin,
+        move |req| server::handle_admin(admin_gw.clone(), token.clone(), req),
+        async move {
+            let _ = admin_stop.wait_for(|s| *s).await;
+        },
+        drain,
+    ));
+
+    shutdown_signal().await;
+    tracing::info!("shutting down: draining in-flight requests");
+    gw.start_draining();
+    let _ = stop_tx.send(true);
+    let _ = tokio::join!(api_task, admin_task);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -29,7 +29,11 @@ pub fn parse_document(
     let snapshot: Snapshot = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         LoadError::Shape {
-            path: if path == "." { "(document)".into() } else { path },
+            path: if path == "." {
+                "(document)".into()
+            } else {
+                path
+            },
             message: e.into_inner().to_string(),
         }
     })?;
@@ -39,11 +43,7 @@ pub fn parse_document(
 
 fn expand_strings(value: &mut serde_yaml::Value, env: &impl Fn(&str) -> Option<String>) {
     match value {
-        serde_yaml::Value::String(s) => {
-            if s.contains("${") {
-                *s = expand_env(s, env);
-            }
-        }
+        serde_yaml::Value::String(s) if s.contains("${") => *s = expand_env(s, env),
         serde_yaml::Value::Sequence(items) => {
             items.iter_mut().for_each(|v| expand_strings(v, env));
         }
@@ -55,7 +55,8 @@ fn expand_strings(value: &mut serde_yaml::Value, env: &impl Fn(&str) -> Option<S
     }
 }
 
-/// Replaces each `${NAME}` whose variable is set; unset ones stay literal.
+/// Replaces each `${NAME}` whose variable is set (or `${NAME:-default}`); unset ones
+/// without a default stay literal.
 pub fn expand_env(input: &str, env: &impl Fn(&str) -> Option<String>) -> String {
     let mut out = String::with_capacity(input.len());
     let mut rest = input;
@@ -64,10 +65,17 @@ pub fn expand_env(input: &str, env: &impl Fn(&str) -> Option<String>) -> String 
         let after = &rest[start + 2..];
         match after.find('}') {
             Some(end) => {
-                let name = &after[..end];
-                match env(name) {
+                let reference = &after[..end];
+                let (name, default) = match reference.split_once(":-") {
+                    Some((n, d)) => (n, Some(d)),
+                    None => (reference, None),
+                };
+                match env(name).filter(|v| !v.is_empty()) {
                     Some(v) => out.push_str(&v),
-                    None => out.push_str(&rest[start..start + 2 + end + 1]),
+                    None => match default {
+                        Some(d) => out.push_str(d),
+                        None => out.push_str(&rest[start..start + 2 + end + 1]),
+                    },
                 }
                 rest = &after[end + 1..];
             }
@@ -103,7 +111,11 @@ mod tests {
     fn set_variables_expand_and_unset_ones_stay_literal() {
         assert_eq!(expand_env("${ANTHROPIC_API_KEY}", &env), "sk-ant-123");
         assert_eq!(expand_env("a-${NOPE}-b", &env), "a-${NOPE}-b");
-        assert_eq!(expand_env("x${ANTHROPIC_API_KEY}y${", &env), "xsk-ant-123y${");
+        assert_eq!(
+            expand_env("x${ANTHROPIC_API_KEY}y${", &env),
+            "xsk-ant-123y${"
+        );
+        assert_eq!(expand_env("${AWS_REGION:-us-east-1}", &env), "us-east-1");
         assert_eq!(unresolved_reference("a-${NOPE}-b"), Some("NOPE"));
         assert_eq!(unresolved_reference("plain"), None);
     }
@@ -158,7 +170,10 @@ rate_limits:
             "{text}"
         );
         let typo = parse_document("rate_limit: {}", env).expect_err("rejects");
-        assert!(typo.to_string().contains("unknown field `rate_limit`"), "{typo}");
+        assert!(
+            typo.to_string().contains("unknown field `rate_limit`"),
+            "{typo}"
+        );
     }
 
     #[test]

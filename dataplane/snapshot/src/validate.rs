@@ -66,7 +66,10 @@ impl Snapshot {
         for (name, p) in &self.providers {
             let at = format!("providers.{name}");
             if name.is_empty() || name.contains(['/', ' ']) {
-                found.add(&at, "provider names may not be empty or contain '/' or spaces");
+                found.add(
+                    &at,
+                    "provider names may not be empty or contain '/' or spaces",
+                );
             }
             if matches!(p.kind, OpenaiCompatible | AzureOpenai) && p.base_url.is_none() {
                 found.add(
@@ -99,8 +102,11 @@ impl Snapshot {
                     price.cache_read_per_mtok,
                     price.cache_write_per_mtok,
                 ];
-                if prices.into_iter().flatten().any(|v| !(v >= 0.0)) {
-                    found.add(format!("{at}.pricing.{model}"), "prices may not be negative");
+                if prices.into_iter().flatten().any(|v| v.is_nan() || v < 0.0) {
+                    found.add(
+                        format!("{at}.pricing.{model}"),
+                        "prices may not be negative",
+                    );
                 }
             }
         }
@@ -134,7 +140,10 @@ impl Snapshot {
                 }
             }
             if route.models.is_empty() {
-                found.add(format!("{at}.models"), "needs at least one model name or glob");
+                found.add(
+                    format!("{at}.models"),
+                    "needs at least one model name or glob",
+                );
             }
             for (j, model) in route.models.iter().enumerate() {
                 if model.is_empty() {
@@ -184,19 +193,30 @@ impl Snapshot {
     fn check_limits(&self, found: &mut Collector) {
         let rl = &self.rate_limits;
         let mut scoped: Vec<(String, &Limits)> = Vec::new();
-        scoped.extend(rl.global.iter().map(|l| ("rate_limits.global".to_string(), l)));
-        scoped.extend(rl.default.iter().map(|l| ("rate_limits.default".to_string(), l)));
+        scoped.extend(
+            rl.global
+                .iter()
+                .map(|l| ("rate_limits.global".to_string(), l)),
+        );
+        scoped.extend(
+            rl.default
+                .iter()
+                .map(|l| ("rate_limits.default".to_string(), l)),
+        );
         for (scope, map) in [
             ("per_user", &rl.per_user),
             ("per_team", &rl.per_team),
             ("per_workspace", &rl.per_workspace),
             ("per_key", &rl.per_key),
         ] {
-            scoped.extend(map.iter().map(|(k, l)| (format!("rate_limits.{scope}.{k}"), l)));
+            scoped.extend(
+                map.iter()
+                    .map(|(k, l)| (format!("rate_limits.{scope}.{k}"), l)),
+            );
         }
         for (at, limits) in scoped {
             if let Some(b) = limits.budget_usd_per_day {
-                if !(b >= 0.0) {
+                if b.is_nan() || b < 0.0 {
                     found.add(format!("{at}.budget_usd_per_day"), "may not be negative");
                 }
             }

@@ -17,7 +17,9 @@ send, and as a stand-in upstream in integration tests.
 * POST .../v1/messages (any query): Anthropic Messages API. SSE stream when the body
   has "stream": true, JSON message otherwise. If tool_choice forces a tool
   ({"type": "tool"} or {"type": "any"}) the reply is a tool_use block for that tool
-  (the first tool for "any") with stop_reason "tool_use".
+  (the first tool for "any") with stop_reason "tool_use". The same happens when the
+  last user turn (not a tool_result turn) contains `[[tool_use NAME {"json": 1}]]`,
+  e.g. `claude -p '[[tool_use Bash {"command": "echo hi"}]]' --allowedTools Bash`.
 * POST .../count_tokens: {"input_tokens": 42}.
 * POST .../chat/completions: OpenAI Chat Completions, SSE when "stream": true
   (usage chunk when stream_options.include_usage), a tool call when tool_choice
@@ -31,6 +33,7 @@ are decoded before recording.
 import argparse
 import gzip
 import json
+import re
 import sys
 import threading
 import time
@@ -42,6 +45,8 @@ TEXT = "Hello from fake"
 INPUT_TOKENS = 12
 OUTPUT_TOKENS = 5
 COUNT_TOKENS = 42
+
+TOOL_MARKER = re.compile(r"\[\[tool_use (\w+) (\{.*?\})\]\]", re.S)
 
 _record_lock = threading.Lock()
 
@@ -213,9 +218,34 @@ class Handler(BaseHTTPRequestHandler):
         self.do_POST()
 
     # ------------------------------------------------------------ anthropic
+    def _anthropic_prompt_tool(self, body):
+        """`[[tool_use NAME {json}]]` in the last user turn (that is not itself a
+        tool_result turn) makes the reply a tool_use of NAME with that input."""
+        users = [m for m in body.get("messages") or [] if m.get("role") == "user"]
+        if not users:
+            return None
+        content = users[-1].get("content")
+        if isinstance(content, str):
+            content = [{"type": "text", "text": content}]
+        if any(isinstance(b, dict) and b.get("type") == "tool_result" for b in content or []):
+            return None
+        for b in content or []:
+            if isinstance(b, dict) and b.get("type") == "text":
+                m = TOOL_MARKER.search(b.get("text") or "")
+                if m:
+                    try:
+                        args = json.loads(m.group(2))
+                    except ValueError:
+                        args = {}
+                    return {"name": m.group(1), "input": args}
+        return None
+
     def _anthropic_forced_tool(self, body):
         tools = body.get("tools") or []
         tc = body.get("tool_choice") or {}
+        marked = self._anthropic_prompt_tool(body)
+        if marked is not None:
+            return marked
         if not tools or not isinstance(tc, dict):
             return None
         if tc.get("type") == "tool":
@@ -239,7 +269,8 @@ class Handler(BaseHTTPRequestHandler):
         if tool is not None:
             block = {"type": "tool_use", "id": "toolu_fake_" + uuid.uuid4().hex[:16],
                      "name": tool.get("name"),
-                     "input": _tool_args_for(tool.get("input_schema"))}
+                     "input": tool["input"] if "input" in tool
+                     else _tool_args_for(tool.get("input_schema"))}
             stop_reason = "tool_use"
         else:
             block = {"type": "text", "text": TEXT}

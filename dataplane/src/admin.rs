@@ -1,0 +1,85 @@
+//! The admin listener (:8091): liveness, readiness, and the operator's config push.
+
+use crate::body::{json_response, read_limited, ResponseBody};
+use crate::state::Gateway;
+use ai_gateway_snapshot::Snapshot;
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+/// A snapshot of thousands of keys and routes stays far below this.
+const MAX_SNAPSHOT_BYTES: u64 = 16 * 1024 * 1024;
+
+pub async fn handle(
+    gw: &Gateway,
+    token: Option<&str>,
+    req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, StatusCode> {
+    match (req.method(), req.uri().path()) {
+        (&Method::GET, "/healthz") => Ok(json_response(StatusCode::OK, &json!({"status": "ok"}))),
+        (&Method::GET, "/readyz") => {
+            let status = if gw.is_draining() {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::OK
+            };
+            Ok(json_response(
+                status,
+                &json!({"ready": status == StatusCode::OK, "config_version": gw.runtime().version}),
+            ))
+        }
+        (&Method::GET, "/admin/v1/config") => {
+            authorize(token, &req)?;
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({"version": gw.runtime().version}),
+            ))
+        }
+        (&Method::PUT, "/admin/v1/config") => {
+            authorize(token, &req)?;
+            let body = read_limited(req.into_body(), MAX_SNAPSHOT_BYTES)
+                .await
+                .map_err(|_| StatusCode::PAYLOAD_TOO_LARGE)?;
+            Ok(apply(gw, &body))
+        }
+        _ => Err(StatusCode::NOT_FOUND),
+    }
+}
+
+/// Validates and swaps in a pushed snapshot; an invalid one is refused with every
+/// problem listed and the current config keeps serving.
+fn apply(gw: &Gateway, body: &[u8]) -> Response<ResponseBody> {
+    let snapshot: Snapshot = match serde_json::from_slice(body) {
+        Ok(s) => s,
+        Err(e) => {
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                &json!({"error": format!("not a snapshot document: {e}")}),
+            )
+        }
+    };
+    match gw.apply(snapshot) {
+        Ok(rt) => json_response(StatusCode::OK, &json!({"version": rt.version})),
+        Err(e) => json_response(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &json!({"error": e.to_string(), "version": gw.runtime().version}),
+        ),
+    }
+}
+
+/// Config pushes need the admin bearer token; with none configured they are refused.
+fn authorize(token: Option<&str>, req: &Request<Incoming>) -> Result<(), StatusCode> {
+    let expected = token.ok_or(StatusCode::FORBIDDEN)?;
+    let presented = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(StatusCode::UNAUTHORIZED)?;
+    if bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
+        Ok(())
+    } else {
+        Err(StatusCode::UNAUTHORIZED)
+    }
+}

@@ -1,0 +1,92 @@
+//! Where the snapshot comes from standalone: a file (reloaded when it changes), or the
+//! environment variables the users already set when no file is named.
+
+use crate::state::Gateway;
+use ai_gateway_snapshot::{parse_document, LoadError, Snapshot};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The checked-in example is also the zero-config default: every provider is declared
+/// with `${VAR}` credentials, and those whose variables are unset stay inactive.
+pub const DEFAULT_DOCUMENT: &str = include_str!("../config/example.yaml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:\n{source}")]
+    Load { path: String, source: LoadError },
+    #[error("RATE_LIMIT_RPM: `{0}` is not a whole number")]
+    RateLimitRpm(String),
+}
+
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+pub fn load_file(path: &Path) -> Result<Snapshot, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_document(&text, env_var).map_err(|source| ConfigError::Load {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+pub fn from_environment() -> Result<Snapshot, ConfigError> {
+    let mut snapshot =
+        parse_document(DEFAULT_DOCUMENT, env_var).map_err(|source| ConfigError::Load {
+            path: "(built-in default)".into(),
+            source,
+        })?;
+    if let Some(rpm) = env_var("RATE_LIMIT_RPM") {
+        let rpm: u64 = rpm
+            .trim()
+            .parse()
+            .map_err(|_| ConfigError::RateLimitRpm(rpm))?;
+        snapshot
+            .rate_limits
+            .default
+            .get_or_insert_with(Default::default)
+            .requests_per_minute = Some(rpm);
+    }
+    Ok(snapshot)
+}
+
+/// Polls the file and swaps in each valid new version. Polling, not inotify: a mounted
+/// Secret or ConfigMap changes by an atomic symlink swap that file watchers miss.
+pub fn watch(path: PathBuf, gw: Arc<Gateway>, every: Duration) {
+    tokio::spawn(async move {
+        let mut last = std::fs::read(&path).ok();
+        loop {
+            tokio::time::sleep(every).await;
+            let current = match tokio::fs::read(&path).await {
+                Ok(bytes) => Some(bytes),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "config file unreadable; keeping current config");
+                    continue;
+                }
+            };
+            if current == last {
+                continue;
+            }
+            last = current;
+            match load_file(&path) {
+                Ok(snapshot) => {
+                    if let Err(e) = gw.apply(snapshot) {
+                        tracing::error!(error = %e, "config change rejected; keeping current config");
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "config change rejected; keeping current config")
+                }
+            }
+        }
+    });
+}

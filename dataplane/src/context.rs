@@ -1,0 +1,35 @@
+//! What the gateway knows about one request as it moves through the stages.
+
+use http::HeaderMap;
+use std::time::Instant;
+
+pub struct RequestContext {
+    pub request_id: String,
+    pub started: Instant,
+    /// Set once routing chose them; echoed as `x-ai-gateway-provider` / `-model`.
+    pub provider: Option<String>,
+    pub upstream_model: Option<String>,
+}
+
+impl RequestContext {
+    pub fn new(headers: &HeaderMap) -> Self {
+        // Keep a caller's id when it is a sane token, so traces join up.
+        let request_id = headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("req_{}", uuid::Uuid::new_v4().simple()));
+        Self {
+            request_id,
+            started: Instant::now(),
+            provider: None,
+            upstream_model: None,
+        }
+    }
+
+    pub fn routed(&mut self, provider: &str, upstream_model: &str) {
+        self.provider = Some(provider.to_string());
+        self.upstream_model = Some(upstream_model.to_string());
+    }
+}

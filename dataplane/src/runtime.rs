@@ -1,0 +1,135 @@
+//! The snapshot compiled for serving: providers with their HTTP clients and resolved
+//! credentials, and the route table. Built once per snapshot, then read lock-free
+//! behind an `ArcSwap` by every request.
+
+use crate::routing::RouteTable;
+use ai_gateway_snapshot::{unresolved_reference, Provider, ProviderKind, Snapshot};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub struct Runtime {
+    pub snapshot: Snapshot,
+    pub version: String,
+    pub providers: BTreeMap<String, Arc<Upstream>>,
+    pub routes: RouteTable,
+}
+
+/// One configured provider, ready to call.
+pub struct Upstream {
+    pub name: String,
+    pub kind: ProviderKind,
+    /// Without a trailing slash.
+    pub base_url: String,
+    pub config: Provider,
+    /// Why the provider cannot serve (an unset credential variable, a missing key).
+    pub inactive: Option<String>,
+    pub client: reqwest::Client,
+}
+
+impl Upstream {
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("{}{}", self.base_url, path_and_query)
+    }
+
+    pub fn speaks_openai(&self) -> bool {
+        matches!(
+            self.kind,
+            ProviderKind::Openai
+                | ProviderKind::OpenaiCompatible
+                | ProviderKind::AzureOpenai
+                | ProviderKind::Ollama
+        )
+    }
+}
+
+/// HTTP clients shared across snapshots, one per connect timeout, so a config swap
+/// keeps the warm upstream connections.
+#[derive(Default)]
+pub struct ClientPool {
+    clients: Mutex<HashMap<u64, reqwest::Client>>,
+}
+
+impl ClientPool {
+    fn client(&self, connect_ms: u64) -> Result<reqwest::Client, reqwest::Error> {
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = clients.get(&connect_ms) {
+            return Ok(c.clone());
+        }
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(connect_ms))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(1024)
+            .tcp_nodelay(true)
+            .build()?;
+        clients.insert(connect_ms, client.clone());
+        Ok(client)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("invalid snapshot:\n{0}")]
+    Invalid(#[from] ai_gateway_snapshot::Problems),
+    #[error("could not build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+impl Runtime {
+    pub fn compile(snapshot: Snapshot, pool: &ClientPool) -> Result<Self, RuntimeError> {
+        snapshot.validate()?;
+        let mut providers = BTreeMap::new();
+        for (name, config) in &snapshot.providers {
+            let upstream = Upstream {
+                name: name.clone(),
+                kind: config.kind,
+                base_url: config
+                    .base_url()
+                    .unwrap_or_default()
+                    .trim_end_matches('/')
+                    .to_string(),
+                inactive: inactive_reason(config),
+                client: pool.client(config.timeouts.connect_ms)?,
+                config: config.clone(),
+            };
+            providers.insert(name.clone(), Arc::new(upstream));
+        }
+        let routes = RouteTable::new(&snapshot, &providers);
+        Ok(Self {
+            version: snapshot.effective_version(),
+            snapshot,
+            providers,
+            routes,
+        })
+    }
+}
+
+fn inactive_reason(p: &Provider) -> Option<String> {
+    let credentials = [
+        ("api_key", &p.api_key),
+        ("access_key_id", &p.access_key_id),
+        ("secret_access_key", &p.secret_access_key),
+        ("session_token", &p.session_token),
+        ("base_url", &p.base_url),
+        ("region", &p.region),
+    ];
+    for (field, value) in credentials {
+        if let Some(var) = value.as_deref().and_then(unresolved_reference) {
+            return Some(format!(
+                "{field} needs environment variable {var}, which is not set"
+            ));
+        }
+    }
+    let has_key = p.api_key.as_deref().is_some_and(|k| !k.is_empty());
+    match p.kind {
+        ProviderKind::Anthropic | ProviderKind::Openai | ProviderKind::AzureOpenai | ProviderKind::Gemini
+            if !has_key =>
+        {
+            Some("no api_key is configured".into())
+        }
+        ProviderKind::Bedrock if !has_key && (p.access_key_id.is_none() || p.secret_access_key.is_none()) => {
+            Some("no AWS credentials (access_key_id and secret_access_key, or api_key) are configured".into())
+        }
+        _ => None,
+    }
+}

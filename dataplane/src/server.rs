@@ -1,0 +1,229 @@
+//! The listeners: the API on :8090 and admin on :8091, with graceful drain.
+
+use crate::admin;
+use crate::body::{empty, read_limited, ReadBodyError, ResponseBody};
+use crate::context::RequestContext;
+use crate::error::{ApiFormat, GatewayError};
+use crate::state::Gateway;
+use crate::surfaces::{chat, claude, info, passthrough};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// A slow client gets this long to send its request head.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Accepts connections until `shutdown` resolves, then waits up to `drain` for
+/// in-flight requests (streams included) to finish.
+pub async fn serve<F, H, Fut>(listener: TcpListener, handler: H, shutdown: F, drain: Duration)
+where
+    F: Future<Output = ()>,
+    H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<ResponseBody>> + Send + 'static,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(s) => s,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off, keep serving.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let handler = handler.clone();
+                let service = service_fn(move |req| {
+                    let handler = handler.clone();
+                    async move { Ok::<_, Infallible>(handler(req).await) }
+                });
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                let conn = graceful.watch(conn.into_owned());
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            seconds = drain.as_secs(),
+            "drain timed out; closing remaining connections"
+        );
+    }
+}
+
+pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<ResponseBody> {
+    let mut ctx = RequestContext::new(req.headers());
+    let format = api_format(req.uri().path());
+    let mut response = match route(&gw, &mut ctx, req).await {
+        Ok(r) => r,
+        Err(e) => {
+            if e.status().is_server_error() {
+                tracing::warn!(request_id = %ctx.request_id, error = %e, "request failed");
+            }
+            e.render(format)
+        }
+    };
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
+        headers.insert("x-request-id", v);
+    }
+    if let Some(p) = ctx
+        .provider
+        .as_deref()
+        .and_then(|p| HeaderValue::from_str(p).ok())
+    {
+        headers.insert("x-ai-gateway-provider", p);
+    }
+    if let Some(m) = ctx
+        .upstream_model
+        .as_deref()
+        .filter(|m| !m.is_empty())
+        .and_then(|m| HeaderValue::from_str(m).ok())
+    {
+        headers.insert("x-ai-gateway-model", m);
+    }
+    response
+}
+
+/// The API whose error shape a path's caller expects.
+fn api_format(path: &str) -> ApiFormat {
+    if path.starts_with("/v1/claude") {
+        ApiFormat::Anthropic
+    } else if path.starts_with("/v1/ollama/api/") {
+        ApiFormat::Ollama
+    } else if path.starts_with("/v1/gemini") {
+        ApiFormat::Gemini
+    } else if path.starts_with("/v1/bedrock") {
+        ApiFormat::Bedrock
+    } else {
+        ApiFormat::OpenAi
+    }
+}
+
+async fn route(
+    gw: &Gateway,
+    ctx: &mut RequestContext,
+    req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, GatewayError> {
+    let rt = gw.runtime();
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path();
+    let query = parts.uri.query();
+    let method = parts.method.clone();
+
+    // Requests that read no body.
+    match (&method, path) {
+        (&Method::GET, "/health") => return Ok(info::health(&rt)),
+        (&Method::GET, "/v1/models") => return Ok(chat::models(&rt)),
+        (&Method::GET, "/v1/providers") => return Ok(info::providers(&rt)),
+        // Claude Code probes its base URL with an unauthenticated HEAD before it starts.
+        (&Method::HEAD | &Method::GET, "/v1/claude" | "/v1/claude/") => {
+            return Ok(Response::new(empty()))
+        }
+        _ => {}
+    }
+    if method == Method::GET {
+        if let Some(name) = path
+            .strip_prefix("/v1/")
+            .and_then(|p| p.strip_suffix("/health"))
+        {
+            if !name.contains('/') {
+                if let Some(r) = info::provider_health(&rt, name) {
+                    return Ok(r);
+                }
+            }
+        }
+    }
+    if gw.is_draining() {
+        return Err(GatewayError::ShuttingDown);
+    }
+
+    let surface = if path == "/v1/chat/completions" {
+        Surface::Chat
+    } else if let Some(rest) = path.strip_prefix("/v1/claude") {
+        Surface::Claude(rest)
+    } else if let Some(rest) = path.strip_prefix("/v1/openai") {
+        Surface::Native(passthrough::Family::OpenAi, rest)
+    } else if let Some(rest) = path.strip_prefix("/v1/ollama") {
+        Surface::Native(passthrough::Family::Ollama, rest)
+    } else {
+        return Err(GatewayError::NotFound {
+            method: method.to_string(),
+            path: path.to_string(),
+        });
+    };
+
+    let limit = rt.snapshot.gateway.max_request_bytes;
+    let body = read_limited(body, limit).await.map_err(|e| match e {
+        ReadBodyError::TooLarge(limit) => GatewayError::BodyTooLarge { limit },
+        ReadBodyError::Io(m) => GatewayError::BodyRead(m),
+    })?;
+
+    match surface {
+        Surface::Chat if method == Method::POST => {
+            chat::completions(&rt, ctx, &parts.headers, body).await
+        }
+        Surface::Chat => Err(GatewayError::NotFound {
+            method: method.to_string(),
+            path: path.to_string(),
+        }),
+        Surface::Claude(rest) => {
+            claude::handle(&rt, ctx, method, rest, query, &parts.headers, body).await
+        }
+        Surface::Native(family, rest) => {
+            passthrough::handle(&rt, ctx, family, method, rest, query, &parts.headers, body).await
+        }
+    }
+}
+
+enum Surface<'a> {
+    Chat,
+    Claude(&'a str),
+    Native(passthrough::Family, &'a str),
+}
+
+pub async fn handle_admin(
+    gw: Arc<Gateway>,
+    token: Option<Arc<str>>,
+    req: Request<Incoming>,
+) -> Response<ResponseBody> {
+    admin::handle(&gw, token.as_deref(), req)
+        .await
+        .unwrap_or_else(|status| {
+            let mut r = Response::new(empty());
+            *r.status_mut() = status;
+            r
+        })
+}
+
+pub fn status_only(status: StatusCode) -> Response<ResponseBody> {
+    let mut r = Response::new(empty());
+    *r.status_mut() = status;
+    r
+}

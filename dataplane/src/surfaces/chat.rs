@@ -1,0 +1,103 @@
+//! `POST /v1/chat/completions` and `GET /v1/models`: the OpenAI-compatible door to
+//! every provider.
+
+use super::{
+    event_stream_response, forced_provider, peek_model, proxied, required_model, upstream_json,
+    with_model,
+};
+use crate::body::{json_response, ResponseBody};
+use crate::context::RequestContext;
+use crate::error::GatewayError;
+use crate::runtime::Runtime;
+use crate::translate::{anthropic, openai, openai_anthropic};
+use crate::upstream::{translated_body, upstream_error, StreamProtocol, UpstreamRequest};
+use ai_gateway_snapshot::ProviderKind;
+use bytes::Bytes;
+use http::{HeaderMap, Method, Response, StatusCode};
+use serde_json::json;
+
+pub async fn completions(
+    rt: &Runtime,
+    ctx: &mut RequestContext,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Response<ResponseBody>, GatewayError> {
+    let peek = peek_model(&body)?;
+    let model = required_model(&peek)?.to_string();
+    let resolved = rt.routes.resolve(&model, forced_provider(headers))?;
+    let upstream = resolved.provider;
+    ctx.routed(&upstream.name, &resolved.upstream_model);
+
+    if upstream.speaks_openai() {
+        let path = upstream.chat_completions_path(&resolved.upstream_model);
+        let body = with_model(body, &model, &resolved.upstream_model)?;
+        let req = UpstreamRequest {
+            method: Method::POST,
+            path_and_query: path,
+            headers: crate::upstream::forwardable_headers(headers),
+            body,
+        };
+        let resp = upstream.send(req, &ctx.request_id).await?;
+        return Ok(proxied(resp, StreamProtocol::OpenAiSse));
+    }
+    if upstream.kind != ProviderKind::Anthropic {
+        return Err(GatewayError::Unsupported {
+            what: format!(
+                "routing chat completions to a {} provider (`{}`)",
+                upstream.kind.as_str(),
+                upstream.name
+            ),
+        });
+    }
+
+    let req: openai::ChatRequest =
+        serde_json::from_slice(&body).map_err(|e| GatewayError::InvalidRequest(e.to_string()))?;
+    let out = openai_anthropic::request(
+        &req,
+        &resolved.upstream_model,
+        rt.snapshot.gateway.default_max_tokens,
+    )
+    .map_err(|e| GatewayError::InvalidRequest(e.to_string()))?;
+    let resp = upstream
+        .send(
+            UpstreamRequest::json("/v1/messages".into(), &out),
+            &ctx.request_id,
+        )
+        .await?;
+    if !resp.status().is_success() {
+        return Err(upstream_error(&upstream.name, resp).await);
+    }
+    if req.stream {
+        let translator = openai_anthropic::StreamToOpenAi::new(&model, req.include_usage());
+        return Ok(event_stream_response(translated_body(
+            resp,
+            Box::new(translator),
+        )));
+    }
+    let message: anthropic::MessageResponse = upstream_json(&upstream.name, resp).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &openai_anthropic::response(&message, &model),
+    ))
+}
+
+/// The models a caller can name: each route's exact names and each provider's listed
+/// models, for providers that can serve.
+pub fn models(rt: &Runtime) -> Response<ResponseBody> {
+    let mut entries: Vec<(String, String)> = rt
+        .routes
+        .exact_models()
+        .filter(|(_, p)| p.inactive.is_none())
+        .map(|(m, p)| (m.to_string(), p.name.clone()))
+        .collect();
+    for p in rt.providers.values().filter(|p| p.inactive.is_none()) {
+        entries.extend(p.config.models.iter().map(|m| (m.clone(), p.name.clone())));
+    }
+    entries.sort();
+    entries.dedup_by(|a, b| a.0 == b.0);
+    let data: Vec<_> = entries
+        .into_iter()
+        .map(|(id, owner)| json!({"id": id, "object": "model", "created": 0, "owned_by": owner}))
+        .collect();
+    json_response(StatusCode::OK, &json!({"object": "list", "data": data}))
+}

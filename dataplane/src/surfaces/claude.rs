@@ -1,0 +1,186 @@
+//! `/v1/claude/*`: the Anthropic Messages API (`ANTHROPIC_BASE_URL=…/v1/claude`).
+//! Claude models pass through byte for byte; other models are translated.
+
+use super::{
+    event_stream_response, forced_provider, peek_model, proxied, required_model, upstream_json,
+    with_model,
+};
+use crate::body::{json_response, ResponseBody};
+use crate::context::RequestContext;
+use crate::error::GatewayError;
+use crate::runtime::{Runtime, Upstream};
+use crate::translate::anthropic_openai::{self, MaxTokensField};
+use crate::translate::{anthropic, openai, tokens};
+use crate::upstream::{
+    forwardable_headers, translated_body, upstream_error, StreamProtocol, UpstreamRequest,
+};
+use ai_gateway_snapshot::ProviderKind;
+use bytes::Bytes;
+use http::{HeaderMap, Method, Response, StatusCode};
+use serde_json::json;
+use std::sync::Arc;
+
+/// The Messages API path for what follows `/v1/claude`: the SDKs append `/v1/messages`,
+/// the users' own scripts call `/v1/claude/messages`.
+pub fn upstream_path(rest: &str) -> String {
+    if rest.starts_with("/v1/") {
+        rest.to_string()
+    } else {
+        format!("/v1{rest}")
+    }
+}
+
+pub async fn handle(
+    rt: &Runtime,
+    ctx: &mut RequestContext,
+    method: Method,
+    rest: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Response<ResponseBody>, GatewayError> {
+    let path = upstream_path(rest);
+    let path_and_query = match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path.clone(),
+    };
+    match (&method, path.as_str()) {
+        (&Method::POST, "/v1/messages") => messages(rt, ctx, path_and_query, headers, body).await,
+        (&Method::POST, "/v1/messages/count_tokens") => {
+            count_tokens(rt, ctx, path_and_query, headers, body).await
+        }
+        _ => {
+            // Model listing and the rest of the API go to the first Anthropic provider.
+            let upstream = default_anthropic(rt)?;
+            ctx.routed(&upstream.name, "");
+            let req = UpstreamRequest {
+                method,
+                path_and_query,
+                headers: forwardable_headers(headers),
+                body,
+            };
+            let resp = upstream.send(req, &ctx.request_id).await?;
+            Ok(proxied(resp, StreamProtocol::AnthropicSse))
+        }
+    }
+}
+
+fn default_anthropic(rt: &Runtime) -> Result<&Arc<Upstream>, GatewayError> {
+    rt.providers
+        .values()
+        .find(|p| p.kind == ProviderKind::Anthropic)
+        .ok_or_else(|| GatewayError::UnknownProvider {
+            name: "anthropic".into(),
+            known: rt.providers.keys().cloned().collect::<Vec<_>>().join(", "),
+        })
+}
+
+async fn messages(
+    rt: &Runtime,
+    ctx: &mut RequestContext,
+    path_and_query: String,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Response<ResponseBody>, GatewayError> {
+    let peek = peek_model(&body)?;
+    let model = required_model(&peek)?.to_string();
+    let resolved = rt.routes.resolve(&model, forced_provider(headers))?;
+    let upstream = resolved.provider;
+    ctx.routed(&upstream.name, &resolved.upstream_model);
+
+    if upstream.kind == ProviderKind::Anthropic {
+        // Query string, anthropic-* headers and unknown body fields travel unchanged.
+        let req = UpstreamRequest {
+            method: Method::POST,
+            path_and_query,
+            headers: forwardable_headers(headers),
+            body: with_model(body, &model, &resolved.upstream_model)?,
+        };
+        let resp = upstream.send(req, &ctx.request_id).await?;
+        return Ok(proxied(resp, StreamProtocol::AnthropicSse));
+    }
+    if !upstream.speaks_openai() {
+        return Err(unsupported(&upstream));
+    }
+
+    let req: anthropic::MessagesRequest =
+        serde_json::from_slice(&body).map_err(|e| GatewayError::InvalidRequest(e.to_string()))?;
+    let field =
+        if upstream.kind == ProviderKind::Openai || upstream.kind == ProviderKind::AzureOpenai {
+            MaxTokensField::MaxCompletionTokens
+        } else {
+            MaxTokensField::MaxTokens
+        };
+    let out = anthropic_openai::request(&req, &resolved.upstream_model, field)
+        .map_err(|e| GatewayError::InvalidRequest(e.to_string()))?;
+    let path = upstream.chat_completions_path(&resolved.upstream_model);
+    let resp = upstream
+        .send(UpstreamRequest::json(path, &out), &ctx.request_id)
+        .await?;
+    if !resp.status().is_success() {
+        return Err(upstream_error(&upstream.name, resp).await);
+    }
+    if req.stream {
+        let estimate = tokens::estimate_messages_input(&req);
+        let translator = anthropic_openai::StreamToAnthropic::new(&model, estimate);
+        return Ok(event_stream_response(translated_body(
+            resp,
+            Box::new(translator),
+        )));
+    }
+    let completion: openai::ChatCompletion = upstream_json(&upstream.name, resp).await?;
+    let message = anthropic_openai::response(&completion, &model).map_err(|e| {
+        GatewayError::UpstreamProtocol {
+            provider: upstream.name.clone(),
+            detail: e.to_string(),
+        }
+    })?;
+    Ok(json_response(StatusCode::OK, &message))
+}
+
+async fn count_tokens(
+    rt: &Runtime,
+    ctx: &mut RequestContext,
+    path_and_query: String,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Response<ResponseBody>, GatewayError> {
+    let peek = peek_model(&body)?;
+    let model = required_model(&peek)?.to_string();
+    let resolved = rt.routes.resolve(&model, forced_provider(headers))?;
+    let upstream = resolved.provider;
+    ctx.routed(&upstream.name, &resolved.upstream_model);
+    if upstream.kind == ProviderKind::Anthropic {
+        let req = UpstreamRequest {
+            method: Method::POST,
+            path_and_query,
+            headers: forwardable_headers(headers),
+            body: with_model(body, &model, &resolved.upstream_model)?,
+        };
+        let resp = upstream.send(req, &ctx.request_id).await?;
+        if !resp.status().is_success() {
+            return Err(upstream_error(&upstream.name, resp).await);
+        }
+        return Ok(proxied(resp, StreamProtocol::Opaque));
+    }
+    if !upstream.speaks_openai() {
+        return Err(unsupported(&upstream));
+    }
+    // OpenAI-compatible servers have no counting endpoint: count with a tokenizer.
+    let req: anthropic::MessagesRequest =
+        serde_json::from_slice(&body).map_err(|e| GatewayError::InvalidRequest(e.to_string()))?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"input_tokens": tokens::estimate_messages_input(&req)}),
+    ))
+}
+
+fn unsupported(upstream: &Upstream) -> GatewayError {
+    GatewayError::Unsupported {
+        what: format!(
+            "serving the Messages API from a {} provider (`{}`)",
+            upstream.kind.as_str(),
+            upstream.name
+        ),
+    }
+}

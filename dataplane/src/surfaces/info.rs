@@ -1,0 +1,75 @@
+//! `/health`, `/v1/providers` and `/v1/<provider>/health`.
+
+use crate::body::{json_response, ResponseBody};
+use crate::runtime::{Runtime, Upstream};
+use ai_gateway_snapshot::ProviderKind;
+use http::{Response, StatusCode};
+use serde_json::{json, Value};
+
+pub fn health(rt: &Runtime) -> Response<ResponseBody> {
+    let active = rt
+        .providers
+        .values()
+        .filter(|p| p.inactive.is_none())
+        .count();
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "status": "ok",
+            "config_version": rt.version,
+            "providers": {"configured": rt.providers.len(), "active": active},
+        }),
+    )
+}
+
+fn describe(p: &Upstream) -> Value {
+    json!({
+        "name": p.name,
+        "type": p.kind.as_str(),
+        "base_url": p.base_url,
+        "status": if p.inactive.is_some() { "inactive" } else { "active" },
+        "reason": p.inactive,
+        "models": p.config.models,
+    })
+}
+
+pub fn providers(rt: &Runtime) -> Response<ResponseBody> {
+    let data: Vec<Value> = rt.providers.values().map(|p| describe(p)).collect();
+    json_response(StatusCode::OK, &json!({"object": "list", "data": data}))
+}
+
+/// The surface names users know (`claude`, `bedrock` …) or a provider's own name.
+pub fn provider_health(rt: &Runtime, name: &str) -> Option<Response<ResponseBody>> {
+    let kind = match name {
+        "claude" | "anthropic" => Some(ProviderKind::Anthropic),
+        "bedrock" => Some(ProviderKind::Bedrock),
+        "gemini" => Some(ProviderKind::Gemini),
+        "openai" => Some(ProviderKind::Openai),
+        "ollama" => Some(ProviderKind::Ollama),
+        _ => None,
+    };
+    let matching: Vec<&std::sync::Arc<Upstream>> = match rt.providers.get(name) {
+        Some(p) => vec![p],
+        None => rt
+            .providers
+            .values()
+            .filter(|p| Some(p.kind) == kind)
+            .collect(),
+    };
+    if matching.is_empty() && kind.is_none() {
+        return None;
+    }
+    let healthy = matching.iter().any(|p| p.inactive.is_none());
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    Some(json_response(
+        status,
+        &json!({
+            "status": if healthy { "healthy" } else { "unavailable" },
+            "providers": matching.iter().map(|p| describe(p)).collect::<Vec<_>>(),
+        }),
+    ))
+}

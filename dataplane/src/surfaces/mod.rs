@@ -1,0 +1,113 @@
+//! The API surfaces callers use: one module per door.
+
+pub mod chat;
+pub mod claude;
+pub mod info;
+pub mod passthrough;
+
+use crate::body::ResponseBody;
+use crate::error::GatewayError;
+use crate::upstream::{copy_response_headers, passthrough_body, StreamProtocol};
+use bytes::Bytes;
+use http::{HeaderMap, Response};
+use serde::Deserialize;
+use std::borrow::Cow;
+
+/// The two fields routing needs, read without building the whole document.
+#[derive(Deserialize)]
+pub struct ModelPeek<'a> {
+    #[serde(borrow, default)]
+    pub model: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub stream: bool,
+}
+
+pub fn peek_model(body: &[u8]) -> Result<ModelPeek<'_>, GatewayError> {
+    serde_json::from_slice(body).map_err(|e| GatewayError::MalformedJson(e.to_string()))
+}
+
+pub fn required_model<'a>(peek: &'a ModelPeek<'_>) -> Result<&'a str, GatewayError> {
+    peek.model
+        .as_deref()
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| GatewayError::InvalidRequest("model: is required".into()))
+}
+
+/// The body with `model` replaced by the upstream id; untouched when they are equal,
+/// so every field the gateway does not know reaches the provider as the caller sent it.
+pub fn with_model(
+    body: Bytes,
+    client_model: &str,
+    upstream_model: &str,
+) -> Result<Bytes, GatewayError> {
+    if client_model == upstream_model {
+        return Ok(body);
+    }
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
+    doc["model"] = serde_json::Value::String(upstream_model.to_string());
+    Ok(Bytes::from(serde_json::to_vec(&doc).unwrap_or_default()))
+}
+
+pub fn forced_provider(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get("x-provider")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+/// The upstream's own response, status, headers and body, streamed back unchanged.
+pub fn proxied(resp: reqwest::Response, protocol: StreamProtocol) -> Response<ResponseBody> {
+    let status = resp.status();
+    let mut headers = HeaderMap::new();
+    copy_response_headers(resp.headers(), &mut headers);
+    let protocol = if is_event_stream(resp.headers()) || protocol == StreamProtocol::Ndjson {
+        protocol
+    } else {
+        StreamProtocol::Opaque
+    };
+    let mut response = Response::new(passthrough_body(resp, protocol));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}
+
+pub fn is_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"))
+}
+
+pub fn event_stream_response(body: ResponseBody) -> Response<ResponseBody> {
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-cache"),
+    );
+    response
+}
+
+/// Reads a complete upstream JSON answer into `T`.
+pub async fn upstream_json<T: serde::de::DeserializeOwned>(
+    provider: &str,
+    resp: reqwest::Response,
+) -> Result<T, GatewayError> {
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| GatewayError::UpstreamProtocol {
+            provider: provider.to_string(),
+            detail: e.to_string(),
+        })?;
+    serde_json::from_slice(&bytes).map_err(|e| GatewayError::UpstreamProtocol {
+        provider: provider.to_string(),
+        detail: e.to_string(),
+    })
+}

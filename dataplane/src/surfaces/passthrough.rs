@@ -1,0 +1,126 @@
+//! `/v1/openai/*` and `/v1/ollama/*`: a provider's native API, forwarded as is with the
+//! provider's credentials in place of the caller's.
+
+use super::{forced_provider, proxied, with_model, ModelPeek};
+use crate::body::ResponseBody;
+use crate::context::RequestContext;
+use crate::error::GatewayError;
+use crate::runtime::{Runtime, Upstream};
+use crate::upstream::{forwardable_headers, StreamProtocol, UpstreamRequest};
+use ai_gateway_snapshot::ProviderKind;
+use bytes::Bytes;
+use http::{HeaderMap, Method, Response};
+use std::sync::Arc;
+
+/// Which providers a native surface reaches.
+#[derive(Debug, Clone, Copy)]
+pub enum Family {
+    OpenAi,
+    Ollama,
+}
+
+impl Family {
+    fn includes(self, kind: ProviderKind) -> bool {
+        match self {
+            Self::OpenAi => matches!(
+                kind,
+                ProviderKind::Openai | ProviderKind::OpenaiCompatible | ProviderKind::AzureOpenai
+            ),
+            Self::Ollama => kind == ProviderKind::Ollama,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::OpenAi => "openai",
+            Self::Ollama => "ollama",
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn handle(
+    rt: &Runtime,
+    ctx: &mut RequestContext,
+    family: Family,
+    method: Method,
+    rest: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Response<ResponseBody>, GatewayError> {
+    // A JSON body naming a model is routed (and aliased) like any other call.
+    let peek: Option<ModelPeek<'_>> = serde_json::from_slice(&body).ok();
+    let client_model = peek
+        .as_ref()
+        .and_then(|p| p.model.as_deref())
+        .map(str::to_string);
+    let (upstream, upstream_model) = choose(
+        rt,
+        family,
+        client_model.as_deref(),
+        forced_provider(headers),
+    )?;
+    ctx.routed(&upstream.name, upstream_model.as_deref().unwrap_or(""));
+    let body = match (&client_model, &upstream_model) {
+        (Some(c), Some(u)) => with_model(body, c, u)?,
+        _ => body,
+    };
+
+    let mut path = rest.to_string();
+    // Clients configured with a base URL ending in /v1 (or not) both work.
+    if upstream.base_url.ends_with("/v1") {
+        if let Some(stripped) = path.strip_prefix("/v1/") {
+            path = format!("/{stripped}");
+        }
+    }
+    if let Some(q) = query {
+        path = format!("{path}?{q}");
+    }
+    let protocol = match family {
+        Family::OpenAi => StreamProtocol::OpenAiSse,
+        Family::Ollama if rest.starts_with("/api/") => StreamProtocol::Ndjson,
+        Family::Ollama => StreamProtocol::OpenAiSse,
+    };
+    let req = UpstreamRequest {
+        method,
+        path_and_query: path,
+        headers: forwardable_headers(headers),
+        body,
+    };
+    let resp = upstream.send(req, &ctx.request_id).await?;
+    Ok(proxied(resp, protocol))
+}
+
+fn choose(
+    rt: &Runtime,
+    family: Family,
+    model: Option<&str>,
+    forced: Option<&str>,
+) -> Result<(Arc<Upstream>, Option<String>), GatewayError> {
+    if let Some(model) = model {
+        if let Ok(r) = rt.routes.resolve(model, forced) {
+            if family.includes(r.provider.kind) {
+                return Ok((r.provider, Some(r.upstream_model)));
+            }
+        }
+    }
+    let candidates = || rt.providers.values().filter(|p| family.includes(p.kind));
+    let chosen = match forced {
+        Some(name) => candidates().find(|p| p.name == name),
+        // Prefer an active provider; fall back to an inactive one to say why it is.
+        None => candidates()
+            .find(|p| p.inactive.is_none())
+            .or_else(|| candidates().next()),
+    };
+    chosen
+        .cloned()
+        .map(|p| (p, None))
+        .ok_or_else(|| GatewayError::UnknownProvider {
+            name: forced.unwrap_or(family.name()).to_string(),
+            known: candidates()
+                .map(|p| p.name.clone())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}

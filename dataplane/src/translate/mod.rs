@@ -1,0 +1,89 @@
+//! Translation between provider APIs. Files are named `<ingress>_<upstream>.rs`: the API a
+//! request came in by, then the one it leaves by. Usage and stop reasons are mapped in
+//! one place each ([`usage`], [`finish_reasons`]).
+
+pub mod anthropic;
+pub mod anthropic_openai;
+pub mod finish_reasons;
+pub mod openai;
+pub mod openai_anthropic;
+pub mod tokens;
+pub mod usage;
+
+pub use usage::TokenUsage;
+
+use serde::Serialize;
+
+/// A request the target API cannot express, named by the field at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct TranslateError {
+    pub field: String,
+    pub message: String,
+}
+
+impl TranslateError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Turns one upstream SSE stream into the caller's SSE stream, event by event.
+pub trait StreamTranslator: Send {
+    fn on_event(&mut self, event: &str, data: &str, out: &mut SseOut);
+    /// Called once when the upstream stream ends; `failure` says why if it broke.
+    /// A stream that ended before its API's final event must end with an error event.
+    fn finish(&mut self, failure: Option<&str>, out: &mut SseOut);
+    fn usage(&self) -> TokenUsage;
+}
+
+/// Bytes of outgoing SSE, written event by event.
+#[derive(Default)]
+pub struct SseOut {
+    buf: Vec<u8>,
+}
+
+impl SseOut {
+    /// `data: <json>` with no event name (the OpenAI layout).
+    pub fn data(&mut self, value: &impl Serialize) {
+        self.buf.extend_from_slice(b"data: ");
+        self.write_json(value);
+        self.buf.extend_from_slice(b"\n\n");
+    }
+
+    /// `event: <name>` then `data: <json>` (the Anthropic layout).
+    pub fn event(&mut self, name: &str, value: &impl Serialize) {
+        self.buf.extend_from_slice(b"event: ");
+        self.buf.extend_from_slice(name.as_bytes());
+        self.buf.extend_from_slice(b"\ndata: ");
+        self.write_json(value);
+        self.buf.extend_from_slice(b"\n\n");
+    }
+
+    pub fn done_marker(&mut self) {
+        self.buf.extend_from_slice(b"data: [DONE]\n\n");
+    }
+
+    fn write_json(&mut self, value: &impl Serialize) {
+        // Serialising a `Value` into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut self.buf, value);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    pub fn take(&mut self) -> bytes::Bytes {
+        bytes::Bytes::from(std::mem::take(&mut self.buf))
+    }
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

@@ -1,0 +1,400 @@
+//! An OpenAI Chat Completions caller served by the Anthropic Messages API:
+//! the request goes out as a Messages request, the answer (and its stream) comes back
+//! as a chat completion.
+
+use super::anthropic::{self, Block, StreamEvent};
+use super::openai::{ChatContent, ChatRequest, ContentPart, Role};
+use super::{finish_reasons, unix_now, SseOut, StreamTranslator, TokenUsage, TranslateError};
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+
+/// Anthropic's sampling temperature tops out at 1.0, OpenAI's at 2.0.
+const ANTHROPIC_MAX_TEMPERATURE: f64 = 1.0;
+
+pub fn request(
+    req: &ChatRequest,
+    upstream_model: &str,
+    default_max_tokens: u32,
+) -> Result<Value, TranslateError> {
+    if req.n.is_some_and(|n| n > 1) {
+        return Err(TranslateError::new(
+            "n",
+            "only n = 1 is supported for this model",
+        ));
+    }
+    let mut system: Vec<Value> = Vec::new();
+    let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
+    for (i, msg) in req.messages.iter().enumerate() {
+        let at = format!("messages[{i}]");
+        match msg.role {
+            Role::System | Role::Developer => {
+                for block in content_blocks(msg.content.as_ref(), &at)? {
+                    if block["type"] != "text" {
+                        return Err(TranslateError::new(
+                            &at,
+                            "system messages may hold text only",
+                        ));
+                    }
+                    system.push(block);
+                }
+            }
+            Role::User => push_turn(
+                &mut turns,
+                "user",
+                content_blocks(msg.content.as_ref(), &at)?,
+            ),
+            Role::Assistant => {
+                let mut blocks = content_blocks(msg.content.as_ref(), &at)?;
+                for (j, call) in msg.tool_calls.iter().flatten().enumerate() {
+                    let input = parse_arguments(&call.function.arguments).ok_or_else(|| {
+                        TranslateError::new(
+                            format!("{at}.tool_calls[{j}].function.arguments"),
+                            "is not a JSON object",
+                        )
+                    })?;
+                    blocks.push(json!({
+                        "type": "tool_use", "id": call.id, "name": call.function.name, "input": input,
+                    }));
+                }
+                push_turn(&mut turns, "assistant", blocks);
+            }
+            Role::Tool => {
+                let id = msg.tool_call_id.as_deref().ok_or_else(|| {
+                    TranslateError::new(
+                        format!("{at}.tool_call_id"),
+                        "is required on tool messages",
+                    )
+                })?;
+                let content: Vec<Value> = content_blocks(msg.content.as_ref(), &at)?;
+                // Tool results go back as tool_result blocks: flattened into text, an
+                // agent never sees its call answered and calls again.
+                push_turn(
+                    &mut turns,
+                    "user",
+                    vec![json!({"type": "tool_result", "tool_use_id": id, "content": content})],
+                );
+            }
+        }
+    }
+
+    let mut body = Map::new();
+    body.insert("model".into(), json!(upstream_model));
+    let messages: Vec<Value> = turns
+        .into_iter()
+        .map(|(role, content)| json!({"role": role, "content": content}))
+        .collect();
+    body.insert("messages".into(), Value::Array(messages));
+    if !system.is_empty() {
+        body.insert("system".into(), Value::Array(system));
+    }
+    let max_tokens = req
+        .max_completion_tokens
+        .or(req.max_tokens)
+        .unwrap_or(default_max_tokens);
+    body.insert("max_tokens".into(), json!(max_tokens));
+    if let Some(t) = req.temperature {
+        body.insert(
+            "temperature".into(),
+            json!(t.min(ANTHROPIC_MAX_TEMPERATURE)),
+        );
+    }
+    if let Some(p) = req.top_p {
+        body.insert("top_p".into(), json!(p));
+    }
+    if let Some(stop) = &req.stop {
+        let sequences = match stop {
+            super::openai::OneOrMany::One(s) => vec![s.clone()],
+            super::openai::OneOrMany::Many(v) => v.clone(),
+        };
+        body.insert("stop_sequences".into(), json!(sequences));
+    }
+    if let Some(tools) = &req.tools {
+        let tools: Vec<Value> = tools
+            .iter()
+            .map(|t| {
+                let mut tool = json!({
+                    "name": t.function.name,
+                    "input_schema": t.function.parameters.clone()
+                        .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+                });
+                if let Some(d) = &t.function.description {
+                    tool["description"] = json!(d);
+                }
+                tool
+            })
+            .collect();
+        body.insert("tools".into(), Value::Array(tools));
+    }
+    if let Some(choice) = tool_choice(req)? {
+        body.insert("tool_choice".into(), choice);
+    }
+    if let Some(user) = &req.user {
+        body.insert("metadata".into(), json!({"user_id": user}));
+    }
+    if req.stream {
+        body.insert("stream".into(), json!(true));
+    }
+    Ok(Value::Object(body))
+}
+
+fn tool_choice(req: &ChatRequest) -> Result<Option<Value>, TranslateError> {
+    let mut choice = match &req.tool_choice {
+        None => None,
+        Some(Value::String(s)) => match s.as_str() {
+            "auto" => Some(json!({"type": "auto"})),
+            "none" => Some(json!({"type": "none"})),
+            "required" => Some(json!({"type": "any"})),
+            other => {
+                return Err(TranslateError::new(
+                    "tool_choice",
+                    format!("`{other}` is not one of auto, none, required"),
+                ))
+            }
+        },
+        Some(v) => match v.pointer("/function/name").and_then(Value::as_str) {
+            Some(name) => Some(json!({"type": "tool", "name": name})),
+            None => {
+                return Err(TranslateError::new(
+                    "tool_choice",
+                    "must be a string or {\"type\": \"function\", \"function\": {\"name\": …}}",
+                ))
+            }
+        },
+    };
+    if req.parallel_tool_calls == Some(false) && req.tools.is_some() {
+        let c = choice.get_or_insert_with(|| json!({"type": "auto"}));
+        if c["type"] != "none" {
+            c["disable_parallel_tool_use"] = json!(true);
+        }
+    }
+    Ok(choice)
+}
+
+/// Anthropic wants strictly alternating turns; consecutive messages of one role (tool
+/// results followed by a user note) merge into one turn, tool results first.
+fn push_turn(turns: &mut Vec<(&'static str, Vec<Value>)>, role: &'static str, blocks: Vec<Value>) {
+    if blocks.is_empty() {
+        return;
+    }
+    match turns.last_mut() {
+        Some((last, existing)) if *last == role => existing.extend(blocks),
+        _ => turns.push((role, blocks)),
+    }
+}
+
+fn content_blocks(content: Option<&ChatContent>, at: &str) -> Result<Vec<Value>, TranslateError> {
+    match content {
+        None => Ok(Vec::new()),
+        Some(ChatContent::Text(s)) if s.is_empty() => Ok(Vec::new()),
+        Some(ChatContent::Text(s)) => Ok(vec![json!({"type": "text", "text": s})]),
+        Some(ChatContent::Parts(parts)) => parts
+            .iter()
+            .enumerate()
+            .map(|(j, part)| match part {
+                ContentPart::Text { text } => Ok(json!({"type": "text", "text": text})),
+                ContentPart::ImageUrl { image_url } => {
+                    image_block(&image_url.url).ok_or_else(|| {
+                        TranslateError::new(
+                            format!("{at}.content[{j}].image_url.url"),
+                            "must be an http(s) URL or a base64 data URL",
+                        )
+                    })
+                }
+                ContentPart::Unsupported => Err(TranslateError::new(
+                    format!("{at}.content[{j}].type"),
+                    "only text and image_url parts can be sent to this model",
+                )),
+            })
+            .collect(),
+    }
+}
+
+fn image_block(url: &str) -> Option<Value> {
+    if let Some(rest) = url.strip_prefix("data:") {
+        let (media_type, data) = rest.split_once(";base64,")?;
+        return Some(json!({
+            "type": "image",
+            "source": {"type": "base64", "media_type": media_type, "data": data},
+        }));
+    }
+    if url.starts_with("https://") || url.starts_with("http://") {
+        return Some(json!({"type": "image", "source": {"type": "url", "url": url}}));
+    }
+    None
+}
+
+fn parse_arguments(arguments: &str) -> Option<Value> {
+    if arguments.trim().is_empty() {
+        return Some(json!({}));
+    }
+    serde_json::from_str::<Value>(arguments)
+        .ok()
+        .filter(Value::is_object)
+}
+
+pub fn response(resp: &anthropic::MessageResponse, client_model: &str) -> Value {
+    let mut text = String::new();
+    let mut tool_calls = Vec::new();
+    for block in &resp.content {
+        match block {
+            Block::Text { text: t } => text.push_str(t),
+            Block::ToolUse { id, name, input } => tool_calls.push(json!({
+                "id": id, "type": "function",
+                "function": {"name": name, "arguments": input.to_string()},
+            })),
+            _ => {}
+        }
+    }
+    let mut message = json!({"role": "assistant", "content": text});
+    if !tool_calls.is_empty() {
+        if text.is_empty() {
+            message["content"] = Value::Null;
+        }
+        message["tool_calls"] = Value::Array(tool_calls);
+    }
+    json!({
+        "id": resp.id,
+        "object": "chat.completion",
+        "created": unix_now(),
+        "model": client_model,
+        "choices": [{
+            "index": 0,
+            "message": message,
+            "logprobs": null,
+            "finish_reason": finish_reasons::anthropic_to_openai(resp.stop_reason.as_deref()),
+        }],
+        "usage": TokenUsage::from_anthropic(&resp.usage).to_openai(),
+    })
+}
+
+/// Anthropic SSE events in, OpenAI `chat.completion.chunk`s out.
+pub struct StreamToOpenAi {
+    client_model: String,
+    include_usage: bool,
+    id: String,
+    created: u64,
+    /// Anthropic content-block index → OpenAI tool-call index.
+    tool_calls: HashMap<u32, u32>,
+    usage: TokenUsage,
+    finished: bool,
+}
+
+impl StreamToOpenAi {
+    pub fn new(client_model: &str, include_usage: bool) -> Self {
+        Self {
+            client_model: client_model.to_string(),
+            include_usage,
+            id: String::new(),
+            created: unix_now(),
+            tool_calls: HashMap::new(),
+            usage: TokenUsage::default(),
+            finished: false,
+        }
+    }
+
+    fn chunk(&self, out: &mut SseOut, delta: Value, finish_reason: Option<&str>) {
+        out.data(&json!({
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.client_model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish_reason}],
+        }));
+    }
+}
+
+impl StreamTranslator for StreamToOpenAi {
+    fn on_event(&mut self, _event: &str, data: &str, out: &mut SseOut) {
+        let Ok(event) = serde_json::from_str::<StreamEvent>(data) else {
+            return;
+        };
+        match event {
+            StreamEvent::MessageStart { message } => {
+                self.id = message.id;
+                self.usage = TokenUsage::from_anthropic(&message.usage);
+                self.chunk(out, json!({"role": "assistant", "content": ""}), None);
+            }
+            StreamEvent::ContentBlockStart {
+                index,
+                content_block,
+            } => match content_block {
+                Block::ToolUse { id, name, .. } => {
+                    let call_index = self.tool_calls.len() as u32;
+                    self.tool_calls.insert(index, call_index);
+                    self.chunk(
+                        out,
+                        json!({"tool_calls": [{
+                            "index": call_index, "id": id, "type": "function",
+                            "function": {"name": name, "arguments": ""},
+                        }]}),
+                        None,
+                    );
+                }
+                Block::Text { text } if !text.is_empty() => {
+                    self.chunk(out, json!({"content": text}), None)
+                }
+                _ => {}
+            },
+            StreamEvent::ContentBlockDelta { index, delta } => match delta {
+                anthropic::BlockDelta::TextDelta { text } => {
+                    self.chunk(out, json!({"content": text}), None)
+                }
+                anthropic::BlockDelta::InputJsonDelta { partial_json } => {
+                    if let Some(call_index) = self.tool_calls.get(&index) {
+                        self.chunk(
+                            out,
+                            json!({"tool_calls": [{
+                                "index": call_index, "function": {"arguments": partial_json},
+                            }]}),
+                            None,
+                        );
+                    }
+                }
+                anthropic::BlockDelta::Other => {}
+            },
+            StreamEvent::MessageDelta { delta, usage } => {
+                if let Some(u) = usage {
+                    self.usage.merge_anthropic(&u);
+                }
+                let reason = finish_reasons::anthropic_to_openai(delta.stop_reason.as_deref());
+                self.chunk(out, json!({}), Some(reason));
+            }
+            StreamEvent::MessageStop => {
+                if self.include_usage {
+                    out.data(&json!({
+                        "id": self.id,
+                        "object": "chat.completion.chunk",
+                        "created": self.created,
+                        "model": self.client_model,
+                        "choices": [],
+                        "usage": self.usage.to_openai(),
+                    }));
+                }
+                out.done_marker();
+                self.finished = true;
+            }
+            StreamEvent::Error { error } => {
+                out.data(&json!({"error": {
+                    "message": error.message, "type": error.kind, "param": null, "code": null,
+                }}));
+                self.finished = true;
+            }
+            StreamEvent::ContentBlockStop { .. } | StreamEvent::Other => {}
+        }
+    }
+
+    fn finish(&mut self, failure: Option<&str>, out: &mut SseOut) {
+        if self.finished {
+            return;
+        }
+        let reason = failure.unwrap_or("the upstream closed the stream early");
+        out.data(&json!({"error": {
+            "message": format!("upstream stream ended before the response was complete: {reason}"),
+            "type": "server_error", "param": null, "code": null,
+        }}));
+    }
+
+    fn usage(&self) -> TokenUsage {
+        self.usage
+    }
+}

@@ -1,0 +1,111 @@
+//! One token-usage shape for every provider, so cost and limits never care who answered.
+
+use super::{anthropic, openai};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+/// Tokens of one call. `input` excludes cached tokens: cache reads and writes are
+/// priced at their own rates and must never be counted twice.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct TokenUsage {
+    pub input: u64,
+    pub output: u64,
+    pub cache_read: u64,
+    pub cache_write: u64,
+}
+
+impl TokenUsage {
+    /// Anthropic reports uncached input and the two cache counts separately.
+    pub fn from_anthropic(u: &anthropic::Usage) -> Self {
+        Self {
+            input: u.input_tokens.unwrap_or(0),
+            output: u.output_tokens.unwrap_or(0),
+            cache_read: u.cache_read_input_tokens.unwrap_or(0),
+            cache_write: u.cache_creation_input_tokens.unwrap_or(0),
+        }
+    }
+
+    /// Later Anthropic stream events repeat only the counts that changed.
+    pub fn merge_anthropic(&mut self, u: &anthropic::Usage) {
+        if let Some(v) = u.input_tokens {
+            self.input = v;
+        }
+        if let Some(v) = u.output_tokens {
+            self.output = v;
+        }
+        if let Some(v) = u.cache_read_input_tokens {
+            self.cache_read = v;
+        }
+        if let Some(v) = u.cache_creation_input_tokens {
+            self.cache_write = v;
+        }
+    }
+
+    /// OpenAI's `prompt_tokens` includes the cached part, reported again in `cached_tokens`.
+    pub fn from_openai(u: &openai::Usage) -> Self {
+        let cached = u
+            .prompt_tokens_details
+            .and_then(|d| d.cached_tokens)
+            .unwrap_or(0);
+        Self {
+            input: u.prompt_tokens.saturating_sub(cached),
+            output: u.completion_tokens,
+            cache_read: cached,
+            cache_write: 0,
+        }
+    }
+
+    pub fn prompt_total(&self) -> u64 {
+        self.input + self.cache_read + self.cache_write
+    }
+
+    pub fn to_openai(self) -> Value {
+        json!({
+            "prompt_tokens": self.prompt_total(),
+            "completion_tokens": self.output,
+            "total_tokens": self.prompt_total() + self.output,
+            "prompt_tokens_details": {"cached_tokens": self.cache_read},
+        })
+    }
+
+    pub fn to_anthropic(self) -> Value {
+        json!({
+            "input_tokens": self.input,
+            "cache_creation_input_tokens": self.cache_write,
+            "cache_read_input_tokens": self.cache_read,
+            "output_tokens": self.output,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openai_cached_tokens_are_not_counted_twice() {
+        let u: openai::Usage = serde_json::from_value(json!({
+            "prompt_tokens": 1200, "completion_tokens": 80,
+            "prompt_tokens_details": {"cached_tokens": 1024}
+        }))
+        .expect("usage");
+        let usage = TokenUsage::from_openai(&u);
+        assert_eq!(usage.input, 176);
+        assert_eq!(usage.cache_read, 1024);
+        assert_eq!(usage.prompt_total(), 1200);
+        assert_eq!(usage.to_anthropic()["input_tokens"], 176);
+    }
+
+    #[test]
+    fn anthropic_cache_tokens_add_to_the_openai_prompt_total() {
+        let u: anthropic::Usage = serde_json::from_value(json!({
+            "input_tokens": 10, "output_tokens": 5,
+            "cache_creation_input_tokens": 300, "cache_read_input_tokens": 2000
+        }))
+        .expect("usage");
+        let openai = TokenUsage::from_anthropic(&u).to_openai();
+        assert_eq!(openai["prompt_tokens"], 2310);
+        assert_eq!(openai["prompt_tokens_details"]["cached_tokens"], 2000);
+        assert_eq!(openai["total_tokens"], 2315);
+    }
+}

@@ -1,0 +1,224 @@
+//! Calling a provider: which client headers may travel, the provider's credentials,
+//! timeouts, and bodies streamed back as they arrive.
+
+mod stream;
+
+pub use stream::{passthrough_body, translated_body, StreamProtocol};
+
+use crate::error::GatewayError;
+use crate::runtime::Upstream;
+use ai_gateway_snapshot::ProviderKind;
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method};
+use std::time::Duration;
+
+/// Headers never copied from the caller: hop-by-hop ones, the caller's own credentials
+/// (the provider's are injected instead), and the gateway's routing headers.
+const CALLER_ONLY_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "authorization",
+    "x-api-key",
+    "api-key",
+    "x-goog-api-key",
+    "cookie",
+    // The gateway reads usage from the stream, so it must arrive uncompressed.
+    "accept-encoding",
+    "x-provider",
+    "x-workspace-id",
+    "x-user-id",
+    "x-request-id",
+];
+
+/// Upstream response headers that describe the upstream connection, not the answer.
+const UPSTREAM_ONLY_HEADERS: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "content-length",
+    "set-cookie",
+    "alt-svc",
+    "strict-transport-security",
+];
+
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+pub fn forwardable_headers(caller: &HeaderMap) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(caller.len());
+    for (name, value) in caller {
+        if !CALLER_ONLY_HEADERS.contains(&name.as_str()) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    headers
+}
+
+pub fn copy_response_headers(from: &HeaderMap, to: &mut HeaderMap) {
+    for (name, value) in from {
+        if !UPSTREAM_ONLY_HEADERS.contains(&name.as_str()) {
+            to.append(name.clone(), value.clone());
+        }
+    }
+}
+
+pub struct UpstreamRequest {
+    pub method: Method,
+    pub path_and_query: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl UpstreamRequest {
+    /// A JSON POST with none of the caller's headers: used where the body was translated.
+    pub fn json(path_and_query: String, body: &serde_json::Value) -> Self {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        Self {
+            method: Method::POST,
+            path_and_query,
+            headers,
+            body: Bytes::from(serde_json::to_vec(body).unwrap_or_default()),
+        }
+    }
+}
+
+impl Upstream {
+    fn authorize(&self, headers: &mut HeaderMap) {
+        let key = self.config.api_key.as_deref().filter(|k| !k.is_empty());
+        let mut set = |name: &'static str, value: String| {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                headers.insert(name, v);
+            }
+        };
+        match (self.kind, key) {
+            (ProviderKind::Anthropic, Some(k)) => set("x-api-key", k.to_string()),
+            (ProviderKind::AzureOpenai, Some(k)) => set("api-key", k.to_string()),
+            (ProviderKind::Gemini, Some(k)) => set("x-goog-api-key", k.to_string()),
+            (_, Some(k)) => set("authorization", format!("Bearer {k}")),
+            (_, None) => {}
+        }
+        if self.kind == ProviderKind::Anthropic && !headers.contains_key("anthropic-version") {
+            headers.insert(
+                "anthropic-version",
+                HeaderValue::from_static(ANTHROPIC_VERSION),
+            );
+        }
+        for (name, value) in &self.config.headers {
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::try_from(name.as_str()),
+                HeaderValue::from_str(value),
+            ) {
+                headers.insert(n, v);
+            }
+        }
+    }
+
+    /// Where this provider takes an OpenAI chat completion for `model`.
+    pub fn chat_completions_path(&self, model: &str) -> String {
+        match self.kind {
+            ProviderKind::Ollama => "/v1/chat/completions".into(),
+            ProviderKind::AzureOpenai => format!(
+                "/openai/deployments/{model}/chat/completions?api-version={}",
+                self.config.api_version.as_deref().unwrap_or("2024-10-21")
+            ),
+            _ => "/chat/completions".into(),
+        }
+    }
+
+    /// Sends a request with this provider's credentials; waits at most the first-byte
+    /// timeout for the response head, and the total timeout for the whole exchange.
+    pub async fn send(
+        &self,
+        mut req: UpstreamRequest,
+        request_id: &str,
+    ) -> Result<reqwest::Response, GatewayError> {
+        if let Some(reason) = &self.inactive {
+            return Err(GatewayError::ProviderInactive {
+                name: self.name.clone(),
+                reason: reason.clone(),
+            });
+        }
+        self.authorize(&mut req.headers);
+        if let Ok(v) = HeaderValue::from_str(request_id) {
+            req.headers.insert("x-request-id", v);
+        }
+        let timeouts = self.config.timeouts;
+        let call = self
+            .client
+            .request(req.method, self.url(&req.path_and_query))
+            .headers(req.headers)
+            .timeout(Duration::from_millis(timeouts.total_ms))
+            .body(req.body)
+            .send();
+        let first_byte = Duration::from_millis(timeouts.first_byte_ms);
+        match tokio::time::timeout(first_byte, call).await {
+            Err(_) => Err(GatewayError::UpstreamTimeout {
+                provider: self.name.clone(),
+                ms: timeouts.first_byte_ms,
+            }),
+            Ok(Err(e)) if e.is_timeout() => Err(GatewayError::UpstreamTimeout {
+                provider: self.name.clone(),
+                ms: timeouts
+                    .total_ms
+                    .min(timeouts.connect_ms.max(timeouts.first_byte_ms)),
+            }),
+            Ok(Err(e)) => Err(GatewayError::UpstreamUnreachable {
+                provider: self.name.clone(),
+                detail: error_chain(&e),
+            }),
+            Ok(Ok(resp)) => Ok(resp),
+        }
+    }
+}
+
+/// reqwest's top-level message is "error sending request"; the cause says what happened.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Reads an upstream's error answer (bounded) and keeps its message for the caller.
+pub async fn upstream_error(provider: &str, resp: reqwest::Response) -> GatewayError {
+    let status = resp.status();
+    let bytes = resp.bytes().await.unwrap_or_default();
+    let slice = &bytes[..bytes.len().min(64 * 1024)];
+    let message = extract_error_message(slice)
+        .unwrap_or_else(|| String::from_utf8_lossy(slice).trim().to_string());
+    GatewayError::Upstream {
+        provider: provider.to_string(),
+        // Anthropic's 529 "overloaded" is not a status other clients know.
+        status: if status.as_u16() == 529 {
+            http::StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            status
+        },
+        message,
+    }
+}
+
+fn extract_error_message(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let error = v.get("error")?;
+    error
+        .get("message")
+        .and_then(|m| m.as_str())
+        .or_else(|| error.as_str())
+        .map(str::to_string)
+}
