@@ -25,6 +25,8 @@ pub struct MessagesRequest {
 pub enum Role {
     User,
     Assistant,
+    /// Claude Code places mid-conversation system notes in `messages`.
+    System,
 }
 
 #[derive(Debug, Deserialize)]

@@ -38,6 +38,9 @@ pub fn request(
             }
             (Content::Blocks(blocks), Role::User) => user_turn(blocks, i, &mut messages)?,
             (Content::Blocks(blocks), Role::Assistant) => messages.push(assistant_turn(blocks)),
+            (content, Role::System) => {
+                messages.push(json!({"role": "system", "content": content.joined_text()}))
+            }
         }
     }
 
