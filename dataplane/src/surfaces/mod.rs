@@ -62,7 +62,17 @@ pub fn proxied(resp: reqwest::Response, protocol: StreamProtocol) -> Response<Re
     let status = resp.status();
     let mut headers = HeaderMap::new();
     copy_response_headers(resp.headers(), &mut headers);
-    let protocol = if is_event_stream(resp.headers()) || protocol == StreamProtocol::Ndjson {
+    let content_type = resp
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    // Only a stream can end early; a plain JSON answer is forwarded as it is.
+    let streams = match protocol {
+        StreamProtocol::Ndjson => content_type.starts_with("application/x-ndjson"),
+        _ => content_type.starts_with("text/event-stream"),
+    };
+    let protocol = if streams {
         protocol
     } else {
         StreamProtocol::Opaque
@@ -71,13 +81,6 @@ pub fn proxied(resp: reqwest::Response, protocol: StreamProtocol) -> Response<Re
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     response
-}
-
-pub fn is_event_stream(headers: &HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"))
 }
 
 pub fn event_stream_response(body: ResponseBody) -> Response<ResponseBody> {

@@ -1,0 +1,262 @@
+//! Bad input and failing upstreams: each answered cleanly, in the caller's API format.
+
+use crate::fakes::{client, fixture, sse_data, sse_events, FakeUpstream, Reply, TestGateway};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+fn config(anthropic: &str, extra: &str) -> String {
+    format!(
+        r#"
+gateway: {{ max_request_bytes: 100000 }}
+providers:
+  anthropic: {{ type: anthropic, base_url: "{anthropic}", api_key: sk-ant-real {extra} }}
+routes:
+  - {{ models: ["claude-*"], provider: anthropic }}
+"#
+    )
+}
+
+async fn post(url: String, body: impl Into<reqwest::Body>) -> (u16, Value) {
+    let resp = client()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("answers");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.expect("error bodies are JSON"))
+}
+
+#[tokio::test]
+async fn malformed_json_is_a_400_in_each_callers_format() {
+    let gw = TestGateway::start(&config("http://127.0.0.1:9", "")).await;
+    let (status, body) = post(format!("{}/v1/chat/completions", gw.url), "{\"model\": ").await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+    assert!(body["error"]["message"]
+        .as_str()
+        .expect("message")
+        .contains("not valid JSON"));
+
+    let (status, body) = post(format!("{}/v1/claude/v1/messages", gw.url), "not json").await;
+    assert_eq!(status, 400);
+    assert_eq!(body["type"], "error");
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+
+    let (status, body) = post(
+        format!("{}/v1/chat/completions", gw.url),
+        r#"{"model": "claude-x", "messages": [{"role": "wizard", "content": "hi"}]}"#,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("unknown variant `wizard`"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_model_is_a_404_naming_the_routed_models() {
+    let gw = TestGateway::start(&config("http://127.0.0.1:9", "")).await;
+    let (status, body) = post(
+        format!("{}/v1/chat/completions", gw.url),
+        json!({"model": "gpt-9", "messages": []}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        body["error"]["message"],
+        "model `gpt-9` is not routed; known: claude-*"
+    );
+    assert_eq!(body["error"]["code"], "model_not_found");
+    let (status, body) = post(
+        format!("{}/v1/claude/v1/messages", gw.url),
+        json!({"model": "gpt-9", "max_tokens": 1, "messages": []}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["type"], "not_found_error");
+}
+
+#[tokio::test]
+async fn oversized_body_is_a_413() {
+    let gw = TestGateway::start(&config("http://127.0.0.1:9", "")).await;
+    let big = json!({"model": "claude-x", "messages": [{"role": "user", "content": "x".repeat(200_000)}]});
+    let (status, body) = post(format!("{}/v1/chat/completions", gw.url), big.to_string()).await;
+    assert_eq!(status, 413);
+    assert!(body["error"]["message"]
+        .as_str()
+        .expect("message")
+        .contains("100000 bytes"));
+}
+
+#[tokio::test]
+async fn refused_upstream_is_a_502() {
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = closed.local_addr().expect("addr");
+    drop(closed);
+    let gw = TestGateway::start(&config(&format!("http://{addr}"), "")).await;
+    let (status, body) = post(
+        format!("{}/v1/claude/v1/messages", gw.url),
+        json!({"model": "claude-x", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 502);
+    assert_eq!(body["error"]["type"], "api_error");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("could not be reached"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn slow_upstream_is_a_504_after_the_first_byte_timeout() {
+    let upstream = FakeUpstream::start(|_| Reply {
+        head_delay: Duration::from_secs(3),
+        ..Reply::json(200, "{}")
+    })
+    .await;
+    let gw = TestGateway::start(&config(
+        &upstream.url(),
+        ", timeouts: { first_byte_ms: 200 }",
+    ))
+    .await;
+    let started = std::time::Instant::now();
+    let (status, body) = post(
+        format!("{}/v1/chat/completions", gw.url),
+        json!({"model": "claude-x", "messages": [{"role": "user", "content": "hi"}]}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 504);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("within 200 ms"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn upstream_errors_keep_their_message_in_the_callers_format() {
+    let upstream = FakeUpstream::start(|_| {
+        Reply::json(529, fixture("upstream/anthropic/error_overloaded.json"))
+    })
+    .await;
+    let gw = TestGateway::start(&config(&upstream.url(), "")).await;
+    let (status, body) = post(
+        format!("{}/v1/chat/completions", gw.url),
+        json!({"model": "claude-x", "messages": [{"role": "user", "content": "hi"}]}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 503, "OpenAI clients know 503, not Anthropic's 529");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("Overloaded"),
+        "{body}"
+    );
+    // Anthropic callers get Anthropic's own answer unchanged.
+    let (status, body) = post(
+        format!("{}/v1/claude/v1/messages", gw.url),
+        json!({"model": "claude-x", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 529);
+    assert_eq!(body["error"]["type"], "overloaded_error");
+}
+
+#[tokio::test]
+async fn truncated_upstream_stream_ends_with_an_error_event() {
+    let upstream = FakeUpstream::start(|_| Reply {
+        abort: true,
+        ..Reply::sse(&fixture("upstream/anthropic/stream_truncated.sse"))
+    })
+    .await;
+    let gw = TestGateway::start(&config(&upstream.url(), "")).await;
+    let body = json!({"model": "claude-x", "max_tokens": 100, "stream": true,
+        "messages": [{"role": "user", "content": "hi"}]});
+    // Passthrough: the caller gets every byte that arrived, then an Anthropic error event.
+    let text = client()
+        .post(format!("{}/v1/claude/v1/messages", gw.url))
+        .json(&body)
+        .send()
+        .await
+        .expect("answers")
+        .text()
+        .await
+        .expect("the gateway ends the stream cleanly");
+    let fixture_text =
+        String::from_utf8(fixture("upstream/anthropic/stream_truncated.sse")).expect("utf8");
+    let (forwarded, tail) = text
+        .rsplit_once("event: error\n")
+        .expect("an error event closes the stream");
+    assert!(
+        fixture_text.starts_with(forwarded),
+        "bytes before the cut pass through unchanged: {text}"
+    );
+    assert!(
+        tail.contains("ended before the response was complete"),
+        "{tail}"
+    );
+    assert_eq!(sse_events(&text).last().map(String::as_str), Some("error"));
+    // Translated: the OpenAI caller gets an error chunk and no [DONE].
+    let text = client()
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .json(&json!({"model": "claude-x", "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("answers")
+        .text()
+        .await
+        .expect("stream");
+    assert!(!text.contains("[DONE]"));
+    let last = sse_data(&text).pop().expect("events");
+    assert!(last["error"]["message"]
+        .as_str()
+        .expect("message")
+        .contains("ended before the response was complete"));
+}
+
+#[tokio::test]
+async fn bad_requests_do_not_disturb_a_stream_in_flight() {
+    let upstream =
+        FakeUpstream::start(|_| Reply::sse(&fixture("upstream/anthropic/stream_text.sse"))).await;
+    let gw = TestGateway::start(&config(&upstream.url(), "")).await;
+    let url = gw.url.clone();
+    let stream = tokio::spawn(async move {
+        client()
+            .post(format!("{url}/v1/claude/v1/messages"))
+            .json(&json!({"model": "claude-x", "max_tokens": 100, "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .expect("answers")
+            .bytes()
+            .await
+            .expect("stream completes")
+    });
+    for garbage in ["", "{", "[]", "\u{0}\u{1}", "{\"model\": 5}"] {
+        let resp = client()
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .body(garbage)
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(resp.status(), 400, "{garbage:?}");
+    }
+    assert_eq!(
+        &stream.await.expect("task")[..],
+        &fixture("upstream/anthropic/stream_text.sse")[..]
+    );
+}

@@ -1,0 +1,243 @@
+//! Fake upstreams on loopback, and the gateway started in-process in front of them.
+
+use ai_gateway::server;
+use ai_gateway::state::Gateway;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::{HeaderMap, Request, Response};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::{Frame, Incoming};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+pub fn fixture(rel: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Recorded {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("upstream received JSON")
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// What a fake upstream answers.
+#[derive(Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub chunks: Vec<Bytes>,
+    pub head_delay: Duration,
+    pub chunk_delay: Duration,
+    /// Reset the connection after the chunks instead of ending the body.
+    pub abort: bool,
+}
+
+impl Reply {
+    pub fn json(status: u16, body: impl Into<Bytes>) -> Self {
+        Self {
+            status,
+            content_type: "application/json",
+            chunks: vec![body.into()],
+            head_delay: Duration::ZERO,
+            chunk_delay: Duration::from_millis(2),
+            abort: false,
+        }
+    }
+
+    /// An SSE body sent one event per write, as providers flush them.
+    pub fn sse(body: &[u8]) -> Self {
+        let text = String::from_utf8_lossy(body).to_string();
+        let chunks = text
+            .split_inclusive("\n\n")
+            .map(|e| Bytes::from(e.to_string()))
+            .collect();
+        Self {
+            status: 200,
+            content_type: "text/event-stream",
+            chunks,
+            head_delay: Duration::ZERO,
+            chunk_delay: Duration::from_millis(2),
+            abort: false,
+        }
+    }
+
+    pub fn ndjson(body: &[u8]) -> Self {
+        let text = String::from_utf8_lossy(body).to_string();
+        let chunks = text
+            .split_inclusive('\n')
+            .map(|l| Bytes::from(l.to_string()))
+            .collect();
+        Self {
+            status: 200,
+            content_type: "application/x-ndjson",
+            chunks,
+            head_delay: Duration::ZERO,
+            chunk_delay: Duration::from_millis(2),
+            abort: false,
+        }
+    }
+}
+
+type Responder = dyn Fn(&Recorded) -> Reply + Send + Sync;
+
+pub struct FakeUpstream {
+    pub addr: SocketAddr,
+    received: Arc<Mutex<Vec<Recorded>>>,
+}
+
+impl FakeUpstream {
+    pub async fn start(respond: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let received: Arc<Mutex<Vec<Recorded>>> = Arc::default();
+        let respond: Arc<Responder> = Arc::new(respond);
+        let log = received.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (respond, log) = (respond.clone(), log.clone());
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let (respond, log) = (respond.clone(), log.clone());
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            let recorded = Recorded {
+                                path: parts
+                                    .uri
+                                    .path_and_query()
+                                    .map(|p| p.to_string())
+                                    .unwrap_or_default(),
+                                headers: parts.headers,
+                                body,
+                            };
+                            let reply = respond(&recorded);
+                            log.lock().expect("log").push(recorded);
+                            tokio::time::sleep(reply.head_delay).await;
+                            let (abort, pause) = (reply.abort, reply.chunk_delay);
+                            let frames = futures_util::stream::iter(reply.chunks)
+                                .then(move |c| async move {
+                                    tokio::time::sleep(pause).await;
+                                    Ok::<_, std::io::Error>(Frame::data(c))
+                                })
+                                .chain(futures_util::stream::iter(abort.then(|| {
+                                    Err(std::io::Error::other("connection reset by fake upstream"))
+                                })));
+                            let mut resp = Response::new(StreamBody::new(frames));
+                            *resp.status_mut() =
+                                http::StatusCode::from_u16(reply.status).expect("status");
+                            resp.headers_mut().insert(
+                                "content-type",
+                                http::HeaderValue::from_static(reply.content_type),
+                            );
+                            Ok::<_, std::convert::Infallible>(resp)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { addr, received }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn received(&self) -> Vec<Recorded> {
+        self.received.lock().expect("log").clone()
+    }
+
+    pub fn last(&self) -> Recorded {
+        self.received()
+            .pop()
+            .expect("the upstream received a request")
+    }
+}
+
+pub struct TestGateway {
+    pub url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl TestGateway {
+    pub async fn start(config_yaml: &str) -> Self {
+        let snapshot =
+            ai_gateway_snapshot::parse_document(config_yaml, |_| None).expect("valid config");
+        let gateway = Arc::new(Gateway::new(snapshot).expect("gateway"));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let gw = gateway.clone();
+        tokio::spawn(server::serve(
+            listener,
+            move |req| server::handle(gw.clone(), req),
+            async move {
+                let _ = stopped.await;
+            },
+            Duration::from_secs(5),
+        ));
+        Self {
+            url,
+            stop: Some(stop),
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().build().expect("client")
+}
+
+/// The data payloads of an SSE body, in order.
+pub fn sse_data(body: &str) -> Vec<serde_json::Value> {
+    body.split("\n\n")
+        .filter_map(|event| event.lines().find_map(|l| l.strip_prefix("data: ")))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).expect("event data is JSON"))
+        .collect()
+}
+
+/// `event:` names of an SSE body, in order.
+pub fn sse_events(body: &str) -> Vec<String> {
+    body.split("\n\n")
+        .filter_map(|event| event.lines().find_map(|l| l.strip_prefix("event: ")))
+        .map(str::to_string)
+        .collect()
+}

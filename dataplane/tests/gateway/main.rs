@@ -1,0 +1,9 @@
+//! The gateway on an ephemeral loopback port in front of fake upstreams that speak each
+//! provider's wire format byte for byte and record what they received.
+
+mod claude_surface;
+mod failures;
+mod fakes;
+mod native_surfaces;
+mod openai_surface;
+mod process;

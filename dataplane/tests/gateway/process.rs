@@ -1,0 +1,379 @@
+//! The `ai-gateway` binary as an operator runs it, and real clients against it.
+
+use crate::fakes::{client, fixture, FakeUpstream, Reply, TestGateway};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ai-gateway");
+
+fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+struct Running {
+    child: Child,
+    api: String,
+    log: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Running {
+    /// Starts the binary on ephemeral loopback ports and waits for it to listen.
+    fn start(config: &Path) -> Self {
+        let mut child = Command::new(BIN)
+            .args([
+                "--config",
+                config.to_str().expect("path"),
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("binary starts");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, log) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut running = Self {
+            child,
+            api: String::new(),
+            log,
+            seen: Vec::new(),
+        };
+        let line = running.wait_for_log("ai-gateway listening");
+        let addr = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("api="))
+            .expect("listening line names the api address");
+        running.api = format!("http://{addr}");
+        running
+    }
+
+    fn wait_for_log(&mut self, needle: &str) -> String {
+        if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
+            return line.clone();
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            match self.log.recv_timeout(Duration::from_millis(200)) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        panic!(
+            "no log line with `{needle}`; saw:\n{}",
+            self.seen.join("\n")
+        );
+    }
+
+    fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn bad_config_exits_nonzero_listing_every_problem_by_path() {
+    let dir = tempdir();
+    let path = dir.join("bad.yaml");
+    std::fs::write(
+        &path,
+        "providers:\n  compat: { type: openai-compatible }\nroutes:\n  - { models: [\"x\"], provider: nowhere }\n",
+    )
+    .expect("write");
+    let out = Command::new(BIN)
+        .args(["--config", path.to_str().expect("path"), "--check"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("providers.compat.base_url: required for type openai-compatible"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("routes[0].provider: unknown provider `nowhere`; known: compat"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn help_documents_flags_and_environment() {
+    let out = Command::new(BIN).arg("--help").output().expect("runs");
+    let help = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "--config",
+        "--port",
+        "AI_GATEWAY_PORT",
+        "ANTHROPIC_API_KEY",
+        "OPENAI_API_KEY",
+        "AWS_REGION",
+        "GOOGLE_API_KEY",
+        "RATE_LIMIT_RPM",
+        "AUDIT_LOG_LEVEL",
+        "--admin-token",
+    ] {
+        assert!(help.contains(needle), "--help lacks {needle}");
+    }
+}
+
+#[tokio::test]
+async fn example_config_starts_with_no_keys_and_says_which_providers_are_inactive() {
+    let mut gw = Running::start(&repo_path("config/example.yaml"));
+    let inactive = gw.wait_for_log("provider=anthropic");
+    assert!(
+        inactive.contains("inactive") && inactive.contains("ANTHROPIC_API_KEY"),
+        "{inactive}"
+    );
+    for path in ["/health", "/v1/models", "/v1/providers"] {
+        let resp = client()
+            .get(format!("{}{path}", gw.api))
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(resp.status(), 200, "{path}");
+    }
+    let providers: Value = client()
+        .get(format!("{}/v1/providers", gw.api))
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("json");
+    let local = providers["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .find(|p| p["name"] == "local")
+        .expect("local");
+    assert_eq!(local["status"], "active", "Ollama needs no key");
+}
+
+#[tokio::test]
+async fn config_change_applies_without_disturbing_a_stream_and_sigterm_drains_it() {
+    let stream = fixture("upstream/anthropic/stream_text.sse");
+    let reply = Reply {
+        chunk_delay: Duration::from_millis(150),
+        ..Reply::sse(&stream)
+    };
+    let upstream = FakeUpstream::start(move |_| reply.clone()).await;
+    let dir = tempdir();
+    let path = dir.join("gateway.yaml");
+    let config = |extra: &str| {
+        format!(
+            "providers:\n  anthropic: {{ type: anthropic, base_url: \"{}\", api_key: k }}\nroutes:\n  - {{ models: [\"claude-*\"], provider: anthropic }}\n{extra}",
+            upstream.url()
+        )
+    };
+    std::fs::write(&path, config("")).expect("write");
+    let mut gw = Running::start(&path);
+
+    let url = gw.api.clone();
+    let in_flight = tokio::spawn(async move {
+        client()
+            .post(format!("{url}/v1/claude/v1/messages"))
+            .json(&serde_json::json!({"model": "claude-x", "max_tokens": 10, "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .expect("answers")
+            .bytes()
+            .await
+            .expect("stream completes")
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    std::fs::write(&path, config("  - { models: [\"sonnet\"], provider: anthropic, upstream_model: claude-sonnet-4-5 }\n")).expect("write");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let models: Value = client()
+            .get(format!("{}/v1/models", gw.api))
+            .send()
+            .await
+            .expect("answers")
+            .json()
+            .await
+            .expect("json");
+        if models["data"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|m| m["id"] == "sonnet"))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the new route never appeared");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    gw.terminate();
+    let body = in_flight.await.expect("task");
+    assert_eq!(
+        &body[..],
+        &stream[..],
+        "the in-flight stream survived the reload and the drain"
+    );
+    let _ = gw.wait_for_log("stopped");
+    let status = gw.child.wait().expect("exits");
+    assert!(status.success(), "{status}");
+}
+
+/// The official SDKs and Claude Code, unmodified, through the gateway to a fake
+/// provider. `.ci/run` installs them; elsewhere the test says it skipped.
+#[tokio::test]
+async fn official_clients_work_through_the_gateway() {
+    let has_sdks = Command::new("python3")
+        .args(["-c", "import openai, anthropic"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_sdks {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install the openai and anthropic SDKs"
+        );
+        eprintln!("SKIPPED: python packages openai and anthropic are not installed");
+        return;
+    }
+    let dir = tempdir();
+    let port_file = dir.join("port");
+    let mut fake = Command::new("python3")
+        .arg(repo_path("tests/clients/fake_anthropic_capture.py"))
+        .args(["--port-file", port_file.to_str().expect("path")])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("fake upstream starts");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let port = loop {
+        if let Some(p) = std::fs::read_to_string(&port_file)
+            .ok()
+            .filter(|p| !p.trim().is_empty())
+        {
+            break p.trim().to_string();
+        }
+        assert!(Instant::now() < deadline, "fake upstream did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let upstream = format!("http://127.0.0.1:{port}");
+    let gw = TestGateway::start(&format!(
+        "providers:\n  anthropic: {{ type: anthropic, base_url: \"{upstream}\", api_key: sk-ant-real }}\n  openai: {{ type: openai, base_url: \"{upstream}/v1\", api_key: sk-openai-real }}\nroutes:\n  - {{ models: [\"claude-*\"], provider: anthropic }}\n  - {{ models: [\"gpt-*\"], provider: openai }}\n"
+    ))
+    .await;
+
+    let runs: [(&str, String, &str); 3] = [
+        (
+            "openai_sdk.py",
+            format!("{}/v1", gw.url),
+            "claude-sonnet-4-5",
+        ),
+        (
+            "anthropic_sdk.py",
+            format!("{}/v1/claude", gw.url),
+            "claude-sonnet-4-5",
+        ),
+        (
+            "anthropic_sdk.py",
+            format!("{}/v1/claude", gw.url),
+            "gpt-4o",
+        ),
+    ];
+    for (script, base, model) in runs {
+        let out = tokio::process::Command::new("python3")
+            .arg(repo_path(&format!("tests/clients/{script}")))
+            .args([base.as_str(), "gw-test-key", model])
+            .output()
+            .await
+            .expect("script runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{script} {model} failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let cases: Vec<Value> = stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        assert!(cases.len() >= 4, "{script}: {stdout}");
+        assert!(
+            cases.iter().any(
+                |c| c["tool_calls"].as_array().is_some_and(|t| !t.is_empty())
+                    || c["tool_uses"].as_array().is_some_and(|t| !t.is_empty())
+            ),
+            "{script} {model}: a tool call came back\n{stdout}"
+        );
+    }
+
+    let claude = std::env::var("CLAUDE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from("/root/.cache/claude-code/node_modules/.bin/claude"));
+    if claude.exists() {
+        let home = tempdir();
+        let out = tokio::process::Command::new(&claude)
+            .args(["-p", "say hi"])
+            .current_dir(&home)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", &home)
+            .env("ANTHROPIC_BASE_URL", format!("{}/v1/claude", gw.url))
+            .env("ANTHROPIC_API_KEY", "gw-test-key")
+            .env("DISABLE_TELEMETRY", "1")
+            .env("DISABLE_ERROR_REPORTING", "1")
+            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+            .env("CLAUDE_CODE_MAX_RETRIES", "0")
+            .stdin(Stdio::null())
+            .output();
+        let out = tokio::time::timeout(Duration::from_secs(120), out)
+            .await
+            .expect("claude finishes")
+            .expect("claude runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "claude -p failed: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!stdout.trim().is_empty());
+    } else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install Claude Code"
+        );
+        eprintln!(
+            "SKIPPED: Claude Code CLI not installed at {}",
+            claude.display()
+        );
+    }
+    let _ = fake.kill();
+    let _ = fake.wait();
+}
+
+fn tempdir() -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("ai-gateway-test-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("tempdir");
+    dir
+}
