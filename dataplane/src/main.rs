@@ -118,11 +118,7 @@ async fn run(
 ) -> Result<(), Box<dyn std::error::Error>> {
     let gw = Arc::new(Gateway::new(snapshot)?);
     ai_gateway::state::log_providers(&gw.runtime());
-    if gw.runtime().snapshot.auth.mode == ai_gateway_snapshot::AuthMode::None {
-        tracing::warn!(
-            "auth mode is `none`: every caller is anonymous; use it for local development only"
-        );
-    }
+    warn_unenforced(&gw.runtime().snapshot);
     if let Some(path) = &args.config {
         config::watch(path.clone(), gw.clone(), Duration::from_secs(1));
     }
@@ -169,6 +165,28 @@ async fn run(
     let _ = tokio::join!(api_task, admin_task);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Sections of the snapshot this build reads but does not act on yet: say so loudly
+/// rather than let an operator believe they hold.
+fn warn_unenforced(snapshot: &ai_gateway_snapshot::Snapshot) {
+    use ai_gateway_snapshot::AuthMode;
+    match snapshot.auth.mode {
+        AuthMode::None => tracing::warn!(
+            "auth mode is `none`: every caller is anonymous; use it for local development only"
+        ),
+        mode => tracing::error!(
+            ?mode,
+            "this build does not authenticate callers yet: every caller is let in"
+        ),
+    }
+    let rl = &snapshot.rate_limits;
+    if rl.global.is_some() || rl.default.is_some() || !rl.per_user.is_empty() {
+        tracing::warn!("rate_limits are loaded but not enforced by this build yet");
+    }
+    if snapshot.routes.iter().any(|r| !r.fallback.is_empty()) {
+        tracing::warn!("route fallbacks are loaded but not tried by this build yet");
+    }
 }
 
 async fn shutdown_signal() {

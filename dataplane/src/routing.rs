@@ -72,11 +72,13 @@ impl RouteTable {
         }
     }
 
-    /// Every route entry that names a single model, with its provider: what `/v1/models` lists.
-    pub fn exact_models(&self) -> impl Iterator<Item = (&str, &Arc<Upstream>)> {
-        self.exact.iter().filter_map(|(model, idx)| {
-            idx.first()
-                .map(|&i| (model.as_str(), &self.routes[i].provider))
+    /// Every route entry that names a single model, with the provider that really
+    /// serves it (a glob of higher priority may win): what `/v1/models` lists.
+    pub fn exact_models(&self) -> impl Iterator<Item = (&str, Arc<Upstream>)> {
+        self.exact.keys().filter_map(|model| {
+            self.resolve(model, None)
+                .ok()
+                .map(|r| (model.as_str(), r.provider))
         })
     }
 

@@ -178,6 +178,18 @@ async fn route(
             path: path.to_string(),
         });
     };
+    // What follows a surface prefix is appended to the provider's base URL: it must be
+    // a plain path, or `/v1/openai@evil.example/` would send the key elsewhere.
+    let rest = match &surface {
+        Surface::Claude(r) | Surface::Native(_, r) => *r,
+        Surface::Chat => "",
+    };
+    if !(rest.is_empty() || rest.starts_with('/')) || rest.split('/').any(|seg| seg == "..") {
+        return Err(GatewayError::NotFound {
+            method: method.to_string(),
+            path: path.to_string(),
+        });
+    }
 
     let limit = rt.snapshot.gateway.max_request_bytes;
     let body = read_limited(body, limit).await.map_err(|e| match e {

@@ -189,11 +189,12 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        // Long generations are normal: the Anthropic and OpenAI SDKs wait 10 minutes.
+        // Long generations are normal (the SDKs wait 10 minutes for a non-streamed
+        // answer), and a streamed agent turn can run longer still.
         Self {
             connect_ms: 5_000,
-            first_byte_ms: 300_000,
-            total_ms: 600_000,
+            first_byte_ms: 600_000,
+            total_ms: 3_600_000,
         }
     }
 }

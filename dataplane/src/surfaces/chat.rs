@@ -1,10 +1,7 @@
 //! `POST /v1/chat/completions` and `GET /v1/models`: the OpenAI-compatible door to
 //! every provider.
 
-use super::{
-    event_stream_response, forced_provider, peek_model, proxied, required_model, upstream_json,
-    with_model,
-};
+use super::{event_stream_response, proxied, route_by_body, upstream_json, with_model};
 use crate::body::{json_response, ResponseBody};
 use crate::context::RequestContext;
 use crate::error::GatewayError;
@@ -22,11 +19,8 @@ pub async fn completions(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Response<ResponseBody>, GatewayError> {
-    let peek = peek_model(&body)?;
-    let model = required_model(&peek)?.to_string();
-    let resolved = rt.routes.resolve(&model, forced_provider(headers))?;
+    let (model, resolved) = route_by_body(rt, ctx, headers, &body)?;
     let upstream = resolved.provider;
-    ctx.routed(&upstream.name, &resolved.upstream_model);
 
     if upstream.speaks_openai() {
         let path = upstream.chat_completions_path(&resolved.upstream_model);

@@ -1,10 +1,7 @@
 //! `/v1/claude/*`: the Anthropic Messages API (`ANTHROPIC_BASE_URL=…/v1/claude`).
 //! Claude models pass through byte for byte; other models are translated.
 
-use super::{
-    event_stream_response, forced_provider, peek_model, proxied, required_model, upstream_json,
-    with_model,
-};
+use super::{event_stream_response, proxied, route_by_body, upstream_json, with_model};
 use crate::body::{json_response, ResponseBody};
 use crate::context::RequestContext;
 use crate::error::GatewayError;
@@ -51,16 +48,9 @@ pub async fn handle(
         }
         _ => {
             // Model listing and the rest of the API go to the first Anthropic provider.
-            let upstream = default_anthropic(rt)?;
+            let upstream = default_anthropic(rt)?.clone();
             ctx.routed(&upstream.name, "");
-            let req = UpstreamRequest {
-                method,
-                path_and_query,
-                headers: forwardable_headers(headers),
-                body,
-            };
-            let resp = upstream.send(req, &ctx.request_id).await?;
-            Ok(proxied(resp, StreamProtocol::AnthropicSse))
+            forward(&upstream, ctx, method, path_and_query, headers, body).await
         }
     }
 }
@@ -82,22 +72,12 @@ async fn messages(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Response<ResponseBody>, GatewayError> {
-    let peek = peek_model(&body)?;
-    let model = required_model(&peek)?.to_string();
-    let resolved = rt.routes.resolve(&model, forced_provider(headers))?;
+    let (model, resolved) = route_by_body(rt, ctx, headers, &body)?;
     let upstream = resolved.provider;
-    ctx.routed(&upstream.name, &resolved.upstream_model);
 
     if upstream.kind == ProviderKind::Anthropic {
-        // Query string, anthropic-* headers and unknown body fields travel unchanged.
-        let req = UpstreamRequest {
-            method: Method::POST,
-            path_and_query,
-            headers: forwardable_headers(headers),
-            body: with_model(body, &model, &resolved.upstream_model)?,
-        };
-        let resp = upstream.send(req, &ctx.request_id).await?;
-        return Ok(proxied(resp, StreamProtocol::AnthropicSse));
+        let body = with_model(body, &model, &resolved.upstream_model)?;
+        return forward(&upstream, ctx, Method::POST, path_and_query, headers, body).await;
     }
     if !upstream.speaks_openai() {
         return Err(unsupported(&upstream));
@@ -145,23 +125,11 @@ async fn count_tokens(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Response<ResponseBody>, GatewayError> {
-    let peek = peek_model(&body)?;
-    let model = required_model(&peek)?.to_string();
-    let resolved = rt.routes.resolve(&model, forced_provider(headers))?;
+    let (model, resolved) = route_by_body(rt, ctx, headers, &body)?;
     let upstream = resolved.provider;
-    ctx.routed(&upstream.name, &resolved.upstream_model);
     if upstream.kind == ProviderKind::Anthropic {
-        let req = UpstreamRequest {
-            method: Method::POST,
-            path_and_query,
-            headers: forwardable_headers(headers),
-            body: with_model(body, &model, &resolved.upstream_model)?,
-        };
-        let resp = upstream.send(req, &ctx.request_id).await?;
-        if !resp.status().is_success() {
-            return Err(upstream_error(&upstream.name, resp).await);
-        }
-        return Ok(proxied(resp, StreamProtocol::Opaque));
+        let body = with_model(body, &model, &resolved.upstream_model)?;
+        return forward(&upstream, ctx, Method::POST, path_and_query, headers, body).await;
     }
     if !upstream.speaks_openai() {
         return Err(unsupported(&upstream));
@@ -173,6 +141,26 @@ async fn count_tokens(
         StatusCode::OK,
         &json!({"input_tokens": tokens::estimate_messages_input(&req)}),
     ))
+}
+
+/// Sends the caller's request to Anthropic as it came: query string, `anthropic-*`
+/// headers and unknown body fields travel unchanged, and so does the answer.
+async fn forward(
+    upstream: &Upstream,
+    ctx: &RequestContext,
+    method: Method,
+    path_and_query: String,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Response<ResponseBody>, GatewayError> {
+    let req = UpstreamRequest {
+        method,
+        path_and_query,
+        headers: forwardable_headers(headers),
+        body,
+    };
+    let resp = upstream.send(req, &ctx.request_id).await?;
+    Ok(proxied(resp, StreamProtocol::AnthropicSse))
 }
 
 fn unsupported(upstream: &Upstream) -> GatewayError {

@@ -22,11 +22,17 @@ pub struct ModelPeek<'a> {
     pub stream: bool,
 }
 
-pub fn peek_model(body: &[u8]) -> Result<ModelPeek<'_>, GatewayError> {
+fn peek_model(body: &[u8]) -> Result<ModelPeek<'_>, GatewayError> {
+    // Derived structs also deserialise from JSON arrays; a request must be an object.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(GatewayError::InvalidRequest(
+            "the request body must be a JSON object".into(),
+        ));
+    }
     serde_json::from_slice(body).map_err(|e| GatewayError::MalformedJson(e.to_string()))
 }
 
-pub fn required_model<'a>(peek: &'a ModelPeek<'_>) -> Result<&'a str, GatewayError> {
+fn required_model<'a>(peek: &'a ModelPeek<'_>) -> Result<&'a str, GatewayError> {
     peek.model
         .as_deref()
         .filter(|m| !m.is_empty())
@@ -43,10 +49,28 @@ pub fn with_model(
     if client_model == upstream_model {
         return Ok(body);
     }
-    let mut doc: serde_json::Value =
+    let mut doc: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(&body).map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
-    doc["model"] = serde_json::Value::String(upstream_model.to_string());
+    doc.insert(
+        "model".into(),
+        serde_json::Value::String(upstream_model.to_string()),
+    );
     Ok(Bytes::from(serde_json::to_vec(&doc).unwrap_or_default()))
+}
+
+/// Routes a request by the `model` in its JSON body; returns the caller's model name
+/// and where it goes.
+pub fn route_by_body(
+    rt: &crate::runtime::Runtime,
+    ctx: &mut crate::context::RequestContext,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(String, crate::routing::Resolved), GatewayError> {
+    let peek = peek_model(body)?;
+    let model = required_model(&peek)?.to_string();
+    let resolved = rt.routes.resolve(&model, forced_provider(headers))?;
+    ctx.routed(&resolved.provider.name, &resolved.upstream_model);
+    Ok((model, resolved))
 }
 
 pub fn forced_provider(headers: &HeaderMap) -> Option<&str> {

@@ -37,7 +37,7 @@ pub fn request(
                 messages.push(json!({"role": "assistant", "content": text}))
             }
             (Content::Blocks(blocks), Role::User) => user_turn(blocks, i, &mut messages)?,
-            (Content::Blocks(blocks), Role::Assistant) => messages.push(assistant_turn(blocks)),
+            (Content::Blocks(blocks), Role::Assistant) => messages.push(assistant_message(blocks)),
             (content, Role::System) => {
                 messages.push(json!({"role": "system", "content": content.joined_text()}))
             }
@@ -172,7 +172,9 @@ fn user_turn(
     Ok(())
 }
 
-fn assistant_turn(blocks: &[Block]) -> Value {
+/// An Anthropic assistant turn as an OpenAI assistant message: text joined, tool uses
+/// as tool calls (content is null when there is only tool use, as OpenAI sends it).
+pub fn assistant_message(blocks: &[Block]) -> Value {
     let mut text = String::new();
     let mut tool_calls = Vec::new();
     for block in blocks {
@@ -242,13 +244,21 @@ pub fn response(resp: &ChatCompletion, client_model: &str) -> Result<Value, Tran
         .as_ref()
         .map(TokenUsage::from_openai)
         .unwrap_or_default();
+    let has_tool_calls = choice
+        .message
+        .tool_calls
+        .as_ref()
+        .is_some_and(|c| !c.is_empty());
     Ok(json!({
         "id": anthropic_message_id(&resp.id),
         "type": "message",
         "role": "assistant",
         "model": client_model,
         "content": content,
-        "stop_reason": finish_reasons::openai_to_anthropic(choice.finish_reason.as_deref()),
+        "stop_reason": match finish_reasons::openai_to_anthropic(choice.finish_reason.as_deref()) {
+            "end_turn" if has_tool_calls => "tool_use",
+            reason => reason,
+        },
         "stop_sequence": null,
         "usage": usage.to_anthropic(),
     }))
@@ -275,8 +285,9 @@ pub struct StreamToAnthropic {
     started: bool,
     open: Option<OpenBlock>,
     next_block: u32,
-    /// OpenAI tool-call index → Anthropic content-block index.
+    /// OpenAI tool-call index → Anthropic content-block index, and the call's id.
     tool_blocks: HashMap<u32, u32>,
+    tool_ids: HashMap<u32, String>,
     stop_reason: Option<&'static str>,
     usage: Option<TokenUsage>,
     ended: bool,
@@ -293,6 +304,7 @@ impl StreamToAnthropic {
             open: None,
             next_block: 0,
             tool_blocks: HashMap::new(),
+            tool_ids: HashMap::new(),
             stop_reason: None,
             usage: None,
             ended: false,
@@ -356,8 +368,18 @@ impl StreamToAnthropic {
 
     fn tool_fragment(&mut self, call: &super::openai::ToolCallDelta, out: &mut SseOut) {
         let function = call.function.as_ref();
-        let block = match self.tool_blocks.get(&call.index) {
-            Some(b) => *b,
+        // Some servers give every parallel call index 0: a new id is a new call.
+        let known = self.tool_blocks.get(&call.index).copied();
+        let is_new = match (known, call.id.as_deref()) {
+            (None, _) => true,
+            (Some(_), Some(id)) => self
+                .tool_ids
+                .get(&call.index)
+                .is_some_and(|seen| seen != id),
+            (Some(_), None) => false,
+        };
+        let block = match known.filter(|_| !is_new) {
+            Some(b) => b,
             None => {
                 self.close_open(out);
                 let b = self.next_block;
@@ -371,6 +393,7 @@ impl StreamToAnthropic {
                     .id
                     .clone()
                     .unwrap_or_else(|| format!("toolu_{}", uuid::Uuid::new_v4().simple()));
+                self.tool_ids.insert(call.index, id.clone());
                 let name = function.and_then(|f| f.name.clone()).unwrap_or_default();
                 out.event(
                     "content_block_start",
@@ -393,6 +416,10 @@ impl StreamToAnthropic {
 
     fn end(&mut self, out: &mut SseOut) {
         self.close_open(out);
+        // Ollama and others finish tool calls with "stop"; an agent must see tool_use.
+        if !self.tool_blocks.is_empty() && self.stop_reason != Some("max_tokens") {
+            self.stop_reason = Some("tool_use");
+        }
         let usage = self.usage.unwrap_or(TokenUsage {
             input: self.estimated_input,
             ..TokenUsage::default()
@@ -418,18 +445,18 @@ impl StreamTranslator for StreamToAnthropic {
             self.end(out);
             return;
         }
-        let chunk: ChatChunk = match serde_json::from_str(data) {
-            Ok(c) => c,
-            Err(_) => {
-                if let Ok(e) = serde_json::from_str::<super::openai::ErrorEnvelope>(data) {
-                    out.event(
-                        "error",
-                        &json!({"type": "error", "error": {"type": "api_error", "message": e.error.message()}}),
-                    );
-                    self.ended = true;
-                }
-                return;
-            }
+        // Every chunk field is optional, so an error document must be recognised first.
+        if let Ok(e) = serde_json::from_str::<super::openai::ErrorEnvelope>(data) {
+            self.start("", out);
+            out.event(
+                "error",
+                &json!({"type": "error", "error": {"type": "api_error", "message": e.error.message()}}),
+            );
+            self.ended = true;
+            return;
+        }
+        let Ok(chunk) = serde_json::from_str::<ChatChunk>(data) else {
+            return;
         };
         self.start(&chunk.id, out);
         if let Some(u) = &chunk.usage {
@@ -470,5 +497,61 @@ impl StreamTranslator for StreamToAnthropic {
 
     fn usage(&self) -> TokenUsage {
         self.usage.unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(chunks: &[Value]) -> Vec<Value> {
+        let mut t = StreamToAnthropic::new("m", 1);
+        let mut out = SseOut::default();
+        for c in chunks {
+            t.on_event("", &c.to_string(), &mut out);
+        }
+        t.on_event("", "[DONE]", &mut out);
+        let text = String::from_utf8(out.take().to_vec()).expect("utf8");
+        text.split("\n\n")
+            .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+            .map(|d| serde_json::from_str(d).expect("json"))
+            .collect()
+    }
+
+    #[test]
+    fn parallel_calls_that_all_say_index_0_become_separate_tool_uses() {
+        let call = |id: &str, name: &str| {
+            json!({"id": "c", "choices": [{"index": 0, "delta": {"tool_calls": [
+                {"index": 0, "id": id, "type": "function", "function": {"name": name, "arguments": "{}"}}]}}]})
+        };
+        let finish =
+            json!({"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]});
+        let events = run(&[call("call_a", "ls"), call("call_b", "pwd"), finish]);
+        let starts: Vec<&Value> = events
+            .iter()
+            .filter(|e| e["type"] == "content_block_start")
+            .collect();
+        assert_eq!(starts.len(), 2);
+        assert_eq!(starts[1]["content_block"]["id"], "call_b");
+        assert_eq!(starts[1]["index"], 1);
+        let delta = events
+            .iter()
+            .find(|e| e["type"] == "message_delta")
+            .expect("delta");
+        assert_eq!(
+            delta["delta"]["stop_reason"], "tool_use",
+            "an agent must see tool_use"
+        );
+    }
+
+    #[test]
+    fn an_error_chunk_reaches_the_caller_with_its_message() {
+        let events =
+            run(&[json!({"error": {"message": "model not loaded", "type": "server_error"}})]);
+        let error = events
+            .iter()
+            .find(|e| e["type"] == "error")
+            .expect("error event");
+        assert_eq!(error["error"]["message"], "model not loaded");
     }
 }

@@ -98,7 +98,8 @@ pub fn request(
             json!(t.min(ANTHROPIC_MAX_TEMPERATURE)),
         );
     }
-    if let Some(p) = req.top_p {
+    // Current Claude models refuse temperature and top_p together; temperature wins.
+    if let (Some(p), None) = (req.top_p, req.temperature) {
         body.insert("top_p".into(), json!(p));
     }
     if let Some(stop) = &req.stop {
@@ -233,25 +234,7 @@ fn parse_arguments(arguments: &str) -> Option<Value> {
 }
 
 pub fn response(resp: &anthropic::MessageResponse, client_model: &str) -> Value {
-    let mut text = String::new();
-    let mut tool_calls = Vec::new();
-    for block in &resp.content {
-        match block {
-            Block::Text { text: t } => text.push_str(t),
-            Block::ToolUse { id, name, input } => tool_calls.push(json!({
-                "id": id, "type": "function",
-                "function": {"name": name, "arguments": input.to_string()},
-            })),
-            _ => {}
-        }
-    }
-    let mut message = json!({"role": "assistant", "content": text});
-    if !tool_calls.is_empty() {
-        if text.is_empty() {
-            message["content"] = Value::Null;
-        }
-        message["tool_calls"] = Value::Array(tool_calls);
-    }
+    let message = super::anthropic_openai::assistant_message(&resp.content);
     json!({
         "id": resp.id,
         "object": "chat.completion",

@@ -8,8 +8,22 @@ fn encoder() -> &'static CoreBPE {
     tiktoken_rs::o200k_base_singleton()
 }
 
+/// BPE merging is quadratic in the length of a run without spaces, so text is encoded
+/// in bounded pieces: a hostile body cannot stall a worker.
+const PIECE_BYTES: usize = 2048;
+
 pub fn count_text(text: &str) -> u64 {
-    encoder().encode_ordinary(text).len() as u64
+    let mut total = 0;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let mut end = rest.len().min(PIECE_BYTES);
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        total += encoder().encode_ordinary(&rest[..end]).len() as u64;
+        rest = &rest[end..];
+    }
+    total
 }
 
 /// Tokens of a Messages request's prompt: system, turns and tool definitions.

@@ -30,6 +30,9 @@ const CALLER_ONLY_HEADERS: &[&str] = &[
     "api-key",
     "x-goog-api-key",
     "cookie",
+    // The gateway's key decides which organisation and project are billed.
+    "openai-organization",
+    "openai-project",
     // The gateway reads usage from the stream, so it must arrive uncompressed.
     "accept-encoding",
     "x-provider",
@@ -95,7 +98,13 @@ impl UpstreamRequest {
 
 impl Upstream {
     fn authorize(&self, headers: &mut HeaderMap) {
-        let key = self.config.api_key.as_deref().filter(|k| !k.is_empty());
+        // Secrets made with `echo` end in a newline, which no header value may hold.
+        let key = self
+            .config
+            .api_key
+            .as_deref()
+            .map(str::trim)
+            .filter(|k| !k.is_empty());
         let mut set = |name: &'static str, value: String| {
             if let Ok(v) = HeaderValue::from_str(&value) {
                 headers.insert(name, v);
@@ -129,7 +138,11 @@ impl Upstream {
         match self.kind {
             ProviderKind::Ollama => "/v1/chat/completions".into(),
             ProviderKind::AzureOpenai => format!(
-                "/openai/deployments/{model}/chat/completions?api-version={}",
+                "/openai/deployments/{}/chat/completions?api-version={}",
+                model.replace(
+                    |c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'),
+                    ""
+                ),
                 self.config.api_version.as_deref().unwrap_or("2024-10-21")
             ),
             _ => "/chat/completions".into(),

@@ -260,3 +260,35 @@ async fn bad_requests_do_not_disturb_a_stream_in_flight() {
         &fixture("upstream/anthropic/stream_text.sse")[..]
     );
 }
+
+#[tokio::test]
+async fn surface_paths_cannot_redirect_the_provider_key_elsewhere() {
+    let gw = TestGateway::start(&config("http://127.0.0.1:9", "")).await;
+    for path in [
+        "/v1/claude@127.0.0.1:1/v1/messages",
+        "/v1/claude.evil/x",
+        "/v1/claude/../admin",
+    ] {
+        let resp = client()
+            .get(format!("{}{path}", gw.url))
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(resp.status(), 404, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn a_json_array_body_is_a_400_not_a_crash() {
+    let gw = TestGateway::start(&config("http://127.0.0.1:9", "")).await;
+    let (status, body) = post(
+        format!("{}/v1/chat/completions", gw.url),
+        r#"["anthropic/claude-x"]"#,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(body["error"]["message"]
+        .as_str()
+        .expect("message")
+        .contains("JSON object"));
+}

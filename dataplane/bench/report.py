@@ -1,0 +1,216 @@
+"""Helpers for run.sh: summarise an h2load per-request log, and render RESULTS.md.
+
+  report.py h2log LOGFILE SECONDS   -> JSON summary on stdout
+  report.py render OUTDIR           -> markdown on stdout
+"""
+import json
+import os
+import sys
+
+TARGETS = ["direct", "nginx", "gateway"]
+LABEL = {"direct": "direct to fake upstream", "nginx": "via nginx proxy", "gateway": "via ai-gateway"}
+
+
+def pct(sorted_vals, p):
+    if not sorted_vals:
+        return None
+    k = min(len(sorted_vals) - 1, max(0, int(round(p / 100.0 * len(sorted_vals) + 0.5)) - 1))
+    return sorted_vals[k]
+
+
+def h2log(path, seconds):
+    durations, non2xx = [], 0
+    with open(path) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) < 3:
+                continue
+            status, dur = int(parts[1]), int(parts[2])
+            if not 200 <= status < 300:
+                non2xx += 1
+                continue
+            durations.append(dur)
+    durations.sort()
+    n = len(durations) + non2xx
+    out = {"requests": n, "non2xx": non2xx, "rps": round(n / float(seconds), 1)}
+    for name, p in (("p50", 50), ("p90", 90), ("p99", 99), ("p999", 99.9)):
+        out[name + "_us"] = pct(durations, p)
+    out["max_us"] = durations[-1] if durations else None
+    print(json.dumps(out))
+
+
+def load(outdir, name):
+    path = os.path.join(outdir, name)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def ms(us):
+    return "n/a" if us is None else f"{us / 1000.0:.3f}"
+
+
+def added(us, base):
+    if us is None or base is None:
+        return "n/a"
+    return f"{(us - base) / 1000.0:+.3f}"
+
+
+def render(outdir):
+    meta = {}
+    with open(os.path.join(outdir, "meta.txt")) as f:
+        for line in f:
+            k, _, v = line.rstrip("\n").partition("=")
+            meta[k] = v
+    rate = int(meta["rate"])
+    L = []
+    w = L.append
+    w("# ai-gateway data-plane load benchmark")
+    w("")
+    w(f"- date: {meta['date']}")
+    w(f"- machine: {meta['nproc']} cores (`nproc`), {meta['cpu']}, Linux {meta['kernel']}")
+    w(f"- gateway: `{meta['binary']}` (release build, repo at {meta['rev']})")
+    w(f"- tools: nginx {meta['nginx']} (fake upstream and proxy), h2load {meta['h2load']}, wrk {meta['wrk']}, python aiohttp")
+    w("- rerun: `bash dataplane/bench/run.sh`")
+    w("")
+    w("Setup, all on 127.0.0.1: a fake OpenAI-compatible upstream (nginx serving the "
+      "`tests/fixtures/upstream/openai` chat completion and SSE stream as static files); "
+      "nginx as a plain keep-alive reverse proxy in front of it (the one-hop yardstick); "
+      "ai-gateway with one `openai-compatible` provider pointed at the fake, auth `none`, "
+      "a never-reached rate limit and the audit log to stdout (`/dev/null`). "
+      + ("The proxy under test (nginx or the gateway) runs alone on core 1 (`taskset -c 1`); "
+         "the load generator and the fake upstream share core 0. "
+         if meta.get("pinned") == "yes" else "Nothing was pinned (fewer than 2 cores). ")
+      + "*added* = the figure minus the same figure for the direct call, in ms. "
+      "All latencies in ms.")
+    w("")
+
+    # ---- fixed rate
+    w(f"## Latency at a fixed {rate:,} requests/s")
+    w("")
+    w(f"h2load, HTTP/1.1, {meta['fixed_conns']} keep-alive connections at {rate // int(meta['fixed_conns'])} req/s each, "
+      f"{meta['fixed_seconds']} s measured after {meta['warmup']} s warm-up; latency = request sent to last byte received.")
+    w("")
+    for mode, title in (("nonstream", "Non-streaming (`POST /v1/chat/completions`)"),
+                        ("stream", "Streaming (`\"stream\": true`, SSE, to the last byte)")):
+        w(f"### {title}")
+        w("")
+        w("| path | achieved req/s | p50 | p90 | p99 | p99.9 | max | added p50 | added p99 | non-2xx |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        base = load(outdir, f"fixed-{mode}-direct.json") or {}
+        for t in TARGETS:
+            r = load(outdir, f"fixed-{mode}-{t}.json")
+            if r is None:
+                w(f"| {LABEL[t]} | n/a |||||||||")
+                continue
+            w(f"| {LABEL[t]} | {r['rps']:,.0f} | {ms(r['p50_us'])} | {ms(r['p90_us'])} | {ms(r['p99_us'])} | "
+              f"{ms(r['p999_us'])} | {ms(r['max_us'])} | "
+              f"{'—' if t == 'direct' else added(r['p50_us'], base.get('p50_us'))} | "
+              f"{'—' if t == 'direct' else added(r['p99_us'], base.get('p99_us'))} | {r['non2xx']} |")
+        w("")
+
+    # ---- TTFB
+    w("## Streaming: time to first byte and to last byte")
+    w("")
+    w(f"Python aiohttp client, {int(meta['stream_requests']):,} streamed requests (after 200 warm-up) at "
+      f"concurrency {meta['stream_conc']}; first byte = first body chunk. The client is Python, so "
+      "absolute figures include its own overhead; the *added* columns are the comparison. "
+      "The fake sends its whole SSE body at once, so the direct TTFB and TTLB are close.")
+    w("")
+    w("| path | req/s | TTFB p50 | TTFB p99 | TTLB p50 | TTLB p99 | added TTFB p50 | added TTFB p99 | added TTLB p50 | added TTLB p99 | errors |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    base = load(outdir, "ttfb-direct.json") or {}
+    for t in TARGETS:
+        r = load(outdir, f"ttfb-{t}.json")
+        if r is None:
+            w(f"| {LABEL[t]} | n/a ||||||||||")
+            continue
+        d = t == "direct"
+        w(f"| {LABEL[t]} | {r['rps']:,.0f} | {ms(r['ttfb_p50_us'])} | {ms(r['ttfb_p99_us'])} | {ms(r['ttlb_p50_us'])} | "
+          f"{ms(r['ttlb_p99_us'])} | "
+          + " | ".join("—" if d else added(r[k], base.get(k))
+                       for k in ("ttfb_p50_us", "ttfb_p99_us", "ttlb_p50_us", "ttlb_p99_us"))
+          + f" | {r['errors']} |")
+    w("")
+
+    # ---- max throughput
+    w("## Max throughput")
+    w("")
+    w(f"wrk, 1 thread, {meta['max_conns']} keep-alive connections, {meta['max_seconds']} s after 1 s warm-up "
+      "(closed loop: latency here is at saturation). *server CPU* = CPU time of the server process "
+      "being called (the fake for direct, else the proxy) over the run; 100% = one core.")
+    w("")
+    w("| path | non-stream req/s | p50 | p99 | server CPU | stream req/s | p50 | p99 | server CPU | errors |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for t in TARGETS:
+        a = load(outdir, f"max-nonstream-{t}.json")
+        b = load(outdir, f"max-stream-{t}.json")
+        cells = []
+        errs = 0
+        for r in (a, b):
+            if r is None:
+                cells += ["n/a", "", "", ""]
+                continue
+            cells += [f"{r['rps']:,.0f}", ms(r["p50_us"]), ms(r["p99_us"]), f"{r['cpu_pct']}%"]
+            errs += r["errors"] + r["status_errors"]
+        w(f"| {LABEL[t]} | " + " | ".join(cells) + f" | {errs} |")
+    w("")
+
+    # ---- RSS
+    samples = []
+    with open(os.path.join(outdir, "rss.log")) as f:
+        for line in f:
+            parts = line.rstrip("\n").split(" ", 2)
+            if len(parts) == 3:
+                samples.append((int(parts[0]), int(parts[1]), parts[2]))
+    w("## Gateway memory (VmRSS, sampled every second)")
+    w("")
+    if samples:
+        peak = max(samples, key=lambda s: s[1])
+        w("| start (idle) | peak | end (idle, after load) | samples |")
+        w("|---:|---:|---:|---:|")
+        w(f"| {samples[0][1] / 1024:.1f} MiB | {peak[1] / 1024:.1f} MiB (during: {peak[2]}) | "
+          f"{samples[-1][1] / 1024:.1f} MiB | {len(samples)} |")
+    else:
+        w("no samples")
+    w("")
+
+    # ---- verdict
+    w("## Reading")
+    w("")
+    fg, fn, fd = (load(outdir, f"fixed-nonstream-{t}.json") for t in ("gateway", "nginx", "direct"))
+    if fg and fn and fd:
+        gp99 = (fg["p99_us"] - fd["p99_us"]) / 1000.0
+        np99 = (fn["p99_us"] - fd["p99_us"]) / 1000.0
+        gp50 = (fg["p50_us"] - fd["p50_us"]) / 1000.0
+        np50 = (fn["p50_us"] - fd["p50_us"]) / 1000.0
+        verdict = "within" if gp99 <= 1.0 else "OVER"
+        w(f"- Non-streaming at {rate:,} req/s the gateway adds {gp50:.3f} ms at p50 and {gp99:.3f} ms at p99 "
+          f"(nginx: {np50:.3f} / {np99:.3f} ms): {verdict} a 1 ms added-p99 budget.")
+    sg, sn, sd = (load(outdir, f"fixed-stream-{t}.json") for t in ("gateway", "nginx", "direct"))
+    if sg and sn and sd:
+        gp99 = (sg["p99_us"] - sd["p99_us"]) / 1000.0
+        np99 = (sn["p99_us"] - sd["p99_us"]) / 1000.0
+        verdict = "within" if gp99 <= 1.0 else "OVER"
+        w(f"- Streaming at {rate:,} req/s (to last byte) the gateway adds {(sg['p50_us'] - sd['p50_us']) / 1000:.3f} ms "
+          f"at p50 and {gp99:.3f} ms at p99 (nginx: {(sn['p50_us'] - sd['p50_us']) / 1000:.3f} / {np99:.3f} ms): "
+          f"{verdict} a 1 ms added-p99 budget.")
+    for mode, word in (("nonstream", "Non-streaming"), ("stream", "Streaming")):
+        g, n = load(outdir, f"max-{mode}-gateway.json"), load(outdir, f"max-{mode}-nginx.json")
+        if g and n and n["rps"]:
+            ratio = g["rps"] / n["rps"]
+            flag = "at least half of" if ratio >= 0.5 else "BELOW HALF of"
+            w(f"- {word} max throughput: gateway {g['rps']:,.0f} req/s at {g['cpu_pct']}% CPU vs nginx "
+              f"{n['rps']:,.0f} req/s at {n['cpu_pct']}% CPU = {ratio:.0%}, {flag} nginx's.")
+    w("")
+    print("\n".join(L))
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "h2log":
+        h2log(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "render":
+        render(sys.argv[2])
+    else:
+        sys.exit(__doc__)

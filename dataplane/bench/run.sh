@@ -1,0 +1,248 @@
+#!/usr/bin/env bash
+# Load benchmark of the ai-gateway data plane: added latency (p50/p99) and max
+# throughput versus calling a fake upstream directly and versus nginx as a plain reverse
+# proxy, non-streaming and streaming, plus the gateway's RSS over the run.
+#
+#   bash dataplane/bench/run.sh
+#
+# Everything runs on 127.0.0.1. The fake upstream and the nginx proxy are nginx
+# processes started from configs in a temp dir (not the system service). The proxy
+# under test (nginx or the gateway) gets core 1 to itself; the load generator and the
+# fake upstream share core 0. Whole run: about 3 minutes. Results go to stdout and to
+# dataplane/bench/RESULTS.md.
+#
+# Environment knobs (defaults in brackets):
+#   AI_GATEWAY_BIN   gateway binary [$CARGO_TARGET_DIR/release/ai-gateway,
+#                    CARGO_TARGET_DIR defaulting to ~/.cache/ai-gateway-target as in .ci/run]
+#   BENCH_PORT_BASE  first of 4 loopback ports used [18180]
+#   BENCH_RATE       fixed request rate for the latency runs [2000]
+#   BENCH_SECONDS    measured seconds per fixed-rate run [10]
+#   BENCH_MAX_SECONDS seconds per max-throughput run [8]
+#   BENCH_MAX_CONNS  connections for the max-throughput runs [64]
+#   BENCH_STREAM_REQUESTS / BENCH_STREAM_CONC  TTFB runs [2000 / 4]
+#   BENCH_KEEP=1     keep the temp dir (configs, logs) after the run
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ai-gateway-target}"
+BIN="${AI_GATEWAY_BIN:-$CARGO_TARGET_DIR/release/ai-gateway}"
+PORT_BASE="${BENCH_PORT_BASE:-18180}"
+FAKE_PORT=$((PORT_BASE + 1))
+PROXY_PORT=$((PORT_BASE + 2))
+GW_PORT=$((PORT_BASE + 3))
+ADMIN_PORT=$((PORT_BASE + 4))
+RATE="${BENCH_RATE:-2000}"
+SECONDS_FIXED="${BENCH_SECONDS:-10}"
+SECONDS_MAX="${BENCH_MAX_SECONDS:-8}"
+MAX_CONNS="${BENCH_MAX_CONNS:-64}"
+STREAM_REQS="${BENCH_STREAM_REQUESTS:-2000}"
+STREAM_CONC="${BENCH_STREAM_CONC:-4}"
+FIXED_CONNS=20   # fixed-rate runs: RATE/FIXED_CONNS requests/s on each connection
+WARMUP=2
+RESULTS_MD="$HERE/RESULTS.md"
+
+log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# ---------------------------------------------------------------- prerequisites
+[[ -x "$BIN" ]] || die "gateway binary not found at $BIN (build it: cargo build --release -p ai-gateway-dataplane, or set AI_GATEWAY_BIN)"
+
+missing=()
+command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+command -v h2load >/dev/null 2>&1 || missing+=(nghttp2-client)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v taskset >/dev/null 2>&1 || missing+=(util-linux)
+command -v pgrep >/dev/null 2>&1 || missing+=(procps)
+if ((${#missing[@]})); then
+    log "installing ${missing[*]} with apt-get"
+    # Keep the package's postinst from starting the system nginx service.
+    made_policy=0
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && made_policy=1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    ((made_policy)) && rm -f /usr/sbin/policy-rc.d
+fi
+export PATH="$PATH:/usr/sbin"
+PY=python3
+$PY -c 'import aiohttp' 2>/dev/null || { log "installing aiohttp with pip"; $PY -m pip install -q aiohttp; }
+
+NPROC=$(nproc)
+if ((NPROC >= 2)); then
+    PIN_LOAD=(taskset -c 0)   # load generator + fake upstream
+    PIN_PROXY=(taskset -c 1)  # the proxy under test: nginx proxy or gateway
+else
+    log "only $NPROC core: running unpinned, figures will be noisy"
+    PIN_LOAD=(); PIN_PROXY=()
+fi
+
+for p in "$FAKE_PORT" "$PROXY_PORT" "$GW_PORT" "$ADMIN_PORT"; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+        die "port 127.0.0.1:$p is already in use (set BENCH_PORT_BASE)"
+    fi
+done
+
+# ---------------------------------------------------------------- workspace, cleanup
+WORK=$(mktemp -d /tmp/ai-gateway-bench.XXXXXX)
+chmod 755 "$WORK"
+mkdir -p "$WORK/www/static" "$WORK/tmp" "$WORK/out"
+PIDS=()
+cleanup() {
+    local rc=$?
+    set +e
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+    for pid in "${PIDS[@]}"; do
+        for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+        kill -KILL "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    done
+    if [[ "${BENCH_KEEP:-0}" == 1 || $rc -ne 0 ]]; then
+        log "temp dir kept: $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+render() {
+    sed -e "s#@DIR@#$WORK#g" -e "s/@FAKE_PORT@/$FAKE_PORT/g" -e "s/@PROXY_PORT@/$PROXY_PORT/g" "$1" > "$2"
+}
+FIX="$REPO/dataplane/tests/fixtures/upstream/openai"
+cp "$FIX/chat_text.json" "$WORK/www/static/chat.json"
+cp "$FIX/stream_text.sse" "$WORK/www/static/stream.sse"
+render "$HERE/fake-upstream.nginx.conf.in" "$WORK/fake.conf"
+render "$HERE/nginx-proxy.nginx.conf.in" "$WORK/proxy.conf"
+render "$HERE/gateway.yaml.in" "$WORK/gateway.yaml"
+printf '%s' '{"model":"bench-model","messages":[{"role":"user","content":"Say hi in one short sentence."}]}' > "$WORK/body.json"
+printf '%s' '{"model":"bench-model","stream":true,"messages":[{"role":"user","content":"Say hi in one short sentence."}]}' > "$WORK/body-stream.json"
+
+# ---------------------------------------------------------------- start servers
+wait_http() { # url: wait up to 10 s for any HTTP answer
+    for _ in $(seq 1 100); do
+        curl -s -o /dev/null --max-time 1 "$1" && return 0
+        sleep 0.1
+    done
+    return 1
+}
+nginx -t -q -c "$WORK/fake.conf" -e "$WORK/fake-error.log" || die "fake upstream config invalid"
+nginx -t -q -c "$WORK/proxy.conf" -e "$WORK/proxy-error.log" || die "nginx proxy config invalid"
+"${PIN_LOAD[@]}" nginx -c "$WORK/fake.conf" -e "$WORK/fake-error.log" & FAKE_PID=$!; PIDS+=("$FAKE_PID")
+"${PIN_PROXY[@]}" nginx -c "$WORK/proxy.conf" -e "$WORK/proxy-error.log" & PROXY_PID=$!; PIDS+=("$PROXY_PID")
+"${PIN_PROXY[@]}" "$BIN" --config "$WORK/gateway.yaml" --listen "127.0.0.1:$GW_PORT" \
+    --admin-listen "127.0.0.1:$ADMIN_PORT" --log-level warn >/dev/null 2>"$WORK/gateway.log" & GW_PID=$!; PIDS+=("$GW_PID")
+wait_http "http://127.0.0.1:$FAKE_PORT/" || die "fake upstream did not start: $(cat "$WORK/fake-error.log")"
+wait_http "http://127.0.0.1:$PROXY_PORT/" || die "nginx proxy did not start: $(cat "$WORK/proxy-error.log")"
+wait_http "http://127.0.0.1:$ADMIN_PORT/healthz" || die "gateway did not start: $(cat "$WORK/gateway.log")"
+
+declare -A URL=(
+    [direct]="http://127.0.0.1:$FAKE_PORT/v1/chat/completions"
+    [nginx]="http://127.0.0.1:$PROXY_PORT/v1/chat/completions"
+    [gateway]="http://127.0.0.1:$GW_PORT/v1/chat/completions"
+)
+declare -A PID_OF=([nginx]="$PROXY_PID" [gateway]="$GW_PID" [direct]="$FAKE_PID")
+TARGETS=(direct nginx gateway)
+
+# Sanity: each target answers both shapes with 200 and the expected body.
+for t in "${TARGETS[@]}"; do
+    out=$(curl -s -w '\n%{http_code}' --max-time 5 -H 'Content-Type: application/json' --data-binary "@$WORK/body.json" "${URL[$t]}")
+    [[ "${out##*$'\n'}" == 200 && "$out" == *'"chat.completion"'* ]] || die "$t non-stream sanity check failed: $out"
+    out=$(curl -s -N -w '\n%{http_code} %{content_type}' --max-time 5 -H 'Content-Type: application/json' -H 'X-Bench-Stream: 1' --data-binary "@$WORK/body-stream.json" "${URL[$t]}")
+    [[ "${out##*$'\n'}" == "200 text/event-stream"* && "$out" == *'data: [DONE]'* ]] || die "$t stream sanity check failed: $out"
+done
+log "servers up: fake :$FAKE_PORT, nginx proxy :$PROXY_PORT, gateway :$GW_PORT (pid $GW_PID)"
+
+# ---------------------------------------------------------------- RSS sampler
+echo idle > "$WORK/phase"
+(
+    while kill -0 "$GW_PID" 2>/dev/null; do
+        rss=$(awk '/^VmRSS:/{print $2}' "/proc/$GW_PID/status" 2>/dev/null || true)
+        [[ -n "$rss" ]] && echo "$(date +%s) $rss $(cat "$WORK/phase")"
+        sleep 1
+    done
+) > "$WORK/out/rss.log" &
+PIDS+=("$!")
+phase() { echo "$1" > "$WORK/phase"; log "$1"; }
+
+cpu_ticks() { # pid: utime+stime of the process and its direct children (nginx workers)
+    local total=0 p
+    for p in "$1" $(pgrep -P "$1" || true); do
+        total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+    done
+    echo "$total"
+}
+CLK_TCK=$(getconf CLK_TCK)
+
+# ---------------------------------------------------------------- (a) fixed rate
+PER_CONN=$((RATE / FIXED_CONNS))
+for mode in nonstream stream; do
+    body="$WORK/body.json"; hdr=()
+    [[ $mode == stream ]] && { body="$WORK/body-stream.json"; hdr=(-H 'X-Bench-Stream: 1'); }
+    for t in "${TARGETS[@]}"; do
+        phase "fixed ${RATE} req/s, $mode, $t"
+        logf="$WORK/out/h2-$mode-$t.log"
+        timeout $((SECONDS_FIXED + WARMUP + 30)) "${PIN_LOAD[@]}" h2load --h1 -t 1 -c "$FIXED_CONNS" \
+            --rps "$PER_CONN" -D "$SECONDS_FIXED" --warm-up-time "$WARMUP" \
+            -d "$body" -H 'Content-Type: application/json' "${hdr[@]}" \
+            --log-file "$logf" "${URL[$t]}" > "$WORK/out/h2-$mode-$t.txt" 2>&1 \
+            || die "h2load failed: $(tail -5 "$WORK/out/h2-$mode-$t.txt")"
+        $PY "$HERE/report.py" h2log "$logf" "$SECONDS_FIXED" > "$WORK/out/fixed-$mode-$t.json"
+        rm -f "$logf"
+    done
+done
+
+# ---------------------------------------------------------------- (b) max throughput
+for mode in nonstream stream; do
+    body="$WORK/body.json"; stream=0
+    [[ $mode == stream ]] && { body="$WORK/body-stream.json"; stream=1; }
+    for t in "${TARGETS[@]}"; do
+        phase "max throughput, $MAX_CONNS connections, $mode, $t"
+        # one second of warm-up so connections and pools exist
+        BENCH_BODY="$body" BENCH_STREAM=$stream timeout 10 "${PIN_LOAD[@]}" wrk -t 1 -c "$MAX_CONNS" -d 1s \
+            -s "$HERE/post.lua" "${URL[$t]}" >/dev/null 2>&1 || true
+        c0=$(cpu_ticks "${PID_OF[$t]}"); t0=$(date +%s.%N)
+        BENCH_BODY="$body" BENCH_STREAM=$stream timeout $((SECONDS_MAX + 30)) "${PIN_LOAD[@]}" wrk -t 1 \
+            -c "$MAX_CONNS" -d "${SECONDS_MAX}s" -s "$HERE/post.lua" "${URL[$t]}" > "$WORK/out/wrk-$mode-$t.txt" 2>&1 \
+            || die "wrk failed: $(tail -5 "$WORK/out/wrk-$mode-$t.txt")"
+        c1=$(cpu_ticks "${PID_OF[$t]}"); t1=$(date +%s.%N)
+        cpu=$(awk -v a="$c0" -v b="$c1" -v s="$t0" -v e="$t1" -v hz="$CLK_TCK" 'BEGIN{printf "%.0f", (b-a)/hz/(e-s)*100}')
+        line=$(grep '^WRK_JSON ' "$WORK/out/wrk-$mode-$t.txt" | sed 's/^WRK_JSON //') || die "no wrk summary for $t"
+        echo "${line%\}},\"cpu_pct\":$cpu}" > "$WORK/out/max-$mode-$t.json"
+    done
+done
+
+# ---------------------------------------------------------------- streaming TTFB / TTLB
+for t in "${TARGETS[@]}"; do
+    phase "stream TTFB/TTLB, $STREAM_REQS requests at concurrency $STREAM_CONC, $t"
+    timeout 90 "${PIN_LOAD[@]}" $PY "$HERE/stream_client.py" "${URL[$t]}" "$WORK/body-stream.json" \
+        "$STREAM_REQS" "$STREAM_CONC" > "$WORK/out/ttfb-$t.json" || die "stream client failed for $t"
+done
+
+phase "after load"
+sleep 2
+kill -0 "$GW_PID" 2>/dev/null || die "the gateway died during the run: $(tail -20 "$WORK/gateway.log")"
+
+# ---------------------------------------------------------------- report
+{
+    echo "date=$(date -u +'%Y-%m-%d %H:%M UTC')"
+    echo "nproc=$NPROC"
+    echo "cpu=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)"
+    echo "kernel=$(uname -r)"
+    echo "rev=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$REPO" diff --quiet 2>/dev/null || echo '+dirty')"
+    echo "binary=$BIN"
+    echo "nginx=$(nginx -v 2>&1 | sed 's#.*/##')"
+    echo "wrk=$(wrk -v 2>&1 | head -1 | awk '{print $2}')"
+    echo "h2load=$(h2load --version | awk '{print $2}')"
+    echo "rate=$RATE"; echo "fixed_seconds=$SECONDS_FIXED"; echo "fixed_conns=$FIXED_CONNS"; echo "warmup=$WARMUP"
+    echo "max_seconds=$SECONDS_MAX"; echo "max_conns=$MAX_CONNS"
+    echo "stream_requests=$STREAM_REQS"; echo "stream_conc=$STREAM_CONC"
+    echo "pinned=$([[ ${#PIN_LOAD[@]} -gt 0 ]] && echo yes || echo no)"
+} > "$WORK/out/meta.txt"
+$PY "$HERE/report.py" render "$WORK/out" > "$WORK/RESULTS.md"
+cp "$WORK/RESULTS.md" "$RESULTS_MD"
+cat "$RESULTS_MD"
+log "written to $RESULTS_MD"
