@@ -1,7 +1,11 @@
-"""Helpers for run.sh: summarise an h2load per-request log, and render RESULTS.md.
+"""Helpers for run.sh: summarise an h2load per-request log, account CPU, and render
+RESULTS.md.
 
-  report.py h2log LOGFILE SECONDS   -> JSON summary on stdout
-  report.py render OUTDIR           -> markdown on stdout
+  report.py h2log LOGFILE SECONDS          -> JSON summary on stdout
+  report.py cpusnap PID...                 -> one-line JSON CPU snapshot on stdout
+  report.py cpudiff SNAP0 SNAP1 SERVER_PID -> JSON CPU use between two snapshots
+  report.py merge FILE.json JSON           -> adds JSON's keys to FILE.json
+  report.py render OUTDIR                  -> markdown on stdout
 """
 import json
 import os
@@ -39,6 +43,72 @@ def h2log(path, seconds):
     print(json.dumps(out))
 
 
+def _stat_fields(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        data = f.read()
+    return data[data.rindex(")") + 2:].split()  # fields from #3 (state) on
+
+
+def proc_ticks(pid):
+    """utime+stime+cutime+cstime of pid, plus utime+stime of its live children."""
+    try:
+        f = _stat_fields(pid)
+    except OSError:
+        return 0
+    total = sum(int(x) for x in f[11:15])
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            c = _stat_fields(entry)
+        except (OSError, ValueError):
+            continue
+        if c[1] == str(pid):
+            total += int(c[11]) + int(c[12])
+    return total
+
+
+def cpusnap(pids):
+    import time
+    cpus = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            if not line.startswith("cpu"):
+                break
+            p = line.split()
+            v = [int(x) for x in p[1:9]]  # user nice system idle iowait irq softirq steal
+            cpus[p[0]] = {"usersys": v[0] + v[1] + v[2], "busy": sum(v) - v[3] - v[4], "total": sum(v),
+                          "steal": v[7]}
+    print(json.dumps({"t": time.time(), "cpus": cpus, "procs": {p: proc_ticks(p) for p in pids}}))
+
+
+def cpudiff(a, b, server_pid):
+    a, b = json.loads(a), json.loads(b)
+    hz = os.sysconf("SC_CLK_TCK")
+    wall = b["t"] - a["t"]
+    out = {}
+    for cpu in b["cpus"]:
+        if cpu == "cpu":
+            continue
+        d = {k: b["cpus"][cpu][k] - a["cpus"][cpu][k] for k in ("busy", "total")}
+        out[f"{cpu}_busy_pct"] = round(100.0 * d["busy"] / d["total"]) if d["total"] else None
+    ours = sum(b["procs"][p] - a["procs"].get(p, 0) for p in b["procs"])
+    usersys = b["cpus"]["cpu"]["usersys"] - a["cpus"]["cpu"]["usersys"]
+    out["other_cpu_pct"] = max(0, round(100.0 * (usersys - ours) / hz / wall))
+    out["steal_pct"] = round(100.0 * (b["cpus"]["cpu"]["steal"] - a["cpus"]["cpu"]["steal"]) / hz / wall)
+    srv = str(server_pid)
+    out["cpu_pct"] = round(100.0 * (b["procs"][srv] - a["procs"][srv]) / hz / wall)
+    print(json.dumps(out))
+
+
+def merge(path, extra):
+    with open(path) as f:
+        d = json.load(f)
+    d.update(json.loads(extra))
+    with open(path, "w") as f:
+        json.dump(d, f)
+
+
 def load(outdir, name):
     path = os.path.join(outdir, name)
     if not os.path.exists(path):
@@ -49,6 +119,17 @@ def load(outdir, name):
 
 def ms(us):
     return "n/a" if us is None else f"{us / 1000.0:.3f}"
+
+
+def cpu_us(r):
+    if not r.get("cpu_pct") or not r.get("rps"):
+        return "n/a"
+    return f"{r['cpu_pct'] / 100.0 / r['rps'] * 1e6:.0f}"
+
+
+def pcts(r, key):
+    v = r.get(key)
+    return "n/a" if v is None else f"{v}%"
 
 
 def added(us, base):
@@ -83,7 +164,9 @@ def render(outdir):
          "the load generator and the fake upstream share core 0. "
          if meta.get("pinned") == "yes" else "Nothing was pinned (fewer than 2 cores). ")
       + "*added* = the figure minus the same figure for the direct call, in ms. "
-      "All latencies in ms.")
+      "All latencies in ms. *server CPU* = CPU time of the server being called (the fake for "
+      "direct, else the proxy), 100% = one core; *other CPU* = CPU used meanwhile by processes "
+      "the benchmark did not start: above ~10% the figures are disturbed.")
     w("")
 
     # ---- fixed rate
@@ -96,8 +179,8 @@ def render(outdir):
                         ("stream", "Streaming (`\"stream\": true`, SSE, to the last byte)")):
         w(f"### {title}")
         w("")
-        w("| path | achieved req/s | p50 | p90 | p99 | p99.9 | max | added p50 | added p99 | non-2xx |")
-        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        w("| path | achieved req/s | p50 | p90 | p99 | p99.9 | max | added p50 | added p99 | non-2xx | server CPU | other CPU |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         base = load(outdir, f"fixed-{mode}-direct.json") or {}
         for t in TARGETS:
             r = load(outdir, f"fixed-{mode}-{t}.json")
@@ -107,7 +190,8 @@ def render(outdir):
             w(f"| {LABEL[t]} | {r['rps']:,.0f} | {ms(r['p50_us'])} | {ms(r['p90_us'])} | {ms(r['p99_us'])} | "
               f"{ms(r['p999_us'])} | {ms(r['max_us'])} | "
               f"{'—' if t == 'direct' else added(r['p50_us'], base.get('p50_us'))} | "
-              f"{'—' if t == 'direct' else added(r['p99_us'], base.get('p99_us'))} | {r['non2xx']} |")
+              f"{'—' if t == 'direct' else added(r['p99_us'], base.get('p99_us'))} | {r['non2xx']} | "
+              f"{pcts(r, 'cpu_pct')} | {pcts(r, 'other_cpu_pct')} |")
         w("")
 
     # ---- TTFB
@@ -118,8 +202,8 @@ def render(outdir):
       "absolute figures include its own overhead; the *added* columns are the comparison. "
       "The fake sends its whole SSE body at once, so the direct TTFB and TTLB are close.")
     w("")
-    w("| path | req/s | TTFB p50 | TTFB p99 | TTLB p50 | TTLB p99 | added TTFB p50 | added TTFB p99 | added TTLB p50 | added TTLB p99 | errors |")
-    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    w("| path | req/s | TTFB p50 | TTFB p99 | TTLB p50 | TTLB p99 | added TTFB p50 | added TTFB p99 | added TTLB p50 | added TTLB p99 | errors | other CPU |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     base = load(outdir, "ttfb-direct.json") or {}
     for t in TARGETS:
         r = load(outdir, f"ttfb-{t}.json")
@@ -131,30 +215,28 @@ def render(outdir):
           f"{ms(r['ttlb_p99_us'])} | "
           + " | ".join("—" if d else added(r[k], base.get(k))
                        for k in ("ttfb_p50_us", "ttfb_p99_us", "ttlb_p50_us", "ttlb_p99_us"))
-          + f" | {r['errors']} |")
+          + f" | {r['errors']} | {pcts(r, 'other_cpu_pct')} |")
     w("")
 
     # ---- max throughput
     w("## Max throughput")
     w("")
     w(f"wrk, 1 thread, {meta['max_conns']} keep-alive connections, {meta['max_seconds']} s after 1 s warm-up "
-      "(closed loop: latency here is at saturation). *server CPU* = CPU time of the server process "
-      "being called (the fake for direct, else the proxy) over the run; 100% = one core.")
+      "(closed loop: latency here is at saturation). Core 1 runs only the proxy under test, so "
+      "*core 1 busy* near 100% means the proxy was the bottleneck (its *server CPU* is lower "
+      "because loopback softirq time is not charged to the process).")
     w("")
-    w("| path | non-stream req/s | p50 | p99 | server CPU | stream req/s | p50 | p99 | server CPU | errors |")
-    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for t in TARGETS:
-        a = load(outdir, f"max-nonstream-{t}.json")
-        b = load(outdir, f"max-stream-{t}.json")
-        cells = []
-        errs = 0
-        for r in (a, b):
+    w("| path | mode | req/s | p50 | p99 | server CPU | core 0 busy | core 1 busy | other CPU | errors |")
+    w("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for mode in ("nonstream", "stream"):
+        for t in TARGETS:
+            r = load(outdir, f"max-{mode}-{t}.json")
             if r is None:
-                cells += ["n/a", "", "", ""]
+                w(f"| {LABEL[t]} | {mode} | n/a ||||||||")
                 continue
-            cells += [f"{r['rps']:,.0f}", ms(r["p50_us"]), ms(r["p99_us"]), f"{r['cpu_pct']}%"]
-            errs += r["errors"] + r["status_errors"]
-        w(f"| {LABEL[t]} | " + " | ".join(cells) + f" | {errs} |")
+            w(f"| {LABEL[t]} | {'stream' if mode == 'stream' else 'non-stream'} | {r['rps']:,.0f} | {ms(r['p50_us'])} | "
+              f"{ms(r['p99_us'])} | {pcts(r, 'cpu_pct')} | {pcts(r, 'cpu0_busy_pct')} | {pcts(r, 'cpu1_busy_pct')} | "
+              f"{pcts(r, 'other_cpu_pct')} | {r['errors'] + r['status_errors']} |")
     w("")
 
     # ---- RSS
@@ -179,6 +261,17 @@ def render(outdir):
     # ---- verdict
     w("## Reading")
     w("")
+    noisy = []
+    for name in sorted(os.listdir(outdir)):
+        if name.endswith(".json"):
+            r = load(outdir, name)
+            if (r.get("other_cpu_pct") or 0) > 10:
+                noisy.append(f"{name[:-5]} ({r['other_cpu_pct']}%)")
+    if noisy:
+        w("- WARNING: other processes used CPU during " + ", ".join(noisy)
+          + "; those figures are disturbed, rerun on a quiet machine.")
+    else:
+        w("- The machine was quiet during every measurement (other CPU ≤ 10% of a core).")
     fg, fn, fd = (load(outdir, f"fixed-nonstream-{t}.json") for t in ("gateway", "nginx", "direct"))
     if fg and fn and fd:
         gp99 = (fg["p99_us"] - fd["p99_us"]) / 1000.0
@@ -201,8 +294,10 @@ def render(outdir):
         if g and n and n["rps"]:
             ratio = g["rps"] / n["rps"]
             flag = "at least half of" if ratio >= 0.5 else "BELOW HALF of"
-            w(f"- {word} max throughput: gateway {g['rps']:,.0f} req/s at {g['cpu_pct']}% CPU vs nginx "
-              f"{n['rps']:,.0f} req/s at {n['cpu_pct']}% CPU = {ratio:.0%}, {flag} nginx's.")
+            w(f"- {word} max throughput: gateway {g['rps']:,.0f} req/s vs nginx {n['rps']:,.0f} req/s = "
+              f"{ratio:.0%}, {flag} nginx's (core 1 busy: gateway {pcts(g, 'cpu1_busy_pct')}, "
+              f"nginx {pcts(n, 'cpu1_busy_pct')}; per request the gateway used "
+              f"{cpu_us(g)} µs of CPU, nginx {cpu_us(n)} µs).")
     w("")
     print("\n".join(L))
 
@@ -210,6 +305,12 @@ def render(outdir):
 if __name__ == "__main__":
     if sys.argv[1] == "h2log":
         h2log(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "cpusnap":
+        cpusnap(sys.argv[2:])
+    elif sys.argv[1] == "cpudiff":
+        cpudiff(sys.argv[2], sys.argv[3], sys.argv[4])
+    elif sys.argv[1] == "merge":
+        merge(sys.argv[2], sys.argv[3])
     elif sys.argv[1] == "render":
         render(sys.argv[2])
     else:

@@ -17,6 +17,8 @@
 #   BENCH_PORT_BASE  first of 4 loopback ports used [18180]
 #   BENCH_RATE       fixed request rate for the latency runs [2000]
 #   BENCH_SECONDS    measured seconds per fixed-rate run [10]
+#   BENCH_FIXED_CONNS connections for the fixed-rate runs [4]
+#   BENCH_QUIET_WAIT seconds to wait at most for other CPU load to die down first [60]
 #   BENCH_MAX_SECONDS seconds per max-throughput run [8]
 #   BENCH_MAX_CONNS  connections for the max-throughput runs [64]
 #   BENCH_STREAM_REQUESTS / BENCH_STREAM_CONC  TTFB runs [2000 / 4]
@@ -38,7 +40,11 @@ SECONDS_MAX="${BENCH_MAX_SECONDS:-8}"
 MAX_CONNS="${BENCH_MAX_CONNS:-64}"
 STREAM_REQS="${BENCH_STREAM_REQUESTS:-2000}"
 STREAM_CONC="${BENCH_STREAM_CONC:-4}"
-FIXED_CONNS=20   # fixed-rate runs: RATE/FIXED_CONNS requests/s on each connection
+# Fixed-rate runs: RATE/FIXED_CONNS requests/s on each connection. h2load starts every
+# connection's timer together, so the load arrives in bursts of FIXED_CONNS requests;
+# few connections keep those bursts (and the queueing they cause) small.
+FIXED_CONNS="${BENCH_FIXED_CONNS:-4}"
+QUIET_WAIT="${BENCH_QUIET_WAIT:-60}"
 WARMUP=2
 RESULTS_MD="$HERE/RESULTS.md"
 
@@ -165,17 +171,23 @@ echo idle > "$WORK/phase"
         sleep 1
     done
 ) > "$WORK/out/rss.log" &
-PIDS+=("$!")
+RSS_PID=$!; PIDS+=("$RSS_PID")
 phase() { echo "$1" > "$WORK/phase"; log "$1"; }
 
-cpu_ticks() { # pid: utime+stime of the process and its direct children (nginx workers)
-    local total=0 p
-    for p in "$1" $(pgrep -P "$1" || true); do
-        total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
-    done
-    echo "$total"
-}
-CLK_TCK=$(getconf CLK_TCK)
+snap() { $PY "$HERE/report.py" cpusnap "$$" "$FAKE_PID" "$PROXY_PID" "$GW_PID" "$RSS_PID"; }
+# cpu_into FILE SNAP0 SNAP1 SERVER_PID: adds per-core busy %, the server's CPU % and the
+# CPU % used by processes this script did not start to a result file.
+cpu_into() { $PY "$HERE/report.py" merge "$1" "$($PY "$HERE/report.py" cpudiff "$2" "$3" "$4")"; }
+
+# Wait (bounded) for the machine to be quiet: other processes distort every figure.
+for ((i = 0; i < QUIET_WAIT; i += 3)); do
+    a=$(snap); sleep 2; b=$(snap)
+    other=$($PY -c 'import json,sys; print(json.loads(sys.argv[1])["other_cpu_pct"])' "$($PY "$HERE/report.py" cpudiff "$a" "$b" "$GW_PID")")
+    ((other <= 15)) && break
+    ((i == 0)) && log "other processes are using ${other}% of a core; waiting up to ${QUIET_WAIT}s for quiet"
+done
+echo "$other" > "$WORK/out/other_before.txt"
+((other <= 15)) || log "machine still busy (${other}% of a core used by others): figures will be noisy"
 
 # ---------------------------------------------------------------- (a) fixed rate
 PER_CONN=$((RATE / FIXED_CONNS))
@@ -185,12 +197,16 @@ for mode in nonstream stream; do
     for t in "${TARGETS[@]}"; do
         phase "fixed ${RATE} req/s, $mode, $t"
         logf="$WORK/out/h2-$mode-$t.log"
+        rm -f "$logf"   # h2load appends
+        s0=$(snap)
         timeout $((SECONDS_FIXED + WARMUP + 30)) "${PIN_LOAD[@]}" h2load --h1 -t 1 -c "$FIXED_CONNS" \
             --rps "$PER_CONN" -D "$SECONDS_FIXED" --warm-up-time "$WARMUP" \
             -d "$body" -H 'Content-Type: application/json' "${hdr[@]}" \
             --log-file "$logf" "${URL[$t]}" > "$WORK/out/h2-$mode-$t.txt" 2>&1 \
             || die "h2load failed: $(tail -5 "$WORK/out/h2-$mode-$t.txt")"
+        s1=$(snap)
         $PY "$HERE/report.py" h2log "$logf" "$SECONDS_FIXED" > "$WORK/out/fixed-$mode-$t.json"
+        cpu_into "$WORK/out/fixed-$mode-$t.json" "$s0" "$s1" "${PID_OF[$t]}"
         rm -f "$logf"
     done
 done
@@ -204,22 +220,25 @@ for mode in nonstream stream; do
         # one second of warm-up so connections and pools exist
         BENCH_BODY="$body" BENCH_STREAM=$stream timeout 10 "${PIN_LOAD[@]}" wrk -t 1 -c "$MAX_CONNS" -d 1s \
             -s "$HERE/post.lua" "${URL[$t]}" >/dev/null 2>&1 || true
-        c0=$(cpu_ticks "${PID_OF[$t]}"); t0=$(date +%s.%N)
+        s0=$(snap)
         BENCH_BODY="$body" BENCH_STREAM=$stream timeout $((SECONDS_MAX + 30)) "${PIN_LOAD[@]}" wrk -t 1 \
             -c "$MAX_CONNS" -d "${SECONDS_MAX}s" -s "$HERE/post.lua" "${URL[$t]}" > "$WORK/out/wrk-$mode-$t.txt" 2>&1 \
             || die "wrk failed: $(tail -5 "$WORK/out/wrk-$mode-$t.txt")"
-        c1=$(cpu_ticks "${PID_OF[$t]}"); t1=$(date +%s.%N)
-        cpu=$(awk -v a="$c0" -v b="$c1" -v s="$t0" -v e="$t1" -v hz="$CLK_TCK" 'BEGIN{printf "%.0f", (b-a)/hz/(e-s)*100}')
-        line=$(grep '^WRK_JSON ' "$WORK/out/wrk-$mode-$t.txt" | sed 's/^WRK_JSON //') || die "no wrk summary for $t"
-        echo "${line%\}},\"cpu_pct\":$cpu}" > "$WORK/out/max-$mode-$t.json"
+        s1=$(snap)
+        grep '^WRK_JSON ' "$WORK/out/wrk-$mode-$t.txt" | sed 's/^WRK_JSON //' > "$WORK/out/max-$mode-$t.json" \
+            && [[ -s "$WORK/out/max-$mode-$t.json" ]] || die "no wrk summary for $t"
+        cpu_into "$WORK/out/max-$mode-$t.json" "$s0" "$s1" "${PID_OF[$t]}"
     done
 done
 
 # ---------------------------------------------------------------- streaming TTFB / TTLB
 for t in "${TARGETS[@]}"; do
     phase "stream TTFB/TTLB, $STREAM_REQS requests at concurrency $STREAM_CONC, $t"
+    s0=$(snap)
     timeout 90 "${PIN_LOAD[@]}" $PY "$HERE/stream_client.py" "${URL[$t]}" "$WORK/body-stream.json" \
         "$STREAM_REQS" "$STREAM_CONC" > "$WORK/out/ttfb-$t.json" || die "stream client failed for $t"
+    s1=$(snap)
+    cpu_into "$WORK/out/ttfb-$t.json" "$s0" "$s1" "${PID_OF[$t]}"
 done
 
 phase "after load"

@@ -77,7 +77,8 @@ impl Snapshot {
                     format!("required for type {}", p.kind.as_str()),
                 );
             }
-            if let Some(url) = &p.base_url {
+            // An unset `${VAR}` leaves the provider inactive rather than the file invalid.
+            if let Some(url) = p.base_url.as_deref().filter(|u| !u.contains("${")) {
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
                     found.add(
                         format!("{at}.base_url"),
@@ -86,6 +87,12 @@ impl Snapshot {
                 }
             }
             let t = p.timeouts;
+            if t.first_byte_ms > t.total_ms {
+                found.add(
+                    format!("{at}.timeouts.first_byte_ms"),
+                    "may not exceed total_ms",
+                );
+            }
             for (field, v) in [
                 ("connect_ms", t.connect_ms),
                 ("first_byte_ms", t.first_byte_ms),
