@@ -117,6 +117,29 @@ def load(outdir, name):
         return json.load(f)
 
 
+def fixed_summary(outdir, mode, target):
+    """Median over rounds of each percentile; the rounds' p99s; pooled counts."""
+    import glob
+    import statistics
+    rounds = []
+    for path in sorted(glob.glob(os.path.join(outdir, f"fixed-{mode}-{target}-r*.json"))):
+        with open(path) as f:
+            rounds.append(json.load(f))
+    if not rounds:
+        return None
+    out = {}
+    for k in ("p50_us", "p90_us", "p99_us", "p999_us"):
+        vals = [r[k] for r in rounds if r.get(k) is not None]
+        out[k] = statistics.median(vals) if vals else None
+    out["max_us"] = max((r["max_us"] for r in rounds if r.get("max_us") is not None), default=None)
+    out["rps"] = statistics.mean(r["rps"] for r in rounds)
+    out["non2xx"] = sum(r["non2xx"] for r in rounds)
+    out["cpu_pct"] = round(statistics.mean(r.get("cpu_pct") or 0 for r in rounds))
+    out["other_cpu_pct"] = max(r.get("other_cpu_pct") or 0 for r in rounds)
+    out["round_p99"] = [r.get("p99_us") for r in rounds]
+    return out
+
+
 def ms(us):
     return "n/a" if us is None else f"{us / 1000.0:.3f}"
 
@@ -153,7 +176,9 @@ def render(outdir):
     w(f"- machine: {meta['nproc']} cores (`nproc`), {meta['cpu']}, Linux {meta['kernel']}")
     w(f"- gateway: `{meta['binary']}` (release build, repo at {meta['rev']})")
     w(f"- tools: nginx {meta['nginx']} (fake upstream and proxy), h2load {meta['h2load']}, wrk {meta['wrk']}, python aiohttp")
-    w("- rerun: `bash dataplane/bench/run.sh`")
+    w("- rerun: `bash dataplane/bench/run.sh` (about 3 minutes; needs the release binary)")
+    if meta.get("quiet_waited", "0") != "0":
+        w(f"- waited {meta['quiet_waited']} s in all for other processes to leave the CPUs alone")
     w("")
     w("Setup, all on 127.0.0.1: a fake OpenAI-compatible upstream (nginx serving the "
       "`tests/fixtures/upstream/openai` chat completion and SSE stream as static files); "
@@ -166,29 +191,31 @@ def render(outdir):
       + "*added* = the figure minus the same figure for the direct call, in ms. "
       "All latencies in ms. *server CPU* = CPU time of the server being called (the fake for "
       "direct, else the proxy), 100% = one core; *other CPU* = CPU used meanwhile by processes "
-      "the benchmark did not start: above ~10% the figures are disturbed.")
+      "the benchmark did not start (the largest over rounds): above ~10% the figures are disturbed.")
     w("")
 
     # ---- fixed rate
     w(f"## Latency at a fixed {rate:,} requests/s")
     w("")
-    w(f"h2load, HTTP/1.1, {meta['fixed_conns']} keep-alive connections at {rate // int(meta['fixed_conns'])} req/s each, "
-      f"{meta['fixed_seconds']} s measured after {meta['warmup']} s warm-up; latency = request sent to last byte received.")
+    w(f"h2load, HTTP/1.1, {meta['fixed_conns']} keep-alive connections at {rate // int(meta['fixed_conns'])} req/s each; "
+      f"{meta['rounds']} rounds, each running every path for {meta['fixed_seconds']} s after {meta['warmup']} s warm-up, "
+      "paths interleaved; latency = request sent to last byte received. Percentiles are the median over the "
+      "rounds (*p99 by round* shows the spread: a lone high round is outside noise); *max* is over all rounds.")
     w("")
     for mode, title in (("nonstream", "Non-streaming (`POST /v1/chat/completions`)"),
                         ("stream", "Streaming (`\"stream\": true`, SSE, to the last byte)")):
         w(f"### {title}")
         w("")
-        w("| path | achieved req/s | p50 | p90 | p99 | p99.9 | max | added p50 | added p99 | non-2xx | server CPU | other CPU |")
-        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-        base = load(outdir, f"fixed-{mode}-direct.json") or {}
+        w("| path | achieved req/s | p50 | p90 | p99 | p99.9 | max | p99 by round | added p50 | added p99 | non-2xx | server CPU | other CPU |")
+        w("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|")
+        base = fixed_summary(outdir, mode, "direct") or {}
         for t in TARGETS:
-            r = load(outdir, f"fixed-{mode}-{t}.json")
+            r = fixed_summary(outdir, mode, t)
             if r is None:
-                w(f"| {LABEL[t]} | n/a |||||||||")
+                w(f"| {LABEL[t]} | n/a ||||||||||||")
                 continue
             w(f"| {LABEL[t]} | {r['rps']:,.0f} | {ms(r['p50_us'])} | {ms(r['p90_us'])} | {ms(r['p99_us'])} | "
-              f"{ms(r['p999_us'])} | {ms(r['max_us'])} | "
+              f"{ms(r['p999_us'])} | {ms(r['max_us'])} | {' / '.join(ms(v) for v in r['round_p99'])} | "
               f"{'—' if t == 'direct' else added(r['p50_us'], base.get('p50_us'))} | "
               f"{'—' if t == 'direct' else added(r['p99_us'], base.get('p99_us'))} | {r['non2xx']} | "
               f"{pcts(r, 'cpu_pct')} | {pcts(r, 'other_cpu_pct')} |")
@@ -224,7 +251,9 @@ def render(outdir):
     w(f"wrk, 1 thread, {meta['max_conns']} keep-alive connections, {meta['max_seconds']} s after 1 s warm-up "
       "(closed loop: latency here is at saturation). Core 1 runs only the proxy under test, so "
       "*core 1 busy* near 100% means the proxy was the bottleneck (its *server CPU* is lower "
-      "because loopback softirq time is not charged to the process).")
+      "because loopback softirq time is not charged to the process); *core 0 busy* near 100% "
+      "means the load generator and fake upstream were the limit, so that row is a lower bound "
+      "for its path (always the case for the direct row).")
     w("")
     w("| path | mode | req/s | p50 | p99 | server CPU | core 0 busy | core 1 busy | other CPU | errors |")
     w("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -265,14 +294,15 @@ def render(outdir):
     for name in sorted(os.listdir(outdir)):
         if name.endswith(".json"):
             r = load(outdir, name)
-            if (r.get("other_cpu_pct") or 0) > 10:
-                noisy.append(f"{name[:-5]} ({r['other_cpu_pct']}%)")
+            other = (r.get("other_cpu_pct") or 0) + (r.get("steal_pct") or 0)
+            if other > 10:
+                noisy.append(f"{name[:-5]} ({other}%)")
     if noisy:
         w("- WARNING: other processes used CPU during " + ", ".join(noisy)
           + "; those figures are disturbed, rerun on a quiet machine.")
     else:
         w("- The machine was quiet during every measurement (other CPU ≤ 10% of a core).")
-    fg, fn, fd = (load(outdir, f"fixed-nonstream-{t}.json") for t in ("gateway", "nginx", "direct"))
+    fg, fn, fd = (fixed_summary(outdir, "nonstream", t) for t in ("gateway", "nginx", "direct"))
     if fg and fn and fd:
         gp99 = (fg["p99_us"] - fd["p99_us"]) / 1000.0
         np99 = (fn["p99_us"] - fd["p99_us"]) / 1000.0
@@ -281,7 +311,7 @@ def render(outdir):
         verdict = "within" if gp99 <= 1.0 else "OVER"
         w(f"- Non-streaming at {rate:,} req/s the gateway adds {gp50:.3f} ms at p50 and {gp99:.3f} ms at p99 "
           f"(nginx: {np50:.3f} / {np99:.3f} ms): {verdict} a 1 ms added-p99 budget.")
-    sg, sn, sd = (load(outdir, f"fixed-stream-{t}.json") for t in ("gateway", "nginx", "direct"))
+    sg, sn, sd = (fixed_summary(outdir, "stream", t) for t in ("gateway", "nginx", "direct"))
     if sg and sn and sd:
         gp99 = (sg["p99_us"] - sd["p99_us"]) / 1000.0
         np99 = (sn["p99_us"] - sd["p99_us"]) / 1000.0

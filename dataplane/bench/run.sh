@@ -8,17 +8,20 @@
 # Everything runs on 127.0.0.1. The fake upstream and the nginx proxy are nginx
 # processes started from configs in a temp dir (not the system service). The proxy
 # under test (nginx or the gateway) gets core 1 to itself; the load generator and the
-# fake upstream share core 0. Whole run: about 3 minutes. Results go to stdout and to
+# fake upstream share core 0. Whole run: about 3 minutes (plus up to a minute of
+# waiting when other processes keep the CPUs busy). Results go to stdout and to
 # dataplane/bench/RESULTS.md.
 #
 # Environment knobs (defaults in brackets):
 #   AI_GATEWAY_BIN   gateway binary [$CARGO_TARGET_DIR/release/ai-gateway,
 #                    CARGO_TARGET_DIR defaulting to ~/.cache/ai-gateway-target as in .ci/run]
-#   BENCH_PORT_BASE  first of 4 loopback ports used [18180]
+#   BENCH_PORT_BASE  loopback ports BASE+1..BASE+4 are used [18180]
 #   BENCH_RATE       fixed request rate for the latency runs [2000]
-#   BENCH_SECONDS    measured seconds per fixed-rate run [10]
+#   BENCH_ROUNDS     fixed-rate rounds; each round runs every target once, interleaved [3]
+#   BENCH_SECONDS    measured seconds per fixed-rate run, per round [4]
 #   BENCH_FIXED_CONNS connections for the fixed-rate runs [4]
-#   BENCH_QUIET_WAIT seconds to wait at most for other CPU load to die down first [60]
+#   BENCH_QUIET_WAIT seconds, in all, to wait for other processes' CPU load to die down
+#                    (before starting, and before repeating a disturbed measurement) [60]
 #   BENCH_MAX_SECONDS seconds per max-throughput run [8]
 #   BENCH_MAX_CONNS  connections for the max-throughput runs [64]
 #   BENCH_STREAM_REQUESTS / BENCH_STREAM_CONC  TTFB runs [2000 / 4]
@@ -35,7 +38,8 @@ PROXY_PORT=$((PORT_BASE + 2))
 GW_PORT=$((PORT_BASE + 3))
 ADMIN_PORT=$((PORT_BASE + 4))
 RATE="${BENCH_RATE:-2000}"
-SECONDS_FIXED="${BENCH_SECONDS:-10}"
+SECONDS_FIXED="${BENCH_SECONDS:-4}"
+ROUNDS="${BENCH_ROUNDS:-3}"
 SECONDS_MAX="${BENCH_MAX_SECONDS:-8}"
 MAX_CONNS="${BENCH_MAX_CONNS:-64}"
 STREAM_REQS="${BENCH_STREAM_REQUESTS:-2000}"
@@ -45,7 +49,7 @@ STREAM_CONC="${BENCH_STREAM_CONC:-4}"
 # few connections keep those bursts (and the queueing they cause) small.
 FIXED_CONNS="${BENCH_FIXED_CONNS:-4}"
 QUIET_WAIT="${BENCH_QUIET_WAIT:-60}"
-WARMUP=2
+WARMUP=1
 RESULTS_MD="$HERE/RESULTS.md"
 
 log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
@@ -179,66 +183,101 @@ snap() { $PY "$HERE/report.py" cpusnap "$$" "$FAKE_PID" "$PROXY_PID" "$GW_PID" "
 # CPU % used by processes this script did not start to a result file.
 cpu_into() { $PY "$HERE/report.py" merge "$1" "$($PY "$HERE/report.py" cpudiff "$2" "$3" "$4")"; }
 
-# Wait (bounded) for the machine to be quiet: other processes distort every figure.
-for ((i = 0; i < QUIET_WAIT; i += 3)); do
-    a=$(snap); sleep 2; b=$(snap)
-    other=$($PY -c 'import json,sys; print(json.loads(sys.argv[1])["other_cpu_pct"])' "$($PY "$HERE/report.py" cpudiff "$a" "$b" "$GW_PID")")
-    ((other <= 15)) && break
-    ((i == 0)) && log "other processes are using ${other}% of a core; waiting up to ${QUIET_WAIT}s for quiet"
-done
-echo "$other" > "$WORK/out/other_before.txt"
-((other <= 15)) || log "machine still busy (${other}% of a core used by others): figures will be noisy"
+# Other processes on the machine distort every figure. Each measurement records how much
+# CPU they took meanwhile; a disturbed one is repeated once after waiting for quiet.
+# All waiting together is bounded by QUIET_WAIT seconds.
+QUIET_LEFT=$QUIET_WAIT
+OTHER_LIMIT=10   # % of one core
+other_of() { # result file -> % of a core used by others (plus steal) during it
+    $PY -c 'import json,sys; d=json.load(open(sys.argv[1])); print((d.get("other_cpu_pct") or 0)+(d.get("steal_pct") or 0))' "$1"
+}
+wait_quiet() { # 0 once a 1 s sample shows the machine quiet, 1 when the budget is spent
+    local a b o
+    while ((QUIET_LEFT > 0)); do
+        a=$(snap); sleep 1; b=$(snap); QUIET_LEFT=$((QUIET_LEFT - 1))
+        $PY "$HERE/report.py" cpudiff "$a" "$b" "$GW_PID" > "$WORK/quiet.json"
+        o=$(other_of "$WORK/quiet.json")
+        ((o <= OTHER_LIMIT)) && return 0
+    done
+    return 1
+}
+checked() { # RESULT_FILE CMD...: runs a measurement, repeats it once if it was disturbed
+    local res=$1 o; shift
+    "$@"
+    o=$(other_of "$res")
+    if ((o > OTHER_LIMIT && QUIET_LEFT > 0)); then
+        log "  disturbed: other processes took ${o}% of a core; waiting for quiet (${QUIET_LEFT}s budget left) and repeating"
+        if wait_quiet; then "$@"; else log "  still busy: keeping the disturbed figure"; fi
+    fi
+}
+
+if ! wait_quiet; then log "the machine is busy (other processes): figures will be disturbed"; fi
 
 # ---------------------------------------------------------------- (a) fixed rate
+# Short rounds, targets interleaved, so a burst of noise from outside (this is often a
+# shared VM) lands on one round of one target rather than on a whole target; the report
+# gives the median over rounds and each round's p99.
 PER_CONN=$((RATE / FIXED_CONNS))
-for mode in nonstream stream; do
-    body="$WORK/body.json"; hdr=()
+fixed_run() { # mode target round
+    local mode=$1 t=$2 round=$3 body="$WORK/body.json" hdr=() s0 s1
     [[ $mode == stream ]] && { body="$WORK/body-stream.json"; hdr=(-H 'X-Bench-Stream: 1'); }
-    for t in "${TARGETS[@]}"; do
-        phase "fixed ${RATE} req/s, $mode, $t"
-        logf="$WORK/out/h2-$mode-$t.log"
-        rm -f "$logf"   # h2load appends
-        s0=$(snap)
-        timeout $((SECONDS_FIXED + WARMUP + 30)) "${PIN_LOAD[@]}" h2load --h1 -t 1 -c "$FIXED_CONNS" \
-            --rps "$PER_CONN" -D "$SECONDS_FIXED" --warm-up-time "$WARMUP" \
-            -d "$body" -H 'Content-Type: application/json' "${hdr[@]}" \
-            --log-file "$logf" "${URL[$t]}" > "$WORK/out/h2-$mode-$t.txt" 2>&1 \
-            || die "h2load failed: $(tail -5 "$WORK/out/h2-$mode-$t.txt")"
-        s1=$(snap)
-        $PY "$HERE/report.py" h2log "$logf" "$SECONDS_FIXED" > "$WORK/out/fixed-$mode-$t.json"
-        cpu_into "$WORK/out/fixed-$mode-$t.json" "$s0" "$s1" "${PID_OF[$t]}"
-        rm -f "$logf"
+    local logf="$WORK/out/h2-$mode-$t-$round.log" res="$WORK/out/fixed-$mode-$t-r$round.json"
+    rm -f "$logf"   # h2load appends
+    s0=$(snap)
+    timeout $((SECONDS_FIXED + WARMUP + 30)) "${PIN_LOAD[@]}" h2load --h1 -t 1 -c "$FIXED_CONNS" \
+        --rps "$PER_CONN" -D "$SECONDS_FIXED" --warm-up-time "$WARMUP" \
+        -d "$body" -H 'Content-Type: application/json' "${hdr[@]}" \
+        --log-file "$logf" "${URL[$t]}" > "$WORK/out/h2-$mode-$t-$round.txt" 2>&1 \
+        || die "h2load failed: $(tail -5 "$WORK/out/h2-$mode-$t-$round.txt")"
+    s1=$(snap)
+    $PY "$HERE/report.py" h2log "$logf" "$SECONDS_FIXED" > "$res"
+    cpu_into "$res" "$s0" "$s1" "${PID_OF[$t]}"
+    rm -f "$logf"
+}
+for mode in nonstream stream; do
+    for ((round = 1; round <= ROUNDS; round++)); do
+        for t in "${TARGETS[@]}"; do
+            phase "fixed ${RATE} req/s, $mode, $t, round $round/$ROUNDS"
+            checked "$WORK/out/fixed-$mode-$t-r$round.json" fixed_run "$mode" "$t" "$round"
+        done
     done
 done
 
 # ---------------------------------------------------------------- (b) max throughput
-for mode in nonstream stream; do
-    body="$WORK/body.json"; stream=0
+max_run() { # mode target
+    local mode=$1 t=$2 body="$WORK/body.json" stream=0 s0 s1 res="$WORK/out/max-$1-$2.json"
     [[ $mode == stream ]] && { body="$WORK/body-stream.json"; stream=1; }
+    # one second of warm-up so connections and pools exist
+    BENCH_BODY="$body" BENCH_STREAM=$stream timeout 10 "${PIN_LOAD[@]}" wrk -t 1 -c "$MAX_CONNS" -d 1s \
+        -s "$HERE/post.lua" "${URL[$t]}" >/dev/null 2>&1 || true
+    s0=$(snap)
+    BENCH_BODY="$body" BENCH_STREAM=$stream timeout $((SECONDS_MAX + 30)) "${PIN_LOAD[@]}" wrk -t 1 \
+        -c "$MAX_CONNS" -d "${SECONDS_MAX}s" -s "$HERE/post.lua" "${URL[$t]}" > "$WORK/out/wrk-$mode-$t.txt" 2>&1 \
+        || die "wrk failed: $(tail -5 "$WORK/out/wrk-$mode-$t.txt")"
+    s1=$(snap)
+    grep '^WRK_JSON ' "$WORK/out/wrk-$mode-$t.txt" | sed 's/^WRK_JSON //' > "$res" \
+        && [[ -s "$res" ]] || die "no wrk summary for $t: $(tail -5 "$WORK/out/wrk-$mode-$t.txt")"
+    cpu_into "$res" "$s0" "$s1" "${PID_OF[$t]}"
+}
+for mode in nonstream stream; do
     for t in "${TARGETS[@]}"; do
         phase "max throughput, $MAX_CONNS connections, $mode, $t"
-        # one second of warm-up so connections and pools exist
-        BENCH_BODY="$body" BENCH_STREAM=$stream timeout 10 "${PIN_LOAD[@]}" wrk -t 1 -c "$MAX_CONNS" -d 1s \
-            -s "$HERE/post.lua" "${URL[$t]}" >/dev/null 2>&1 || true
-        s0=$(snap)
-        BENCH_BODY="$body" BENCH_STREAM=$stream timeout $((SECONDS_MAX + 30)) "${PIN_LOAD[@]}" wrk -t 1 \
-            -c "$MAX_CONNS" -d "${SECONDS_MAX}s" -s "$HERE/post.lua" "${URL[$t]}" > "$WORK/out/wrk-$mode-$t.txt" 2>&1 \
-            || die "wrk failed: $(tail -5 "$WORK/out/wrk-$mode-$t.txt")"
-        s1=$(snap)
-        grep '^WRK_JSON ' "$WORK/out/wrk-$mode-$t.txt" | sed 's/^WRK_JSON //' > "$WORK/out/max-$mode-$t.json" \
-            && [[ -s "$WORK/out/max-$mode-$t.json" ]] || die "no wrk summary for $t"
-        cpu_into "$WORK/out/max-$mode-$t.json" "$s0" "$s1" "${PID_OF[$t]}"
+        checked "$WORK/out/max-$mode-$t.json" max_run "$mode" "$t"
     done
 done
 
 # ---------------------------------------------------------------- streaming TTFB / TTLB
-for t in "${TARGETS[@]}"; do
-    phase "stream TTFB/TTLB, $STREAM_REQS requests at concurrency $STREAM_CONC, $t"
+ttfb_run() { # target
+    local t=$1 s0 s1 res="$WORK/out/ttfb-$1.json"
     s0=$(snap)
     timeout 90 "${PIN_LOAD[@]}" $PY "$HERE/stream_client.py" "${URL[$t]}" "$WORK/body-stream.json" \
-        "$STREAM_REQS" "$STREAM_CONC" > "$WORK/out/ttfb-$t.json" || die "stream client failed for $t"
+        "$STREAM_REQS" "$STREAM_CONC" > "$res" || die "stream client failed for $t"
     s1=$(snap)
-    cpu_into "$WORK/out/ttfb-$t.json" "$s0" "$s1" "${PID_OF[$t]}"
+    cpu_into "$res" "$s0" "$s1" "${PID_OF[$t]}"
+}
+for t in "${TARGETS[@]}"; do
+    phase "stream TTFB/TTLB, $STREAM_REQS requests at concurrency $STREAM_CONC, $t"
+    checked "$WORK/out/ttfb-$t.json" ttfb_run "$t"
 done
 
 phase "after load"
@@ -256,9 +295,10 @@ kill -0 "$GW_PID" 2>/dev/null || die "the gateway died during the run: $(tail -2
     echo "nginx=$(nginx -v 2>&1 | sed 's#.*/##')"
     echo "wrk=$(wrk -v 2>&1 | head -1 | awk '{print $2}')"
     echo "h2load=$(h2load --version | awk '{print $2}')"
-    echo "rate=$RATE"; echo "fixed_seconds=$SECONDS_FIXED"; echo "fixed_conns=$FIXED_CONNS"; echo "warmup=$WARMUP"
+    echo "rate=$RATE"; echo "fixed_seconds=$SECONDS_FIXED"; echo "fixed_conns=$FIXED_CONNS"; echo "warmup=$WARMUP"; echo "rounds=$ROUNDS"
     echo "max_seconds=$SECONDS_MAX"; echo "max_conns=$MAX_CONNS"
     echo "stream_requests=$STREAM_REQS"; echo "stream_conc=$STREAM_CONC"
+    echo "quiet_waited=$((QUIET_WAIT - QUIET_LEFT))"
     echo "pinned=$([[ ${#PIN_LOAD[@]} -gt 0 ]] && echo yes || echo no)"
 } > "$WORK/out/meta.txt"
 $PY "$HERE/report.py" render "$WORK/out" > "$WORK/RESULTS.md"

@@ -29,6 +29,16 @@ pub async fn handle(
                 &json!({"ready": status == StatusCode::OK, "config_version": gw.runtime().version}),
             ))
         }
+        (&Method::GET, "/metrics") => {
+            let mut r = Response::new(crate::body::full(gw.services.metrics.render()));
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            Ok(r)
+        }
         (&Method::GET, "/admin/v1/config") => {
             authorize(token, &req)?;
             Ok(json_response(

@@ -1,14 +1,31 @@
 //! What the gateway knows about one request as it moves through the stages.
 
+use crate::auth::Identity;
+use crate::completion::UsageCell;
+use crate::limits::{Quota, Reservation};
+use ai_gateway_snapshot::ModelPrice;
 use http::HeaderMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 pub struct RequestContext {
     pub request_id: String,
     pub started: Instant,
+    /// The surface a metered call came in by (`chat.completions`, `claude.messages` …);
+    /// empty for requests that are not metered or audited (health, listings).
+    pub endpoint: &'static str,
+    pub identity: Option<Identity>,
+    /// The model the caller asked for.
+    pub model: Option<String>,
+    pub stream: bool,
     /// Set once routing chose them; echoed as `x-ai-gateway-provider` / `-model`.
     pub provider: Option<String>,
     pub upstream_model: Option<String>,
+    pub price: Option<ModelPrice>,
+    pub reservation: Option<Reservation>,
+    /// Remaining quota, sent back as `x-ratelimit-*` headers.
+    pub quota: Option<Quota>,
+    pub usage: Arc<UsageCell>,
 }
 
 impl RequestContext {
@@ -23,8 +40,16 @@ impl RequestContext {
         Self {
             request_id,
             started: Instant::now(),
+            endpoint: "",
+            identity: None,
+            model: None,
+            stream: false,
             provider: None,
             upstream_model: None,
+            price: None,
+            reservation: None,
+            quota: None,
+            usage: Arc::default(),
         }
     }
 

@@ -50,6 +50,16 @@ pub enum GatewayError {
     NotFound { method: String, path: String },
     #[error("the gateway is shutting down")]
     ShuttingDown,
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Refused by a rate limit; the caller may retry after the window resets.
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after_secs: u64,
+    },
+    #[error("the rate-limit store is unavailable: {0}")]
+    LimitStoreUnavailable(String),
 }
 
 /// The broad kind of an error, named the way the provider APIs name theirs.
@@ -78,6 +88,9 @@ impl GatewayError {
             UpstreamUnreachable { .. } | UpstreamProtocol { .. } => StatusCode::BAD_GATEWAY,
             UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Upstream { status, .. } => *status,
+            Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            LimitStoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -113,6 +126,9 @@ impl GatewayError {
             Upstream { .. } => "upstream_error",
             NotFound { .. } => "not_found",
             ShuttingDown => "shutting_down",
+            Unauthorized(_) => "unauthorized",
+            RateLimited { .. } => "rate_limited",
+            LimitStoreUnavailable(_) => "limit_store_unavailable",
         }
     }
 

@@ -5,10 +5,17 @@
 //! translating it), upstream sends it and streams the answer back.
 
 pub mod admin;
+pub mod admission;
+pub mod audit;
+pub mod auth;
 pub mod body;
+pub mod completion;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod limits;
+pub mod metering;
+pub mod metrics;
 pub mod routing;
 pub mod runtime;
 pub mod server;

@@ -116,7 +116,7 @@ async fn run(
     args: Args,
     snapshot: ai_gateway_snapshot::Snapshot,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let gw = Arc::new(Gateway::new(snapshot)?);
+    let gw = Arc::new(Gateway::new(snapshot).await?);
     ai_gateway::state::log_providers(&gw.runtime());
     warn_unenforced(&gw.runtime().snapshot);
     if let Some(path) = &args.config {
@@ -167,22 +167,22 @@ async fn run(
     Ok(())
 }
 
-/// Sections of the snapshot this build reads but does not act on yet: say so loudly
-/// rather than let an operator believe they hold.
+/// Settings that weaken the gateway, or that this build reads but does not act on yet:
+/// say so loudly rather than let an operator believe they hold.
 fn warn_unenforced(snapshot: &ai_gateway_snapshot::Snapshot) {
     use ai_gateway_snapshot::AuthMode;
     match snapshot.auth.mode {
         AuthMode::None => tracing::warn!(
             "auth mode is `none`: every caller is anonymous; use it for local development only"
         ),
-        mode => tracing::error!(
-            ?mode,
-            "this build does not authenticate callers yet: every caller is let in"
+        AuthMode::TrustedHeaders => tracing::warn!(
+            "auth mode is `trusted-headers`: callers name themselves with X-User-ID / X-Workspace-ID; \
+             only safe where nothing but workspace pods can reach the gateway"
         ),
-    }
-    let rl = &snapshot.rate_limits;
-    if rl.global.is_some() || rl.default.is_some() || !rl.per_user.is_empty() {
-        tracing::warn!("rate_limits are loaded but not enforced by this build yet");
+        AuthMode::Kubernetes => tracing::error!(
+            "auth mode `kubernetes` is not available in this build yet: every call will get 401"
+        ),
+        AuthMode::Keys => {}
     }
     if snapshot.routes.iter().any(|r| !r.fallback.is_empty()) {
         tracing::warn!("route fallbacks are loaded but not tried by this build yet");

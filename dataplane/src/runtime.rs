@@ -2,6 +2,8 @@
 //! credentials, and the route table. Built once per snapshot, then read lock-free
 //! behind an `ArcSwap` by every request.
 
+use crate::auth::KeyStore;
+use crate::limits::LimitPlan;
 use crate::routing::RouteTable;
 use ai_gateway_snapshot::{unresolved_reference, Provider, ProviderKind, Snapshot};
 use std::collections::{BTreeMap, HashMap};
@@ -13,6 +15,8 @@ pub struct Runtime {
     pub version: String,
     pub providers: BTreeMap<String, Arc<Upstream>>,
     pub routes: RouteTable,
+    pub keys: KeyStore,
+    pub limits: LimitPlan,
 }
 
 /// One configured provider, ready to call.
@@ -97,6 +101,8 @@ impl Runtime {
         let routes = RouteTable::new(&snapshot, &providers);
         Ok(Self {
             version: snapshot.effective_version(),
+            keys: KeyStore::new(&snapshot.auth),
+            limits: LimitPlan::new(&snapshot.rate_limits),
             snapshot,
             providers,
             routes,

@@ -2,11 +2,14 @@
 
 use crate::admin;
 use crate::body::{empty, read_limited, ReadBodyError, ResponseBody};
+use crate::completion::{Completion, MeteredBody};
 use crate::context::RequestContext;
 use crate::error::{ApiFormat, GatewayError};
+use crate::limits::quota_headers;
 use crate::state::Gateway;
-use crate::surfaces::{chat, claude, info, passthrough};
+use crate::surfaces::{account, chat, claude, info, passthrough};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -80,16 +83,27 @@ where
 pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<ResponseBody> {
     let mut ctx = RequestContext::new(req.headers());
     let format = api_format(req.uri().path());
-    let mut response = match route(&gw, &mut ctx, req).await {
-        Ok(r) => r,
+    let (mut response, error) = match route(&gw, &mut ctx, req).await {
+        Ok(r) => (r, None),
         Err(e) => {
             if e.status().is_server_error() {
                 tracing::warn!(request_id = %ctx.request_id, error = %e, "request failed");
             }
-            e.render(format)
+            let mut r = e.render(format);
+            if let GatewayError::RateLimited {
+                retry_after_secs, ..
+            } = e
+            {
+                r.headers_mut()
+                    .insert("retry-after", HeaderValue::from(retry_after_secs));
+            }
+            (r, Some(e.kind()))
         }
     };
     let headers = response.headers_mut();
+    if let Some(quota) = &ctx.quota {
+        quota_headers(quota, format == ApiFormat::Anthropic, headers);
+    }
     if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
         headers.insert("x-request-id", v);
     }
@@ -108,7 +122,15 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Respon
     {
         headers.insert("x-ai-gateway-model", m);
     }
-    response
+    // Metered calls settle their reservation and write their audit record when the
+    // body ends, so a stream is charged for what it produced.
+    if ctx.endpoint.is_empty() {
+        return response;
+    }
+    let status = response.status().as_u16();
+    let (parts, body) = response.into_parts();
+    let completion = Completion::new(gw.services.clone(), ctx, status, error);
+    Response::from_parts(parts, MeteredBody::new(body, completion).boxed_unsync())
 }
 
 /// The API whose error shape a path's caller expects.
@@ -137,10 +159,9 @@ async fn route(
     let query = parts.uri.query();
     let method = parts.method.clone();
 
-    // Requests that read no body.
+    // Requests that read no body and need no caller identity.
     match (&method, path) {
         (&Method::GET, "/health") => return Ok(info::health(&rt)),
-        (&Method::GET, "/v1/models") => return Ok(chat::models(&rt)),
         (&Method::GET, "/v1/providers") => return Ok(info::providers(&rt)),
         // Claude Code probes its base URL with an unauthenticated HEAD before it starts.
         (&Method::HEAD | &Method::GET, "/v1/claude" | "/v1/claude/") => {
@@ -162,6 +183,13 @@ async fn route(
     }
     if gw.is_draining() {
         return Err(GatewayError::ShuttingDown);
+    }
+    ctx.identity = Some(rt.keys.authenticate(&parts.headers, query)?);
+    match (&method, path) {
+        (&Method::GET, "/v1/models") => return Ok(chat::models(&rt)),
+        (&Method::GET, "/v1/usage") => return account::usage(&rt, &gw.services, ctx).await,
+        (&Method::GET, "/v1/limits") => return account::limits(&rt, &gw.services, ctx).await,
+        _ => {}
     }
 
     let surface = if path == "/v1/chat/completions" {
@@ -199,17 +227,38 @@ async fn route(
 
     match surface {
         Surface::Chat if method == Method::POST => {
-            chat::completions(&rt, ctx, &parts.headers, body).await
+            chat::completions(&rt, &gw.services, ctx, &parts.headers, body).await
         }
         Surface::Chat => Err(GatewayError::NotFound {
             method: method.to_string(),
             path: path.to_string(),
         }),
         Surface::Claude(rest) => {
-            claude::handle(&rt, ctx, method, rest, query, &parts.headers, body).await
+            claude::handle(
+                &rt,
+                &gw.services,
+                ctx,
+                method,
+                rest,
+                query,
+                &parts.headers,
+                body,
+            )
+            .await
         }
         Surface::Native(family, rest) => {
-            passthrough::handle(&rt, ctx, family, method, rest, query, &parts.headers, body).await
+            passthrough::handle(
+                &rt,
+                &gw.services,
+                ctx,
+                family,
+                method,
+                rest,
+                query,
+                &parts.headers,
+                body,
+            )
+            .await
         }
     }
 }

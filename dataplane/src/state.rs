@@ -1,24 +1,65 @@
-//! The gateway's shared state: the current runtime behind an atomic pointer.
+//! The gateway's shared state: the current runtime behind an atomic pointer, and the
+//! services that outlive every config swap (counters, audit log, metrics).
 
+use crate::audit::{AuditCounters, AuditLog};
+use crate::limits::{Store, StoreError};
+use crate::metering::{PriceTable, PriceTableError};
+use crate::metrics::Metrics;
 use crate::runtime::{ClientPool, Runtime, RuntimeError};
 use ai_gateway_snapshot::Snapshot;
 use arc_swap::ArcSwap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+/// What every request shares regardless of the config version it runs under.
+pub struct Services {
+    pub store: Store,
+    pub metrics: Metrics,
+    pub audit: AuditLog,
+    pub prices: PriceTable,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Prices(#[from] PriceTableError),
+    #[error("rate-limit store: {0}")]
+    Store(#[from] StoreError),
+    #[error("audit sink: {0}")]
+    Audit(#[from] std::io::Error),
+}
+
 pub struct Gateway {
     runtime: ArcSwap<Runtime>,
     clients: ClientPool,
+    pub services: Arc<Services>,
     draining: AtomicBool,
 }
 
 impl Gateway {
-    pub fn new(snapshot: Snapshot) -> Result<Self, RuntimeError> {
+    /// The rate-limit store and audit sink come from the first snapshot; later swaps
+    /// change limits and routes but keep the counters and the sink.
+    pub async fn new(snapshot: Snapshot) -> Result<Self, StartError> {
+        let metrics = Metrics::default();
+        let audit_counters = AuditCounters {
+            written: metrics.audit_written.clone(),
+            failed: metrics.audit_failed.clone(),
+        };
+        let services = Arc::new(Services {
+            store: Store::from_config(&snapshot.rate_limits)?,
+            audit: AuditLog::start(&snapshot.audit, audit_counters).await?,
+            prices: PriceTable::builtin()?,
+            metrics,
+        });
         let clients = ClientPool::default();
         let runtime = Runtime::compile(snapshot, &clients)?;
+        services.metrics.config_applied(&runtime.version);
         Ok(Self {
             runtime: ArcSwap::from_pointee(runtime),
             clients,
+            services,
             draining: AtomicBool::new(false),
         })
     }
@@ -33,6 +74,7 @@ impl Gateway {
     pub fn apply(&self, snapshot: Snapshot) -> Result<Arc<Runtime>, RuntimeError> {
         let runtime = Arc::new(Runtime::compile(snapshot, &self.clients)?);
         self.runtime.store(runtime.clone());
+        self.services.metrics.config_applied(&runtime.version);
         log_providers(&runtime);
         Ok(runtime)
     }

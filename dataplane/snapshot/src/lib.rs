@@ -274,13 +274,15 @@ pub struct ApiKey {
     pub workspace: Option<String>,
 }
 
-/// The users' own `rate_limits` block loads as they wrote it (`per_user` or `users`).
+/// Rate limits. The users' own block loads as they wrote it (`global`, `default`,
+/// `per_user` or `users`, …); `rules` is the general form a RateLimitPolicy compiles to.
+/// Both are enforced: every rule that applies to a request must admit it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimits {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub global: Option<Limits>,
-    /// Applies to each user without an entry in `per_user`.
+    /// Applies to each user; `per_user` entries override it field by field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<Limits>,
     #[serde(default, alias = "users", skip_serializing_if = "BTreeMap::is_empty")]
@@ -291,6 +293,121 @@ pub struct RateLimits {
     pub per_workspace: BTreeMap<String, Limits>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub per_key: BTreeMap<String, Limits>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<LimitRule>,
+    /// Output tokens reserved for a request that sets no `max_tokens`.
+    #[serde(default = "default_output_reservation")]
+    pub default_output_tokens: u64,
+    #[serde(default)]
+    pub store: LimitStore,
+}
+
+fn default_output_reservation() -> u64 {
+    4096
+}
+
+impl RateLimits {
+    /// The users' block and the rules as one list of rules.
+    pub fn all_rules(&self) -> Vec<LimitRule> {
+        let mut rules = Vec::new();
+        if let Some(g) = self.global {
+            rules.push(LimitRule::new(Subject::Global, g, BTreeMap::new()));
+        }
+        if self.default.is_some() || !self.per_user.is_empty() {
+            let base = self.default.unwrap_or_default();
+            rules.push(LimitRule::new(Subject::User, base, self.per_user.clone()));
+        }
+        for (subject, map) in [
+            (Subject::Team, &self.per_team),
+            (Subject::Workspace, &self.per_workspace),
+            (Subject::Key, &self.per_key),
+        ] {
+            if !map.is_empty() {
+                rules.push(LimitRule::new(subject, Limits::default(), map.clone()));
+            }
+        }
+        rules.extend(self.rules.iter().cloned());
+        rules
+    }
+}
+
+/// Who a rule counts for: each distinct value (each user, each team …) has its own counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Subject {
+    Global,
+    Key,
+    User,
+    Team,
+    Workspace,
+}
+
+impl Subject {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Global => "global",
+            Self::Key => "key",
+            Self::User => "user",
+            Self::Team => "team",
+            Self::Workspace => "workspace",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitRule {
+    pub subject: Subject,
+    /// Only requests for models matching this glob count, per model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub limits: Limits,
+    /// Per-subject values (e.g. user `admin`), merged field by field over `limits`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub overrides: BTreeMap<String, Limits>,
+}
+
+impl LimitRule {
+    pub fn new(subject: Subject, limits: Limits, overrides: BTreeMap<String, Limits>) -> Self {
+        Self {
+            subject,
+            model: None,
+            limits,
+            overrides,
+        }
+    }
+
+    /// The limits for one subject value: its override's fields, the rule's elsewhere.
+    pub fn limits_for(&self, value: &str) -> Limits {
+        match self.overrides.get(value) {
+            Some(o) => o.or(&self.limits),
+            None => self.limits,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitStore {
+    #[serde(default)]
+    pub kind: LimitStoreKind,
+    /// `redis://host:6379/0`; required for `redis`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// When Redis cannot be reached: admit (true) or refuse with 503 (false, the default).
+    #[serde(default)]
+    pub fail_open: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitStoreKind {
+    /// Exact on one replica.
+    #[default]
+    Memory,
+    /// Exact across replicas.
+    Redis,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -306,6 +423,23 @@ pub struct Limits {
     pub concurrent_requests: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_usd_per_day: Option<f64>,
+}
+
+impl Limits {
+    /// Each field from `self` where set, else from `base`.
+    pub fn or(&self, base: &Limits) -> Limits {
+        Limits {
+            requests_per_minute: self.requests_per_minute.or(base.requests_per_minute),
+            tokens_per_minute: self.tokens_per_minute.or(base.tokens_per_minute),
+            tokens_per_day: self.tokens_per_day.or(base.tokens_per_day),
+            concurrent_requests: self.concurrent_requests.or(base.concurrent_requests),
+            budget_usd_per_day: self.budget_usd_per_day.or(base.budget_usd_per_day),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == Limits::default()
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -221,12 +221,37 @@ impl Snapshot {
                     .map(|(k, l)| (format!("rate_limits.{scope}.{k}"), l)),
             );
         }
+        for (i, rule) in rl.rules.iter().enumerate() {
+            let at = format!("rate_limits.rules[{i}]");
+            if let Some(model) = &rule.model {
+                if let Err(e) = glob::Pattern::new(model) {
+                    found.add(
+                        format!("{at}.model"),
+                        format!("bad glob `{model}`: {}", e.msg),
+                    );
+                }
+            }
+            scoped.push((format!("{at}.limits"), &rule.limits));
+            scoped.extend(
+                rule.overrides
+                    .iter()
+                    .map(|(k, l)| (format!("{at}.overrides.{k}"), l)),
+            );
+        }
         for (at, limits) in scoped {
             if let Some(b) = limits.budget_usd_per_day {
                 if b.is_nan() || b < 0.0 {
                     found.add(format!("{at}.budget_usd_per_day"), "may not be negative");
                 }
             }
+        }
+        if rl.store.kind == crate::LimitStoreKind::Redis
+            && rl.store.url.as_deref().is_none_or(str::is_empty)
+        {
+            found.add(
+                "rate_limits.store.url",
+                "required when rate_limits.store.kind is redis",
+            );
         }
     }
 }

@@ -6,6 +6,8 @@ use crate::body::{json_response, ResponseBody};
 use crate::context::RequestContext;
 use crate::error::GatewayError;
 use crate::runtime::Runtime;
+use crate::state::Services;
+use crate::translate::TokenUsage;
 use crate::translate::{anthropic, openai, openai_anthropic};
 use crate::upstream::{translated_body, upstream_error, StreamProtocol, UpstreamRequest};
 use ai_gateway_snapshot::ProviderKind;
@@ -15,11 +17,13 @@ use serde_json::json;
 
 pub async fn completions(
     rt: &Runtime,
+    services: &Services,
     ctx: &mut RequestContext,
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Response<ResponseBody>, GatewayError> {
-    let (model, resolved) = route_by_body(rt, ctx, headers, &body)?;
+    ctx.endpoint = "chat.completions";
+    let (model, resolved) = route_by_body(rt, services, ctx, headers, &body).await?;
     let upstream = resolved.provider;
 
     if upstream.speaks_openai() {
@@ -32,7 +36,7 @@ pub async fn completions(
             body,
         };
         let resp = upstream.send(req, &ctx.request_id).await?;
-        return Ok(proxied(resp, StreamProtocol::OpenAiSse));
+        return Ok(proxied(resp, StreamProtocol::OpenAiSse, ctx.usage.clone()));
     }
     if upstream.kind != ProviderKind::Anthropic {
         return Err(GatewayError::Unsupported {
@@ -66,9 +70,11 @@ pub async fn completions(
         return Ok(event_stream_response(translated_body(
             resp,
             Box::new(translator),
+            ctx.usage.clone(),
         )));
     }
     let message: anthropic::MessageResponse = upstream_json(&upstream.name, resp).await?;
+    ctx.usage.report(TokenUsage::from_anthropic(&message.usage));
     Ok(json_response(
         StatusCode::OK,
         &openai_anthropic::response(&message, &model),

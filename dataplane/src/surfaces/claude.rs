@@ -6,7 +6,9 @@ use crate::body::{json_response, ResponseBody};
 use crate::context::RequestContext;
 use crate::error::GatewayError;
 use crate::runtime::{Runtime, Upstream};
+use crate::state::Services;
 use crate::translate::anthropic_openai::{self, MaxTokensField};
+use crate::translate::TokenUsage;
 use crate::translate::{anthropic, openai, tokens};
 use crate::upstream::{
     forwardable_headers, translated_body, upstream_error, StreamProtocol, UpstreamRequest,
@@ -27,8 +29,10 @@ pub fn upstream_path(rest: &str) -> String {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 pub async fn handle(
     rt: &Runtime,
+    services: &Services,
     ctx: &mut RequestContext,
     method: Method,
     rest: &str,
@@ -42,23 +46,33 @@ pub async fn handle(
         None => path.clone(),
     };
     match (&method, path.as_str()) {
-        (&Method::POST, "/v1/messages") => messages(rt, ctx, path_and_query, headers, body).await,
-        (&Method::POST, "/v1/messages/count_tokens") => {
-            count_tokens(rt, ctx, path_and_query, headers, body).await
+        (&Method::POST, "/v1/messages") => {
+            ctx.endpoint = "claude.messages";
+            messages(rt, services, ctx, path_and_query, headers, body).await
         }
-        _ => {
-            // Model listing and the rest of the API go to the first Anthropic provider.
+        (&Method::POST, "/v1/messages/count_tokens") => {
+            ctx.endpoint = "claude.count_tokens";
+            count_tokens(rt, services, ctx, path_and_query, headers, body).await
+        }
+        // Model listing goes to an Anthropic provider; batches, files and the admin
+        // API would spend the gateway's key outside routing and limits, so they stay closed.
+        (&Method::GET, p) if p == "/v1/models" || p.starts_with("/v1/models/") => {
             let upstream = default_anthropic(rt)?.clone();
             ctx.routed(&upstream.name, "");
             forward(&upstream, ctx, method, path_and_query, headers, body).await
         }
+        _ => Err(GatewayError::NotFound {
+            method: method.to_string(),
+            path: format!("/v1/claude{rest}"),
+        }),
     }
 }
 
 fn default_anthropic(rt: &Runtime) -> Result<&Arc<Upstream>, GatewayError> {
     rt.providers
         .values()
-        .find(|p| p.kind == ProviderKind::Anthropic)
+        .filter(|p| p.kind == ProviderKind::Anthropic)
+        .min_by_key(|p| p.inactive.is_some())
         .ok_or_else(|| GatewayError::UnknownProvider {
             name: "anthropic".into(),
             known: rt.providers.keys().cloned().collect::<Vec<_>>().join(", "),
@@ -67,12 +81,13 @@ fn default_anthropic(rt: &Runtime) -> Result<&Arc<Upstream>, GatewayError> {
 
 async fn messages(
     rt: &Runtime,
+    services: &Services,
     ctx: &mut RequestContext,
     path_and_query: String,
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Response<ResponseBody>, GatewayError> {
-    let (model, resolved) = route_by_body(rt, ctx, headers, &body)?;
+    let (model, resolved) = route_by_body(rt, services, ctx, headers, &body).await?;
     let upstream = resolved.provider;
 
     if upstream.kind == ProviderKind::Anthropic {
@@ -106,9 +121,13 @@ async fn messages(
         return Ok(event_stream_response(translated_body(
             resp,
             Box::new(translator),
+            ctx.usage.clone(),
         )));
     }
     let completion: openai::ChatCompletion = upstream_json(&upstream.name, resp).await?;
+    if let Some(u) = &completion.usage {
+        ctx.usage.report(TokenUsage::from_openai(u));
+    }
     let message = anthropic_openai::response(&completion, &model).map_err(|e| {
         GatewayError::UpstreamProtocol {
             provider: upstream.name.clone(),
@@ -120,12 +139,13 @@ async fn messages(
 
 async fn count_tokens(
     rt: &Runtime,
+    services: &Services,
     ctx: &mut RequestContext,
     path_and_query: String,
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Response<ResponseBody>, GatewayError> {
-    let (model, resolved) = route_by_body(rt, ctx, headers, &body)?;
+    let (model, resolved) = route_by_body(rt, services, ctx, headers, &body).await?;
     let upstream = resolved.provider;
     if upstream.kind == ProviderKind::Anthropic {
         let body = with_model(body, &model, &resolved.upstream_model)?;
@@ -160,7 +180,11 @@ async fn forward(
         body,
     };
     let resp = upstream.send(req, &ctx.request_id).await?;
-    Ok(proxied(resp, StreamProtocol::AnthropicSse))
+    Ok(proxied(
+        resp,
+        StreamProtocol::AnthropicSse,
+        ctx.usage.clone(),
+    ))
 }
 
 fn unsupported(upstream: &Upstream) -> GatewayError {

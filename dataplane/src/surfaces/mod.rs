@@ -1,5 +1,6 @@
 //! The API surfaces callers use: one module per door.
 
+pub mod account;
 pub mod chat;
 pub mod claude;
 pub mod info;
@@ -13,13 +14,23 @@ use http::{HeaderMap, Response};
 use serde::Deserialize;
 use std::borrow::Cow;
 
-/// The two fields routing needs, read without building the whole document.
+/// The fields routing and admission need, read without building the whole document.
 #[derive(Deserialize)]
 pub struct ModelPeek<'a> {
     #[serde(borrow, default)]
     pub model: Option<Cow<'a, str>>,
     #[serde(default)]
     pub stream: bool,
+    #[serde(default)]
+    pub max_tokens: Option<u64>,
+    #[serde(default)]
+    pub max_completion_tokens: Option<u64>,
+}
+
+impl ModelPeek<'_> {
+    pub fn max_output_tokens(&self) -> Option<u64> {
+        self.max_completion_tokens.or(self.max_tokens)
+    }
 }
 
 fn peek_model(body: &[u8]) -> Result<ModelPeek<'_>, GatewayError> {
@@ -59,9 +70,10 @@ pub fn with_model(
 }
 
 /// Routes a request by the `model` in its JSON body; returns the caller's model name
-/// and where it goes.
-pub fn route_by_body(
+/// and where it goes, once the caller's rate limits have admitted it.
+pub async fn route_by_body(
     rt: &crate::runtime::Runtime,
+    services: &crate::state::Services,
     ctx: &mut crate::context::RequestContext,
     headers: &HeaderMap,
     body: &[u8],
@@ -70,6 +82,17 @@ pub fn route_by_body(
     let model = required_model(&peek)?.to_string();
     let resolved = rt.routes.resolve(&model, forced_provider(headers))?;
     ctx.routed(&resolved.provider.name, &resolved.upstream_model);
+    ctx.model = Some(model.clone());
+    ctx.stream = peek.stream;
+    crate::admission::admit(
+        rt,
+        services,
+        ctx,
+        &resolved,
+        body.len(),
+        peek.max_output_tokens(),
+    )
+    .await?;
     Ok((model, resolved))
 }
 
@@ -81,8 +104,13 @@ pub fn forced_provider(headers: &HeaderMap) -> Option<&str> {
         .filter(|v| !v.is_empty())
 }
 
-/// The upstream's own response, status, headers and body, streamed back unchanged.
-pub fn proxied(resp: reqwest::Response, protocol: StreamProtocol) -> Response<ResponseBody> {
+/// The upstream's own response, status, headers and body, streamed back unchanged,
+/// with the usage it reports recorded in `usage`.
+pub fn proxied(
+    resp: reqwest::Response,
+    protocol: StreamProtocol,
+    usage: std::sync::Arc<crate::completion::UsageCell>,
+) -> Response<ResponseBody> {
     let status = resp.status();
     let mut headers = HeaderMap::new();
     copy_response_headers(resp.headers(), &mut headers);
@@ -101,7 +129,7 @@ pub fn proxied(resp: reqwest::Response, protocol: StreamProtocol) -> Response<Re
     } else {
         StreamProtocol::Opaque
     };
-    let mut response = Response::new(passthrough_body(resp, protocol));
+    let mut response = Response::new(passthrough_body(resp, protocol, usage));
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     response

@@ -5,7 +5,9 @@ use super::{forced_provider, proxied, with_model, ModelPeek};
 use crate::body::ResponseBody;
 use crate::context::RequestContext;
 use crate::error::GatewayError;
+use crate::routing::Resolved;
 use crate::runtime::{Runtime, Upstream};
+use crate::state::Services;
 use crate::upstream::{forwardable_headers, StreamProtocol, UpstreamRequest};
 use ai_gateway_snapshot::ProviderKind;
 use bytes::Bytes;
@@ -30,6 +32,41 @@ impl Family {
         }
     }
 
+    /// The inference and listing endpoints; the rest (files, fine-tuning, pulling or
+    /// deleting models) would let callers spend or manage the provider outside routing.
+    fn allows(self, path: &str) -> bool {
+        let path = path.strip_prefix("/v1").unwrap_or(path);
+        match self {
+            Self::OpenAi => {
+                matches!(
+                    path,
+                    "/chat/completions" | "/completions" | "/embeddings" | "/responses" | "/models"
+                ) || path.starts_with("/models/")
+            }
+            Self::Ollama => matches!(
+                path,
+                "/api/chat"
+                    | "/api/generate"
+                    | "/api/embed"
+                    | "/api/embeddings"
+                    | "/api/tags"
+                    | "/api/show"
+                    | "/api/version"
+                    | "/chat/completions"
+                    | "/completions"
+                    | "/embeddings"
+                    | "/models"
+            ),
+        }
+    }
+
+    fn endpoint(self) -> &'static str {
+        match self {
+            Self::OpenAi => "openai.native",
+            Self::Ollama => "ollama.native",
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Self::OpenAi => "openai",
@@ -41,6 +78,7 @@ impl Family {
 #[allow(clippy::too_many_arguments)]
 pub async fn handle(
     rt: &Runtime,
+    services: &Services,
     ctx: &mut RequestContext,
     family: Family,
     method: Method,
@@ -49,6 +87,12 @@ pub async fn handle(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Response<ResponseBody>, GatewayError> {
+    if !family.allows(rest) {
+        return Err(GatewayError::NotFound {
+            method: method.to_string(),
+            path: format!("/v1/{}{rest}", family.name()),
+        });
+    }
     // A JSON body naming a model is routed (and aliased) like any other call.
     let peek: Option<ModelPeek<'_>> = serde_json::from_slice(&body).ok();
     let client_model = peek
@@ -62,6 +106,25 @@ pub async fn handle(
         forced_provider(headers),
     )?;
     ctx.routed(&upstream.name, upstream_model.as_deref().unwrap_or(""));
+    if let (Some(peek), Some(model), Some(upstream_model)) = (&peek, &client_model, &upstream_model)
+    {
+        ctx.endpoint = family.endpoint();
+        ctx.model = Some(model.clone());
+        ctx.stream = peek.stream;
+        let resolved = Resolved {
+            provider: upstream.clone(),
+            upstream_model: upstream_model.clone(),
+        };
+        crate::admission::admit(
+            rt,
+            services,
+            ctx,
+            &resolved,
+            body.len(),
+            peek.max_output_tokens(),
+        )
+        .await?;
+    }
     let body = match (&client_model, &upstream_model) {
         (Some(c), Some(u)) => with_model(body, c, u)?,
         _ => body,
@@ -89,7 +152,7 @@ pub async fn handle(
         body,
     };
     let resp = upstream.send(req, &ctx.request_id).await?;
-    Ok(proxied(resp, protocol))
+    Ok(proxied(resp, protocol, ctx.usage.clone()))
 }
 
 fn choose(
@@ -115,7 +178,7 @@ fn choose(
     };
     chosen
         .cloned()
-        .map(|p| (p, None))
+        .map(|p| (p, model.map(str::to_string)))
         .ok_or_else(|| GatewayError::UnknownProvider {
             name: forced.unwrap_or(family.name()).to_string(),
             known: candidates()

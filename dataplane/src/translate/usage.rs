@@ -78,6 +78,32 @@ impl TokenUsage {
     }
 }
 
+/// Usage from a complete JSON answer of any provider shape: Anthropic (`usage` with
+/// `input_tokens`), OpenAI (`usage` with `prompt_tokens`), Ollama (`prompt_eval_count`).
+pub fn usage_from_json(v: &Value) -> Option<TokenUsage> {
+    if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
+        if u.get("input_tokens").is_some() || u.get("output_tokens").is_some() {
+            let u: anthropic::Usage = serde_json::from_value(u.clone()).ok()?;
+            return Some(TokenUsage::from_anthropic(&u));
+        }
+        if u.get("prompt_tokens").is_some() {
+            let u: openai::Usage = serde_json::from_value(u.clone()).ok()?;
+            return Some(TokenUsage::from_openai(&u));
+        }
+    }
+    if v.get("prompt_eval_count").is_some() || v.get("eval_count").is_some() {
+        return Some(TokenUsage {
+            input: v
+                .get("prompt_eval_count")
+                .and_then(Value::as_u64)
+                .unwrap_or(0),
+            output: v.get("eval_count").and_then(Value::as_u64).unwrap_or(0),
+            ..TokenUsage::default()
+        });
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

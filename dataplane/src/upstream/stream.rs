@@ -3,12 +3,15 @@
 //! event is closed with an error event the caller's SDK will raise, never silently.
 
 use crate::body::{streaming, ResponseBody};
-use crate::translate::{SseOut, StreamTranslator};
+use crate::completion::UsageCell;
+use crate::translate::usage::usage_from_json;
+use crate::translate::{anthropic, openai, SseOut, StreamTranslator, TokenUsage};
 use bytes::Bytes;
 use eventsource_stream::Eventsource;
 use futures_util::{FutureExt, StreamExt};
 use serde_json::json;
 use std::convert::Infallible;
+use std::sync::Arc;
 
 /// How a passthrough stream frames its events, and so how its end is recognised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,13 +58,18 @@ impl StreamProtocol {
 }
 
 /// Forwards upstream bytes untouched, watching the events go by to know whether the
-/// stream completed.
-pub fn passthrough_body(upstream: reqwest::Response, protocol: StreamProtocol) -> ResponseBody {
+/// stream completed and what usage it reported.
+pub fn passthrough_body(
+    upstream: reqwest::Response,
+    protocol: StreamProtocol,
+    usage: Arc<UsageCell>,
+) -> ResponseBody {
+    let success = upstream.status().is_success();
     let mut chunks = upstream.bytes_stream();
     let body = async_stream::stream! {
         let (tx, rx) = futures_channel::mpsc::unbounded::<Result<Bytes, Infallible>>();
         let mut events = rx.eventsource();
-        let mut ndjson_tail: Vec<u8> = Vec::new();
+        let mut tail: Vec<u8> = Vec::new();
         let mut complete = false;
         let failure = loop {
             match chunks.next().await {
@@ -72,10 +80,15 @@ pub fn passthrough_body(upstream: reqwest::Response, protocol: StreamProtocol) -
                             // Every byte is already queued, so parsing never waits.
                             while let Some(Some(Ok(event))) = events.next().now_or_never() {
                                 complete |= protocol.completes(&event.event, &event.data);
+                                meter_event(protocol, &event.event, &event.data, &usage);
                             }
                         }
                         StreamProtocol::Ndjson => {
-                            complete |= ndjson_done(&mut ndjson_tail, &chunk);
+                            complete |= ndjson_lines(&mut tail, &chunk, &usage);
+                        }
+                        // A plain JSON answer is small: keep a copy to read its usage.
+                        StreamProtocol::Opaque if success && tail.len() < MAX_METERED_BODY => {
+                            tail.extend_from_slice(&chunk);
                         }
                         StreamProtocol::Opaque => {}
                     }
@@ -85,6 +98,11 @@ pub fn passthrough_body(upstream: reqwest::Response, protocol: StreamProtocol) -
                 None => break None,
             }
         };
+        if protocol == StreamProtocol::Opaque && success && failure.is_none() {
+            if let Some(u) = serde_json::from_slice(&tail).ok().as_ref().and_then(usage_from_json) {
+                usage.report(u);
+            }
+        }
         if protocol != StreamProtocol::Opaque && !complete {
             let reason = failure.unwrap_or_else(|| "the upstream closed the stream early".into());
             tracing::warn!(%reason, "upstream stream ended incomplete");
@@ -97,15 +115,61 @@ pub fn passthrough_body(upstream: reqwest::Response, protocol: StreamProtocol) -
     streaming(body)
 }
 
-/// Scans NDJSON lines as they complete for Ollama's final `"done": true` object.
-fn ndjson_done(tail: &mut Vec<u8>, chunk: &[u8]) -> bool {
+/// Larger non-stream answers are forwarded but not metered from their body.
+const MAX_METERED_BODY: usize = 4 * 1024 * 1024;
+
+/// Reads usage from the events that carry it; counts the content deltas between.
+fn meter_event(protocol: StreamProtocol, event: &str, data: &str, usage: &UsageCell) {
+    match protocol {
+        StreamProtocol::AnthropicSse => match event {
+            "content_block_delta" => usage.delta(),
+            "message_start" | "message_delta" => {
+                match serde_json::from_str::<anthropic::StreamEvent>(data) {
+                    Ok(anthropic::StreamEvent::MessageStart { message }) => {
+                        usage.report(TokenUsage::from_anthropic(&message.usage))
+                    }
+                    Ok(anthropic::StreamEvent::MessageDelta { usage: Some(u), .. }) => {
+                        usage.update(|t| t.merge_anthropic(&u))
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        },
+        StreamProtocol::OpenAiSse => {
+            // Only the final chunk carries a usage object; the rest are deltas.
+            if data.contains("\"usage\":{") {
+                if let Ok(chunk) = serde_json::from_str::<openai::ChatChunk>(data) {
+                    if let Some(u) = chunk.usage {
+                        usage.report(TokenUsage::from_openai(&u));
+                    }
+                }
+            } else if data.trim() != "[DONE]" {
+                usage.delta();
+            }
+        }
+        StreamProtocol::Ndjson | StreamProtocol::Opaque => {}
+    }
+}
+
+/// Scans NDJSON lines (Ollama) as they complete: each is a delta, the last carries
+/// `"done": true` and the token counts.
+fn ndjson_lines(tail: &mut Vec<u8>, chunk: &[u8], usage: &UsageCell) -> bool {
     tail.extend_from_slice(chunk);
     let mut done = false;
     while let Some(pos) = tail.iter().position(|&b| b == b'\n') {
         let line: Vec<u8> = tail.drain(..=pos).collect();
         if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&line) {
-            done |= v.get("done").and_then(|d| d.as_bool()).unwrap_or(false)
-                || v.get("error").is_some();
+            if v.get("done").and_then(|d| d.as_bool()).unwrap_or(false) {
+                done = true;
+                if let Some(u) = usage_from_json(&v) {
+                    usage.report(u);
+                }
+            } else if v.get("error").is_some() {
+                done = true;
+            } else {
+                usage.delta();
+            }
         }
     }
     done
@@ -115,6 +179,7 @@ fn ndjson_done(tail: &mut Vec<u8>, chunk: &[u8]) -> bool {
 pub fn translated_body(
     upstream: reqwest::Response,
     mut translator: Box<dyn StreamTranslator>,
+    usage: Arc<UsageCell>,
 ) -> ResponseBody {
     let mut events = upstream.bytes_stream().eventsource();
     let body = async_stream::stream! {
@@ -123,6 +188,8 @@ pub fn translated_body(
             match events.next().await {
                 Some(Ok(event)) => {
                     translator.on_event(&event.event, &event.data, &mut out);
+                    usage.delta();
+                    usage.report(translator.usage());
                     if !out.is_empty() {
                         yield Ok::<_, crate::body::BoxError>(out.take());
                     }

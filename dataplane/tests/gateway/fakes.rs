@@ -189,7 +189,7 @@ impl TestGateway {
     pub async fn start(config_yaml: &str) -> Self {
         let snapshot =
             ai_gateway_snapshot::parse_document(config_yaml, |_| None).expect("valid config");
-        let gateway = Arc::new(Gateway::new(snapshot).expect("gateway"));
+        let gateway = Arc::new(Gateway::new(snapshot).await.expect("gateway"));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

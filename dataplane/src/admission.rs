@@ -1,0 +1,84 @@
+//! Admission: every rate limit that applies to the caller and model must fit the
+//! request's estimated tokens and cost before anything is sent upstream.
+
+use crate::context::RequestContext;
+use crate::error::GatewayError;
+use crate::limits::{tightest_quota, Admission, Demand, Windows};
+use crate::metering::cost_micros;
+use crate::routing::Resolved;
+use crate::runtime::Runtime;
+use crate::state::Services;
+use crate::translate::TokenUsage;
+
+/// JSON bodies run at roughly four bytes per token; counting exactly on every request
+/// would cost more than the estimate is worth, and settlement corrects it.
+const BYTES_PER_TOKEN: u64 = 4;
+
+pub async fn admit(
+    rt: &Runtime,
+    services: &Services,
+    ctx: &mut RequestContext,
+    resolved: &Resolved,
+    body_len: usize,
+    max_output_tokens: Option<u64>,
+) -> Result<(), GatewayError> {
+    let Some(identity) = ctx.identity.as_ref() else {
+        return Ok(());
+    };
+    let model = ctx.model.as_deref().unwrap_or("");
+    ctx.price = services
+        .prices
+        .price(&resolved.provider, &resolved.upstream_model);
+    let estimate = TokenUsage {
+        input: body_len as u64 / BYTES_PER_TOKEN,
+        output: max_output_tokens.unwrap_or(rt.limits.default_output_tokens),
+        ..TokenUsage::default()
+    };
+    let demand = Demand {
+        tokens: estimate.input + estimate.output,
+        cost_micros: ctx.price.map(|p| cost_micros(&estimate, &p)).unwrap_or(0),
+    };
+    let checks = rt.limits.checks(identity, model);
+    if checks.is_empty() {
+        return Ok(());
+    }
+    let windows = Windows::at(std::time::SystemTime::now());
+    let fail_open = rt.snapshot.rate_limits.store.fail_open;
+    match services.store.admit(&checks, demand, windows).await {
+        Ok(Admission::Admitted(reservation)) => {
+            ctx.quota = Some(reservation.quota);
+            ctx.reservation = Some(reservation);
+            Ok(())
+        }
+        Ok(Admission::Refused(refusal)) => {
+            services
+                .metrics
+                .rate_limited
+                .get_or_create(&vec![
+                    ("scope", refusal.scope.as_str().to_string()),
+                    ("limit", refusal.kind.describe().replace(' ', "_")),
+                ])
+                .inc();
+            ctx.quota = Some(refusal.quota);
+            let limit = match refusal.kind {
+                crate::limits::LimitKind::BudgetPerDay => format!("${:.2}", refusal.limit),
+                _ => format!("{}", refusal.limit as u64),
+            };
+            Err(GatewayError::RateLimited {
+                message: format!(
+                    "rate limit reached: `{}` is at its limit of {limit} {}; retry in {} s",
+                    refusal.key,
+                    refusal.kind.describe(),
+                    refusal.retry_after_secs
+                ),
+                retry_after_secs: refusal.retry_after_secs,
+            })
+        }
+        Err(e) if fail_open => {
+            tracing::warn!(error = %e, "rate-limit store unavailable; admitting (fail_open)");
+            ctx.quota = Some(tightest_quota(&[], &[], &windows));
+            Ok(())
+        }
+        Err(e) => Err(GatewayError::LimitStoreUnavailable(e.to_string())),
+    }
+}

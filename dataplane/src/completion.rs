@@ -1,0 +1,273 @@
+//! The end of a request: when its response body finishes (or the caller goes away),
+//! the reservation is settled against real usage, the caller's ledger and the metrics
+//! are updated, and the audit record is written, all off the response path.
+
+use crate::audit::{rfc3339_now, AuditRecord};
+use crate::body::{BoxError, ResponseBody};
+use crate::context::RequestContext;
+use crate::limits::{Demand, ModelUsage, Windows};
+use crate::metering::cost_micros;
+use crate::state::Services;
+use crate::translate::TokenUsage;
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+/// Usage as the response streams by: what the provider reported, and how many content
+/// deltas went out (a floor for output tokens when a stream is cut short).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Metered {
+    pub usage: TokenUsage,
+    pub deltas: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct UsageCell(Mutex<Metered>);
+
+impl UsageCell {
+    pub fn report(&self, usage: TokenUsage) {
+        self.lock().usage = usage;
+    }
+
+    pub fn update(&self, f: impl FnOnce(&mut TokenUsage)) {
+        f(&mut self.lock().usage);
+    }
+
+    pub fn delta(&self) {
+        self.lock().deltas += 1;
+    }
+
+    pub fn get(&self) -> Metered {
+        *self.lock()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Metered> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+pub struct Completion {
+    pub services: Arc<Services>,
+    pub ctx: RequestContext,
+    pub status: u16,
+    pub error: Option<&'static str>,
+    first_byte: Option<Instant>,
+}
+
+impl Completion {
+    pub fn new(
+        services: Arc<Services>,
+        ctx: RequestContext,
+        status: u16,
+        error: Option<&'static str>,
+    ) -> Self {
+        Self {
+            services,
+            ctx,
+            status,
+            error,
+            first_byte: None,
+        }
+    }
+
+    fn finish(self, abandoned: bool) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        handle.spawn(self.record(abandoned));
+    }
+
+    async fn record(self, abandoned: bool) {
+        let ctx = &self.ctx;
+        let latency = ctx.started.elapsed();
+        let ttft = self.first_byte.map(|t| t.duration_since(ctx.started));
+        let metered = ctx.usage.get();
+        let mut usage = metered.usage;
+        if (200..300).contains(&self.status) {
+            // A cut stream has produced at least one token per delta sent.
+            usage.output = usage.output.max(metered.deltas);
+        }
+        let cost = ctx.price.map(|p| cost_micros(&usage, &p)).unwrap_or(0);
+        let services = &self.services;
+
+        if let Some(reservation) = &ctx.reservation {
+            let actual = Demand {
+                tokens: usage.prompt_total() + usage.output,
+                cost_micros: cost,
+            };
+            if let Err(e) = services.store.settle(reservation, actual).await {
+                tracing::error!(request_id = %ctx.request_id, error = %e, "could not settle a rate-limit reservation");
+            }
+        }
+        let identity = ctx.identity.as_ref();
+        let user = identity
+            .map(|i| i.user.clone())
+            .unwrap_or_else(|| "anonymous".into());
+        if let (Some(model), true) = (&ctx.model, (200..300).contains(&self.status)) {
+            let entry = ModelUsage {
+                requests: 1,
+                tokens_in: usage.prompt_total(),
+                tokens_out: usage.output,
+                cache_read_tokens: usage.cache_read,
+                cache_write_tokens: usage.cache_write,
+                cost_micros: cost,
+            };
+            let day = Windows::at(std::time::SystemTime::now()).day;
+            if let Err(e) = services.store.record_usage(&user, day, model, entry).await {
+                tracing::error!(request_id = %ctx.request_id, error = %e, "could not record usage");
+            }
+        }
+
+        let provider = ctx.provider.clone().unwrap_or_default();
+        let model = ctx.model.clone().unwrap_or_default();
+        let m = &services.metrics;
+        m.requests
+            .get_or_create(&vec![
+                ("provider", provider.clone()),
+                ("model", model.clone()),
+                ("endpoint", ctx.endpoint.to_string()),
+                ("status", self.status.to_string()),
+            ])
+            .inc();
+        for (kind, n) in [
+            ("input", usage.input),
+            ("output", usage.output),
+            ("cache_read", usage.cache_read),
+            ("cache_write", usage.cache_write),
+        ] {
+            if n > 0 {
+                m.tokens
+                    .get_or_create(&vec![
+                        ("gen_ai_token_type", kind.to_string()),
+                        ("provider", provider.clone()),
+                        ("model", model.clone()),
+                        ("user", user.clone()),
+                        (
+                            "team",
+                            identity.and_then(|i| i.team.clone()).unwrap_or_default(),
+                        ),
+                    ])
+                    .inc_by(n);
+            }
+        }
+        if cost > 0 {
+            m.cost_usd
+                .get_or_create(&vec![
+                    ("provider", provider.clone()),
+                    ("model", model.clone()),
+                    ("user", user.clone()),
+                ])
+                .inc_by(cost as f64 / 1_000_000.0);
+        }
+        let labels = vec![("provider", provider.clone()), ("model", model.clone())];
+        m.duration
+            .get_or_create(&labels)
+            .observe(latency.as_secs_f64());
+        if let Some(t) = ttft {
+            m.ttft.get_or_create(&labels).observe(t.as_secs_f64());
+        }
+        if let Some(kind) = self.error.filter(|k| k.starts_with("upstream")) {
+            m.upstream_errors
+                .get_or_create(&vec![
+                    ("provider", provider.clone()),
+                    ("kind", kind.to_string()),
+                ])
+                .inc();
+        }
+
+        let record = AuditRecord {
+            timestamp: rfc3339_now(),
+            event: "ai_request",
+            request_id: ctx.request_id.clone(),
+            user,
+            team: identity.and_then(|i| i.team.clone()),
+            workspace: identity.and_then(|i| i.workspace.clone()),
+            key_id: identity.and_then(|i| i.key_id.clone()),
+            provider: ctx.provider.clone(),
+            model: ctx.model.clone(),
+            upstream_model: ctx.upstream_model.clone(),
+            endpoint: ctx.endpoint.to_string(),
+            status: self.status,
+            stream: ctx.stream,
+            request_tokens: usage.prompt_total(),
+            response_tokens: usage.output,
+            cache_read_tokens: usage.cache_read,
+            cache_write_tokens: usage.cache_write,
+            cost_usd: cost as f64 / 1_000_000.0,
+            latency_ms: latency.as_millis() as u64,
+            ttft_ms: ttft.map(|t| t.as_millis() as u64),
+            cache_hit: false,
+            fallbacks: Vec::new(),
+            error: self.error,
+            abandoned,
+        };
+        services.audit.record(record).await;
+    }
+}
+
+/// A response body that runs its request's [`Completion`] when it ends or is dropped.
+pub struct MeteredBody {
+    inner: ResponseBody,
+    completion: Option<Completion>,
+}
+
+impl MeteredBody {
+    pub fn new(inner: ResponseBody, completion: Completion) -> Self {
+        Self {
+            inner,
+            completion: Some(completion),
+        }
+    }
+
+    fn finish(&mut self, abandoned: bool) {
+        if let Some(c) = self.completion.take() {
+            c.finish(abandoned);
+        }
+    }
+}
+
+impl Body for MeteredBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if frame.is_data() {
+                    if let Some(c) = this.completion.as_mut() {
+                        c.first_byte.get_or_insert_with(Instant::now);
+                    }
+                }
+                // hyper stops polling once a body says it has ended.
+                if this.inner.is_end_stream() {
+                    this.finish(false);
+                }
+            }
+            Poll::Ready(Some(Err(_))) | Poll::Ready(None) => this.finish(false),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for MeteredBody {
+    fn drop(&mut self) {
+        self.finish(true);
+    }
+}

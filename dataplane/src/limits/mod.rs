@@ -1,0 +1,464 @@
+//! Rate limits: which rules apply to a request, admission with a reservation of its
+//! estimated tokens and cost, and settlement against what the provider reported.
+//!
+//! Counters live in a [`Store`] that outlives config swaps, so a `kubectl apply` that
+//! changes a limit applies on the next request without resetting anyone's usage.
+
+mod headers;
+mod memory;
+mod redis_store;
+
+pub use headers::{quota_headers, Quota};
+pub use memory::MemoryStore;
+pub use redis_store::RedisStore;
+
+use crate::auth::Identity;
+use ai_gateway_snapshot::{LimitStoreKind, Limits, RateLimits, Subject};
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The rules of one snapshot, ready to match requests.
+pub struct LimitPlan {
+    rules: Vec<(ai_gateway_snapshot::LimitRule, Option<glob::Pattern>)>,
+    pub default_output_tokens: u64,
+}
+
+/// One set of counters a request is checked against, with the limits that bind it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Check {
+    /// Counter key, e.g. `user:contractor1` or `user:bob|model:claude-opus-4`.
+    pub key: String,
+    pub scope: Subject,
+    pub limits: Limits,
+}
+
+impl LimitPlan {
+    pub fn new(config: &RateLimits) -> Self {
+        let rules = config
+            .all_rules()
+            .into_iter()
+            .map(|r| {
+                let pattern = r.model.as_deref().and_then(|m| glob::Pattern::new(m).ok());
+                (r, pattern)
+            })
+            .collect();
+        Self {
+            rules,
+            default_output_tokens: config.default_output_tokens,
+        }
+    }
+
+    /// Every counter the request must fit in. Rules on the same counters merge, the
+    /// tighter value of each limit winning.
+    pub fn checks(&self, id: &Identity, model: &str) -> Vec<Check> {
+        let mut merged: BTreeMap<String, Check> = BTreeMap::new();
+        for (rule, pattern) in &self.rules {
+            if rule.model.is_some() && !pattern.as_ref().is_some_and(|p| p.matches(model)) {
+                continue;
+            }
+            let value = match rule.subject {
+                Subject::Global => Some("*"),
+                Subject::Key => id.key_id.as_deref(),
+                Subject::User => Some(id.user.as_str()),
+                Subject::Team => id.team.as_deref(),
+                Subject::Workspace => id.workspace.as_deref(),
+            };
+            let Some(value) = value else { continue };
+            let limits = rule.limits_for(value);
+            if limits.is_empty() {
+                continue;
+            }
+            let mut key = format!("{}:{value}", rule.subject.as_str());
+            if rule.model.is_some() {
+                key = format!("{key}|model:{model}");
+            }
+            merged
+                .entry(key.clone())
+                .and_modify(|c| c.limits = tighter(&c.limits, &limits))
+                .or_insert(Check {
+                    key,
+                    scope: rule.subject,
+                    limits,
+                });
+        }
+        merged.into_values().collect()
+    }
+}
+
+fn tighter(a: &Limits, b: &Limits) -> Limits {
+    fn min<T: PartialOrd + Copy>(x: Option<T>, y: Option<T>) -> Option<T> {
+        match (x, y) {
+            (Some(x), Some(y)) => Some(if y < x { y } else { x }),
+            (x, y) => x.or(y),
+        }
+    }
+    Limits {
+        requests_per_minute: min(a.requests_per_minute, b.requests_per_minute),
+        tokens_per_minute: min(a.tokens_per_minute, b.tokens_per_minute),
+        tokens_per_day: min(a.tokens_per_day, b.tokens_per_day),
+        concurrent_requests: min(a.concurrent_requests, b.concurrent_requests),
+        budget_usd_per_day: min(a.budget_usd_per_day, b.budget_usd_per_day),
+    }
+}
+
+/// What a request is expected to cost, reserved at admission.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Demand {
+    pub tokens: u64,
+    pub cost_micros: u64,
+}
+
+/// The minute and day windows a request was admitted in (UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Windows {
+    pub minute: u64,
+    pub day: u64,
+    /// Seconds since the epoch at admission.
+    pub now: u64,
+}
+
+impl Windows {
+    pub fn at(time: SystemTime) -> Self {
+        let now = time
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        Self {
+            minute: now / 60,
+            day: now / 86_400,
+            now,
+        }
+    }
+
+    pub fn secs_to_next_minute(&self) -> u64 {
+        60 - self.now % 60
+    }
+
+    pub fn secs_to_next_day(&self) -> u64 {
+        86_400 - self.now % 86_400
+    }
+}
+
+/// Which limit refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitKind {
+    RequestsPerMinute,
+    TokensPerMinute,
+    TokensPerDay,
+    Concurrent,
+    BudgetPerDay,
+}
+
+impl LimitKind {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::RequestsPerMinute => "requests per minute",
+            Self::TokensPerMinute => "tokens per minute",
+            Self::TokensPerDay => "tokens per day",
+            Self::Concurrent => "concurrent requests",
+            Self::BudgetPerDay => "USD per day",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub key: String,
+    pub scope: Subject,
+    pub kind: LimitKind,
+    pub limit: f64,
+    pub retry_after_secs: u64,
+    pub quota: Quota,
+}
+
+/// An admitted request's hold on its counters, released by [`Store::settle`].
+#[derive(Debug, Clone)]
+pub struct Reservation {
+    pub keys: Vec<String>,
+    pub windows: Windows,
+    pub demand: Demand,
+    pub holds_concurrency: bool,
+    pub quota: Quota,
+}
+
+pub enum Admission {
+    Admitted(Reservation),
+    Refused(Refusal),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("redis answered something unexpected: {0}")]
+    Protocol(String),
+}
+
+/// Counter values of one subject within the current windows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub requests_minute: u64,
+    pub tokens_minute: u64,
+    pub tokens_day: u64,
+    pub cost_micros_day: u64,
+    pub concurrent: u64,
+}
+
+impl Counters {
+    /// The first limit this request would break, if any. Requests and concurrency are
+    /// exact; tokens and cost admit while any budget remains, so a burst overshoots by
+    /// at most one request's reservation while a single large request is never starved.
+    pub fn refusal(&self, limits: &Limits) -> Option<(LimitKind, f64)> {
+        let micros = |usd: f64| (usd * 1_000_000.0) as u64;
+        if let Some(l) = limits.requests_per_minute {
+            if self.requests_minute + 1 > l {
+                return Some((LimitKind::RequestsPerMinute, l as f64));
+            }
+        }
+        if let Some(l) = limits.concurrent_requests {
+            if self.concurrent + 1 > l {
+                return Some((LimitKind::Concurrent, l as f64));
+            }
+        }
+        if let Some(l) = limits.tokens_per_minute {
+            if self.tokens_minute >= l {
+                return Some((LimitKind::TokensPerMinute, l as f64));
+            }
+        }
+        if let Some(l) = limits.tokens_per_day {
+            if self.tokens_day >= l {
+                return Some((LimitKind::TokensPerDay, l as f64));
+            }
+        }
+        if let Some(b) = limits.budget_usd_per_day {
+            if self.cost_micros_day >= micros(b) {
+                return Some((LimitKind::BudgetPerDay, b));
+            }
+        }
+        None
+    }
+}
+
+impl LimitKind {
+    fn retry_after(self, w: &Windows) -> u64 {
+        match self {
+            Self::RequestsPerMinute | Self::TokensPerMinute => w.secs_to_next_minute(),
+            Self::TokensPerDay | Self::BudgetPerDay => w.secs_to_next_day(),
+            Self::Concurrent => 1,
+        }
+    }
+}
+
+/// One model's usage by one caller in one UTC day: what `/v1/usage` reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ModelUsage {
+    pub requests: u64,
+    /// All prompt tokens, cached ones included.
+    pub tokens_in: u64,
+    pub tokens_out: u64,
+    pub cache_read_tokens: u64,
+    pub cache_write_tokens: u64,
+    pub cost_micros: u64,
+}
+
+impl ModelUsage {
+    pub fn add(&mut self, other: &ModelUsage) {
+        self.requests += other.requests;
+        self.tokens_in += other.tokens_in;
+        self.tokens_out += other.tokens_out;
+        self.cache_read_tokens += other.cache_read_tokens;
+        self.cache_write_tokens += other.cache_write_tokens;
+        self.cost_micros += other.cost_micros;
+    }
+}
+
+/// Where counters live: one replica's memory, or Redis shared by all replicas.
+pub enum Store {
+    Memory(MemoryStore),
+    Redis(Box<RedisStore>),
+}
+
+impl Store {
+    pub fn from_config(config: &RateLimits) -> Result<Self, StoreError> {
+        Ok(match (config.store.kind, config.store.url.as_deref()) {
+            (LimitStoreKind::Redis, Some(url)) => Store::Redis(Box::new(RedisStore::new(url)?)),
+            _ => Store::Memory(MemoryStore::default()),
+        })
+    }
+
+    pub async fn admit(
+        &self,
+        checks: &[Check],
+        demand: Demand,
+        windows: Windows,
+    ) -> Result<Admission, StoreError> {
+        if checks.is_empty() {
+            return Ok(Admission::Admitted(Reservation {
+                keys: Vec::new(),
+                windows,
+                demand,
+                holds_concurrency: false,
+                quota: Quota::default(),
+            }));
+        }
+        match self {
+            Store::Memory(m) => Ok(m.admit(checks, demand, windows)),
+            Store::Redis(r) => r.admit(checks, demand, windows).await,
+        }
+    }
+
+    /// Replaces the reservation with what the call really used, and releases its
+    /// concurrency slot.
+    pub async fn settle(
+        &self,
+        reservation: &Reservation,
+        actual: Demand,
+    ) -> Result<(), StoreError> {
+        if reservation.keys.is_empty() {
+            return Ok(());
+        }
+        match self {
+            Store::Memory(m) => {
+                m.settle(reservation, actual);
+                Ok(())
+            }
+            Store::Redis(r) => r.settle(reservation, actual).await,
+        }
+    }
+
+    /// Adds one call to its caller's daily usage ledger.
+    pub async fn record_usage(
+        &self,
+        user: &str,
+        day: u64,
+        model: &str,
+        usage: ModelUsage,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(m) => {
+                m.record_usage(user, day, model, usage);
+                Ok(())
+            }
+            Store::Redis(r) => r.record_usage(user, day, model, usage).await,
+        }
+    }
+
+    pub async fn usage_day(
+        &self,
+        user: &str,
+        day: u64,
+    ) -> Result<BTreeMap<String, ModelUsage>, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(m.usage_day(user, day)),
+            Store::Redis(r) => r.usage_day(user, day).await,
+        }
+    }
+
+    pub async fn counters(
+        &self,
+        checks: &[Check],
+        windows: Windows,
+    ) -> Result<Vec<Counters>, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(checks.iter().map(|c| m.counters(&c.key, windows)).collect()),
+            Store::Redis(r) => r.counters(checks, windows).await,
+        }
+    }
+}
+
+/// The quota figures of the tightest counters, for response headers and `/v1/limits`.
+pub fn tightest_quota(checks: &[Check], counters: &[Counters], windows: &Windows) -> Quota {
+    let mut quota = Quota::default();
+    for (check, c) in checks.iter().zip(counters) {
+        if let Some(l) = check.limits.requests_per_minute {
+            let remaining = l.saturating_sub(c.requests_minute);
+            if quota.requests.is_none_or(|(_, r, _)| remaining < r) {
+                quota.requests = Some((l, remaining, windows.secs_to_next_minute()));
+            }
+        }
+        if let Some(l) = check.limits.tokens_per_minute {
+            let remaining = l.saturating_sub(c.tokens_minute);
+            if quota.tokens.is_none_or(|(_, r, _)| remaining < r) {
+                quota.tokens = Some((l, remaining, windows.secs_to_next_minute()));
+            }
+        }
+    }
+    quota
+}
+
+/// Builds the refusal for the check at `index` that `counters` breaks.
+fn refusal_for(check: &Check, counters: &Counters, windows: &Windows) -> Option<Refusal> {
+    let (kind, limit) = counters.refusal(&check.limits)?;
+    Some(Refusal {
+        key: check.key.clone(),
+        scope: check.scope,
+        kind,
+        limit,
+        retry_after_secs: kind.retry_after(windows),
+        quota: tightest_quota(
+            std::slice::from_ref(check),
+            std::slice::from_ref(counters),
+            windows,
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn users_policy() -> RateLimits {
+        ai_gateway_snapshot::parse_document(
+            r#"
+rate_limits:
+  global: { requests_per_minute: 1000, tokens_per_minute: 1000000 }
+  default: { requests_per_minute: 60, tokens_per_minute: 100000 }
+  per_user:
+    contractor1: { requests_per_minute: 100 }
+    admin: { requests_per_minute: 200 }
+  rules:
+    - { subject: team, model: "claude-opus-*", limits: { tokens_per_day: 500000 } }
+"#,
+            |_| None,
+        )
+        .expect("valid")
+        .rate_limits
+    }
+
+    fn id(user: &str, team: Option<&str>) -> Identity {
+        Identity {
+            key_id: None,
+            user: user.into(),
+            team: team.map(str::to_string),
+            workspace: None,
+        }
+    }
+
+    #[test]
+    fn the_users_policy_applies_as_written() {
+        let plan = LimitPlan::new(&users_policy());
+        let checks = plan.checks(&id("contractor1", None), "claude-sonnet-4-5");
+        assert_eq!(checks.len(), 2);
+        assert_eq!(checks[0].key, "global:*");
+        assert_eq!(checks[0].limits.requests_per_minute, Some(1000));
+        assert_eq!(checks[1].key, "user:contractor1");
+        assert_eq!(checks[1].limits.requests_per_minute, Some(100));
+        assert_eq!(
+            checks[1].limits.tokens_per_minute,
+            Some(100_000),
+            "overrides merge over the default"
+        );
+        let bob = plan.checks(&id("bob", Some("ml")), "claude-opus-4-1");
+        let find = |key: &str| bob.iter().find(|c| c.key == key).expect(key).limits;
+        assert_eq!(find("user:bob").requests_per_minute, Some(60));
+        assert_eq!(
+            find("team:ml|model:claude-opus-4-1").tokens_per_day,
+            Some(500_000)
+        );
+        assert_eq!(
+            plan.checks(&id("bob", Some("ml")), "claude-sonnet-4-5")
+                .len(),
+            2
+        );
+    }
+}

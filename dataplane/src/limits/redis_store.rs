@@ -1,0 +1,287 @@
+//! Counters in Redis, shared by every replica: one Lua script checks and reserves all
+//! of a request's counters atomically in one round trip; another settles them.
+
+use super::ModelUsage;
+use super::{
+    Admission, Check, Counters, Demand, LimitKind, Quota, Refusal, Reservation, StoreError, Windows,
+};
+use redis::aio::ConnectionManager;
+use redis::Script;
+use std::collections::{BTreeMap, HashMap};
+use tokio::sync::OnceCell;
+
+/// Counter hashes keep two days of history at most.
+const KEY_TTL_SECS: u64 = 2 * 86_400;
+
+/// KEYS: one counter hash per check. ARGV: minute, day, demand tokens, demand cost
+/// (micro-USD), ttl, then per key: rpm, tpm, tpd, concurrency, budget (micro-USD),
+/// each -1 when unlimited. Returns {0, counters…} when admitted (the counters after
+/// the reservation, 5 per key), or {index, kind} of the first refusing key (1-based).
+const ADMIT: &str = r#"
+local m, d, dt, dc, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local state = {}
+for i, key in ipairs(KEYS) do
+  local h = redis.call('HMGET', key, 'm', 'rm', 'tm', 'd', 'td', 'cd', 'cc')
+  local rm, tm, td, cd = 0, 0, 0, 0
+  if tonumber(h[1]) == m then rm = tonumber(h[2]) or 0; tm = tonumber(h[3]) or 0 end
+  if tonumber(h[4]) == d then td = tonumber(h[5]) or 0; cd = tonumber(h[6]) or 0 end
+  local cc = tonumber(h[7]) or 0
+  local b = 5 + (i - 1) * 5
+  local rpm, tpm, tpd, conc, budget = tonumber(ARGV[b+1]), tonumber(ARGV[b+2]), tonumber(ARGV[b+3]), tonumber(ARGV[b+4]), tonumber(ARGV[b+5])
+  if rpm >= 0 and rm + 1 > rpm then return {i, 1, rm, tm, td, cd, cc} end
+  if conc >= 0 and cc + 1 > conc then return {i, 4, rm, tm, td, cd, cc} end
+  if tpm >= 0 and tm >= tpm then return {i, 2, rm, tm, td, cd, cc} end
+  if tpd >= 0 and td >= tpd then return {i, 3, rm, tm, td, cd, cc} end
+  if budget >= 0 and cd >= budget then return {i, 5, rm, tm, td, cd, cc} end
+  state[i] = {rm, tm, td, cd, cc}
+end
+local out = {0}
+for i, key in ipairs(KEYS) do
+  local s = state[i]
+  redis.call('HSET', key, 'm', m, 'rm', s[1] + 1, 'tm', s[2] + dt, 'd', d, 'td', s[3] + dt, 'cd', s[4] + dc, 'cc', s[5] + 1)
+  redis.call('EXPIRE', key, ttl)
+  table.insert(out, s[1] + 1); table.insert(out, s[2] + dt); table.insert(out, s[3] + dt); table.insert(out, s[4] + dc); table.insert(out, s[5] + 1)
+end
+return out
+"#;
+
+/// KEYS: the reservation's counter hashes. ARGV: minute, day, token delta, cost delta,
+/// concurrency release (1 or 0). A window that has rolled over is left alone.
+const SETTLE: &str = r#"
+local m, d, dt, dc, rel = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+for _, key in ipairs(KEYS) do
+  local h = redis.call('HMGET', key, 'm', 'd')
+  if tonumber(h[1]) == m then
+    local v = redis.call('HINCRBY', key, 'tm', dt)
+    if v < 0 then redis.call('HSET', key, 'tm', 0) end
+  end
+  if tonumber(h[2]) == d then
+    local v = redis.call('HINCRBY', key, 'td', dt)
+    if v < 0 then redis.call('HSET', key, 'td', 0) end
+    v = redis.call('HINCRBY', key, 'cd', dc)
+    if v < 0 then redis.call('HSET', key, 'cd', 0) end
+  end
+  if rel == 1 then
+    local v = redis.call('HINCRBY', key, 'cc', -1)
+    if v < 0 then redis.call('HSET', key, 'cc', 0) end
+  end
+end
+return 1
+"#;
+
+pub struct RedisStore {
+    client: redis::Client,
+    /// Connected on first use; the manager reconnects by itself after a failure.
+    conn: OnceCell<ConnectionManager>,
+    admit: Script,
+    settle: Script,
+    prefix: String,
+}
+
+impl RedisStore {
+    pub fn new(url: &str) -> Result<Self, StoreError> {
+        Ok(Self {
+            client: redis::Client::open(url)?,
+            conn: OnceCell::new(),
+            admit: Script::new(ADMIT),
+            settle: Script::new(SETTLE),
+            prefix: "aigw:limit:".into(),
+        })
+    }
+
+    async fn conn(&self) -> Result<ConnectionManager, StoreError> {
+        let manager = self
+            .conn
+            .get_or_try_init(|| async {
+                let config = redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
+                    .set_response_timeout(Some(std::time::Duration::from_secs(2)));
+                ConnectionManager::new_with_config(self.client.clone(), config).await
+            })
+            .await?;
+        Ok(manager.clone())
+    }
+
+    fn key(&self, check_key: &str) -> String {
+        format!("{}{check_key}", self.prefix)
+    }
+
+    pub(super) async fn admit(
+        &self,
+        checks: &[Check],
+        demand: Demand,
+        w: Windows,
+    ) -> Result<Admission, StoreError> {
+        let mut invocation = self.admit.prepare_invoke();
+        for check in checks {
+            invocation.key(self.key(&check.key));
+        }
+        invocation
+            .arg(w.minute)
+            .arg(w.day)
+            .arg(demand.tokens)
+            .arg(demand.cost_micros)
+            .arg(KEY_TTL_SECS);
+        for check in checks {
+            let l = &check.limits;
+            let unlimited = -1i64;
+            let as_arg = |v: Option<u64>| v.map(|v| v as i64).unwrap_or(unlimited);
+            invocation
+                .arg(as_arg(l.requests_per_minute))
+                .arg(as_arg(l.tokens_per_minute))
+                .arg(as_arg(l.tokens_per_day))
+                .arg(as_arg(l.concurrent_requests))
+                .arg(
+                    l.budget_usd_per_day
+                        .map(|b| (b * 1_000_000.0) as i64)
+                        .unwrap_or(unlimited),
+                );
+        }
+        let mut conn = self.conn().await?;
+        let reply: Vec<i64> = invocation.invoke_async(&mut conn).await?;
+        let status = *reply
+            .first()
+            .ok_or_else(|| StoreError::Protocol("empty reply".into()))?;
+        let counters = |values: &[i64]| Counters {
+            requests_minute: values.first().copied().unwrap_or(0).max(0) as u64,
+            tokens_minute: values.get(1).copied().unwrap_or(0).max(0) as u64,
+            tokens_day: values.get(2).copied().unwrap_or(0).max(0) as u64,
+            cost_micros_day: values.get(3).copied().unwrap_or(0).max(0) as u64,
+            concurrent: values.get(4).copied().unwrap_or(0).max(0) as u64,
+        };
+        if status == 0 {
+            let after: Vec<Counters> = reply[1..].chunks(5).map(counters).collect();
+            return Ok(Admission::Admitted(Reservation {
+                keys: checks.iter().map(|c| c.key.clone()).collect(),
+                windows: w,
+                demand,
+                holds_concurrency: true,
+                quota: super::tightest_quota(checks, &after, &w),
+            }));
+        }
+        let index = usize::try_from(status - 1)
+            .map_err(|_| StoreError::Protocol(format!("bad index {status}")))?;
+        let check = checks
+            .get(index)
+            .ok_or_else(|| StoreError::Protocol(format!("index {status} out of range")))?;
+        let before = counters(reply.get(2..).unwrap_or_default());
+        Ok(Admission::Refused(
+            super::refusal_for(check, &before, &w).unwrap_or_else(|| {
+                // The script and the local rule disagree only if limits changed in between.
+                Refusal {
+                    key: check.key.clone(),
+                    scope: check.scope,
+                    kind: LimitKind::RequestsPerMinute,
+                    limit: 0.0,
+                    retry_after_secs: 1,
+                    quota: Quota::default(),
+                }
+            }),
+        ))
+    }
+
+    pub(super) async fn settle(&self, r: &Reservation, actual: Demand) -> Result<(), StoreError> {
+        let mut invocation = self.settle.prepare_invoke();
+        for key in &r.keys {
+            invocation.key(self.key(key));
+        }
+        invocation
+            .arg(r.windows.minute)
+            .arg(r.windows.day)
+            .arg(actual.tokens as i64 - r.demand.tokens as i64)
+            .arg(actual.cost_micros as i64 - r.demand.cost_micros as i64)
+            .arg(i64::from(r.holds_concurrency));
+        let mut conn = self.conn().await?;
+        let _: i64 = invocation.invoke_async(&mut conn).await?;
+        Ok(())
+    }
+
+    fn ledger_key(&self, user: &str, day: u64) -> String {
+        format!("aigw:usage:{day}:{user}")
+    }
+
+    pub(super) async fn record_usage(
+        &self,
+        user: &str,
+        day: u64,
+        model: &str,
+        u: ModelUsage,
+    ) -> Result<(), StoreError> {
+        let key = self.ledger_key(user, day);
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for (field, value) in [
+            ("requests", u.requests),
+            ("in", u.tokens_in),
+            ("out", u.tokens_out),
+            ("cache_read", u.cache_read_tokens),
+            ("cache_write", u.cache_write_tokens),
+            ("cost", u.cost_micros),
+        ] {
+            pipe.hincr(&key, format!("{model}|{field}"), value).ignore();
+        }
+        pipe.expire(&key, KEY_TTL_SECS as i64).ignore();
+        let mut conn = self.conn().await?;
+        pipe.query_async::<()>(&mut conn).await?;
+        Ok(())
+    }
+
+    pub(super) async fn usage_day(
+        &self,
+        user: &str,
+        day: u64,
+    ) -> Result<BTreeMap<String, ModelUsage>, StoreError> {
+        let mut conn = self.conn().await?;
+        let fields: HashMap<String, u64> = redis::cmd("HGETALL")
+            .arg(self.ledger_key(user, day))
+            .query_async(&mut conn)
+            .await?;
+        let mut out: BTreeMap<String, ModelUsage> = BTreeMap::new();
+        for (field, value) in fields {
+            let Some((model, name)) = field.rsplit_once('|') else {
+                continue;
+            };
+            let entry = out.entry(model.to_string()).or_default();
+            match name {
+                "requests" => entry.requests = value,
+                "in" => entry.tokens_in = value,
+                "out" => entry.tokens_out = value,
+                "cache_read" => entry.cache_read_tokens = value,
+                "cache_write" => entry.cache_write_tokens = value,
+                "cost" => entry.cost_micros = value,
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn counters(
+        &self,
+        checks: &[Check],
+        w: Windows,
+    ) -> Result<Vec<Counters>, StoreError> {
+        let mut conn = self.conn().await?;
+        let mut pipe = redis::pipe();
+        for check in checks {
+            pipe.cmd("HMGET")
+                .arg(self.key(&check.key))
+                .arg(&["m", "rm", "tm", "d", "td", "cd", "cc"]);
+        }
+        let rows: Vec<Vec<Option<i64>>> = pipe.query_async(&mut conn).await?;
+        Ok(rows
+            .into_iter()
+            .map(|h| {
+                let get = |i: usize| h.get(i).copied().flatten().unwrap_or(0).max(0) as u64;
+                let this_minute = h.first().copied().flatten() == Some(w.minute as i64);
+                let this_day = h.get(3).copied().flatten() == Some(w.day as i64);
+                Counters {
+                    requests_minute: if this_minute { get(1) } else { 0 },
+                    tokens_minute: if this_minute { get(2) } else { 0 },
+                    tokens_day: if this_day { get(4) } else { 0 },
+                    cost_micros_day: if this_day { get(5) } else { 0 },
+                    concurrent: get(6),
+                }
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,162 @@
+//! What a call cost: a built-in price table per model (USD per million tokens, with
+//! cache-read and cache-write rates), overridable per provider.
+
+use crate::runtime::Upstream;
+use crate::translate::TokenUsage;
+use ai_gateway_snapshot::{ModelPrice, ProviderKind};
+use serde::Deserialize;
+
+const BUILTIN: &str = include_str!("prices.yaml");
+
+#[derive(Deserialize)]
+struct Entry {
+    models: Vec<String>,
+    input: f64,
+    output: f64,
+    #[serde(default)]
+    cache_read: Option<f64>,
+    #[serde(default)]
+    cache_write: Option<f64>,
+}
+
+pub struct PriceTable {
+    entries: Vec<(Vec<glob::Pattern>, ModelPrice)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("built-in price table: {0}")]
+pub struct PriceTableError(String);
+
+impl PriceTable {
+    pub fn builtin() -> Result<Self, PriceTableError> {
+        let entries: Vec<Entry> =
+            serde_yaml::from_str(BUILTIN).map_err(|e| PriceTableError(e.to_string()))?;
+        let entries = entries
+            .into_iter()
+            .map(|e| {
+                let patterns = e
+                    .models
+                    .iter()
+                    .map(|m| glob::Pattern::new(&m.to_ascii_lowercase()))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|err| PriceTableError(format!("{:?}: {}", e.models, err.msg)))?;
+                Ok((
+                    patterns,
+                    ModelPrice {
+                        input_per_mtok: e.input,
+                        output_per_mtok: e.output,
+                        cache_read_per_mtok: e.cache_read,
+                        cache_write_per_mtok: e.cache_write,
+                    },
+                ))
+            })
+            .collect::<Result<Vec<_>, PriceTableError>>()?;
+        Ok(Self { entries })
+    }
+
+    /// The provider's own override, else the built-in price; local models are free.
+    pub fn price(&self, provider: &Upstream, upstream_model: &str) -> Option<ModelPrice> {
+        if let Some(p) = provider.config.pricing.get(upstream_model) {
+            return Some(*p);
+        }
+        if provider.kind == ProviderKind::Ollama {
+            return Some(ModelPrice::default());
+        }
+        let model = upstream_model.to_ascii_lowercase();
+        self.entries
+            .iter()
+            .find(|(patterns, _)| patterns.iter().any(|p| p.matches(&model)))
+            .map(|(_, price)| *price)
+    }
+}
+
+/// Cost in micro-USD. Cache reads and writes are priced at their own rates (the input
+/// rate when the table has none) and never also counted as plain input.
+pub fn cost_micros(usage: &TokenUsage, price: &ModelPrice) -> u64 {
+    let per_token = |per_mtok: f64, tokens: u64| per_mtok * tokens as f64; // micro-USD
+    let micros = per_token(price.input_per_mtok, usage.input)
+        + per_token(price.output_per_mtok, usage.output)
+        + per_token(
+            price.cache_read_per_mtok.unwrap_or(price.input_per_mtok),
+            usage.cache_read,
+        )
+        + per_token(
+            price.cache_write_per_mtok.unwrap_or(price.input_per_mtok),
+            usage.cache_write,
+        );
+    micros.round().max(0.0) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn price(input: f64, output: f64, read: f64, write: f64) -> ModelPrice {
+        ModelPrice {
+            input_per_mtok: input,
+            output_per_mtok: output,
+            cache_read_per_mtok: Some(read),
+            cache_write_per_mtok: Some(write),
+        }
+    }
+
+    #[test]
+    fn cache_tokens_are_priced_at_their_own_rates() {
+        // Claude Sonnet 4.5 list prices: $3 in, $15 out, $0.30 cache read, $3.75 cache write.
+        let sonnet = price(3.0, 15.0, 0.30, 3.75);
+        let usage = TokenUsage {
+            input: 18,
+            output: 500,
+            cache_read: 2048,
+            cache_write: 312,
+        };
+        // 18×3 + 500×15 + 2048×0.30 + 312×3.75 = 54 + 7500 + 614.4 + 1170 = 9338.4 µUSD
+        assert_eq!(cost_micros(&usage, &sonnet), 9338);
+    }
+
+    #[test]
+    fn openai_cached_input_is_not_charged_twice() {
+        // GPT-4o: $2.50 in, $10 out, $1.25 cached input; usage from prompt_tokens 1200 with 1024 cached.
+        let gpt4o = price(2.5, 10.0, 1.25, 0.0);
+        let usage = TokenUsage {
+            input: 176,
+            output: 80,
+            cache_read: 1024,
+            cache_write: 0,
+        };
+        // 176×2.5 + 80×10 + 1024×1.25 = 440 + 800 + 1280 = 2520 µUSD
+        assert_eq!(cost_micros(&usage, &gpt4o), 2520);
+    }
+
+    #[test]
+    fn the_builtin_table_prices_the_models_users_name() {
+        let table = PriceTable::builtin().expect("table parses");
+        let lookup = |m: &str| {
+            let m = m.to_ascii_lowercase();
+            table
+                .entries
+                .iter()
+                .find(|(ps, _)| ps.iter().any(|p| p.matches(&m)))
+                .map(|(_, p)| *p)
+        };
+        for model in [
+            "claude-sonnet-4-5",
+            "claude-opus-4-1-20250805",
+            "claude-haiku-4-5",
+            "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+            "anthropic.claude-3-haiku-20240307-v1:0",
+            "amazon.titan-text-express-v1",
+            "gemini-2.5-pro",
+            "gpt-4o",
+            "gpt-4o-mini",
+        ] {
+            assert!(lookup(model).is_some(), "no price for {model}");
+        }
+        let mini = lookup("gpt-4o-mini").expect("priced");
+        let full = lookup("gpt-4o").expect("priced");
+        assert!(
+            mini.input_per_mtok < full.input_per_mtok,
+            "gpt-4o-mini must not match gpt-4o's entry"
+        );
+    }
+}
