@@ -93,9 +93,11 @@ impl RedisStore {
         let manager = self
             .conn
             .get_or_try_init(|| async {
+                // Fail fast: a limit check must not hold a request for long.
                 let config = redis::aio::ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
-                    .set_response_timeout(Some(std::time::Duration::from_secs(2)));
+                    .set_number_of_retries(1)
+                    .set_connection_timeout(Some(std::time::Duration::from_secs(1)))
+                    .set_response_timeout(Some(std::time::Duration::from_secs(1)));
                 ConnectionManager::new_with_config(self.client.clone(), config).await
             })
             .await?;

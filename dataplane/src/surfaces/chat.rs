@@ -36,7 +36,7 @@ pub async fn completions(
             body,
         };
         let resp = upstream.send(req, &ctx.request_id).await?;
-        return Ok(proxied(resp, StreamProtocol::OpenAiSse, ctx.usage.clone()));
+        return proxied(resp, StreamProtocol::OpenAiSse, ctx.usage.clone()).await;
     }
     if upstream.kind != ProviderKind::Anthropic {
         return Err(GatewayError::Unsupported {

@@ -180,11 +180,7 @@ async fn forward(
         body,
     };
     let resp = upstream.send(req, &ctx.request_id).await?;
-    Ok(proxied(
-        resp,
-        StreamProtocol::AnthropicSse,
-        ctx.usage.clone(),
-    ))
+    proxied(resp, StreamProtocol::AnthropicSse, ctx.usage.clone()).await
 }
 
 fn unsupported(upstream: &Upstream) -> GatewayError {

@@ -105,12 +105,13 @@ pub fn forced_provider(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The upstream's own response, status, headers and body, streamed back unchanged,
-/// with the usage it reports recorded in `usage`.
-pub fn proxied(
+/// with the usage it reports recorded in `usage`. A plain (non-stream) answer is read
+/// whole first: it is small, and its usage is owed even if the caller never reads it.
+pub async fn proxied(
     resp: reqwest::Response,
     protocol: StreamProtocol,
     usage: std::sync::Arc<crate::completion::UsageCell>,
-) -> Response<ResponseBody> {
+) -> Result<Response<ResponseBody>, GatewayError> {
     let status = resp.status();
     let mut headers = HeaderMap::new();
     copy_response_headers(resp.headers(), &mut headers);
@@ -124,15 +125,32 @@ pub fn proxied(
         StreamProtocol::Ndjson => content_type.starts_with("application/x-ndjson"),
         _ => content_type.starts_with("text/event-stream"),
     };
-    let protocol = if streams {
-        protocol
+    let body = if streams {
+        passthrough_body(resp, protocol, usage)
     } else {
-        StreamProtocol::Opaque
+        let provider = resp.url().host_str().unwrap_or("upstream").to_string();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| GatewayError::UpstreamProtocol {
+                provider,
+                detail: format!("the answer broke off: {e}"),
+            })?;
+        if status.is_success() {
+            if let Some(u) = serde_json::from_slice(&bytes)
+                .ok()
+                .as_ref()
+                .and_then(crate::translate::usage::usage_from_json)
+            {
+                usage.report(u);
+            }
+        }
+        crate::body::full(bytes)
     };
-    let mut response = Response::new(passthrough_body(resp, protocol, usage));
+    let mut response = Response::new(body);
     *response.status_mut() = status;
     *response.headers_mut() = headers;
-    response
+    Ok(response)
 }
 
 pub fn event_stream_response(body: ResponseBody) -> Response<ResponseBody> {

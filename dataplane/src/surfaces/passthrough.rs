@@ -152,7 +152,7 @@ pub async fn handle(
         body,
     };
     let resp = upstream.send(req, &ctx.request_id).await?;
-    Ok(proxied(resp, protocol, ctx.usage.clone()))
+    proxied(resp, protocol, ctx.usage.clone()).await
 }
 
 fn choose(

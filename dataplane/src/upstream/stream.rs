@@ -22,8 +22,6 @@ pub enum StreamProtocol {
     OpenAiSse,
     /// Newline-delimited JSON (Ollama); ends with `"done": true`.
     Ndjson,
-    /// Not an event stream: bytes are forwarded and no end is recognised.
-    Opaque,
 }
 
 impl StreamProtocol {
@@ -31,7 +29,7 @@ impl StreamProtocol {
         match self {
             Self::AnthropicSse => event == "message_stop" || event == "error",
             Self::OpenAiSse => data.trim() == "[DONE]" || data.starts_with("{\"error\""),
-            Self::Ndjson | Self::Opaque => false,
+            Self::Ndjson => false,
         }
     }
 
@@ -51,7 +49,6 @@ impl StreamProtocol {
                 line.push(b'\n');
                 return Bytes::from(line);
             }
-            Self::Opaque => return Bytes::new(),
         }
         out.take()
     }
@@ -64,7 +61,6 @@ pub fn passthrough_body(
     protocol: StreamProtocol,
     usage: Arc<UsageCell>,
 ) -> ResponseBody {
-    let success = upstream.status().is_success();
     let mut chunks = upstream.bytes_stream();
     let body = async_stream::stream! {
         let (tx, rx) = futures_channel::mpsc::unbounded::<Result<Bytes, Infallible>>();
@@ -86,11 +82,6 @@ pub fn passthrough_body(
                         StreamProtocol::Ndjson => {
                             complete |= ndjson_lines(&mut tail, &chunk, &usage);
                         }
-                        // A plain JSON answer is small: keep a copy to read its usage.
-                        StreamProtocol::Opaque if success && tail.len() < MAX_METERED_BODY => {
-                            tail.extend_from_slice(&chunk);
-                        }
-                        StreamProtocol::Opaque => {}
                     }
                     yield Ok::<_, crate::body::BoxError>(chunk);
                 }
@@ -98,25 +89,14 @@ pub fn passthrough_body(
                 None => break None,
             }
         };
-        if protocol == StreamProtocol::Opaque && success && failure.is_none() {
-            if let Some(u) = serde_json::from_slice(&tail).ok().as_ref().and_then(usage_from_json) {
-                usage.report(u);
-            }
-        }
-        if protocol != StreamProtocol::Opaque && !complete {
+        if !complete {
             let reason = failure.unwrap_or_else(|| "the upstream closed the stream early".into());
             tracing::warn!(%reason, "upstream stream ended incomplete");
             yield Ok(protocol.error_tail(&reason));
-        } else if let Some(reason) = failure {
-            // A plain body cut short: end the response abnormally so the caller notices.
-            yield Err(reason.into());
         }
     };
     streaming(body)
 }
-
-/// Larger non-stream answers are forwarded but not metered from their body.
-const MAX_METERED_BODY: usize = 4 * 1024 * 1024;
 
 /// Reads usage from the events that carry it; counts the content deltas between.
 fn meter_event(protocol: StreamProtocol, event: &str, data: &str, usage: &UsageCell) {
@@ -148,7 +128,7 @@ fn meter_event(protocol: StreamProtocol, event: &str, data: &str, usage: &UsageC
                 usage.delta();
             }
         }
-        StreamProtocol::Ndjson | StreamProtocol::Opaque => {}
+        StreamProtocol::Ndjson => {}
     }
 }
 

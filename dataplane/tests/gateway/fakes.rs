@@ -182,28 +182,50 @@ impl FakeUpstream {
 
 pub struct TestGateway {
     pub url: String,
+    pub admin_url: String,
+    pub gateway: Arc<Gateway>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl TestGateway {
     pub async fn start(config_yaml: &str) -> Self {
-        let snapshot =
+        let mut snapshot =
             ai_gateway_snapshot::parse_document(config_yaml, |_| None).expect("valid config");
+        // Tests read audit records from a file when they check them; stdout stays quiet.
+        if snapshot.audit.sink == ai_gateway_snapshot::AuditSink::Stdout {
+            snapshot.audit.sink = ai_gateway_snapshot::AuditSink::None;
+        }
         let gateway = Arc::new(Gateway::new(snapshot).await.expect("gateway"));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let admin_url = format!("http://{}", admin.local_addr().expect("addr"));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
         let gw = gateway.clone();
         tokio::spawn(server::serve(
             listener,
             move |req| server::handle(gw.clone(), req),
             async move {
                 let _ = stopped.await;
+                let _ = admin_stop.send(());
+            },
+            Duration::from_secs(5),
+        ));
+        let gw = gateway.clone();
+        let token: Option<Arc<str>> = Some(Arc::from("admin-token"));
+        tokio::spawn(server::serve(
+            admin,
+            move |req| server::handle_admin(gw.clone(), token.clone(), req),
+            async move {
+                let _ = admin_stopped.await;
             },
             Duration::from_secs(5),
         ));
         Self {
             url,
+            admin_url,
+            gateway,
             stop: Some(stop),
         }
     }

@@ -4,6 +4,7 @@
 mod claude_surface;
 mod failures;
 mod fakes;
+mod governance;
 mod native_surfaces;
 mod openai_surface;
 mod process;

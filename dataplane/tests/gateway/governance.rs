@@ -1,0 +1,628 @@
+//! Keys, limits, usage, cost, audit and metrics, end to end over loopback.
+
+use crate::fakes::{client, fixture, FakeUpstream, Reply, TestGateway};
+use ai_gateway::auth::key_hash;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const KEY: &str = "gw_contractor1_secret";
+const ADMIN_KEY: &str = "gw_admin_secret";
+
+fn config(anthropic: &str, limits: &str, extra: &str) -> String {
+    format!(
+        r#"
+providers:
+  anthropic: {{ type: anthropic, base_url: "{anthropic}", api_key: sk-ant-real }}
+routes:
+  - {{ models: ["claude-*"], provider: anthropic }}
+auth:
+  mode: keys
+  keys:
+    - {{ id: k1, sha256: "{}", user: contractor1, team: platform, workspace: ws-abc123 }}
+    - {{ id: k2, sha256: "{}", user: admin }}
+rate_limits:
+{limits}
+{extra}
+"#,
+        key_hash(KEY),
+        key_hash(ADMIN_KEY)
+    )
+}
+
+fn message(model: &str) -> Value {
+    json!({"model": model, "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]})
+}
+
+async fn fake_anthropic() -> FakeUpstream {
+    FakeUpstream::start(|req| {
+        if req.json()["stream"] == true {
+            Reply::sse(&fixture("upstream/anthropic/stream_text.sse"))
+        } else {
+            Reply::json(200, fixture("upstream/anthropic/message_text.json"))
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn missing_and_unknown_keys_get_401_in_the_callers_format() {
+    let upstream = fake_anthropic().await;
+    let gw = TestGateway::start(&config(&upstream.url(), "  {}", "")).await;
+    let resp = client()
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .json(&json!({"model": "claude-x", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(resp.status(), 401);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["error"]["type"], "authentication_error");
+    let resp = client()
+        .post(format!("{}/v1/claude/v1/messages", gw.url))
+        .header("x-api-key", "gw_wrong")
+        .json(&message("claude-x"))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(resp.status(), 401);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["type"], "error");
+    assert_eq!(body["error"]["type"], "authentication_error");
+    assert_eq!(body["error"]["message"], "invalid API key");
+    assert!(
+        upstream.received().is_empty(),
+        "nothing reaches the provider unauthenticated"
+    );
+
+    // Claude Code's probe stays open; the key works from x-api-key and as a bearer token.
+    assert_eq!(
+        client()
+            .head(format!("{}/v1/claude", gw.url))
+            .send()
+            .await
+            .expect("answers")
+            .status(),
+        200
+    );
+    for auth in [
+        ("x-api-key", KEY.to_string()),
+        ("authorization", format!("Bearer {KEY}")),
+    ] {
+        let resp = client()
+            .post(format!("{}/v1/claude/v1/messages", gw.url))
+            .header(auth.0, auth.1)
+            .json(&message("claude-x"))
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(resp.status(), 200);
+    }
+    assert_eq!(upstream.last().header("x-api-key"), Some("sk-ant-real"));
+}
+
+/// 40 concurrent calls from one user with 10 requests/minute: exactly 10 get through.
+#[tokio::test]
+async fn a_burst_from_one_user_is_limited_exactly() {
+    let upstream = fake_anthropic().await;
+    let gw = TestGateway::start(&config(
+        &upstream.url(),
+        "  default: { requests_per_minute: 10 }\n  per_user: { admin: { requests_per_minute: 200 } }",
+        "",
+    ))
+    .await;
+    let statuses = burst(&gw.url, KEY, 40).await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        10,
+        "{statuses:?}"
+    );
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 30);
+    assert_eq!(
+        upstream.received().len(),
+        10,
+        "refused calls never reach the provider"
+    );
+    // The admin override is a different subject with a higher limit.
+    let admin = burst(&gw.url, ADMIN_KEY, 20).await;
+    assert!(admin.iter().all(|s| *s == 200), "{admin:?}");
+}
+
+async fn burst(url: &str, key: &str, n: usize) -> Vec<u16> {
+    let calls = (0..n).map(|_| {
+        let url = url.to_string();
+        let key = key.to_string();
+        tokio::spawn(async move {
+            client()
+                .post(format!("{url}/v1/claude/v1/messages"))
+                .header("x-api-key", key)
+                .json(&message("claude-x"))
+                .send()
+                .await
+                .expect("answers")
+                .status()
+                .as_u16()
+        })
+    });
+    let mut out = Vec::new();
+    for c in calls.collect::<Vec<_>>() {
+        out.push(c.await.expect("task"));
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_429_says_when_to_retry_in_each_callers_format() {
+    let upstream = fake_anthropic().await;
+    let gw = TestGateway::start(&config(
+        &upstream.url(),
+        "  default: { requests_per_minute: 1 }",
+        "",
+    ))
+    .await;
+    let ok = client()
+        .post(format!("{}/v1/claude/v1/messages", gw.url))
+        .header("x-api-key", KEY)
+        .json(&message("claude-x"))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.headers()["x-ratelimit-limit-requests"], "1");
+    assert_eq!(ok.headers()["x-ratelimit-remaining-requests"], "0");
+    assert_eq!(ok.headers()["anthropic-ratelimit-requests-remaining"], "0");
+
+    let limited = client()
+        .post(format!("{}/v1/claude/v1/messages", gw.url))
+        .header("x-api-key", KEY)
+        .json(&message("claude-x"))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(limited.status(), 429);
+    let retry: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((1..=60).contains(&retry));
+    assert!(limited
+        .headers()
+        .contains_key("anthropic-ratelimit-requests-reset"));
+    let body: Value = limited.json().await.expect("json");
+    assert_eq!(body["error"]["type"], "rate_limit_error");
+    assert!(body["error"]["message"]
+        .as_str()
+        .expect("message")
+        .contains("user:contractor1"));
+
+    let openai = client()
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .bearer_auth(KEY)
+        .json(&json!({"model": "claude-x", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(openai.status(), 429);
+    assert!(openai.headers().contains_key("x-ratelimit-reset-requests"));
+    assert!(!openai
+        .headers()
+        .contains_key("anthropic-ratelimit-requests-reset"));
+    let body: Value = openai.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "rate_limit_exceeded");
+}
+
+/// Reservations cover `max_tokens`, and settle to what the provider reported: a burst
+/// cannot overshoot by more than one request, and small real usage frees the budget.
+#[tokio::test]
+async fn token_budget_is_reserved_at_admission_and_settled_to_real_usage() {
+    let upstream = fake_anthropic().await;
+    let gw = TestGateway::start(&config(
+        &upstream.url(),
+        "  default: { tokens_per_minute: 2000 }",
+        "",
+    ))
+    .await;
+    let big = json!({"model": "claude-x", "max_tokens": 900, "messages": [{"role": "user", "content": "hi"}]});
+    let calls: Vec<_> = (0..6)
+        .map(|_| {
+            let url = gw.url.clone();
+            let big = big.clone();
+            tokio::spawn(async move {
+                client()
+                    .post(format!("{url}/v1/claude/v1/messages"))
+                    .header("x-api-key", KEY)
+                    .json(&big)
+                    .send()
+                    .await
+                    .expect("answers")
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    let mut admitted = 0;
+    for c in calls {
+        if c.await.expect("task") == 200 {
+            admitted += 1;
+        }
+    }
+    // Each reserves ~930 tokens: 3 fit under 2000 (the third overshooting by one request).
+    assert_eq!(admitted, 3);
+    // Settled to the fixture's real usage (a few thousand tokens with cache), the budget
+    // is spent: the next call is refused before reaching the provider.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = upstream.received().len();
+    let resp = client()
+        .post(format!("{}/v1/claude/v1/messages", gw.url))
+        .header("x-api-key", KEY)
+        .json(&message("claude-x"))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(resp.status(), 429);
+    assert_eq!(upstream.received().len(), before);
+    let limits: Value = client()
+        .get(format!("{}/v1/limits", gw.url))
+        .header("x-api-key", KEY)
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("json");
+    let used = limits["limits"][0]["tokens_per_minute"]["used"]
+        .as_u64()
+        .expect("used");
+    let fixture: Value =
+        serde_json::from_slice(&fixture("upstream/anthropic/message_text.json")).expect("fixture");
+    let u = &fixture["usage"];
+    let per_call = [
+        "input_tokens",
+        "output_tokens",
+        "cache_read_input_tokens",
+        "cache_creation_input_tokens",
+    ]
+    .iter()
+    .map(|k| u[*k].as_u64().unwrap_or(0))
+    .sum::<u64>();
+    assert_eq!(
+        used,
+        3 * per_call,
+        "reservations were replaced by reported usage"
+    );
+}
+
+#[tokio::test]
+async fn usage_reports_todays_calls_per_model_with_cost_from_streams_and_plain_answers() {
+    let upstream = fake_anthropic().await;
+    let gw = TestGateway::start(&config(
+        &upstream.url(),
+        "  default: { requests_per_minute: 60, tokens_per_minute: 100000 }",
+        "",
+    ))
+    .await;
+    for stream in [false, true] {
+        let mut body = message("claude-sonnet-4-5");
+        body["stream"] = json!(stream);
+        let resp = client()
+            .post(format!("{}/v1/claude/v1/messages", gw.url))
+            .header("x-api-key", KEY)
+            .json(&body)
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(resp.status(), 200);
+        let _ = resp.bytes().await.expect("body");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let usage: Value = client()
+        .get(format!("{}/v1/usage", gw.url))
+        .header("x-api-key", KEY)
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(usage["user"], "contractor1");
+    assert_eq!(usage["today"]["requests"], 2);
+    let model = &usage["models"]["claude-sonnet-4-5"];
+    assert_eq!(model["requests"], 2);
+    // Non-stream fixture and stream fixture usage, each counted once.
+    let plain: Value =
+        serde_json::from_slice(&fixture("upstream/anthropic/message_text.json")).expect("fixture");
+    let out_plain = plain["usage"]["output_tokens"].as_u64().expect("tokens");
+    let stream_text =
+        String::from_utf8(fixture("upstream/anthropic/stream_text.sse")).expect("utf8");
+    let delta_line = stream_text
+        .lines()
+        .find(|l| l.contains("\"message_delta\""))
+        .expect("delta");
+    let delta: Value = serde_json::from_str(delta_line.trim_start_matches("data: ")).expect("json");
+    let out_stream = delta["usage"]["output_tokens"].as_u64().expect("tokens");
+    assert_eq!(model["tokens_out"], out_plain + out_stream);
+    assert!(
+        model["cost_usd"].as_f64().expect("cost") > 0.0,
+        "sonnet is priced"
+    );
+    assert_eq!(usage["limit"]["requests_remaining"], 58);
+    assert!(
+        usage["limit"]["tokens_remaining"]
+            .as_u64()
+            .expect("remaining")
+            < 100_000
+    );
+}
+
+#[tokio::test]
+async fn every_call_is_audited_with_the_users_field_names_and_metrics_count_it() {
+    let upstream = fake_anthropic().await;
+    let dir = std::env::temp_dir().join(format!("aigw-audit-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("audit.jsonl");
+    let gw = TestGateway::start(&config(
+        &upstream.url(),
+        "  {}",
+        &format!("audit: {{ sink: file, path: \"{}\" }}", path.display()),
+    ))
+    .await;
+    let resp = client()
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .bearer_auth(KEY)
+        .header("x-request-id", "req-audit-1")
+        .json(&json!({"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "secret prompt"}]}))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(resp.status(), 200);
+    let _ = resp.bytes().await;
+    let refused = client()
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .bearer_auth("gw_nope")
+        .body("{}")
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(refused.status(), 401);
+
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = std::fs::read_to_string(&path).unwrap_or_default();
+        if text.lines().count() >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let record: Value = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|r| r["request_id"] == "req-audit-1")
+        .expect("the call was audited");
+    assert_eq!(record["user"], "contractor1");
+    assert_eq!(record["team"], "platform");
+    assert_eq!(record["workspace"], "ws-abc123");
+    assert_eq!(record["key_id"], "k1");
+    assert_eq!(record["provider"], "anthropic");
+    assert_eq!(record["model"], "claude-sonnet-4-5");
+    assert_eq!(record["endpoint"], "chat.completions");
+    assert_eq!(record["status"], 200);
+    assert_eq!(record["stream"], false);
+    let fixture: Value =
+        serde_json::from_slice(&fixture("upstream/anthropic/message_text.json")).expect("fixture");
+    assert_eq!(record["response_tokens"], fixture["usage"]["output_tokens"]);
+    assert_eq!(
+        record["cache_read_tokens"],
+        fixture["usage"]["cache_read_input_tokens"]
+    );
+    assert!(record["cost_usd"].as_f64().expect("cost") > 0.0);
+    assert!(record["latency_ms"].is_u64());
+    assert!(record["timestamp"]
+        .as_str()
+        .expect("timestamp")
+        .ends_with('Z'));
+    assert!(!text.contains("secret prompt"), "prompts are not logged");
+
+    let metrics = client()
+        .get(format!("{}/metrics", gw.admin_url))
+        .send()
+        .await
+        .expect("answers")
+        .text()
+        .await
+        .expect("text");
+    assert!(metrics.contains("ai_gateway_requests_total{provider=\"anthropic\",model=\"claude-sonnet-4-5\",endpoint=\"chat.completions\",status=\"200\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("gen_ai_client_token_usage_total{gen_ai_token_type=\"output\""),
+        "{metrics}"
+    );
+    assert!(metrics.contains("ai_gateway_config{version="), "{metrics}");
+    assert!(
+        metrics.contains("ai_gateway_audit_records_written_total 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn an_abandoned_stream_is_charged_for_what_it_produced() {
+    let slow = Reply {
+        chunk_delay: Duration::from_millis(100),
+        ..Reply::sse(&fixture("upstream/anthropic/stream_text.sse"))
+    };
+    let upstream = FakeUpstream::start(move |_| slow.clone()).await;
+    let dir = std::env::temp_dir().join(format!("aigw-audit-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("audit.jsonl");
+    let gw = TestGateway::start(&config(
+        &upstream.url(),
+        "  {}",
+        &format!("audit: {{ sink: file, path: \"{}\" }}", path.display()),
+    ))
+    .await;
+    let mut body = message("claude-x");
+    body["stream"] = json!(true);
+    let mut resp = client()
+        .post(format!("{}/v1/claude/v1/messages", gw.url))
+        .header("x-api-key", KEY)
+        .json(&body)
+        .send()
+        .await
+        .expect("answers");
+    // Read a few events, then hang up.
+    for _ in 0..4 {
+        let _ = resp.chunk().await;
+    }
+    drop(resp);
+    let mut record = None;
+    for _ in 0..60 {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        record = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .next();
+        if record.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let record = record.expect("the abandoned call was audited");
+    assert_eq!(record["abandoned"], true);
+    assert!(
+        record["request_tokens"].as_u64().expect("tokens") > 0,
+        "input usage from message_start"
+    );
+    assert!(record["response_tokens"].as_u64().expect("tokens") >= 1);
+}
+
+#[tokio::test]
+async fn a_config_swap_changes_limits_without_resetting_counters() {
+    let upstream = fake_anthropic().await;
+    let gw = TestGateway::start(&config(
+        &upstream.url(),
+        "  default: { requests_per_minute: 5 }",
+        "",
+    ))
+    .await;
+    assert!(burst(&gw.url, KEY, 3).await.iter().all(|s| *s == 200));
+    let stricter = ai_gateway_snapshot::parse_document(
+        &config(&upstream.url(), "  default: { requests_per_minute: 3 }", ""),
+        |_| None,
+    )
+    .expect("valid");
+    gw.gateway.apply(stricter).expect("applies");
+    // 3 already used in this minute: the stricter limit refuses the very next call.
+    assert_eq!(burst(&gw.url, KEY, 1).await, [429]);
+}
+
+struct RedisServer {
+    child: Child,
+    pub url: String,
+}
+
+impl RedisServer {
+    fn start() -> Option<Self> {
+        let bin = std::env::var("REDIS_SERVER_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| PathBuf::from("redis-server"));
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").ok()?;
+        let port = probe.local_addr().ok()?.port();
+        drop(probe);
+        let child = Command::new(bin)
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .ok()?;
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(Self {
+                    child,
+                    url: format!("redis://127.0.0.1:{port}/0"),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Two gateway replicas sharing one real Redis enforce one limit between them.
+#[tokio::test]
+async fn two_replicas_sharing_redis_enforce_one_limit() {
+    let Some(redis) = RedisServer::start() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install redis-server"
+        );
+        eprintln!("SKIPPED: redis-server is not installed");
+        return;
+    };
+    let upstream = fake_anthropic().await;
+    let limits = format!(
+        "  default: {{ requests_per_minute: 12, tokens_per_minute: 1000000 }}\n  store: {{ kind: redis, url: \"{}\" }}",
+        redis.url
+    );
+    let a = TestGateway::start(&config(&upstream.url(), &limits, "")).await;
+    let b = TestGateway::start(&config(&upstream.url(), &limits, "")).await;
+    // Calls alternating between the replicas draw on one budget …
+    for i in 0..6 {
+        let url = if i % 2 == 0 { &a.url } else { &b.url };
+        assert_eq!(burst(url, KEY, 1).await, [200]);
+    }
+    // … and a concurrent burst at both gets exactly what remains.
+    let (ra, rb) = tokio::join!(burst(&a.url, KEY, 20), burst(&b.url, KEY, 20));
+    let admitted = ra.iter().chain(&rb).filter(|s| **s == 200).count();
+    assert_eq!(admitted, 6, "a: {ra:?} b: {rb:?}");
+
+    // Usage recorded by one replica is visible from the other.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let usage: Value = client()
+        .get(format!("{}/v1/usage", a.url))
+        .header("x-api-key", KEY)
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(usage["today"]["requests"], 12);
+    assert_eq!(usage["limit"]["requests_remaining"], 0);
+}
+
+#[tokio::test]
+async fn redis_outage_fails_closed_or_open_as_configured() {
+    let upstream = fake_anthropic().await;
+    let dead = "redis://127.0.0.1:1/0";
+    let closed = TestGateway::start(&config(
+        &upstream.url(),
+        &format!(
+            "  default: {{ requests_per_minute: 5 }}\n  store: {{ kind: redis, url: \"{dead}\" }}"
+        ),
+        "",
+    ))
+    .await;
+    assert_eq!(burst(&closed.url, KEY, 1).await, [503]);
+    let open = TestGateway::start(&config(
+        &upstream.url(),
+        &format!("  default: {{ requests_per_minute: 5 }}\n  store: {{ kind: redis, url: \"{dead}\", fail_open: true }}"),
+        "",
+    ))
+    .await;
+    assert_eq!(burst(&open.url, KEY, 1).await, [200]);
+}
