@@ -86,8 +86,8 @@ impl Completion {
         let ttft = self.first_byte.map(|t| t.duration_since(ctx.started));
         let metered = ctx.usage.get();
         let mut usage = metered.usage;
-        if (200..300).contains(&self.status) {
-            // A cut stream has produced at least one token per delta sent.
+        if (200..300).contains(&self.status) && (abandoned || usage.output == 0) {
+            // A stream cut before its final usage produced at least a token per delta.
             usage.output = usage.output.max(metered.deltas);
         }
         let cost = ctx.price.map(|p| cost_micros(&usage, &p)).unwrap_or(0);

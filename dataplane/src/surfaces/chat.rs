@@ -1,7 +1,9 @@
 //! `POST /v1/chat/completions` and `GET /v1/models`: the OpenAI-compatible door to
 //! every provider.
 
-use super::{event_stream_response, proxied, route_by_body, upstream_json, with_model};
+use super::{
+    event_stream_response, proxied, route_by_body, upstream_json, with_model, with_stream_usage,
+};
 use crate::body::{json_response, ResponseBody};
 use crate::context::RequestContext;
 use crate::error::GatewayError;
@@ -23,12 +25,18 @@ pub async fn completions(
     body: Bytes,
 ) -> Result<Response<ResponseBody>, GatewayError> {
     ctx.endpoint = "chat.completions";
-    let (model, resolved) = route_by_body(rt, services, ctx, headers, &body).await?;
+    let routed = route_by_body(rt, services, ctx, headers, &body).await?;
+    let (model, resolved) = (routed.model, routed.resolved);
     let upstream = resolved.provider;
 
     if upstream.speaks_openai() {
         let path = upstream.chat_completions_path(&resolved.upstream_model);
-        let body = with_model(body, &model, &resolved.upstream_model)?;
+        let mut body = with_model(body, &model, &resolved.upstream_model)?;
+        // The usage chunk the gateway asked for is not passed on to a caller who did not.
+        let strip_usage = ctx.stream && !routed.wants_usage_chunk;
+        if strip_usage {
+            body = with_stream_usage(body)?;
+        }
         let req = UpstreamRequest {
             method: Method::POST,
             path_and_query: path,
@@ -36,7 +44,12 @@ pub async fn completions(
             body,
         };
         let resp = upstream.send(req, &ctx.request_id).await?;
-        return proxied(resp, StreamProtocol::OpenAiSse, ctx.usage.clone()).await;
+        let protocol = if strip_usage {
+            StreamProtocol::OpenAiSseWithoutUsage
+        } else {
+            StreamProtocol::OpenAiSse
+        };
+        return proxied(resp, protocol, ctx.usage.clone()).await;
     }
     if upstream.kind != ProviderKind::Anthropic {
         return Err(GatewayError::Unsupported {

@@ -87,7 +87,9 @@ async fn messages(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Response<ResponseBody>, GatewayError> {
-    let (model, resolved) = route_by_body(rt, services, ctx, headers, &body).await?;
+    let super::Routed {
+        model, resolved, ..
+    } = route_by_body(rt, services, ctx, headers, &body).await?;
     let upstream = resolved.provider;
 
     if upstream.kind == ProviderKind::Anthropic {
@@ -145,7 +147,9 @@ async fn count_tokens(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Response<ResponseBody>, GatewayError> {
-    let (model, resolved) = route_by_body(rt, services, ctx, headers, &body).await?;
+    let super::Routed {
+        model, resolved, ..
+    } = route_by_body(rt, services, ctx, headers, &body).await?;
     let upstream = resolved.provider;
     if upstream.kind == ProviderKind::Anthropic {
         let body = with_model(body, &model, &resolved.upstream_model)?;

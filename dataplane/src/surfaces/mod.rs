@@ -25,6 +25,23 @@ pub struct ModelPeek<'a> {
     pub max_tokens: Option<u64>,
     #[serde(default)]
     pub max_completion_tokens: Option<u64>,
+    #[serde(default)]
+    pub stream_options: Option<StreamOptionsPeek>,
+}
+
+#[derive(Deserialize)]
+pub struct StreamOptionsPeek {
+    #[serde(default)]
+    pub include_usage: bool,
+}
+
+/// A request routed and admitted.
+pub struct Routed {
+    /// The model the caller named.
+    pub model: String,
+    pub resolved: crate::routing::Resolved,
+    /// An OpenAI caller's stream asked for the final usage chunk itself.
+    pub wants_usage_chunk: bool,
 }
 
 impl ModelPeek<'_> {
@@ -77,7 +94,7 @@ pub async fn route_by_body(
     ctx: &mut crate::context::RequestContext,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<(String, crate::routing::Resolved), GatewayError> {
+) -> Result<Routed, GatewayError> {
     let peek = peek_model(body)?;
     let model = required_model(&peek)?.to_string();
     let resolved = rt.routes.resolve(&model, forced_provider(headers))?;
@@ -93,7 +110,28 @@ pub async fn route_by_body(
         peek.max_output_tokens(),
     )
     .await?;
-    Ok((model, resolved))
+    Ok(Routed {
+        model,
+        resolved,
+        wants_usage_chunk: peek
+            .stream_options
+            .as_ref()
+            .is_some_and(|o| o.include_usage),
+    })
+}
+
+/// Asks an OpenAI-compatible upstream for the usage chunk at the end of a stream, so
+/// the call can be metered even when the caller did not ask for it.
+pub fn with_stream_usage(body: Bytes) -> Result<Bytes, GatewayError> {
+    let mut doc: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&body).map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
+    let options = doc
+        .entry("stream_options")
+        .or_insert_with(|| serde_json::json!({}));
+    if let Some(o) = options.as_object_mut() {
+        o.insert("include_usage".into(), serde_json::Value::Bool(true));
+    }
+    Ok(Bytes::from(serde_json::to_vec(&doc).unwrap_or_default()))
 }
 
 pub fn forced_provider(headers: &HeaderMap) -> Option<&str> {

@@ -1,7 +1,7 @@
 //! `/v1/openai/*` and `/v1/ollama/*`: a provider's native API, forwarded as is with the
 //! provider's credentials in place of the caller's.
 
-use super::{forced_provider, proxied, with_model, ModelPeek};
+use super::{forced_provider, proxied, with_model, with_stream_usage, ModelPeek};
 use crate::body::ResponseBody;
 use crate::context::RequestContext;
 use crate::error::GatewayError;
@@ -125,6 +125,10 @@ pub async fn handle(
         )
         .await?;
     }
+    let wants_usage = peek
+        .as_ref()
+        .and_then(|p| p.stream_options.as_ref())
+        .is_some_and(|o| o.include_usage);
     let body = match (&client_model, &upstream_model) {
         (Some(c), Some(u)) => with_model(body, c, u)?,
         _ => body,
@@ -140,10 +144,22 @@ pub async fn handle(
     if let Some(q) = query {
         path = format!("{path}?{q}");
     }
-    let protocol = match family {
+    let mut protocol = match family {
         Family::OpenAi => StreamProtocol::OpenAiSse,
         Family::Ollama if rest.starts_with("/api/") => StreamProtocol::Ndjson,
         Family::Ollama => StreamProtocol::OpenAiSse,
+    };
+    // Chat streams are metered from their usage chunk: ask for it, and keep it from a
+    // caller who did not.
+    let body = if protocol == StreamProtocol::OpenAiSse
+        && ctx.stream
+        && !wants_usage
+        && rest.ends_with("/chat/completions")
+    {
+        protocol = StreamProtocol::OpenAiSseWithoutUsage;
+        with_stream_usage(body)?
+    } else {
+        body
     };
     let req = UpstreamRequest {
         method,

@@ -63,6 +63,13 @@ impl SseOut {
         self.buf.extend_from_slice(b"\n\n");
     }
 
+    /// `data: <text>` with the payload as received.
+    pub fn raw_data(&mut self, data: &str) {
+        self.buf.extend_from_slice(b"data: ");
+        self.buf.extend_from_slice(data.as_bytes());
+        self.buf.extend_from_slice(b"\n\n");
+    }
+
     pub fn done_marker(&mut self) {
         self.buf.extend_from_slice(b"data: [DONE]\n\n");
     }

@@ -20,6 +20,9 @@ pub enum StreamProtocol {
     AnthropicSse,
     /// Ends with `data: [DONE]`.
     OpenAiSse,
+    /// An OpenAI stream whose usage chunk the gateway asked for and the caller did not:
+    /// forwarded event by event without that chunk.
+    OpenAiSseWithoutUsage,
     /// Newline-delimited JSON (Ollama); ends with `"done": true`.
     Ndjson,
 }
@@ -28,7 +31,9 @@ impl StreamProtocol {
     fn completes(self, event: &str, data: &str) -> bool {
         match self {
             Self::AnthropicSse => event == "message_stop" || event == "error",
-            Self::OpenAiSse => data.trim() == "[DONE]" || data.starts_with("{\"error\""),
+            Self::OpenAiSse | Self::OpenAiSseWithoutUsage => {
+                data.trim() == "[DONE]" || data.starts_with("{\"error\"")
+            }
             Self::Ndjson => false,
         }
     }
@@ -41,7 +46,7 @@ impl StreamProtocol {
                 "error",
                 &json!({"type": "error", "error": {"type": "api_error", "message": message}}),
             ),
-            Self::OpenAiSse => out.data(
+            Self::OpenAiSse | Self::OpenAiSseWithoutUsage => out.data(
                 &json!({"error": {"message": message, "type": "server_error", "param": null, "code": null}}),
             ),
             Self::Ndjson => {
@@ -78,12 +83,27 @@ pub fn passthrough_body(
                                 complete |= protocol.completes(&event.event, &event.data);
                                 meter_event(protocol, &event.event, &event.data, &usage);
                             }
+                            yield Ok::<_, crate::body::BoxError>(chunk);
+                        }
+                        StreamProtocol::OpenAiSseWithoutUsage => {
+                            let _ = tx.unbounded_send(Ok(chunk));
+                            let mut out = SseOut::default();
+                            while let Some(Some(Ok(event))) = events.next().now_or_never() {
+                                complete |= protocol.completes(&event.event, &event.data);
+                                meter_event(protocol, &event.event, &event.data, &usage);
+                                if !is_usage_only_chunk(&event.data) {
+                                    out.raw_data(&event.data);
+                                }
+                            }
+                            if !out.is_empty() {
+                                yield Ok(out.take());
+                            }
                         }
                         StreamProtocol::Ndjson => {
                             complete |= ndjson_lines(&mut tail, &chunk, &usage);
+                            yield Ok(chunk);
                         }
                     }
-                    yield Ok::<_, crate::body::BoxError>(chunk);
                 }
                 Some(Err(e)) => break Some(e.to_string()),
                 None => break None,
@@ -116,7 +136,7 @@ fn meter_event(protocol: StreamProtocol, event: &str, data: &str, usage: &UsageC
             }
             _ => {}
         },
-        StreamProtocol::OpenAiSse => {
+        StreamProtocol::OpenAiSse | StreamProtocol::OpenAiSseWithoutUsage => {
             // Only the final chunk carries a usage object; the rest are deltas.
             if data.contains("\"usage\":{") {
                 if let Ok(chunk) = serde_json::from_str::<openai::ChatChunk>(data) {
@@ -130,6 +150,13 @@ fn meter_event(protocol: StreamProtocol, event: &str, data: &str, usage: &UsageC
         }
         StreamProtocol::Ndjson => {}
     }
+}
+
+/// The chunk that only reports usage: `"choices": []` with a usage object.
+fn is_usage_only_chunk(data: &str) -> bool {
+    data.contains("\"usage\":{")
+        && serde_json::from_str::<openai::ChatChunk>(data)
+            .is_ok_and(|c| c.choices.is_empty() && c.usage.is_some())
 }
 
 /// Scans NDJSON lines (Ollama) as they complete: each is a delta, the last carries

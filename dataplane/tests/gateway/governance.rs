@@ -626,3 +626,137 @@ async fn redis_outage_fails_closed_or_open_as_configured() {
     .await;
     assert_eq!(burst(&open.url, KEY, 1).await, [200]);
 }
+
+fn usage_of(body: &str) -> (u64, u64) {
+    let v: Value = serde_json::from_str(body).expect("json");
+    (
+        v["today"]["tokens_in"].as_u64().unwrap_or(0),
+        v["today"]["tokens_out"].as_u64().unwrap_or(0),
+    )
+}
+
+async fn my_usage(url: &str) -> (u64, u64) {
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let text = client()
+        .get(format!("{url}/v1/usage"))
+        .header("x-api-key", KEY)
+        .send()
+        .await
+        .expect("answers")
+        .text()
+        .await
+        .expect("text");
+    usage_of(&text)
+}
+
+fn native_config(kind: &str, base: &str) -> String {
+    format!(
+        r#"
+providers:
+  up: {{ type: {kind}, base_url: "{base}" }}
+routes:
+  - {{ models: ["*"], provider: up }}
+auth:
+  mode: keys
+  keys: [ {{ id: k1, sha256: "{}", user: contractor1 }} ]
+rate_limits:
+  default: {{ requests_per_minute: 100 }}
+"#,
+        key_hash(KEY)
+    )
+}
+
+/// OpenAI streams report usage only when asked: the gateway asks, meters the chunk, and
+/// keeps it from a caller who did not ask for it.
+#[tokio::test]
+async fn openai_streams_are_metered_from_a_usage_chunk_only_askers_see() {
+    let stream = fixture("upstream/openai/stream_text.sse");
+    let reply = Reply::sse(&stream);
+    let upstream = FakeUpstream::start(move |_| reply.clone()).await;
+    let gw = TestGateway::start(&native_config(
+        "openai-compatible",
+        &format!("{}/v1", upstream.url()),
+    ))
+    .await;
+    let text = client()
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .bearer_auth(KEY)
+        .json(&json!({"model": "qwen", "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("answers")
+        .text()
+        .await
+        .expect("stream");
+    assert_eq!(
+        upstream.last().json()["stream_options"]["include_usage"],
+        true
+    );
+    assert!(text.trim_end().ends_with("data: [DONE]"));
+    assert!(
+        !text.contains("\"choices\":[]"),
+        "the caller did not ask for the usage chunk:\n{text}"
+    );
+    let chunk_usage = String::from_utf8(stream.clone())
+        .expect("utf8")
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .find(|c| c["usage"].is_object())
+        .expect("fixture has a usage chunk")["usage"]
+        .clone();
+    let (tokens_in, tokens_out) = my_usage(&gw.url).await;
+    assert_eq!(
+        tokens_in,
+        chunk_usage["prompt_tokens"].as_u64().expect("prompt")
+    );
+    assert_eq!(
+        tokens_out,
+        chunk_usage["completion_tokens"]
+            .as_u64()
+            .expect("completion")
+    );
+
+    // A caller who asks gets the upstream stream byte for byte, usage chunk included.
+    let asked = client()
+        .post(format!("{}/v1/openai/chat/completions", gw.url))
+        .bearer_auth(KEY)
+        .json(
+            &json!({"model": "qwen", "stream": true, "stream_options": {"include_usage": true},
+            "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .send()
+        .await
+        .expect("answers")
+        .text()
+        .await
+        .expect("stream");
+    assert_eq!(asked, String::from_utf8(stream).expect("utf8"));
+}
+
+#[tokio::test]
+async fn ollama_native_streams_are_metered_from_their_final_line() {
+    let upstream =
+        FakeUpstream::start(|_| Reply::ndjson(&fixture("upstream/ollama/api_chat_stream.ndjson")))
+            .await;
+    let gw = TestGateway::start(&native_config("ollama", &upstream.url())).await;
+    let resp = client()
+        .post(format!("{}/v1/ollama/api/chat", gw.url))
+        .header("x-api-key", KEY)
+        .json(&json!({"model": "llama3.2", "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(resp.status(), 200);
+    let _ = resp.bytes().await;
+    let text = String::from_utf8(fixture("upstream/ollama/api_chat_stream.ndjson")).expect("utf8");
+    let last: Value =
+        serde_json::from_str(text.trim_end().lines().last().expect("lines")).expect("json");
+    assert_eq!(
+        my_usage(&gw.url).await,
+        (
+            last["prompt_eval_count"].as_u64().expect("count"),
+            last["eval_count"].as_u64().expect("count")
+        )
+    );
+}

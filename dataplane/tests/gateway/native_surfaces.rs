@@ -15,13 +15,19 @@ async fn openai_native_surface_swaps_the_key_and_keeps_the_path() {
     let resp = client()
         .post(format!("{}/v1/openai/chat/completions", gw.url))
         .bearer_auth("caller")
-        .json(&json!({"model": "gpt-4o", "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
+        .json(
+            &json!({"model": "gpt-4o", "stream": true, "stream_options": {"include_usage": true},
+            "messages": [{"role": "user", "content": "hi"}]}),
+        )
         .send()
         .await
         .expect("answers");
     assert_eq!(resp.status(), 200);
-    let got = resp.bytes().await.expect("body");
-    assert_eq!(&got[..], &fixture("upstream/openai/stream_text.sse")[..]);
+    let got = resp.text().await.expect("body");
+    assert_eq!(
+        got,
+        String::from_utf8(fixture("upstream/openai/stream_text.sse")).expect("utf8")
+    );
     let sent = upstream.last();
     assert_eq!(sent.path, "/v1/chat/completions");
     assert_eq!(sent.header("authorization"), Some("Bearer sk-openai-real"));
