@@ -8,8 +8,8 @@
 # Everything runs on 127.0.0.1. The fake upstream and the nginx proxy are nginx
 # processes started from configs in a temp dir (not the system service). The proxy
 # under test (nginx or the gateway) gets core 1 to itself; the load generator and the
-# fake upstream share core 0. Whole run: about 3 minutes (plus up to a minute of
-# waiting when other processes keep the CPUs busy). Results go to stdout and to
+# fake upstream share core 0. Whole run: about 3 minutes (plus up to 45 s of waiting
+# and repeating when other processes keep the CPUs busy). Results go to stdout and to
 # dataplane/bench/RESULTS.md.
 #
 # Environment knobs (defaults in brackets):
@@ -20,8 +20,8 @@
 #   BENCH_ROUNDS     fixed-rate rounds; each round runs every target once, interleaved [3]
 #   BENCH_SECONDS    measured seconds per fixed-rate run, per round [4]
 #   BENCH_FIXED_CONNS connections for the fixed-rate runs [4]
-#   BENCH_QUIET_WAIT seconds, in all, to wait for other processes' CPU load to die down
-#                    (before starting, and before repeating a disturbed measurement) [60]
+#   BENCH_QUIET_WAIT extra seconds, in all, the run may spend waiting for other processes'
+#                    CPU load to die down and repeating disturbed measurements [45]
 #   BENCH_MAX_SECONDS seconds per max-throughput run [8]
 #   BENCH_MAX_CONNS  connections for the max-throughput runs [64]
 #   BENCH_STREAM_REQUESTS / BENCH_STREAM_CONC  TTFB runs [2000 / 4]
@@ -48,7 +48,7 @@ STREAM_CONC="${BENCH_STREAM_CONC:-4}"
 # connection's timer together, so the load arrives in bursts of FIXED_CONNS requests;
 # few connections keep those bursts (and the queueing they cause) small.
 FIXED_CONNS="${BENCH_FIXED_CONNS:-4}"
-QUIET_WAIT="${BENCH_QUIET_WAIT:-60}"
+QUIET_WAIT="${BENCH_QUIET_WAIT:-45}"
 WARMUP=1
 RESULTS_MD="$HERE/RESULTS.md"
 
@@ -184,30 +184,36 @@ snap() { $PY "$HERE/report.py" cpusnap "$$" "$FAKE_PID" "$PROXY_PID" "$GW_PID" "
 cpu_into() { $PY "$HERE/report.py" merge "$1" "$($PY "$HERE/report.py" cpudiff "$2" "$3" "$4")"; }
 
 # Other processes on the machine distort every figure. Each measurement records how much
-# CPU they took meanwhile; a disturbed one is repeated once after waiting for quiet.
-# All waiting together is bounded by QUIET_WAIT seconds.
+# CPU they took meanwhile; a disturbed one is repeated once after waiting for quiet. The
+# extra time all this takes (waiting and repeating) is bounded by QUIET_WAIT seconds.
 QUIET_LEFT=$QUIET_WAIT
+REPEATS=0
 OTHER_LIMIT=10   # % of one core
 other_of() { # result file -> % of a core used by others (plus steal) during it
     $PY -c 'import json,sys; d=json.load(open(sys.argv[1])); print((d.get("other_cpu_pct") or 0)+(d.get("steal_pct") or 0))' "$1"
 }
 wait_quiet() { # 0 once a 1 s sample shows the machine quiet, 1 when the budget is spent
-    local a b o
-    while ((QUIET_LEFT > 0)); do
-        a=$(snap); sleep 1; b=$(snap); QUIET_LEFT=$((QUIET_LEFT - 1))
+    local a b o t0=$SECONDS
+    while ((QUIET_LEFT - (SECONDS - t0) > 0)); do
+        a=$(snap); sleep 1; b=$(snap)
         $PY "$HERE/report.py" cpudiff "$a" "$b" "$GW_PID" > "$WORK/quiet.json"
         o=$(other_of "$WORK/quiet.json")
-        ((o <= OTHER_LIMIT)) && return 0
+        if ((o <= OTHER_LIMIT)); then QUIET_LEFT=$((QUIET_LEFT - (SECONDS - t0))); return 0; fi
     done
+    QUIET_LEFT=$((QUIET_LEFT - (SECONDS - t0)))
     return 1
 }
 checked() { # RESULT_FILE CMD...: runs a measurement, repeats it once if it was disturbed
-    local res=$1 o; shift
+    local res=$1 o t0; shift
     "$@"
     o=$(other_of "$res")
     if ((o > OTHER_LIMIT && QUIET_LEFT > 0)); then
-        log "  disturbed: other processes took ${o}% of a core; waiting for quiet (${QUIET_LEFT}s budget left) and repeating"
-        if wait_quiet; then "$@"; else log "  still busy: keeping the disturbed figure"; fi
+        log "  disturbed: other processes took ${o}% of a core; waiting for quiet and repeating (${QUIET_LEFT}s of extra time left)"
+        if wait_quiet; then
+            t0=$SECONDS; "$@"; QUIET_LEFT=$((QUIET_LEFT - (SECONDS - t0))); REPEATS=$((REPEATS + 1))
+        else
+            log "  still busy: keeping the disturbed figure"
+        fi
     fi
 }
 
@@ -299,6 +305,7 @@ kill -0 "$GW_PID" 2>/dev/null || die "the gateway died during the run: $(tail -2
     echo "max_seconds=$SECONDS_MAX"; echo "max_conns=$MAX_CONNS"
     echo "stream_requests=$STREAM_REQS"; echo "stream_conc=$STREAM_CONC"
     echo "quiet_waited=$((QUIET_WAIT - QUIET_LEFT))"
+    echo "repeats=$REPEATS"
     echo "pinned=$([[ ${#PIN_LOAD[@]} -gt 0 ]] && echo yes || echo no)"
 } > "$WORK/out/meta.txt"
 $PY "$HERE/report.py" render "$WORK/out" > "$WORK/RESULTS.md"

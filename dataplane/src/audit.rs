@@ -38,6 +38,11 @@ pub struct AuditRecord {
     pub error: Option<&'static str>,
     /// The caller went away before the answer was complete; tokens produced so far are charged.
     pub abandoned: bool,
+    /// Only when the gateway opts in with `gateway.log_bodies`; streamed answers are not kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_body: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_body: Option<String>,
 }
 
 /// Written and failed record counts, shared with the metrics registry.

@@ -25,9 +25,44 @@ pub struct Metered {
 }
 
 #[derive(Debug, Default)]
-pub struct UsageCell(Mutex<Metered>);
+pub struct UsageCell {
+    metered: Mutex<Metered>,
+    /// Set when the gateway opted in to logging bodies (`gateway.log_bodies`).
+    bodies: Option<Mutex<Bodies>>,
+}
+
+/// Request and (non-stream) response bodies, for gateways that audit them.
+#[derive(Debug, Default, Clone)]
+pub struct Bodies {
+    pub request: Option<Bytes>,
+    pub response: Option<Bytes>,
+}
 
 impl UsageCell {
+    /// A cell that also keeps the call's bodies for the audit record.
+    pub fn capturing(request: Bytes) -> Self {
+        Self {
+            metered: Mutex::default(),
+            bodies: Some(Mutex::new(Bodies {
+                request: Some(request),
+                response: None,
+            })),
+        }
+    }
+
+    /// Keeps a complete response body, if this call's bodies are audited.
+    pub fn capture_response(&self, body: &Bytes) {
+        if let Some(b) = &self.bodies {
+            b.lock().unwrap_or_else(|p| p.into_inner()).response = Some(body.clone());
+        }
+    }
+
+    pub fn bodies(&self) -> Option<Bodies> {
+        self.bodies
+            .as_ref()
+            .map(|b| b.lock().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+
     pub fn report(&self, usage: TokenUsage) {
         self.lock().usage = usage;
     }
@@ -45,7 +80,7 @@ impl UsageCell {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Metered> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.metered.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -85,6 +120,7 @@ impl Completion {
         let latency = ctx.started.elapsed();
         let ttft = self.first_byte.map(|t| t.duration_since(ctx.started));
         let metered = ctx.usage.get();
+        let bodies = ctx.usage.bodies();
         let mut usage = metered.usage;
         if (200..300).contains(&self.status) && (abandoned || usage.output == 0) {
             // A stream cut before its final usage produced at least a token per delta.
@@ -203,9 +239,18 @@ impl Completion {
             fallbacks: Vec::new(),
             error: self.error,
             abandoned,
+            request_body: bodies.as_ref().and_then(|b| b.request.as_deref()).map(text),
+            response_body: bodies
+                .as_ref()
+                .and_then(|b| b.response.as_deref())
+                .map(text),
         };
         services.audit.record(record).await;
     }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// A response body that runs its request's [`Completion`] when it ends or is dropped.

@@ -225,6 +225,9 @@ async fn route(
         ReadBodyError::Io(m) => GatewayError::BodyRead(m),
     })?;
 
+    if rt.snapshot.gateway.log_bodies {
+        ctx.usage = std::sync::Arc::new(crate::completion::UsageCell::capturing(body.clone()));
+    }
     match surface {
         Surface::Chat if method == Method::POST => {
             chat::completions(&rt, &gw.services, ctx, &parts.headers, body).await

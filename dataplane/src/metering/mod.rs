@@ -129,6 +129,26 @@ mod tests {
     }
 
     #[test]
+    fn bedrock_and_gemini_usage_shapes_cost_the_same_way() {
+        use crate::translate::usage::usage_from_json;
+        use serde_json::json;
+        // Claude Sonnet 4.5 on Bedrock, Converse usage: the same worked example as Anthropic's.
+        let sonnet = price(3.0, 15.0, 0.30, 3.75);
+        let bedrock = usage_from_json(&json!({"usage": {"inputTokens": 18, "outputTokens": 500,
+            "cacheReadInputTokens": 2048, "cacheWriteInputTokens": 312}}))
+        .expect("bedrock usage");
+        assert_eq!(cost_micros(&bedrock, &sonnet), 9338);
+        // Gemini 2.5 Pro: $1.25 in, $10 out (thinking included), $0.31 cached.
+        // prompt 1200 of which 1024 cached, 60 candidates + 20 thoughts:
+        // 176×1.25 + 80×10 + 1024×0.31 = 220 + 800 + 317.44 = 1337.44 µUSD
+        let pro = price(1.25, 10.0, 0.31, 0.0);
+        let gemini = usage_from_json(&json!({"usageMetadata": {"promptTokenCount": 1200,
+            "cachedContentTokenCount": 1024, "candidatesTokenCount": 60, "thoughtsTokenCount": 20}}))
+        .expect("gemini usage");
+        assert_eq!(cost_micros(&gemini, &pro), 1337);
+    }
+
+    #[test]
     fn the_builtin_table_prices_the_models_users_name() {
         let table = PriceTable::builtin().expect("table parses");
         let lookup = |m: &str| {

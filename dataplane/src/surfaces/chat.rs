@@ -2,7 +2,8 @@
 //! every provider.
 
 use super::{
-    event_stream_response, proxied, route_by_body, upstream_json, with_model, with_stream_usage,
+    event_stream_response, json_answer, proxied, route_by_body, upstream_json, with_model,
+    with_stream_usage,
 };
 use crate::body::{json_response, ResponseBody};
 use crate::context::RequestContext;
@@ -88,8 +89,8 @@ pub async fn completions(
     }
     let message: anthropic::MessageResponse = upstream_json(&upstream.name, resp).await?;
     ctx.usage.report(TokenUsage::from_anthropic(&message.usage));
-    Ok(json_response(
-        StatusCode::OK,
+    Ok(json_answer(
+        ctx,
         &openai_anthropic::response(&message, &model),
     ))
 }

@@ -1,7 +1,9 @@
 //! `/v1/claude/*`: the Anthropic Messages API (`ANTHROPIC_BASE_URL=…/v1/claude`).
 //! Claude models pass through byte for byte; other models are translated.
 
-use super::{event_stream_response, proxied, route_by_body, upstream_json, with_model};
+use super::{
+    event_stream_response, json_answer, proxied, route_by_body, upstream_json, with_model,
+};
 use crate::body::{json_response, ResponseBody};
 use crate::context::RequestContext;
 use crate::error::GatewayError;
@@ -136,7 +138,7 @@ async fn messages(
             detail: e.to_string(),
         }
     })?;
-    Ok(json_response(StatusCode::OK, &message))
+    Ok(json_answer(ctx, &message))
 }
 
 async fn count_tokens(

@@ -183,12 +183,28 @@ pub async fn proxied(
                 usage.report(u);
             }
         }
+        usage.capture_response(&bytes);
         crate::body::full(bytes)
     };
     let mut response = Response::new(body);
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     Ok(response)
+}
+
+/// A translated JSON answer, kept for the audit record when bodies are logged.
+pub fn json_answer(
+    ctx: &crate::context::RequestContext,
+    value: &serde_json::Value,
+) -> Response<ResponseBody> {
+    let bytes = Bytes::from(serde_json::to_vec(value).unwrap_or_default());
+    ctx.usage.capture_response(&bytes);
+    let mut response = Response::new(crate::body::full(bytes));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 pub fn event_stream_response(body: ResponseBody) -> Response<ResponseBody> {

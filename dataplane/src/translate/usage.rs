@@ -55,6 +55,35 @@ impl TokenUsage {
         }
     }
 
+    /// Bedrock Converse `usage` and InvokeModel `amazon-bedrock-invocationMetrics`: like
+    /// Anthropic's, input excludes the cache reads and writes counted beside it.
+    pub fn from_bedrock(v: &Value) -> Self {
+        let n = |keys: &[&str]| {
+            keys.iter()
+                .find_map(|k| v.get(*k).and_then(Value::as_u64))
+                .unwrap_or(0)
+        };
+        Self {
+            input: n(&["inputTokens", "inputTokenCount"]),
+            output: n(&["outputTokens", "outputTokenCount"]),
+            cache_read: n(&["cacheReadInputTokens", "cacheReadInputTokenCount"]),
+            cache_write: n(&["cacheWriteInputTokens", "cacheWriteInputTokenCount"]),
+        }
+    }
+
+    /// Gemini `usageMetadata`: `promptTokenCount` includes the cached part; thinking
+    /// tokens are billed as output.
+    pub fn from_gemini(v: &Value) -> Self {
+        let n = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
+        let cached = n("cachedContentTokenCount");
+        Self {
+            input: n("promptTokenCount").saturating_sub(cached),
+            output: n("candidatesTokenCount") + n("thoughtsTokenCount"),
+            cache_read: cached,
+            cache_write: 0,
+        }
+    }
+
     pub fn prompt_total(&self) -> u64 {
         self.input + self.cache_read + self.cache_write
     }
@@ -79,7 +108,8 @@ impl TokenUsage {
 }
 
 /// Usage from a complete JSON answer of any provider shape: Anthropic (`usage` with
-/// `input_tokens`), OpenAI (`usage` with `prompt_tokens`), Ollama (`prompt_eval_count`).
+/// `input_tokens`), OpenAI (`usage` with `prompt_tokens`), Bedrock Converse (`usage`
+/// with `inputTokens`), Gemini (`usageMetadata`), Ollama (`prompt_eval_count`).
 pub fn usage_from_json(v: &Value) -> Option<TokenUsage> {
     if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
         if u.get("input_tokens").is_some() || u.get("output_tokens").is_some() {
@@ -90,6 +120,12 @@ pub fn usage_from_json(v: &Value) -> Option<TokenUsage> {
             let u: openai::Usage = serde_json::from_value(u.clone()).ok()?;
             return Some(TokenUsage::from_openai(&u));
         }
+        if u.get("inputTokens").is_some() {
+            return Some(TokenUsage::from_bedrock(u));
+        }
+    }
+    if let Some(m) = v.get("usageMetadata").filter(|m| m.is_object()) {
+        return Some(TokenUsage::from_gemini(m));
     }
     if v.get("prompt_eval_count").is_some() || v.get("eval_count").is_some() {
         return Some(TokenUsage {
@@ -120,6 +156,45 @@ mod tests {
         assert_eq!(usage.cache_read, 1024);
         assert_eq!(usage.prompt_total(), 1200);
         assert_eq!(usage.to_anthropic()["input_tokens"], 176);
+    }
+
+    #[test]
+    fn every_provider_shape_reads_into_the_same_usage() {
+        let anthropic = json!({"usage": {"input_tokens": 18, "output_tokens": 500,
+            "cache_read_input_tokens": 2048, "cache_creation_input_tokens": 312}});
+        let bedrock = json!({"usage": {"inputTokens": 18, "outputTokens": 500,
+            "cacheReadInputTokens": 2048, "cacheWriteInputTokens": 312, "totalTokens": 2878}});
+        let expected = TokenUsage {
+            input: 18,
+            output: 500,
+            cache_read: 2048,
+            cache_write: 312,
+        };
+        assert_eq!(usage_from_json(&anthropic), Some(expected));
+        assert_eq!(usage_from_json(&bedrock), Some(expected));
+        let metrics = json!({"inputTokenCount": 18, "outputTokenCount": 500,
+            "cacheReadInputTokenCount": 2048, "cacheWriteInputTokenCount": 312});
+        assert_eq!(TokenUsage::from_bedrock(&metrics), expected);
+        let gemini = json!({"usageMetadata": {"promptTokenCount": 1200, "cachedContentTokenCount": 1024,
+            "candidatesTokenCount": 60, "thoughtsTokenCount": 20, "totalTokenCount": 1280}});
+        assert_eq!(
+            usage_from_json(&gemini),
+            Some(TokenUsage {
+                input: 176,
+                output: 80,
+                cache_read: 1024,
+                cache_write: 0
+            })
+        );
+        let ollama = json!({"done": true, "prompt_eval_count": 26, "eval_count": 290});
+        assert_eq!(
+            usage_from_json(&ollama),
+            Some(TokenUsage {
+                input: 26,
+                output: 290,
+                ..TokenUsage::default()
+            })
+        );
     }
 
     #[test]

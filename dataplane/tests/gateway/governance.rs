@@ -760,3 +760,81 @@ async fn ollama_native_streams_are_metered_from_their_final_line() {
         )
     );
 }
+
+/// Two `ai-gateway` processes, as two replicas run, share one limit through Redis.
+#[tokio::test]
+async fn two_gateway_processes_sharing_redis_enforce_one_limit() {
+    let Some(redis) = RedisServer::start() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install redis-server"
+        );
+        eprintln!("SKIPPED: redis-server is not installed");
+        return;
+    };
+    let upstream = fake_anthropic().await;
+    let dir = crate::process::tempdir();
+    let path = dir.join("gateway.yaml");
+    let limits = format!(
+        "  default: {{ requests_per_minute: 8 }}\n  store: {{ kind: redis, url: \"{}\" }}",
+        redis.url
+    );
+    std::fs::write(
+        &path,
+        config(&upstream.url(), &limits, "audit: { sink: none }"),
+    )
+    .expect("write");
+    let a = crate::process::Running::start(&path);
+    let b = crate::process::Running::start(&path);
+    for i in 0..4 {
+        let url = if i % 2 == 0 { &a.api } else { &b.api };
+        assert_eq!(burst(url, KEY, 1).await, [200]);
+    }
+    let (ra, rb) = tokio::join!(burst(&a.api, KEY, 10), burst(&b.api, KEY, 10));
+    let admitted = ra.iter().chain(&rb).filter(|s| **s == 200).count();
+    assert_eq!(admitted, 4, "a: {ra:?} b: {rb:?}");
+}
+
+#[tokio::test]
+async fn bodies_are_audited_only_when_the_gateway_opts_in() {
+    let upstream = fake_anthropic().await;
+    let dir = crate::process::tempdir();
+    let path = dir.join("audit.jsonl");
+    let gw = TestGateway::start(&config(
+        &upstream.url(),
+        "  {}",
+        &format!(
+            "audit: {{ sink: file, path: \"{}\" }}\ngateway: {{ log_bodies: true }}",
+            path.display()
+        ),
+    ))
+    .await;
+    let resp = client()
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .bearer_auth(KEY)
+        .json(&json!({"model": "claude-x", "messages": [{"role": "user", "content": "opted-in prompt"}]}))
+        .send()
+        .await
+        .expect("answers");
+    let answer = resp.text().await.expect("body");
+    let mut record = None;
+    for _ in 0..60 {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        record = text
+            .lines()
+            .find_map(|l| serde_json::from_str::<Value>(l).ok());
+        if record.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let record = record.expect("audited");
+    assert!(record["request_body"]
+        .as_str()
+        .expect("request body")
+        .contains("opted-in prompt"));
+    assert_eq!(
+        record["response_body"].as_str().expect("response body"),
+        answer
+    );
+}

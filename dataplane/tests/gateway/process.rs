@@ -14,16 +14,16 @@ fn repo_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
-struct Running {
+pub struct Running {
     child: Child,
-    api: String,
+    pub api: String,
     log: mpsc::Receiver<String>,
     seen: Vec<String>,
 }
 
 impl Running {
     /// Starts the binary on ephemeral loopback ports and waits for it to listen.
-    fn start(config: &Path) -> Self {
+    pub fn start(config: &Path) -> Self {
         let mut child = Command::new(BIN)
             .args([
                 "--config",
@@ -371,7 +371,7 @@ async fn official_clients_work_through_the_gateway() {
     let _ = fake.wait();
 }
 
-fn tempdir() -> PathBuf {
+pub fn tempdir() -> PathBuf {
     let dir =
         std::env::temp_dir().join(format!("ai-gateway-test-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("tempdir");
