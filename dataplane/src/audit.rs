@@ -5,7 +5,7 @@
 use ai_gateway_snapshot::{Audit, AuditSink};
 use prometheus_client::metrics::counter::Counter;
 use serde::Serialize;
-use tokio::io::AsyncWriteExt;
+use std::io::Write;
 use tokio::sync::mpsc;
 
 /// Field names follow the users' own audit format (`timestamp`, `user`, `workspace`,
@@ -58,26 +58,32 @@ pub struct AuditLog {
 }
 
 const BUFFER: usize = 16_384;
+/// How long a record may wait before it is written; the buffer holds far more than
+/// this many milliseconds of requests.
+const DRAIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
 
 impl AuditLog {
-    /// Starts the writer task for the configured sink.
-    pub async fn start(config: &Audit, counters: AuditCounters) -> std::io::Result<Self> {
-        let writer: Box<dyn tokio::io::AsyncWrite + Send + Unpin> = match config.sink {
+    /// Starts the writer for the configured sink on a thread of its own: its blocking
+    /// writes and flushes then never take a runtime worker or the blocking pool.
+    pub fn start(config: &Audit, counters: AuditCounters) -> std::io::Result<Self> {
+        let writer: Box<dyn Write + Send> = match config.sink {
             AuditSink::None => return Ok(Self { tx: None, counters }),
-            AuditSink::Stdout => Box::new(tokio::io::stdout()),
+            AuditSink::Stdout => Box::new(std::io::stdout()),
             AuditSink::File => {
                 let path = config.path.as_deref().unwrap_or("ai-gateway-audit.jsonl");
                 Box::new(
-                    tokio::fs::OpenOptions::new()
+                    std::fs::OpenOptions::new()
                         .create(true)
                         .append(true)
-                        .open(path)
-                        .await?,
+                        .open(path)?,
                 )
             }
         };
         let (tx, rx) = mpsc::channel(BUFFER);
-        tokio::spawn(write_records(rx, writer, counters.clone()));
+        let thread_counters = counters.clone();
+        std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || write_records(rx, writer, thread_counters))?;
         Ok(Self {
             tx: Some(tx),
             counters,
@@ -94,30 +100,37 @@ impl AuditLog {
         }
     }
 
-    pub fn queued(&self) -> usize {
-        self.tx
-            .as_ref()
-            .map(|tx| BUFFER - tx.capacity())
-            .unwrap_or(0)
+    /// Whether records go anywhere; when not, callers skip building them.
+    pub fn enabled(&self) -> bool {
+        self.tx.is_some()
     }
 }
 
-async fn write_records(
+fn write_records(
     mut rx: mpsc::Receiver<AuditRecord>,
-    writer: Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+    writer: Box<dyn Write + Send>,
     counters: AuditCounters,
 ) {
-    let mut out = tokio::io::BufWriter::new(writer);
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, writer);
     let mut line = Vec::with_capacity(1024);
-    while let Some(record) = rx.recv().await {
+    loop {
+        // Drain in batches on a timer: waking this thread for every record would cost
+        // a context switch per request on a busy core.
+        let mut next = match rx.try_recv() {
+            Ok(r) => Some(r),
+            Err(mpsc::error::TryRecvError::Empty) => {
+                std::thread::sleep(DRAIN_INTERVAL);
+                continue;
+            }
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+        };
         let mut batch = 0u64;
-        let mut next = Some(record);
         // Write everything queued, then flush once.
         while let Some(r) = next {
             line.clear();
             if serde_json::to_writer(&mut line, &r).is_ok() {
                 line.push(b'\n');
-                match out.write_all(&line).await {
+                match out.write_all(&line) {
                     Ok(()) => batch += 1,
                     Err(e) => {
                         counters.failed.inc();
@@ -127,14 +140,14 @@ async fn write_records(
             }
             next = rx.try_recv().ok();
         }
-        if let Err(e) = out.flush().await {
+        if let Err(e) = out.flush() {
             counters.failed.inc_by(batch);
             tracing::error!(error = %e, "audit flush failed");
         } else {
             counters.written.inc_by(batch);
         }
     }
-    let _ = out.flush().await;
+    let _ = out.flush();
 }
 
 pub fn rfc3339_now() -> String {

@@ -214,6 +214,9 @@ impl Completion {
                 .inc();
         }
 
+        if !services.audit.enabled() {
+            return;
+        }
         let record = AuditRecord {
             timestamp: rfc3339_now(),
             event: "ai_request",

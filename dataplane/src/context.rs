@@ -8,6 +8,15 @@ use http::HeaderMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// `req_<random per process><counter>`: unique without a random draw per request.
+fn new_request_id() -> String {
+    static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| uuid::Uuid::new_v4().simple().to_string()[..16].to_string());
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("req_{prefix}{n:012x}")
+}
+
 pub struct RequestContext {
     pub request_id: String,
     pub started: Instant,
@@ -36,7 +45,7 @@ impl RequestContext {
             .and_then(|v| v.to_str().ok())
             .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
             .map(str::to_string)
-            .unwrap_or_else(|| format!("req_{}", uuid::Uuid::new_v4().simple()));
+            .unwrap_or_else(new_request_id);
         Self {
             request_id,
             started: Instant::now(),

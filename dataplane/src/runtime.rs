@@ -25,6 +25,8 @@ pub struct Upstream {
     pub kind: ProviderKind,
     /// Without a trailing slash.
     pub base_url: String,
+    /// `base_url` parsed once, so calls only append their path.
+    base: Option<reqwest::Url>,
     pub config: Provider,
     /// Why the provider cannot serve (an unset credential variable, a missing key).
     pub inactive: Option<String>,
@@ -32,8 +34,16 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn url(&self, path_and_query: &str) -> String {
-        format!("{}{}", self.base_url, path_and_query)
+    pub fn url(&self, path_and_query: &str) -> Option<reqwest::Url> {
+        let (path, query) = match path_and_query.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (path_and_query, None),
+        };
+        let mut url = self.base.clone()?;
+        let joined = format!("{}{path}", url.path().trim_end_matches('/'));
+        url.set_path(&joined);
+        url.set_query(query);
+        Some(url)
     }
 
     pub fn speaks_openai(&self) -> bool {
@@ -65,6 +75,9 @@ impl ClientPool {
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(1024)
             .tcp_nodelay(true)
+            // An API answering with a redirect is misconfigured; following it could
+            // carry the provider key elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         clients.insert(connect_ms, client.clone());
         Ok(client)
@@ -84,15 +97,22 @@ impl Runtime {
         snapshot.validate()?;
         let mut providers = BTreeMap::new();
         for (name, config) in &snapshot.providers {
+            let base_url = config
+                .base_url()
+                .unwrap_or_default()
+                .trim_end_matches('/')
+                .to_string();
+            let base = reqwest::Url::parse(&base_url).ok();
+            let inactive = inactive_reason(config).or_else(|| {
+                base.is_none()
+                    .then(|| format!("base_url `{base_url}` is not a valid URL"))
+            });
             let upstream = Upstream {
                 name: name.clone(),
                 kind: config.kind,
-                base_url: config
-                    .base_url()
-                    .unwrap_or_default()
-                    .trim_end_matches('/')
-                    .to_string(),
-                inactive: inactive_reason(config),
+                base_url,
+                base,
+                inactive,
                 client: pool.client(config.timeouts.connect_ms)?,
                 config: config.clone(),
             };

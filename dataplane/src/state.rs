@@ -49,7 +49,7 @@ impl Gateway {
         };
         let services = Arc::new(Services {
             store: Store::from_config(&snapshot.rate_limits)?,
-            audit: AuditLog::start(&snapshot.audit, audit_counters).await?,
+            audit: AuditLog::start(&snapshot.audit, audit_counters)?,
             prices: PriceTable::builtin()?,
             metrics,
         });

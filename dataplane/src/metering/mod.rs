@@ -4,6 +4,7 @@
 use crate::runtime::Upstream;
 use crate::translate::TokenUsage;
 use ai_gateway_snapshot::{ModelPrice, ProviderKind};
+use dashmap::DashMap;
 use serde::Deserialize;
 
 const BUILTIN: &str = include_str!("prices.yaml");
@@ -21,7 +22,13 @@ struct Entry {
 
 pub struct PriceTable {
     entries: Vec<(Vec<glob::Pattern>, ModelPrice)>,
+    /// Model id → its built-in price: matching dozens of globs per call would show up
+    /// on the hot path.
+    resolved: DashMap<String, Option<ModelPrice>>,
 }
+
+/// Glob routes admit unbounded model names; the memo stops growing past this.
+const MAX_MEMOISED_MODELS: usize = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 #[error("built-in price table: {0}")]
@@ -51,7 +58,10 @@ impl PriceTable {
                 ))
             })
             .collect::<Result<Vec<_>, PriceTableError>>()?;
-        Ok(Self { entries })
+        Ok(Self {
+            entries,
+            resolved: DashMap::new(),
+        })
     }
 
     /// The provider's own override, else the built-in price; local models are free.
@@ -62,11 +72,19 @@ impl PriceTable {
         if provider.kind == ProviderKind::Ollama {
             return Some(ModelPrice::default());
         }
+        if let Some(known) = self.resolved.get(upstream_model) {
+            return *known;
+        }
         let model = upstream_model.to_ascii_lowercase();
-        self.entries
+        let price = self
+            .entries
             .iter()
             .find(|(patterns, _)| patterns.iter().any(|p| p.matches(&model)))
-            .map(|(_, price)| *price)
+            .map(|(_, price)| *price);
+        if self.resolved.len() < MAX_MEMOISED_MODELS {
+            self.resolved.insert(upstream_model.to_string(), price);
+        }
+        price
     }
 }
 

@@ -175,11 +175,7 @@ pub async fn proxied(
                 detail: format!("the answer broke off: {e}"),
             })?;
         if status.is_success() {
-            if let Some(u) = serde_json::from_slice(&bytes)
-                .ok()
-                .as_ref()
-                .and_then(crate::translate::usage::usage_from_json)
-            {
+            if let Some(u) = crate::translate::usage::usage_from_bytes(&bytes) {
                 usage.report(u);
             }
         }

@@ -1,7 +1,7 @@
 //! One token-usage shape for every provider, so cost and limits never care who answered.
 
 use super::{anthropic, openai};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 /// Tokens of one call. `input` excludes cached tokens: cache reads and writes are
@@ -105,6 +105,39 @@ impl TokenUsage {
             "output_tokens": self.output,
         })
     }
+}
+
+/// The usage-bearing fields of any provider's answer; everything else in the document
+/// is skipped without being built, which keeps metering cheap on large answers.
+#[derive(Deserialize)]
+struct UsagePeek {
+    #[serde(default)]
+    usage: Option<Value>,
+    #[serde(default, rename = "usageMetadata")]
+    usage_metadata: Option<Value>,
+    #[serde(default)]
+    prompt_eval_count: Option<u64>,
+    #[serde(default)]
+    eval_count: Option<u64>,
+}
+
+/// Usage from the bytes of a complete JSON answer; see [`usage_from_json`].
+pub fn usage_from_bytes(body: &[u8]) -> Option<TokenUsage> {
+    let peek: UsagePeek = serde_json::from_slice(body).ok()?;
+    let mut doc = serde_json::Map::new();
+    if let Some(u) = peek.usage {
+        doc.insert("usage".into(), u);
+    }
+    if let Some(m) = peek.usage_metadata {
+        doc.insert("usageMetadata".into(), m);
+    }
+    if let Some(n) = peek.prompt_eval_count {
+        doc.insert("prompt_eval_count".into(), n.into());
+    }
+    if let Some(n) = peek.eval_count {
+        doc.insert("eval_count".into(), n.into());
+    }
+    usage_from_json(&Value::Object(doc))
 }
 
 /// Usage from a complete JSON answer of any provider shape: Anthropic (`usage` with

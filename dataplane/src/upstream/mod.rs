@@ -167,9 +167,15 @@ impl Upstream {
             req.headers.insert("x-request-id", v);
         }
         let timeouts = self.config.timeouts;
+        let url = self
+            .url(&req.path_and_query)
+            .ok_or_else(|| GatewayError::ProviderInactive {
+                name: self.name.clone(),
+                reason: format!("base_url `{}` is not a valid URL", self.base_url),
+            })?;
         let call = self
             .client
-            .request(req.method, self.url(&req.path_and_query))
+            .request(req.method, url)
             .headers(req.headers)
             .timeout(Duration::from_millis(timeouts.total_ms))
             .body(req.body)
