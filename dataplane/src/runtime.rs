@@ -146,7 +146,7 @@ fn inactive_reason(p: &Provider) -> Option<String> {
             ));
         }
     }
-    if matches!(p.kind, ProviderKind::Bedrock | ProviderKind::Gemini) {
+    if p.kind == ProviderKind::Bedrock {
         return Some(format!(
             "the {} adapter is not available in this build yet",
             p.kind.as_str()

@@ -7,7 +7,7 @@ use crate::context::RequestContext;
 use crate::error::{ApiFormat, GatewayError};
 use crate::limits::quota_headers;
 use crate::state::Gateway;
-use crate::surfaces::{account, chat, claude, info, passthrough};
+use crate::surfaces::{account, chat, claude, gemini, info, passthrough};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -200,6 +200,8 @@ async fn route(
         Surface::Native(passthrough::Family::OpenAi, rest)
     } else if let Some(rest) = path.strip_prefix("/v1/ollama") {
         Surface::Native(passthrough::Family::Ollama, rest)
+    } else if let Some(rest) = path.strip_prefix("/v1/gemini") {
+        Surface::Gemini(rest)
     } else {
         return Err(GatewayError::NotFound {
             method: method.to_string(),
@@ -209,7 +211,7 @@ async fn route(
     // What follows a surface prefix is appended to the provider's base URL: it must be
     // a plain path, or `/v1/openai@evil.example/` would send the key elsewhere.
     let rest = match &surface {
-        Surface::Claude(r) | Surface::Native(_, r) => *r,
+        Surface::Claude(r) | Surface::Native(_, r) | Surface::Gemini(r) => *r,
         Surface::Chat => "",
     };
     if !(rest.is_empty() || rest.starts_with('/')) || rest.split('/').any(|seg| seg == "..") {
@@ -249,6 +251,19 @@ async fn route(
             )
             .await
         }
+        Surface::Gemini(rest) => {
+            gemini::handle(
+                &rt,
+                &gw.services,
+                ctx,
+                method,
+                rest,
+                query,
+                &parts.headers,
+                body,
+            )
+            .await
+        }
         Surface::Native(family, rest) => {
             passthrough::handle(
                 &rt,
@@ -268,6 +283,7 @@ async fn route(
 
 enum Surface<'a> {
     Chat,
+    Gemini(&'a str),
     Claude(&'a str),
     Native(passthrough::Family, &'a str),
 }

@@ -3,6 +3,7 @@
 pub mod account;
 pub mod chat;
 pub mod claude;
+pub mod gemini;
 pub mod info;
 pub mod passthrough;
 

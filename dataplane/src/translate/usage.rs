@@ -123,7 +123,13 @@ struct UsagePeek {
 
 /// Usage from the bytes of a complete JSON answer; see [`usage_from_json`].
 pub fn usage_from_bytes(body: &[u8]) -> Option<TokenUsage> {
-    let peek: UsagePeek = serde_json::from_slice(body).ok()?;
+    // Gemini's streamGenerateContent without `alt=sse` answers a JSON array of chunks,
+    // each with the running usage.
+    let peek: UsagePeek = if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        serde_json::from_slice::<Vec<UsagePeek>>(body).ok()?.pop()?
+    } else {
+        serde_json::from_slice(body).ok()?
+    };
     let mut doc = serde_json::Map::new();
     if let Some(u) = peek.usage {
         doc.insert("usage".into(), u);

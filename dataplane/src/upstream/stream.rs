@@ -25,6 +25,8 @@ pub enum StreamProtocol {
     OpenAiSseWithoutUsage,
     /// Newline-delimited JSON (Ollama); ends with `"done": true`.
     Ndjson,
+    /// Gemini `alt=sse`: no end marker, so a chunk carrying `finishReason` completes it.
+    GeminiSse,
 }
 
 impl StreamProtocol {
@@ -34,6 +36,7 @@ impl StreamProtocol {
             Self::OpenAiSse | Self::OpenAiSseWithoutUsage => {
                 data.trim() == "[DONE]" || data.starts_with("{\"error\"")
             }
+            Self::GeminiSse => data.contains("\"finishReason\""),
             Self::Ndjson => false,
         }
     }
@@ -45,6 +48,9 @@ impl StreamProtocol {
             Self::AnthropicSse => out.event(
                 "error",
                 &json!({"type": "error", "error": {"type": "api_error", "message": message}}),
+            ),
+            Self::GeminiSse => out.data(
+                &json!({"error": {"code": 502, "message": message, "status": "UNAVAILABLE"}}),
             ),
             Self::OpenAiSse | Self::OpenAiSseWithoutUsage => out.data(
                 &json!({"error": {"message": message, "type": "server_error", "param": null, "code": null}}),
@@ -76,7 +82,9 @@ pub fn passthrough_body(
             match chunks.next().await {
                 Some(Ok(chunk)) => {
                     match protocol {
-                        StreamProtocol::AnthropicSse | StreamProtocol::OpenAiSse => {
+                        StreamProtocol::AnthropicSse
+                        | StreamProtocol::OpenAiSse
+                        | StreamProtocol::GeminiSse => {
                             let _ = tx.unbounded_send(Ok(chunk.clone()));
                             // Every byte is already queued, so parsing never waits.
                             while let Some(Some(Ok(event))) = events.next().now_or_never() {
@@ -147,6 +155,13 @@ fn meter_event(protocol: StreamProtocol, event: &str, data: &str, usage: &UsageC
             } else if data.trim() != "[DONE]" {
                 usage.delta();
             }
+        }
+        StreamProtocol::GeminiSse => {
+            // Every chunk repeats the running usage; the last one is the total.
+            if let Some(u) = crate::translate::usage::usage_from_bytes(data.as_bytes()) {
+                usage.report(u);
+            }
+            usage.delta();
         }
         StreamProtocol::Ndjson => {}
     }

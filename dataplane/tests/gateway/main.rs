@@ -4,6 +4,7 @@
 mod claude_surface;
 mod failures;
 mod fakes;
+mod gemini_surface;
 mod governance;
 mod native_surfaces;
 mod openai_surface;

@@ -246,37 +246,11 @@ async fn config_change_applies_without_disturbing_a_stream_and_sigterm_drains_it
 /// provider. `.ci/run` installs them; elsewhere the test says it skipped.
 #[tokio::test]
 async fn official_clients_work_through_the_gateway() {
-    let has_sdks = Command::new("python3")
-        .args(["-c", "import openai, anthropic"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !has_sdks {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must install the openai and anthropic SDKs"
-        );
-        eprintln!("SKIPPED: python packages openai and anthropic are not installed");
+    if !python_has(&["openai", "anthropic"]) {
         return;
     }
-    let dir = tempdir();
-    let port_file = dir.join("port");
-    let mut fake = Command::new("python3")
-        .arg(repo_path("tests/clients/fake_anthropic_capture.py"))
-        .args(["--port-file", port_file.to_str().expect("path")])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("fake upstream starts");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let port = loop {
-        if let Some(p) = std::fs::read_to_string(&port_file)
-            .ok()
-            .filter(|p| !p.trim().is_empty())
-        {
-            break p.trim().to_string();
-        }
-        assert!(Instant::now() < deadline, "fake upstream did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let fake = PythonFake::start("fake_anthropic_capture.py", &[]);
+    let port = fake.port.clone();
     let upstream = format!("http://127.0.0.1:{port}");
     let gw = TestGateway::start(&format!(
         "providers:\n  anthropic: {{ type: anthropic, base_url: \"{upstream}\", api_key: sk-ant-real }}\n  openai: {{ type: openai, base_url: \"{upstream}/v1\", api_key: sk-openai-real }}\nroutes:\n  - {{ models: [\"claude-*\"], provider: anthropic }}\n  - {{ models: [\"gpt-*\"], provider: openai }}\n"
@@ -367,8 +341,7 @@ async fn official_clients_work_through_the_gateway() {
             claude.display()
         );
     }
-    let _ = fake.kill();
-    let _ = fake.wait();
+    drop(fake);
 }
 
 pub fn tempdir() -> PathBuf {
@@ -376,4 +349,76 @@ pub fn tempdir() -> PathBuf {
         std::env::temp_dir().join(format!("ai-gateway-test-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("tempdir");
     dir
+}
+
+/// Whether python3 can import these packages. CI installs them; elsewhere a test that
+/// needs them says it skipped.
+pub fn python_has(modules: &[&str]) -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", &format!("import {}", modules.join(", "))])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install the python packages {modules:?}"
+        );
+        eprintln!("SKIPPED: python packages {modules:?} are not installed");
+    }
+    ok
+}
+
+/// One of the recording fakes in `tests/clients/`, on a free loopback port.
+pub struct PythonFake {
+    child: Child,
+    pub port: String,
+    pub record: PathBuf,
+}
+
+impl PythonFake {
+    pub fn start(script: &str, args: &[&str]) -> Self {
+        let dir = tempdir();
+        let port_file = dir.join("port");
+        let record = dir.join("requests.jsonl");
+        let child = Command::new("python3")
+            .arg(repo_path(&format!("tests/clients/{script}")))
+            .args(["--port-file", port_file.to_str().expect("path")])
+            .args(["--record", record.to_str().expect("path")])
+            .args(args)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("fake upstream starts");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let port = loop {
+            if let Some(p) = std::fs::read_to_string(&port_file)
+                .ok()
+                .filter(|p| !p.trim().is_empty())
+            {
+                break p.trim().to_string();
+            }
+            assert!(Instant::now() < deadline, "fake upstream did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Self {
+            child,
+            port,
+            record,
+        }
+    }
+
+    /// Every request the fake received, as it recorded them.
+    pub fn requests(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.record)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+impl Drop for PythonFake {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -1,0 +1,153 @@
+//! `/v1/gemini/*`: the Gemini API as google-genai and curl call it, with the caller's
+//! key swapped for the route's. The model named in the path is routed (and aliased)
+//! like any other.
+
+use super::proxied;
+use crate::body::ResponseBody;
+use crate::context::RequestContext;
+use crate::error::GatewayError;
+use crate::routing::Resolved;
+use crate::runtime::Runtime;
+use crate::state::Services;
+use crate::upstream::{forwardable_headers, StreamProtocol, UpstreamRequest};
+use ai_gateway_snapshot::ProviderKind;
+use bytes::Bytes;
+use http::{HeaderMap, Method, Response};
+
+/// Model methods that generate or count; the rest of the API (files, tuning, caches)
+/// would spend the key outside routing and limits.
+const METHODS: &[&str] = &[
+    "generateContent",
+    "streamGenerateContent",
+    "countTokens",
+    "embedContent",
+    "batchEmbedContents",
+];
+
+/// `/v1beta/models/gemini-2.5-flash:generateContent` → its parts; a path without an
+/// API version gets `v1beta`, the version the Gemini docs use.
+struct ModelCall<'a> {
+    version: &'a str,
+    model: &'a str,
+    method: &'a str,
+}
+
+fn parse(rest: &str) -> Option<ModelCall<'_>> {
+    let rest = rest.strip_prefix('/')?;
+    let (version, rest) = match rest.split_once('/') {
+        Some((v, r)) if v.starts_with('v') && v[1..].starts_with(|c: char| c.is_ascii_digit()) => {
+            (v, r)
+        }
+        _ => ("v1beta", rest),
+    };
+    let call = rest.strip_prefix("models/")?;
+    let (model, method) = call.split_once(':')?;
+    if model.is_empty() || model.contains('/') || !METHODS.contains(&method) {
+        return None;
+    }
+    Some(ModelCall {
+        version,
+        model,
+        method,
+    })
+}
+
+/// The caller's own `key=` must not travel upstream; the rest of the query does.
+fn query_without_key(query: Option<&str>) -> Option<String> {
+    let kept: Vec<&str> = query?
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("key="))
+        .collect();
+    (!kept.is_empty()).then(|| kept.join("&"))
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn handle(
+    rt: &Runtime,
+    services: &Services,
+    ctx: &mut RequestContext,
+    method: Method,
+    rest: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Response<ResponseBody>, GatewayError> {
+    let not_found = || GatewayError::NotFound {
+        method: method.to_string(),
+        path: format!("/v1/gemini{rest}"),
+    };
+    let call = parse(rest)
+        .filter(|_| method == Method::POST)
+        .ok_or_else(not_found)?;
+    let resolved = rt
+        .routes
+        .resolve(call.model, super::forced_provider(headers))?;
+    if resolved.provider.kind != ProviderKind::Gemini {
+        return Err(GatewayError::Unsupported {
+            what: format!(
+                "serving the Gemini API from a {} provider (`{}`)",
+                resolved.provider.kind.as_str(),
+                resolved.provider.name
+            ),
+        });
+    }
+    ctx.endpoint = "gemini.native";
+    ctx.routed(&resolved.provider.name, &resolved.upstream_model);
+    ctx.model = Some(call.model.to_string());
+    ctx.stream = call.method == "streamGenerateContent";
+    let max_output = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| {
+            v.pointer("/generationConfig/maxOutputTokens")
+                .and_then(|m| m.as_u64())
+        });
+    let admitted = Resolved {
+        provider: resolved.provider.clone(),
+        upstream_model: resolved.upstream_model.clone(),
+    };
+    crate::admission::admit(rt, services, ctx, &admitted, body.len(), max_output).await?;
+
+    let mut path = format!(
+        "/{}/models/{}:{}",
+        call.version, resolved.upstream_model, call.method
+    );
+    if let Some(q) = query_without_key(query) {
+        path = format!("{path}?{q}");
+    }
+    let req = UpstreamRequest {
+        method,
+        path_and_query: path,
+        headers: forwardable_headers(headers),
+        body,
+    };
+    let resp = resolved.provider.send(req, &ctx.request_id).await?;
+    proxied(resp, StreamProtocol::GeminiSse, ctx.usage.clone()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_paths_parse_with_or_without_a_version() {
+        let c = parse("/v1beta/models/gemini-2.5-pro:streamGenerateContent").expect("parses");
+        assert_eq!(
+            (c.version, c.model, c.method),
+            ("v1beta", "gemini-2.5-pro", "streamGenerateContent")
+        );
+        let c = parse("/models/gemini-pro:generateContent").expect("parses");
+        assert_eq!((c.version, c.model), ("v1beta", "gemini-pro"));
+        assert!(parse("/v1beta/files/abc").is_none());
+        assert!(parse("/v1beta/models/x:deleteEverything").is_none());
+        assert!(parse("/v1beta/models/../../x:generateContent").is_none());
+    }
+
+    #[test]
+    fn the_callers_key_is_dropped_from_the_query() {
+        assert_eq!(
+            query_without_key(Some("alt=sse&key=gw_1")).as_deref(),
+            Some("alt=sse")
+        );
+        assert_eq!(query_without_key(Some("key=gw_1")), None);
+    }
+}
