@@ -35,22 +35,39 @@ impl Identity {
 pub struct KeyStore {
     mode: AuthMode,
     keys: HashMap<[u8; 32], Arc<ApiKey>>,
+    /// Keys issued as AWS-style pairs, by access key id.
+    sigv4: HashMap<String, Arc<ApiKey>>,
+}
+
+/// How far a SigV4 request's clock may be from the gateway's, as AWS allows.
+const SIGV4_MAX_SKEW: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Who the caller is, or that its SigV4 signature must first be checked against the body.
+pub enum Authenticated {
+    Caller(Identity),
+    PendingSigV4,
 }
 
 impl KeyStore {
     pub fn new(auth: &Auth) -> Self {
-        let keys = auth
-            .keys
+        let all: Vec<Arc<ApiKey>> = auth.keys.iter().cloned().map(Arc::new).collect();
+        let keys = all
             .iter()
             .filter_map(|k| {
                 let mut digest = [0u8; 32];
                 hex::decode_to_slice(&k.sha256, &mut digest).ok()?;
-                Some((digest, Arc::new(k.clone())))
+                Some((digest, k.clone()))
             })
+            .collect();
+        let sigv4 = all
+            .iter()
+            .filter(|k| k.sigv4_secret.is_some())
+            .map(|k| (k.id.clone(), k.clone()))
             .collect();
         Self {
             mode: auth.mode,
             keys,
+            sigv4,
         }
     }
 
@@ -58,11 +75,63 @@ impl KeyStore {
         self.mode
     }
 
+    /// Identifies the caller from its headers; a SigV4-signed call is checked later,
+    /// once its body has been read.
     pub fn authenticate(
         &self,
         headers: &HeaderMap,
         query: Option<&str>,
+    ) -> Result<Authenticated, GatewayError> {
+        let sigv4 =
+            header(headers, "authorization").is_some_and(|v| v.starts_with("AWS4-HMAC-SHA256"));
+        if sigv4 && self.mode == AuthMode::Keys {
+            return Ok(Authenticated::PendingSigV4);
+        }
+        self.identify(headers, query).map(Authenticated::Caller)
+    }
+
+    /// Checks a SigV4 signature made with a gateway-issued pair (access key id = key id,
+    /// secret = the key's `sigv4_secret`) over the request exactly as it arrived.
+    pub fn authenticate_sigv4(
+        &self,
+        method: &http::Method,
+        url: &str,
+        headers: &HeaderMap,
+        body: &[u8],
     ) -> Result<Identity, GatewayError> {
+        use crate::upstream::sigv4::{parse_amz_date, parse_authorization, signature_matches};
+        let denied = GatewayError::Unauthorized;
+        let auth = header(headers, "authorization").unwrap_or_default();
+        let presented = parse_authorization(auth).map_err(|e| denied(e.to_string()))?;
+        let key = self.sigv4.get(presented.access_key_id).ok_or_else(|| {
+            denied(format!(
+                "access key id `{}` is not a gateway key",
+                presented.access_key_id
+            ))
+        })?;
+        let secret = key.sigv4_secret.as_deref().unwrap_or_default();
+        let date = header(headers, "x-amz-date").unwrap_or_default();
+        let signed_at = parse_amz_date(date).map_err(|e| denied(e.to_string()))?;
+        let now = std::time::SystemTime::now();
+        let skew = now
+            .duration_since(signed_at)
+            .or_else(|_| signed_at.duration_since(now))
+            .unwrap_or_default();
+        if skew > SIGV4_MAX_SKEW {
+            return Err(denied(
+                "the request signature is too old or too far in the future".into(),
+            ));
+        }
+        match signature_matches(&presented, secret, method, url, headers, body) {
+            Ok(true) => Ok(identity_of(key, headers)),
+            Ok(false) => Err(denied(
+                "the request signature does not match; check the secret access key".into(),
+            )),
+            Err(e) => Err(denied(e.to_string())),
+        }
+    }
+
+    fn identify(&self, headers: &HeaderMap, query: Option<&str>) -> Result<Identity, GatewayError> {
         match self.mode {
             AuthMode::None => Ok(Identity::anonymous(headers)),
             AuthMode::TrustedHeaders => {
@@ -103,16 +172,20 @@ impl KeyStore {
                     && bool::from(stored.ct_eq(&digest))
             })
             .ok_or_else(|| GatewayError::Unauthorized("invalid API key".into()))?;
-        Ok(Identity {
-            key_id: Some(key.id.clone()),
-            user: key.user.clone().unwrap_or_else(|| key.id.clone()),
-            team: key.team.clone(),
-            // A key bound to a workspace keeps it; otherwise the workspace header names it.
-            workspace: key
-                .workspace
-                .clone()
-                .or_else(|| header(headers, "x-workspace-id").map(str::to_string)),
-        })
+        Ok(identity_of(key, headers))
+    }
+}
+
+fn identity_of(key: &ApiKey, headers: &HeaderMap) -> Identity {
+    Identity {
+        key_id: Some(key.id.clone()),
+        user: key.user.clone().unwrap_or_else(|| key.id.clone()),
+        team: key.team.clone(),
+        // A key bound to a workspace keeps it; otherwise the workspace header names it.
+        workspace: key
+            .workspace
+            .clone()
+            .or_else(|| header(headers, "x-workspace-id").map(str::to_string)),
     }
 }
 
@@ -158,6 +231,7 @@ mod tests {
                 user: Some("contractor1".into()),
                 team: Some("platform".into()),
                 workspace: None,
+                sigv4_secret: None,
             }],
         })
     }
@@ -178,12 +252,12 @@ mod tests {
             headers(&[("x-api-key", "gw_secret")]),
             headers(&[("x-goog-api-key", "gw_secret")]),
         ] {
-            let id = s.authenticate(&h, None).expect("accepted");
+            let id = s.identify(&h, None).expect("accepted");
             assert_eq!(id.user, "contractor1");
             assert_eq!(id.key_id.as_deref(), Some("k1"));
         }
         let id = s
-            .authenticate(&HeaderMap::new(), Some("alt=sse&key=gw_secret"))
+            .identify(&HeaderMap::new(), Some("alt=sse&key=gw_secret"))
             .expect("query key");
         assert_eq!(id.team.as_deref(), Some("platform"));
     }
@@ -191,12 +265,10 @@ mod tests {
     #[test]
     fn missing_and_unknown_keys_are_refused() {
         let s = store();
-        let missing = s
-            .authenticate(&HeaderMap::new(), None)
-            .expect_err("refused");
+        let missing = s.identify(&HeaderMap::new(), None).expect_err("refused");
         assert!(missing.to_string().contains("missing API key"));
         let wrong = s
-            .authenticate(&headers(&[("x-api-key", "gw_other")]), None)
+            .identify(&headers(&[("x-api-key", "gw_other")]), None)
             .expect_err("refused");
         assert_eq!(wrong.to_string(), "invalid API key");
         assert_eq!(wrong.status(), http::StatusCode::UNAUTHORIZED);
@@ -209,10 +281,10 @@ mod tests {
             keys: vec![],
         });
         let id = s
-            .authenticate(&headers(&[("x-workspace-id", "ws-abc123")]), None)
+            .identify(&headers(&[("x-workspace-id", "ws-abc123")]), None)
             .expect("accepted");
         assert_eq!(id.user, "ws-abc123");
         assert_eq!(id.workspace.as_deref(), Some("ws-abc123"));
-        assert!(s.authenticate(&HeaderMap::new(), None).is_err());
+        assert!(s.identify(&HeaderMap::new(), None).is_err());
     }
 }

@@ -146,12 +146,6 @@ fn inactive_reason(p: &Provider) -> Option<String> {
             ));
         }
     }
-    if p.kind == ProviderKind::Bedrock {
-        return Some(format!(
-            "the {} adapter is not available in this build yet",
-            p.kind.as_str()
-        ));
-    }
     let has_key = p.api_key.as_deref().is_some_and(|k| !k.is_empty());
     match p.kind {
         ProviderKind::Anthropic | ProviderKind::Openai | ProviderKind::AzureOpenai | ProviderKind::Gemini

@@ -1,13 +1,14 @@
 //! The listeners: the API on :8090 and admin on :8091, with graceful drain.
 
 use crate::admin;
+use crate::auth::Authenticated;
 use crate::body::{empty, read_limited, ReadBodyError, ResponseBody};
 use crate::completion::{Completion, MeteredBody};
 use crate::context::RequestContext;
 use crate::error::{ApiFormat, GatewayError};
 use crate::limits::quota_headers;
 use crate::state::Gateway;
-use crate::surfaces::{account, chat, claude, gemini, info, passthrough};
+use crate::surfaces::{account, bedrock, chat, claude, gemini, info, passthrough};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -184,7 +185,13 @@ async fn route(
     if gw.is_draining() {
         return Err(GatewayError::ShuttingDown);
     }
-    ctx.identity = Some(rt.keys.authenticate(&parts.headers, query)?);
+    let pending_sigv4 = match rt.keys.authenticate(&parts.headers, query)? {
+        Authenticated::Caller(identity) => {
+            ctx.identity = Some(identity);
+            false
+        }
+        Authenticated::PendingSigV4 => true,
+    };
     match (&method, path) {
         (&Method::GET, "/v1/models") => return Ok(chat::models(&rt)),
         (&Method::GET, "/v1/usage") => return account::usage(&rt, &gw.services, ctx).await,
@@ -202,6 +209,8 @@ async fn route(
         Surface::Native(passthrough::Family::Ollama, rest)
     } else if let Some(rest) = path.strip_prefix("/v1/gemini") {
         Surface::Gemini(rest)
+    } else if let Some(rest) = path.strip_prefix("/v1/bedrock") {
+        Surface::Bedrock(rest)
     } else {
         return Err(GatewayError::NotFound {
             method: method.to_string(),
@@ -211,7 +220,7 @@ async fn route(
     // What follows a surface prefix is appended to the provider's base URL: it must be
     // a plain path, or `/v1/openai@evil.example/` would send the key elsewhere.
     let rest = match &surface {
-        Surface::Claude(r) | Surface::Native(_, r) | Surface::Gemini(r) => *r,
+        Surface::Claude(r) | Surface::Native(_, r) | Surface::Gemini(r) | Surface::Bedrock(r) => *r,
         Surface::Chat => "",
     };
     if !(rest.is_empty() || rest.starts_with('/')) || rest.split('/').any(|seg| seg == "..") {
@@ -227,6 +236,24 @@ async fn route(
         ReadBodyError::Io(m) => GatewayError::BodyRead(m),
     })?;
 
+    if pending_sigv4 {
+        // AWS clients sign the request as they sent it: this host and this path.
+        let host = parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        let target = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or(path);
+        let url = format!("http://{host}{target}");
+        ctx.identity = Some(
+            rt.keys
+                .authenticate_sigv4(&method, &url, &parts.headers, &body)?,
+        );
+    }
     if rt.snapshot.gateway.log_bodies {
         ctx.usage = std::sync::Arc::new(crate::completion::UsageCell::capturing(body.clone()));
     }
@@ -250,6 +277,9 @@ async fn route(
                 body,
             )
             .await
+        }
+        Surface::Bedrock(rest) => {
+            bedrock::handle(&rt, &gw.services, ctx, method, rest, &parts.headers, body).await
         }
         Surface::Gemini(rest) => {
             gemini::handle(
@@ -283,6 +313,7 @@ async fn route(
 
 enum Surface<'a> {
     Chat,
+    Bedrock(&'a str),
     Gemini(&'a str),
     Claude(&'a str),
     Native(passthrough::Family, &'a str),

@@ -272,6 +272,11 @@ pub struct ApiKey {
     pub team: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workspace: Option<String>,
+    /// The secret of an AWS-style pair (access key id = `id`) for SigV4 clients such as
+    /// boto3, which cannot send a bearer token. Verifying a signature needs the secret
+    /// itself, so unlike the key it is held as is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sigv4_secret: Option<String>,
 }
 
 /// Rate limits. The users' own block loads as they wrote it (`global`, `default`,

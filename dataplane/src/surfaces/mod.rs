@@ -1,6 +1,7 @@
 //! The API surfaces callers use: one module per door.
 
 pub mod account;
+pub mod bedrock;
 pub mod chat;
 pub mod claude;
 pub mod gemini;
@@ -162,6 +163,9 @@ pub async fn proxied(
     // Only a stream can end early; a plain JSON answer is forwarded as it is.
     let streams = match protocol {
         StreamProtocol::Ndjson => content_type.starts_with("application/x-ndjson"),
+        StreamProtocol::AwsEventStream => {
+            content_type.starts_with("application/vnd.amazon.eventstream")
+        }
         _ => content_type.starts_with("text/event-stream"),
     };
     let body = if streams {

@@ -1,6 +1,7 @@
 //! Calling a provider: which client headers may travel, the provider's credentials,
 //! timeouts, and bodies streamed back as they arrive.
 
+pub mod sigv4;
 mod stream;
 
 pub use stream::{passthrough_body, translated_body, StreamProtocol};
@@ -133,6 +134,30 @@ impl Upstream {
         }
     }
 
+    /// Signs a Bedrock call with the route's AWS credentials.
+    fn sign_sigv4(
+        &self,
+        method: &Method,
+        url: &str,
+        headers: &mut HeaderMap,
+        body: &[u8],
+    ) -> Result<(), GatewayError> {
+        let c = &self.config;
+        let signer = sigv4::Signer {
+            access_key_id: c.access_key_id.as_deref().unwrap_or_default(),
+            secret_access_key: c.secret_access_key.as_deref().unwrap_or_default(),
+            session_token: c.session_token.as_deref().filter(|t| !t.is_empty()),
+            region: c.region.as_deref().unwrap_or("us-east-1"),
+            service: sigv4::BEDROCK_SERVICE,
+        };
+        signer
+            .apply(method, url, headers, body)
+            .map_err(|e| GatewayError::UpstreamUnreachable {
+                provider: self.name.clone(),
+                detail: e.to_string(),
+            })
+    }
+
     /// Where this provider takes an OpenAI chat completion for `model`.
     pub fn chat_completions_path(&self, model: &str) -> String {
         match self.kind {
@@ -173,6 +198,9 @@ impl Upstream {
                 name: self.name.clone(),
                 reason: format!("base_url `{}` is not a valid URL", self.base_url),
             })?;
+        if self.kind == ProviderKind::Bedrock && self.config.api_key.is_none() {
+            self.sign_sigv4(&req.method, url.as_str(), &mut req.headers, &req.body)?;
+        }
         let call = self
             .client
             .request(req.method, url)

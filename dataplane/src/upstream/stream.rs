@@ -13,6 +13,8 @@ use serde_json::json;
 use std::convert::Infallible;
 use std::sync::Arc;
 
+mod eventstream;
+
 /// How a passthrough stream frames its events, and so how its end is recognised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamProtocol {
@@ -27,6 +29,9 @@ pub enum StreamProtocol {
     Ndjson,
     /// Gemini `alt=sse`: no end marker, so a chunk carrying `finishReason` completes it.
     GeminiSse,
+    /// AWS event-stream frames (Bedrock): complete at `messageStop`/`metadata`, an
+    /// Anthropic `message_stop` inside a `chunk`, or an exception frame.
+    AwsEventStream,
 }
 
 impl StreamProtocol {
@@ -37,7 +42,7 @@ impl StreamProtocol {
                 data.trim() == "[DONE]" || data.starts_with("{\"error\"")
             }
             Self::GeminiSse => data.contains("\"finishReason\""),
-            Self::Ndjson => false,
+            Self::Ndjson | Self::AwsEventStream => false,
         }
     }
 
@@ -49,6 +54,7 @@ impl StreamProtocol {
                 "error",
                 &json!({"type": "error", "error": {"type": "api_error", "message": message}}),
             ),
+            Self::AwsEventStream => return eventstream::exception_frame(&message),
             Self::GeminiSse => out.data(
                 &json!({"error": {"code": 502, "message": message, "status": "UNAVAILABLE"}}),
             ),
@@ -77,6 +83,7 @@ pub fn passthrough_body(
         let (tx, rx) = futures_channel::mpsc::unbounded::<Result<Bytes, Infallible>>();
         let mut events = rx.eventsource();
         let mut tail: Vec<u8> = Vec::new();
+        let mut frames = eventstream::FrameWatcher::default();
         let mut complete = false;
         let failure = loop {
             match chunks.next().await {
@@ -109,6 +116,10 @@ pub fn passthrough_body(
                         }
                         StreamProtocol::Ndjson => {
                             complete |= ndjson_lines(&mut tail, &chunk, &usage);
+                            yield Ok(chunk);
+                        }
+                        StreamProtocol::AwsEventStream => {
+                            complete |= frames.feed(&chunk, &usage);
                             yield Ok(chunk);
                         }
                     }
@@ -163,7 +174,7 @@ fn meter_event(protocol: StreamProtocol, event: &str, data: &str, usage: &UsageC
             }
             usage.delta();
         }
-        StreamProtocol::Ndjson => {}
+        StreamProtocol::Ndjson | StreamProtocol::AwsEventStream => {}
     }
 }
 

@@ -1,0 +1,125 @@
+//! Watching Bedrock's AWS event-stream frames go by: completion and usage, without
+//! holding back a byte of the stream.
+
+use crate::completion::UsageCell;
+use crate::translate::{anthropic, TokenUsage};
+use aws_smithy_eventstream::frame::{write_message_to, DecodedFrame, MessageFrameDecoder};
+use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
+use base64::Engine;
+use bytes::{Buf, Bytes, BytesMut};
+
+#[derive(Default)]
+pub struct FrameWatcher {
+    buf: BytesMut,
+    decoder: MessageFrameDecoder,
+}
+
+fn header<'a>(message: &'a Message, name: &str) -> Option<&'a str> {
+    message
+        .headers()
+        .iter()
+        .find(|h| h.name().as_str() == name)
+        .and_then(|h| h.value().as_string().ok())
+        .map(|s| s.as_str())
+}
+
+impl FrameWatcher {
+    /// Reads every frame `chunk` completes; true once the stream has reached its end.
+    pub fn feed(&mut self, chunk: &[u8], usage: &UsageCell) -> bool {
+        self.buf.extend_from_slice(chunk);
+        let mut complete = false;
+        loop {
+            match self.decoder.decode_frame(&mut self.buf) {
+                Ok(DecodedFrame::Complete(message)) => complete |= observe(&message, usage),
+                Ok(DecodedFrame::Incomplete) => break,
+                Err(e) => {
+                    // Unreadable bytes still go to the caller; stop watching them.
+                    tracing::warn!(error = %e, "undecodable event-stream frame");
+                    self.buf.advance(self.buf.remaining());
+                    break;
+                }
+            }
+        }
+        complete
+    }
+}
+
+fn observe(message: &Message, usage: &UsageCell) -> bool {
+    if header(message, ":message-type") != Some("event") {
+        return true; // exception or error frames end the stream
+    }
+    let payload = message.payload();
+    match header(message, ":event-type") {
+        Some("contentBlockDelta") => {
+            usage.delta();
+            false
+        }
+        Some("messageStop") => true,
+        Some("metadata") => {
+            if let Some(u) = serde_json::from_slice::<serde_json::Value>(payload)
+                .ok()
+                .and_then(|v| v.get("usage").map(TokenUsage::from_bedrock))
+            {
+                usage.report(u);
+            }
+            true
+        }
+        // InvokeModelWithResponseStream: each chunk carries one provider event, base64.
+        Some("chunk") => chunk_event(payload, usage),
+        _ => false,
+    }
+}
+
+fn chunk_event(payload: &Bytes, usage: &UsageCell) -> bool {
+    let Some(inner) = serde_json::from_slice::<serde_json::Value>(payload)
+        .ok()
+        .and_then(|v| v.get("bytes").and_then(|b| b.as_str()).map(str::to_string))
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+    else {
+        return false;
+    };
+    if let Some(metrics) = inner.get("amazon-bedrock-invocationMetrics") {
+        usage.report(TokenUsage::from_bedrock(metrics));
+    }
+    match serde_json::from_value::<anthropic::StreamEvent>(inner) {
+        Ok(anthropic::StreamEvent::MessageStart { message }) => {
+            usage.report(TokenUsage::from_anthropic(&message.usage));
+            false
+        }
+        Ok(anthropic::StreamEvent::MessageDelta { usage: Some(u), .. }) => {
+            usage.update(|t| t.merge_anthropic(&u));
+            false
+        }
+        Ok(anthropic::StreamEvent::ContentBlockDelta { .. }) => {
+            usage.delta();
+            false
+        }
+        Ok(anthropic::StreamEvent::MessageStop) => true,
+        _ => false,
+    }
+}
+
+/// The exception frame boto3 raises when a stream broke before its end.
+pub fn exception_frame(message: &str) -> Bytes {
+    let payload = serde_json::json!({"message": message}).to_string();
+    let frame = Message::new_from_parts(
+        vec![
+            Header::new(":message-type", HeaderValue::String("exception".into())),
+            Header::new(
+                ":exception-type",
+                HeaderValue::String("internalServerException".into()),
+            ),
+            Header::new(
+                ":content-type",
+                HeaderValue::String("application/json".into()),
+            ),
+        ],
+        Bytes::from(payload),
+    );
+    let mut out = Vec::new();
+    if write_message_to(&frame, &mut out).is_err() {
+        return Bytes::new();
+    }
+    Bytes::from(out)
+}

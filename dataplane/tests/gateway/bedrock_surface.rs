@@ -1,0 +1,235 @@
+//! `/v1/bedrock/*` as boto3 uses it: the caller's SigV4 signature is checked with a
+//! gateway-issued pair, and the call is signed again with the route's AWS credentials.
+
+use crate::fakes::{client, fixture, FakeUpstream, Reply, TestGateway};
+use crate::process::{python_has, PythonFake};
+use ai_gateway::auth::key_hash;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const PROVIDER_AKID: &str = "AKIDPROVIDER";
+const PROVIDER_SECRET: &str = "provider/secret+KEY";
+const GW_AKID: &str = "GWKEY1";
+const GW_SECRET: &str = "gateway-issued-secret";
+
+fn config(bedrock: &str, audit: &str) -> String {
+    format!(
+        r#"
+providers:
+  bedrock:
+    type: bedrock
+    base_url: "{bedrock}"
+    region: us-east-1
+    access_key_id: {PROVIDER_AKID}
+    secret_access_key: "{PROVIDER_SECRET}"
+routes:
+  - {{ models: ["claude-sonnet-4-5"], provider: bedrock, upstream_model: "us.anthropic.claude-sonnet-4-5-20250929-v1:0" }}
+  - {{ models: ["us.anthropic.*", "anthropic.*", "amazon.*"], provider: bedrock }}
+auth:
+  mode: keys
+  keys:
+    - {{ id: {GW_AKID}, sha256: "{}", user: contractor1, sigv4_secret: "{GW_SECRET}" }}
+rate_limits:
+  default: {{ requests_per_minute: 100 }}
+{audit}
+"#,
+        key_hash("gw_contractor1")
+    )
+}
+
+/// boto3, unmodified, with a gateway-issued key pair: every Bedrock runtime operation
+/// reaches a fake Bedrock that checks the gateway's own signature.
+#[tokio::test]
+async fn boto3_works_through_the_gateway_with_a_gateway_issued_key_pair() {
+    if !python_has(&["boto3"]) {
+        return;
+    }
+    let fake = PythonFake::start(
+        "fake_aws_gemini_capture.py",
+        &[
+            "--aws-credentials",
+            &format!("{PROVIDER_AKID}:{PROVIDER_SECRET}"),
+        ],
+    );
+    let dir = crate::process::tempdir();
+    let audit = dir.join("audit.jsonl");
+    let gw = TestGateway::start(&config(
+        &format!("http://127.0.0.1:{}", fake.port),
+        &format!("audit: {{ sink: file, path: \"{}\" }}", audit.display()),
+    ))
+    .await;
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new("python3")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/clients/boto3_bedrock.py"
+            ))
+            .args([
+                &format!("{}/v1/bedrock", gw.url),
+                GW_AKID,
+                GW_SECRET,
+                "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+            ])
+            .env_remove("AWS_BEARER_TOKEN_BEDROCK")
+            .output(),
+    )
+    .await
+    .expect("finishes")
+    .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "boto3 failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cases: Vec<Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(cases.len() >= 4, "{stdout}");
+    let requests = fake.requests();
+    assert!(requests.len() >= 4);
+    for r in &requests {
+        let sig = &r["sigv4"];
+        assert_eq!(
+            sig["access_key"], PROVIDER_AKID,
+            "signed with the route's key: {r}"
+        );
+        assert_eq!(
+            sig["verified_double_encoded"], true,
+            "the gateway's signature verifies as AWS checks it: {r}"
+        );
+        let path = r["path"].as_str().expect("path");
+        assert!(
+            path.starts_with("/model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/"),
+            "{path}"
+        );
+    }
+    // Streams were metered from their frames.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let text = std::fs::read_to_string(&audit).expect("audit");
+    let streamed: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| r["stream"] == true)
+        .collect();
+    assert!(!streamed.is_empty());
+    for r in streamed {
+        assert!(r["response_tokens"].as_u64().unwrap_or(0) > 0, "{r}");
+        assert!(r["request_tokens"].as_u64().unwrap_or(0) > 0, "{r}");
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_secret_or_missing_signature_is_refused_in_bedrocks_format() {
+    let upstream =
+        FakeUpstream::start(|_| Reply::json(200, fixture("upstream/bedrock/converse.json"))).await;
+    let gw = TestGateway::start(&config(&upstream.url(), "")).await;
+    let resp = client()
+        .post(format!("{}/v1/bedrock/model/amazon.nova-lite-v1%3A0/converse", gw.url))
+        .header("authorization", format!("AWS4-HMAC-SHA256 Credential={GW_AKID}/20261126/us-east-1/bedrock/aws4_request, SignedHeaders=host;x-amz-date, Signature=00"))
+        .header("x-amz-date", "20261126T103000Z")
+        .body("{}")
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(resp.status(), 401);
+    assert!(resp.headers().contains_key("x-amzn-errortype"));
+    let body: Value = resp.json().await.expect("json");
+    assert!(body["message"].is_string(), "{body}");
+    assert!(upstream.received().is_empty());
+
+    // Clients that can set a header use the gateway key as a bearer token.
+    let resp = client()
+        .post(format!(
+            "{}/v1/bedrock/model/amazon.nova-lite-v1%3A0/converse",
+            gw.url
+        ))
+        .bearer_auth("gw_contractor1")
+        .json(&json!({"messages": [{"role": "user", "content": [{"text": "hi"}]}]}))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(resp.status(), 200);
+    let sent = upstream.last();
+    assert_eq!(sent.path, "/model/amazon.nova-lite-v1%3A0/converse");
+    let auth = sent.header("authorization").expect("signed");
+    assert!(
+        auth.starts_with(&format!("AWS4-HMAC-SHA256 Credential={PROVIDER_AKID}/")),
+        "{auth}"
+    );
+    assert!(sent.header("x-amz-date").is_some());
+}
+
+#[tokio::test]
+async fn the_users_json_envelope_invokes_the_named_model() {
+    let upstream = FakeUpstream::start(|_| {
+        Reply::json(200, fixture("upstream/bedrock/invoke_anthropic.json"))
+    })
+    .await;
+    let gw = TestGateway::start(&config(&upstream.url(), "")).await;
+    let resp = client()
+        .post(format!("{}/v1/bedrock/invoke", gw.url))
+        .bearer_auth("gw_contractor1")
+        .header("x-workspace-id", "ws-abc123")
+        .json(&json!({
+            "model_id": "claude-sonnet-4-5",
+            "body": {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 64,
+                     "messages": [{"role": "user", "content": "Hello"}]}
+        }))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(resp.status(), 200);
+    let sent = upstream.last();
+    assert_eq!(
+        sent.path,
+        "/model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/invoke"
+    );
+    assert_eq!(sent.json()["anthropic_version"], "bedrock-2023-05-31");
+    assert_eq!(sent.header("x-workspace-id"), None);
+}
+
+#[tokio::test]
+async fn a_cut_event_stream_ends_with_an_exception_frame() {
+    let frames = fixture("upstream/bedrock/converse_stream.bin");
+    // Keep the first frame only: the stream ends before messageStop.
+    let first_len = u32::from_be_bytes([frames[0], frames[1], frames[2], frames[3]]) as usize;
+    let cut = Reply {
+        status: 200,
+        content_type: "application/vnd.amazon.eventstream",
+        chunks: vec![bytes::Bytes::copy_from_slice(&frames[..first_len])],
+        head_delay: Duration::ZERO,
+        chunk_delay: Duration::from_millis(2),
+        abort: false,
+    };
+    let upstream = FakeUpstream::start(move |_| cut.clone()).await;
+    let gw = TestGateway::start(&config(&upstream.url(), "")).await;
+    let body = client()
+        .post(format!(
+            "{}/v1/bedrock/model/amazon.nova-lite-v1%3A0/converse-stream",
+            gw.url
+        ))
+        .bearer_auth("gw_contractor1")
+        .json(&json!({"messages": [{"role": "user", "content": [{"text": "hi"}]}]}))
+        .send()
+        .await
+        .expect("answers")
+        .bytes()
+        .await
+        .expect("stream");
+    assert_eq!(
+        &body[..first_len],
+        &frames[..first_len],
+        "frames pass through unchanged"
+    );
+    let tail = &body[first_len..];
+    assert!(!tail.is_empty(), "an exception frame follows");
+    let tail_text = String::from_utf8_lossy(tail);
+    assert!(
+        tail_text.contains("exception")
+            && tail_text.contains("ended before the response was complete"),
+        "{tail_text}"
+    );
+}
