@@ -32,6 +32,11 @@ const OPERATIONS: &[&str] = &[
     "count-tokens",
 ];
 
+/// A model id as one path segment (`us.anthropic.claude-…-v1%3A0`).
+pub fn encode_model_id(id: &str) -> String {
+    utf8_percent_encode(id, MODEL_ID).to_string()
+}
+
 #[derive(Deserialize)]
 struct Envelope {
     model_id: String,
@@ -121,7 +126,7 @@ pub async fn handle(
 
     let path = format!(
         "/model/{}/{operation}",
-        utf8_percent_encode(&resolved.upstream_model, MODEL_ID)
+        encode_model_id(&resolved.upstream_model)
     );
     let mut forwarded = forwardable_headers(headers);
     // The caller's signature covered its own request; the gateway signs its own.

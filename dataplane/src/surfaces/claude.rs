@@ -11,7 +11,7 @@ use crate::runtime::{Runtime, Upstream};
 use crate::state::Services;
 use crate::translate::anthropic_openai::{self, MaxTokensField};
 use crate::translate::TokenUsage;
-use crate::translate::{anthropic, openai, tokens};
+use crate::translate::{anthropic, anthropic_bedrock, openai, tokens};
 use crate::upstream::{
     forwardable_headers, translated_body, upstream_error, StreamProtocol, UpstreamRequest,
 };
@@ -98,6 +98,9 @@ async fn messages(
         let body = with_model(body, &model, &resolved.upstream_model)?;
         return forward(&upstream, ctx, Method::POST, path_and_query, headers, body).await;
     }
+    if upstream.kind == ProviderKind::Bedrock {
+        return claude_on_bedrock(&upstream, ctx, &resolved.upstream_model, headers, &body).await;
+    }
     if !upstream.speaks_openai() {
         return Err(unsupported(&upstream));
     }
@@ -157,10 +160,10 @@ async fn count_tokens(
         let body = with_model(body, &model, &resolved.upstream_model)?;
         return forward(&upstream, ctx, Method::POST, path_and_query, headers, body).await;
     }
-    if !upstream.speaks_openai() {
+    if !upstream.speaks_openai() && upstream.kind != ProviderKind::Bedrock {
         return Err(unsupported(&upstream));
     }
-    // OpenAI-compatible servers have no counting endpoint: count with a tokenizer.
+    // Other providers have no Messages counting endpoint: count with a tokenizer.
     let req: anthropic::MessagesRequest =
         serde_json::from_slice(&body).map_err(|e| GatewayError::InvalidRequest(e.to_string()))?;
     Ok(json_response(
@@ -186,6 +189,52 @@ async fn forward(
         body,
     };
     let resp = upstream.send(req, &ctx.request_id).await?;
+    proxied(resp, StreamProtocol::AnthropicSse, ctx.usage.clone()).await
+}
+
+/// Claude on Bedrock: InvokeModel (or its stream, turned back into Messages SSE events).
+async fn claude_on_bedrock(
+    upstream: &Upstream,
+    ctx: &mut RequestContext,
+    upstream_model: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response<ResponseBody>, GatewayError> {
+    let beta = headers.get("anthropic-beta").and_then(|v| v.to_str().ok());
+    let invoke = anthropic_bedrock::request(body, beta)
+        .map_err(|e| GatewayError::InvalidRequest(e.to_string()))?;
+    let operation = if ctx.stream {
+        "invoke-with-response-stream"
+    } else {
+        "invoke"
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        http::header::ACCEPT,
+        http::HeaderValue::from_static("application/json"),
+    );
+    let req = UpstreamRequest {
+        method: Method::POST,
+        path_and_query: format!(
+            "/model/{}/{operation}",
+            super::bedrock::encode_model_id(upstream_model)
+        ),
+        headers,
+        body: Bytes::from(invoke),
+    };
+    let resp = upstream.send(req, &ctx.request_id).await?;
+    if !resp.status().is_success() {
+        return Err(upstream_error(&upstream.name, resp).await);
+    }
+    if ctx.stream {
+        return Ok(event_stream_response(
+            crate::upstream::bedrock_invoke_as_sse(resp, ctx.usage.clone()),
+        ));
+    }
     proxied(resp, StreamProtocol::AnthropicSse, ctx.usage.clone()).await
 }
 

@@ -3,6 +3,7 @@
 //! one place each ([`usage`], [`finish_reasons`]).
 
 pub mod anthropic;
+pub mod anthropic_bedrock;
 pub mod anthropic_openai;
 pub mod finish_reasons;
 pub mod openai;

@@ -4,7 +4,7 @@
 pub mod sigv4;
 mod stream;
 
-pub use stream::{passthrough_body, translated_body, StreamProtocol};
+pub use stream::{bedrock_invoke_as_sse, passthrough_body, translated_body, StreamProtocol};
 
 use crate::error::GatewayError;
 use crate::runtime::Upstream;
@@ -262,10 +262,17 @@ pub async fn upstream_error(provider: &str, resp: reqwest::Response) -> GatewayE
 
 fn extract_error_message(body: &[u8]) -> Option<String> {
     let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let error = v.get("error")?;
-    error
-        .get("message")
-        .and_then(|m| m.as_str())
-        .or_else(|| error.as_str())
-        .map(str::to_string)
+    // `{"error": {"message"}}` (OpenAI, Anthropic, Gemini), `{"error": "…"}` (Ollama),
+    // `{"message"}` (Bedrock).
+    match v.get("error") {
+        Some(error) => error
+            .get("message")
+            .and_then(|m| m.as_str())
+            .or_else(|| error.as_str())
+            .map(str::to_string),
+        None => v
+            .get("message")
+            .and_then(|m| m.as_str())
+            .map(str::to_string),
+    }
 }

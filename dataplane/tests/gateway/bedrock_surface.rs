@@ -233,3 +233,180 @@ async fn a_cut_event_stream_ends_with_an_exception_frame() {
         "{tail_text}"
     );
 }
+
+fn claude_on_bedrock_config(bedrock: &str) -> String {
+    format!(
+        r#"
+providers:
+  bedrock:
+    type: bedrock
+    base_url: "{bedrock}"
+    region: us-east-1
+    access_key_id: {PROVIDER_AKID}
+    secret_access_key: "{PROVIDER_SECRET}"
+routes:
+  - {{ models: ["claude-*"], provider: bedrock, upstream_model: "us.anthropic.claude-sonnet-4-5-20250929-v1:0" }}
+"#
+    )
+}
+
+/// Claude Code's own request, sent to `/v1/claude`, served by Claude on Bedrock: the
+/// event stream comes back as the Messages API's SSE events.
+#[tokio::test]
+async fn claude_code_on_bedrock_gets_messages_events_back() {
+    let upstream = FakeUpstream::start(|req| {
+        if req.path.ends_with("/invoke-with-response-stream") {
+            Reply {
+                status: 200,
+                content_type: "application/vnd.amazon.eventstream",
+                chunks: vec![bytes::Bytes::from(fixture(
+                    "upstream/bedrock/invoke_anthropic_stream.bin",
+                ))],
+                head_delay: Duration::ZERO,
+                chunk_delay: Duration::from_millis(2),
+                abort: false,
+            }
+        } else {
+            Reply::json(200, fixture("upstream/bedrock/invoke_anthropic.json"))
+        }
+    })
+    .await;
+    let gw = TestGateway::start(&claude_on_bedrock_config(&upstream.url())).await;
+    let recorded: Value =
+        serde_json::from_slice(&fixture("clients/claude_code_request.json")).expect("fixture");
+    let beta = recorded["headers"]
+        .as_object()
+        .expect("headers")
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("anthropic-beta"))
+        .and_then(|(_, v)| v.as_str())
+        .expect("beta")
+        .to_string();
+    let resp = client()
+        .post(format!("{}/v1/claude/v1/messages?beta=true", gw.url))
+        .header("x-api-key", "caller")
+        .header("anthropic-version", "2023-06-01")
+        .header("anthropic-beta", &beta)
+        .json(&recorded["body"])
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let text = resp.text().await.expect("stream");
+    let events = crate::fakes::sse_events(&text);
+    assert_eq!(
+        events.first().map(String::as_str),
+        Some("message_start"),
+        "{text}"
+    );
+    assert_eq!(
+        events.last().map(String::as_str),
+        Some("message_stop"),
+        "{text}"
+    );
+    let data = crate::fakes::sse_data(&text);
+    let said: String = data
+        .iter()
+        .filter_map(|d| d["delta"]["text"].as_str())
+        .collect();
+    assert!(!said.is_empty());
+
+    let sent = upstream.last();
+    assert_eq!(
+        sent.path,
+        "/model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/invoke-with-response-stream"
+    );
+    assert!(sent
+        .header("authorization")
+        .expect("signed")
+        .starts_with("AWS4-HMAC-SHA256"));
+    assert_eq!(sent.header("x-api-key"), None);
+    let body = sent.json();
+    assert_eq!(body["anthropic_version"], "bedrock-2023-05-31");
+    assert!(body.get("model").is_none() && body.get("stream").is_none());
+    let flags: Vec<&str> = body["anthropic_beta"]
+        .as_array()
+        .expect("flags")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(flags, beta.split(',').map(str::trim).collect::<Vec<_>>());
+    assert_eq!(
+        body["tools"], recorded["body"]["tools"],
+        "tools travel unchanged"
+    );
+
+    // count_tokens is answered by the gateway in the Messages format.
+    let count: Value = client()
+        .post(format!("{}/v1/claude/v1/messages/count_tokens", gw.url))
+        .json(&json!({"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "hello there"}]}))
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("json");
+    assert!(count["input_tokens"].as_u64().is_some_and(|n| n > 0));
+}
+
+/// The real Claude Code CLI, unmodified, against a Bedrock route.
+#[tokio::test]
+async fn claude_code_cli_runs_on_a_bedrock_route() {
+    let claude = std::env::var("CLAUDE_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| "/root/.cache/claude-code/node_modules/.bin/claude".into());
+    if !claude.exists() || !python_has(&["boto3"]) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install Claude Code"
+        );
+        eprintln!("SKIPPED: Claude Code CLI not installed");
+        return;
+    }
+    let fake = PythonFake::start(
+        "fake_aws_gemini_capture.py",
+        &[
+            "--aws-credentials",
+            &format!("{PROVIDER_AKID}:{PROVIDER_SECRET}"),
+        ],
+    );
+    let gw = TestGateway::start(&claude_on_bedrock_config(&format!(
+        "http://127.0.0.1:{}",
+        fake.port
+    )))
+    .await;
+    let home = crate::process::tempdir();
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new(&claude)
+            .args(["-p", "say hi"])
+            .current_dir(&home)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", &home)
+            .env("ANTHROPIC_BASE_URL", format!("{}/v1/claude", gw.url))
+            .env("ANTHROPIC_API_KEY", "gw-test-key")
+            .env("DISABLE_TELEMETRY", "1")
+            .env("DISABLE_ERROR_REPORTING", "1")
+            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+            .env("CLAUDE_CODE_MAX_RETRIES", "0")
+            .stdin(std::process::Stdio::null())
+            .output(),
+    )
+    .await
+    .expect("claude finishes")
+    .expect("claude runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "claude -p failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!stdout.trim().is_empty());
+    let requests = fake.requests();
+    assert!(requests.iter().any(|r| r["path"]
+        .as_str()
+        .is_some_and(|p| p.ends_with("/invoke-with-response-stream"))
+        && r["sigv4"]["verified_double_encoded"] == true));
+}
