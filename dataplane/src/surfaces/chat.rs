@@ -11,8 +11,10 @@ use crate::error::GatewayError;
 use crate::runtime::Runtime;
 use crate::state::Services;
 use crate::translate::TokenUsage;
-use crate::translate::{anthropic, openai, openai_anthropic};
-use crate::upstream::{translated_body, upstream_error, StreamProtocol, UpstreamRequest};
+use crate::translate::{anthropic, openai, openai_anthropic, openai_bedrock};
+use crate::upstream::{
+    eventstream_translated, translated_body, upstream_error, StreamProtocol, UpstreamRequest,
+};
 use ai_gateway_snapshot::ProviderKind;
 use bytes::Bytes;
 use http::{HeaderMap, Method, Response, StatusCode};
@@ -51,6 +53,9 @@ pub async fn completions(
             StreamProtocol::OpenAiSse
         };
         return proxied(resp, protocol, ctx.usage.clone()).await;
+    }
+    if upstream.kind == ProviderKind::Bedrock {
+        return converse(rt, ctx, &upstream, &model, &resolved.upstream_model, &body).await;
     }
     if upstream.kind != ProviderKind::Anthropic {
         return Err(GatewayError::Unsupported {
@@ -114,4 +119,47 @@ pub fn models(rt: &Runtime) -> Response<ResponseBody> {
         .map(|(id, owner)| json!({"id": id, "object": "model", "created": 0, "owned_by": owner}))
         .collect();
     json_response(StatusCode::OK, &json!({"object": "list", "data": data}))
+}
+
+/// Bedrock's Converse API, for any model in its catalogue.
+async fn converse(
+    rt: &Runtime,
+    ctx: &mut RequestContext,
+    upstream: &crate::runtime::Upstream,
+    model: &str,
+    upstream_model: &str,
+    body: &[u8],
+) -> Result<Response<ResponseBody>, GatewayError> {
+    let req: openai::ChatRequest =
+        serde_json::from_slice(body).map_err(|e| GatewayError::InvalidRequest(e.to_string()))?;
+    let out = openai_bedrock::request(&req, rt.snapshot.gateway.default_max_tokens)
+        .map_err(|e| GatewayError::InvalidRequest(e.to_string()))?;
+    let operation = if req.stream {
+        "converse-stream"
+    } else {
+        "converse"
+    };
+    let path = format!(
+        "/model/{}/{operation}",
+        super::bedrock::encode_model_id(upstream_model)
+    );
+    let resp = upstream
+        .send(UpstreamRequest::json(path, &out), &ctx.request_id)
+        .await?;
+    if !resp.status().is_success() {
+        return Err(upstream_error(&upstream.name, resp).await);
+    }
+    if req.stream {
+        let translator = openai_bedrock::StreamToOpenAi::new(model, req.include_usage());
+        return Ok(event_stream_response(eventstream_translated(
+            resp,
+            Box::new(translator),
+            ctx.usage.clone(),
+        )));
+    }
+    let answer: serde_json::Value = upstream_json(&upstream.name, resp).await?;
+    if let Some(u) = answer.get("usage") {
+        ctx.usage.report(TokenUsage::from_bedrock(u));
+    }
+    Ok(json_answer(ctx, &openai_bedrock::response(&answer, model)))
 }

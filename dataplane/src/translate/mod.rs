@@ -8,6 +8,7 @@ pub mod anthropic_openai;
 pub mod finish_reasons;
 pub mod openai;
 pub mod openai_anthropic;
+pub mod openai_bedrock;
 pub mod tokens;
 pub mod usage;
 

@@ -1,8 +1,9 @@
 //! The OpenAI Chat Completions wire types the gateway reads.
 //! <https://platform.openai.com/docs/api-reference/chat>
 
+use super::{unix_now, SseOut, TokenUsage};
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 #[derive(Debug, Deserialize)]
 pub struct ChatRequest {
@@ -227,5 +228,61 @@ impl ErrorDetail {
         match self {
             Self::Object { message } | Self::Text(message) => message,
         }
+    }
+}
+
+/// Writes `chat.completion.chunk` events for one translated stream.
+pub struct ChunkWriter {
+    pub id: String,
+    created: u64,
+    model: String,
+}
+
+impl ChunkWriter {
+    pub fn new(client_model: &str) -> Self {
+        Self {
+            id: String::new(),
+            created: unix_now(),
+            model: client_model.to_string(),
+        }
+    }
+
+    pub fn delta(&self, out: &mut SseOut, delta: Value, finish_reason: Option<&str>) {
+        out.data(&json!({
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish_reason}],
+        }));
+    }
+
+    /// The final usage chunk callers ask for with `stream_options.include_usage`.
+    pub fn usage(&self, out: &mut SseOut, usage: TokenUsage) {
+        out.data(&json!({
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [],
+            "usage": usage.to_openai(),
+        }));
+    }
+
+    /// An error mid-stream, as OpenAI sends one (no `[DONE]` follows).
+    pub fn error(out: &mut SseOut, kind: &str, message: &str) {
+        out.data(
+            &json!({"error": {"message": message, "type": kind, "param": null, "code": null}}),
+        );
+    }
+
+    /// A stream that ended before its final event.
+    pub fn cut_short(out: &mut SseOut, failure: Option<&str>) {
+        let reason = failure.unwrap_or("the upstream closed the stream early");
+        Self::error(
+            out,
+            "server_error",
+            &format!("upstream stream ended before the response was complete: {reason}"),
+        );
     }
 }

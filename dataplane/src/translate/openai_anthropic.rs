@@ -3,7 +3,7 @@
 //! as a chat completion.
 
 use super::anthropic::{self, Block, StreamEvent};
-use super::openai::{ChatContent, ChatRequest, ContentPart, Role};
+use super::openai::{ChatContent, ChatRequest, ChunkWriter, ContentPart, Role};
 use super::{finish_reasons, unix_now, SseOut, StreamTranslator, TokenUsage, TranslateError};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -252,10 +252,8 @@ pub fn response(resp: &anthropic::MessageResponse, client_model: &str) -> Value 
 
 /// Anthropic SSE events in, OpenAI `chat.completion.chunk`s out.
 pub struct StreamToOpenAi {
-    client_model: String,
+    writer: ChunkWriter,
     include_usage: bool,
-    id: String,
-    created: u64,
     /// Anthropic content-block index → OpenAI tool-call index.
     tool_calls: HashMap<u32, u32>,
     usage: TokenUsage,
@@ -265,10 +263,8 @@ pub struct StreamToOpenAi {
 impl StreamToOpenAi {
     pub fn new(client_model: &str, include_usage: bool) -> Self {
         Self {
-            client_model: client_model.to_string(),
+            writer: ChunkWriter::new(client_model),
             include_usage,
-            id: String::new(),
-            created: unix_now(),
             tool_calls: HashMap::new(),
             usage: TokenUsage::default(),
             finished: false,
@@ -276,13 +272,7 @@ impl StreamToOpenAi {
     }
 
     fn chunk(&self, out: &mut SseOut, delta: Value, finish_reason: Option<&str>) {
-        out.data(&json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.client_model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish_reason}],
-        }));
+        self.writer.delta(out, delta, finish_reason);
     }
 }
 
@@ -293,7 +283,7 @@ impl StreamTranslator for StreamToOpenAi {
         };
         match event {
             StreamEvent::MessageStart { message } => {
-                self.id = message.id;
+                self.writer.id = message.id;
                 self.usage = TokenUsage::from_anthropic(&message.usage);
                 self.chunk(out, json!({"role": "assistant", "content": ""}), None);
             }
@@ -344,22 +334,13 @@ impl StreamTranslator for StreamToOpenAi {
             }
             StreamEvent::MessageStop => {
                 if self.include_usage {
-                    out.data(&json!({
-                        "id": self.id,
-                        "object": "chat.completion.chunk",
-                        "created": self.created,
-                        "model": self.client_model,
-                        "choices": [],
-                        "usage": self.usage.to_openai(),
-                    }));
+                    self.writer.usage(out, self.usage);
                 }
                 out.done_marker();
                 self.finished = true;
             }
             StreamEvent::Error { error } => {
-                out.data(&json!({"error": {
-                    "message": error.message, "type": error.kind, "param": null, "code": null,
-                }}));
+                ChunkWriter::error(out, &error.kind, &error.message);
                 self.finished = true;
             }
             StreamEvent::ContentBlockStop { .. } | StreamEvent::Other => {}
@@ -367,14 +348,9 @@ impl StreamTranslator for StreamToOpenAi {
     }
 
     fn finish(&mut self, failure: Option<&str>, out: &mut SseOut) {
-        if self.finished {
-            return;
+        if !self.finished {
+            ChunkWriter::cut_short(out, failure);
         }
-        let reason = failure.unwrap_or("the upstream closed the stream early");
-        out.data(&json!({"error": {
-            "message": format!("upstream stream ended before the response was complete: {reason}"),
-            "type": "server_error", "param": null, "code": null,
-        }}));
     }
 
     fn usage(&self) -> TokenUsage {

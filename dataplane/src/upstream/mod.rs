@@ -4,7 +4,10 @@
 pub mod sigv4;
 mod stream;
 
-pub use stream::{bedrock_invoke_as_sse, passthrough_body, translated_body, StreamProtocol};
+pub use stream::{
+    bedrock_invoke_as_sse, eventstream_translated, passthrough_body, translated_body,
+    StreamProtocol,
+};
 
 use crate::error::GatewayError;
 use crate::runtime::Upstream;

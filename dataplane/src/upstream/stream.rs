@@ -16,6 +16,7 @@ use std::sync::Arc;
 mod eventstream;
 
 pub use eventstream::invoke_as_sse as bedrock_invoke_as_sse;
+pub use eventstream::translated as eventstream_translated;
 
 /// How a passthrough stream frames its events, and so how its end is recognised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

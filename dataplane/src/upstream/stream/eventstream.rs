@@ -166,6 +166,58 @@ pub fn invoke_as_sse(
     crate::body::streaming(body)
 }
 
+/// An AWS event stream translated frame by frame: each event's type and JSON payload
+/// go to the translator (exceptions under their exception type).
+pub fn translated(
+    upstream: reqwest::Response,
+    mut translator: Box<dyn crate::translate::StreamTranslator>,
+    usage: std::sync::Arc<UsageCell>,
+) -> crate::body::ResponseBody {
+    let mut chunks = upstream.bytes_stream();
+    let body = async_stream::stream! {
+        let mut buf = BytesMut::new();
+        let mut decoder = MessageFrameDecoder::new();
+        let mut out = SseOut::default();
+        let mut failure = None;
+        'read: while let Some(chunk) = futures_util::StreamExt::next(&mut chunks).await {
+            match chunk {
+                Ok(c) => buf.extend_from_slice(&c),
+                Err(e) => {
+                    failure = Some(e.to_string());
+                    break;
+                }
+            }
+            loop {
+                match decoder.decode_frame(&mut buf) {
+                    Ok(DecodedFrame::Complete(message)) => {
+                        let name = header(&message, ":event-type")
+                            .or_else(|| header(&message, ":exception-type"))
+                            .unwrap_or("")
+                            .to_string();
+                        let data = String::from_utf8_lossy(message.payload()).into_owned();
+                        translator.on_event(&name, &data, &mut out);
+                        usage.delta();
+                        usage.report(translator.usage());
+                    }
+                    Ok(DecodedFrame::Incomplete) => break,
+                    Err(e) => {
+                        failure = Some(format!("undecodable event-stream frame: {e}"));
+                        break 'read;
+                    }
+                }
+            }
+            if !out.is_empty() {
+                yield Ok::<_, crate::body::BoxError>(out.take());
+            }
+        }
+        translator.finish(failure.as_deref(), &mut out);
+        if !out.is_empty() {
+            yield Ok(out.take());
+        }
+    };
+    crate::body::streaming(body)
+}
+
 /// The exception frame boto3 raises when a stream broke before its end.
 pub fn exception_frame(message: &str) -> Bytes {
     let payload = serde_json::json!({"message": message}).to_string();

@@ -1,0 +1,329 @@
+//! An OpenAI Chat Completions caller served by Bedrock's Converse API (Claude, Nova,
+//! Titan and the rest of Bedrock's catalogue), stream included.
+//! <https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Converse.html>
+
+use super::openai::{ChatContent, ChatRequest, ChunkWriter, ContentPart, OneOrMany, Role};
+use super::{unix_now, SseOut, StreamTranslator, TokenUsage, TranslateError};
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+
+pub fn request(req: &ChatRequest, default_max_tokens: u32) -> Result<Value, TranslateError> {
+    if req.n.is_some_and(|n| n > 1) {
+        return Err(TranslateError::new(
+            "n",
+            "only n = 1 is supported for this model",
+        ));
+    }
+    let mut system = Vec::new();
+    let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
+    for (i, msg) in req.messages.iter().enumerate() {
+        let at = format!("messages[{i}]");
+        let blocks = content_blocks(msg.content.as_ref(), &at)?;
+        match msg.role {
+            Role::System | Role::Developer => system.extend(blocks),
+            Role::User => push_turn(&mut turns, "user", blocks),
+            Role::Assistant => {
+                let mut blocks = blocks;
+                for (j, call) in msg.tool_calls.iter().flatten().enumerate() {
+                    let input: Value = if call.function.arguments.trim().is_empty() {
+                        json!({})
+                    } else {
+                        serde_json::from_str(&call.function.arguments).map_err(|_| {
+                            TranslateError::new(
+                                format!("{at}.tool_calls[{j}].function.arguments"),
+                                "is not JSON",
+                            )
+                        })?
+                    };
+                    blocks.push(json!({"toolUse": {"toolUseId": call.id, "name": call.function.name, "input": input}}));
+                }
+                push_turn(&mut turns, "assistant", blocks);
+            }
+            Role::Tool => {
+                let id = msg.tool_call_id.as_deref().ok_or_else(|| {
+                    TranslateError::new(
+                        format!("{at}.tool_call_id"),
+                        "is required on tool messages",
+                    )
+                })?;
+                // A tool result must stay a toolResult for the model to see its call answered.
+                push_turn(
+                    &mut turns,
+                    "user",
+                    vec![json!({"toolResult": {"toolUseId": id, "content": blocks}})],
+                );
+            }
+        }
+    }
+    let mut body = Map::new();
+    body.insert(
+        "messages".into(),
+        Value::Array(
+            turns
+                .into_iter()
+                .map(|(role, content)| json!({"role": role, "content": content}))
+                .collect(),
+        ),
+    );
+    if !system.is_empty() {
+        body.insert("system".into(), Value::Array(system));
+    }
+    let mut inference = Map::new();
+    inference.insert(
+        "maxTokens".into(),
+        json!(req
+            .max_completion_tokens
+            .or(req.max_tokens)
+            .unwrap_or(default_max_tokens)),
+    );
+    if let Some(t) = req.temperature {
+        inference.insert("temperature".into(), json!(t.min(1.0)));
+    }
+    if let Some(p) = req.top_p {
+        inference.insert("topP".into(), json!(p));
+    }
+    if let Some(stop) = &req.stop {
+        let sequences = match stop {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        };
+        inference.insert("stopSequences".into(), json!(sequences));
+    }
+    body.insert("inferenceConfig".into(), Value::Object(inference));
+    let wants_tools = !matches!(&req.tool_choice, Some(Value::String(s)) if s == "none");
+    if let (Some(tools), true) = (&req.tools, wants_tools) {
+        let specs: Vec<Value> = tools
+            .iter()
+            .map(|t| {
+                let mut spec = json!({
+                    "name": t.function.name,
+                    "inputSchema": {"json": t.function.parameters.clone().unwrap_or_else(|| json!({"type": "object"}))},
+                });
+                if let Some(d) = &t.function.description {
+                    spec["description"] = json!(d);
+                }
+                json!({"toolSpec": spec})
+            })
+            .collect();
+        let mut config = json!({"tools": specs});
+        match &req.tool_choice {
+            Some(Value::String(s)) if s == "required" => config["toolChoice"] = json!({"any": {}}),
+            Some(Value::String(s)) if s == "auto" => config["toolChoice"] = json!({"auto": {}}),
+            Some(v) if v.pointer("/function/name").is_some() => {
+                config["toolChoice"] = json!({"tool": {"name": v.pointer("/function/name")}})
+            }
+            _ => {}
+        }
+        body.insert("toolConfig".into(), config);
+    }
+    Ok(Value::Object(body))
+}
+
+fn push_turn(turns: &mut Vec<(&'static str, Vec<Value>)>, role: &'static str, blocks: Vec<Value>) {
+    if blocks.is_empty() {
+        return;
+    }
+    match turns.last_mut() {
+        Some((last, existing)) if *last == role => existing.extend(blocks),
+        _ => turns.push((role, blocks)),
+    }
+}
+
+fn content_blocks(content: Option<&ChatContent>, at: &str) -> Result<Vec<Value>, TranslateError> {
+    match content {
+        None => Ok(Vec::new()),
+        Some(ChatContent::Text(s)) if s.is_empty() => Ok(Vec::new()),
+        Some(ChatContent::Text(s)) => Ok(vec![json!({"text": s})]),
+        Some(ChatContent::Parts(parts)) => parts
+            .iter()
+            .enumerate()
+            .map(|(j, part)| match part {
+                ContentPart::Text { text } => Ok(json!({"text": text})),
+                ContentPart::ImageUrl { image_url } => {
+                    image_block(&image_url.url).ok_or_else(|| {
+                        TranslateError::new(
+                            format!("{at}.content[{j}].image_url.url"),
+                            "Bedrock takes images as base64 data URLs (png, jpeg, gif or webp)",
+                        )
+                    })
+                }
+                ContentPart::Unsupported => Err(TranslateError::new(
+                    format!("{at}.content[{j}].type"),
+                    "only text and image_url parts can be sent to this model",
+                )),
+            })
+            .collect(),
+    }
+}
+
+fn image_block(url: &str) -> Option<Value> {
+    let (media_type, data) = url.strip_prefix("data:")?.split_once(";base64,")?;
+    let format = media_type.strip_prefix("image/")?;
+    let format = if format == "jpg" { "jpeg" } else { format };
+    ["png", "jpeg", "gif", "webp"]
+        .contains(&format)
+        .then(|| json!({"image": {"format": format, "source": {"bytes": data}}}))
+}
+
+/// Converse `stopReason` → OpenAI `finish_reason`.
+fn finish_reason(stop_reason: Option<&str>) -> &'static str {
+    match stop_reason {
+        Some("tool_use") => "tool_calls",
+        Some("max_tokens" | "model_context_window_exceeded") => "length",
+        Some("guardrail_intervened" | "content_filtered") => "content_filter",
+        _ => "stop",
+    }
+}
+
+pub fn response(resp: &Value, client_model: &str) -> Value {
+    let mut text = String::new();
+    let mut tool_calls = Vec::new();
+    for block in resp
+        .pointer("/output/message/content")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(t) = block.get("text").and_then(Value::as_str) {
+            text.push_str(t);
+        }
+        if let Some(u) = block.get("toolUse") {
+            tool_calls.push(json!({
+                "id": u["toolUseId"], "type": "function",
+                "function": {"name": u["name"], "arguments": u["input"].to_string()},
+            }));
+        }
+    }
+    let mut message = json!({"role": "assistant", "content": text});
+    if !tool_calls.is_empty() {
+        if text.is_empty() {
+            message["content"] = Value::Null;
+        }
+        message["tool_calls"] = Value::Array(tool_calls);
+    }
+    let usage = resp
+        .get("usage")
+        .map(TokenUsage::from_bedrock)
+        .unwrap_or_default();
+    json!({
+        "id": format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
+        "object": "chat.completion",
+        "created": unix_now(),
+        "model": client_model,
+        "choices": [{
+            "index": 0,
+            "message": message,
+            "logprobs": null,
+            "finish_reason": finish_reason(resp.get("stopReason").and_then(Value::as_str)),
+        }],
+        "usage": usage.to_openai(),
+    })
+}
+
+/// Converse-stream events (event type, JSON payload) in, OpenAI chunks out.
+pub struct StreamToOpenAi {
+    writer: ChunkWriter,
+    include_usage: bool,
+    /// Converse content-block index → OpenAI tool-call index.
+    tool_calls: HashMap<u64, u32>,
+    finish: Option<&'static str>,
+    usage: TokenUsage,
+    finished: bool,
+}
+
+impl StreamToOpenAi {
+    pub fn new(client_model: &str, include_usage: bool) -> Self {
+        let mut writer = ChunkWriter::new(client_model);
+        writer.id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
+        Self {
+            writer,
+            include_usage,
+            tool_calls: HashMap::new(),
+            finish: None,
+            usage: TokenUsage::default(),
+            finished: false,
+        }
+    }
+}
+
+impl StreamTranslator for StreamToOpenAi {
+    fn on_event(&mut self, event: &str, data: &str, out: &mut SseOut) {
+        let Ok(v) = serde_json::from_str::<Value>(data) else {
+            return;
+        };
+        let index = v
+            .get("contentBlockIndex")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        match event {
+            "messageStart" => {
+                self.writer
+                    .delta(out, json!({"role": "assistant", "content": ""}), None)
+            }
+            "contentBlockStart" => {
+                if let Some(u) = v.pointer("/start/toolUse") {
+                    let call = self.tool_calls.len() as u32;
+                    self.tool_calls.insert(index, call);
+                    self.writer.delta(
+                        out,
+                        json!({"tool_calls": [{"index": call, "id": u["toolUseId"], "type": "function",
+                                "function": {"name": u["name"], "arguments": ""}}]}),
+                        None,
+                    );
+                }
+            }
+            "contentBlockDelta" => {
+                if let Some(t) = v.pointer("/delta/text").and_then(Value::as_str) {
+                    self.writer.delta(out, json!({"content": t}), None);
+                } else if let (Some(args), Some(call)) = (
+                    v.pointer("/delta/toolUse/input").and_then(Value::as_str),
+                    self.tool_calls.get(&index),
+                ) {
+                    self.writer.delta(
+                        out,
+                        json!({"tool_calls": [{"index": call, "function": {"arguments": args}}]}),
+                        None,
+                    );
+                }
+            }
+            "messageStop" => {
+                let reason = finish_reason(v.get("stopReason").and_then(Value::as_str));
+                self.finish = Some(reason);
+                self.writer.delta(out, json!({}), Some(reason));
+            }
+            "metadata" => {
+                if let Some(u) = v.get("usage") {
+                    self.usage = TokenUsage::from_bedrock(u);
+                }
+                if self.include_usage {
+                    self.writer.usage(out, self.usage);
+                }
+                out.done_marker();
+                self.finished = true;
+            }
+            // Exception frames: their type is the event name.
+            other if other.ends_with("Exception") => {
+                let message = v.get("message").and_then(Value::as_str).unwrap_or(other);
+                ChunkWriter::error(out, "server_error", message);
+                self.finished = true;
+            }
+            _ => {}
+        }
+    }
+
+    fn finish(&mut self, failure: Option<&str>, out: &mut SseOut) {
+        if self.finished {
+            return;
+        }
+        // A stream that stopped cleanly but sent no metadata frame is still complete.
+        if failure.is_none() && self.finish.is_some() {
+            out.done_marker();
+            return;
+        }
+        ChunkWriter::cut_short(out, failure);
+    }
+
+    fn usage(&self) -> TokenUsage {
+        self.usage
+    }
+}
