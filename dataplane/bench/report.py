@@ -178,8 +178,8 @@ def render(outdir):
     w(f"- tools: nginx {meta['nginx']} (fake upstream and proxy), h2load {meta['h2load']}, wrk {meta['wrk']}, python aiohttp")
     w("- rerun: `bash dataplane/bench/run.sh` (about 3 minutes; needs the release binary)")
     if meta.get("quiet_waited", "0") != "0":
-        w(f"- other processes were busy: {meta['quiet_waited']} s spent waiting for quiet and repeating "
-          f"{meta.get('repeats', '?')} disturbed measurement(s)")
+        w(f"- other processes were busy: {meta['quiet_waited']} s spent waiting for quiet; "
+          f"{meta.get('repeats', '?')} disturbed measurement(s) repeated")
     w("")
     w("Setup, all on 127.0.0.1: a fake OpenAI-compatible upstream (nginx serving the "
       "`tests/fixtures/upstream/openai` chat completion and SSE stream as static files); "

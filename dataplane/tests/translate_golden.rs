@@ -4,7 +4,7 @@
 
 use ai_gateway::translate::anthropic_openai::{self, MaxTokensField};
 use ai_gateway::translate::{
-    anthropic, openai, openai_anthropic, openai_bedrock, SseOut, StreamTranslator,
+    anthropic, openai, openai_anthropic, openai_bedrock, openai_gemini, SseOut, StreamTranslator,
 };
 use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
@@ -210,5 +210,32 @@ fn bedrock_converse_streams_to_openai() {
             })
             .collect();
         insta::assert_snapshot!(rendered.join("\n"));
+    });
+}
+
+#[test]
+fn openai_requests_to_gemini() {
+    insta::glob!("fixtures/requests/openai/*.json", |path| {
+        let req: openai::ChatRequest = read_json(path);
+        insta::assert_snapshot!(pretty_or_error(openai_gemini::request(&req)));
+    });
+}
+
+#[test]
+fn gemini_responses_to_openai() {
+    insta::glob!("fixtures/upstream/gemini/generate_content*.json", |path| {
+        let resp: Value = read_json(path);
+        insta::assert_snapshot!(pretty(&without_timestamps(openai_gemini::response(
+            &resp,
+            "gemini-2.5-flash"
+        ))));
+    });
+}
+
+#[test]
+fn gemini_streams_to_openai() {
+    insta::glob!("fixtures/upstream/gemini/stream*.sse", |path| {
+        let translator = openai_gemini::StreamToOpenAi::new("gemini-2.5-flash", true);
+        insta::assert_snapshot!(translate_stream(path, Box::new(translator)));
     });
 }

@@ -11,7 +11,7 @@ use crate::error::GatewayError;
 use crate::runtime::Runtime;
 use crate::state::Services;
 use crate::translate::TokenUsage;
-use crate::translate::{anthropic, openai, openai_anthropic, openai_bedrock};
+use crate::translate::{anthropic, openai, openai_anthropic, openai_bedrock, openai_gemini};
 use crate::upstream::{
     eventstream_translated, translated_body, upstream_error, StreamProtocol, UpstreamRequest,
 };
@@ -56,6 +56,9 @@ pub async fn completions(
     }
     if upstream.kind == ProviderKind::Bedrock {
         return converse(rt, ctx, &upstream, &model, &resolved.upstream_model, &body).await;
+    }
+    if upstream.kind == ProviderKind::Gemini {
+        return generate_content(ctx, &upstream, &model, &resolved.upstream_model, &body).await;
     }
     if upstream.kind != ProviderKind::Anthropic {
         return Err(GatewayError::Unsupported {
@@ -162,4 +165,42 @@ async fn converse(
         ctx.usage.report(TokenUsage::from_bedrock(u));
     }
     Ok(json_answer(ctx, &openai_bedrock::response(&answer, model)))
+}
+
+/// The Gemini API's generateContent, streamed over `alt=sse`.
+async fn generate_content(
+    ctx: &mut RequestContext,
+    upstream: &crate::runtime::Upstream,
+    model: &str,
+    upstream_model: &str,
+    body: &[u8],
+) -> Result<Response<ResponseBody>, GatewayError> {
+    let req: openai::ChatRequest =
+        serde_json::from_slice(body).map_err(|e| GatewayError::InvalidRequest(e.to_string()))?;
+    let out =
+        openai_gemini::request(&req).map_err(|e| GatewayError::InvalidRequest(e.to_string()))?;
+    let path = if req.stream {
+        format!("/v1beta/models/{upstream_model}:streamGenerateContent?alt=sse")
+    } else {
+        format!("/v1beta/models/{upstream_model}:generateContent")
+    };
+    let resp = upstream
+        .send(UpstreamRequest::json(path, &out), &ctx.request_id)
+        .await?;
+    if !resp.status().is_success() {
+        return Err(upstream_error(&upstream.name, resp).await);
+    }
+    if req.stream {
+        let translator = openai_gemini::StreamToOpenAi::new(model, req.include_usage());
+        return Ok(event_stream_response(translated_body(
+            resp,
+            Box::new(translator),
+            ctx.usage.clone(),
+        )));
+    }
+    let answer: serde_json::Value = upstream_json(&upstream.name, resp).await?;
+    if let Some(u) = answer.get("usageMetadata") {
+        ctx.usage.report(TokenUsage::from_gemini(u));
+    }
+    Ok(json_answer(ctx, &openai_gemini::response(&answer, model)))
 }

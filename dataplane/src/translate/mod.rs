@@ -9,6 +9,7 @@ pub mod finish_reasons;
 pub mod openai;
 pub mod openai_anthropic;
 pub mod openai_bedrock;
+pub mod openai_gemini;
 pub mod tokens;
 pub mod usage;
 

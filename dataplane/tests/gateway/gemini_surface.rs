@@ -166,3 +166,61 @@ async fn google_genai_works_through_the_gateway() {
         assert_eq!(key, Some(json!("gm-real-key")), "{r}");
     }
 }
+
+/// The openai SDK on `/v1/chat/completions`, served by Gemini's generateContent.
+#[tokio::test]
+async fn openai_sdk_reaches_gemini() {
+    if !python_has(&["openai"]) {
+        return;
+    }
+    let fake = PythonFake::start("fake_aws_gemini_capture.py", &[]);
+    let gw = TestGateway::start(&config(&format!("http://127.0.0.1:{}", fake.port))).await;
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new("python3")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/clients/openai_sdk.py"
+            ))
+            .args([&format!("{}/v1", gw.url), "gw-test-key", "gemini-pro"])
+            .args(["--only", "chat,chat_stream,tool_call"])
+            .output(),
+    )
+    .await
+    .expect("finishes")
+    .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "openai sdk failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cases: Vec<Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert_eq!(cases.len(), 3, "{stdout}");
+    assert!(
+        cases[0]["content"].as_str().is_some_and(|c| !c.is_empty()),
+        "{stdout}"
+    );
+    assert!(
+        cases[1]["usage"]["total_tokens"]
+            .as_u64()
+            .is_some_and(|n| n > 0),
+        "{stdout}"
+    );
+    assert!(
+        cases[2]["tool_calls"]
+            .as_array()
+            .is_some_and(|t| !t.is_empty()),
+        "{stdout}"
+    );
+    for r in fake.requests() {
+        let path = r["path"].as_str().expect("path");
+        assert!(
+            path.starts_with("/v1beta/models/gemini-2.5-pro:"),
+            "the alias reached the path: {path}"
+        );
+    }
+}

@@ -1,0 +1,343 @@
+//! An OpenAI Chat Completions caller served by the Gemini API (`generateContent`,
+//! `streamGenerateContent?alt=sse`).
+//! <https://ai.google.dev/api/generate-content>
+
+use super::openai::{ChatContent, ChatRequest, ChunkWriter, ContentPart, OneOrMany, Role};
+use super::{unix_now, SseOut, StreamTranslator, TokenUsage, TranslateError};
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+
+pub fn request(req: &ChatRequest) -> Result<Value, TranslateError> {
+    if req.n.is_some_and(|n| n > 1) {
+        return Err(TranslateError::new(
+            "n",
+            "only n = 1 is supported for this model",
+        ));
+    }
+    // Gemini answers a function by name; OpenAI tool messages carry only the call id.
+    let names: HashMap<&str, &str> = req
+        .messages
+        .iter()
+        .flat_map(|m| m.tool_calls.iter().flatten())
+        .map(|c| (c.id.as_str(), c.function.name.as_str()))
+        .collect();
+    let mut system = Vec::new();
+    let mut contents: Vec<(&'static str, Vec<Value>)> = Vec::new();
+    for (i, msg) in req.messages.iter().enumerate() {
+        let at = format!("messages[{i}]");
+        let parts = parts(msg.content.as_ref(), &at)?;
+        match msg.role {
+            Role::System | Role::Developer => system.extend(parts),
+            Role::User => push(&mut contents, "user", parts),
+            Role::Assistant => {
+                let mut parts = parts;
+                for (j, call) in msg.tool_calls.iter().flatten().enumerate() {
+                    let args: Value = if call.function.arguments.trim().is_empty() {
+                        json!({})
+                    } else {
+                        serde_json::from_str(&call.function.arguments).map_err(|_| {
+                            TranslateError::new(
+                                format!("{at}.tool_calls[{j}].function.arguments"),
+                                "is not JSON",
+                            )
+                        })?
+                    };
+                    parts.push(json!({"functionCall": {"name": call.function.name, "args": args}}));
+                }
+                push(&mut contents, "model", parts);
+            }
+            Role::Tool => {
+                let id = msg.tool_call_id.as_deref().unwrap_or_default();
+                let name = names.get(id).copied().ok_or_else(|| {
+                    TranslateError::new(
+                        format!("{at}.tool_call_id"),
+                        format!("`{id}` answers no tool call in this conversation"),
+                    )
+                })?;
+                let text: String = parts.iter().filter_map(|p| p["text"].as_str()).collect();
+                let response = match serde_json::from_str::<Value>(&text) {
+                    Ok(v) if v.is_object() => v,
+                    _ => json!({"result": text}),
+                };
+                push(
+                    &mut contents,
+                    "user",
+                    vec![json!({"functionResponse": {"name": name, "response": response}})],
+                );
+            }
+        }
+    }
+    let mut body = Map::new();
+    body.insert(
+        "contents".into(),
+        Value::Array(
+            contents
+                .into_iter()
+                .map(|(role, parts)| json!({"role": role, "parts": parts}))
+                .collect(),
+        ),
+    );
+    if !system.is_empty() {
+        body.insert("systemInstruction".into(), json!({"parts": system}));
+    }
+    let mut config = Map::new();
+    if let Some(max) = req.max_completion_tokens.or(req.max_tokens) {
+        config.insert("maxOutputTokens".into(), json!(max));
+    }
+    if let Some(t) = req.temperature {
+        config.insert("temperature".into(), json!(t));
+    }
+    if let Some(p) = req.top_p {
+        config.insert("topP".into(), json!(p));
+    }
+    if let Some(stop) = &req.stop {
+        let sequences = match stop {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        };
+        config.insert("stopSequences".into(), json!(sequences));
+    }
+    if !config.is_empty() {
+        body.insert("generationConfig".into(), Value::Object(config));
+    }
+    if let Some(tools) = &req.tools {
+        let declarations: Vec<Value> = tools
+            .iter()
+            .map(|t| {
+                let mut d = json!({"name": t.function.name});
+                if let Some(desc) = &t.function.description {
+                    d["description"] = json!(desc);
+                }
+                // Full JSON Schema, as OpenAI tools declare it.
+                if let Some(p) = &t.function.parameters {
+                    d["parametersJsonSchema"] = p.clone();
+                }
+                d
+            })
+            .collect();
+        body.insert(
+            "tools".into(),
+            json!([{"functionDeclarations": declarations}]),
+        );
+        let mode = match &req.tool_choice {
+            Some(Value::String(s)) if s == "none" => Some(json!({"mode": "NONE"})),
+            Some(Value::String(s)) if s == "required" => Some(json!({"mode": "ANY"})),
+            Some(v) => v
+                .pointer("/function/name")
+                .map(|n| json!({"mode": "ANY", "allowedFunctionNames": [n]})),
+            None => None,
+        };
+        if let Some(m) = mode {
+            body.insert("toolConfig".into(), json!({"functionCallingConfig": m}));
+        }
+    }
+    Ok(Value::Object(body))
+}
+
+fn push(contents: &mut Vec<(&'static str, Vec<Value>)>, role: &'static str, parts: Vec<Value>) {
+    if parts.is_empty() {
+        return;
+    }
+    match contents.last_mut() {
+        Some((last, existing)) if *last == role => existing.extend(parts),
+        _ => contents.push((role, parts)),
+    }
+}
+
+fn parts(content: Option<&ChatContent>, at: &str) -> Result<Vec<Value>, TranslateError> {
+    match content {
+        None => Ok(Vec::new()),
+        Some(ChatContent::Text(s)) if s.is_empty() => Ok(Vec::new()),
+        Some(ChatContent::Text(s)) => Ok(vec![json!({"text": s})]),
+        Some(ChatContent::Parts(parts)) => parts
+            .iter()
+            .enumerate()
+            .map(|(j, part)| match part {
+                ContentPart::Text { text } => Ok(json!({"text": text})),
+                ContentPart::ImageUrl { image_url } => image_url
+                    .url
+                    .strip_prefix("data:")
+                    .and_then(|rest| rest.split_once(";base64,"))
+                    .map(|(mime, data)| json!({"inlineData": {"mimeType": mime, "data": data}}))
+                    .ok_or_else(|| {
+                        TranslateError::new(
+                            format!("{at}.content[{j}].image_url.url"),
+                            "Gemini takes images as base64 data URLs",
+                        )
+                    }),
+                ContentPart::Unsupported => Err(TranslateError::new(
+                    format!("{at}.content[{j}].type"),
+                    "only text and image_url parts can be sent to this model",
+                )),
+            })
+            .collect(),
+    }
+}
+
+fn finish_reason(reason: &str, called_tools: bool) -> &'static str {
+    match reason {
+        "MAX_TOKENS" => "length",
+        "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII" | "IMAGE_SAFETY" => {
+            "content_filter"
+        }
+        // Gemini finishes a function call with STOP.
+        _ if called_tools => "tool_calls",
+        _ => "stop",
+    }
+}
+
+/// Text and function calls of the first candidate; thought parts are the model's own.
+fn candidate_parts(v: &Value) -> (String, Vec<(Option<String>, String, Value)>) {
+    let mut text = String::new();
+    let mut calls = Vec::new();
+    for part in v
+        .pointer("/candidates/0/content/parts")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if part.get("thought").and_then(Value::as_bool) == Some(true) {
+            continue;
+        }
+        if let Some(t) = part.get("text").and_then(Value::as_str) {
+            text.push_str(t);
+        }
+        if let Some(call) = part.get("functionCall") {
+            calls.push((
+                call.get("id").and_then(Value::as_str).map(str::to_string),
+                call["name"].as_str().unwrap_or_default().to_string(),
+                call.get("args").cloned().unwrap_or_else(|| json!({})),
+            ));
+        }
+    }
+    (text, calls)
+}
+
+pub fn response(resp: &Value, client_model: &str) -> Value {
+    let (text, calls) = candidate_parts(resp);
+    let mut message = json!({"role": "assistant", "content": text});
+    if !calls.is_empty() {
+        if text.is_empty() {
+            message["content"] = Value::Null;
+        }
+        message["tool_calls"] = Value::Array(
+            calls
+                .iter()
+                .enumerate()
+                .map(|(i, (id, name, args))| {
+                    json!({"id": id.clone().unwrap_or_else(|| format!("call_{i}")), "type": "function",
+                           "function": {"name": name, "arguments": args.to_string()}})
+                })
+                .collect(),
+        );
+    }
+    let reason = resp
+        .pointer("/candidates/0/finishReason")
+        .and_then(Value::as_str)
+        .unwrap_or("STOP");
+    let usage = resp
+        .get("usageMetadata")
+        .map(TokenUsage::from_gemini)
+        .unwrap_or_default();
+    json!({
+        "id": resp.get("responseId").and_then(Value::as_str).map(|i| format!("chatcmpl-{i}")),
+        "object": "chat.completion",
+        "created": unix_now(),
+        "model": client_model,
+        "choices": [{"index": 0, "message": message, "logprobs": null,
+                     "finish_reason": finish_reason(reason, !calls.is_empty())}],
+        "usage": usage.to_openai(),
+    })
+}
+
+/// Gemini `alt=sse` chunks in, OpenAI chunks out.
+pub struct StreamToOpenAi {
+    writer: ChunkWriter,
+    include_usage: bool,
+    started: bool,
+    tool_calls: u32,
+    finished: bool,
+    usage: TokenUsage,
+}
+
+impl StreamToOpenAi {
+    pub fn new(client_model: &str, include_usage: bool) -> Self {
+        Self {
+            writer: ChunkWriter::new(client_model),
+            include_usage,
+            started: false,
+            tool_calls: 0,
+            finished: false,
+            usage: TokenUsage::default(),
+        }
+    }
+}
+
+impl StreamTranslator for StreamToOpenAi {
+    fn on_event(&mut self, _event: &str, data: &str, out: &mut SseOut) {
+        let Ok(v) = serde_json::from_str::<Value>(data) else {
+            return;
+        };
+        if let Some(error) = v.get("error") {
+            let message = error
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("upstream error");
+            ChunkWriter::error(out, "server_error", message);
+            self.finished = true;
+            return;
+        }
+        if !self.started {
+            self.started = true;
+            if let Some(id) = v.get("responseId").and_then(Value::as_str) {
+                self.writer.id = format!("chatcmpl-{id}");
+            }
+            self.writer
+                .delta(out, json!({"role": "assistant", "content": ""}), None);
+        }
+        if let Some(u) = v.get("usageMetadata") {
+            self.usage = TokenUsage::from_gemini(u);
+        }
+        let (text, calls) = candidate_parts(&v);
+        if !text.is_empty() {
+            self.writer.delta(out, json!({"content": text}), None);
+        }
+        for (id, name, args) in calls {
+            let index = self.tool_calls;
+            self.tool_calls += 1;
+            // Gemini sends each call whole: one delta carries it all.
+            self.writer.delta(
+                out,
+                json!({"tool_calls": [{"index": index, "id": id.unwrap_or_else(|| format!("call_{index}")),
+                        "type": "function", "function": {"name": name, "arguments": args.to_string()}}]}),
+                None,
+            );
+        }
+        if let Some(reason) = v
+            .pointer("/candidates/0/finishReason")
+            .and_then(Value::as_str)
+        {
+            self.writer.delta(
+                out,
+                json!({}),
+                Some(finish_reason(reason, self.tool_calls > 0)),
+            );
+            self.finished = true;
+        }
+    }
+
+    fn finish(&mut self, failure: Option<&str>, out: &mut SseOut) {
+        if !self.finished || failure.is_some() {
+            ChunkWriter::cut_short(out, failure);
+            return;
+        }
+        if self.include_usage {
+            self.writer.usage(out, self.usage);
+        }
+        out.done_marker();
+    }
+
+    fn usage(&self) -> TokenUsage {
+        self.usage
+    }
+}
