@@ -838,3 +838,107 @@ async fn bodies_are_audited_only_when_the_gateway_opts_in() {
         answer
     );
 }
+
+/// Every surface refuses in its own API's shape, so each SDK raises its usual error.
+#[tokio::test]
+async fn every_surface_answers_401_and_429_in_its_own_format() {
+    let upstream = FakeUpstream::start(|_| Reply::json(200, r#"{"ok": true}"#)).await;
+    let gw = TestGateway::start(&format!(
+        r#"
+providers:
+  gemini: {{ type: gemini, base_url: "{0}", api_key: g }}
+  bedrock: {{ type: bedrock, base_url: "{0}", region: us-east-1, access_key_id: a, secret_access_key: s }}
+  local: {{ type: ollama, base_url: "{0}" }}
+routes:
+  - {{ models: ["gemini-*"], provider: gemini }}
+  - {{ models: ["amazon.*"], provider: bedrock }}
+  - {{ models: ["llama*"], provider: local }}
+auth:
+  mode: keys
+  keys: [ {{ id: k1, sha256: "{1}", user: contractor1 }} ]
+rate_limits:
+  default: {{ requests_per_minute: 1 }}
+"#,
+        upstream.url(),
+        key_hash(KEY)
+    ))
+    .await;
+    struct Surface {
+        path: &'static str,
+        body: Value,
+        check_401: fn(&Value, &reqwest::header::HeaderMap),
+        check_429: fn(&Value, &reqwest::header::HeaderMap),
+    }
+    let surfaces = [
+        Surface {
+            path: "/v1/gemini/v1beta/models/gemini-2.5-flash:generateContent",
+            body: json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}),
+            check_401: |b, _| assert_eq!(b["error"]["status"], "UNAUTHENTICATED", "{b}"),
+            check_429: |b, _| assert_eq!(b["error"]["status"], "RESOURCE_EXHAUSTED", "{b}"),
+        },
+        Surface {
+            path: "/v1/bedrock/model/amazon.nova-lite-v1%3A0/converse",
+            body: json!({"messages": [{"role": "user", "content": [{"text": "hi"}]}]}),
+            check_401: |b, h| {
+                assert!(b["message"].is_string(), "{b}");
+                assert_eq!(h["x-amzn-errortype"], "AccessDeniedException");
+            },
+            check_429: |b, h| {
+                assert!(b["message"].is_string(), "{b}");
+                assert_eq!(h["x-amzn-errortype"], "ThrottlingException");
+            },
+        },
+        Surface {
+            path: "/v1/ollama/api/chat",
+            body: json!({"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}]}),
+            check_401: |b, _| assert!(b["error"].is_string(), "{b}"),
+            check_429: |b, _| {
+                assert!(
+                    b["error"]
+                        .as_str()
+                        .is_some_and(|e| e.contains("rate limit")),
+                    "{b}"
+                )
+            },
+        },
+    ];
+    for (i, s) in surfaces.iter().enumerate() {
+        let url = format!("{}{}", gw.url, s.path);
+        let resp = client()
+            .post(&url)
+            .json(&s.body)
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(resp.status(), 401, "{}", s.path);
+        let headers = resp.headers().clone();
+        (s.check_401)(&resp.json().await.expect("json"), &headers);
+        // One request per minute: the first surface's call uses it, the rest are refused.
+        let resp = client()
+            .post(&url)
+            .bearer_auth(KEY)
+            .json(&s.body)
+            .send()
+            .await
+            .expect("answers");
+        if i == 0 {
+            assert_eq!(resp.status(), 200, "{}", s.path);
+            let resp = client()
+                .post(&url)
+                .bearer_auth(KEY)
+                .json(&s.body)
+                .send()
+                .await
+                .expect("answers");
+            assert_eq!(resp.status(), 429);
+            let headers = resp.headers().clone();
+            assert!(headers.contains_key("retry-after"));
+            (s.check_429)(&resp.json().await.expect("json"), &headers);
+        } else {
+            assert_eq!(resp.status(), 429, "{}", s.path);
+            let headers = resp.headers().clone();
+            assert!(headers.contains_key("retry-after"));
+            (s.check_429)(&resp.json().await.expect("json"), &headers);
+        }
+    }
+}
