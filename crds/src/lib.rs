@@ -1,1 +1,278 @@
-pub fn placeholder() {}
+//! The custom resources platform engineers apply (group `ai-gateway.dev`, version
+//! `v1alpha1`). Types shared with the config snapshot (provider kinds, limits,
+//! timeouts, prices) are the snapshot's own, so each is written once. The YAML in
+//! `crds/yaml/` is generated from these types by `crdgen`, never edited by hand.
+
+use ai_gateway_snapshot::{
+    AuditSink, AuthMode, LimitRule, LimitStoreKind, ModelPrice, ProviderKind, Timeouts,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub const GROUP: &str = "ai-gateway.dev";
+
+/// One data-plane deployment behind the `ai-gateway` Service.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "ai-gateway.dev",
+    version = "v1alpha1",
+    kind = "AIGateway",
+    plural = "aigateways",
+    shortname = "aigw",
+    namespaced,
+    status = "AIGatewayStatus",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Config","type":"string","jsonPath":".status.configVersion"}"#,
+    printcolumn = r#"{"name":"Replicas","type":"integer","jsonPath":".status.readyReplicas"}"#,
+    printcolumn = r#"{"name":"Applied","type":"integer","jsonPath":".status.appliedReplicas"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct AIGatewaySpec {
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 0))]
+    pub replicas: i32,
+    /// The data-plane image; the operator's own version when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
+    #[serde(default)]
+    pub service: ServiceSpec,
+    #[serde(default)]
+    pub auth: AuthSpec,
+    #[serde(default)]
+    pub audit: AuditSpec,
+    #[serde(default)]
+    pub rate_limit_store: RateLimitStoreSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_request_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub default_max_tokens: Option<u32>,
+}
+
+fn default_replicas() -> i32 {
+    2
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceSpec {
+    #[serde(default = "default_service_type")]
+    pub r#type: String,
+    #[serde(default = "default_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+}
+
+impl Default for ServiceSpec {
+    fn default() -> Self {
+        Self {
+            r#type: default_service_type(),
+            port: default_port(),
+        }
+    }
+}
+
+fn default_service_type() -> String {
+    "ClusterIP".into()
+}
+
+fn default_port() -> i32 {
+    8090
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthSpec {
+    #[serde(default = "default_auth_mode")]
+    pub mode: AuthMode,
+    /// Label selector of the Secrets that hold gateway keys (one key per Secret, with
+    /// `user`, `team` and `workspace` labels).
+    #[serde(default = "default_key_selector")]
+    pub key_selector: String,
+}
+
+fn default_auth_mode() -> AuthMode {
+    AuthMode::Keys
+}
+
+fn default_key_selector() -> String {
+    "ai-gateway.dev/key=true".into()
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditSpec {
+    #[serde(default)]
+    pub sink: AuditSink,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Record prompts and completions too (off unless a gateway opts in).
+    #[serde(default)]
+    pub log_bodies: bool,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimitStoreSpec {
+    #[serde(default)]
+    pub kind: LimitStoreKind,
+    /// `redis://host:6379/0`, or a Secret key holding it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_secret_ref: Option<SecretKeyRef>,
+    #[serde(default)]
+    pub fail_open: bool,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    pub name: String,
+    pub key: String,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AIGatewayStatus {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_version: Option<String>,
+    #[serde(default)]
+    pub ready_replicas: i32,
+    #[serde(default)]
+    pub applied_replicas: i32,
+}
+
+/// One upstream provider reachable through a gateway.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "ai-gateway.dev",
+    version = "v1alpha1",
+    kind = "ProviderRoute",
+    plural = "providerroutes",
+    shortname = "airoute",
+    namespaced,
+    status = "ObjectStatus",
+    printcolumn = r#"{"name":"Gateway","type":"string","jsonPath":".spec.gatewayRef"}"#,
+    printcolumn = r#"{"name":"Type","type":"string","jsonPath":".spec.type"}"#,
+    printcolumn = r#"{"name":"Accepted","type":"string","jsonPath":".status.conditions[?(@.type==\"Accepted\")].status"}"#,
+    printcolumn = r#"{"name":"Refs","type":"string","jsonPath":".status.conditions[?(@.type==\"ResolvedRefs\")].status"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderRouteSpec {
+    /// The AIGateway (same namespace) this route belongs to.
+    pub gateway_ref: String,
+    pub r#type: ProviderKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// AWS region (Bedrock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_ref: Option<CredentialsRef>,
+    /// Model names and globs this provider serves (`claude-*`).
+    pub models: Vec<String>,
+    /// Client model name → upstream id (`claude-sonnet-4-5` → a Bedrock inference profile).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub aliases: BTreeMap<String, String>,
+    /// Lower is tried first.
+    #[serde(default = "default_priority")]
+    #[schemars(range(min = 0))]
+    pub priority: u32,
+    #[serde(default = "default_weight")]
+    #[schemars(range(min = 1))]
+    pub weight: u32,
+    /// Other ProviderRoutes of the same gateway tried when this one fails.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallback: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeouts: Option<Timeouts>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pricing: BTreeMap<String, ModelPrice>,
+}
+
+fn default_priority() -> u32 {
+    1
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// Where a route's credentials live: a Secret, and which of its keys hold what.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialsRef {
+    pub secret_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key_id_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_access_key_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_token_key: Option<String>,
+}
+
+/// Limits for the callers of a gateway.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "ai-gateway.dev",
+    version = "v1alpha1",
+    kind = "RateLimitPolicy",
+    plural = "ratelimitpolicies",
+    shortname = "airlp",
+    namespaced,
+    status = "ObjectStatus",
+    printcolumn = r#"{"name":"Gateway","type":"string","jsonPath":".spec.gatewayRef"}"#,
+    printcolumn = r#"{"name":"Accepted","type":"string","jsonPath":".status.conditions[?(@.type==\"Accepted\")].status"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimitPolicySpec {
+    pub gateway_ref: String,
+    /// Each rule counts per subject (global, key, user, team, workspace), optionally per
+    /// model, with per-subject overrides.
+    pub rules: Vec<LimitRule>,
+    /// Output tokens reserved for a request that sets no `max_tokens`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_output_tokens: Option<u64>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectStatus {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// The three definitions, as `kubectl apply` takes them.
+pub fn crd_yaml() -> Result<Vec<(String, String)>, serde_yaml::Error> {
+    use kube::CustomResourceExt;
+    [
+        ("aigateways", serde_yaml::to_string(&AIGateway::crd())?),
+        (
+            "providerroutes",
+            serde_yaml::to_string(&ProviderRoute::crd())?,
+        ),
+        (
+            "ratelimitpolicies",
+            serde_yaml::to_string(&RateLimitPolicy::crd())?,
+        ),
+    ]
+    .into_iter()
+    .map(|(name, yaml)| Ok((format!("{GROUP}_{name}.yaml"), yaml)))
+    .collect()
+}
