@@ -87,7 +87,7 @@ fn default_port() -> i32 {
     8090
 }
 
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuthSpec {
     #[serde(default = "default_auth_mode")]
@@ -96,6 +96,16 @@ pub struct AuthSpec {
     /// `user`, `team` and `workspace` labels).
     #[serde(default = "default_key_selector")]
     pub key_selector: String,
+}
+
+/// A gateway in a cluster authenticates its callers unless told otherwise.
+impl Default for AuthSpec {
+    fn default() -> Self {
+        Self {
+            mode: default_auth_mode(),
+            key_selector: default_key_selector(),
+        }
+    }
 }
 
 fn default_auth_mode() -> AuthMode {

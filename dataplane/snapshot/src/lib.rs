@@ -286,7 +286,7 @@ pub struct ApiKey {
 /// Rate limits. The users' own block loads as they wrote it (`global`, `default`,
 /// `per_user` or `users`, …); `rules` is the general form a RateLimitPolicy compiles to.
 /// Both are enforced: every rule that applies to a request must admit it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimits {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -313,6 +313,22 @@ pub struct RateLimits {
 
 fn default_output_reservation() -> u64 {
     4096
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            global: None,
+            default: None,
+            per_user: BTreeMap::new(),
+            per_team: BTreeMap::new(),
+            per_workspace: BTreeMap::new(),
+            per_key: BTreeMap::new(),
+            rules: Vec::new(),
+            default_output_tokens: default_output_reservation(),
+            store: LimitStore::default(),
+        }
+    }
 }
 
 impl RateLimits {

@@ -1,0 +1,5 @@
+//! The operator: what it decides (`compile`, a pure function from custom resources and
+//! Secrets to a data-plane snapshot and per-object conditions) apart from how it talks
+//! to the API server.
+
+pub mod compile;
