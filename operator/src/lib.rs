@@ -3,3 +3,5 @@
 //! to the API server.
 
 pub mod compile;
+pub mod namespace;
+pub mod push;

@@ -9,4 +9,5 @@ mod gemini_surface;
 mod governance;
 mod native_surfaces;
 mod openai_surface;
+mod operator_push;
 mod process;

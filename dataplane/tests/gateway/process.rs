@@ -17,6 +17,7 @@ fn repo_path(rel: &str) -> PathBuf {
 pub struct Running {
     child: Child,
     pub api: String,
+    pub admin: String,
     log: mpsc::Receiver<String>,
     seen: Vec<String>,
 }
@@ -24,7 +25,12 @@ pub struct Running {
 impl Running {
     /// Starts the binary on ephemeral loopback ports and waits for it to listen.
     pub fn start(config: &Path) -> Self {
+        Self::start_with(config, &[])
+    }
+
+    pub fn start_with(config: &Path, extra: &[&str]) -> Self {
         let mut child = Command::new(BIN)
+            .args(extra)
             .args([
                 "--config",
                 config.to_str().expect("path"),
@@ -49,6 +55,7 @@ impl Running {
         let mut running = Self {
             child,
             api: String::new(),
+            admin: String::new(),
             log,
             seen: Vec::new(),
         };
@@ -58,6 +65,11 @@ impl Running {
             .find_map(|w| w.strip_prefix("api="))
             .expect("listening line names the api address");
         running.api = format!("http://{addr}");
+        let admin = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("admin="))
+            .expect("listening line names the admin address");
+        running.admin = format!("http://{admin}");
         running
     }
 
