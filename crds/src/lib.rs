@@ -4,7 +4,8 @@
 //! `crds/yaml/` is generated from these types by `crdgen`, never edited by hand.
 
 use ai_gateway_snapshot::{
-    AuditSink, AuthMode, LimitRule, LimitStoreKind, ModelPrice, ProviderKind, Timeouts,
+    AuditSink, AuthMode, CircuitBreaker, LimitRule, LimitStoreKind, ModelPrice, ProviderKind,
+    Retries, Timeouts,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
@@ -208,6 +209,10 @@ pub struct ProviderRouteSpec {
     pub fallback: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeouts: Option<Timeouts>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<Retries>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<CircuitBreaker>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pricing: BTreeMap<String, ModelPrice>,
 }

@@ -60,6 +60,8 @@ pub enum GatewayError {
     },
     #[error("the rate-limit store is unavailable: {0}")]
     LimitStoreUnavailable(String),
+    #[error("provider `{provider}` is failing; calls resume in {retry_in_ms} ms")]
+    CircuitOpen { provider: String, retry_in_ms: u64 },
 }
 
 /// The broad kind of an error, named the way the provider APIs name theirs.
@@ -90,7 +92,7 @@ impl GatewayError {
             Upstream { status, .. } => *status,
             Unauthorized(_) => StatusCode::UNAUTHORIZED,
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            LimitStoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            LimitStoreUnavailable(_) | CircuitOpen { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -129,6 +131,7 @@ impl GatewayError {
             Unauthorized(_) => "unauthorized",
             RateLimited { .. } => "rate_limited",
             LimitStoreUnavailable(_) => "limit_store_unavailable",
+            CircuitOpen { .. } => "upstream_circuit_open",
         }
     }
 

@@ -31,6 +31,7 @@ pub struct Upstream {
     /// Why the provider cannot serve (an unset credential variable, a missing key).
     pub inactive: Option<String>,
     pub client: reqwest::Client,
+    pub breaker: Arc<crate::upstream::breaker::Breaker>,
 }
 
 impl Upstream {
@@ -57,14 +58,20 @@ impl Upstream {
     }
 }
 
-/// HTTP clients shared across snapshots, one per connect timeout, so a config swap
-/// keeps the warm upstream connections.
+/// What outlives snapshots: HTTP clients (one per connect timeout, so a config swap
+/// keeps warm upstream connections) and each provider's circuit state.
 #[derive(Default)]
 pub struct ClientPool {
     clients: Mutex<HashMap<u64, reqwest::Client>>,
+    breakers: Mutex<HashMap<String, Arc<crate::upstream::breaker::Breaker>>>,
 }
 
 impl ClientPool {
+    fn breaker(&self, provider: &str) -> Arc<crate::upstream::breaker::Breaker> {
+        let mut breakers = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
+        breakers.entry(provider.to_string()).or_default().clone()
+    }
+
     fn client(&self, connect_ms: u64) -> Result<reqwest::Client, reqwest::Error> {
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = clients.get(&connect_ms) {
@@ -114,6 +121,7 @@ impl Runtime {
                 base,
                 inactive,
                 client: pool.client(config.timeouts.connect_ms)?,
+                breaker: pool.breaker(name),
                 config: config.clone(),
             };
             providers.insert(name.clone(), Arc::new(upstream));

@@ -144,6 +144,8 @@ pub fn compile(inputs: &Inputs<'_>) -> Compiled {
         provider.base_url = s.endpoint.clone();
         provider.region = s.region.clone();
         provider.timeouts = s.timeouts.unwrap_or_default();
+        provider.retries = s.retries.unwrap_or_default();
+        provider.circuit_breaker = s.circuit_breaker.unwrap_or_default();
         provider.pricing = s.pricing.clone();
         if let Some(creds) = &s.credentials_ref {
             let Some(secret) = inputs.secrets.get(&creds.secret_name) else {

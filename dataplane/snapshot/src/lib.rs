@@ -148,6 +148,10 @@ pub struct Provider {
     pub models: Vec<String>,
     #[serde(default)]
     pub timeouts: Timeouts,
+    #[serde(default)]
+    pub retries: Retries,
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreaker,
     /// Per-model price overrides (USD per million tokens).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pricing: BTreeMap<String, ModelPrice>,
@@ -167,6 +171,8 @@ impl Provider {
             headers: BTreeMap::new(),
             models: Vec::new(),
             timeouts: Timeouts::default(),
+            retries: Retries::default(),
+            circuit_breaker: CircuitBreaker::default(),
             pricing: BTreeMap::new(),
         }
     }
@@ -197,6 +203,48 @@ impl Default for Timeouts {
             connect_ms: 5_000,
             first_byte_ms: 600_000,
             total_ms: 3_600_000,
+        }
+    }
+}
+
+/// Retries of a call that failed before any byte reached the caller: connect errors,
+/// timeouts, 429 and 5xx. Backoff doubles each time, with jitter; an upstream
+/// `retry-after` of up to `max_retry_after_ms` is honoured instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Retries {
+    /// Additional attempts after the first.
+    pub attempts: u32,
+    pub backoff_ms: u64,
+    pub max_retry_after_ms: u64,
+}
+
+impl Default for Retries {
+    fn default() -> Self {
+        Self {
+            attempts: 2,
+            backoff_ms: 250,
+            max_retry_after_ms: 10_000,
+        }
+    }
+}
+
+/// After `failures` consecutive failed calls the provider is skipped for `open_ms`;
+/// then one call probes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct CircuitBreaker {
+    pub failures: u32,
+    pub open_ms: u64,
+}
+
+impl Default for CircuitBreaker {
+    fn default() -> Self {
+        Self {
+            failures: 5,
+            open_ms: 30_000,
         }
     }
 }

@@ -28,6 +28,7 @@ fn describe(p: &Upstream) -> Value {
         "type": p.kind.as_str(),
         "base_url": p.base_url,
         "status": if p.inactive.is_some() { "inactive" } else { "active" },
+        "circuit": p.breaker.state(crate::upstream::breaker::now_ms()),
         "reason": p.inactive,
         "models": p.config.models,
     })
@@ -59,7 +60,10 @@ pub fn provider_health(rt: &Runtime, name: &str) -> Option<Response<ResponseBody
     if matching.is_empty() && kind.is_none() {
         return None;
     }
-    let healthy = matching.iter().any(|p| p.inactive.is_none());
+    let now = crate::upstream::breaker::now_ms();
+    let healthy = matching
+        .iter()
+        .any(|p| p.inactive.is_none() && p.breaker.state(now) != "open");
     let status = if healthy {
         StatusCode::OK
     } else {

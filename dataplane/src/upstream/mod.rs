@@ -1,6 +1,7 @@
 //! Calling a provider: which client headers may travel, the provider's credentials,
 //! timeouts, and bodies streamed back as they arrive.
 
+pub mod breaker;
 pub mod sigv4;
 mod stream;
 
@@ -194,22 +195,69 @@ impl Upstream {
         if let Ok(v) = HeaderValue::from_str(request_id) {
             req.headers.insert("x-request-id", v);
         }
-        let timeouts = self.config.timeouts;
         let url = self
             .url(&req.path_and_query)
             .ok_or_else(|| GatewayError::ProviderInactive {
                 name: self.name.clone(),
                 reason: format!("base_url `{}` is not a valid URL", self.base_url),
             })?;
+        let breaker_config = self.config.circuit_breaker;
+        let probe = match self.breaker.gate(&breaker_config, breaker::now_ms()) {
+            breaker::Gate::Open(retry_in_ms) => {
+                return Err(GatewayError::CircuitOpen {
+                    provider: self.name.clone(),
+                    retry_in_ms,
+                })
+            }
+            breaker::Gate::Probe => true,
+            breaker::Gate::Closed => false,
+        };
+        let retries = self.config.retries;
+        // A probe gets one try: its answer decides the circuit.
+        let attempts = if probe { 0 } else { retries.attempts };
+        let mut attempt = 0;
+        loop {
+            let result = self.send_once(&req, url.clone()).await;
+            let again = match &result {
+                Ok(resp) if is_retryable(resp.status()) => Some(retry_after(resp.headers())),
+                Err(
+                    GatewayError::UpstreamUnreachable { .. } | GatewayError::UpstreamTimeout { .. },
+                ) => Some(None),
+                _ => None,
+            };
+            if let (Some(hint), true) = (again, attempt < attempts) {
+                let wait = match hint {
+                    Some(ms) if ms <= retries.max_retry_after_ms => Duration::from_millis(ms),
+                    _ => backoff(retries.backoff_ms, attempt),
+                };
+                tracing::debug!(provider = %self.name, attempt, wait_ms = wait.as_millis() as u64, "retrying upstream call");
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+                continue;
+            }
+            let ok = matches!(&result, Ok(resp) if !is_retryable(resp.status()));
+            self.breaker.record(ok, &breaker_config, breaker::now_ms());
+            return result;
+        }
+    }
+
+    async fn send_once(
+        &self,
+        req: &UpstreamRequest,
+        url: reqwest::Url,
+    ) -> Result<reqwest::Response, GatewayError> {
+        let timeouts = self.config.timeouts;
+        let mut headers = req.headers.clone();
+        // Each attempt is signed anew: the signature covers its own timestamp.
         if self.kind == ProviderKind::Bedrock && self.config.api_key.is_none() {
-            self.sign_sigv4(&req.method, url.as_str(), &mut req.headers, &req.body)?;
+            self.sign_sigv4(&req.method, url.as_str(), &mut headers, &req.body)?;
         }
         let call = self
             .client
-            .request(req.method, url)
-            .headers(req.headers)
+            .request(req.method.clone(), url)
+            .headers(headers)
             .timeout(Duration::from_millis(timeouts.total_ms))
-            .body(req.body)
+            .body(req.body.clone())
             .send();
         let first_byte = Duration::from_millis(timeouts.first_byte_ms);
         match tokio::time::timeout(first_byte, call).await {
@@ -230,6 +278,32 @@ impl Upstream {
             Ok(Ok(resp)) => Ok(resp),
         }
     }
+}
+
+/// Statuses that say "not now" rather than "never": rate limited, overloaded, broken.
+fn is_retryable(status: http::StatusCode) -> bool {
+    matches!(status.as_u16(), 429 | 500 | 502 | 503 | 504 | 529)
+}
+
+/// `retry-after` in seconds (or Anthropic's `retry-after-ms`), in milliseconds.
+fn retry_after(headers: &HeaderMap) -> Option<u64> {
+    let value = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    value("retry-after-ms")
+        .or_else(|| value("retry-after").map(|s| s * 1000.0))
+        .filter(|ms| ms.is_finite() && *ms >= 0.0)
+        .map(|ms| ms as u64)
+}
+
+/// Exponential backoff with up to 50% jitter, so retrying callers spread out.
+fn backoff(base_ms: u64, attempt: u32) -> Duration {
+    let exp = base_ms.saturating_mul(1u64 << attempt.min(10));
+    let jitter = breaker::now_ms().wrapping_mul(2654435761) % (exp / 2 + 1);
+    Duration::from_millis(exp / 2 + jitter)
 }
 
 /// reqwest's top-level message is "error sending request"; the cause says what happened.

@@ -203,6 +203,7 @@ async fn a_cut_event_stream_ends_with_an_exception_frame() {
         head_delay: Duration::ZERO,
         chunk_delay: Duration::from_millis(2),
         abort: false,
+        headers: Vec::new(),
     };
     let upstream = FakeUpstream::start(move |_| cut.clone()).await;
     let gw = TestGateway::start(&config(&upstream.url(), "")).await;
@@ -265,6 +266,7 @@ async fn claude_code_on_bedrock_gets_messages_events_back() {
                 head_delay: Duration::ZERO,
                 chunk_delay: Duration::from_millis(2),
                 abort: false,
+                headers: Vec::new(),
             }
         } else {
             Reply::json(200, fixture("upstream/bedrock/invoke_anthropic.json"))

@@ -292,3 +292,108 @@ async fn a_json_array_body_is_a_400_not_a_crash() {
         .expect("message")
         .contains("JSON object"));
 }
+
+/// A fake that answers from a script, one reply per call, repeating the last.
+fn scripted(
+    replies: Vec<Reply>,
+) -> impl Fn(&crate::fakes::Recorded) -> Reply + Send + Sync + 'static {
+    let calls = std::sync::atomic::AtomicUsize::new(0);
+    move |_| {
+        let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        replies[n.min(replies.len() - 1)].clone()
+    }
+}
+
+#[tokio::test]
+async fn a_failing_upstream_is_retried_before_the_caller_sees_an_error() {
+    let upstream = FakeUpstream::start(scripted(vec![
+        Reply::json(503, fixture("upstream/anthropic/error_overloaded.json")),
+        Reply::json(200, fixture("upstream/anthropic/message_text.json")),
+    ]))
+    .await;
+    let gw = TestGateway::start(&config(&upstream.url(), "")).await;
+    let (status, body) = post(
+        format!("{}/v1/chat/completions", gw.url),
+        json!({"model": "claude-x", "messages": [{"role": "user", "content": "hi"}]}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(upstream.received().len(), 2);
+}
+
+#[tokio::test]
+async fn an_upstream_retry_after_is_honoured() {
+    let limited = Reply {
+        headers: vec![("retry-after", "1".to_string())],
+        ..Reply::json(429, fixture("upstream/anthropic/error_overloaded.json"))
+    };
+    let upstream = FakeUpstream::start(scripted(vec![
+        limited,
+        Reply::json(200, fixture("upstream/anthropic/message_text.json")),
+    ]))
+    .await;
+    let gw = TestGateway::start(&config(&upstream.url(), "")).await;
+    let started = std::time::Instant::now();
+    let (status, _) = post(
+        format!("{}/v1/chat/completions", gw.url),
+        json!({"model": "claude-x", "messages": [{"role": "user", "content": "hi"}]}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn the_circuit_opens_after_consecutive_failures_and_says_so() {
+    let upstream = FakeUpstream::start(|_| {
+        Reply::json(
+            500,
+            r#"{"type":"error","error":{"type":"api_error","message":"boom"}}"#,
+        )
+    })
+    .await;
+    let gw = TestGateway::start(&config(
+        &upstream.url(),
+        ", retries: { attempts: 0 }, circuit_breaker: { failures: 2, open_ms: 60000 }",
+    ))
+    .await;
+    let body = json!({"model": "claude-x", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]}).to_string();
+    for _ in 0..2 {
+        let (status, _) = post(format!("{}/v1/claude/v1/messages", gw.url), body.clone()).await;
+        assert_eq!(status, 500);
+    }
+    let (status, err) = post(format!("{}/v1/claude/v1/messages", gw.url), body).await;
+    assert_eq!(status, 503);
+    assert_eq!(err["error"]["type"], "overloaded_error");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("is failing"),
+        "{err}"
+    );
+    assert_eq!(
+        upstream.received().len(),
+        2,
+        "an open circuit spares the provider"
+    );
+    let providers: Value = client()
+        .get(format!("{}/v1/providers", gw.url))
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(providers["data"][0]["circuit"], "open");
+    let health = client()
+        .get(format!("{}/v1/claude/health", gw.url))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(health.status(), 503);
+}

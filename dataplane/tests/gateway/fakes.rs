@@ -47,6 +47,7 @@ pub struct Reply {
     pub chunk_delay: Duration,
     /// Reset the connection after the chunks instead of ending the body.
     pub abort: bool,
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl Reply {
@@ -58,6 +59,7 @@ impl Reply {
             head_delay: Duration::ZERO,
             chunk_delay: Duration::from_millis(2),
             abort: false,
+            headers: Vec::new(),
         }
     }
 
@@ -75,6 +77,7 @@ impl Reply {
             head_delay: Duration::ZERO,
             chunk_delay: Duration::from_millis(2),
             abort: false,
+            headers: Vec::new(),
         }
     }
 
@@ -91,6 +94,7 @@ impl Reply {
             head_delay: Duration::ZERO,
             chunk_delay: Duration::from_millis(2),
             abort: false,
+            headers: Vec::new(),
         }
     }
 }
@@ -137,7 +141,8 @@ impl FakeUpstream {
                             let reply = respond(&recorded);
                             log.lock().expect("log").push(recorded);
                             tokio::time::sleep(reply.head_delay).await;
-                            let (abort, pause) = (reply.abort, reply.chunk_delay);
+                            let (abort, pause, extra) =
+                                (reply.abort, reply.chunk_delay, reply.headers);
                             let frames = futures_util::stream::iter(reply.chunks)
                                 .then(move |c| async move {
                                     tokio::time::sleep(pause).await;
@@ -153,6 +158,11 @@ impl FakeUpstream {
                                 "content-type",
                                 http::HeaderValue::from_static(reply.content_type),
                             );
+                            for (name, value) in extra {
+                                if let Ok(v) = http::HeaderValue::from_str(&value) {
+                                    resp.headers_mut().insert(name, v);
+                                }
+                            }
                             Ok::<_, std::convert::Infallible>(resp)
                         }
                     });
