@@ -12,6 +12,7 @@ import os
 import sys
 
 TARGETS = ["direct", "nginx", "gateway"]
+OTHER_LIMIT = 10  # % of a core used by other processes above which a figure is disturbed
 LABEL = {"direct": "direct to fake upstream", "nginx": "via nginx proxy", "gateway": "via ai-gateway"}
 
 
@@ -117,8 +118,17 @@ def load(outdir, name):
         return json.load(f)
 
 
+def disturbance(r):
+    return (r.get("other_cpu_pct") or 0) + (r.get("steal_pct") or 0)
+
+
+def disturbed(*results):
+    return any(r is not None and disturbance(r) > OTHER_LIMIT for r in results)
+
+
 def fixed_summary(outdir, mode, target):
-    """Median over rounds of each percentile; the rounds' p99s; pooled counts."""
+    """Median over the undisturbed rounds (over all rounds when every one was disturbed)
+    of each percentile; every round's p99; pooled counts."""
     import glob
     import statistics
     rounds = []
@@ -127,16 +137,20 @@ def fixed_summary(outdir, mode, target):
             rounds.append(json.load(f))
     if not rounds:
         return None
+    clean = [r for r in rounds if disturbance(r) <= OTHER_LIMIT]
+    use = clean or rounds
     out = {}
     for k in ("p50_us", "p90_us", "p99_us", "p999_us"):
-        vals = [r[k] for r in rounds if r.get(k) is not None]
+        vals = [r[k] for r in use if r.get(k) is not None]
         out[k] = statistics.median(vals) if vals else None
-    out["max_us"] = max((r["max_us"] for r in rounds if r.get("max_us") is not None), default=None)
+    out["max_us"] = max((r["max_us"] for r in use if r.get("max_us") is not None), default=None)
     out["rps"] = statistics.mean(r["rps"] for r in rounds)
     out["non2xx"] = sum(r["non2xx"] for r in rounds)
-    out["cpu_pct"] = round(statistics.mean(r.get("cpu_pct") or 0 for r in rounds))
-    out["other_cpu_pct"] = max(r.get("other_cpu_pct") or 0 for r in rounds)
-    out["round_p99"] = [r.get("p99_us") for r in rounds]
+    out["cpu_pct"] = round(statistics.mean(r.get("cpu_pct") or 0 for r in use))
+    # the summary counts as disturbed only when no round was clean
+    out["other_cpu_pct"] = min(disturbance(r) for r in rounds)
+    out["round_p99"] = [(r.get("p99_us"), disturbance(r) > OTHER_LIMIT) for r in rounds]
+    out["clean_rounds"] = len(clean)
     return out
 
 
@@ -192,7 +206,7 @@ def render(outdir):
       + "*added* = the figure minus the same figure for the direct call, in ms. "
       "All latencies in ms. *server CPU* = CPU time of the server being called (the fake for "
       "direct, else the proxy), 100% = one core; *other CPU* = CPU used meanwhile by processes "
-      "the benchmark did not start (the largest over rounds): above ~10% the figures are disturbed.")
+      "the benchmark did not start: above 10% of a core the figure is disturbed.")
     w("")
 
     # ---- fixed rate
@@ -200,8 +214,9 @@ def render(outdir):
     w("")
     w(f"h2load, HTTP/1.1, {meta['fixed_conns']} keep-alive connections at {rate // int(meta['fixed_conns'])} req/s each; "
       f"{meta['rounds']} rounds, each running every path for {meta['fixed_seconds']} s after {meta['warmup']} s warm-up, "
-      "paths interleaved; latency = request sent to last byte received. Percentiles are the median over the "
-      "rounds (*p99 by round* shows the spread: a lone high round is outside noise); *max* is over all rounds.")
+      "paths interleaved; latency = request sent to last byte received. Percentiles and *max* are the median "
+      "and maximum over the rounds that other processes left alone (over all rounds if none was); "
+      "*p99 by round* shows every round, `*` marking a disturbed one; *other CPU* here is the least over the rounds.")
     w("")
     for mode, title in (("nonstream", "Non-streaming (`POST /v1/chat/completions`)"),
                         ("stream", "Streaming (`\"stream\": true`, SSE, to the last byte)")):
@@ -216,7 +231,7 @@ def render(outdir):
                 w(f"| {LABEL[t]} | n/a ||||||||||||")
                 continue
             w(f"| {LABEL[t]} | {r['rps']:,.0f} | {ms(r['p50_us'])} | {ms(r['p90_us'])} | {ms(r['p99_us'])} | "
-              f"{ms(r['p999_us'])} | {ms(r['max_us'])} | {' / '.join(ms(v) for v in r['round_p99'])} | "
+              f"{ms(r['p999_us'])} | {ms(r['max_us'])} | {' / '.join(ms(v) + ('*' if bad else '') for v, bad in r['round_p99'])} | "
               f"{'—' if t == 'direct' else added(r['p50_us'], base.get('p50_us'))} | "
               f"{'—' if t == 'direct' else added(r['p99_us'], base.get('p99_us'))} | {r['non2xx']} | "
               f"{pcts(r, 'cpu_pct')} | {pcts(r, 'other_cpu_pct')} |")
@@ -292,15 +307,19 @@ def render(outdir):
     w("## Reading")
     w("")
     noisy = []
+    for mode in ("nonstream", "stream"):
+        for t in TARGETS:
+            s = fixed_summary(outdir, mode, t)
+            if s and disturbed(s):
+                noisy.append(f"fixed-rate {mode} {t} (every round)")
     for name in sorted(os.listdir(outdir)):
-        if name.endswith(".json"):
+        if name.endswith(".json") and not name.startswith("fixed-"):
             r = load(outdir, name)
-            other = (r.get("other_cpu_pct") or 0) + (r.get("steal_pct") or 0)
-            if other > 10:
-                noisy.append(f"{name[:-5]} ({other}%)")
+            if disturbed(r):
+                noisy.append(f"{name[:-5]} ({disturbance(r)}%)")
     if noisy:
         w("- WARNING: other processes used CPU during " + ", ".join(noisy)
-          + "; those figures are disturbed, rerun on a quiet machine.")
+          + "; those figures are disturbed (other processes took more than 10% of a core): rerun on a quiet machine.")
     else:
         w("- The machine was quiet during every measurement (other CPU ≤ 10% of a core).")
     fg, fn, fd = (fixed_summary(outdir, "nonstream", t) for t in ("gateway", "nginx", "direct"))
@@ -311,7 +330,8 @@ def render(outdir):
         np50 = (fn["p50_us"] - fd["p50_us"]) / 1000.0
         verdict = "within" if gp99 <= 1.0 else "OVER"
         w(f"- Non-streaming at {rate:,} req/s the gateway adds {gp50:.3f} ms at p50 and {gp99:.3f} ms at p99 "
-          f"(nginx: {np50:.3f} / {np99:.3f} ms): {verdict} a 1 ms added-p99 budget.")
+          f"(nginx: {np50:.3f} / {np99:.3f} ms): {verdict} a 1 ms added-p99 budget"
+          + (" (disturbed: not conclusive)." if disturbed(fg, fd) else "."))
     sg, sn, sd = (fixed_summary(outdir, "stream", t) for t in ("gateway", "nginx", "direct"))
     if sg and sn and sd:
         gp99 = (sg["p99_us"] - sd["p99_us"]) / 1000.0
@@ -319,7 +339,7 @@ def render(outdir):
         verdict = "within" if gp99 <= 1.0 else "OVER"
         w(f"- Streaming at {rate:,} req/s (to last byte) the gateway adds {(sg['p50_us'] - sd['p50_us']) / 1000:.3f} ms "
           f"at p50 and {gp99:.3f} ms at p99 (nginx: {(sn['p50_us'] - sd['p50_us']) / 1000:.3f} / {np99:.3f} ms): "
-          f"{verdict} a 1 ms added-p99 budget.")
+          f"{verdict} a 1 ms added-p99 budget" + (" (disturbed: not conclusive)." if disturbed(sg, sd) else "."))
     for mode, word in (("nonstream", "Non-streaming"), ("stream", "Streaming")):
         g, n = load(outdir, f"max-{mode}-gateway.json"), load(outdir, f"max-{mode}-nginx.json")
         if g and n and n["rps"]:
@@ -328,7 +348,8 @@ def render(outdir):
             w(f"- {word} max throughput: gateway {g['rps']:,.0f} req/s vs nginx {n['rps']:,.0f} req/s = "
               f"{ratio:.0%}, {flag} nginx's (core 1 busy: gateway {pcts(g, 'cpu1_busy_pct')}, "
               f"nginx {pcts(n, 'cpu1_busy_pct')}; per request the gateway used "
-              f"{cpu_us(g)} µs of CPU, nginx {cpu_us(n)} µs).")
+              f"{cpu_us(g)} µs of CPU, nginx {cpu_us(n)} µs)"
+              + (" (disturbed: not conclusive)." if disturbed(g, n) else "."))
     w("")
     print("\n".join(L))
 

@@ -239,7 +239,7 @@ impl Completion {
             latency_ms: latency.as_millis() as u64,
             ttft_ms: ttft.map(|t| t.as_millis() as u64),
             cache_hit: false,
-            fallbacks: Vec::new(),
+            fallbacks: ctx.fallbacks.clone(),
             error: self.error,
             abandoned,
             request_body: bodies.as_ref().and_then(|b| b.request.as_deref()).map(text),

@@ -35,6 +35,8 @@ pub struct RequestContext {
     /// Remaining quota, sent back as `x-ratelimit-*` headers.
     pub quota: Option<Quota>,
     pub usage: Arc<UsageCell>,
+    /// Providers tried before the one that answered.
+    pub fallbacks: Vec<String>,
 }
 
 impl RequestContext {
@@ -59,6 +61,7 @@ impl RequestContext {
             reservation: None,
             quota: None,
             usage: Arc::default(),
+            fallbacks: Vec::new(),
         }
     }
 

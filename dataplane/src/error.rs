@@ -96,6 +96,21 @@ impl GatewayError {
         }
     }
 
+    /// Failures where another provider may still serve the call: nothing has reached
+    /// the caller, and the fault is the upstream's, not the request's.
+    pub fn allows_fallback(&self) -> bool {
+        use GatewayError::*;
+        match self {
+            UpstreamUnreachable { .. }
+            | UpstreamTimeout { .. }
+            | CircuitOpen { .. }
+            | ProviderInactive { .. } => true,
+            Unsupported { .. } => true,
+            Upstream { status, .. } => status.as_u16() == 429 || status.is_server_error(),
+            _ => false,
+        }
+    }
+
     pub fn class(&self) -> ErrorClass {
         match self.status().as_u16() {
             400 | 405 | 422 => ErrorClass::InvalidRequest,

@@ -172,8 +172,8 @@ async fn run(
     Ok(())
 }
 
-/// Settings that weaken the gateway, or that this build reads but does not act on yet:
-/// say so loudly rather than let an operator believe they hold.
+/// Settings that weaken the gateway, or that this build cannot honour yet: say so
+/// loudly rather than let an operator believe they hold.
 fn warn_unenforced(snapshot: &ai_gateway_snapshot::Snapshot) {
     use ai_gateway_snapshot::AuthMode;
     match snapshot.auth.mode {
@@ -188,9 +188,6 @@ fn warn_unenforced(snapshot: &ai_gateway_snapshot::Snapshot) {
             "auth mode `kubernetes` is not available in this build yet: every call will get 401"
         ),
         AuthMode::Keys => {}
-    }
-    if snapshot.routes.iter().any(|r| !r.fallback.is_empty()) {
-        tracing::warn!("route fallbacks are loaded but not tried by this build yet");
     }
 }
 

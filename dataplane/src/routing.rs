@@ -12,6 +12,7 @@ struct CompiledRoute {
     provider: Arc<Upstream>,
     upstream_model: Option<String>,
     priority: u32,
+    fallback: Vec<String>,
 }
 
 pub struct RouteTable {
@@ -28,6 +29,8 @@ pub struct RouteTable {
 pub struct Resolved {
     pub provider: Arc<Upstream>,
     pub upstream_model: String,
+    /// Providers the winning route falls back to, in order.
+    pub fallback: Vec<String>,
 }
 
 impl RouteTable {
@@ -57,6 +60,7 @@ impl RouteTable {
                 provider: provider.clone(),
                 upstream_model: route.upstream_model.clone(),
                 priority: route.priority,
+                fallback: route.fallback.clone(),
             });
         }
         for indexes in exact.values_mut() {
@@ -107,6 +111,7 @@ impl RouteTable {
                 .unwrap_or_else(|| Resolved {
                     provider: provider.clone(),
                     upstream_model: bare.to_string(),
+                    fallback: Vec::new(),
                 }));
         }
         if let Some((prefix, rest)) = split_provider_prefix(model) {
@@ -117,6 +122,7 @@ impl RouteTable {
                     .unwrap_or_else(|| Resolved {
                         provider: provider.clone(),
                         upstream_model: rest.to_string(),
+                        fallback: Vec::new(),
                     }));
             }
         }
@@ -160,7 +166,23 @@ impl RouteTable {
         Some(Resolved {
             provider: route.provider.clone(),
             upstream_model,
+            fallback: route.fallback.clone(),
         })
+    }
+
+    /// Where a call for `model` goes after `primary` failed: each fallback provider with
+    /// the id its own route gives the model (Anthropic's `claude-sonnet-4-5` becomes
+    /// Bedrock's inference profile).
+    pub fn fallbacks(&self, model: &str, primary: &Resolved) -> Vec<Resolved> {
+        primary
+            .fallback
+            .iter()
+            .filter_map(|name| self.resolve(model, Some(name)).ok())
+            .map(|mut r| {
+                r.fallback.clear();
+                r
+            })
+            .collect()
     }
 }
 

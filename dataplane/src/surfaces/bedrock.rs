@@ -102,6 +102,7 @@ pub async fn handle(
                     known: rt.providers.keys().cloned().collect::<Vec<_>>().join(", "),
                 })?,
             upstream_model: model.clone(),
+            fallback: Vec::new(),
         },
         Err(e) => return Err(e),
     };

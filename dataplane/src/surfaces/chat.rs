@@ -13,7 +13,8 @@ use crate::state::Services;
 use crate::translate::TokenUsage;
 use crate::translate::{anthropic, openai, openai_anthropic, openai_bedrock, openai_gemini};
 use crate::upstream::{
-    eventstream_translated, translated_body, upstream_error, StreamProtocol, UpstreamRequest,
+    eventstream_translated, translated_body, unless_failing, upstream_error, StreamProtocol,
+    UpstreamRequest,
 };
 use ai_gateway_snapshot::ProviderKind;
 use bytes::Bytes;
@@ -29,12 +30,57 @@ pub async fn completions(
 ) -> Result<Response<ResponseBody>, GatewayError> {
     ctx.endpoint = "chat.completions";
     let routed = route_by_body(rt, services, ctx, headers, &body).await?;
-    let (model, resolved) = (routed.model, routed.resolved);
-    let upstream = resolved.provider;
+    let mut targets = vec![routed.resolved.clone()];
+    targets.extend(rt.routes.fallbacks(&routed.model, &routed.resolved));
+    let count = targets.len();
+    for (i, target) in targets.into_iter().enumerate() {
+        let fallback_left = i + 1 < count;
+        if i > 0 {
+            ctx.routed(&target.provider.name, &target.upstream_model);
+            ctx.price = services
+                .prices
+                .price(&target.provider, &target.upstream_model);
+        }
+        let served = serve(
+            rt,
+            ctx,
+            headers,
+            body.clone(),
+            &routed,
+            &target,
+            fallback_left,
+        )
+        .await;
+        match served {
+            Err(e) if fallback_left && e.allows_fallback() => {
+                tracing::warn!(provider = %target.provider.name, error = %e, "falling back");
+                ctx.fallbacks.push(target.provider.name.clone());
+            }
+            other => return other,
+        }
+    }
+    Err(GatewayError::UnknownModel {
+        model: routed.model,
+        known: String::new(),
+    })
+}
+
+/// One attempt at one provider.
+async fn serve(
+    rt: &Runtime,
+    ctx: &mut RequestContext,
+    headers: &HeaderMap,
+    body: Bytes,
+    routed: &super::Routed,
+    resolved: &crate::routing::Resolved,
+    fallback_left: bool,
+) -> Result<Response<ResponseBody>, GatewayError> {
+    let model = routed.model.as_str();
+    let upstream = resolved.provider.clone();
 
     if upstream.speaks_openai() {
         let path = upstream.chat_completions_path(&resolved.upstream_model);
-        let mut body = with_model(body, &model, &resolved.upstream_model)?;
+        let mut body = with_model(body, model, &resolved.upstream_model)?;
         // The usage chunk the gateway asked for is not passed on to a caller who did not.
         let strip_usage = ctx.stream && !routed.wants_usage_chunk;
         if strip_usage {
@@ -47,6 +93,7 @@ pub async fn completions(
             body,
         };
         let resp = upstream.send(req, &ctx.request_id).await?;
+        let resp = unless_failing(&upstream.name, resp, fallback_left).await?;
         let protocol = if strip_usage {
             StreamProtocol::OpenAiSseWithoutUsage
         } else {
@@ -55,10 +102,10 @@ pub async fn completions(
         return proxied(resp, protocol, ctx.usage.clone()).await;
     }
     if upstream.kind == ProviderKind::Bedrock {
-        return converse(rt, ctx, &upstream, &model, &resolved.upstream_model, &body).await;
+        return converse(rt, ctx, &upstream, model, &resolved.upstream_model, &body).await;
     }
     if upstream.kind == ProviderKind::Gemini {
-        return generate_content(ctx, &upstream, &model, &resolved.upstream_model, &body).await;
+        return generate_content(ctx, &upstream, model, &resolved.upstream_model, &body).await;
     }
     if upstream.kind != ProviderKind::Anthropic {
         return Err(GatewayError::Unsupported {
@@ -88,7 +135,7 @@ pub async fn completions(
         return Err(upstream_error(&upstream.name, resp).await);
     }
     if req.stream {
-        let translator = openai_anthropic::StreamToOpenAi::new(&model, req.include_usage());
+        let translator = openai_anthropic::StreamToOpenAi::new(model, req.include_usage());
         return Ok(event_stream_response(translated_body(
             resp,
             Box::new(translator),
@@ -99,7 +146,7 @@ pub async fn completions(
     ctx.usage.report(TokenUsage::from_anthropic(&message.usage));
     Ok(json_answer(
         ctx,
-        &openai_anthropic::response(&message, &model),
+        &openai_anthropic::response(&message, model),
     ))
 }
 

@@ -13,7 +13,8 @@ use crate::translate::anthropic_openai::{self, MaxTokensField};
 use crate::translate::TokenUsage;
 use crate::translate::{anthropic, anthropic_bedrock, openai, tokens};
 use crate::upstream::{
-    forwardable_headers, translated_body, upstream_error, StreamProtocol, UpstreamRequest,
+    forwardable_headers, translated_body, unless_failing, upstream_error, StreamProtocol,
+    UpstreamRequest,
 };
 use ai_gateway_snapshot::ProviderKind;
 use bytes::Bytes;
@@ -89,14 +90,64 @@ async fn messages(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Response<ResponseBody>, GatewayError> {
-    let super::Routed {
-        model, resolved, ..
-    } = route_by_body(rt, services, ctx, headers, &body).await?;
-    let upstream = resolved.provider;
+    let routed = route_by_body(rt, services, ctx, headers, &body).await?;
+    let mut targets = vec![routed.resolved.clone()];
+    targets.extend(rt.routes.fallbacks(&routed.model, &routed.resolved));
+    let count = targets.len();
+    for (i, target) in targets.into_iter().enumerate() {
+        let fallback_left = i + 1 < count;
+        if i > 0 {
+            ctx.routed(&target.provider.name, &target.upstream_model);
+            ctx.price = services
+                .prices
+                .price(&target.provider, &target.upstream_model);
+        }
+        let served = serve_messages(
+            ctx,
+            path_and_query.clone(),
+            headers,
+            body.clone(),
+            &routed.model,
+            &target,
+            fallback_left,
+        )
+        .await;
+        match served {
+            Err(e) if fallback_left && e.allows_fallback() => {
+                tracing::warn!(provider = %target.provider.name, error = %e, "falling back");
+                ctx.fallbacks.push(target.provider.name.clone());
+            }
+            other => return other,
+        }
+    }
+    Err(GatewayError::UnknownModel {
+        model: routed.model,
+        known: String::new(),
+    })
+}
 
+/// One attempt at one provider: Anthropic as is, Claude on Bedrock, or translated.
+async fn serve_messages(
+    ctx: &mut RequestContext,
+    path_and_query: String,
+    headers: &HeaderMap,
+    body: Bytes,
+    model: &str,
+    resolved: &crate::routing::Resolved,
+    fallback_left: bool,
+) -> Result<Response<ResponseBody>, GatewayError> {
+    let upstream = resolved.provider.clone();
     if upstream.kind == ProviderKind::Anthropic {
-        let body = with_model(body, &model, &resolved.upstream_model)?;
-        return forward(&upstream, ctx, Method::POST, path_and_query, headers, body).await;
+        let body = with_model(body, model, &resolved.upstream_model)?;
+        let req = UpstreamRequest {
+            method: Method::POST,
+            path_and_query,
+            headers: forwardable_headers(headers),
+            body,
+        };
+        let resp = upstream.send(req, &ctx.request_id).await?;
+        let resp = unless_failing(&upstream.name, resp, fallback_left).await?;
+        return proxied(resp, StreamProtocol::AnthropicSse, ctx.usage.clone()).await;
     }
     if upstream.kind == ProviderKind::Bedrock {
         return claude_on_bedrock(&upstream, ctx, &resolved.upstream_model, headers, &body).await;
@@ -124,7 +175,7 @@ async fn messages(
     }
     if req.stream {
         let estimate = tokens::estimate_messages_input(&req);
-        let translator = anthropic_openai::StreamToAnthropic::new(&model, estimate);
+        let translator = anthropic_openai::StreamToAnthropic::new(model, estimate);
         return Ok(event_stream_response(translated_body(
             resp,
             Box::new(translator),
@@ -135,7 +186,7 @@ async fn messages(
     if let Some(u) = &completion.usage {
         ctx.usage.report(TokenUsage::from_openai(u));
     }
-    let message = anthropic_openai::response(&completion, &model).map_err(|e| {
+    let message = anthropic_openai::response(&completion, model).map_err(|e| {
         GatewayError::UpstreamProtocol {
             provider: upstream.name.clone(),
             detail: e.to_string(),

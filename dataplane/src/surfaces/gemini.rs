@@ -104,6 +104,7 @@ pub async fn handle(
     let admitted = Resolved {
         provider: resolved.provider.clone(),
         upstream_model: resolved.upstream_model.clone(),
+        fallback: Vec::new(),
     };
     crate::admission::admit(rt, services, ctx, &admitted, body.len(), max_output).await?;
 

@@ -114,6 +114,7 @@ pub async fn handle(
         let resolved = Resolved {
             provider: upstream.clone(),
             upstream_model: upstream_model.clone(),
+            fallback: Vec::new(),
         };
         crate::admission::admit(
             rt,

@@ -281,7 +281,7 @@ impl Upstream {
 }
 
 /// Statuses that say "not now" rather than "never": rate limited, overloaded, broken.
-fn is_retryable(status: http::StatusCode) -> bool {
+pub fn is_retryable(status: http::StatusCode) -> bool {
     matches!(status.as_u16(), 429 | 500 | 502 | 503 | 504 | 529)
 }
 
@@ -316,6 +316,18 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+/// An upstream answer to pass through, unless it failed and a fallback remains to try.
+pub async fn unless_failing(
+    provider: &str,
+    resp: reqwest::Response,
+    fallback_left: bool,
+) -> Result<reqwest::Response, GatewayError> {
+    if fallback_left && is_retryable(resp.status()) {
+        return Err(upstream_error(provider, resp).await);
+    }
+    Ok(resp)
 }
 
 /// Reads an upstream's error answer (bounded) and keeps its message for the caller.

@@ -397,3 +397,87 @@ async fn the_circuit_opens_after_consecutive_failures_and_says_so() {
         .expect("answers");
     assert_eq!(health.status(), 503);
 }
+
+/// Anthropic overloaded: the same Claude model is served by Bedrock, translated for it,
+/// and the audit record and headers say who served and what was tried.
+#[tokio::test]
+async fn a_failing_provider_falls_back_to_the_next_for_the_same_model() {
+    let anthropic = FakeUpstream::start(|_| {
+        Reply::json(529, fixture("upstream/anthropic/error_overloaded.json"))
+    })
+    .await;
+    let bedrock = FakeUpstream::start(|req| {
+        if req.path.ends_with("/converse") {
+            Reply::json(200, fixture("upstream/bedrock/converse.json"))
+        } else {
+            Reply::json(200, fixture("upstream/bedrock/invoke_anthropic.json"))
+        }
+    })
+    .await;
+    let dir = crate::process::tempdir();
+    let audit = dir.join("audit.jsonl");
+    let gw = TestGateway::start(&format!(
+        r#"
+providers:
+  anthropic: {{ type: anthropic, base_url: "{}", api_key: k, retries: {{ attempts: 0 }} }}
+  bedrock: {{ type: bedrock, base_url: "{}", region: us-east-1, access_key_id: a, secret_access_key: s }}
+routes:
+  - {{ models: ["claude-*"], provider: anthropic, fallback: [bedrock] }}
+  - {{ models: ["claude-sonnet-4-5"], provider: bedrock, priority: 2,
+      upstream_model: "us.anthropic.claude-sonnet-4-5-20250929-v1:0" }}
+audit: {{ sink: file, path: "{}" }}
+"#,
+        anthropic.url(),
+        bedrock.url(),
+        audit.display()
+    ))
+    .await;
+    let resp = client()
+        .post(format!("{}/v1/claude/v1/messages", gw.url))
+        .header("x-request-id", "req-fallback-1")
+        .json(&json!({"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-ai-gateway-provider"], "bedrock");
+    assert_eq!(
+        resp.headers()["x-ai-gateway-model"],
+        "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
+    );
+    let message: Value = resp.json().await.expect("json");
+    assert_eq!(message["type"], "message");
+    assert_eq!(anthropic.received().len(), 1);
+    assert_eq!(
+        bedrock.last().path,
+        "/model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/invoke"
+    );
+
+    // An OpenAI caller falls back the same way, through Converse.
+    let (status, body) = post(
+        format!("{}/v1/chat/completions", gw.url),
+        json!({"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "hi"}]})
+            .to_string(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["object"], "chat.completion");
+    assert!(bedrock.last().path.ends_with("/converse"));
+
+    let mut record = None;
+    for _ in 0..60 {
+        let text = std::fs::read_to_string(&audit).unwrap_or_default();
+        record = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|r| r["request_id"] == "req-fallback-1");
+        if record.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let record = record.expect("audited");
+    assert_eq!(record["provider"], "bedrock");
+    assert_eq!(record["fallbacks"], json!(["anthropic"]));
+    assert_eq!(record["status"], 200);
+}
