@@ -193,6 +193,8 @@ pub struct Timeouts {
     pub first_byte_ms: u64,
     /// The whole call, stream included.
     pub total_ms: u64,
+    /// Longest silence allowed inside a stream (Anthropic pings every ~15 s).
+    pub idle_ms: u64,
 }
 
 impl Default for Timeouts {
@@ -203,6 +205,7 @@ impl Default for Timeouts {
             connect_ms: 5_000,
             first_byte_ms: 600_000,
             total_ms: 3_600_000,
+            idle_ms: 120_000,
         }
     }
 }

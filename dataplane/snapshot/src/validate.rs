@@ -97,6 +97,7 @@ impl Snapshot {
                 ("connect_ms", t.connect_ms),
                 ("first_byte_ms", t.first_byte_ms),
                 ("total_ms", t.total_ms),
+                ("idle_ms", t.idle_ms),
             ] {
                 if v == 0 {
                     found.add(format!("{at}.timeouts.{field}"), "must be greater than 0");

@@ -275,10 +275,18 @@ impl Upstream {
                 provider: self.name.clone(),
                 detail: error_chain(&e),
             }),
-            Ok(Ok(resp)) => Ok(resp),
+            Ok(Ok(mut resp)) => {
+                resp.extensions_mut()
+                    .insert(IdleTimeout(Duration::from_millis(timeouts.idle_ms)));
+                Ok(resp)
+            }
         }
     }
 }
+
+/// How long a stream from this response may go silent; set by [`Upstream::send`].
+#[derive(Debug, Clone, Copy)]
+pub struct IdleTimeout(pub Duration);
 
 /// Statuses that say "not now" rather than "never": rate limited, overloaded, broken.
 pub fn is_retryable(status: http::StatusCode) -> bool {

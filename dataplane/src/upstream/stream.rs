@@ -74,6 +74,42 @@ impl StreamProtocol {
     }
 }
 
+/// The response body as it arrives, ending with an error if the upstream goes silent
+/// for longer than its idle timeout. One timer per stream, reset on every chunk.
+pub(crate) fn idle_guarded(
+    upstream: reqwest::Response,
+) -> impl futures_util::Stream<Item = Result<Bytes, String>> + Send {
+    let idle = upstream
+        .extensions()
+        .get::<super::IdleTimeout>()
+        .map(|t| t.0)
+        .unwrap_or(std::time::Duration::from_secs(120));
+    let mut chunks = upstream.bytes_stream();
+    async_stream::stream! {
+        let timer = tokio::time::sleep(idle);
+        tokio::pin!(timer);
+        loop {
+            tokio::select! {
+                next = chunks.next() => match next {
+                    Some(Ok(chunk)) => {
+                        timer.as_mut().reset(tokio::time::Instant::now() + idle);
+                        yield Ok(chunk);
+                    }
+                    Some(Err(e)) => {
+                        yield Err(e.to_string());
+                        break;
+                    }
+                    None => break,
+                },
+                _ = &mut timer => {
+                    yield Err(format!("the upstream sent nothing for {} s", idle.as_secs()));
+                    break;
+                }
+            }
+        }
+    }
+}
+
 /// Forwards upstream bytes untouched, watching the events go by to know whether the
 /// stream completed and what usage it reported.
 pub fn passthrough_body(
@@ -81,7 +117,7 @@ pub fn passthrough_body(
     protocol: StreamProtocol,
     usage: Arc<UsageCell>,
 ) -> ResponseBody {
-    let mut chunks = upstream.bytes_stream();
+    let mut chunks = Box::pin(idle_guarded(upstream));
     let body = async_stream::stream! {
         let (tx, rx) = futures_channel::mpsc::unbounded::<Result<Bytes, Infallible>>();
         let mut events = rx.eventsource();
@@ -127,7 +163,7 @@ pub fn passthrough_body(
                         }
                     }
                 }
-                Some(Err(e)) => break Some(e.to_string()),
+                Some(Err(e)) => break Some(e),
                 None => break None,
             }
         };
@@ -217,7 +253,7 @@ pub fn translated_body(
     mut translator: Box<dyn StreamTranslator>,
     usage: Arc<UsageCell>,
 ) -> ResponseBody {
-    let mut events = upstream.bytes_stream().eventsource();
+    let mut events = Box::pin(idle_guarded(upstream)).eventsource();
     let body = async_stream::stream! {
         let mut out = SseOut::default();
         let failure = loop {

@@ -481,3 +481,30 @@ audit: {{ sink: file, path: "{}" }}
     assert_eq!(record["fallbacks"], json!(["anthropic"]));
     assert_eq!(record["status"], 200);
 }
+
+#[tokio::test]
+async fn a_stream_that_goes_silent_is_ended_after_the_idle_timeout() {
+    let stalled = Reply {
+        chunk_delay: Duration::from_secs(5),
+        ..Reply::sse(&fixture("upstream/anthropic/stream_text.sse"))
+    };
+    let upstream = FakeUpstream::start(move |_| stalled.clone()).await;
+    let gw = TestGateway::start(&config(&upstream.url(), ", timeouts: { idle_ms: 300 }")).await;
+    let started = std::time::Instant::now();
+    let text = client()
+        .post(format!("{}/v1/claude/v1/messages", gw.url))
+        .json(&json!({"model": "claude-x", "max_tokens": 10, "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("answers")
+        .text()
+        .await
+        .expect("the gateway ends the stream");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(sse_events(&text).last().map(String::as_str), Some("error"));
+    assert!(text.contains("sent nothing for"), "{text}");
+}

@@ -111,7 +111,7 @@ pub fn invoke_as_sse(
     upstream: reqwest::Response,
     usage: std::sync::Arc<UsageCell>,
 ) -> crate::body::ResponseBody {
-    let mut chunks = upstream.bytes_stream();
+    let mut chunks = Box::pin(super::idle_guarded(upstream));
     let body = async_stream::stream! {
         let mut buf = BytesMut::new();
         let mut decoder = MessageFrameDecoder::new();
@@ -121,7 +121,7 @@ pub fn invoke_as_sse(
             let chunk = match chunk {
                 Ok(c) => c,
                 Err(e) => {
-                    failure = Some(e.to_string());
+                    failure = Some(e);
                     break;
                 }
             };
@@ -173,7 +173,7 @@ pub fn translated(
     mut translator: Box<dyn crate::translate::StreamTranslator>,
     usage: std::sync::Arc<UsageCell>,
 ) -> crate::body::ResponseBody {
-    let mut chunks = upstream.bytes_stream();
+    let mut chunks = Box::pin(super::idle_guarded(upstream));
     let body = async_stream::stream! {
         let mut buf = BytesMut::new();
         let mut decoder = MessageFrameDecoder::new();
@@ -183,7 +183,7 @@ pub fn translated(
             match chunk {
                 Ok(c) => buf.extend_from_slice(&c),
                 Err(e) => {
-                    failure = Some(e.to_string());
+                    failure = Some(e);
                     break;
                 }
             }
