@@ -14,6 +14,10 @@ use crate::translate::TokenUsage;
 /// would cost more than the estimate is worth, and settlement corrects it.
 const BYTES_PER_TOKEN: u64 = 4;
 
+/// No model writes more than this in one answer; a larger `max_tokens` is a typo or an
+/// attack on the counters, and is reserved as this much.
+const MAX_OUTPUT_RESERVATION: u64 = 1_000_000;
+
 pub async fn admit(
     rt: &Runtime,
     services: &Services,
@@ -31,14 +35,23 @@ pub async fn admit(
         .price(&resolved.provider, &resolved.upstream_model);
     let estimate = TokenUsage {
         input: body_len as u64 / BYTES_PER_TOKEN,
-        output: max_output_tokens.unwrap_or(rt.limits.default_output_tokens),
+        output: max_output_tokens
+            .unwrap_or(rt.limits.default_output_tokens)
+            .min(MAX_OUTPUT_RESERVATION),
         ..TokenUsage::default()
     };
     let demand = Demand {
         tokens: estimate.input + estimate.output,
         cost_micros: ctx.price.map(|p| cost_micros(&estimate, &p)).unwrap_or(0),
     };
-    let checks = rt.limits.checks(identity, model);
+    // Model rules see the upstream id and every name the caller used for it.
+    let client_name = model
+        .split_once([':', '/'])
+        .filter(|(prefix, _)| *prefix == resolved.provider.name)
+        .map_or(model, |(_, rest)| rest);
+    let checks = rt
+        .limits
+        .checks_for(identity, &resolved.upstream_model, &[model, client_name]);
     if checks.is_empty() {
         return Ok(());
     }

@@ -103,6 +103,12 @@ impl KeyStore {
         let denied = GatewayError::Unauthorized;
         let auth = header(headers, "authorization").unwrap_or_default();
         let presented = parse_authorization(auth).map_err(|e| denied(e.to_string()))?;
+        if presented.service != crate::upstream::sigv4::BEDROCK_SERVICE {
+            return Err(denied(format!(
+                "signatures are accepted for service `bedrock` only, not `{}`",
+                presented.service
+            )));
+        }
         let key = self.sigv4.get(presented.access_key_id).ok_or_else(|| {
             denied(format!(
                 "access key id `{}` is not a gateway key",
@@ -123,7 +129,7 @@ impl KeyStore {
             ));
         }
         match signature_matches(&presented, secret, method, url, headers, body) {
-            Ok(true) => Ok(identity_of(key, headers)),
+            Ok(true) => Ok(identity_of(key)),
             Ok(false) => Err(denied(
                 "the request signature does not match; check the secret access key".into(),
             )),
@@ -172,20 +178,18 @@ impl KeyStore {
                     && bool::from(stored.ct_eq(&digest))
             })
             .ok_or_else(|| GatewayError::Unauthorized("invalid API key".into()))?;
-        Ok(identity_of(key, headers))
+        Ok(identity_of(key))
     }
 }
 
-fn identity_of(key: &ApiKey, headers: &HeaderMap) -> Identity {
+fn identity_of(key: &ApiKey) -> Identity {
     Identity {
         key_id: Some(key.id.clone()),
         user: key.user.clone().unwrap_or_else(|| key.id.clone()),
         team: key.team.clone(),
-        // A key bound to a workspace keeps it; otherwise the workspace header names it.
-        workspace: key
-            .workspace
-            .clone()
-            .or_else(|| header(headers, "x-workspace-id").map(str::to_string)),
+        // Identity comes from the key alone: a header would let callers pick whose
+        // workspace limits and bill they use.
+        workspace: key.workspace.clone(),
     }
 }
 

@@ -115,7 +115,9 @@ impl Completion {
         handle.spawn(self.record(abandoned));
     }
 
-    async fn record(self, abandoned: bool) {
+    async fn record(mut self, abandoned: bool) {
+        // Settled here, so the context's drop has nothing left to release.
+        let reservation = self.ctx.reservation.take();
         let ctx = &self.ctx;
         let latency = ctx.started.elapsed();
         let ttft = self.first_byte.map(|t| t.duration_since(ctx.started));
@@ -129,7 +131,7 @@ impl Completion {
         let cost = ctx.price.map(|p| cost_micros(&usage, &p)).unwrap_or(0);
         let services = &self.services;
 
-        if let Some(reservation) = &ctx.reservation {
+        if let Some(reservation) = &reservation {
             let actual = Demand {
                 tokens: usage.prompt_total() + usage.output,
                 cost_micros: cost,
@@ -158,7 +160,14 @@ impl Completion {
         }
 
         let provider = ctx.provider.clone().unwrap_or_default();
-        let model = ctx.model.clone().unwrap_or_default();
+        // Caller-chosen names become label values: keep them short.
+        let model: String = ctx
+            .model
+            .as_deref()
+            .unwrap_or_default()
+            .chars()
+            .take(100)
+            .collect();
         let m = &services.metrics;
         m.requests
             .get_or_create(&vec![

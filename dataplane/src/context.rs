@@ -37,6 +37,31 @@ pub struct RequestContext {
     pub usage: Arc<UsageCell>,
     /// Providers tried before the one that answered.
     pub fallbacks: Vec<String>,
+    /// For releasing the reservation of a request dropped before it completed.
+    pub store_for_release: Option<Arc<crate::state::Services>>,
+}
+
+impl Drop for RequestContext {
+    /// A caller that hangs up while the gateway waits on the upstream drops the whole
+    /// handler: its reservation (and concurrency slot) must still be given back.
+    fn drop(&mut self) {
+        let (Some(reservation), Some(services)) =
+            (self.reservation.take(), self.store_for_release.take())
+        else {
+            return;
+        };
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                if let Err(e) = services
+                    .store
+                    .settle(&reservation, crate::limits::Demand::default())
+                    .await
+                {
+                    tracing::error!(error = %e, "could not release a rate-limit reservation");
+                }
+            });
+        }
+    }
 }
 
 impl RequestContext {
@@ -62,6 +87,7 @@ impl RequestContext {
             quota: None,
             usage: Arc::default(),
             fallbacks: Vec::new(),
+            store_for_release: None,
         }
     }
 

@@ -83,6 +83,7 @@ where
 
 pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<ResponseBody> {
     let mut ctx = RequestContext::new(req.headers());
+    ctx.store_for_release = Some(gw.services.clone());
     let format = api_format(req.uri().path());
     let (mut response, error) = match route(&gw, &mut ctx, req).await {
         Ok(r) => (r, None),
@@ -190,7 +191,12 @@ async fn route(
             ctx.identity = Some(identity);
             false
         }
-        Authenticated::PendingSigV4 => true,
+        Authenticated::PendingSigV4 if path.starts_with("/v1/bedrock/") => true,
+        Authenticated::PendingSigV4 => {
+            return Err(GatewayError::Unauthorized(
+                "SigV4 signatures are accepted on /v1/bedrock only; send the gateway key as a bearer token".into(),
+            ))
+        }
     };
     match (&method, path) {
         (&Method::GET, "/v1/models") => return Ok(chat::models(&rt)),

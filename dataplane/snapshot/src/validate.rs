@@ -189,6 +189,16 @@ impl Snapshot {
                     "must be the 64-character hex SHA-256 of the key",
                 );
             }
+            if key
+                .sigv4_secret
+                .as_deref()
+                .is_some_and(|s| s.trim().len() < 16)
+            {
+                found.add(
+                    format!("{at}.sigv4_secret"),
+                    "must be at least 16 characters: anyone knowing the key id could sign with a short one",
+                );
+            }
             if let Some(first) = ids.insert(key.id.as_str(), i) {
                 found.add(
                     format!("{at}.id"),

@@ -68,9 +68,9 @@ impl MemoryStore {
                 return Admission::Refused(refusal);
             }
             slot.requests_minute += 1;
-            slot.tokens_minute += demand.tokens;
-            slot.tokens_day += demand.tokens;
-            slot.cost_micros_day += demand.cost_micros;
+            slot.tokens_minute = slot.tokens_minute.saturating_add(demand.tokens);
+            slot.tokens_day = slot.tokens_day.saturating_add(demand.tokens);
+            slot.cost_micros_day = slot.cost_micros_day.saturating_add(demand.cost_micros);
             slot.concurrent += 1;
             after.push(slot.counters());
             taken.push(check);
@@ -110,7 +110,10 @@ impl MemoryStore {
         undo_request: bool,
     ) {
         if let Some(mut slot) = self.slots.get_mut(key) {
-            let adjust = |v: u64| v.saturating_sub(reserved.tokens) + actual.tokens;
+            let adjust = |v: u64| {
+                v.saturating_sub(reserved.tokens)
+                    .saturating_add(actual.tokens)
+            };
             if slot.minute == w.minute {
                 slot.tokens_minute = adjust(slot.tokens_minute);
                 if undo_request {
@@ -119,8 +122,10 @@ impl MemoryStore {
             }
             if slot.day == w.day {
                 slot.tokens_day = adjust(slot.tokens_day);
-                slot.cost_micros_day =
-                    slot.cost_micros_day.saturating_sub(reserved.cost_micros) + actual.cost_micros;
+                slot.cost_micros_day = slot
+                    .cost_micros_day
+                    .saturating_sub(reserved.cost_micros)
+                    .saturating_add(actual.cost_micros);
             }
             if concurrency {
                 slot.concurrent = slot.concurrent.saturating_sub(1);

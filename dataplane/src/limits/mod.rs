@@ -51,9 +51,18 @@ impl LimitPlan {
     /// Every counter the request must fit in. Rules on the same counters merge, the
     /// tighter value of each limit winning.
     pub fn checks(&self, id: &Identity, model: &str) -> Vec<Check> {
+        self.checks_for(id, model, &[])
+    }
+
+    /// Like [`checks`](Self::checks) for a call whose model also goes by other names
+    /// (the caller's alias, a `provider/` prefix): a model rule applies when any name
+    /// matches, and counts under `model`, so a renamed call cannot dodge it.
+    pub fn checks_for(&self, id: &Identity, model: &str, other_names: &[&str]) -> Vec<Check> {
         let mut merged: BTreeMap<String, Check> = BTreeMap::new();
         for (rule, pattern) in &self.rules {
-            if rule.model.is_some() && !pattern.as_ref().is_some_and(|p| p.matches(model)) {
+            let matches =
+                |p: &glob::Pattern| p.matches(model) || other_names.iter().any(|n| p.matches(n));
+            if rule.model.is_some() && !pattern.as_ref().is_some_and(matches) {
                 continue;
             }
             let value = match rule.subject {

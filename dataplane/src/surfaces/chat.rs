@@ -224,6 +224,11 @@ async fn generate_content(
 ) -> Result<Response<ResponseBody>, GatewayError> {
     let req: openai::ChatRequest =
         serde_json::from_slice(body).map_err(|e| GatewayError::InvalidRequest(e.to_string()))?;
+    if !super::gemini::is_plain_segment(upstream_model) {
+        return Err(GatewayError::InvalidRequest(format!(
+            "`{upstream_model}` is not a Gemini model id"
+        )));
+    }
     let out =
         openai_gemini::request(&req).map_err(|e| GatewayError::InvalidRequest(e.to_string()))?;
     let path = if req.stream {

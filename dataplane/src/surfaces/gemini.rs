@@ -42,7 +42,7 @@ fn parse(rest: &str) -> Option<ModelCall<'_>> {
     };
     let call = rest.strip_prefix("models/")?;
     let (model, method) = call.split_once(':')?;
-    if model.is_empty() || model.contains('/') || !METHODS.contains(&method) {
+    if !is_plain_segment(model) || !METHODS.contains(&method) {
         return None;
     }
     Some(ModelCall {
@@ -50,6 +50,17 @@ fn parse(rest: &str) -> Option<ModelCall<'_>> {
         model,
         method,
     })
+}
+
+/// A model id that can only be one path segment: no separators, escapes or dot-dots,
+/// so it cannot steer the call to another Gemini endpoint.
+pub fn is_plain_segment(model: &str) -> bool {
+    !model.is_empty()
+        && model != "."
+        && model != ".."
+        && model
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
 }
 
 /// The caller's own `key=` must not travel upstream; the rest of the query does.
@@ -108,6 +119,12 @@ pub async fn handle(
     };
     crate::admission::admit(rt, services, ctx, &admitted, body.len(), max_output).await?;
 
+    if !is_plain_segment(&resolved.upstream_model) {
+        return Err(GatewayError::InvalidRequest(format!(
+            "`{}` is not a Gemini model id",
+            resolved.upstream_model
+        )));
+    }
     let mut path = format!(
         "/{}/models/{}:{}",
         call.version, resolved.upstream_model, call.method

@@ -180,7 +180,10 @@ pub async fn proxied(
                 detail: format!("the answer broke off: {e}"),
             })?;
         if status.is_success() {
-            if let Some(u) = crate::translate::usage::usage_from_bytes(&bytes) {
+            // Bedrock InvokeModel of non-Anthropic models counts tokens in headers only.
+            if let Some(u) = crate::translate::usage::usage_from_bytes(&bytes)
+                .or_else(|| crate::translate::usage::usage_from_bedrock_headers(&headers))
+            {
                 usage.report(u);
             }
         }

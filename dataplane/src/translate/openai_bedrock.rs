@@ -47,10 +47,16 @@ pub fn request(req: &ChatRequest, default_max_tokens: u32) -> Result<Value, Tran
                     )
                 })?;
                 // A tool result must stay a toolResult for the model to see its call answered.
+                // Converse refuses an empty result: say so in text.
+                let content = if blocks.is_empty() {
+                    vec![json!({"text": ""})]
+                } else {
+                    blocks
+                };
                 push_turn(
                     &mut turns,
                     "user",
-                    vec![json!({"toolResult": {"toolUseId": id, "content": blocks}})],
+                    vec![json!({"toolResult": {"toolUseId": id, "content": content}})],
                 );
             }
         }
@@ -90,8 +96,26 @@ pub fn request(req: &ChatRequest, default_max_tokens: u32) -> Result<Value, Tran
         inference.insert("stopSequences".into(), json!(sequences));
     }
     body.insert("inferenceConfig".into(), Value::Object(inference));
-    let wants_tools = !matches!(&req.tool_choice, Some(Value::String(s)) if s == "none");
-    if let (Some(tools), true) = (&req.tools, wants_tools) {
+    // Converse refuses a history with tool use unless tools are declared; "none" keeps
+    // them declared and only leaves the choice unset.
+    let none = matches!(&req.tool_choice, Some(Value::String(s)) if s == "none");
+    let history_tools: Vec<String> = req
+        .messages
+        .iter()
+        .flat_map(|m| m.tool_calls.iter().flatten())
+        .map(|c| c.function.name.clone())
+        .collect();
+    if req.tools.is_none() && !history_tools.is_empty() {
+        let mut names = history_tools;
+        names.sort();
+        names.dedup();
+        let specs: Vec<Value> = names
+            .iter()
+            .map(|n| json!({"toolSpec": {"name": n, "inputSchema": {"json": {"type": "object"}}}}))
+            .collect();
+        body.insert("toolConfig".into(), json!({"tools": specs}));
+    }
+    if let Some(tools) = &req.tools {
         let specs: Vec<Value> = tools
             .iter()
             .map(|t| {
@@ -107,6 +131,7 @@ pub fn request(req: &ChatRequest, default_max_tokens: u32) -> Result<Value, Tran
             .collect();
         let mut config = json!({"tools": specs});
         match &req.tool_choice {
+            _ if none => {}
             Some(Value::String(s)) if s == "required" => config["toolChoice"] = json!({"any": {}}),
             Some(Value::String(s)) if s == "auto" => config["toolChoice"] = json!({"auto": {}}),
             Some(v) if v.pointer("/function/name").is_some() => {

@@ -174,6 +174,15 @@ fn parts(content: Option<&ChatContent>, at: &str) -> Result<Vec<Value>, Translat
     }
 }
 
+/// Gemini names no call ids; ours must stay unique across the turns of a conversation,
+/// or a later tool result would be matched to an earlier call.
+fn new_call_id(index: usize) -> String {
+    format!(
+        "call_{}_{index}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
 fn finish_reason(reason: &str, called_tools: bool) -> &'static str {
     match reason {
         "MAX_TOKENS" => "length",
@@ -225,7 +234,7 @@ pub fn response(resp: &Value, client_model: &str) -> Value {
                 .iter()
                 .enumerate()
                 .map(|(i, (id, name, args))| {
-                    json!({"id": id.clone().unwrap_or_else(|| format!("call_{i}")), "type": "function",
+                    json!({"id": id.clone().unwrap_or_else(|| new_call_id(i)), "type": "function",
                            "function": {"name": name, "arguments": args.to_string()}})
                 })
                 .collect(),
@@ -308,7 +317,7 @@ impl StreamTranslator for StreamToOpenAi {
             // Gemini sends each call whole: one delta carries it all.
             self.writer.delta(
                 out,
-                json!({"tool_calls": [{"index": index, "id": id.unwrap_or_else(|| format!("call_{index}")),
+                json!({"tool_calls": [{"index": index, "id": id.unwrap_or_else(|| new_call_id(index as usize)),
                         "type": "function", "function": {"name": name, "arguments": args.to_string()}}]}),
                 None,
             );

@@ -107,6 +107,18 @@ impl TokenUsage {
     }
 }
 
+/// Bedrock InvokeModel's `x-amzn-bedrock-input-token-count` / `-output-token-count`.
+pub fn usage_from_bedrock_headers(headers: &http::HeaderMap) -> Option<TokenUsage> {
+    let count = |name: &str| -> Option<u64> { headers.get(name)?.to_str().ok()?.parse().ok() };
+    let input = count("x-amzn-bedrock-input-token-count")?;
+    Some(TokenUsage {
+        input,
+        output: count("x-amzn-bedrock-output-token-count").unwrap_or(0),
+        cache_read: count("x-amzn-bedrock-cache-read-input-token-count").unwrap_or(0),
+        cache_write: count("x-amzn-bedrock-cache-write-input-token-count").unwrap_or(0),
+    })
+}
+
 /// The usage-bearing fields of any provider's answer; everything else in the document
 /// is skipped without being built, which keeps metering cheap on large answers.
 #[derive(Deserialize)]

@@ -508,3 +508,27 @@ async fn a_stream_that_goes_silent_is_ended_after_the_idle_timeout() {
     assert_eq!(sse_events(&text).last().map(String::as_str), Some("error"));
     assert!(text.contains("sent nothing for"), "{text}");
 }
+
+#[tokio::test]
+async fn a_model_name_cannot_steer_a_gemini_call_to_another_endpoint() {
+    let upstream =
+        FakeUpstream::start(|_| Reply::json(200, fixture("upstream/gemini/generate_content.json")))
+            .await;
+    let gw = TestGateway::start(&format!(
+        "providers:\n  gemini: {{ type: gemini, base_url: \"{}\", api_key: g }}\n",
+        upstream.url()
+    ))
+    .await;
+    for model in [
+        "gemini/../../v1beta/cachedContents?x=",
+        "gemini/x:predictLongRunning?",
+    ] {
+        let (status, _) = post(
+            format!("{}/v1/chat/completions", gw.url),
+            json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}).to_string(),
+        )
+        .await;
+        assert_eq!(status, 400, "{model}");
+    }
+    assert!(upstream.received().is_empty());
+}

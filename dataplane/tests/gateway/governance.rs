@@ -372,6 +372,8 @@ async fn every_call_is_audited_with_the_users_field_names_and_metrics_count_it()
         .post(format!("{}/v1/chat/completions", gw.url))
         .bearer_auth(KEY)
         .header("x-request-id", "req-audit-1")
+        // A key's identity is its own: a header cannot move the call to another workspace.
+        .header("x-workspace-id", "ws-someone-else")
         .json(&json!({"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "secret prompt"}]}))
         .send()
         .await
@@ -941,4 +943,134 @@ rate_limits:
             (s.check_429)(&resp.json().await.expect("json"), &headers);
         }
     }
+}
+
+#[tokio::test]
+async fn a_request_dropped_before_it_completes_gives_its_reservation_back() {
+    use ai_gateway::context::RequestContext;
+    let upstream = fake_anthropic().await;
+    let gw = TestGateway::start(&config(
+        &upstream.url(),
+        "  default: { concurrent_requests: 1 }",
+        "",
+    ))
+    .await;
+    let rt = gw.gateway.runtime();
+    let services = gw.gateway.services.clone();
+    let mut ctx = RequestContext::new(&http::HeaderMap::new());
+    ctx.store_for_release = Some(services.clone());
+    ctx.identity = Some(ai_gateway::auth::Identity {
+        key_id: Some("k1".into()),
+        user: "contractor1".into(),
+        team: Some("platform".into()),
+        workspace: Some("ws-abc123".into()),
+    });
+    ctx.model = Some("claude-x".into());
+    let resolved = rt.routes.resolve("claude-x", None).expect("routed");
+    ai_gateway::admission::admit(&rt, &services, &mut ctx, &resolved, 100, Some(10))
+        .await
+        .expect("admitted");
+    assert_eq!(
+        burst(&gw.url, KEY, 1).await,
+        [429],
+        "the one concurrent slot is held"
+    );
+    // The caller hangs up while the gateway waits on the upstream: the handler is dropped.
+    drop(ctx);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(burst(&gw.url, KEY, 1).await, [200], "the slot came back");
+}
+
+#[tokio::test]
+async fn an_absurd_max_tokens_cannot_corrupt_the_counters() {
+    let upstream = fake_anthropic().await;
+    let gw = TestGateway::start(&config(
+        &upstream.url(),
+        "  default: { tokens_per_minute: 10000000, budget_usd_per_day: 100 }",
+        "",
+    ))
+    .await;
+    let resp = client()
+        .post(format!("{}/v1/claude/v1/messages", gw.url))
+        .header("x-api-key", KEY)
+        .json(&json!({"model": "claude-sonnet-4-5", "max_tokens": u64::MAX, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(resp.status(), 200);
+    let _ = resp.bytes().await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let limits: Value = client()
+        .get(format!("{}/v1/limits", gw.url))
+        .header("x-api-key", KEY)
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("json");
+    let fixture: Value =
+        serde_json::from_slice(&fixture("upstream/anthropic/message_text.json")).expect("fixture");
+    let u = &fixture["usage"];
+    let real: u64 = [
+        "input_tokens",
+        "output_tokens",
+        "cache_read_input_tokens",
+        "cache_creation_input_tokens",
+    ]
+    .iter()
+    .map(|k| u[*k].as_u64().unwrap_or(0))
+    .sum();
+    let user = &limits["limits"][0];
+    assert_eq!(user["tokens_per_minute"]["used"], real, "{limits}");
+    let spent = user["budget_usd_per_day"]["used"].as_f64().expect("used");
+    assert!(
+        spent > 0.0 && spent < 1.0,
+        "settled to the real cost: {limits}"
+    );
+}
+
+#[tokio::test]
+async fn a_model_rule_cannot_be_dodged_by_naming_the_model_another_way() {
+    let upstream = fake_anthropic().await;
+    let gw = TestGateway::start(&config(
+        &upstream.url(),
+        "  rules:\n    - { subject: user, model: \"claude-opus-*\", limits: { requests_per_minute: 1 } }",
+        "",
+    ))
+    .await;
+    let call = |model: &'static str| {
+        let url = gw.url.clone();
+        async move {
+            client()
+                .post(format!("{url}/v1/claude/v1/messages"))
+                .header("x-api-key", KEY)
+                .json(&json!({"model": model, "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}))
+                .send()
+                .await
+                .expect("answers")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(call("claude-opus-4-1").await, 200);
+    assert_eq!(call("anthropic/claude-opus-4-1").await, 429);
+    assert_eq!(
+        call("claude-sonnet-4-5").await,
+        200,
+        "other models are not limited by the rule"
+    );
+}
+
+#[tokio::test]
+async fn a_sigv4_header_is_only_taken_on_the_bedrock_surface() {
+    let upstream = fake_anthropic().await;
+    let gw = TestGateway::start(&config(&upstream.url(), "  {}", "")).await;
+    let resp = client()
+        .get(format!("{}/v1/models", gw.url))
+        .header("authorization", "AWS4-HMAC-SHA256 Credential=k1/20261126/us-east-1/bedrock/aws4_request, SignedHeaders=host, Signature=00")
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(resp.status(), 401);
 }
