@@ -307,6 +307,14 @@ pub fn compile(inputs: &Inputs<'_>) -> Compiled {
         },
         (None, None) => None,
     };
+    if store.kind == ai_gateway_snapshot::LimitStoreKind::Redis && url.is_none() {
+        // Falling back to per-replica memory would multiply every limit by the replica count.
+        gateway_verdicts.push(Verdict::fail(
+            "Ready",
+            "RateLimitStoreUnresolved",
+            "rateLimitStore.kind is redis but no URL resolved; limits are per replica until it does",
+        ));
+    }
     rate_limits.store = LimitStore {
         kind: if url.is_some() {
             store.kind
@@ -334,6 +342,39 @@ pub fn compile(inputs: &Inputs<'_>) -> Compiled {
         })
         .collect();
     keys.sort_by(|a, b| a.id.cmp(&b.id));
+    // Two Secrets with one plaintext would make two callers one identity.
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    keys.retain(|k| match seen.get(&k.sha256) {
+        Some(first) => {
+            gateway_verdicts.push(Verdict::fail(
+                "ResolvedRefs",
+                "DuplicateKey",
+                format!(
+                    "key Secret `{}` holds the same key as `{first}`; it is left out",
+                    k.id
+                ),
+            ));
+            false
+        }
+        None => {
+            seen.insert(k.sha256.clone(), k.id.clone());
+            true
+        }
+    });
+    keys.retain(|k| {
+        let short = k.sigv4_secret.as_deref().is_some_and(|s| s.len() < 16);
+        if short {
+            gateway_verdicts.push(Verdict::fail(
+                "ResolvedRefs",
+                "WeakSigV4Secret",
+                format!(
+                    "key Secret `{}`: sigv4-secret must be at least 16 characters; it is left out",
+                    k.id
+                ),
+            ));
+        }
+        !short
+    });
 
     let defaults = GatewaySettings::default();
     let mut snapshot = Snapshot {

@@ -9,6 +9,19 @@ use serde_json::{Map, Value};
 
 pub const BEDROCK_ANTHROPIC_VERSION: &str = "bedrock-2023-05-31";
 
+/// The beta flags Claude on Bedrock accepts; any other (Claude Code sends several that
+/// only Anthropic's API knows) makes Bedrock refuse the whole call.
+const BEDROCK_BETAS: &[&str] = &[
+    "computer-use-2024-10-22",
+    "computer-use-2025-01-24",
+    "token-efficient-tools-2025-02-19",
+    "interleaved-thinking-2025-05-14",
+    "output-128k-2025-02-19",
+    "dev-full-thinking-2025-05-14",
+    "context-1m-2025-08-07",
+    "context-management-2025-06-27",
+];
+
 /// The InvokeModel body for a Messages request; `anthropic_beta` comes from the
 /// caller's `anthropic-beta` header.
 pub fn request(body: &[u8], anthropic_beta: Option<&str>) -> Result<Vec<u8>, TranslateError> {
@@ -25,7 +38,7 @@ pub fn request(body: &[u8], anthropic_beta: Option<&str>) -> Result<Vec<u8>, Tra
         let flags: Vec<Value> = beta
             .split(',')
             .map(str::trim)
-            .filter(|f| !f.is_empty())
+            .filter(|f| BEDROCK_BETAS.contains(f))
             .map(Value::from)
             .collect();
         if !flags.is_empty() {
@@ -47,7 +60,9 @@ mod tests {
         let out: Value = serde_json::from_slice(
             &request(
                 body.to_string().as_bytes(),
-                Some("interleaved-thinking-2025-05-14, context-1m-2025-08-07"),
+                Some(
+                    "claude-code-20250219, interleaved-thinking-2025-05-14, context-1m-2025-08-07",
+                ),
             )
             .expect("translates"),
         )
