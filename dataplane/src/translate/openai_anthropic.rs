@@ -3,10 +3,16 @@
 //! as a chat completion.
 
 use super::anthropic::{self, Block, StreamEvent};
-use super::openai::{ChatContent, ChatRequest, ChunkWriter, ContentPart, Role};
+use super::openai::{content_parts, push_turn, ChatRequest, ChunkWriter, PartStyle, Role};
 use super::{finish_reasons, unix_now, SseOut, StreamTranslator, TokenUsage, TranslateError};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
+
+const STYLE: PartStyle = PartStyle {
+    text: |t| json!({"type": "text", "text": t}),
+    image: image_block,
+    image_rule: "must be an http(s) URL or a base64 data URL",
+};
 
 /// Anthropic's sampling temperature tops out at 1.0, OpenAI's at 2.0.
 const ANTHROPIC_MAX_TEMPERATURE: f64 = 1.0;
@@ -28,7 +34,7 @@ pub fn request(
         let at = format!("messages[{i}]");
         match msg.role {
             Role::System | Role::Developer => {
-                for block in content_blocks(msg.content.as_ref(), &at)? {
+                for block in content_parts(msg.content.as_ref(), &at, &STYLE)? {
                     if block["type"] != "text" {
                         return Err(TranslateError::new(
                             &at,
@@ -41,10 +47,10 @@ pub fn request(
             Role::User => push_turn(
                 &mut turns,
                 "user",
-                content_blocks(msg.content.as_ref(), &at)?,
+                content_parts(msg.content.as_ref(), &at, &STYLE)?,
             ),
             Role::Assistant => {
-                let mut blocks = content_blocks(msg.content.as_ref(), &at)?;
+                let mut blocks = content_parts(msg.content.as_ref(), &at, &STYLE)?;
                 for (j, call) in msg.tool_calls.iter().flatten().enumerate() {
                     let input = parse_arguments(&call.function.arguments).ok_or_else(|| {
                         TranslateError::new(
@@ -65,7 +71,7 @@ pub fn request(
                         "is required on tool messages",
                     )
                 })?;
-                let content: Vec<Value> = content_blocks(msg.content.as_ref(), &at)?;
+                let content: Vec<Value> = content_parts(msg.content.as_ref(), &at, &STYLE)?;
                 // Tool results go back as tool_result blocks: flattened into text, an
                 // agent never sees its call answered and calls again.
                 push_turn(
@@ -169,45 +175,6 @@ fn tool_choice(req: &ChatRequest) -> Result<Option<Value>, TranslateError> {
         }
     }
     Ok(choice)
-}
-
-/// Anthropic wants strictly alternating turns; consecutive messages of one role (tool
-/// results followed by a user note) merge into one turn, tool results first.
-fn push_turn(turns: &mut Vec<(&'static str, Vec<Value>)>, role: &'static str, blocks: Vec<Value>) {
-    if blocks.is_empty() {
-        return;
-    }
-    match turns.last_mut() {
-        Some((last, existing)) if *last == role => existing.extend(blocks),
-        _ => turns.push((role, blocks)),
-    }
-}
-
-fn content_blocks(content: Option<&ChatContent>, at: &str) -> Result<Vec<Value>, TranslateError> {
-    match content {
-        None => Ok(Vec::new()),
-        Some(ChatContent::Text(s)) if s.is_empty() => Ok(Vec::new()),
-        Some(ChatContent::Text(s)) => Ok(vec![json!({"type": "text", "text": s})]),
-        Some(ChatContent::Parts(parts)) => parts
-            .iter()
-            .enumerate()
-            .map(|(j, part)| match part {
-                ContentPart::Text { text } => Ok(json!({"type": "text", "text": text})),
-                ContentPart::ImageUrl { image_url } => {
-                    image_block(&image_url.url).ok_or_else(|| {
-                        TranslateError::new(
-                            format!("{at}.content[{j}].image_url.url"),
-                            "must be an http(s) URL or a base64 data URL",
-                        )
-                    })
-                }
-                ContentPart::Unsupported => Err(TranslateError::new(
-                    format!("{at}.content[{j}].type"),
-                    "only text and image_url parts can be sent to this model",
-                )),
-            })
-            .collect(),
-    }
 }
 
 fn image_block(url: &str) -> Option<Value> {

@@ -2,10 +2,18 @@
 //! Titan and the rest of Bedrock's catalogue), stream included.
 //! <https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Converse.html>
 
-use super::openai::{ChatContent, ChatRequest, ChunkWriter, ContentPart, OneOrMany, Role};
+use super::openai::{
+    content_parts, push_turn, ChatRequest, ChunkWriter, OneOrMany, PartStyle, Role,
+};
 use super::{unix_now, SseOut, StreamTranslator, TokenUsage, TranslateError};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
+
+const STYLE: PartStyle = PartStyle {
+    text: |t| json!({"text": t}),
+    image: image_block,
+    image_rule: "Bedrock takes images as base64 data URLs (png, jpeg, gif or webp)",
+};
 
 pub fn request(req: &ChatRequest, default_max_tokens: u32) -> Result<Value, TranslateError> {
     if req.n.is_some_and(|n| n > 1) {
@@ -18,7 +26,7 @@ pub fn request(req: &ChatRequest, default_max_tokens: u32) -> Result<Value, Tran
     let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
     for (i, msg) in req.messages.iter().enumerate() {
         let at = format!("messages[{i}]");
-        let blocks = content_blocks(msg.content.as_ref(), &at)?;
+        let blocks = content_parts(msg.content.as_ref(), &at, &STYLE)?;
         match msg.role {
             Role::System | Role::Developer => system.extend(blocks),
             Role::User => push_turn(&mut turns, "user", blocks),
@@ -142,43 +150,6 @@ pub fn request(req: &ChatRequest, default_max_tokens: u32) -> Result<Value, Tran
         body.insert("toolConfig".into(), config);
     }
     Ok(Value::Object(body))
-}
-
-fn push_turn(turns: &mut Vec<(&'static str, Vec<Value>)>, role: &'static str, blocks: Vec<Value>) {
-    if blocks.is_empty() {
-        return;
-    }
-    match turns.last_mut() {
-        Some((last, existing)) if *last == role => existing.extend(blocks),
-        _ => turns.push((role, blocks)),
-    }
-}
-
-fn content_blocks(content: Option<&ChatContent>, at: &str) -> Result<Vec<Value>, TranslateError> {
-    match content {
-        None => Ok(Vec::new()),
-        Some(ChatContent::Text(s)) if s.is_empty() => Ok(Vec::new()),
-        Some(ChatContent::Text(s)) => Ok(vec![json!({"text": s})]),
-        Some(ChatContent::Parts(parts)) => parts
-            .iter()
-            .enumerate()
-            .map(|(j, part)| match part {
-                ContentPart::Text { text } => Ok(json!({"text": text})),
-                ContentPart::ImageUrl { image_url } => {
-                    image_block(&image_url.url).ok_or_else(|| {
-                        TranslateError::new(
-                            format!("{at}.content[{j}].image_url.url"),
-                            "Bedrock takes images as base64 data URLs (png, jpeg, gif or webp)",
-                        )
-                    })
-                }
-                ContentPart::Unsupported => Err(TranslateError::new(
-                    format!("{at}.content[{j}].type"),
-                    "only text and image_url parts can be sent to this model",
-                )),
-            })
-            .collect(),
-    }
 }
 
 fn image_block(url: &str) -> Option<Value> {

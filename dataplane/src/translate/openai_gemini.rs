@@ -2,10 +2,21 @@
 //! `streamGenerateContent?alt=sse`).
 //! <https://ai.google.dev/api/generate-content>
 
-use super::openai::{ChatContent, ChatRequest, ChunkWriter, ContentPart, OneOrMany, Role};
+use super::openai::{
+    content_parts, push_turn, ChatRequest, ChunkWriter, OneOrMany, PartStyle, Role,
+};
 use super::{unix_now, SseOut, StreamTranslator, TokenUsage, TranslateError};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
+
+const STYLE: PartStyle = PartStyle {
+    text: |t| json!({"text": t}),
+    image: |url| {
+        let (mime, data) = url.strip_prefix("data:")?.split_once(";base64,")?;
+        Some(json!({"inlineData": {"mimeType": mime, "data": data}}))
+    },
+    image_rule: "Gemini takes images as base64 data URLs",
+};
 
 pub fn request(req: &ChatRequest) -> Result<Value, TranslateError> {
     if req.n.is_some_and(|n| n > 1) {
@@ -25,10 +36,10 @@ pub fn request(req: &ChatRequest) -> Result<Value, TranslateError> {
     let mut contents: Vec<(&'static str, Vec<Value>)> = Vec::new();
     for (i, msg) in req.messages.iter().enumerate() {
         let at = format!("messages[{i}]");
-        let parts = parts(msg.content.as_ref(), &at)?;
+        let parts = content_parts(msg.content.as_ref(), &at, &STYLE)?;
         match msg.role {
             Role::System | Role::Developer => system.extend(parts),
-            Role::User => push(&mut contents, "user", parts),
+            Role::User => push_turn(&mut contents, "user", parts),
             Role::Assistant => {
                 let mut parts = parts;
                 for (j, call) in msg.tool_calls.iter().flatten().enumerate() {
@@ -44,7 +55,7 @@ pub fn request(req: &ChatRequest) -> Result<Value, TranslateError> {
                     };
                     parts.push(json!({"functionCall": {"name": call.function.name, "args": args}}));
                 }
-                push(&mut contents, "model", parts);
+                push_turn(&mut contents, "model", parts);
             }
             Role::Tool => {
                 let id = msg.tool_call_id.as_deref().unwrap_or_default();
@@ -59,7 +70,7 @@ pub fn request(req: &ChatRequest) -> Result<Value, TranslateError> {
                     Ok(v) if v.is_object() => v,
                     _ => json!({"result": text}),
                 };
-                push(
+                push_turn(
                     &mut contents,
                     "user",
                     vec![json!({"functionResponse": {"name": name, "response": response}})],
@@ -132,46 +143,6 @@ pub fn request(req: &ChatRequest) -> Result<Value, TranslateError> {
         }
     }
     Ok(Value::Object(body))
-}
-
-fn push(contents: &mut Vec<(&'static str, Vec<Value>)>, role: &'static str, parts: Vec<Value>) {
-    if parts.is_empty() {
-        return;
-    }
-    match contents.last_mut() {
-        Some((last, existing)) if *last == role => existing.extend(parts),
-        _ => contents.push((role, parts)),
-    }
-}
-
-fn parts(content: Option<&ChatContent>, at: &str) -> Result<Vec<Value>, TranslateError> {
-    match content {
-        None => Ok(Vec::new()),
-        Some(ChatContent::Text(s)) if s.is_empty() => Ok(Vec::new()),
-        Some(ChatContent::Text(s)) => Ok(vec![json!({"text": s})]),
-        Some(ChatContent::Parts(parts)) => parts
-            .iter()
-            .enumerate()
-            .map(|(j, part)| match part {
-                ContentPart::Text { text } => Ok(json!({"text": text})),
-                ContentPart::ImageUrl { image_url } => image_url
-                    .url
-                    .strip_prefix("data:")
-                    .and_then(|rest| rest.split_once(";base64,"))
-                    .map(|(mime, data)| json!({"inlineData": {"mimeType": mime, "data": data}}))
-                    .ok_or_else(|| {
-                        TranslateError::new(
-                            format!("{at}.content[{j}].image_url.url"),
-                            "Gemini takes images as base64 data URLs",
-                        )
-                    }),
-                ContentPart::Unsupported => Err(TranslateError::new(
-                    format!("{at}.content[{j}].type"),
-                    "only text and image_url parts can be sent to this model",
-                )),
-            })
-            .collect(),
-    }
 }
 
 /// Gemini names no call ids; ours must stay unique across the turns of a conversation,
