@@ -47,12 +47,32 @@ impl Slot {
 #[derive(Default)]
 pub struct MemoryStore {
     slots: DashMap<String, Slot>,
+    /// The UTC day of the last sweep of idle subjects.
+    swept_day: std::sync::atomic::AtomicU64,
     /// (day, user) → usage per model.
     ledger: DashMap<(u64, String), BTreeMap<String, ModelUsage>>,
 }
 
 impl MemoryStore {
+    /// Once a day, forget subjects with nothing in flight and no use since yesterday:
+    /// subject keys carry caller-chosen names, so the map must not grow forever.
+    fn sweep(&self, windows: &Windows) {
+        use std::sync::atomic::Ordering;
+        let last = self.swept_day.load(Ordering::Relaxed);
+        if last == windows.day
+            || self
+                .swept_day
+                .compare_exchange(last, windows.day, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        self.slots
+            .retain(|_, slot| slot.concurrent > 0 || slot.day + 1 >= windows.day);
+    }
+
     pub(super) fn admit(&self, checks: &[Check], demand: Demand, windows: Windows) -> Admission {
+        self.sweep(&windows);
         let mut taken: Vec<&Check> = Vec::with_capacity(checks.len());
         let mut after: Vec<Counters> = Vec::with_capacity(checks.len());
         for check in checks {
@@ -162,5 +182,56 @@ impl MemoryStore {
             }
             None => Counters::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ai_gateway_snapshot::{Limits, Subject};
+
+    fn check(key: &str) -> Check {
+        Check {
+            key: key.into(),
+            scope: Subject::User,
+            limits: Limits {
+                requests_per_minute: Some(10),
+                ..Limits::default()
+            },
+        }
+    }
+
+    fn at_day(day: u64) -> Windows {
+        let now = day * 86_400 + 30;
+        Windows {
+            minute: now / 60,
+            day,
+            now,
+        }
+    }
+
+    #[test]
+    fn idle_subjects_are_forgotten_a_day_later_and_busy_ones_kept() {
+        let store = MemoryStore::default();
+        let Admission::Admitted(done) =
+            store.admit(&[check("user:gone")], Demand::default(), at_day(1))
+        else {
+            panic!("admitted")
+        };
+        store.settle(&done, Demand::default());
+        let Admission::Admitted(_held) =
+            store.admit(&[check("user:busy")], Demand::default(), at_day(1))
+        else {
+            panic!("admitted")
+        };
+        assert!(matches!(
+            store.admit(&[check("user:new")], Demand::default(), at_day(3)),
+            Admission::Admitted(_)
+        ));
+        assert!(!store.slots.contains_key("user:gone"), "idle since day 1");
+        assert!(
+            store.slots.contains_key("user:busy"),
+            "still has a call in flight"
+        );
     }
 }
