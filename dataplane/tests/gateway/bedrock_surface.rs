@@ -58,36 +58,17 @@ async fn boto3_works_through_the_gateway_with_a_gateway_issued_key_pair() {
         &format!("audit: {{ sink: file, path: \"{}\" }}", audit.display()),
     ))
     .await;
-    let out = tokio::time::timeout(
-        Duration::from_secs(120),
-        tokio::process::Command::new("python3")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/clients/boto3_bedrock.py"
-            ))
-            .args([
-                &format!("{}/v1/bedrock", gw.url),
-                GW_AKID,
-                GW_SECRET,
-                "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
-            ])
-            .env_remove("AWS_BEARER_TOKEN_BEDROCK")
-            .output(),
+    let cases = crate::process::run_client(
+        "boto3_bedrock.py",
+        &[
+            &format!("{}/v1/bedrock", gw.url),
+            GW_AKID,
+            GW_SECRET,
+            "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+        ],
     )
-    .await
-    .expect("finishes")
-    .expect("runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "boto3 failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let cases: Vec<Value> = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    assert!(cases.len() >= 4, "{stdout}");
+    .await;
+    assert!(cases.len() >= 4, "{cases:?}");
     let requests = fake.requests();
     assert!(requests.len() >= 4);
     for r in &requests {
@@ -438,50 +419,33 @@ async fn openai_sdk_reaches_bedrock_through_converse() {
         fake.port
     )))
     .await;
-    let out = tokio::time::timeout(
-        Duration::from_secs(120),
-        tokio::process::Command::new("python3")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/clients/openai_sdk.py"
-            ))
-            .args([
-                &format!("{}/v1", gw.url),
-                "gw-test-key",
-                "claude-sonnet-4-5",
-            ])
-            .args(["--only", "chat,chat_stream,tool_call"])
-            .output(),
+    let cases = crate::process::run_client(
+        "openai_sdk.py",
+        &[
+            &format!("{}/v1", gw.url),
+            "gw-test-key",
+            "claude-sonnet-4-5",
+            "--only",
+            "chat,chat_stream,tool_call",
+        ],
     )
-    .await
-    .expect("finishes")
-    .expect("runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "openai sdk failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let cases: Vec<Value> = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    assert_eq!(cases.len(), 3, "{stdout}");
+    .await;
+    assert_eq!(cases.len(), 3, "{cases:?}");
     assert!(
         cases[0]["content"].as_str().is_some_and(|c| !c.is_empty()),
-        "{stdout}"
+        "{cases:?}"
     );
     assert!(
         cases[1]["usage"]["total_tokens"]
             .as_u64()
             .is_some_and(|n| n > 0),
-        "{stdout}"
+        "{cases:?}"
     );
     assert!(
         cases[2]["tool_calls"]
             .as_array()
             .is_some_and(|t| !t.is_empty()),
-        "{stdout}"
+        "{cases:?}"
     );
     for r in fake.requests() {
         assert_eq!(r["sigv4"]["verified_double_encoded"], true, "{r}");

@@ -3,7 +3,6 @@
 use crate::fakes::{client, fixture, sse_data, FakeUpstream, Reply, TestGateway};
 use crate::process::{python_has, PythonFake};
 use serde_json::{json, Value};
-use std::time::Duration;
 
 fn config(gemini: &str) -> String {
     format!(
@@ -127,34 +126,16 @@ async fn google_genai_works_through_the_gateway() {
     }
     let fake = PythonFake::start("fake_aws_gemini_capture.py", &[]);
     let gw = TestGateway::start(&config(&format!("http://127.0.0.1:{}", fake.port))).await;
-    let out = tokio::time::timeout(
-        Duration::from_secs(120),
-        tokio::process::Command::new("python3")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/clients/genai_gemini.py"
-            ))
-            .args([
-                &format!("{}/v1/gemini", gw.url),
-                "gw-test-key",
-                "gemini-2.5-flash",
-            ])
-            .output(),
+    let cases = crate::process::run_client(
+        "genai_gemini.py",
+        &[
+            &format!("{}/v1/gemini", gw.url),
+            "gw-test-key",
+            "gemini-2.5-flash",
+        ],
     )
-    .await
-    .expect("finishes")
-    .expect("runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "genai failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let cases: Vec<Value> = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    assert!(cases.len() >= 4, "{stdout}");
+    .await;
+    assert!(cases.len() >= 4, "{cases:?}");
     let requests = fake.requests();
     assert!(!requests.is_empty());
     for r in &requests {
@@ -175,46 +156,33 @@ async fn openai_sdk_reaches_gemini() {
     }
     let fake = PythonFake::start("fake_aws_gemini_capture.py", &[]);
     let gw = TestGateway::start(&config(&format!("http://127.0.0.1:{}", fake.port))).await;
-    let out = tokio::time::timeout(
-        Duration::from_secs(120),
-        tokio::process::Command::new("python3")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/clients/openai_sdk.py"
-            ))
-            .args([&format!("{}/v1", gw.url), "gw-test-key", "gemini-pro"])
-            .args(["--only", "chat,chat_stream,tool_call"])
-            .output(),
+    let cases = crate::process::run_client(
+        "openai_sdk.py",
+        &[
+            &format!("{}/v1", gw.url),
+            "gw-test-key",
+            "gemini-pro",
+            "--only",
+            "chat,chat_stream,tool_call",
+        ],
     )
-    .await
-    .expect("finishes")
-    .expect("runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "openai sdk failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let cases: Vec<Value> = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    assert_eq!(cases.len(), 3, "{stdout}");
+    .await;
+    assert_eq!(cases.len(), 3, "{cases:?}");
     assert!(
         cases[0]["content"].as_str().is_some_and(|c| !c.is_empty()),
-        "{stdout}"
+        "{cases:?}"
     );
     assert!(
         cases[1]["usage"]["total_tokens"]
             .as_u64()
             .is_some_and(|n| n > 0),
-        "{stdout}"
+        "{cases:?}"
     );
     assert!(
         cases[2]["tool_calls"]
             .as_array()
             .is_some_and(|t| !t.is_empty()),
-        "{stdout}"
+        "{cases:?}"
     );
     for r in fake.requests() {
         let path = r["path"].as_str().expect("path");

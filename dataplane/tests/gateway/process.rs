@@ -287,29 +287,14 @@ async fn official_clients_work_through_the_gateway() {
         ),
     ];
     for (script, base, model) in runs {
-        let out = tokio::process::Command::new("python3")
-            .arg(repo_path(&format!("tests/clients/{script}")))
-            .args([base.as_str(), "gw-test-key", model])
-            .output()
-            .await
-            .expect("script runs");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{script} {model} failed:\n{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let cases: Vec<Value> = stdout
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
-        assert!(cases.len() >= 4, "{script}: {stdout}");
+        let cases = run_client(script, &[base.as_str(), "gw-test-key", model]).await;
+        assert!(cases.len() >= 4, "{script}: {cases:?}");
         assert!(
             cases.iter().any(
                 |c| c["tool_calls"].as_array().is_some_and(|t| !t.is_empty())
                     || c["tool_uses"].as_array().is_some_and(|t| !t.is_empty())
             ),
-            "{script} {model}: a tool call came back\n{stdout}"
+            "{script} {model}: a tool call came back\n{cases:?}"
         );
     }
 
@@ -433,4 +418,31 @@ impl Drop for PythonFake {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs one of the real-client scripts in `tests/clients/` and returns the JSON line it
+/// printed per case; fails the test with its output when the client failed.
+pub async fn run_client(script: &str, args: &[&str]) -> Vec<Value> {
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new("python3")
+            .arg(repo_path(&format!("tests/clients/{script}")))
+            .args(args)
+            // boto3 would prefer a bearer token from the environment over the keys given.
+            .env_remove("AWS_BEARER_TOKEN_BEDROCK")
+            .output(),
+    )
+    .await
+    .expect("the client finishes")
+    .expect("the client runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
 }
