@@ -30,6 +30,15 @@ pub async fn handle(
             ))
         }
         (&Method::GET, "/metrics") => {
+            // Circuit state lives in the breakers; read it at scrape time.
+            let now = crate::upstream::breaker::now_ms();
+            for p in gw.runtime().providers.values() {
+                gw.services
+                    .metrics
+                    .circuit_open
+                    .get_or_create(&vec![("provider", p.name.clone())])
+                    .set(i64::from(p.breaker.state(now) == "open"));
+            }
             let mut r = Response::new(crate::body::full(gw.services.metrics.render()));
             r.headers_mut().insert(
                 http::header::CONTENT_TYPE,

@@ -22,6 +22,7 @@ pub struct Metrics {
     pub rate_limited: Family<Labels, Counter>,
     pub upstream_errors: Family<Labels, Counter>,
     pub config_info: Family<Labels, Gauge>,
+    pub circuit_open: Family<Labels, Gauge>,
     pub audit_written: Counter,
     pub audit_failed: Counter,
     current_version: Mutex<Option<String>>,
@@ -43,6 +44,7 @@ impl Default for Metrics {
         let rate_limited = Family::<Labels, Counter>::default();
         let upstream_errors = Family::<Labels, Counter>::default();
         let config_info = Family::<Labels, Gauge>::default();
+        let circuit_open = Family::<Labels, Gauge>::default();
         let audit_written = Counter::default();
         let audit_failed = Counter::default();
         registry.register(
@@ -86,6 +88,11 @@ impl Default for Metrics {
             config_info.clone(),
         );
         registry.register(
+            "ai_gateway_circuit_open",
+            "1 while a provider's circuit breaker refuses calls",
+            circuit_open.clone(),
+        );
+        registry.register(
             "ai_gateway_audit_records_written",
             "Audit records written",
             audit_written.clone(),
@@ -105,6 +112,7 @@ impl Default for Metrics {
             rate_limited,
             upstream_errors,
             config_info,
+            circuit_open,
             audit_written,
             audit_failed,
             current_version: Mutex::new(None),
