@@ -53,7 +53,13 @@ pub fn request(req: &ChatRequest) -> Result<Value, TranslateError> {
                             )
                         })?
                     };
-                    parts.push(json!({"functionCall": {"name": call.function.name, "args": args}}));
+                    let mut part =
+                        json!({"functionCall": {"name": call.function.name, "args": args}});
+                    // Gemini wants the signature of its own thinking back with each call.
+                    if let Some((_, signature)) = call.id.split_once(SIGNATURE_MARK) {
+                        part["thoughtSignature"] = json!(signature);
+                    }
+                    parts.push(part);
                 }
                 push_turn(&mut contents, "model", parts);
             }
@@ -167,6 +173,18 @@ fn finish_reason(reason: &str, called_tools: bool) -> &'static str {
 }
 
 /// Text and function calls of the first candidate; thought parts are the model's own.
+/// Joins a Gemini thought signature to the OpenAI call id, the one field an OpenAI
+/// client sends back unchanged with the call; the next turn returns it to Gemini.
+const SIGNATURE_MARK: &str = ".sig.";
+
+fn call_id(given: Option<String>, index: usize, signature: Option<&str>) -> String {
+    let id = given.unwrap_or_else(|| new_call_id(index));
+    match signature {
+        Some(sig) => format!("{id}{SIGNATURE_MARK}{sig}"),
+        None => id,
+    }
+}
+
 fn candidate_parts(v: &Value) -> (String, Vec<(Option<String>, String, Value)>) {
     let mut text = String::new();
     let mut calls = Vec::new();
@@ -183,8 +201,10 @@ fn candidate_parts(v: &Value) -> (String, Vec<(Option<String>, String, Value)>) 
             text.push_str(t);
         }
         if let Some(call) = part.get("functionCall") {
+            let signature = part.get("thoughtSignature").and_then(Value::as_str);
+            let given = call.get("id").and_then(Value::as_str).map(str::to_string);
             calls.push((
-                call.get("id").and_then(Value::as_str).map(str::to_string),
+                Some(call_id(given, calls.len(), signature)),
                 call["name"].as_str().unwrap_or_default().to_string(),
                 call.get("args").cloned().unwrap_or_else(|| json!({})),
             ));
@@ -319,5 +339,38 @@ impl StreamTranslator for StreamToOpenAi {
 
     fn usage(&self) -> TokenUsage {
         self.usage
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Gemini 3 refuses a function-calling turn whose calls lack their thought
+    /// signatures; an OpenAI client only sends back the call id, which carries it.
+    #[test]
+    fn thought_signatures_travel_through_the_call_id() {
+        let answer = json!({"candidates": [{"content": {"role": "model", "parts": [
+            {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}, "thoughtSignature": "c2lnbmF0dXJl"}
+        ]}, "finishReason": "STOP"}]});
+        let out = response(&answer, "gemini-3-pro");
+        let call = &out["choices"][0]["message"]["tool_calls"][0];
+        let id = call["id"].as_str().expect("id");
+        assert!(id.ends_with(".sig.c2lnbmF0dXJl"), "{id}");
+        assert_eq!(out["choices"][0]["finish_reason"], "tool_calls");
+
+        let next: ChatRequest =
+            serde_json::from_value(json!({"model": "gemini-3-pro", "messages": [
+                {"role": "user", "content": "weather?"},
+                {"role": "assistant", "content": null, "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": id, "content": "{\"temp\": 11}"}
+            ]}))
+            .expect("request");
+        let body = request(&next).expect("translates");
+        let model_turn = &body["contents"][1]["parts"][0];
+        assert_eq!(model_turn["thoughtSignature"], "c2lnbmF0dXJl");
+        let tool_turn = &body["contents"][2]["parts"][0]["functionResponse"];
+        assert_eq!(tool_turn["name"], "get_weather");
+        assert_eq!(tool_turn["response"]["temp"], 11);
     }
 }
