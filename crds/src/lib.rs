@@ -215,6 +215,11 @@ pub struct ProviderRouteSpec {
     pub circuit_breaker: Option<CircuitBreaker>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pricing: BTreeMap<String, ModelPrice>,
+    /// The most output tokens the provider's models take; translated requests asking
+    /// for more are lowered to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_output_tokens: Option<u32>,
 }
 
 fn default_priority() -> u32 {

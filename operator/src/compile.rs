@@ -147,6 +147,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Compiled {
         provider.retries = s.retries.unwrap_or_default();
         provider.circuit_breaker = s.circuit_breaker.unwrap_or_default();
         provider.pricing = s.pricing.clone();
+        provider.max_output_tokens = s.max_output_tokens;
         if let Some(creds) = &s.credentials_ref {
             let Some(secret) = inputs.secrets.get(&creds.secret_name) else {
                 verdicts.push(Verdict::ok("Accepted", "Accepted"));

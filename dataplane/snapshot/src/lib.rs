@@ -146,6 +146,10 @@ pub struct Provider {
     /// Models listed by `GET /v1/models` for this provider, besides the routes' exact names.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub models: Vec<String>,
+    /// The most output tokens this provider's models take: translated requests asking
+    /// for more (Claude Code asks for 32k–64k) are lowered to it instead of refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_output_tokens: Option<u32>,
     #[serde(default)]
     pub timeouts: Timeouts,
     #[serde(default)]
@@ -170,6 +174,7 @@ impl Provider {
             api_version: None,
             headers: BTreeMap::new(),
             models: Vec::new(),
+            max_output_tokens: None,
             timeouts: Timeouts::default(),
             retries: Retries::default(),
             circuit_breaker: CircuitBreaker::default(),

@@ -164,8 +164,15 @@ async fn serve_messages(
         } else {
             MaxTokensField::MaxTokens
         };
-    let out = anthropic_openai::request(&req, &resolved.upstream_model, field)
+    let mut out = anthropic_openai::request(&req, &resolved.upstream_model, field)
         .map_err(|e| GatewayError::InvalidRequest(e.to_string()))?;
+    if let Some(cap) = upstream.config.max_output_tokens {
+        for key in ["max_tokens", "max_completion_tokens"] {
+            if let Some(asked) = out.get(key).and_then(serde_json::Value::as_u64) {
+                out[key] = serde_json::json!(asked.min(u64::from(cap)));
+            }
+        }
+    }
     let path = upstream.chat_completions_path(&resolved.upstream_model);
     let resp = upstream
         .send(UpstreamRequest::json(path, &out), &ctx.request_id)

@@ -8,7 +8,7 @@ fn config(anthropic: &str, ollama: &str) -> String {
         r#"
 providers:
   anthropic: {{ type: anthropic, base_url: "{anthropic}", api_key: sk-ant-real }}
-  local: {{ type: ollama, base_url: "{ollama}" }}
+  local: {{ type: ollama, base_url: "{ollama}", max_output_tokens: 8192 }}
 routes:
   - {{ models: ["claude-*"], provider: anthropic }}
   - {{ models: ["local:*"], provider: local }}
@@ -180,6 +180,10 @@ async fn claude_code_on_an_ollama_model_gets_anthropic_events_with_real_usage() 
     assert_eq!(sent["model"], "qwen2.5-coder:7b");
     assert_eq!(sent["stream_options"]["include_usage"], true);
     assert_eq!(
+        sent["max_tokens"], 1024,
+        "under the provider's cap: unchanged"
+    );
+    assert_eq!(
         sent["messages"][0],
         json!({"role": "system", "content": "You are a coding agent."})
     );
@@ -259,4 +263,19 @@ async fn agent_loop_from_claude_code_to_an_openai_model_keeps_tool_results_as_to
     assert_eq!(tool_msgs[0]["tool_call_id"], "call_0");
     assert_eq!(tool_msgs[1]["tool_call_id"], "call_1");
     assert_eq!(tool_msgs[1]["content"], "a.txt");
+}
+
+#[tokio::test]
+async fn claude_codes_large_max_tokens_is_lowered_to_the_providers_cap() {
+    let upstream =
+        FakeUpstream::start(|_| Reply::json(200, fixture("upstream/openai/chat_text.json"))).await;
+    let gw = TestGateway::start(&config("http://127.0.0.1:9", &upstream.url())).await;
+    let resp = client()
+        .post(format!("{}/v1/claude/v1/messages", gw.url))
+        .json(&json!({"model": "local:qwen", "max_tokens": 64000, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(upstream.last().json()["max_tokens"], 8192);
 }
