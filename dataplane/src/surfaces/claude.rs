@@ -91,17 +91,8 @@ async fn messages(
     body: Bytes,
 ) -> Result<Response<ResponseBody>, GatewayError> {
     let routed = route_by_body(rt, services, ctx, headers, &body).await?;
-    let mut targets = vec![routed.resolved.clone()];
-    targets.extend(rt.routes.fallbacks(&routed.model, &routed.resolved));
-    let count = targets.len();
-    for (i, target) in targets.into_iter().enumerate() {
-        let fallback_left = i + 1 < count;
-        if i > 0 {
-            ctx.routed(&target.provider.name, &target.upstream_model);
-            ctx.price = services
-                .prices
-                .price(&target.provider, &target.upstream_model);
-        }
+    let mut chain = super::FallbackChain::new(rt, &routed);
+    while let Some((target, fallback_left)) = chain.next_target(services, ctx) {
         let served = serve_messages(
             ctx,
             path_and_query.clone(),
@@ -112,12 +103,8 @@ async fn messages(
             fallback_left,
         )
         .await;
-        match served {
-            Err(e) if fallback_left && e.allows_fallback() => {
-                tracing::warn!(provider = %target.provider.name, error = %e, "falling back");
-                ctx.fallbacks.push(target.provider.name.clone());
-            }
-            other => return other,
+        if !super::FallbackChain::fails_over(ctx, &target, fallback_left, &served) {
+            return served;
         }
     }
     Err(GatewayError::UnknownModel {

@@ -122,6 +122,59 @@ pub async fn route_by_body(
     })
 }
 
+/// A routed request's provider, then its fallbacks in order.
+pub struct FallbackChain {
+    targets: std::vec::IntoIter<crate::routing::Resolved>,
+    tried: usize,
+}
+
+impl FallbackChain {
+    pub fn new(rt: &crate::runtime::Runtime, routed: &Routed) -> Self {
+        let mut targets = vec![routed.resolved.clone()];
+        targets.extend(rt.routes.fallbacks(&routed.model, &routed.resolved));
+        Self {
+            targets: targets.into_iter(),
+            tried: 0,
+        }
+    }
+
+    /// The next provider to try and whether another is left after it; the request is
+    /// re-pointed (audit, metrics, price) at any provider but the first.
+    pub fn next_target(
+        &mut self,
+        services: &crate::state::Services,
+        ctx: &mut crate::context::RequestContext,
+    ) -> Option<(crate::routing::Resolved, bool)> {
+        let target = self.targets.next()?;
+        if self.tried > 0 {
+            ctx.routed(&target.provider.name, &target.upstream_model);
+            ctx.price = services
+                .prices
+                .price(&target.provider, &target.upstream_model);
+        }
+        self.tried += 1;
+        Some((target, self.targets.len() > 0))
+    }
+
+    /// Whether an attempt's outcome moves the request on to the next provider; records
+    /// the failover when it does.
+    pub fn fails_over(
+        ctx: &mut crate::context::RequestContext,
+        target: &crate::routing::Resolved,
+        fallback_left: bool,
+        served: &Result<Response<ResponseBody>, GatewayError>,
+    ) -> bool {
+        match served {
+            Err(e) if fallback_left && e.allows_fallback() => {
+                tracing::warn!(provider = %target.provider.name, error = %e, "falling back");
+                ctx.fallbacks.push(target.provider.name.clone());
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Asks an OpenAI-compatible upstream for the usage chunk at the end of a stream, so
 /// the call can be metered even when the caller did not ask for it.
 pub fn with_stream_usage(body: Bytes) -> Result<Bytes, GatewayError> {
