@@ -32,7 +32,7 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    fn ok(r#type: &'static str, reason: &'static str) -> Self {
+    pub fn ok(r#type: &'static str, reason: &'static str) -> Self {
         Self {
             r#type,
             status: true,
@@ -41,7 +41,7 @@ impl Verdict {
         }
     }
 
-    fn fail(r#type: &'static str, reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn fail(r#type: &'static str, reason: &'static str, message: impl Into<String>) -> Self {
         Self {
             r#type,
             status: false,

@@ -3,5 +3,9 @@
 //! to the API server.
 
 pub mod compile;
+pub mod conditions;
+pub mod controller;
+pub mod metrics;
 pub mod namespace;
 pub mod push;
+pub mod resources;

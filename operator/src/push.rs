@@ -37,6 +37,14 @@ impl Pusher {
         })
     }
 
+    /// Shares a connection pool across gateways, each with its own token.
+    pub fn with_client(client: reqwest::Client, token: impl Into<String>) -> Self {
+        Self {
+            client,
+            token: token.into(),
+        }
+    }
+
     /// Pushes once; the data plane answers with the version it now serves.
     pub async fn push(&self, admin_url: &str, snapshot: &Snapshot) -> Result<String, PushError> {
         let url = format!("{}/admin/v1/config", admin_url.trim_end_matches('/'));
@@ -69,6 +77,35 @@ impl Pusher {
             return Err(PushError::WrongVersion { url, got, want });
         }
         Ok(got)
+    }
+
+    /// The version a data plane serves now.
+    pub async fn current_version(&self, admin_url: &str) -> Result<String, PushError> {
+        let url = format!("{}/admin/v1/config", admin_url.trim_end_matches('/'));
+        let unreachable = |source| PushError::Unreachable {
+            url: url.clone(),
+            source,
+        };
+        let resp = self
+            .client
+            .get(&url)
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(unreachable)?
+            .error_for_status()
+            .map_err(unreachable)?;
+        let body: serde_json::Value = resp.json().await.map_err(unreachable)?;
+        Ok(body["version"].as_str().unwrap_or_default().to_string())
+    }
+
+    /// Pushes only when the data plane serves another version, so an unchanged config
+    /// never rebuilds its connection pools and circuit breakers. Returns whether it pushed.
+    pub async fn sync(&self, admin_url: &str, snapshot: &Snapshot) -> Result<bool, PushError> {
+        if self.current_version(admin_url).await? == snapshot.effective_version() {
+            return Ok(false);
+        }
+        self.push(admin_url, snapshot).await.map(|_| true)
     }
 
     /// Pushes until applied, backing off between attempts; a refusal is final (the

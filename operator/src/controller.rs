@@ -1,0 +1,602 @@
+//! The in-cluster reconciler: one AIGateway at a time, it reads the namespace's routes,
+//! policies and Secrets, compiles them, applies the objects the gateway owns, brings
+//! every ready data-plane pod to the new snapshot and writes what happened into the
+//! status of each object involved.
+
+use crate::compile::{Compiled, Verdict};
+use crate::conditions;
+use crate::metrics::Metrics;
+use crate::namespace::Namespace;
+use crate::push::Pusher;
+use crate::resources::{self, Names, MANAGER};
+use ai_gateway_crds::{AIGateway, ObjectStatus, ProviderRoute, RateLimitPolicy};
+use futures_util::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{watcher, Controller};
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("the AIGateway has no namespace")]
+    NoNamespace,
+    #[error("encoding the snapshot: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("{0}")]
+    Compile(#[from] crate::namespace::NamespaceError),
+    #[error("HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// What a reconcile needs besides the object.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    /// Used for gateways that name no image of their own.
+    pub dataplane_image: String,
+    /// Data planes outside the cluster to keep in step with every gateway.
+    pub push_to: Vec<String>,
+    /// The data plane's admin port on each pod (tests point it elsewhere).
+    pub admin_port: u16,
+    http: reqwest::Client,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        metrics: Arc<Metrics>,
+        dataplane_image: String,
+        push_to: Vec<String>,
+        instance: Option<String>,
+    ) -> Result<Self, Error> {
+        let reporter = Reporter {
+            controller: MANAGER.into(),
+            instance,
+        };
+        Ok(Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+            dataplane_image,
+            push_to,
+            admin_port: resources::ADMIN_PORT as u16,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()?,
+            failures: Mutex::default(),
+        })
+    }
+
+    /// Exponential backoff per gateway: 5 s doubling to 5 min, reset by a success.
+    fn backoff(&self, key: &str) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let n = failures.entry(key.to_string()).or_insert(0);
+        *n = n.saturating_add(1);
+        Duration::from_secs(5u64.saturating_mul(1 << (*n - 1).min(6))).min(Duration::from_secs(300))
+    }
+
+    fn succeeded(&self, key: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+}
+
+fn gateway_key(gw: &AIGateway) -> String {
+    format!("{}/{}", gw.namespace().unwrap_or_default(), gw.name_any())
+}
+
+pub async fn reconcile(gw: Arc<AIGateway>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_gateway(&gw, &ctx).await;
+    ctx.metrics.reconciled(started.elapsed(), result.is_ok());
+    if result.is_ok() {
+        ctx.succeeded(&gateway_key(&gw));
+    }
+    result
+}
+
+pub fn error_policy(gw: Arc<AIGateway>, error: &Error, ctx: Arc<Context>) -> Action {
+    let delay = ctx.backoff(&gateway_key(&gw));
+    tracing::warn!(gateway = %gateway_key(&gw), %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+async fn list<K>(client: &Client, ns: &str) -> Result<Vec<K>, Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    Ok(api.list(&ListParams::default()).await?.items)
+}
+
+/// Server-side apply of one owned object, forcing ownership of the fields we set.
+async fn apply<K>(client: &Client, ns: &str, doc: &Value) -> Result<(), Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    let name = doc["metadata"]["name"].as_str().unwrap_or_default();
+    api.patch(
+        name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(doc),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The token the operator presents to the gateway's admin ports: generated once and
+/// kept in a Secret the data-plane pods read it from.
+async fn admin_token(gw: &AIGateway, ctx: &Context, secrets: &[Secret]) -> Result<String, Error> {
+    let name = Names::of(gw).admin_secret;
+    let existing = secrets
+        .iter()
+        .find(|s| s.name_any() == name)
+        .and_then(|s| s.data.as_ref()?.get(resources::TOKEN_KEY).cloned())
+        .and_then(|v| String::from_utf8(v.0).ok());
+    if let Some(token) = existing {
+        return Ok(token);
+    }
+    let token = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let secret: Secret = serde_json::from_value(resources::admin_secret(gw, &token))?;
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &gw.namespace().unwrap_or_default());
+    match api.create(&PostParams::default(), &secret).await {
+        Ok(_) => Ok(token),
+        // Another replica of ours won the race: use its token.
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            let current = api.get(&name).await?;
+            Ok(current
+                .data
+                .and_then(|d| d.get(resources::TOKEN_KEY).cloned())
+                .and_then(|v| String::from_utf8(v.0).ok())
+                .unwrap_or_default())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn pod_is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Admin URLs of the gateway's ready pods, then the out-of-cluster data planes.
+async fn data_planes(gw: &AIGateway, ctx: &Context, ns: &str) -> Result<Vec<String>, Error> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let selected = pods
+        .list(&ListParams::default().labels(&resources::selector_string(gw)))
+        .await?;
+    let mut urls: Vec<String> = selected
+        .items
+        .iter()
+        .filter(|p| pod_is_ready(p) && p.metadata.deletion_timestamp.is_none())
+        .filter_map(|p| p.status.as_ref()?.pod_ip.clone())
+        .map(|ip| format!("http://{ip}:{}", ctx.admin_port))
+        .collect();
+    urls.extend(ctx.push_to.iter().cloned());
+    Ok(urls)
+}
+
+/// Brings each data plane to the snapshot; returns how many now serve it, and the
+/// failures worth an Event.
+async fn sync_all(
+    ctx: &Context,
+    urls: &[String],
+    token: &str,
+    compiled: &Compiled,
+) -> (i32, Vec<String>) {
+    let pusher = Pusher::with_client(ctx.http.clone(), token);
+    let syncs = urls.iter().map(|url| {
+        let pusher = &pusher;
+        async move {
+            let started = Instant::now();
+            let result = pusher.sync(url, &compiled.snapshot).await;
+            let outcome = match &result {
+                Ok(true) => "pushed",
+                Ok(false) => "current",
+                Err(_) => "failed",
+            };
+            ctx.metrics.synced(started.elapsed(), outcome);
+            result
+        }
+    });
+    let results = futures_util::future::join_all(syncs).await;
+    let mut applied = 0;
+    let mut failures = Vec::new();
+    for result in results {
+        match result {
+            Ok(_) => applied += 1,
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    (applied, failures)
+}
+
+async fn reconcile_gateway(gw: &AIGateway, ctx: &Context) -> Result<Action, Error> {
+    let ns = gw.namespace().ok_or(Error::NoNamespace)?;
+    let client = &ctx.client;
+    let gateways: Vec<AIGateway> = list(client, &ns).await?;
+    let routes: Vec<ProviderRoute> = list(client, &ns).await?;
+    let policies: Vec<RateLimitPolicy> = list(client, &ns).await?;
+    let secrets: Vec<Secret> = list(client, &ns).await?;
+    let namespace = Namespace {
+        gateways: vec![gw.clone()],
+        routes: routes.clone(),
+        policies: policies.clone(),
+        secrets: secrets.clone(),
+    };
+    let compiled = namespace.compile(&gw.name_any())?;
+    let config_valid = compiled
+        .gateway
+        .iter()
+        .all(|v| v.r#type != "ConfigValid" || v.status);
+
+    let token = admin_token(gw, ctx, &secrets).await?;
+    apply::<k8s_openapi::api::core::v1::ServiceAccount>(
+        client,
+        &ns,
+        &resources::service_account(gw),
+    )
+    .await?;
+    // An invalid snapshot never reaches the pods: they keep the last good one.
+    if config_valid {
+        let snapshot_json = serde_json::to_string(&compiled.snapshot)?;
+        apply::<Secret>(client, &ns, &resources::config_secret(gw, &snapshot_json)).await?;
+    }
+    apply::<Deployment>(
+        client,
+        &ns,
+        &resources::deployment(gw, &ctx.dataplane_image),
+    )
+    .await?;
+    apply::<k8s_openapi::api::core::v1::Service>(client, &ns, &resources::service(gw)).await?;
+    apply::<k8s_openapi::api::policy::v1::PodDisruptionBudget>(
+        client,
+        &ns,
+        &resources::pod_disruption_budget(gw),
+    )
+    .await?;
+    apply::<k8s_openapi::api::networking::v1::NetworkPolicy>(
+        client,
+        &ns,
+        &resources::network_policy(gw),
+    )
+    .await?;
+
+    let urls = data_planes(gw, ctx, &ns).await?;
+    let ready = urls.len() as i32;
+    let (applied, push_failures) = if config_valid {
+        sync_all(ctx, &urls, &token, &compiled).await
+    } else {
+        (0, Vec::new())
+    };
+
+    let version = compiled.snapshot.effective_version();
+    let previous = gw.status.clone().unwrap_or_default();
+    write_gateway_status(gw, ctx, &compiled, config_valid, ready, applied).await?;
+    write_object_statuses(gw, ctx, &gateways, &routes, &policies, &compiled).await?;
+
+    let gw_ref = gw.object_ref(&());
+    if config_valid && previous.config_version.as_deref() != Some(version.as_str()) {
+        let snap = &compiled.snapshot;
+        let note = format!(
+            "version {version}: {} providers, {} routes, {} keys",
+            snap.providers.len(),
+            snap.routes.len(),
+            snap.auth.keys.len()
+        );
+        publish(ctx, &gw_ref, EventType::Normal, "ConfigCompiled", note).await;
+    }
+    if !config_valid {
+        let message = failures_of(&compiled.gateway, "ConfigValid");
+        publish(ctx, &gw_ref, EventType::Warning, "InvalidConfig", message).await;
+    }
+    for failure in &push_failures {
+        publish(
+            ctx,
+            &gw_ref,
+            EventType::Warning,
+            "PushFailed",
+            failure.clone(),
+        )
+        .await;
+    }
+
+    // Until every pod serves the version, look again soon; pods turning ready also
+    // wake us through the Deployment's status.
+    if applied < ready || ready < gw.spec.replicas {
+        Ok(Action::requeue(Duration::from_secs(10)))
+    } else {
+        Ok(Action::requeue(Duration::from_secs(300)))
+    }
+}
+
+fn failures_of(verdicts: &[Verdict], r#type: &str) -> String {
+    verdicts
+        .iter()
+        .filter(|v| v.r#type == r#type && !v.status)
+        .map(|v| v.message.as_str())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+async fn publish(
+    ctx: &Context,
+    regarding: &k8s_openapi::api::core::v1::ObjectReference,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note.chars().take(1000).collect()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    // An Event is a courtesy; failing to write one must not fail the reconcile.
+    if let Err(e) = ctx.recorder.publish(&event, regarding).await {
+        tracing::debug!(error = %e, reason, "event not recorded");
+    }
+}
+
+async fn write_gateway_status(
+    gw: &AIGateway,
+    ctx: &Context,
+    compiled: &Compiled,
+    config_valid: bool,
+    ready: i32,
+    applied: i32,
+) -> Result<(), Error> {
+    let now = Timestamp::now();
+    let generation = gw.metadata.generation;
+    let previous = gw.status.clone().unwrap_or_default();
+    let mut verdicts: Vec<Verdict> = compiled
+        .gateway
+        .iter()
+        .map(|v| Verdict {
+            // A snapshot that validates is what accepting the gateway means.
+            r#type: if v.r#type == "ConfigValid" {
+                "Accepted"
+            } else {
+                v.r#type
+            },
+            ..v.clone()
+        })
+        .collect();
+    if !verdicts.iter().any(|v| v.r#type == "ResolvedRefs") {
+        verdicts.push(Verdict::ok("ResolvedRefs", "ResolvedRefs"));
+    }
+    let all_applied = config_valid && ready > 0 && applied == ready;
+    verdicts.push(if all_applied {
+        Verdict::ok("ConfigApplied", "AppliedToAllReplicas")
+    } else {
+        Verdict::fail(
+            "ConfigApplied",
+            "Pending",
+            format!("{applied} of {ready} ready data planes serve the current snapshot"),
+        )
+    });
+    let ready_verdict = verdicts
+        .iter()
+        .find(|v| !v.status)
+        .map(|v| Verdict::fail("Ready", v.reason, v.message.clone()))
+        .unwrap_or_else(|| Verdict::ok("Ready", "Ready"));
+    verdicts.push(ready_verdict);
+    let conditions = conditions::fold(&verdicts, &previous.conditions, generation, now);
+    let config_version = if config_valid {
+        Some(compiled.snapshot.effective_version())
+    } else {
+        previous.config_version.clone()
+    };
+    let unchanged = !conditions::differ(&previous.conditions, &conditions)
+        && previous.config_version == config_version
+        && previous.ready_replicas == ready
+        && previous.applied_replicas == applied
+        && previous.observed_generation == generation;
+    if unchanged {
+        return Ok(());
+    }
+    let status = json!({"status": {
+        "conditions": conditions,
+        "observedGeneration": generation,
+        "configVersion": config_version,
+        "readyReplicas": ready,
+        "appliedReplicas": applied,
+    }});
+    let api: Api<AIGateway> =
+        Api::namespaced(ctx.client.clone(), &gw.namespace().unwrap_or_default());
+    api.patch_status(
+        &gw.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&status),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Routes and policies of this gateway get their verdicts; those naming a gateway that
+/// does not exist get told so (no gateway's reconcile would otherwise reach them).
+async fn write_object_statuses(
+    gw: &AIGateway,
+    ctx: &Context,
+    gateways: &[AIGateway],
+    routes: &[ProviderRoute],
+    policies: &[RateLimitPolicy],
+    compiled: &Compiled,
+) -> Result<(), Error> {
+    let exists = |name: &str| gateways.iter().any(|g| g.name_any() == name);
+    let orphan = |name: &str| {
+        vec![Verdict::fail(
+            "Accepted",
+            "GatewayNotFound",
+            format!("no AIGateway named `{name}` in this namespace"),
+        )]
+    };
+    let ns = gw.namespace().unwrap_or_default();
+    for route in routes {
+        let verdicts = if route.spec.gateway_ref == gw.name_any() {
+            compiled.routes.get(&route.name_any()).cloned()
+        } else if !exists(&route.spec.gateway_ref) {
+            Some(orphan(&route.spec.gateway_ref))
+        } else {
+            None
+        };
+        if let Some(verdicts) = verdicts {
+            let api: Api<ProviderRoute> = Api::namespaced(ctx.client.clone(), &ns);
+            write_object_status(ctx, &api, route, route.status.as_ref(), &verdicts).await?;
+        }
+    }
+    for policy in policies {
+        let verdicts = if policy.spec.gateway_ref == gw.name_any() {
+            compiled.policies.get(&policy.name_any()).cloned()
+        } else if !exists(&policy.spec.gateway_ref) {
+            Some(orphan(&policy.spec.gateway_ref))
+        } else {
+            None
+        };
+        if let Some(verdicts) = verdicts {
+            let api: Api<RateLimitPolicy> = Api::namespaced(ctx.client.clone(), &ns);
+            write_object_status(ctx, &api, policy, policy.status.as_ref(), &verdicts).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn write_object_status<K>(
+    ctx: &Context,
+    api: &Api<K>,
+    object: &K,
+    status: Option<&ObjectStatus>,
+    verdicts: &[Verdict],
+) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let previous: &[Condition] = status.map(|s| s.conditions.as_slice()).unwrap_or(&[]);
+    let generation = object.meta().generation;
+    let conditions = conditions::fold(verdicts, previous, generation, Timestamp::now());
+    let same_generation = status.and_then(|s| s.observed_generation) == generation;
+    if !conditions::differ(previous, &conditions) && same_generation {
+        return Ok(());
+    }
+    let patch = json!({"status": {"conditions": conditions, "observedGeneration": generation}});
+    api.patch_status(
+        &object.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
+    let newly_failed: Vec<&Condition> = conditions
+        .iter()
+        .filter(|c| {
+            c.status == "False"
+                && !previous
+                    .iter()
+                    .any(|p| p.type_ == c.type_ && p.status == "False" && p.reason == c.reason)
+        })
+        .collect();
+    for c in newly_failed {
+        publish(
+            ctx,
+            &object.object_ref(&()),
+            EventType::Warning,
+            &c.reason,
+            c.message.clone(),
+        )
+        .await;
+    }
+    Ok(())
+}
+
+/// Where the controllers look: one namespace, or the whole cluster.
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+fn gateway_of(ns: Option<String>, gateway_ref: &str) -> Option<ObjectRef<AIGateway>> {
+    Some(ObjectRef::new(gateway_ref).within(&ns?))
+}
+
+/// Runs the controller until SIGTERM / SIGINT.
+pub async fn run(ctx: Arc<Context>, namespace: Option<&str>) {
+    let client = ctx.client.clone();
+    let controller = Controller::new(
+        scoped::<AIGateway>(&client, namespace),
+        watcher::Config::default(),
+    );
+    let gateways = controller.store();
+    let owned =
+        watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
+    controller
+        .owns(scoped::<Deployment>(&client, namespace), owned)
+        .watches(
+            scoped::<ProviderRoute>(&client, namespace),
+            watcher::Config::default(),
+            |r| gateway_of(r.namespace(), &r.spec.gateway_ref),
+        )
+        .watches(
+            scoped::<RateLimitPolicy>(&client, namespace),
+            watcher::Config::default(),
+            |p| gateway_of(p.namespace(), &p.spec.gateway_ref),
+        )
+        // A Secret may hold credentials, a Redis URL or a key for any gateway of its
+        // namespace; recompiling those is cheap.
+        .watches(
+            scoped::<Secret>(&client, namespace),
+            watcher::Config::default(),
+            move |s| {
+                let ns = s.namespace();
+                gateways
+                    .state()
+                    .into_iter()
+                    .filter(|g| g.namespace() == ns)
+                    .map(|g| ObjectRef::from_obj(&*g))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((gw, _)) => tracing::debug!(gateway = %gw, "reconciled"),
+                Err(e) => tracing::debug!(error = %e, "reconcile not run"),
+            }
+        })
+        .await;
+}

@@ -1,0 +1,221 @@
+//! The objects an AIGateway owns, built as server-side-apply documents. Pure, so tests
+//! can read exactly what the operator will send.
+
+use ai_gateway_crds::AIGateway;
+use kube::{Resource, ResourceExt};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+pub const MANAGER: &str = "ai-gateway-operator";
+pub const OPERATOR_NAME_LABEL: &str = "app.kubernetes.io/name=ai-gateway-operator";
+/// Pods with this label may scrape the data plane's admin port (`/metrics`).
+pub const SCRAPER_LABEL: &str = "ai-gateway.dev/metrics-scraper";
+pub const HTTP_PORT: i32 = 8090;
+pub const ADMIN_PORT: i32 = 8091;
+pub const CONFIG_KEY: &str = "config.json";
+pub const TOKEN_KEY: &str = "token";
+const CONFIG_DIR: &str = "/etc/ai-gateway";
+
+/// Names of the objects one gateway owns.
+pub struct Names {
+    pub deployment: String,
+    pub service: String,
+    pub config_secret: String,
+    pub admin_secret: String,
+    pub service_account: String,
+}
+
+impl Names {
+    pub fn of(gw: &AIGateway) -> Self {
+        let name = gw.name_any();
+        Self {
+            deployment: name.clone(),
+            service: name.clone(),
+            config_secret: format!("{name}-config"),
+            admin_secret: format!("{name}-admin"),
+            service_account: format!("{name}-dataplane"),
+        }
+    }
+}
+
+/// Labels that select a gateway's data-plane pods.
+pub fn selector_labels(gw: &AIGateway) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".into(), "ai-gateway".into()),
+        ("app.kubernetes.io/instance".into(), gw.name_any()),
+        ("app.kubernetes.io/component".into(), "dataplane".into()),
+    ])
+}
+
+pub fn selector_string(gw: &AIGateway) -> String {
+    selector_labels(gw)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn metadata(gw: &AIGateway, name: &str) -> Value {
+    let mut labels = selector_labels(gw);
+    labels.insert("app.kubernetes.io/managed-by".into(), MANAGER.into());
+    json!({
+        "name": name,
+        "namespace": gw.namespace(),
+        "labels": labels,
+        "ownerReferences": gw.controller_owner_ref(&()).into_iter().collect::<Vec<_>>(),
+    })
+}
+
+fn document(api_version: &str, kind: &str, metadata: Value, rest: Value) -> Value {
+    let mut doc = json!({"apiVersion": api_version, "kind": kind, "metadata": metadata});
+    if let (Some(doc), Value::Object(rest)) = (doc.as_object_mut(), rest) {
+        doc.extend(rest);
+    }
+    doc
+}
+
+pub fn service_account(gw: &AIGateway) -> Value {
+    let names = Names::of(gw);
+    document(
+        "v1",
+        "ServiceAccount",
+        metadata(gw, &names.service_account),
+        json!({"automountServiceAccountToken": false}),
+    )
+}
+
+/// The snapshot the pods boot from; pushes keep running pods current between restarts.
+pub fn config_secret(gw: &AIGateway, snapshot_json: &str) -> Value {
+    let names = Names::of(gw);
+    document(
+        "v1",
+        "Secret",
+        metadata(gw, &names.config_secret),
+        json!({"type": "Opaque", "stringData": {CONFIG_KEY: snapshot_json}}),
+    )
+}
+
+pub fn admin_secret(gw: &AIGateway, token: &str) -> Value {
+    let names = Names::of(gw);
+    document(
+        "v1",
+        "Secret",
+        metadata(gw, &names.admin_secret),
+        json!({"type": "Opaque", "stringData": {TOKEN_KEY: token}}),
+    )
+}
+
+pub fn deployment(gw: &AIGateway, default_image: &str) -> Value {
+    let names = Names::of(gw);
+    let spec = &gw.spec;
+    let image = spec.image.as_deref().unwrap_or(default_image);
+    let mut container = json!({
+        "name": "dataplane",
+        "image": image,
+        "args": ["--config", format!("{CONFIG_DIR}/{CONFIG_KEY}"), "--log-json"],
+        "env": [{
+            "name": "AI_GATEWAY_ADMIN_TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": names.admin_secret, "key": TOKEN_KEY}},
+        }],
+        "ports": [
+            {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
+            {"name": "admin", "containerPort": ADMIN_PORT, "protocol": "TCP"},
+        ],
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "admin"}, "periodSeconds": 5},
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "admin"}, "periodSeconds": 10},
+        "securityContext": {
+            "allowPrivilegeEscalation": false,
+            "readOnlyRootFilesystem": true,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": true}],
+    });
+    if let (Some(c), Some(resources)) = (container.as_object_mut(), &spec.resources) {
+        c.insert("resources".into(), json!(resources));
+    }
+    document(
+        "apps/v1",
+        "Deployment",
+        metadata(gw, &names.deployment),
+        json!({"spec": {
+            "replicas": spec.replicas,
+            "selector": {"matchLabels": selector_labels(gw)},
+            "template": {
+                "metadata": {"labels": selector_labels(gw)},
+                "spec": {
+                    "serviceAccountName": names.service_account,
+                    // Streams get the data plane's 30 s drain before the kill.
+                    "terminationGracePeriodSeconds": 45,
+                    "securityContext": {
+                        "runAsNonRoot": true,
+                        "runAsUser": 65532,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [container],
+                    "volumes": [{"name": "config", "secret": {"secretName": names.config_secret}}],
+                },
+            },
+        }}),
+    )
+}
+
+pub fn service(gw: &AIGateway) -> Value {
+    let names = Names::of(gw);
+    document(
+        "v1",
+        "Service",
+        metadata(gw, &names.service),
+        json!({"spec": {
+            "type": gw.spec.service.r#type,
+            "selector": selector_labels(gw),
+            "ports": [
+                {"name": "http", "port": gw.spec.service.port, "targetPort": "http", "protocol": "TCP"},
+                {"name": "admin", "port": ADMIN_PORT, "targetPort": "admin", "protocol": "TCP"},
+            ],
+        }}),
+    )
+}
+
+/// One pod may go at a time; a single replica must not block node drains.
+pub fn pod_disruption_budget(gw: &AIGateway) -> Value {
+    let budget = if gw.spec.replicas > 1 {
+        json!({"minAvailable": 1})
+    } else {
+        json!({"maxUnavailable": 1})
+    };
+    let mut spec = json!({"selector": {"matchLabels": selector_labels(gw)}});
+    if let (Some(s), Value::Object(b)) = (spec.as_object_mut(), budget) {
+        s.extend(b);
+    }
+    document(
+        "policy/v1",
+        "PodDisruptionBudget",
+        metadata(gw, &gw.name_any()),
+        json!({ "spec": spec }),
+    )
+}
+
+/// The API port is open to all; the admin port (config pushes, metrics) only to the
+/// operator's pods and pods labelled as metrics scrapers, in any namespace.
+pub fn network_policy(gw: &AIGateway) -> Value {
+    let (op_key, op_value) = OPERATOR_NAME_LABEL.split_once('=').unwrap_or_default();
+    document(
+        "networking.k8s.io/v1",
+        "NetworkPolicy",
+        metadata(gw, &gw.name_any()),
+        json!({"spec": {
+            "podSelector": {"matchLabels": selector_labels(gw)},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {"ports": [{"port": HTTP_PORT, "protocol": "TCP"}]},
+                {
+                    "from": [
+                        {"namespaceSelector": {}, "podSelector": {"matchLabels": {op_key: op_value}}},
+                        {"namespaceSelector": {}, "podSelector": {"matchLabels": {SCRAPER_LABEL: "true"}}},
+                    ],
+                    "ports": [{"port": ADMIN_PORT, "protocol": "TCP"}],
+                },
+            ],
+        }}),
+    )
+}
