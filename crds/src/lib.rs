@@ -8,7 +8,7 @@ use ai_gateway_snapshot::{
     Retries, Timeouts,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -129,8 +129,13 @@ pub struct AuditSpec {
     pub log_bodies: bool,
 }
 
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    cel,
+    validation = Rule::new("self.kind != 'redis' || has(self.url) || has(self.urlSecretRef)").message("a redis store needs url or urlSecretRef"),
+    validation = Rule::new("!(has(self.url) && has(self.urlSecretRef))").message("set url or urlSecretRef, not both")
+)]
 pub struct RateLimitStoreSpec {
     #[serde(default)]
     pub kind: LimitStoreKind,
@@ -166,7 +171,7 @@ pub struct AIGatewayStatus {
 }
 
 /// One upstream provider reachable through a gateway.
-#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "ai-gateway.dev",
     version = "v1alpha1",
@@ -174,6 +179,7 @@ pub struct AIGatewayStatus {
     plural = "providerroutes",
     shortname = "airoute",
     namespaced,
+    validation = Rule::new("!has(self.spec.fallback) || !self.spec.fallback.exists(f, f == self.metadata.name)").message("a route cannot fall back to itself"),
     status = "ObjectStatus",
     printcolumn = r#"{"name":"Gateway","type":"string","jsonPath":".spec.gatewayRef"}"#,
     printcolumn = r#"{"name":"Type","type":"string","jsonPath":".spec.type"}"#,
@@ -181,6 +187,11 @@ pub struct AIGatewayStatus {
     printcolumn = r#"{"name":"Refs","type":"string","jsonPath":".status.conditions[?(@.type==\"ResolvedRefs\")].status"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    cel,
+    validation = Rule::new("self.type != 'bedrock' || has(self.region)").message("a bedrock route needs a region"),
+    validation = Rule::new("size(self.models) > 0 || (has(self.aliases) && size(self.aliases) > 0)").message("a route serves at least one model or alias")
+)]
 pub struct ProviderRouteSpec {
     /// The AIGateway (same namespace) this route belongs to.
     pub gateway_ref: String,
@@ -246,7 +257,7 @@ pub struct CredentialsRef {
 }
 
 /// Limits for the callers of a gateway.
-#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "ai-gateway.dev",
     version = "v1alpha1",
@@ -259,6 +270,7 @@ pub struct CredentialsRef {
     printcolumn = r#"{"name":"Accepted","type":"string","jsonPath":".status.conditions[?(@.type==\"Accepted\")].status"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(cel, validation = Rule::new("size(self.rules) > 0").message("a policy has at least one rule"))]
 pub struct RateLimitPolicySpec {
     pub gateway_ref: String,
     /// Each rule counts per subject (global, key, user, team, workspace), optionally per

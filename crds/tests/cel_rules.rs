@@ -1,0 +1,59 @@
+//! The CEL rules the API server enforces on `kubectl apply`, evaluated here with the
+//! same expressions the CRDs carry.
+
+use ai_gateway_crds::{ProviderRouteSpec, RateLimitPolicySpec, RateLimitStoreSpec};
+use serde_json::json;
+
+fn rejection(result: Result<(), impl std::fmt::Debug>) -> String {
+    match result {
+        Ok(()) => String::new(),
+        Err(e) => format!("{e:?}"),
+    }
+}
+
+#[test]
+fn a_bedrock_route_without_a_region_is_refused() {
+    let route = json!({"gatewayRef": "gw", "type": "bedrock", "models": ["us.anthropic.*"]});
+    let why = rejection(ProviderRouteSpec::validate_cel(&route, None));
+    assert!(why.contains("a bedrock route needs a region"), "{why}");
+
+    let with_region = json!({"gatewayRef": "gw", "type": "bedrock", "region": "us-east-1", "models": ["us.anthropic.*"]});
+    assert!(ProviderRouteSpec::validate_cel(&with_region, None).is_ok());
+    // Other kinds need no region.
+    let anthropic = json!({"gatewayRef": "gw", "type": "anthropic", "models": ["claude-*"]});
+    assert!(ProviderRouteSpec::validate_cel(&anthropic, None).is_ok());
+}
+
+#[test]
+fn a_route_serving_nothing_is_refused_but_aliases_alone_suffice() {
+    let empty = json!({"gatewayRef": "gw", "type": "openai", "models": []});
+    let why = rejection(ProviderRouteSpec::validate_cel(&empty, None));
+    assert!(why.contains("at least one model or alias"), "{why}");
+    let aliases = json!({"gatewayRef": "gw", "type": "openai", "models": [], "aliases": {"fast": "gpt-4o-mini"}});
+    assert!(ProviderRouteSpec::validate_cel(&aliases, None).is_ok());
+}
+
+#[test]
+fn a_redis_store_needs_exactly_one_url_source() {
+    let bare = json!({"kind": "redis"});
+    let why = rejection(RateLimitStoreSpec::validate_cel(&bare, None));
+    assert!(why.contains("needs url or urlSecretRef"), "{why}");
+    let both = json!({"kind": "redis", "url": "redis://r:6379", "urlSecretRef": {"name": "r", "key": "url"}});
+    let why = rejection(RateLimitStoreSpec::validate_cel(&both, None));
+    assert!(why.contains("not both"), "{why}");
+    assert!(RateLimitStoreSpec::validate_cel(
+        &json!({"kind": "redis", "url": "redis://r:6379"}),
+        None
+    )
+    .is_ok());
+    assert!(RateLimitStoreSpec::validate_cel(&json!({"kind": "memory"}), None).is_ok());
+}
+
+#[test]
+fn a_policy_without_rules_is_refused() {
+    let why = rejection(RateLimitPolicySpec::validate_cel(
+        &json!({"gatewayRef": "gw", "rules": []}),
+        None,
+    ));
+    assert!(why.contains("at least one rule"), "{why}");
+}
