@@ -46,6 +46,8 @@ const SIGV4_MAX_SKEW: std::time::Duration = std::time::Duration::from_secs(15 * 
 pub enum Authenticated {
     Caller(Identity),
     PendingSigV4,
+    /// A bearer credential that is no gateway key: a ServiceAccount token to review.
+    PendingTokenReview(String),
 }
 
 impl KeyStore {
@@ -86,6 +88,19 @@ impl KeyStore {
             header(headers, "authorization").is_some_and(|v| v.starts_with("AWS4-HMAC-SHA256"));
         if sigv4 && self.mode == AuthMode::Keys {
             return Ok(Authenticated::PendingSigV4);
+        }
+        if self.mode == AuthMode::Kubernetes {
+            // Gateway keys still work; anything else must be a ServiceAccount token.
+            return match self.by_key(headers, query) {
+                Ok(identity) => Ok(Authenticated::Caller(identity)),
+                Err(_) => presented_key(headers, query)
+                    .map(|t| Authenticated::PendingTokenReview(t.to_string()))
+                    .ok_or_else(|| {
+                        GatewayError::Unauthorized(
+                            "missing credentials: send a projected ServiceAccount token (audience `ai-gateway`) or a gateway key as `Authorization: Bearer`".into(),
+                        )
+                    }),
+            };
         }
         self.identify(headers, query).map(Authenticated::Caller)
     }
@@ -155,9 +170,7 @@ impl KeyStore {
                 })
             }
             AuthMode::Keys => self.by_key(headers, query),
-            AuthMode::Kubernetes => Err(GatewayError::Unauthorized(
-                "Kubernetes ServiceAccount tokens are not accepted by this build yet".into(),
-            )),
+            AuthMode::Kubernetes => self.by_key(headers, query),
         }
     }
 

@@ -60,6 +60,8 @@ pub enum GatewayError {
     },
     #[error("the rate-limit store is unavailable: {0}")]
     LimitStoreUnavailable(String),
+    #[error("{0}")]
+    AuthUnavailable(String),
     #[error("provider `{provider}` is failing; calls resume in {retry_in_ms} ms")]
     CircuitOpen { provider: String, retry_in_ms: u64 },
 }
@@ -92,7 +94,9 @@ impl GatewayError {
             Upstream { status, .. } => *status,
             Unauthorized(_) => StatusCode::UNAUTHORIZED,
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            LimitStoreUnavailable(_) | CircuitOpen { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            LimitStoreUnavailable(_) | AuthUnavailable(_) | CircuitOpen { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -146,6 +150,7 @@ impl GatewayError {
             Unauthorized(_) => "unauthorized",
             RateLimited { .. } => "rate_limited",
             LimitStoreUnavailable(_) => "limit_store_unavailable",
+            AuthUnavailable(_) => "auth_unavailable",
             CircuitOpen { .. } => "upstream_circuit_open",
         }
     }

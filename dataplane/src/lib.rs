@@ -21,5 +21,6 @@ pub mod runtime;
 pub mod server;
 pub mod state;
 pub mod surfaces;
+pub mod tokenreview;
 pub mod translate;
 pub mod upstream;

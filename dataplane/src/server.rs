@@ -191,6 +191,10 @@ async fn route(
             ctx.identity = Some(identity);
             false
         }
+        Authenticated::PendingTokenReview(token) => {
+            ctx.identity = Some(gw.services.tokens.identify(&token).await?);
+            false
+        }
         Authenticated::PendingSigV4 if path.starts_with("/v1/bedrock/") => true,
         Authenticated::PendingSigV4 => {
             return Err(GatewayError::Unauthorized(

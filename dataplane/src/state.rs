@@ -17,6 +17,7 @@ pub struct Services {
     pub metrics: Metrics,
     pub audit: AuditLog,
     pub prices: PriceTable,
+    pub tokens: crate::tokenreview::TokenReviewer,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +52,7 @@ impl Gateway {
             store: Store::from_config(&snapshot.rate_limits)?,
             audit: AuditLog::start(&snapshot.audit, audit_counters)?,
             prices: PriceTable::builtin()?,
+            tokens: Default::default(),
             metrics,
         });
         let clients = ClientPool::default();
@@ -70,8 +72,13 @@ impl Gateway {
     }
 
     /// Compiles and swaps in a new snapshot. In-flight requests keep the runtime they
-    /// started with; an invalid snapshot leaves the current one serving.
+    /// started with; an invalid snapshot leaves the current one serving; the version
+    /// already served is kept as it is, so a repeated push never resets pools or breakers.
     pub fn apply(&self, snapshot: Snapshot) -> Result<Arc<Runtime>, RuntimeError> {
+        let current = self.runtime.load_full();
+        if snapshot.effective_version() == current.version {
+            return Ok(current);
+        }
         let runtime = Arc::new(Runtime::compile(snapshot, &self.clients)?);
         self.runtime.store(runtime.clone());
         self.services.metrics.config_applied(&runtime.version);

@@ -80,7 +80,7 @@ pub fn service_account(gw: &AIGateway) -> Value {
         "v1",
         "ServiceAccount",
         metadata(gw, &names.service_account),
-        json!({"automountServiceAccountToken": false}),
+        json!({"automountServiceAccountToken": gw.spec.auth.mode == ai_gateway_snapshot::AuthMode::Kubernetes}),
     )
 }
 

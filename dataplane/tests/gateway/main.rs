@@ -7,6 +7,7 @@ mod failures;
 mod fakes;
 mod gemini_surface;
 mod governance;
+mod kubernetes_auth;
 mod native_surfaces;
 mod openai_surface;
 mod operator_push;

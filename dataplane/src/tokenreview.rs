@@ -1,0 +1,193 @@
+//! Kubernetes ServiceAccount tokens as caller credentials. A token seen for the first
+//! time is checked by a TokenReview (audience `ai-gateway`); the caller is named by
+//! labels on its ServiceAccount, else on its namespace; the answer is cached by the
+//! token's hash until the token expires, so the API server sees one review per token.
+
+use crate::auth::Identity;
+use crate::error::GatewayError;
+use base64::Engine;
+use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use kube::api::{Api, PostParams};
+use kube::ResourceExt;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The audience workspace pods request for their projected tokens.
+pub const AUDIENCE: &str = "ai-gateway";
+pub const USER_LABEL: &str = "ai-gateway.dev/user";
+pub const TEAM_LABEL: &str = "ai-gateway.dev/team";
+pub const WORKSPACE_LABEL: &str = "ai-gateway.dev/workspace";
+/// Longest a review is trusted, so a deleted ServiceAccount or a relabelled one takes
+/// effect within minutes even for long-lived tokens.
+const MAX_TRUST: Duration = Duration::from_secs(600);
+
+#[derive(Clone)]
+struct Reviewed {
+    identity: Identity,
+    until: Instant,
+}
+
+pub struct TokenReviewer {
+    client: tokio::sync::OnceCell<kube::Client>,
+    cache: moka::sync::Cache<[u8; 32], Reviewed>,
+}
+
+impl Default for TokenReviewer {
+    fn default() -> Self {
+        Self {
+            client: tokio::sync::OnceCell::new(),
+            cache: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(MAX_TRUST)
+                .build(),
+        }
+    }
+}
+
+fn unavailable(detail: impl std::fmt::Display) -> GatewayError {
+    GatewayError::AuthUnavailable(format!("ServiceAccount tokens cannot be checked: {detail}"))
+}
+
+impl TokenReviewer {
+    /// Uses this client instead of the in-cluster or kubeconfig one.
+    pub fn use_client(&self, client: kube::Client) -> bool {
+        self.client.set(client).is_ok()
+    }
+
+    async fn client(&self) -> Result<&kube::Client, GatewayError> {
+        self.client
+            .get_or_try_init(kube::Client::try_default)
+            .await
+            .map_err(unavailable)
+    }
+
+    pub async fn identify(&self, token: &str) -> Result<Identity, GatewayError> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(hit) = self.cache.get(&digest) {
+            if hit.until > Instant::now() {
+                return Ok(hit.identity);
+            }
+        }
+        let client = self.client().await?;
+        let review = TokenReview {
+            spec: TokenReviewSpec {
+                token: Some(token.to_string()),
+                audiences: Some(vec![AUDIENCE.to_string()]),
+            },
+            ..Default::default()
+        };
+        let reviewed = Api::<TokenReview>::all(client.clone())
+            .create(&PostParams::default(), &review)
+            .await
+            .map_err(unavailable)?;
+        let status = reviewed.status.unwrap_or_default();
+        if status.authenticated != Some(true) {
+            let why = status.error.unwrap_or_else(|| "not authenticated".into());
+            return Err(GatewayError::Unauthorized(format!(
+                "the ServiceAccount token was rejected: {why}"
+            )));
+        }
+        if !status
+            .audiences
+            .as_ref()
+            .is_none_or(|a| a.iter().any(|a| a == AUDIENCE))
+        {
+            return Err(GatewayError::Unauthorized(format!(
+                "the ServiceAccount token is not for audience `{AUDIENCE}`"
+            )));
+        }
+        let username = status.user.and_then(|u| u.username).unwrap_or_default();
+        let (namespace, account) = username
+            .strip_prefix("system:serviceaccount:")
+            .and_then(|rest| rest.split_once(':'))
+            .ok_or_else(|| {
+                GatewayError::Unauthorized(format!(
+                    "`{username}` is not a ServiceAccount; send a projected ServiceAccount token"
+                ))
+            })?;
+        let identity = identity_from_labels(client, namespace, account).await;
+        let until = Instant::now() + token_lifetime(token).unwrap_or(MAX_TRUST).min(MAX_TRUST);
+        self.cache.insert(
+            digest,
+            Reviewed {
+                identity: identity.clone(),
+                until,
+            },
+        );
+        Ok(identity)
+    }
+}
+
+/// User, team and workspace from the ServiceAccount's labels, then its namespace's;
+/// without labels the ServiceAccount is the user and its namespace the workspace.
+async fn identity_from_labels(client: &kube::Client, namespace: &str, account: &str) -> Identity {
+    let sa = Api::<ServiceAccount>::namespaced(client.clone(), namespace)
+        .get_opt(account)
+        .await;
+    let ns = Api::<Namespace>::all(client.clone())
+        .get_opt(namespace)
+        .await;
+    let labels = |found: Result<Option<BTreeMap<String, String>>, kube::Error>, what: &str| {
+        found.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, what, "labels unreadable; grant the data plane get on serviceaccounts and namespaces");
+            None
+        })
+    };
+    let sa_labels =
+        labels(sa.map(|o| o.map(|s| s.labels().clone())), "serviceaccount").unwrap_or_default();
+    let ns_labels =
+        labels(ns.map(|o| o.map(|n| n.labels().clone())), "namespace").unwrap_or_default();
+    let pick = |key: &str| sa_labels.get(key).or_else(|| ns_labels.get(key)).cloned();
+    Identity {
+        key_id: Some(format!("serviceaccount:{namespace}/{account}")),
+        user: pick(USER_LABEL).unwrap_or_else(|| account.to_string()),
+        team: pick(TEAM_LABEL),
+        workspace: pick(WORKSPACE_LABEL).or_else(|| Some(namespace.to_string())),
+    }
+}
+
+/// Time left before the token's `exp` claim. The TokenReview has vouched for the token,
+/// so reading the claim unverified is safe; it only shortens the cache.
+fn token_lifetime(token: &str) -> Option<Duration> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let exp = claims["exp"].as_u64()?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
+    Some(Duration::from_secs(exp.saturating_sub(now)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jwt(claims: serde_json::Value) -> String {
+        let enc = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        format!(
+            "{}.{}.sig",
+            enc(b"{\"alg\":\"RS256\"}"),
+            enc(claims.to_string().as_bytes())
+        )
+    }
+
+    #[test]
+    fn lifetime_comes_from_the_exp_claim() {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let left = token_lifetime(&jwt(serde_json::json!({"exp": now + 120})));
+        assert!(
+            left.is_some_and(|d| d <= Duration::from_secs(120) && d >= Duration::from_secs(110))
+        );
+        assert_eq!(
+            token_lifetime(&jwt(serde_json::json!({"exp": now - 5}))),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(token_lifetime("opaque-token"), None);
+    }
+}

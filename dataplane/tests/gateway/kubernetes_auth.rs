@@ -1,0 +1,217 @@
+//! Workspace pods calling with projected ServiceAccount tokens: reviewed by a fake API
+//! server on loopback that speaks the TokenReview, ServiceAccount and Namespace JSON
+//! of the real one, with identity from labels and one review per token.
+
+use crate::fakes::{client, fixture, FakeUpstream, Reply, TestGateway};
+use ai_gateway::auth::key_hash;
+use base64::Engine;
+use serde_json::{json, Value};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+fn projected_token(subject: &str) -> String {
+    let enc = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let claims = json!({"aud": ["ai-gateway"], "exp": now + 3600, "sub": subject});
+    format!(
+        "{}.{}.c2lnbmF0dXJl",
+        enc(br#"{"alg":"RS256"}"#),
+        enc(claims.to_string().as_bytes())
+    )
+}
+
+/// Answers as an API server does for a data plane bound to `system:auth-delegator`.
+async fn fake_api_server(good_token: String) -> FakeUpstream {
+    FakeUpstream::start(move |req| {
+        let object = match req.path.split('?').next().unwrap_or_default() {
+            "/apis/authentication.k8s.io/v1/tokenreviews" => {
+                let spec = req.json()["spec"].clone();
+                let status = if spec["token"] == good_token.as_str() && spec["audiences"] == json!(["ai-gateway"]) {
+                    json!({"authenticated": true, "audiences": ["ai-gateway"],
+                           "user": {"username": "system:serviceaccount:dev-alice:workspace",
+                                    "groups": ["system:serviceaccounts"]}})
+                } else {
+                    json!({"authenticated": false, "error": "[invalid bearer token, token has expired]"})
+                };
+                json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+                       "metadata": {"creationTimestamp": null}, "spec": spec, "status": status})
+            }
+            "/api/v1/namespaces/dev-alice/serviceaccounts/workspace" => json!({
+                "apiVersion": "v1", "kind": "ServiceAccount",
+                "metadata": {"name": "workspace", "namespace": "dev-alice",
+                             "labels": {"ai-gateway.dev/user": "alice"}},
+            }),
+            "/api/v1/namespaces/dev-alice" => json!({
+                "apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": "dev-alice",
+                             "labels": {"ai-gateway.dev/team": "platform", "ai-gateway.dev/workspace": "ws-alice"}},
+            }),
+            other => {
+                return Reply::json(404, json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                    "message": format!("{other} not found"), "reason": "NotFound", "code": 404}).to_string())
+            }
+        };
+        Reply::json(200, object.to_string())
+    })
+    .await
+}
+
+async fn kube_client(api_server: &str) -> kube::Client {
+    let kubeconfig = format!(
+        r#"
+apiVersion: v1
+kind: Config
+clusters: [{{name: fake, cluster: {{server: "{api_server}"}}}}]
+users: [{{name: dataplane, user: {{token: dataplane-sa-token}}}}]
+contexts: [{{name: fake, context: {{cluster: fake, user: dataplane}}}}]
+current-context: fake
+"#
+    );
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&kubeconfig).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("config");
+    kube::Client::try_from(config).expect("client")
+}
+
+async fn gateway(upstream: &FakeUpstream, api_server: &str) -> TestGateway {
+    let config = format!(
+        r#"
+providers:
+  anthropic: {{ type: anthropic, base_url: "{}", api_key: sk-ant-real }}
+routes:
+  - {{ models: ["claude-*"], provider: anthropic }}
+auth:
+  mode: kubernetes
+  keys:
+    - {{ id: ci-bot, sha256: "{}", user: ci-bot }}
+rate_limits:
+  per_user:
+    alice: {{ requests_per_minute: 2 }}
+"#,
+        upstream.url(),
+        key_hash("gw_ci_bot_key")
+    );
+    let gw = TestGateway::start(&config).await;
+    assert!(gw
+        .gateway
+        .services
+        .tokens
+        .use_client(kube_client(api_server).await));
+    gw
+}
+
+async fn call(gw: &TestGateway, token: &str) -> (u16, Value) {
+    let resp = client()
+        .post(format!("{}/v1/claude/v1/messages", gw.url))
+        .bearer_auth(token)
+        .json(&json!({"model": "claude-sonnet-4-5", "max_tokens": 50,
+                      "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("answers");
+    (
+        resp.status().as_u16(),
+        resp.json().await.unwrap_or_default(),
+    )
+}
+
+async fn fake_anthropic() -> FakeUpstream {
+    FakeUpstream::start(|_| Reply::json(200, fixture("upstream/anthropic/message_text.json"))).await
+}
+
+#[tokio::test]
+async fn a_service_account_token_names_the_caller_from_labels_and_is_reviewed_once() {
+    let upstream = fake_anthropic().await;
+    let token = projected_token("system:serviceaccount:dev-alice:workspace");
+    let api = fake_api_server(token.clone()).await;
+    let gw = gateway(&upstream, &api.url()).await;
+
+    assert_eq!(call(&gw, &token).await.0, 200);
+    assert_eq!(call(&gw, &token).await.0, 200);
+    // alice's own limit (from the ServiceAccount's user label) stops the third call.
+    let (status, body) = call(&gw, &token).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["type"], "rate_limit_error");
+
+    let reviews: Vec<_> = api
+        .received()
+        .into_iter()
+        .filter(|r| r.path.split('?').next() == Some("/apis/authentication.k8s.io/v1/tokenreviews"))
+        .collect();
+    assert_eq!(reviews.len(), 1, "later calls use the cached review");
+    assert_eq!(
+        reviews[0].header("authorization"),
+        Some("Bearer dataplane-sa-token")
+    );
+    // The workspace's token is never sent upstream; the provider key is.
+    let sent = upstream.last();
+    assert_eq!(sent.header("x-api-key"), Some("sk-ant-real"));
+    assert!(sent.header("authorization").is_none());
+
+    let usage: Value = client()
+        .get(format!("{}/v1/usage", gw.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("usage")
+        .json()
+        .await
+        .expect("json");
+    let text = usage.to_string();
+    assert!(
+        text.contains("alice") && text.contains("platform"),
+        "{usage}"
+    );
+}
+
+#[tokio::test]
+async fn a_rejected_token_gets_401_and_gateway_keys_still_work() {
+    let upstream = fake_anthropic().await;
+    let api = fake_api_server(projected_token("someone-else")).await;
+    let gw = gateway(&upstream, &api.url()).await;
+
+    let (status, body) = call(&gw, &projected_token("system:serviceaccount:x:y")).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["type"], "error");
+    assert_eq!(body["error"]["type"], "authentication_error");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("token has expired"),
+        "{body}"
+    );
+
+    assert_eq!(call(&gw, "gw_ci_bot_key").await.0, 200);
+    assert_eq!(
+        upstream.received().len(),
+        1,
+        "only the key's call went upstream"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_api_server_is_503_not_a_free_pass() {
+    let upstream = fake_anthropic().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", closed.local_addr().expect("addr"));
+    drop(closed);
+    let gw = gateway(&upstream, &url).await;
+    let (status, body) = call(
+        &gw,
+        &projected_token("system:serviceaccount:dev-alice:workspace"),
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("cannot be checked"),
+        "{body}"
+    );
+    assert!(upstream.received().is_empty());
+}
