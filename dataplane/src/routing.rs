@@ -5,6 +5,7 @@ use crate::error::GatewayError;
 use crate::runtime::Upstream;
 use ai_gateway_snapshot::{is_glob, Snapshot};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 struct CompiledRoute {
@@ -12,6 +13,7 @@ struct CompiledRoute {
     provider: Arc<Upstream>,
     upstream_model: Option<String>,
     priority: u32,
+    weight: u32,
     fallback: Vec<String>,
 }
 
@@ -22,6 +24,8 @@ pub struct RouteTable {
     providers: BTreeMap<String, Arc<Upstream>>,
     /// Every exact name and glob, for "known: …" in errors.
     known: Vec<String>,
+    /// Weighted round-robin position, shared by all tiers of equal routes.
+    turn: AtomicU64,
 }
 
 /// The provider and upstream model id chosen for one request.
@@ -60,6 +64,7 @@ impl RouteTable {
                 provider: provider.clone(),
                 upstream_model: route.upstream_model.clone(),
                 priority: route.priority,
+                weight: route.weight,
                 fallback: route.fallback.clone(),
             });
         }
@@ -73,6 +78,7 @@ impl RouteTable {
             routes,
             providers: providers.clone(),
             known,
+            turn: AtomicU64::new(0),
         }
     }
 
@@ -139,26 +145,47 @@ impl RouteTable {
 
     fn best_route(&self, model: &str, provider: Option<&str>) -> Option<Resolved> {
         let matches_provider = |r: &CompiledRoute| provider.is_none_or(|p| r.provider.name == p);
-        // An exact name beats a glob of the same priority.
-        let exact = self.exact.get(model).and_then(|idx| {
-            idx.iter()
-                .copied()
-                .find(|&i| matches_provider(&self.routes[i]))
-        });
-        let glob = self
-            .routes
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| matches_provider(r) && r.patterns.iter().any(|p| p.matches(model)))
-            .min_by_key(|(i, r)| (r.priority, *i))
-            .map(|(i, _)| i);
-        let chosen = match (exact, glob) {
-            (Some(e), Some(g)) if self.routes[g].priority < self.routes[e].priority => g,
-            (Some(e), _) => e,
-            (None, Some(g)) => g,
+        let exact: Vec<usize> = self
+            .exact
+            .get(model)
+            .map(|idx| {
+                idx.iter()
+                    .copied()
+                    .filter(|&i| matches_provider(&self.routes[i]))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut globs: Vec<usize> = (0..self.routes.len())
+            .filter(|&i| {
+                let r = &self.routes[i];
+                matches_provider(r) && r.patterns.iter().any(|p| p.matches(model))
+            })
+            .collect();
+        globs.sort_by_key(|&i| (self.routes[i].priority, i));
+        let priority = |i: usize| self.routes[i].priority;
+        // An exact name beats a glob of the same priority; a lower priority number
+        // beats both.
+        let best = match (exact.first(), globs.first()) {
+            (Some(&e), Some(&g)) if priority(g) < priority(e) => &globs,
+            (Some(_), _) => &exact,
+            (None, Some(_)) => &globs,
             (None, None) => return None,
         };
+        let tier: Vec<usize> = best
+            .iter()
+            .copied()
+            .take_while(|&i| priority(i) == priority(best[0]))
+            .collect();
+        let chosen = self.pick_weighted(&tier);
         let route = &self.routes[chosen];
+        let mut fallback = route.fallback.clone();
+        // The other routes of the tier take over when the chosen one fails.
+        for &peer in &tier {
+            let name = &self.routes[peer].provider.name;
+            if *name != route.provider.name && !fallback.contains(name) {
+                fallback.push(name.clone());
+            }
+        }
         let upstream_model = route
             .upstream_model
             .clone()
@@ -166,8 +193,26 @@ impl RouteTable {
         Some(Resolved {
             provider: route.provider.clone(),
             upstream_model,
-            fallback: route.fallback.clone(),
+            fallback,
         })
+    }
+
+    /// Weighted round robin over routes of equal rank: over any run of calls each
+    /// route's share is its weight's share, with no randomness to skew small samples.
+    fn pick_weighted(&self, tier: &[usize]) -> usize {
+        if tier.len() == 1 {
+            return tier[0];
+        }
+        let weight = |i: usize| u64::from(self.routes[i].weight.max(1));
+        let total: u64 = tier.iter().map(|&i| weight(i)).sum();
+        let mut turn = self.turn.fetch_add(1, Ordering::Relaxed) % total;
+        for &i in tier {
+            if turn < weight(i) {
+                return i;
+            }
+            turn -= weight(i);
+        }
+        tier[0]
     }
 
     /// Where a call for `model` goes after `primary` failed: each fallback provider with
@@ -265,6 +310,36 @@ routes:
             route(&rt, "qwen2.5:7b", Some("local")),
             pair("local", "qwen2.5:7b")
         );
+    }
+
+    #[test]
+    fn equal_routes_share_calls_by_weight_and_back_each_other_up() {
+        let doc = r#"
+providers:
+  anthropic: { type: anthropic, api_key: k }
+  bedrock: { type: bedrock, api_key: k, region: us-east-1 }
+  spare: { type: anthropic, api_key: k }
+routes:
+  - { models: ["claude-*"], provider: anthropic, weight: 3, fallback: [spare] }
+  - { models: ["claude-*"], provider: bedrock, weight: 1 }
+  - { models: ["claude-*"], provider: spare, priority: 5 }
+"#;
+        let snapshot = ai_gateway_snapshot::parse_document(doc, |_| None).expect("valid");
+        let rt = Runtime::compile(snapshot, &ClientPool::default()).expect("compiles");
+        let mut served = std::collections::BTreeMap::<String, usize>::new();
+        for _ in 0..40 {
+            let r = rt.routes.resolve("claude-sonnet-4-5", None).expect("routed");
+            *served.entry(r.provider.name.clone()).or_default() += 1;
+            let expected_fallback: &[&str] = if r.provider.name == "anthropic" {
+                &["spare", "bedrock"]
+            } else {
+                &["anthropic"]
+            };
+            assert_eq!(r.fallback, expected_fallback);
+        }
+        assert_eq!(served.get("anthropic"), Some(&30));
+        assert_eq!(served.get("bedrock"), Some(&10));
+        assert_eq!(served.get("spare"), None, "a lower tier only serves as fallback");
     }
 
     #[test]
