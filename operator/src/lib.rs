@@ -2,6 +2,7 @@
 //! Secrets to a data-plane snapshot and per-object conditions) apart from how it talks
 //! to the API server.
 
+pub mod cli;
 pub mod compile;
 pub mod conditions;
 pub mod controller;
