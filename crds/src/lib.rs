@@ -4,8 +4,8 @@
 //! `crds/yaml/` is generated from these types by `crdgen`, never edited by hand.
 
 use ai_gateway_snapshot::{
-    AuditSink, AuthMode, CircuitBreaker, LimitRule, LimitStoreKind, ModelPrice, ProviderKind,
-    Retries, Timeouts,
+    AuditSink, AuthMode, CacheSettings, CircuitBreaker, LimitRule, LimitStoreKind, ModelPrice,
+    ProviderKind, Retries, Timeouts,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
@@ -55,6 +55,18 @@ pub struct AIGatewaySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub default_max_tokens: Option<u32>,
+    /// Most messages one request may carry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_messages: Option<u32>,
+    /// Largest `max_tokens` a request may ask for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_tokens_limit: Option<u64>,
+    /// Response cache for deterministic calls (temperature 0); on, in memory, one hour,
+    /// unless set otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheSettings>,
 }
 
 fn default_replicas() -> i32 {
@@ -231,6 +243,10 @@ pub struct ProviderRouteSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub max_output_tokens: Option<u32>,
+    /// How long this route's deterministic answers are served again (the gateway's
+    /// cache TTL when unset); 0 never caches them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_ttl_seconds: Option<u64>,
 }
 
 fn default_priority() -> u32 {

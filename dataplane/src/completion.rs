@@ -247,7 +247,7 @@ impl Completion {
             cost_usd: cost as f64 / 1_000_000.0,
             latency_ms: latency.as_millis() as u64,
             ttft_ms: ttft.map(|t| t.as_millis() as u64),
-            cache_hit: false,
+            cache_hit: ctx.cache_hit == Some(true),
             fallbacks: ctx.fallbacks.clone(),
             error: self.error,
             abandoned,

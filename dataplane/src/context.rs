@@ -37,6 +37,8 @@ pub struct RequestContext {
     pub usage: Arc<UsageCell>,
     /// Providers tried before the one that answered.
     pub fallbacks: Vec<String>,
+    /// For cacheable calls: whether the answer came from the response cache.
+    pub cache_hit: Option<bool>,
     /// For releasing the reservation of a request dropped before it completed.
     pub store_for_release: Option<Arc<crate::state::Services>>,
 }
@@ -87,6 +89,7 @@ impl RequestContext {
             quota: None,
             usage: Arc::default(),
             fallbacks: Vec::new(),
+            cache_hit: None,
             store_for_release: None,
         }
     }

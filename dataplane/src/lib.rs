@@ -9,6 +9,7 @@ pub mod admission;
 pub mod audit;
 pub mod auth;
 pub mod body;
+pub mod cache;
 pub mod completion;
 pub mod config;
 pub mod context;

@@ -23,6 +23,7 @@ pub struct Metrics {
     pub upstream_errors: Family<Labels, Counter>,
     pub config_info: Family<Labels, Gauge>,
     pub circuit_open: Family<Labels, Gauge>,
+    pub cache_lookups: Family<Labels, Counter>,
     pub audit_written: Counter,
     pub audit_failed: Counter,
     current_version: Mutex<Option<String>>,
@@ -45,6 +46,7 @@ impl Default for Metrics {
         let upstream_errors = Family::<Labels, Counter>::default();
         let config_info = Family::<Labels, Gauge>::default();
         let circuit_open = Family::<Labels, Gauge>::default();
+        let cache_lookups = Family::<Labels, Counter>::default();
         let audit_written = Counter::default();
         let audit_failed = Counter::default();
         registry.register(
@@ -93,6 +95,11 @@ impl Default for Metrics {
             circuit_open.clone(),
         );
         registry.register(
+            "ai_gateway_cache_lookups",
+            "Response cache lookups by result (hit, miss)",
+            cache_lookups.clone(),
+        );
+        registry.register(
             "ai_gateway_audit_records_written",
             "Audit records written",
             audit_written.clone(),
@@ -113,6 +120,7 @@ impl Default for Metrics {
             upstream_errors,
             config_info,
             circuit_open,
+            cache_lookups,
             audit_written,
             audit_failed,
             current_version: Mutex::new(None),

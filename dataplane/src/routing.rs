@@ -15,6 +15,7 @@ struct CompiledRoute {
     priority: u32,
     weight: u32,
     fallback: Vec<String>,
+    cache_ttl_seconds: Option<u64>,
 }
 
 pub struct RouteTable {
@@ -35,6 +36,8 @@ pub struct Resolved {
     pub upstream_model: String,
     /// Providers the winning route falls back to, in order.
     pub fallback: Vec<String>,
+    /// The route's own cache TTL, when it sets one.
+    pub cache_ttl_seconds: Option<u64>,
 }
 
 impl RouteTable {
@@ -66,6 +69,7 @@ impl RouteTable {
                 priority: route.priority,
                 weight: route.weight,
                 fallback: route.fallback.clone(),
+                cache_ttl_seconds: route.cache_ttl_seconds,
             });
         }
         for indexes in exact.values_mut() {
@@ -118,6 +122,7 @@ impl RouteTable {
                     provider: provider.clone(),
                     upstream_model: bare.to_string(),
                     fallback: Vec::new(),
+                    cache_ttl_seconds: None,
                 }));
         }
         if let Some((prefix, rest)) = split_provider_prefix(model) {
@@ -129,6 +134,7 @@ impl RouteTable {
                         provider: provider.clone(),
                         upstream_model: rest.to_string(),
                         fallback: Vec::new(),
+                        cache_ttl_seconds: None,
                     }));
             }
         }
@@ -194,6 +200,7 @@ impl RouteTable {
             provider: route.provider.clone(),
             upstream_model,
             fallback,
+            cache_ttl_seconds: route.cache_ttl_seconds,
         })
     }
 
@@ -328,7 +335,10 @@ routes:
         let rt = Runtime::compile(snapshot, &ClientPool::default()).expect("compiles");
         let mut served = std::collections::BTreeMap::<String, usize>::new();
         for _ in 0..40 {
-            let r = rt.routes.resolve("claude-sonnet-4-5", None).expect("routed");
+            let r = rt
+                .routes
+                .resolve("claude-sonnet-4-5", None)
+                .expect("routed");
             *served.entry(r.provider.name.clone()).or_default() += 1;
             let expected_fallback: &[&str] = if r.provider.name == "anthropic" {
                 &["spare", "bedrock"]
@@ -339,7 +349,11 @@ routes:
         }
         assert_eq!(served.get("anthropic"), Some(&30));
         assert_eq!(served.get("bedrock"), Some(&10));
-        assert_eq!(served.get("spare"), None, "a lower tier only serves as fallback");
+        assert_eq!(
+            served.get("spare"),
+            None,
+            "a lower tier only serves as fallback"
+        );
     }
 
     #[test]

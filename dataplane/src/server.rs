@@ -24,6 +24,9 @@ use tokio::net::TcpListener;
 
 /// A slow client gets this long to send its request head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Request heads larger than this are refused (431); Claude Code's, with its long
+/// `anthropic-beta` list, stays under 8 KiB.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// Accepts connections until `shutdown` resolves, then waits up to `drain` for
 /// in-flight requests (streams included) to finish.
@@ -37,7 +40,12 @@ where
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEAD_BYTES);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEAD_BYTES as u32);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -123,6 +131,12 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Respon
         .and_then(|m| HeaderValue::from_str(m).ok())
     {
         headers.insert("x-ai-gateway-model", m);
+    }
+    if let Some(hit) = ctx.cache_hit {
+        headers.insert(
+            "x-cache",
+            HeaderValue::from_static(if hit { "HIT" } else { "MISS" }),
+        );
     }
     // Metered calls settle their reservation and write their audit record when the
     // body ends, so a stream is charged for what it produced.
@@ -241,10 +255,19 @@ async fn route(
     }
 
     let limit = rt.snapshot.gateway.max_request_bytes;
-    let body = read_limited(body, limit).await.map_err(|e| match e {
-        ReadBodyError::TooLarge(limit) => GatewayError::BodyTooLarge { limit },
-        ReadBodyError::Io(m) => GatewayError::BodyRead(m),
-    })?;
+    let read_for = Duration::from_millis(rt.snapshot.gateway.body_read_timeout_ms);
+    let body = tokio::time::timeout(read_for, read_limited(body, limit))
+        .await
+        .map_err(|_| {
+            GatewayError::BodyRead(format!(
+                "the request body did not arrive within {} ms",
+                read_for.as_millis()
+            ))
+        })?
+        .map_err(|e| match e {
+            ReadBodyError::TooLarge(limit) => GatewayError::BodyTooLarge { limit },
+            ReadBodyError::Io(m) => GatewayError::BodyRead(m),
+        })?;
 
     if pending_sigv4 {
         // AWS clients sign the request as they sent it: this host and this path.

@@ -18,6 +18,7 @@ pub struct Services {
     pub audit: AuditLog,
     pub prices: PriceTable,
     pub tokens: crate::tokenreview::TokenReviewer,
+    pub cache: Arc<crate::cache::ResponseCache>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +31,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("audit sink: {0}")]
     Audit(#[from] std::io::Error),
+    #[error(transparent)]
+    Cache(#[from] crate::cache::CacheError),
 }
 
 pub struct Gateway {
@@ -53,6 +56,7 @@ impl Gateway {
             audit: AuditLog::start(&snapshot.audit, audit_counters)?,
             prices: PriceTable::builtin()?,
             tokens: Default::default(),
+            cache: Arc::new(crate::cache::ResponseCache::new(&snapshot)?),
             metrics,
         });
         let clients = ClientPool::default();

@@ -219,6 +219,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Compiled {
                 priority: s.priority,
                 weight: s.weight,
                 fallback: fallback.clone(),
+                cache_ttl_seconds: s.cache_ttl_seconds,
             });
         }
         for (alias, upstream) in &s.aliases {
@@ -229,6 +230,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Compiled {
                 priority: s.priority,
                 weight: s.weight,
                 fallback: fallback.clone(),
+                cache_ttl_seconds: s.cache_ttl_seconds,
             });
         }
         providers.insert(name.clone(), provider);
@@ -386,6 +388,9 @@ pub fn compile(inputs: &Inputs<'_>) -> Compiled {
                 .default_max_tokens
                 .unwrap_or(defaults.default_max_tokens),
             log_bodies: spec.audit.log_bodies,
+            max_messages: spec.max_messages.unwrap_or(defaults.max_messages),
+            max_tokens_limit: spec.max_tokens_limit.unwrap_or(defaults.max_tokens_limit),
+            body_read_timeout_ms: defaults.body_read_timeout_ms,
         },
         providers,
         routes,
@@ -398,6 +403,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Compiled {
             sink: spec.audit.sink,
             path: spec.audit.path.clone(),
         },
+        cache: spec.cache.clone().unwrap_or_default(),
     };
     snapshot.version = Some(snapshot.content_hash());
     match snapshot.validate() {

@@ -34,6 +34,8 @@ pub struct Snapshot {
     pub rate_limits: RateLimits,
     #[serde(default)]
     pub audit: Audit,
+    #[serde(default)]
+    pub cache: CacheSettings,
 }
 
 impl Snapshot {
@@ -65,6 +67,12 @@ pub struct GatewaySettings {
     pub default_max_tokens: u32,
     /// Log prompts and completions in audit records; off unless a gateway opts in.
     pub log_bodies: bool,
+    /// Most messages one request may carry (an agent's long history stays far below).
+    pub max_messages: u32,
+    /// Largest `max_tokens` a request may ask for.
+    pub max_tokens_limit: u64,
+    /// A request body must arrive within this (slow or stalled clients are cut off).
+    pub body_read_timeout_ms: u64,
 }
 
 impl Default for GatewaySettings {
@@ -73,8 +81,54 @@ impl Default for GatewaySettings {
             max_request_bytes: 32 * 1024 * 1024,
             default_max_tokens: 4096,
             log_bodies: false,
+            max_messages: 10_000,
+            max_tokens_limit: 1_000_000,
+            body_read_timeout_ms: 120_000,
         }
     }
+}
+
+/// Responses to deterministic calls, served again without calling the provider.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct CacheSettings {
+    pub enabled: bool,
+    /// How long an answer is served again; a route's `cache_ttl_seconds` overrides it.
+    pub ttl_seconds: u64,
+    /// Also cache calls that set no temperature (the provider's default, usually not 0).
+    pub include_unset_temperature: bool,
+    pub store: CacheStoreKind,
+    /// Redis for a cache shared by every replica; the rate-limit store's URL when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_url: Option<String>,
+    /// Memory the in-process cache may hold, in MiB.
+    pub max_memory_mb: u64,
+    /// Larger answers are not cached, in KiB.
+    pub max_entry_kb: u64,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            ttl_seconds: 3600,
+            include_unset_temperature: false,
+            store: CacheStoreKind::Memory,
+            redis_url: None,
+            max_memory_mb: 64,
+            max_entry_kb: 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub enum CacheStoreKind {
+    #[default]
+    Memory,
+    Redis,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -286,6 +340,9 @@ pub struct Route {
     /// Providers tried, in order, when this route's provider fails before the first byte.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fallback: Vec<String>,
+    /// Overrides `cache.ttl_seconds` for this route; 0 never caches its answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_ttl_seconds: Option<u64>,
 }
 
 fn default_priority() -> u32 {

@@ -51,6 +51,25 @@ impl Snapshot {
         if self.gateway.default_max_tokens == 0 {
             found.add("gateway.default_max_tokens", "must be greater than 0");
         }
+        if self.gateway.max_messages == 0 {
+            found.add("gateway.max_messages", "must be greater than 0");
+        }
+        if self.gateway.body_read_timeout_ms == 0 {
+            found.add("gateway.body_read_timeout_ms", "must be greater than 0");
+        }
+        if self.gateway.max_tokens_limit == 0 {
+            found.add("gateway.max_tokens_limit", "must be greater than 0");
+        }
+        if self.cache.enabled
+            && self.cache.store == crate::CacheStoreKind::Redis
+            && self.cache.redis_url.is_none()
+            && self.rate_limits.store.url.is_none()
+        {
+            found.add(
+                "cache.redis_url",
+                "required for store redis unless rate_limits.store.url is set",
+            );
+        }
         if self.audit.sink == crate::AuditSink::File && self.audit.path.is_none() {
             found.add("audit.path", "required when audit.sink is file");
         }

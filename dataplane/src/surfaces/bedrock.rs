@@ -103,6 +103,7 @@ pub async fn handle(
                 })?,
             upstream_model: model.clone(),
             fallback: Vec::new(),
+            cache_ttl_seconds: None,
         },
         Err(e) => return Err(e),
     };

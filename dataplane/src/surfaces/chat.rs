@@ -30,6 +30,10 @@ pub async fn completions(
 ) -> Result<Response<ResponseBody>, GatewayError> {
     ctx.endpoint = "chat.completions";
     let routed = route_by_body(rt, services, ctx, headers, &body).await?;
+    let (lookup, cached) = super::from_cache(rt, services, ctx, &routed, headers, &body).await;
+    if let Some(answer) = cached {
+        return Ok(answer);
+    }
     let mut chain = super::FallbackChain::new(rt, &routed);
     while let Some((target, fallback_left)) = chain.next_target(services, ctx) {
         let served = serve(
@@ -43,7 +47,7 @@ pub async fn completions(
         )
         .await;
         if !super::FallbackChain::fails_over(ctx, &target, fallback_left, &served) {
-            return served;
+            return super::into_cache(services, ctx, lookup.as_ref(), served);
         }
     }
     Err(GatewayError::UnknownModel {

@@ -91,6 +91,10 @@ async fn messages(
     body: Bytes,
 ) -> Result<Response<ResponseBody>, GatewayError> {
     let routed = route_by_body(rt, services, ctx, headers, &body).await?;
+    let (lookup, cached) = super::from_cache(rt, services, ctx, &routed, headers, &body).await;
+    if let Some(answer) = cached {
+        return Ok(answer);
+    }
     let mut chain = super::FallbackChain::new(rt, &routed);
     while let Some((target, fallback_left)) = chain.next_target(services, ctx) {
         let served = serve_messages(
@@ -104,7 +108,7 @@ async fn messages(
         )
         .await;
         if !super::FallbackChain::fails_over(ctx, &target, fallback_left, &served) {
-            return served;
+            return super::into_cache(services, ctx, lookup.as_ref(), served);
         }
     }
     Err(GatewayError::UnknownModel {

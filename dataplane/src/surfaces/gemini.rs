@@ -116,6 +116,7 @@ pub async fn handle(
         provider: resolved.provider.clone(),
         upstream_model: resolved.upstream_model.clone(),
         fallback: Vec::new(),
+        cache_ttl_seconds: None,
     };
     crate::admission::admit(rt, services, ctx, &admitted, body.len(), max_output).await?;
 

@@ -29,6 +29,34 @@ pub struct ModelPeek<'a> {
     pub max_completion_tokens: Option<u64>,
     #[serde(default)]
     pub stream_options: Option<StreamOptionsPeek>,
+    #[serde(default)]
+    pub messages: Option<Count>,
+}
+
+/// The length of a JSON array, counted without building its elements.
+pub struct Count(pub usize);
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Counter;
+        impl<'de> serde::de::Visitor<'de> for Counter {
+            type Value = Count;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an array")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Count, A::Error> {
+                let mut n = 0;
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    n += 1;
+                }
+                Ok(Count(n))
+            }
+        }
+        d.deserialize_seq(Counter)
+    }
 }
 
 #[derive(Deserialize)]
@@ -59,7 +87,39 @@ fn peek_model(body: &[u8]) -> Result<ModelPeek<'_>, GatewayError> {
             "the request body must be a JSON object".into(),
         ));
     }
+    // Skipped fields are not checked for UTF-8 by the peek; a provider would refuse them.
+    if let Err(e) = std::str::from_utf8(body) {
+        return Err(GatewayError::MalformedJson(format!(
+            "invalid UTF-8 at byte {}",
+            e.valid_up_to()
+        )));
+    }
     serde_json::from_slice(body).map_err(|e| GatewayError::MalformedJson(e.to_string()))
+}
+
+/// Refuses requests no real client sends: they would only tie up a provider (and
+/// reserve a caller's whole budget) to fail there.
+fn within_request_limits(
+    settings: &ai_gateway_snapshot::GatewaySettings,
+    peek: &ModelPeek<'_>,
+) -> Result<(), GatewayError> {
+    if let Some(Count(n)) = peek.messages {
+        if n > settings.max_messages as usize {
+            return Err(GatewayError::InvalidRequest(format!(
+                "messages: {n} messages exceed this gateway's limit of {}",
+                settings.max_messages
+            )));
+        }
+    }
+    if let Some(asked) = peek.max_output_tokens() {
+        if asked > settings.max_tokens_limit {
+            return Err(GatewayError::InvalidRequest(format!(
+                "max_tokens: {asked} exceeds this gateway's limit of {}",
+                settings.max_tokens_limit
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn required_model<'a>(peek: &'a ModelPeek<'_>) -> Result<&'a str, GatewayError> {
@@ -88,6 +148,45 @@ pub fn with_model(
     Ok(Bytes::from(serde_json::to_vec(&doc).unwrap_or_default()))
 }
 
+/// A cacheable call's key, and the cached answer when there is one.
+pub async fn from_cache(
+    rt: &crate::runtime::Runtime,
+    services: &crate::state::Services,
+    ctx: &mut crate::context::RequestContext,
+    routed: &Routed,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> (Option<crate::cache::Lookup>, Option<Response<ResponseBody>>) {
+    let Some(lookup) =
+        crate::cache::lookup_for(&rt.snapshot.cache, ctx, &routed.resolved, headers, body)
+    else {
+        return (None, None);
+    };
+    let hit = services.cache.get(&lookup.key, lookup.ttl).await;
+    ctx.cache_hit = Some(hit.is_some());
+    let result = if hit.is_some() { "hit" } else { "miss" };
+    services
+        .metrics
+        .cache_lookups
+        .get_or_create(&vec![("result", result.to_string())])
+        .inc();
+    let answer = hit.map(|cached| crate::cache::replay(&cached, ctx));
+    (Some(lookup), answer)
+}
+
+/// Keeps a served answer for the next identical call, once it has reached the caller.
+pub fn into_cache(
+    services: &crate::state::Services,
+    ctx: &crate::context::RequestContext,
+    lookup: Option<&crate::cache::Lookup>,
+    served: Result<Response<ResponseBody>, GatewayError>,
+) -> Result<Response<ResponseBody>, GatewayError> {
+    match (served, lookup) {
+        (Ok(response), Some(lookup)) => Ok(services.cache.fill(lookup, ctx, response)),
+        (served, _) => served,
+    }
+}
+
 /// Routes a request by the `model` in its JSON body; returns the caller's model name
 /// and where it goes, once the caller's rate limits have admitted it.
 pub async fn route_by_body(
@@ -99,6 +198,7 @@ pub async fn route_by_body(
 ) -> Result<Routed, GatewayError> {
     let peek = peek_model(body)?;
     let model = required_model(&peek)?.to_string();
+    within_request_limits(&rt.snapshot.gateway, &peek)?;
     let resolved = rt.routes.resolve(&model, forced_provider(headers))?;
     ctx.routed(&resolved.provider.name, &resolved.upstream_model);
     ctx.model = Some(model.clone());

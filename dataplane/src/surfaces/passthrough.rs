@@ -115,6 +115,7 @@ pub async fn handle(
             provider: upstream.clone(),
             upstream_model: upstream_model.clone(),
             fallback: Vec::new(),
+            cache_ttl_seconds: None,
         };
         crate::admission::admit(
             rt,

@@ -9,6 +9,7 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -272,4 +273,52 @@ pub fn sse_events(body: &str) -> Vec<String> {
         .filter_map(|event| event.lines().find_map(|l| l.strip_prefix("event: ")))
         .map(str::to_string)
         .collect()
+}
+
+/// A real redis-server on a free loopback port, stopped on drop.
+pub struct RedisServer {
+    child: Child,
+    pub url: String,
+}
+
+impl RedisServer {
+    pub fn start() -> Option<Self> {
+        let bin = std::env::var("REDIS_SERVER_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| PathBuf::from("redis-server"));
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").ok()?;
+        let port = probe.local_addr().ok()?.port();
+        drop(probe);
+        let child = Command::new(bin)
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .ok()?;
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(Self {
+                    child,
+                    url: format!("redis://127.0.0.1:{port}/0"),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -1,10 +1,9 @@
 //! Keys, limits, usage, cost, audit and metrics, end to end over loopback.
 
-use crate::fakes::{client, fixture, FakeUpstream, Reply, TestGateway};
+use crate::fakes::{client, fixture, FakeUpstream, RedisServer, Reply, TestGateway};
 use ai_gateway::auth::key_hash;
 use serde_json::{json, Value};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+
 use std::time::Duration;
 
 const KEY: &str = "gw_contractor1_secret";
@@ -517,53 +516,6 @@ async fn a_config_swap_changes_limits_without_resetting_counters() {
     assert_eq!(burst(&gw.url, KEY, 1).await, [429]);
 }
 
-struct RedisServer {
-    child: Child,
-    pub url: String,
-}
-
-impl RedisServer {
-    fn start() -> Option<Self> {
-        let bin = std::env::var("REDIS_SERVER_BIN")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| PathBuf::from("redis-server"));
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").ok()?;
-        let port = probe.local_addr().ok()?.port();
-        drop(probe);
-        let child = Command::new(bin)
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .ok()?;
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Some(Self {
-                    child,
-                    url: format!("redis://127.0.0.1:{port}/0"),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Two gateway replicas sharing one real Redis enforce one limit between them.
 #[tokio::test]
 async fn two_replicas_sharing_redis_enforce_one_limit() {
@@ -987,7 +939,8 @@ async fn an_absurd_max_tokens_cannot_corrupt_the_counters() {
     let gw = TestGateway::start(&config(
         &upstream.url(),
         "  default: { tokens_per_minute: 10000000, budget_usd_per_day: 100 }",
-        "",
+        // A gateway that lifts the request limit still caps what it reserves.
+        "gateway: { max_tokens_limit: 18446744073709551615 }",
     ))
     .await;
     let resp = client()

@@ -1,0 +1,487 @@
+//! The response cache: answers to deterministic calls (temperature 0) served again
+//! without the provider, in memory (moka) and, when shared by replicas, in Redis.
+//!
+//! The key covers the caller (key, user, team, workspace), the surface, the provider
+//! and upstream model, the headers that change an answer and the request body in
+//! canonical form, so no caller ever sees another's answer. A streamed answer is kept
+//! as the bytes the caller received and replayed as a stream, event by event.
+
+use crate::body::{BoxError, ResponseBody};
+use crate::context::RequestContext;
+use crate::routing::Resolved;
+use ai_gateway_snapshot::{CacheSettings, CacheStoreKind, Snapshot};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Response};
+use http_body::{Body, Frame, SizeHint};
+use sha2::{Digest, Sha256};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::sync::OnceCell;
+
+pub type CacheKey = [u8; 32];
+
+/// Redis is a shared convenience, not a dependency: a slow or absent Redis is a miss.
+const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
+const REDIS_PREFIX: &str = "aigw:cache:";
+
+/// One stored answer, as the caller received it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Cached {
+    pub content_type: String,
+    pub stream: bool,
+    pub provider: String,
+    pub upstream_model: String,
+    #[serde(skip)]
+    pub body: Bytes,
+    #[serde(skip)]
+    ttl: Duration,
+}
+
+impl Cached {
+    /// Redis value: the JSON head, a newline, then the body bytes.
+    fn encode(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec(self).unwrap_or_default();
+        out.push(b'\n');
+        out.extend_from_slice(&self.body);
+        out
+    }
+
+    fn decode(bytes: &[u8], ttl: Duration) -> Option<Self> {
+        let split = bytes.iter().position(|&b| b == b'\n')?;
+        let mut cached: Cached = serde_json::from_slice(&bytes[..split]).ok()?;
+        cached.body = Bytes::copy_from_slice(&bytes[split + 1..]);
+        cached.ttl = ttl;
+        Some(cached)
+    }
+}
+
+struct PerEntryTtl;
+
+impl moka::Expiry<CacheKey, Arc<Cached>> for PerEntryTtl {
+    fn expire_after_create(
+        &self,
+        _key: &CacheKey,
+        value: &Arc<Cached>,
+        _now: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+struct SharedStore {
+    client: redis::Client,
+    conn: OnceCell<redis::aio::ConnectionManager>,
+}
+
+impl SharedStore {
+    async fn conn(&self) -> Option<redis::aio::ConnectionManager> {
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_number_of_retries(1)
+            .set_connection_timeout(Some(REDIS_TIMEOUT))
+            .set_response_timeout(Some(REDIS_TIMEOUT));
+        self.conn
+            .get_or_try_init(|| {
+                redis::aio::ConnectionManager::new_with_config(self.client.clone(), config)
+            })
+            .await
+            .map_err(|e| tracing::warn!(error = %e, "response cache: redis unreachable"))
+            .ok()
+            .cloned()
+    }
+}
+
+pub struct ResponseCache {
+    memory: moka::sync::Cache<CacheKey, Arc<Cached>>,
+    shared: Option<SharedStore>,
+    max_entry_bytes: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("response cache: {0}")]
+pub struct CacheError(#[from] redis::RedisError);
+
+impl ResponseCache {
+    /// Sized and connected from the snapshot the gateway starts with.
+    pub fn new(snapshot: &Snapshot) -> Result<Self, CacheError> {
+        let settings = &snapshot.cache;
+        let redis_url = settings
+            .redis_url
+            .as_deref()
+            .or(snapshot.rate_limits.store.url.as_deref());
+        let shared = match (settings.store, redis_url) {
+            (CacheStoreKind::Redis, Some(url)) => Some(SharedStore {
+                client: redis::Client::open(url)?,
+                conn: OnceCell::new(),
+            }),
+            _ => None,
+        };
+        Ok(Self {
+            memory: moka::sync::Cache::builder()
+                .max_capacity(settings.max_memory_mb.saturating_mul(1024 * 1024))
+                .weigher(|_, v: &Arc<Cached>| u32::try_from(v.body.len()).unwrap_or(u32::MAX))
+                .expire_after(PerEntryTtl)
+                .build(),
+            shared,
+            max_entry_bytes: usize::try_from(settings.max_entry_kb.saturating_mul(1024))
+                .unwrap_or(usize::MAX),
+        })
+    }
+
+    pub async fn get(&self, key: &CacheKey, ttl: Duration) -> Option<Arc<Cached>> {
+        if let Some(hit) = self.memory.get(key) {
+            return Some(hit);
+        }
+        let shared = self.shared.as_ref()?;
+        let mut conn = shared.conn().await?;
+        let fetched: Option<Vec<u8>> = tokio::time::timeout(
+            REDIS_TIMEOUT,
+            redis::cmd("GET").arg(redis_key(key)).query_async(&mut conn),
+        )
+        .await
+        .ok()?
+        .map_err(|e| tracing::warn!(error = %e, "response cache: redis GET failed"))
+        .ok()?;
+        let cached = Arc::new(Cached::decode(&fetched?, ttl)?);
+        self.memory.insert(*key, cached.clone());
+        Some(cached)
+    }
+
+    fn put(self: &Arc<Self>, key: CacheKey, cached: Cached) {
+        if cached.body.len() > self.max_entry_bytes {
+            return;
+        }
+        let cached = Arc::new(cached);
+        self.memory.insert(key, cached.clone());
+        if self.shared.is_some() {
+            let this = self.clone();
+            tokio::spawn(async move {
+                let Some(conn) = this.shared.as_ref().map(SharedStore::conn) else {
+                    return;
+                };
+                let Some(mut conn) = conn.await else { return };
+                let millis = u64::try_from(cached.ttl.as_millis()).unwrap_or(u64::MAX);
+                let set: Result<Result<(), _>, _> = tokio::time::timeout(
+                    REDIS_TIMEOUT,
+                    redis::cmd("SET")
+                        .arg(redis_key(&key))
+                        .arg(cached.encode())
+                        .arg("PX")
+                        .arg(millis)
+                        .query_async(&mut conn),
+                )
+                .await;
+                if let Ok(Err(e)) = set {
+                    tracing::warn!(error = %e, "response cache: redis SET failed");
+                }
+            });
+        }
+    }
+
+    /// Stores the answer once its body has reached the caller whole.
+    pub fn fill(
+        self: &Arc<Self>,
+        lookup: &Lookup,
+        ctx: &RequestContext,
+        response: Response<ResponseBody>,
+    ) -> Response<ResponseBody> {
+        if !response.status().is_success() {
+            return response;
+        }
+        let content_type = response
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("application/json")
+            .to_string();
+        let template = Cached {
+            stream: content_type.starts_with("text/event-stream"),
+            content_type,
+            provider: ctx.provider.clone().unwrap_or_default(),
+            upstream_model: ctx.upstream_model.clone().unwrap_or_default(),
+            body: Bytes::new(),
+            ttl: lookup.ttl,
+        };
+        let (parts, body) = response.into_parts();
+        let teed = Tee {
+            inner: body,
+            buffer: Some(Vec::new()),
+            limit: self.max_entry_bytes,
+            store: Some((self.clone(), lookup.key, template)),
+        };
+        Response::from_parts(parts, http_body_util::BodyExt::boxed_unsync(teed))
+    }
+}
+
+fn redis_key(key: &CacheKey) -> String {
+    format!("{REDIS_PREFIX}{}", hex::encode(key))
+}
+
+/// A cacheable call: where its answer is kept and for how long.
+pub struct Lookup {
+    pub key: CacheKey,
+    pub ttl: Duration,
+}
+
+/// Whether a call may be answered from the cache, and under which key. Deterministic
+/// calls only: temperature 0 (or unset, where the gateway opts in).
+pub fn lookup_for(
+    settings: &CacheSettings,
+    ctx: &RequestContext,
+    resolved: &Resolved,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Option<Lookup> {
+    if !settings.enabled {
+        return None;
+    }
+    let ttl = resolved.cache_ttl_seconds.unwrap_or(settings.ttl_seconds);
+    if ttl == 0 {
+        return None;
+    }
+    let doc: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let deterministic = match doc.get("temperature") {
+        None | Some(serde_json::Value::Null) => settings.include_unset_temperature,
+        Some(t) => t.as_f64() == Some(0.0),
+    };
+    if !deterministic {
+        return None;
+    }
+    let mut hash = Sha256::new();
+    let mut field = |bytes: &[u8]| {
+        hash.update((bytes.len() as u64).to_le_bytes());
+        hash.update(bytes);
+    };
+    field(b"v1");
+    if let Some(id) = &ctx.identity {
+        field(id.key_id.as_deref().unwrap_or_default().as_bytes());
+        field(id.user.as_bytes());
+        field(id.team.as_deref().unwrap_or_default().as_bytes());
+        field(id.workspace.as_deref().unwrap_or_default().as_bytes());
+    }
+    field(ctx.endpoint.as_bytes());
+    field(resolved.provider.name.as_bytes());
+    field(resolved.upstream_model.as_bytes());
+    for name in ["anthropic-version", "anthropic-beta"] {
+        field(
+            headers
+                .get(name)
+                .map(HeaderValue::as_bytes)
+                .unwrap_or_default(),
+        );
+    }
+    let mut canonical = Vec::with_capacity(body.len());
+    write_canonical(&doc, &mut canonical);
+    field(&canonical);
+    Some(Lookup {
+        key: hash.finalize().into(),
+        ttl: Duration::from_secs(ttl),
+    })
+}
+
+/// JSON with object keys sorted at every level: equal requests hash equal however
+/// their client ordered the fields.
+fn write_canonical(value: &serde_json::Value, out: &mut Vec<u8>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            out.push(b'{');
+            for (i, (k, v)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(serde_json::to_string(k).unwrap_or_default().as_bytes());
+                out.push(b':');
+                write_canonical(v, out);
+            }
+            out.push(b'}');
+        }
+        serde_json::Value::Array(items) => {
+            out.push(b'[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(v, out);
+            }
+            out.push(b']');
+        }
+        // `0` and `0.0` ask for the same thing.
+        serde_json::Value::Number(n) => match n.as_f64() {
+            Some(f) if f.fract() == 0.0 && f.abs() < 9e15 => {
+                out.extend_from_slice((f as i64).to_string().as_bytes())
+            }
+            _ => out.extend_from_slice(n.to_string().as_bytes()),
+        },
+        scalar => out.extend_from_slice(scalar.to_string().as_bytes()),
+    }
+}
+
+/// The stored answer as a response: a stream is sent event by event, as it first came.
+pub fn replay(cached: &Cached, ctx: &mut RequestContext) -> Response<ResponseBody> {
+    ctx.provider = Some(cached.provider.clone());
+    ctx.upstream_model = Some(cached.upstream_model.clone());
+    let body = if cached.stream {
+        let events: Vec<Result<Bytes, BoxError>> =
+            split_events(&cached.body).into_iter().map(Ok).collect();
+        crate::body::streaming(futures_util::stream::iter(events))
+    } else {
+        crate::body::full(cached.body.clone())
+    };
+    let mut response = Response::new(body);
+    if let Ok(v) = HeaderValue::from_str(&cached.content_type) {
+        response.headers_mut().insert(http::header::CONTENT_TYPE, v);
+    }
+    response
+}
+
+fn split_events(body: &Bytes) -> Vec<Bytes> {
+    let mut events = Vec::new();
+    let mut start = 0;
+    let bytes = body.as_ref();
+    let mut i = 0;
+    while i + 1 < bytes.len() {
+        if bytes[i] == b'\n' && bytes[i + 1] == b'\n' {
+            events.push(body.slice(start..i + 2));
+            start = i + 2;
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    if start < bytes.len() {
+        events.push(body.slice(start..));
+    }
+    events
+}
+
+/// A stream is worth keeping only if it ended as its protocol ends: a truncated or
+/// failed stream must never be replayed as if it were whole.
+fn complete(cached: &Cached, body: &[u8]) -> bool {
+    if !cached.stream {
+        return true;
+    }
+    let tail = &body[body.len().saturating_sub(256)..];
+    let has = |needle: &[u8]| tail.windows(needle.len()).any(|w| w == needle);
+    (has(b"message_stop") || has(b"data: [DONE]")) && !has(b"event: error")
+}
+
+/// Passes the body through to the caller while keeping a copy, stored when it ends.
+struct Tee {
+    inner: ResponseBody,
+    buffer: Option<Vec<u8>>,
+    limit: usize,
+    store: Option<(Arc<ResponseCache>, CacheKey, Cached)>,
+}
+
+impl Tee {
+    fn finish(&mut self) {
+        let (Some(buffer), Some((cache, key, mut cached))) =
+            (self.buffer.take(), self.store.take())
+        else {
+            return;
+        };
+        if complete(&cached, &buffer) {
+            cached.body = Bytes::from(buffer);
+            cache.put(key, cached);
+        }
+    }
+}
+
+impl Body for Tee {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let fits = this
+                        .buffer
+                        .as_ref()
+                        .is_some_and(|b| b.len() + data.len() <= this.limit);
+                    match (fits, this.buffer.as_mut()) {
+                        (true, Some(b)) => b.extend_from_slice(data),
+                        _ => this.buffer = None,
+                    }
+                }
+                if this.inner.is_end_stream() {
+                    this.finish();
+                }
+            }
+            Poll::Ready(None) => this.finish(),
+            // A failed body is never stored.
+            Poll::Ready(Some(Err(_))) => this.buffer = None,
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_json_ignores_field_order() {
+        let a: serde_json::Value =
+            serde_json::from_str(r#"{"b":1.0,"a":{"y":[1,{"q":2,"p":3}],"x":"s"}}"#)
+                .unwrap_or_default();
+        let b: serde_json::Value =
+            serde_json::from_str(r#"{"a":{"x":"s","y":[1,{"p":3,"q":2}]},"b":1}"#)
+                .unwrap_or_default();
+        let (mut ca, mut cb) = (Vec::new(), Vec::new());
+        write_canonical(&a, &mut ca);
+        write_canonical(&b, &mut cb);
+        assert_eq!(ca, cb);
+        assert_eq!(
+            String::from_utf8_lossy(&ca),
+            r#"{"a":{"x":"s","y":[1,{"p":3,"q":2}]},"b":1}"#
+        );
+    }
+
+    #[test]
+    fn streams_split_into_their_events() {
+        let body = Bytes::from_static(b"event: a\ndata: 1\n\nevent: b\ndata: 2\n\n");
+        let events = split_events(&body);
+        assert_eq!(events.len(), 2);
+        assert_eq!(&events[1][..], b"event: b\ndata: 2\n\n");
+    }
+
+    #[test]
+    fn only_whole_streams_are_kept() {
+        let cached = Cached {
+            content_type: "text/event-stream".into(),
+            stream: true,
+            provider: String::new(),
+            upstream_model: String::new(),
+            body: Bytes::new(),
+            ttl: Duration::from_secs(1),
+        };
+        assert!(complete(&cached, b"data: {}\n\ndata: [DONE]\n\n"));
+        assert!(complete(
+            &cached,
+            b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"
+        ));
+        assert!(!complete(&cached, b"data: {\"choices\":[]}\n\n"));
+        assert!(!complete(
+            &cached,
+            b"event: error\ndata: {}\n\nevent: message_stop\n\n"
+        ));
+    }
+}
