@@ -14,3 +14,4 @@ mod openai_surface;
 mod operator_push;
 mod process;
 mod response_cache;
+mod soak;
