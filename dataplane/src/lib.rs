@@ -14,6 +14,7 @@ pub mod completion;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod fuzzing;
 pub mod limits;
 pub mod metering;
 pub mod metrics;

@@ -80,7 +80,7 @@ impl ModelPeek<'_> {
     }
 }
 
-fn peek_model(body: &[u8]) -> Result<ModelPeek<'_>, GatewayError> {
+pub(crate) fn peek_model(body: &[u8]) -> Result<ModelPeek<'_>, GatewayError> {
     // Derived structs also deserialise from JSON arrays; a request must be an object.
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(GatewayError::InvalidRequest(
@@ -99,7 +99,7 @@ fn peek_model(body: &[u8]) -> Result<ModelPeek<'_>, GatewayError> {
 
 /// Refuses requests no real client sends: they would only tie up a provider (and
 /// reserve a caller's whole budget) to fail there.
-fn within_request_limits(
+pub(crate) fn within_request_limits(
     settings: &ai_gateway_snapshot::GatewaySettings,
     peek: &ModelPeek<'_>,
 ) -> Result<(), GatewayError> {

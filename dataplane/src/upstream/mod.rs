@@ -3,7 +3,7 @@
 
 pub mod breaker;
 pub mod sigv4;
-mod stream;
+pub(crate) mod stream;
 
 pub use stream::{
     bedrock_invoke_as_sse, eventstream_translated, passthrough_body, translated_body,

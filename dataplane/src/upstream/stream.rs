@@ -13,7 +13,7 @@ use serde_json::json;
 use std::convert::Infallible;
 use std::sync::Arc;
 
-mod eventstream;
+pub(crate) mod eventstream;
 
 pub use eventstream::invoke_as_sse as bedrock_invoke_as_sse;
 pub use eventstream::translated as eventstream_translated;

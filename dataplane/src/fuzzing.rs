@@ -1,0 +1,119 @@
+//! Entry points for the fuzz targets in `dataplane/fuzz` and for the corpus replay
+//! test: each takes arbitrary bytes as a caller or a provider could send them and
+//! must return without panicking, whatever they hold.
+
+use crate::translate::{
+    anthropic, anthropic_bedrock, anthropic_openai, openai, openai_anthropic, openai_bedrock,
+    openai_gemini, SseOut, StreamTranslator,
+};
+use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
+
+/// A caller's OpenAI chat request: screened, then translated for every upstream API.
+pub fn chat_request(data: &[u8]) {
+    let _ = crate::surfaces::peek_model(data)
+        .map(|peek| crate::surfaces::within_request_limits(&Default::default(), &peek));
+    if let Ok(req) = serde_json::from_slice::<openai::ChatRequest>(data) {
+        let _ = openai_anthropic::request(&req, "claude-sonnet-4-5", 4096);
+        let _ = openai_bedrock::request(&req, 4096);
+        let _ = openai_gemini::request(&req);
+    }
+}
+
+/// A caller's Anthropic Messages request (Claude Code's), translated for OpenAI-style
+/// upstreams and for Claude on Bedrock.
+pub fn messages_request(data: &[u8]) {
+    let _ = crate::surfaces::peek_model(data);
+    if let Ok(req) = serde_json::from_slice::<anthropic::MessagesRequest>(data) {
+        for field in [
+            anthropic_openai::MaxTokensField::MaxTokens,
+            anthropic_openai::MaxTokensField::MaxCompletionTokens,
+        ] {
+            let _ = anthropic_openai::request(&req, "gpt-4o", field);
+        }
+    }
+    let _ = anthropic_bedrock::request(data, Some("context-1m-2025-08-07,unknown-beta"));
+}
+
+/// Provider answers (non-streaming) translated back for the caller.
+pub fn provider_response(data: &[u8]) {
+    if let Ok(resp) = serde_json::from_slice::<anthropic::MessageResponse>(data) {
+        let _ = openai_anthropic::response(&resp, "claude-sonnet-4-5");
+    }
+    if let Ok(resp) = serde_json::from_slice::<openai::ChatCompletion>(data) {
+        let _ = anthropic_openai::response(&resp, "gpt-4o");
+    }
+    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) {
+        let _ = openai_bedrock::response(&value, "claude-sonnet-4-5");
+        let _ = openai_gemini::response(&value, "gemini-2.5-pro");
+    }
+}
+
+/// SSE from a provider, through each translator that reads SSE.
+pub fn sse_stream(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let translators: Vec<Box<dyn StreamTranslator>> = vec![
+        Box::new(openai_anthropic::StreamToOpenAi::new(
+            "claude-sonnet-4-5",
+            true,
+        )),
+        Box::new(anthropic_openai::StreamToAnthropic::new("gpt-4o", 10)),
+        Box::new(openai_gemini::StreamToOpenAi::new("gemini-2.5-pro", true)),
+    ];
+    for mut translator in translators {
+        let mut out = SseOut::default();
+        for (event, data) in sse_events(&text) {
+            translator.on_event(&event, &data, &mut out);
+        }
+        translator.finish(None, &mut out);
+        let _ = translator.usage();
+    }
+}
+
+/// Bedrock's binary event stream: frames decoded and translated.
+pub fn event_stream(data: &[u8]) {
+    let mut buf = bytes::BytesMut::from(data);
+    let mut decoder = MessageFrameDecoder::new();
+    let mut translator = openai_bedrock::StreamToOpenAi::new("claude-sonnet-4-5", true);
+    let mut out = SseOut::default();
+    while let Ok(DecodedFrame::Complete(message)) = decoder.decode_frame(&mut buf) {
+        let name = message
+            .headers()
+            .iter()
+            .find(|h| h.name().as_str() == ":event-type")
+            .and_then(|h| h.value().as_string().ok())
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default();
+        translator.on_event(&name, &String::from_utf8_lossy(message.payload()), &mut out);
+    }
+    translator.finish(None, &mut out);
+    let mut watcher = crate::upstream::stream::eventstream::FrameWatcher::default();
+    let _ = watcher.feed(data, &crate::completion::UsageCell::default());
+}
+
+/// A config file or pushed snapshot, and a SigV4 `Authorization` header.
+pub fn config_and_headers(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    if let Ok(snapshot) = ai_gateway_snapshot::parse_document(&text, |_| None) {
+        let _ = snapshot.validate();
+    }
+    let _ = crate::upstream::sigv4::parse_authorization(&text);
+    let _ = crate::upstream::sigv4::parse_amz_date(&text);
+}
+
+/// SSE blocks as `(event, data)`, multi-line data joined as the SSE spec says.
+fn sse_events(text: &str) -> Vec<(String, String)> {
+    text.split("\n\n")
+        .map(|block| {
+            let mut event = String::new();
+            let mut data: Vec<&str> = Vec::new();
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("event:") {
+                    event = v.trim().to_string();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push(v.strip_prefix(' ').unwrap_or(v));
+                }
+            }
+            (event, data.join("\n"))
+        })
+        .collect()
+}
