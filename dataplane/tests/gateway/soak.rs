@@ -165,8 +165,14 @@ async fn thousands_of_calls_through_failures_and_a_config_swap_all_arrive_whole(
     // Retries absorb most injected failures; the backup takes the calls whose retry
     // failed too.
     let injected = served.load(Ordering::Relaxed) / 5;
-    assert!(injected >= CALLS / 5, "only {injected} failures were injected");
-    assert!(!backup.received().is_empty(), "no call fell back to the backup");
+    assert!(
+        injected >= CALLS / 5,
+        "only {injected} failures were injected"
+    );
+    assert!(
+        !backup.received().is_empty(),
+        "no call fell back to the backup"
+    );
     assert_eq!(
         gw.gateway
             .runtime()
