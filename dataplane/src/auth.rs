@@ -93,13 +93,17 @@ impl KeyStore {
             // Gateway keys still work; anything else must be a ServiceAccount token.
             return match self.by_key(headers, query) {
                 Ok(identity) => Ok(Authenticated::Caller(identity)),
-                Err(_) => presented_key(headers, query)
-                    .map(|t| Authenticated::PendingTokenReview(t.to_string()))
-                    .ok_or_else(|| {
-                        GatewayError::Unauthorized(
-                            "missing credentials: send a projected ServiceAccount token (audience `ai-gateway`) or a gateway key as `Authorization: Bearer`".into(),
-                        )
-                    }),
+                Err(e) => match presented_key(headers, query) {
+                    // Only a JWT goes to the API server: a mistyped gateway key must not
+                    // end up in its audit log.
+                    Some(token) if looks_like_jwt(token) => {
+                        Ok(Authenticated::PendingTokenReview(token.to_string()))
+                    }
+                    Some(_) => Err(e),
+                    None => Err(GatewayError::Unauthorized(
+                        "missing credentials: send a projected ServiceAccount token (audience `ai-gateway`) or a gateway key as `Authorization: Bearer`".into(),
+                    )),
+                },
             };
         }
         self.identify(headers, query).map(Authenticated::Caller)
@@ -227,6 +231,17 @@ fn presented_key<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<&
                 .split('&')
                 .find_map(|pair| pair.strip_prefix("key="))
                 .filter(|k| !k.is_empty())
+        })
+}
+
+/// Three base64url segments, as every ServiceAccount token is.
+fn looks_like_jwt(token: &str) -> bool {
+    let parts: Vec<&str> = token.split('.').collect();
+    parts.len() == 3
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
 }
 

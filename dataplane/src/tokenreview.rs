@@ -1,7 +1,10 @@
 //! Kubernetes ServiceAccount tokens as caller credentials. A token seen for the first
 //! time is checked by a TokenReview (audience `ai-gateway`); the caller is named by
-//! labels on its ServiceAccount, else on its namespace; the answer is cached by the
+//! labels on its namespace (set by the platform team), and by labels on its
+//! ServiceAccount only where the namespace allows it; the answer is cached by the
 //! token's hash until the token expires, so the API server sees one review per token.
+//! Rejections are remembered briefly and reviews are bounded in time and number, so
+//! junk tokens cannot turn the gateway into a load generator against the API server.
 
 use crate::auth::Identity;
 use crate::error::GatewayError;
@@ -19,19 +22,29 @@ pub const AUDIENCE: &str = "ai-gateway";
 pub const USER_LABEL: &str = "ai-gateway.dev/user";
 pub const TEAM_LABEL: &str = "ai-gateway.dev/team";
 pub const WORKSPACE_LABEL: &str = "ai-gateway.dev/workspace";
+/// On a namespace: its ServiceAccounts' own identity labels count (a namespace shared
+/// by several developers, each with a ServiceAccount the platform team labels).
+pub const TRUST_SA_LABELS: &str = "ai-gateway.dev/serviceaccount-identity";
+/// One review (and its two label reads) may take this long.
+const REVIEW_TIMEOUT: Duration = Duration::from_secs(5);
+/// A rejected token is answered from memory for this long.
+const REJECTION_MEMORY: Duration = Duration::from_secs(30);
+/// Reviews in flight at once; further first-time tokens wait their turn.
+const CONCURRENT_REVIEWS: usize = 32;
 /// Longest a review is trusted, so a deleted ServiceAccount or a relabelled one takes
 /// effect within minutes even for long-lived tokens.
 const MAX_TRUST: Duration = Duration::from_secs(600);
 
 #[derive(Clone)]
 struct Reviewed {
-    identity: Identity,
+    verdict: Result<Identity, String>,
     until: Instant,
 }
 
 pub struct TokenReviewer {
     client: tokio::sync::OnceCell<kube::Client>,
     cache: moka::sync::Cache<[u8; 32], Reviewed>,
+    reviews: tokio::sync::Semaphore,
 }
 
 impl Default for TokenReviewer {
@@ -42,6 +55,7 @@ impl Default for TokenReviewer {
                 .max_capacity(100_000)
                 .time_to_live(MAX_TRUST)
                 .build(),
+            reviews: tokio::sync::Semaphore::new(CONCURRENT_REVIEWS),
         }
     }
 }
@@ -65,11 +79,60 @@ impl TokenReviewer {
 
     pub async fn identify(&self, token: &str) -> Result<Identity, GatewayError> {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if let Some(hit) = self.cache.get(&digest) {
-            if hit.until > Instant::now() {
-                return Ok(hit.identity);
-            }
+        let cached = |cache: &moka::sync::Cache<[u8; 32], Reviewed>| {
+            cache
+                .get(&digest)
+                .filter(|hit| hit.until > Instant::now())
+                .map(|hit| hit.verdict.map_err(GatewayError::Unauthorized))
+        };
+        if let Some(verdict) = cached(&self.cache) {
+            return verdict;
         }
+        let _turn = self
+            .reviews
+            .acquire()
+            .await
+            .map_err(|_| unavailable("the reviewer is shutting down"))?;
+        // Another caller with the same token may have been reviewed while this one waited.
+        if let Some(verdict) = cached(&self.cache) {
+            return verdict;
+        }
+        let reviewed = tokio::time::timeout(REVIEW_TIMEOUT, self.review(token))
+            .await
+            .map_err(|_| {
+                unavailable(format!(
+                    "the API server did not answer within {} s",
+                    REVIEW_TIMEOUT.as_secs()
+                ))
+            })?;
+        match reviewed {
+            Ok((identity, lifetime)) => {
+                let until = Instant::now() + lifetime;
+                self.cache.insert(
+                    digest,
+                    Reviewed {
+                        verdict: Ok(identity.clone()),
+                        until,
+                    },
+                );
+                Ok(identity)
+            }
+            Err(GatewayError::Unauthorized(why)) => {
+                self.cache.insert(
+                    digest,
+                    Reviewed {
+                        verdict: Err(why.clone()),
+                        until: Instant::now() + REJECTION_MEMORY,
+                    },
+                );
+                Err(GatewayError::Unauthorized(why))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One TokenReview and the label reads: the identity and how long to trust it.
+    async fn review(&self, token: &str) -> Result<(Identity, Duration), GatewayError> {
         let client = self.client().await?;
         let review = TokenReview {
             spec: TokenReviewSpec {
@@ -89,10 +152,11 @@ impl TokenReviewer {
                 "the ServiceAccount token was rejected: {why}"
             )));
         }
+        // A reviewer that was asked for an audience must say it matched.
         if !status
             .audiences
             .as_ref()
-            .is_none_or(|a| a.iter().any(|a| a == AUDIENCE))
+            .is_some_and(|a| a.iter().any(|a| a == AUDIENCE))
         {
             return Err(GatewayError::Unauthorized(format!(
                 "the ServiceAccount token is not for audience `{AUDIENCE}`"
@@ -108,20 +172,17 @@ impl TokenReviewer {
                 ))
             })?;
         let identity = identity_from_labels(client, namespace, account).await;
-        let until = Instant::now() + token_lifetime(token).unwrap_or(MAX_TRUST).min(MAX_TRUST);
-        self.cache.insert(
-            digest,
-            Reviewed {
-                identity: identity.clone(),
-                until,
-            },
-        );
-        Ok(identity)
+        Ok((
+            identity,
+            token_lifetime(token).unwrap_or(MAX_TRUST).min(MAX_TRUST),
+        ))
     }
 }
 
-/// User, team and workspace from the ServiceAccount's labels, then its namespace's;
-/// without labels the ServiceAccount is the user and its namespace the workspace.
+/// User, team and workspace from the namespace's labels; from the ServiceAccount's
+/// only where the namespace trusts them (a developer may label their own ServiceAccount
+/// but not their namespace). Without labels the caller is `<namespace>/<account>` and
+/// the namespace is the workspace.
 async fn identity_from_labels(client: &kube::Client, namespace: &str, account: &str) -> Identity {
     let sa = Api::<ServiceAccount>::namespaced(client.clone(), namespace)
         .get_opt(account)
@@ -139,10 +200,16 @@ async fn identity_from_labels(client: &kube::Client, namespace: &str, account: &
         labels(sa.map(|o| o.map(|s| s.labels().clone())), "serviceaccount").unwrap_or_default();
     let ns_labels =
         labels(ns.map(|o| o.map(|n| n.labels().clone())), "namespace").unwrap_or_default();
-    let pick = |key: &str| sa_labels.get(key).or_else(|| ns_labels.get(key)).cloned();
+    let trust_sa = ns_labels.get(TRUST_SA_LABELS).is_some_and(|v| v == "true");
+    let pick = |key: &str| {
+        ns_labels
+            .get(key)
+            .or_else(|| sa_labels.get(key).filter(|_| trust_sa))
+            .cloned()
+    };
     Identity {
         key_id: Some(format!("serviceaccount:{namespace}/{account}")),
-        user: pick(USER_LABEL).unwrap_or_else(|| account.to_string()),
+        user: pick(USER_LABEL).unwrap_or_else(|| format!("{namespace}/{account}")),
         team: pick(TEAM_LABEL),
         workspace: pick(WORKSPACE_LABEL).or_else(|| Some(namespace.to_string())),
     }

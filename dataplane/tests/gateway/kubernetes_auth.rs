@@ -23,7 +23,7 @@ fn projected_token(subject: &str) -> String {
 }
 
 /// Answers as an API server does for a data plane bound to `system:auth-delegator`.
-async fn fake_api_server(good_token: String) -> FakeUpstream {
+async fn fake_api_server(good_token: String, trust_sa_labels: bool) -> FakeUpstream {
     FakeUpstream::start(move |req| {
         let object = match req.path.split('?').next().unwrap_or_default() {
             "/apis/authentication.k8s.io/v1/tokenreviews" => {
@@ -46,7 +46,8 @@ async fn fake_api_server(good_token: String) -> FakeUpstream {
             "/api/v1/namespaces/dev-alice" => json!({
                 "apiVersion": "v1", "kind": "Namespace",
                 "metadata": {"name": "dev-alice",
-                             "labels": {"ai-gateway.dev/team": "platform", "ai-gateway.dev/workspace": "ws-alice"}},
+                             "labels": {"ai-gateway.dev/team": "platform", "ai-gateway.dev/workspace": "ws-alice",
+                                        "ai-gateway.dev/serviceaccount-identity": trust_sa_labels.to_string()}},
             }),
             other => {
                 return Reply::json(404, json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
@@ -126,7 +127,7 @@ async fn fake_anthropic() -> FakeUpstream {
 async fn a_service_account_token_names_the_caller_from_labels_and_is_reviewed_once() {
     let upstream = fake_anthropic().await;
     let token = projected_token("system:serviceaccount:dev-alice:workspace");
-    let api = fake_api_server(token.clone()).await;
+    let api = fake_api_server(token.clone(), true).await;
     let gw = gateway(&upstream, &api.url()).await;
 
     assert_eq!(call(&gw, &token).await.0, 200);
@@ -170,20 +171,41 @@ async fn a_service_account_token_names_the_caller_from_labels_and_is_reviewed_on
 #[tokio::test]
 async fn a_rejected_token_gets_401_and_gateway_keys_still_work() {
     let upstream = fake_anthropic().await;
-    let api = fake_api_server(projected_token("someone-else")).await;
+    let api = fake_api_server(projected_token("someone-else"), true).await;
     let gw = gateway(&upstream, &api.url()).await;
+    let reviews = || {
+        api.received()
+            .into_iter()
+            .filter(|r| {
+                r.path.split('?').next() == Some("/apis/authentication.k8s.io/v1/tokenreviews")
+            })
+            .count()
+    };
 
-    let (status, body) = call(&gw, &projected_token("system:serviceaccount:x:y")).await;
-    assert_eq!(status, 401);
-    assert_eq!(body["type"], "error");
-    assert_eq!(body["error"]["type"], "authentication_error");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("token has expired"),
-        "{body}"
+    let expired = projected_token("system:serviceaccount:x:y");
+    for _ in 0..2 {
+        let (status, body) = call(&gw, &expired).await;
+        assert_eq!(status, 401);
+        assert_eq!(body["type"], "error");
+        assert_eq!(body["error"]["type"], "authentication_error");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("token has expired"),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        reviews(),
+        1,
+        "a rejection is remembered, not reviewed again"
     );
+
+    // A mistyped gateway key is no token: it never reaches the API server.
+    let (status, body) = call(&gw, "gw_ci_bot_kye").await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(reviews(), 1);
 
     assert_eq!(call(&gw, "gw_ci_bot_key").await.0, 200);
     assert_eq!(
@@ -214,4 +236,29 @@ async fn an_unreachable_api_server_is_503_not_a_free_pass() {
         "{body}"
     );
     assert!(upstream.received().is_empty());
+}
+
+#[tokio::test]
+async fn service_account_labels_count_only_where_the_namespace_allows_it() {
+    let upstream = fake_anthropic().await;
+    let token = projected_token("system:serviceaccount:dev-alice:workspace");
+    let api = fake_api_server(token.clone(), false).await;
+    let gw = gateway(&upstream, &api.url()).await;
+    // The ServiceAccount says "alice", but its namespace does not vouch for that: the
+    // caller is the account itself, and alice's limit does not apply to it.
+    for _ in 0..3 {
+        assert_eq!(call(&gw, &token).await.0, 200);
+    }
+    let usage: Value = client()
+        .get(format!("{}/v1/usage", gw.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("usage")
+        .json()
+        .await
+        .expect("json");
+    let text = usage.to_string();
+    assert!(text.contains("dev-alice/workspace"), "{usage}");
+    assert!(!text.contains("\"alice\""), "{usage}");
 }
