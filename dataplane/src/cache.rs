@@ -15,6 +15,7 @@ use http::{HeaderMap, HeaderValue, Response};
 use http_body::{Body, Frame, SizeHint};
 use sha2::{Digest, Sha256};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -73,22 +74,42 @@ impl moka::Expiry<CacheKey, Arc<Cached>> for PerEntryTtl {
 struct SharedStore {
     client: redis::Client,
     conn: OnceCell<redis::aio::ConnectionManager>,
+    /// Until when a failed connect is not tried again (ms since the epoch).
+    down_until_ms: AtomicU64,
 }
+
+/// A Redis that cannot be reached is left alone this long: every call would
+/// otherwise wait out a connect timeout.
+const REDIS_RETRY_AFTER_MS: u64 = 5_000;
 
 impl SharedStore {
     async fn conn(&self) -> Option<redis::aio::ConnectionManager> {
+        let now = crate::upstream::breaker::now_ms();
+        if self.down_until_ms.load(Ordering::Relaxed) > now {
+            return None;
+        }
         let config = redis::aio::ConnectionManagerConfig::new()
-            .set_number_of_retries(1)
+            .set_number_of_retries(0)
             .set_connection_timeout(Some(REDIS_TIMEOUT))
             .set_response_timeout(Some(REDIS_TIMEOUT));
-        self.conn
-            .get_or_try_init(|| {
-                redis::aio::ConnectionManager::new_with_config(self.client.clone(), config)
-            })
+        let connect = self.conn.get_or_try_init(|| async {
+            tokio::time::timeout(
+                REDIS_TIMEOUT,
+                redis::aio::ConnectionManager::new_with_config(self.client.clone(), config),
+            )
             .await
-            .map_err(|e| tracing::warn!(error = %e, "response cache: redis unreachable"))
-            .ok()
-            .cloned()
+            .map_err(|_| "connect timed out".to_string())?
+            .map_err(|e| e.to_string())
+        });
+        match connect.await {
+            Ok(conn) => Some(conn.clone()),
+            Err(e) => {
+                tracing::warn!(error = %e, "response cache: redis unreachable; serving from memory");
+                self.down_until_ms
+                    .store(now + REDIS_RETRY_AFTER_MS, Ordering::Relaxed);
+                None
+            }
+        }
     }
 }
 
@@ -96,6 +117,10 @@ pub struct ResponseCache {
     memory: moka::sync::Cache<CacheKey, Arc<Cached>>,
     shared: Option<SharedStore>,
     max_entry_bytes: usize,
+    /// Bytes held by answers still streaming to their callers, and the most allowed:
+    /// beyond it an answer is passed on without being kept.
+    buffering: AtomicUsize,
+    max_buffering: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +139,7 @@ impl ResponseCache {
             (CacheStoreKind::Redis, Some(url)) => Some(SharedStore {
                 client: redis::Client::open(url)?,
                 conn: OnceCell::new(),
+                down_until_ms: AtomicU64::new(0),
             }),
             _ => None,
         };
@@ -125,6 +151,9 @@ impl ResponseCache {
                 .build(),
             shared,
             max_entry_bytes: usize::try_from(settings.max_entry_kb.saturating_mul(1024))
+                .unwrap_or(usize::MAX),
+            buffering: AtomicUsize::new(0),
+            max_buffering: usize::try_from(settings.max_memory_mb.saturating_mul(1024 * 1024) / 2)
                 .unwrap_or(usize::MAX),
         })
     }
@@ -207,7 +236,6 @@ impl ResponseCache {
         let teed = Tee {
             inner: body,
             buffer: Some(Vec::new()),
-            limit: self.max_entry_bytes,
             store: Some((self.clone(), lookup.key, template)),
         };
         Response::from_parts(parts, http_body_util::BodyExt::boxed_unsync(teed))
@@ -260,9 +288,11 @@ pub fn lookup_for(
         field(id.team.as_deref().unwrap_or_default().as_bytes());
         field(id.workspace.as_deref().unwrap_or_default().as_bytes());
     }
+    // The model the caller named, not the route that served it: equal routes sharing a
+    // model's calls by weight give one answer.
+    field(settings.partition.as_deref().unwrap_or_default().as_bytes());
     field(ctx.endpoint.as_bytes());
-    field(resolved.provider.name.as_bytes());
-    field(resolved.upstream_model.as_bytes());
+    field(ctx.model.as_deref().unwrap_or_default().as_bytes());
     for name in ["anthropic-version", "anthropic-beta"] {
         field(
             headers
@@ -364,29 +394,66 @@ fn complete(cached: &Cached, body: &[u8]) -> bool {
         return true;
     }
     let tail = &body[body.len().saturating_sub(256)..];
-    let has = |needle: &[u8]| tail.windows(needle.len()).any(|w| w == needle);
-    (has(b"message_stop") || has(b"data: [DONE]")) && !has(b"event: error")
+    let ends = |needle: &[u8]| tail.windows(needle.len()).any(|w| w == needle);
+    // Some OpenAI-compatible servers report an error mid-stream and still send [DONE].
+    let anywhere = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);
+    (ends(b"message_stop") || ends(b"data: [DONE]"))
+        && !anywhere(b"event: error")
+        && !anywhere(b"data: {\"error\"")
 }
 
 /// Passes the body through to the caller while keeping a copy, stored when it ends.
 struct Tee {
     inner: ResponseBody,
     buffer: Option<Vec<u8>>,
-    limit: usize,
     store: Option<(Arc<ResponseCache>, CacheKey, Cached)>,
 }
 
 impl Tee {
-    fn finish(&mut self) {
-        let (Some(buffer), Some((cache, key, mut cached))) =
-            (self.buffer.take(), self.store.take())
+    /// Keeps `data` if this answer and all others in flight stay within bounds.
+    fn keep(&mut self, data: &[u8]) {
+        let (Some(buffer), Some((cache, _, _))) = (self.buffer.as_mut(), self.store.as_ref())
         else {
+            return;
+        };
+        let fits_entry = buffer.len() + data.len() <= cache.max_entry_bytes;
+        let held = cache.buffering.fetch_add(data.len(), Ordering::Relaxed) + data.len();
+        if fits_entry && held <= cache.max_buffering {
+            buffer.extend_from_slice(data);
+        } else {
+            cache.buffering.fetch_sub(data.len(), Ordering::Relaxed);
+            self.abandon();
+        }
+    }
+
+    fn release(&mut self) -> Option<Vec<u8>> {
+        let buffer = self.buffer.take()?;
+        if let Some((cache, _, _)) = &self.store {
+            cache.buffering.fetch_sub(buffer.len(), Ordering::Relaxed);
+        }
+        Some(buffer)
+    }
+
+    fn abandon(&mut self) {
+        self.release();
+        self.store = None;
+    }
+
+    fn finish(&mut self) {
+        let buffer = self.release();
+        let (Some(buffer), Some((cache, key, mut cached))) = (buffer, self.store.take()) else {
             return;
         };
         if complete(&cached, &buffer) {
             cached.body = Bytes::from(buffer);
             cache.put(key, cached);
         }
+    }
+}
+
+impl Drop for Tee {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 
@@ -403,14 +470,7 @@ impl Body for Tee {
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
-                    let fits = this
-                        .buffer
-                        .as_ref()
-                        .is_some_and(|b| b.len() + data.len() <= this.limit);
-                    match (fits, this.buffer.as_mut()) {
-                        (true, Some(b)) => b.extend_from_slice(data),
-                        _ => this.buffer = None,
-                    }
+                    this.keep(data);
                 }
                 if this.inner.is_end_stream() {
                     this.finish();
@@ -418,7 +478,7 @@ impl Body for Tee {
             }
             Poll::Ready(None) => this.finish(),
             // A failed body is never stored.
-            Poll::Ready(Some(Err(_))) => this.buffer = None,
+            Poll::Ready(Some(Err(_))) => this.abandon(),
             Poll::Pending => {}
         }
         polled
@@ -482,6 +542,10 @@ mod tests {
         assert!(!complete(
             &cached,
             b"event: error\ndata: {}\n\nevent: message_stop\n\n"
+        ));
+        assert!(!complete(
+            &cached,
+            b"data: {\"error\":{\"message\":\"x\"}}\n\ndata: [DONE]\n\n"
         ));
     }
 }

@@ -5,7 +5,6 @@ use crate::error::GatewayError;
 use crate::runtime::Upstream;
 use ai_gateway_snapshot::{is_glob, Snapshot};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 struct CompiledRoute {
@@ -25,8 +24,6 @@ pub struct RouteTable {
     providers: BTreeMap<String, Arc<Upstream>>,
     /// Every exact name and glob, for "known: …" in errors.
     known: Vec<String>,
-    /// Weighted round-robin position, shared by all tiers of equal routes.
-    turn: AtomicU64,
 }
 
 /// The provider and upstream model id chosen for one request.
@@ -82,16 +79,15 @@ impl RouteTable {
             routes,
             providers: providers.clone(),
             known,
-            turn: AtomicU64::new(0),
         }
     }
 
     /// Every route entry that names a single model, with the provider that really
     /// serves it (a glob of higher priority may win): what `/v1/models` lists.
     pub fn exact_models(&self) -> impl Iterator<Item = (&str, Arc<Upstream>)> {
+        // Listing is not a call: it must not move any tier's rotation.
         self.exact.keys().filter_map(|model| {
-            self.resolve(model, None)
-                .ok()
+            self.best_route(model, None, false)
                 .map(|r| (model.as_str(), r.provider))
         })
     }
@@ -116,8 +112,8 @@ impl RouteTable {
                     })?;
             let bare = strip_provider_prefix(model, name);
             return Ok(self
-                .best_route(bare, Some(name))
-                .or_else(|| self.best_route(model, Some(name)))
+                .best_route(bare, Some(name), true)
+                .or_else(|| self.best_route(model, Some(name), true))
                 .unwrap_or_else(|| Resolved {
                     provider: provider.clone(),
                     upstream_model: bare.to_string(),
@@ -128,8 +124,8 @@ impl RouteTable {
         if let Some((prefix, rest)) = split_provider_prefix(model) {
             if let Some(provider) = self.providers.get(prefix) {
                 return Ok(self
-                    .best_route(model, Some(prefix))
-                    .or_else(|| self.best_route(rest, Some(prefix)))
+                    .best_route(model, Some(prefix), true)
+                    .or_else(|| self.best_route(rest, Some(prefix), true))
                     .unwrap_or_else(|| Resolved {
                         provider: provider.clone(),
                         upstream_model: rest.to_string(),
@@ -138,7 +134,7 @@ impl RouteTable {
                     }));
             }
         }
-        self.best_route(model, None)
+        self.best_route(model, None, true)
             .ok_or_else(|| GatewayError::UnknownModel {
                 model: model.to_string(),
                 known: if self.known.is_empty() {
@@ -149,7 +145,8 @@ impl RouteTable {
             })
     }
 
-    fn best_route(&self, model: &str, provider: Option<&str>) -> Option<Resolved> {
+    /// `spread`: a call draws its route from the tier by weight; a listing just looks.
+    fn best_route(&self, model: &str, provider: Option<&str>, spread: bool) -> Option<Resolved> {
         let matches_provider = |r: &CompiledRoute| provider.is_none_or(|p| r.provider.name == p);
         let exact: Vec<usize> = self
             .exact
@@ -182,7 +179,11 @@ impl RouteTable {
             .copied()
             .take_while(|&i| priority(i) == priority(best[0]))
             .collect();
-        let chosen = self.pick_weighted(&tier);
+        let chosen = if spread {
+            self.pick_weighted(&tier)
+        } else {
+            tier[0]
+        };
         let route = &self.routes[chosen];
         let mut fallback = route.fallback.clone();
         // The other routes of the tier take over when the chosen one fails.
@@ -204,15 +205,16 @@ impl RouteTable {
         })
     }
 
-    /// Weighted round robin over routes of equal rank: over any run of calls each
-    /// route's share is its weight's share, with no randomness to skew small samples.
+    /// A weighted draw among routes of equal rank. Random rather than round robin: a
+    /// rotation shared by models that are called in turn (Claude Code alternates two)
+    /// would pin each model to one provider.
     fn pick_weighted(&self, tier: &[usize]) -> usize {
         if tier.len() == 1 {
             return tier[0];
         }
         let weight = |i: usize| u64::from(self.routes[i].weight.max(1));
         let total: u64 = tier.iter().map(|&i| weight(i)).sum();
-        let mut turn = self.turn.fetch_add(1, Ordering::Relaxed) % total;
+        let mut turn = fastrand::u64(0..total);
         for &i in tier {
             if turn < weight(i) {
                 return i;
@@ -334,7 +336,7 @@ routes:
         let snapshot = ai_gateway_snapshot::parse_document(doc, |_| None).expect("valid");
         let rt = Runtime::compile(snapshot, &ClientPool::default()).expect("compiles");
         let mut served = std::collections::BTreeMap::<String, usize>::new();
-        for _ in 0..40 {
+        for _ in 0..4000 {
             let r = rt
                 .routes
                 .resolve("claude-sonnet-4-5", None)
@@ -346,9 +348,15 @@ routes:
                 &["anthropic"]
             };
             assert_eq!(r.fallback, expected_fallback);
+            // Another model of the same routes called in between (as Claude Code
+            // alternates two) must not pin this one to a provider.
+            let _ = rt.routes.resolve("claude-haiku-4-5", None);
         }
-        assert_eq!(served.get("anthropic"), Some(&30));
-        assert_eq!(served.get("bedrock"), Some(&10));
+        let anthropic = served.get("anthropic").copied().unwrap_or(0);
+        let bedrock = served.get("bedrock").copied().unwrap_or(0);
+        // 3:1 of 4,000 is 3,000:1,000; six standard deviations is about ±165.
+        assert!((2835..=3165).contains(&anthropic), "{served:?}");
+        assert_eq!(anthropic + bedrock, 4000, "{served:?}");
         assert_eq!(
             served.get("spare"),
             None,

@@ -403,7 +403,17 @@ pub fn compile(inputs: &Inputs<'_>) -> Compiled {
             sink: spec.audit.sink,
             path: spec.audit.path.clone(),
         },
-        cache: spec.cache.clone().unwrap_or_default(),
+        cache: {
+            let mut cache = spec.cache.clone().unwrap_or_default();
+            cache.partition.get_or_insert_with(|| {
+                format!(
+                    "{}/{}",
+                    inputs.gateway.namespace().unwrap_or_default(),
+                    gateway_name
+                )
+            });
+            cache
+        },
     };
     snapshot.version = Some(snapshot.content_hash());
     match snapshot.validate() {

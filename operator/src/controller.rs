@@ -52,6 +52,8 @@ pub struct Context {
     pub push_to: Vec<String>,
     /// The data plane's admin port on each pod (tests point it elsewhere).
     pub admin_port: u16,
+    /// Where the operator runs: only its pods there may reach the admin port.
+    pub operator_namespace: Option<String>,
     http: reqwest::Client,
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -75,6 +77,9 @@ impl Context {
             dataplane_image,
             push_to,
             admin_port: resources::ADMIN_PORT as u16,
+            operator_namespace: std::env::var("POD_NAMESPACE")
+                .ok()
+                .filter(|n| !n.is_empty()),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()?,
@@ -288,7 +293,7 @@ async fn reconcile_gateway(gw: &AIGateway, ctx: &Context) -> Result<Action, Erro
     apply::<k8s_openapi::api::networking::v1::NetworkPolicy>(
         client,
         &ns,
-        &resources::network_policy(gw),
+        &resources::network_policy(gw, ctx.operator_namespace.as_deref()),
     )
     .await?;
 
@@ -316,28 +321,52 @@ async fn reconcile_gateway(gw: &AIGateway, ctx: &Context) -> Result<Action, Erro
         );
         publish(ctx, &gw_ref, EventType::Normal, "ConfigCompiled", note).await;
     }
+    // Warnings once per change, not once per requeue.
     if !config_valid {
         let message = failures_of(&compiled.gateway, "ConfigValid");
-        publish(ctx, &gw_ref, EventType::Warning, "InvalidConfig", message).await;
+        let said = previous
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Accepted" && c.status == "False" && c.message == message);
+        if !said {
+            publish(ctx, &gw_ref, EventType::Warning, "InvalidConfig", message).await;
+        }
     }
-    for failure in &push_failures {
-        publish(
-            ctx,
-            &gw_ref,
-            EventType::Warning,
-            "PushFailed",
-            failure.clone(),
-        )
-        .await;
+    if previous.applied_replicas != applied {
+        for failure in &push_failures {
+            publish(
+                ctx,
+                &gw_ref,
+                EventType::Warning,
+                "PushFailed",
+                failure.clone(),
+            )
+            .await;
+        }
     }
 
-    // Until every pod serves the version, look again soon; pods turning ready also
-    // wake us through the Deployment's status.
-    if applied < ready || ready < gw.spec.replicas {
+    // An invalid config waits for an edit, which the watches deliver. Otherwise, until
+    // every pod serves the version, look again soon; pods turning ready also wake us
+    // through the Deployment's status.
+    if !config_valid {
+        Ok(Action::requeue(Duration::from_secs(300)))
+    } else if applied < ready || ready < gw.spec.replicas {
         Ok(Action::requeue(Duration::from_secs(10)))
     } else {
         Ok(Action::requeue(Duration::from_secs(300)))
     }
+}
+
+/// At most `limit` bytes, cut on a character boundary (the API refuses longer notes).
+fn truncated(mut text: String, limit: usize) -> String {
+    if text.len() > limit {
+        let mut cut = limit;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    text
 }
 
 fn failures_of(verdicts: &[Verdict], r#type: &str) -> String {
@@ -359,7 +388,7 @@ async fn publish(
     let event = Event {
         type_,
         reason: reason.into(),
-        note: Some(note.chars().take(1000).collect()),
+        note: Some(truncated(note, 1000)),
         action: "Reconcile".into(),
         secondary: None,
     };

@@ -80,8 +80,13 @@ pub fn service_account(gw: &AIGateway) -> Value {
         "v1",
         "ServiceAccount",
         metadata(gw, &names.service_account),
-        json!({"automountServiceAccountToken": gw.spec.auth.mode == ai_gateway_snapshot::AuthMode::Kubernetes}),
+        json!({"automountServiceAccountToken": reviews_tokens(gw)}),
     )
+}
+
+/// The data plane needs its own token only to review its callers'.
+fn reviews_tokens(gw: &AIGateway) -> bool {
+    gw.spec.auth.mode == ai_gateway_snapshot::AuthMode::Kubernetes
 }
 
 /// The snapshot the pods boot from; pushes keep running pods current between restarts.
@@ -109,6 +114,20 @@ pub fn deployment(gw: &AIGateway, default_image: &str) -> Value {
     let names = Names::of(gw);
     let spec = &gw.spec;
     let image = spec.image.as_deref().unwrap_or(default_image);
+    let mut volumes =
+        vec![json!({"name": "config", "secret": {"secretName": names.config_secret}})];
+    let mut mounts = vec![json!({"name": "config", "mountPath": CONFIG_DIR, "readOnly": true})];
+    // The root filesystem is read-only: an audit file needs a writable directory.
+    let audit_dir = (spec.audit.sink == ai_gateway_snapshot::AuditSink::File)
+        .then_some(spec.audit.path.as_deref())
+        .flatten()
+        .and_then(|p| std::path::Path::new(p).parent())
+        .map(|d| d.display().to_string())
+        .filter(|d| !d.is_empty() && d != "/");
+    if let Some(dir) = audit_dir {
+        volumes.push(json!({"name": "audit", "emptyDir": {}}));
+        mounts.push(json!({"name": "audit", "mountPath": dir}));
+    }
     let mut container = json!({
         "name": "dataplane",
         "image": image,
@@ -128,7 +147,7 @@ pub fn deployment(gw: &AIGateway, default_image: &str) -> Value {
             "readOnlyRootFilesystem": true,
             "capabilities": {"drop": ["ALL"]},
         },
-        "volumeMounts": [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": true}],
+        "volumeMounts": mounts,
     });
     if let (Some(c), Some(resources)) = (container.as_object_mut(), &spec.resources) {
         c.insert("resources".into(), json!(resources));
@@ -144,6 +163,8 @@ pub fn deployment(gw: &AIGateway, default_image: &str) -> Value {
                 "metadata": {"labels": selector_labels(gw)},
                 "spec": {
                     "serviceAccountName": names.service_account,
+                    // In the pod template, so switching auth mode rolls the pods out.
+                    "automountServiceAccountToken": reviews_tokens(gw),
                     // Streams get the data plane's 30 s drain before the kill.
                     "terminationGracePeriodSeconds": 45,
                     "securityContext": {
@@ -152,7 +173,7 @@ pub fn deployment(gw: &AIGateway, default_image: &str) -> Value {
                         "seccompProfile": {"type": "RuntimeDefault"},
                     },
                     "containers": [container],
-                    "volumes": [{"name": "config", "secret": {"secretName": names.config_secret}}],
+                    "volumes": volumes,
                 },
             },
         }}),
@@ -195,10 +216,24 @@ pub fn pod_disruption_budget(gw: &AIGateway) -> Value {
     )
 }
 
-/// The API port is open to all; the admin port (config pushes, metrics) only to the
-/// operator's pods and pods labelled as metrics scrapers, in any namespace.
-pub fn network_policy(gw: &AIGateway) -> Value {
+/// Namespaces whose pods may call a gateway that trusts its callers' headers.
+pub const ACCESS_LABEL: &str = "ai-gateway.dev/gateway-access";
+
+/// The API port is open to all when callers must prove who they are, and to namespaces
+/// labelled `ai-gateway.dev/gateway-access=true` when the gateway takes their word
+/// (`trusted-headers`, `none`). The admin port (config pushes, metrics) is open to the
+/// operator's pods (in its own namespace when known) and to metrics scrapers.
+pub fn network_policy(gw: &AIGateway, operator_namespace: Option<&str>) -> Value {
+    use ai_gateway_snapshot::AuthMode;
     let (op_key, op_value) = OPERATOR_NAME_LABEL.split_once('=').unwrap_or_default();
+    let operator_namespaces = match operator_namespace {
+        Some(ns) => json!({"matchLabels": {"kubernetes.io/metadata.name": ns}}),
+        None => json!({}),
+    };
+    let mut api_rule = json!({"ports": [{"port": HTTP_PORT, "protocol": "TCP"}]});
+    if matches!(gw.spec.auth.mode, AuthMode::TrustedHeaders | AuthMode::None) {
+        api_rule["from"] = json!([{"namespaceSelector": {"matchLabels": {ACCESS_LABEL: "true"}}}]);
+    }
     document(
         "networking.k8s.io/v1",
         "NetworkPolicy",
@@ -207,10 +242,10 @@ pub fn network_policy(gw: &AIGateway) -> Value {
             "podSelector": {"matchLabels": selector_labels(gw)},
             "policyTypes": ["Ingress"],
             "ingress": [
-                {"ports": [{"port": HTTP_PORT, "protocol": "TCP"}]},
+                api_rule,
                 {
                     "from": [
-                        {"namespaceSelector": {}, "podSelector": {"matchLabels": {op_key: op_value}}},
+                        {"namespaceSelector": operator_namespaces, "podSelector": {"matchLabels": {op_key: op_value}}},
                         {"namespaceSelector": {}, "podSelector": {"matchLabels": {SCRAPER_LABEL: "true"}}},
                     ],
                     "ports": [{"port": ADMIN_PORT, "protocol": "TCP"}],
@@ -218,4 +253,71 @@ pub fn network_policy(gw: &AIGateway) -> Value {
             ],
         }}),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gateway(spec: serde_json::Value) -> AIGateway {
+        serde_json::from_value(json!({
+            "apiVersion": "ai-gateway.dev/v1alpha1", "kind": "AIGateway",
+            "metadata": {"name": "gw", "namespace": "ai", "uid": "u1"},
+            "spec": spec,
+        }))
+        .unwrap_or_else(|e| panic!("gateway: {e}"))
+    }
+
+    #[test]
+    fn gateways_that_trust_headers_are_reachable_only_from_labelled_namespaces() {
+        let trusting = network_policy(&gateway(json!({"auth": {"mode": "trusted-headers"}})), None);
+        assert_eq!(
+            trusting["spec"]["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"]
+                [ACCESS_LABEL],
+            "true"
+        );
+        let keyed = network_policy(&gateway(json!({"auth": {"mode": "keys"}})), Some("ops"));
+        assert!(
+            keyed["spec"]["ingress"][0].get("from").is_none(),
+            "keys prove the caller"
+        );
+        assert_eq!(
+            keyed["spec"]["ingress"][1]["from"][0]["namespaceSelector"]["matchLabels"]
+                ["kubernetes.io/metadata.name"],
+            "ops",
+            "only the operator's own namespace reaches the admin port"
+        );
+    }
+
+    #[test]
+    fn token_review_mode_mounts_the_token_in_the_pod_template() {
+        let pod = |mode: &str| {
+            deployment(&gateway(json!({"auth": {"mode": mode}})), "img")["spec"]["template"]["spec"]
+                ["automountServiceAccountToken"]
+                .clone()
+        };
+        assert_eq!(pod("kubernetes"), true);
+        assert_eq!(pod("keys"), false);
+    }
+
+    #[test]
+    fn a_file_audit_sink_gets_a_writable_directory() {
+        let d = deployment(
+            &gateway(json!({"audit": {"sink": "file", "path": "/var/log/ai-gateway/audit.jsonl"}})),
+            "img",
+        );
+        let pod = &d["spec"]["template"]["spec"];
+        assert_eq!(pod["volumes"][1], json!({"name": "audit", "emptyDir": {}}));
+        assert_eq!(
+            pod["containers"][0]["volumeMounts"][1],
+            json!({"name": "audit", "mountPath": "/var/log/ai-gateway"})
+        );
+        let stdout = deployment(&gateway(json!({})), "img");
+        assert_eq!(
+            stdout["spec"]["template"]["spec"]["volumes"]
+                .as_array()
+                .map(Vec::len),
+            Some(1)
+        );
+    }
 }

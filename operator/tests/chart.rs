@@ -391,7 +391,10 @@ fn default_install_runs_a_non_root_operator_with_exactly_the_rights_it_needs() {
 #[test]
 fn one_namespace_operator_gets_a_role_not_a_cluster_role() {
     let Some(helm) = helm() else { return };
-    let objs = template(&helm, &["operator.watchNamespace=team-a"]);
+    let objs = template(
+        &helm,
+        &["operator.watchNamespace=team-a,gateway.enabled=false"],
+    );
     let operator = format!("{RELEASE}-operator");
     assert!(find(&objs, "ClusterRole", &operator).is_none());
     let role = get(&objs, "Role", &operator);
@@ -423,6 +426,16 @@ fn two_operators_without_leader_election_are_refused() {
         env_of(c, "AI_GATEWAY_LEADER_ELECT")["value"].as_str(),
         Some("false")
     );
+}
+
+#[test]
+fn a_default_gateway_the_operator_would_not_watch_is_refused() {
+    let Some(helm) = helm() else { return };
+    let out = try_template(&helm, &["operator.watchNamespace=elsewhere"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("never reconcile it"));
+    let objs = template(&helm, &[&format!("operator.watchNamespace={NAMESPACE}")]);
+    assert!(find(&objs, "AIGateway", "ai-gateway").is_some());
 }
 
 #[test]

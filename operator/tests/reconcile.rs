@@ -384,6 +384,10 @@ async fn a_new_gateway_gets_its_objects_a_pushed_snapshot_and_status() {
         "ai-gateway-config"
     );
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        pod["automountServiceAccountToken"], false,
+        "keys mode needs no token"
+    );
     assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
 
     let service = api.apply("/api/v1/namespaces/ai/services/ai-gateway").await;

@@ -106,6 +106,9 @@ pub struct CacheSettings {
     pub max_memory_mb: u64,
     /// Larger answers are not cached, in KiB.
     pub max_entry_kb: u64,
+    /// Keeps gateways sharing one Redis apart (the operator sets `<namespace>/<name>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
 }
 
 impl Default for CacheSettings {
@@ -118,6 +121,7 @@ impl Default for CacheSettings {
             redis_url: None,
             max_memory_mb: 64,
             max_entry_kb: 1024,
+            partition: None,
         }
     }
 }

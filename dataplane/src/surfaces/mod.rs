@@ -75,8 +75,12 @@ pub struct Routed {
 }
 
 impl ModelPeek<'_> {
+    /// The larger of the two fields: an upstream may honour either.
     pub fn max_output_tokens(&self) -> Option<u64> {
-        self.max_completion_tokens.or(self.max_tokens)
+        match (self.max_completion_tokens, self.max_tokens) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 

@@ -237,3 +237,29 @@ async fn replicas_share_answers_through_redis() {
         "replica two answered from Redis"
     );
 }
+
+#[tokio::test]
+async fn an_unreachable_redis_costs_one_connect_attempt_not_one_per_call() {
+    let upstream = fake_anthropic().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("redis://{}/0", closed.local_addr().expect("addr"));
+    drop(closed);
+    let extra = format!("cache: {{ store: redis, redis_url: \"{url}\" }}");
+    let gw = TestGateway::start(&config(&upstream.url(), &extra)).await;
+    let started = std::time::Instant::now();
+    let mut seen = Vec::new();
+    for i in 0..20 {
+        let mut body = request("claude-sonnet-4-5", Some(0.0));
+        // Half the calls repeat one request: memory still serves those.
+        body["messages"][0]["content"] = json!(format!("question {}", i % 10));
+        let (status, cache, _) = chat(&gw.url, ALICE, body).await;
+        assert_eq!(status, 200);
+        seen.push(cache.unwrap_or_default());
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "20 calls took {:?} with Redis down",
+        started.elapsed()
+    );
+    assert_eq!(seen.iter().filter(|c| *c == "HIT").count(), 10, "{seen:?}");
+}
