@@ -50,7 +50,9 @@ pub fn provider_response(data: &[u8]) {
 
 /// SSE from a provider, through each translator that reads SSE.
 pub fn sse_stream(data: &[u8]) {
-    let text = String::from_utf8_lossy(data);
+    // Fed in pieces of a size the input picks, so events straddle reads.
+    let piece = usize::from(data.first().copied().unwrap_or(7)).max(1);
+    let events = sse_events_in_pieces(data, piece);
     let translators: Vec<Box<dyn StreamTranslator>> = vec![
         Box::new(openai_anthropic::StreamToOpenAi::new(
             "claude-sonnet-4-5",
@@ -61,8 +63,8 @@ pub fn sse_stream(data: &[u8]) {
     ];
     for mut translator in translators {
         let mut out = SseOut::default();
-        for (event, data) in sse_events(&text) {
-            translator.on_event(&event, &data, &mut out);
+        for (event, data) in &events {
+            translator.on_event(event, data, &mut out);
         }
         translator.finish(None, &mut out);
         let _ = translator.usage();
@@ -100,20 +102,16 @@ pub fn config_and_headers(data: &[u8]) {
     let _ = crate::upstream::sigv4::parse_amz_date(&text);
 }
 
-/// SSE blocks as `(event, data)`, multi-line data joined as the SSE spec says.
-fn sse_events(text: &str) -> Vec<(String, String)> {
-    text.split("\n\n")
-        .map(|block| {
-            let mut event = String::new();
-            let mut data: Vec<&str> = Vec::new();
-            for line in block.lines() {
-                if let Some(v) = line.strip_prefix("event:") {
-                    event = v.trim().to_string();
-                } else if let Some(v) = line.strip_prefix("data:") {
-                    data.push(v.strip_prefix(' ').unwrap_or(v));
-                }
-            }
-            (event, data.join("\n"))
-        })
-        .collect()
+/// SSE events as the gateway's stream path cuts them, `(event, data)`, from bytes
+/// arriving `piece` at a time.
+pub fn sse_events_in_pieces(bytes: &[u8], piece: usize) -> Vec<(String, String)> {
+    let mut splitter = crate::upstream::stream::sse::SseSplitter::default();
+    let mut events = Vec::new();
+    for chunk in bytes.chunks(piece.max(1)) {
+        splitter.push(chunk);
+        while let Some(e) = splitter.next_event() {
+            events.push((e.event().to_string(), e.data().into_owned()));
+        }
+    }
+    events
 }

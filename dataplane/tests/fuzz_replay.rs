@@ -114,3 +114,45 @@ fn configs_and_signatures_never_panic_their_parsers() {
     seeds.push(b"20260101T000000Z".to_vec());
     replay(seeds, fuzzing::config_and_headers);
 }
+
+/// The stream path's SSE splitter against eventsource-stream as the reference: every
+/// recorded stream, cut into reads of several sizes, gives the same events.
+#[test]
+fn the_sse_splitter_agrees_with_the_reference_parser() {
+    use eventsource_stream::Eventsource;
+    use futures_util::StreamExt;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    for seed in files("tests/fixtures/upstream", "sse") {
+        let reference: Vec<(String, String)> = runtime
+            .block_on(
+                futures_util::stream::iter([Ok::<_, std::convert::Infallible>(
+                    bytes::Bytes::from(seed.clone()),
+                )])
+                .eventsource()
+                .collect::<Vec<_>>(),
+            )
+            .into_iter()
+            .filter_map(Result::ok)
+            .map(|e| {
+                (
+                    if e.event == "message" {
+                        String::new()
+                    } else {
+                        e.event
+                    },
+                    e.data,
+                )
+            })
+            .collect();
+        assert!(!reference.is_empty());
+        for piece in [1, 2, 3, 7, 64, 4096] {
+            assert_eq!(
+                fuzzing::sse_events_in_pieces(&seed, piece),
+                reference,
+                "reads of {piece} bytes"
+            );
+        }
+    }
+}

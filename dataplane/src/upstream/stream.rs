@@ -7,13 +7,13 @@ use crate::completion::UsageCell;
 use crate::translate::usage::usage_from_json;
 use crate::translate::{anthropic, openai, SseOut, StreamTranslator, TokenUsage};
 use bytes::Bytes;
-use eventsource_stream::Eventsource;
-use futures_util::{FutureExt, StreamExt};
+use futures_util::StreamExt;
 use serde_json::json;
-use std::convert::Infallible;
+
 use std::sync::Arc;
 
 pub(crate) mod eventstream;
+pub(crate) mod sse;
 
 pub use eventstream::invoke_as_sse as bedrock_invoke_as_sse;
 pub use eventstream::translated as eventstream_translated;
@@ -119,8 +119,7 @@ pub fn passthrough_body(
 ) -> ResponseBody {
     let mut chunks = Box::pin(idle_guarded(upstream));
     let body = async_stream::stream! {
-        let (tx, rx) = futures_channel::mpsc::unbounded::<Result<Bytes, Infallible>>();
-        let mut events = rx.eventsource();
+        let mut events = sse::SseSplitter::default();
         let mut tail: Vec<u8> = Vec::new();
         let mut frames = eventstream::FrameWatcher::default();
         let mut complete = false;
@@ -131,22 +130,23 @@ pub fn passthrough_body(
                         StreamProtocol::AnthropicSse
                         | StreamProtocol::OpenAiSse
                         | StreamProtocol::GeminiSse => {
-                            let _ = tx.unbounded_send(Ok(chunk.clone()));
-                            // Every byte is already queued, so parsing never waits.
-                            while let Some(Some(Ok(event))) = events.next().now_or_never() {
-                                complete |= protocol.completes(&event.event, &event.data);
-                                meter_event(protocol, &event.event, &event.data, &usage);
+                            events.push(&chunk);
+                            while let Some(event) = events.next_event() {
+                                let (name, data) = (event.event(), event.data());
+                                complete |= protocol.completes(name, &data);
+                                meter_event(protocol, name, &data, &usage);
                             }
                             yield Ok::<_, crate::body::BoxError>(chunk);
                         }
                         StreamProtocol::OpenAiSseWithoutUsage => {
-                            let _ = tx.unbounded_send(Ok(chunk));
+                            events.push(&chunk);
                             let mut out = SseOut::default();
-                            while let Some(Some(Ok(event))) = events.next().now_or_never() {
-                                complete |= protocol.completes(&event.event, &event.data);
-                                meter_event(protocol, &event.event, &event.data, &usage);
-                                if !is_usage_only_chunk(&event.data) {
-                                    out.raw_data(&event.data);
+                            while let Some(event) = events.next_event() {
+                                let (name, data) = (event.event(), event.data());
+                                complete |= protocol.completes(name, &data);
+                                meter_event(protocol, name, &data, &usage);
+                                if !is_usage_only_chunk(&data) {
+                                    out.raw_data(&data);
                                 }
                             }
                             if !out.is_empty() {
@@ -253,20 +253,24 @@ pub fn translated_body(
     mut translator: Box<dyn StreamTranslator>,
     usage: Arc<UsageCell>,
 ) -> ResponseBody {
-    let mut events = Box::pin(idle_guarded(upstream)).eventsource();
+    let mut chunks = Box::pin(idle_guarded(upstream));
     let body = async_stream::stream! {
+        let mut events = sse::SseSplitter::default();
         let mut out = SseOut::default();
         let failure = loop {
-            match events.next().await {
-                Some(Ok(event)) => {
-                    translator.on_event(&event.event, &event.data, &mut out);
-                    usage.delta();
+            match chunks.next().await {
+                Some(Ok(chunk)) => {
+                    events.push(&chunk);
+                    while let Some(event) = events.next_event() {
+                        translator.on_event(event.event(), &event.data(), &mut out);
+                        usage.delta();
+                    }
                     usage.report(translator.usage());
                     if !out.is_empty() {
                         yield Ok::<_, crate::body::BoxError>(out.take());
                     }
                 }
-                Some(Err(e)) => break Some(e.to_string()),
+                Some(Err(e)) => break Some(e),
                 None => break None,
             }
         };
