@@ -254,10 +254,13 @@ pub struct Lookup {
 
 /// Whether a call may be answered from the cache, and under which key. Deterministic
 /// calls only: temperature 0 (or unset, where the gateway opts in).
+/// `temperature` is the request's, as routing already read it: most calls sample, and
+/// are turned away here without parsing their body again.
 pub fn lookup_for(
     settings: &CacheSettings,
     ctx: &RequestContext,
     resolved: &Resolved,
+    temperature: Option<f64>,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Option<Lookup> {
@@ -265,17 +268,14 @@ pub fn lookup_for(
         return None;
     }
     let ttl = resolved.cache_ttl_seconds.unwrap_or(settings.ttl_seconds);
-    if ttl == 0 {
+    let deterministic = match temperature {
+        None => settings.include_unset_temperature,
+        Some(t) => t == 0.0,
+    };
+    if ttl == 0 || !deterministic {
         return None;
     }
     let doc: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let deterministic = match doc.get("temperature") {
-        None | Some(serde_json::Value::Null) => settings.include_unset_temperature,
-        Some(t) => t.as_f64() == Some(0.0),
-    };
-    if !deterministic {
-        return None;
-    }
     let mut hash = Sha256::new();
     let mut field = |bytes: &[u8]| {
         hash.update((bytes.len() as u64).to_le_bytes());

@@ -31,6 +31,8 @@ pub struct ModelPeek<'a> {
     pub stream_options: Option<StreamOptionsPeek>,
     #[serde(default)]
     pub messages: Option<Count>,
+    #[serde(default)]
+    pub temperature: Option<f64>,
 }
 
 /// The length of a JSON array, counted without building its elements.
@@ -72,6 +74,7 @@ pub struct Routed {
     pub resolved: crate::routing::Resolved,
     /// An OpenAI caller's stream asked for the final usage chunk itself.
     pub wants_usage_chunk: bool,
+    pub temperature: Option<f64>,
 }
 
 impl ModelPeek<'_> {
@@ -161,9 +164,14 @@ pub async fn from_cache(
     headers: &HeaderMap,
     body: &[u8],
 ) -> (Option<crate::cache::Lookup>, Option<Response<ResponseBody>>) {
-    let Some(lookup) =
-        crate::cache::lookup_for(&rt.snapshot.cache, ctx, &routed.resolved, headers, body)
-    else {
+    let Some(lookup) = crate::cache::lookup_for(
+        &rt.snapshot.cache,
+        ctx,
+        &routed.resolved,
+        routed.temperature,
+        headers,
+        body,
+    ) else {
         return (None, None);
     };
     let hit = services.cache.get(&lookup.key, lookup.ttl).await;
@@ -223,6 +231,7 @@ pub async fn route_by_body(
             .stream_options
             .as_ref()
             .is_some_and(|o| o.include_usage),
+        temperature: peek.temperature,
     })
 }
 
