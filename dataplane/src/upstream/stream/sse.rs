@@ -5,6 +5,7 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 use std::borrow::Cow;
+use std::ops::Range;
 
 #[derive(Default)]
 pub struct SseSplitter {
@@ -13,9 +14,11 @@ pub struct SseSplitter {
     scanned: usize,
 }
 
-/// One event as received: its field lines, without the blank line that ended it.
+/// One event as received, its fields located once: the bytes are shared, not copied.
 pub struct SseEvent {
     raw: Bytes,
+    event: Option<Range<usize>>,
+    data: Vec<Range<usize>>,
 }
 
 impl SseSplitter {
@@ -33,10 +36,9 @@ impl SseSplitter {
             let raw = self.buf.split_to(end).freeze();
             self.buf.advance(skip);
             self.scanned = 0;
-            let event = SseEvent { raw };
             // As the spec says: a block without data (a comment, a stray blank line)
             // dispatches nothing.
-            if event.lines().any(|(field, _)| field == "data") {
+            if let Some(event) = SseEvent::parse(raw) {
                 return Some(event);
             }
         }
@@ -47,12 +49,14 @@ impl SseSplitter {
 /// (`\n\n`, `\r\n\r\n`, `\r\r`) ending it; `None` if it has not arrived yet.
 fn event_end(buf: &[u8], from: usize) -> Option<(usize, usize)> {
     let mut i = from.saturating_sub(3);
-    while i < buf.len() {
-        match buf[i] {
-            b'\n' if buf.get(i + 1) == Some(&b'\n') => return Some((i, 2)),
-            b'\r' if buf.get(i + 1) == Some(&b'\r') => return Some((i, 2)),
-            b'\r' if buf[i..].starts_with(b"\r\n\r\n") => return Some((i, 4)),
-            _ => {}
+    while let Some(at) = memchr::memchr2(b'\n', b'\r', &buf[i..]) {
+        i += at;
+        let rest = &buf[i..];
+        if rest.starts_with(b"\n\n") || rest.starts_with(b"\r\r") {
+            return Some((i, 2));
+        }
+        if rest.starts_with(b"\r\n\r\n") {
+            return Some((i, 4));
         }
         i += 1;
     }
@@ -60,48 +64,55 @@ fn event_end(buf: &[u8], from: usize) -> Option<(usize, usize)> {
 }
 
 impl SseEvent {
-    fn lines(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.raw
-            .split(|&b| b == b'\n')
-            .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
-            .flat_map(|line| line.split(|&b| b == b'\r'))
-            .filter_map(|line| {
-                let line = std::str::from_utf8(line).ok()?;
-                // A line starting with ':' is a comment.
-                let (field, value) = match line.split_once(':') {
-                    Some(("", _)) => return None,
-                    Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
-                    None => (line, ""),
-                };
-                Some((field, value))
-            })
+    fn parse(raw: Bytes) -> Option<Self> {
+        let mut event = None;
+        let mut data = Vec::new();
+        let mut start = 0;
+        while start < raw.len() {
+            let end = memchr::memchr2(b'\n', b'\r', &raw[start..]).map_or(raw.len(), |n| start + n);
+            let line = &raw[start..end];
+            // A line starting with ':' is a comment; a field without ':' has no value.
+            let (name, value) = match memchr::memchr(b':', line) {
+                Some(0) => (&line[..0], start..start),
+                Some(colon) => {
+                    let mut v = start + colon + 1;
+                    if raw.get(v) == Some(&b' ') && v < end {
+                        v += 1;
+                    }
+                    (&line[..colon], v..end)
+                }
+                None => (line, end..end),
+            };
+            match name {
+                b"event" => event = Some(value),
+                b"data" => data.push(value),
+                _ => {}
+            }
+            start = end + 1;
+        }
+        (!data.is_empty()).then_some(Self { raw, event, data })
+    }
+
+    fn text(&self, range: &Range<usize>) -> &str {
+        std::str::from_utf8(&self.raw[range.clone()]).unwrap_or("")
     }
 
     /// The `event:` field; empty for a plain `message`.
     pub fn event(&self) -> &str {
-        self.lines()
-            .filter(|(f, _)| *f == "event")
-            .last()
-            .map(|(_, v)| v)
-            .unwrap_or("")
+        self.event.as_ref().map_or("", |r| self.text(r))
     }
 
     /// Every `data:` line, joined by newlines as the SSE spec says.
     pub fn data(&self) -> Cow<'_, str> {
-        let mut data = self.lines().filter(|(f, _)| *f == "data").map(|(_, v)| v);
-        let Some(first) = data.next() else {
-            return Cow::Borrowed("");
-        };
-        match data.next() {
-            None => Cow::Borrowed(first),
-            Some(second) => {
-                let mut joined = format!("{first}\n{second}");
-                for more in data {
-                    joined.push('\n');
-                    joined.push_str(more);
-                }
-                Cow::Owned(joined)
-            }
+        match self.data.as_slice() {
+            [one] => Cow::Borrowed(self.text(one)),
+            lines => Cow::Owned(
+                lines
+                    .iter()
+                    .map(|r| self.text(r))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ),
         }
     }
 }
