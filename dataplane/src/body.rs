@@ -37,6 +37,76 @@ pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<
     response
 }
 
+/// Told about a response body as it passes to the caller.
+pub trait BodyObserver: Send + Unpin + 'static {
+    fn on_data(&mut self, data: &Bytes);
+    /// The body ended cleanly, or with an error (`failed`). Not called when the caller
+    /// goes away first: observers see that as being dropped.
+    fn on_end(&mut self, failed: bool);
+}
+
+/// A response body passed through untouched under an observer's eye.
+pub fn observed(inner: ResponseBody, observer: impl BodyObserver) -> ResponseBody {
+    Observed {
+        inner,
+        observer,
+        ended: false,
+    }
+    .boxed_unsync()
+}
+
+struct Observed<O> {
+    inner: ResponseBody,
+    observer: O,
+    ended: bool,
+}
+
+impl<O: BodyObserver> Observed<O> {
+    fn end(&mut self, failed: bool) {
+        if !self.ended {
+            self.ended = true;
+            self.observer.on_end(failed);
+        }
+    }
+}
+
+impl<O: BodyObserver> http_body::Body for Observed<O> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        let polled = std::pin::Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.observer.on_data(data);
+                }
+                // hyper stops polling once a body says it has ended.
+                if this.inner.is_end_stream() {
+                    this.end(false);
+                }
+            }
+            Poll::Ready(None) => this.end(false),
+            Poll::Ready(Some(Err(_))) => this.end(true),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReadBodyError {
     #[error("request body is larger than {0} bytes")]

@@ -12,12 +12,12 @@ use crate::routing::Resolved;
 use ai_gateway_snapshot::{CacheSettings, CacheStoreKind, Snapshot};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response};
-use http_body::{Body, Frame, SizeHint};
+
 use sha2::{Digest, Sha256};
-use std::pin::Pin;
+
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+
 use std::time::Duration;
 use tokio::sync::OnceCell;
 
@@ -233,12 +233,11 @@ impl ResponseCache {
             ttl: lookup.ttl,
         };
         let (parts, body) = response.into_parts();
-        let teed = Tee {
-            inner: body,
+        let tee = Tee {
             buffer: Some(Vec::new()),
             store: Some((self.clone(), lookup.key, template)),
         };
-        Response::from_parts(parts, http_body_util::BodyExt::boxed_unsync(teed))
+        Response::from_parts(parts, crate::body::observed(body, tee))
     }
 }
 
@@ -402,9 +401,8 @@ fn complete(cached: &Cached, body: &[u8]) -> bool {
         && !anywhere(b"data: {\"error\"")
 }
 
-/// Passes the body through to the caller while keeping a copy, stored when it ends.
+/// Keeps a copy of a body passing to its caller, stored when it ends whole.
 struct Tee {
-    inner: ResponseBody,
     buffer: Option<Vec<u8>>,
     store: Option<(Arc<ResponseCache>, CacheKey, Cached)>,
 }
@@ -457,39 +455,18 @@ impl Drop for Tee {
     }
 }
 
-impl Body for Tee {
-    type Data = Bytes;
-    type Error = BoxError;
+impl crate::body::BodyObserver for Tee {
+    fn on_data(&mut self, data: &Bytes) {
+        self.keep(data);
+    }
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    this.keep(data);
-                }
-                if this.inner.is_end_stream() {
-                    this.finish();
-                }
-            }
-            Poll::Ready(None) => this.finish(),
+    fn on_end(&mut self, failed: bool) {
+        if failed {
             // A failed body is never stored.
-            Poll::Ready(Some(Err(_))) => this.abandon(),
-            Poll::Pending => {}
+            self.abandon();
+        } else {
+            self.finish();
         }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 

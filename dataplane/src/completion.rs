@@ -3,17 +3,13 @@
 //! are updated, and the audit record is written, all off the response path.
 
 use crate::audit::{rfc3339_now, AuditRecord};
-use crate::body::{BoxError, ResponseBody};
 use crate::context::RequestContext;
 use crate::limits::{Demand, ModelUsage, Windows};
 use crate::metering::cost_micros;
 use crate::state::Services;
 use crate::translate::TokenUsage;
 use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 /// Usage as the response streams by: what the provider reported, and how many content
@@ -265,16 +261,15 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// A response body that runs its request's [`Completion`] when it ends or is dropped.
-pub struct MeteredBody {
-    inner: ResponseBody,
+/// Runs its request's [`Completion`] when the response body ends, or, when the caller
+/// goes away first, when the body is dropped (the call counts as abandoned).
+pub struct Metering {
     completion: Option<Completion>,
 }
 
-impl MeteredBody {
-    pub fn new(inner: ResponseBody, completion: Completion) -> Self {
+impl Metering {
+    pub fn new(completion: Completion) -> Self {
         Self {
-            inner,
             completion: Some(completion),
         }
     }
@@ -286,44 +281,19 @@ impl MeteredBody {
     }
 }
 
-impl Body for MeteredBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if frame.is_data() {
-                    if let Some(c) = this.completion.as_mut() {
-                        c.first_byte.get_or_insert_with(Instant::now);
-                    }
-                }
-                // hyper stops polling once a body says it has ended.
-                if this.inner.is_end_stream() {
-                    this.finish(false);
-                }
-            }
-            Poll::Ready(Some(Err(_))) | Poll::Ready(None) => this.finish(false),
-            Poll::Pending => {}
+impl crate::body::BodyObserver for Metering {
+    fn on_data(&mut self, _: &Bytes) {
+        if let Some(c) = self.completion.as_mut() {
+            c.first_byte.get_or_insert_with(Instant::now);
         }
-        polled
     }
 
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+    fn on_end(&mut self, _failed: bool) {
+        self.finish(false);
     }
 }
 
-impl Drop for MeteredBody {
+impl Drop for Metering {
     fn drop(&mut self) {
         self.finish(true);
     }

@@ -3,14 +3,13 @@
 use crate::admin;
 use crate::auth::Authenticated;
 use crate::body::{empty, read_limited, ReadBodyError, ResponseBody};
-use crate::completion::{Completion, MeteredBody};
+use crate::completion::{Completion, Metering};
 use crate::context::RequestContext;
 use crate::error::{ApiFormat, GatewayError};
 use crate::limits::quota_headers;
 use crate::state::Gateway;
 use crate::surfaces::{account, bedrock, chat, claude, gemini, info, passthrough};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -146,7 +145,10 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Respon
     let status = response.status().as_u16();
     let (parts, body) = response.into_parts();
     let completion = Completion::new(gw.services.clone(), ctx, status, error);
-    Response::from_parts(parts, MeteredBody::new(body, completion).boxed_unsync())
+    Response::from_parts(
+        parts,
+        crate::body::observed(body, Metering::new(completion)),
+    )
 }
 
 /// The API whose error shape a path's caller expects.

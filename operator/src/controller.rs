@@ -473,6 +473,30 @@ async fn write_gateway_status(
     Ok(())
 }
 
+/// The objects that belong to a gateway by naming it.
+trait GatewayMember: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug {
+    fn gateway_ref(&self) -> &str;
+    fn object_status(&self) -> Option<&ObjectStatus>;
+}
+
+impl GatewayMember for ProviderRoute {
+    fn gateway_ref(&self) -> &str {
+        &self.spec.gateway_ref
+    }
+    fn object_status(&self) -> Option<&ObjectStatus> {
+        self.status.as_ref()
+    }
+}
+
+impl GatewayMember for RateLimitPolicy {
+    fn gateway_ref(&self) -> &str {
+        &self.spec.gateway_ref
+    }
+    fn object_status(&self) -> Option<&ObjectStatus> {
+        self.status.as_ref()
+    }
+}
+
 /// Routes and policies of this gateway get their verdicts; those naming a gateway that
 /// does not exist get told so (no gateway's reconcile would otherwise reach them).
 async fn write_object_statuses(
@@ -483,39 +507,36 @@ async fn write_object_statuses(
     policies: &[RateLimitPolicy],
     compiled: &Compiled,
 ) -> Result<(), Error> {
-    let exists = |name: &str| gateways.iter().any(|g| g.name_any() == name);
-    let orphan = |name: &str| {
-        vec![Verdict::fail(
-            "Accepted",
-            "GatewayNotFound",
-            format!("no AIGateway named `{name}` in this namespace"),
-        )]
-    };
-    let ns = gw.namespace().unwrap_or_default();
-    for route in routes {
-        let verdicts = if route.spec.gateway_ref == gw.name_any() {
-            compiled.routes.get(&route.name_any()).cloned()
-        } else if !exists(&route.spec.gateway_ref) {
-            Some(orphan(&route.spec.gateway_ref))
+    write_member_statuses(gw, ctx, gateways, routes, &compiled.routes).await?;
+    write_member_statuses(gw, ctx, gateways, policies, &compiled.policies).await
+}
+
+async fn write_member_statuses<K>(
+    gw: &AIGateway,
+    ctx: &Context,
+    gateways: &[AIGateway],
+    members: &[K],
+    verdicts_by_name: &std::collections::BTreeMap<String, Vec<Verdict>>,
+) -> Result<(), Error>
+where
+    K: GatewayMember<Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &gw.namespace().unwrap_or_default());
+    for member in members {
+        let named = member.gateway_ref();
+        let verdicts = if named == gw.name_any() {
+            verdicts_by_name.get(&member.name_any()).cloned()
+        } else if !gateways.iter().any(|g| g.name_any() == named) {
+            Some(vec![Verdict::fail(
+                "Accepted",
+                "GatewayNotFound",
+                format!("no AIGateway named `{named}` in this namespace"),
+            )])
         } else {
             None
         };
         if let Some(verdicts) = verdicts {
-            let api: Api<ProviderRoute> = Api::namespaced(ctx.client.clone(), &ns);
-            write_object_status(ctx, &api, route, route.status.as_ref(), &verdicts).await?;
-        }
-    }
-    for policy in policies {
-        let verdicts = if policy.spec.gateway_ref == gw.name_any() {
-            compiled.policies.get(&policy.name_any()).cloned()
-        } else if !exists(&policy.spec.gateway_ref) {
-            Some(orphan(&policy.spec.gateway_ref))
-        } else {
-            None
-        };
-        if let Some(verdicts) = verdicts {
-            let api: Api<RateLimitPolicy> = Api::namespaced(ctx.client.clone(), &ns);
-            write_object_status(ctx, &api, policy, policy.status.as_ref(), &verdicts).await?;
+            write_object_status(ctx, &api, member, member.object_status(), &verdicts).await?;
         }
     }
     Ok(())
