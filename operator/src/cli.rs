@@ -9,7 +9,7 @@
 //!   (`/v1/providers`, `/v1/usage`, `/v1/limits`), reached through the API server's
 //!   service proxy, so nothing needs a port-forward.
 
-use crate::compile::{KEY_DATA, SIGV4_DATA, TEAM_LABEL, USER_LABEL, WORKSPACE_LABEL};
+use crate::compile::{secret_value, KEY_DATA, SIGV4_DATA, TEAM_LABEL, USER_LABEL, WORKSPACE_LABEL};
 use ai_gateway_crds::{AIGateway, ProviderRoute};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use k8s_openapi::api::core::v1::Secret;
@@ -341,19 +341,6 @@ fn default_name(user: &str) -> String {
     } else {
         format!("key-{slug}-{suffix}")
     }
-}
-
-fn secret_value(secret: &Secret, key: &str) -> Option<String> {
-    if let Some(v) = secret.data.as_ref().and_then(|d| d.get(key)) {
-        return String::from_utf8(v.0.clone())
-            .ok()
-            .map(|s| s.trim().to_string());
-    }
-    secret
-        .string_data
-        .as_ref()
-        .and_then(|d| d.get(key))
-        .map(|s| s.trim().to_string())
 }
 
 fn dash(value: Option<&String>) -> String {

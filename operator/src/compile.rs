@@ -71,7 +71,8 @@ pub struct Compiled {
     pub gateway: Vec<Verdict>,
 }
 
-fn secret_value(secret: &Secret, key: &str) -> Option<String> {
+/// A Secret's value for `key`, trimmed, from `data` or (as written) `stringData`.
+pub fn secret_value(secret: &Secret, key: &str) -> Option<String> {
     if let Some(v) = secret.data.as_ref().and_then(|d| d.get(key)) {
         return String::from_utf8(v.0.clone())
             .ok()
