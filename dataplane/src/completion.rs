@@ -164,6 +164,7 @@ impl Completion {
             .chars()
             .take(100)
             .collect();
+        let team = identity.and_then(|i| i.team.clone()).unwrap_or_default();
         let m = &services.metrics;
         m.requests
             .get_or_create(&vec![
@@ -171,6 +172,8 @@ impl Completion {
                 ("model", model.clone()),
                 ("endpoint", ctx.endpoint.to_string()),
                 ("status", self.status.to_string()),
+                ("user", user.clone()),
+                ("team", team.clone()),
             ])
             .inc();
         for (kind, n) in [
@@ -186,10 +189,7 @@ impl Completion {
                         ("provider", provider.clone()),
                         ("model", model.clone()),
                         ("user", user.clone()),
-                        (
-                            "team",
-                            identity.and_then(|i| i.team.clone()).unwrap_or_default(),
-                        ),
+                        ("team", team.clone()),
                     ])
                     .inc_by(n);
             }
@@ -200,6 +200,7 @@ impl Completion {
                     ("provider", provider.clone()),
                     ("model", model.clone()),
                     ("user", user.clone()),
+                    ("team", team.clone()),
                 ])
                 .inc_by(cost as f64 / 1_000_000.0);
         }
