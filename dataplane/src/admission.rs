@@ -26,6 +26,13 @@ pub async fn admit(
     body_len: usize,
     max_output_tokens: Option<u64>,
 ) -> Result<(), GatewayError> {
+    // Every surface admits through here, so every surface holds to the limit.
+    let limit = rt.snapshot.gateway.max_tokens_limit;
+    if let Some(asked) = max_output_tokens.filter(|&asked| asked > limit) {
+        return Err(GatewayError::InvalidRequest(format!(
+            "max_tokens: {asked} exceeds this gateway's limit of {limit}"
+        )));
+    }
     let Some(identity) = ctx.identity.as_ref() else {
         return Ok(());
     };

@@ -104,29 +104,21 @@ pub(crate) fn peek_model(body: &[u8]) -> Result<ModelPeek<'_>, GatewayError> {
     serde_json::from_slice(body).map_err(|e| GatewayError::MalformedJson(e.to_string()))
 }
 
-/// Refuses requests no real client sends: they would only tie up a provider (and
-/// reserve a caller's whole budget) to fail there.
+/// Refuses conversations no real client sends: they would only tie up a provider to
+/// fail there. (`max_tokens` is held to its limit at admission, on every surface.)
 pub(crate) fn within_request_limits(
     settings: &ai_gateway_snapshot::GatewaySettings,
     peek: &ModelPeek<'_>,
 ) -> Result<(), GatewayError> {
-    if let Some(Count(n)) = peek.messages {
-        if n > settings.max_messages as usize {
-            return Err(GatewayError::InvalidRequest(format!(
+    match peek.messages {
+        Some(Count(n)) if n > settings.max_messages as usize => {
+            Err(GatewayError::InvalidRequest(format!(
                 "messages: {n} messages exceed this gateway's limit of {}",
                 settings.max_messages
-            )));
+            )))
         }
+        _ => Ok(()),
     }
-    if let Some(asked) = peek.max_output_tokens() {
-        if asked > settings.max_tokens_limit {
-            return Err(GatewayError::InvalidRequest(format!(
-                "max_tokens: {asked} exceeds this gateway's limit of {}",
-                settings.max_tokens_limit
-            )));
-        }
-    }
-    Ok(())
 }
 
 fn required_model<'a>(peek: &'a ModelPeek<'_>) -> Result<&'a str, GatewayError> {

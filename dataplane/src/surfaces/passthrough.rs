@@ -108,6 +108,7 @@ pub async fn handle(
     ctx.routed(&upstream.name, upstream_model.as_deref().unwrap_or(""));
     if let (Some(peek), Some(model), Some(upstream_model)) = (&peek, &client_model, &upstream_model)
     {
+        super::within_request_limits(&rt.snapshot.gateway, peek)?;
         ctx.endpoint = family.endpoint();
         ctx.model = Some(model.clone());
         ctx.stream = peek.stream;

@@ -1,7 +1,7 @@
 //! The OpenAI Chat Completions wire types the gateway reads.
 //! <https://platform.openai.com/docs/api-reference/chat>
 
-use super::{unix_now, SseOut, TokenUsage};
+use super::{unix_now, SseOut, TokenUsage, TranslateError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -30,6 +30,36 @@ impl ChatRequest {
         self.stream_options
             .as_ref()
             .is_some_and(|o| o.include_usage)
+    }
+
+    /// Providers other than OpenAI give one answer per call.
+    pub fn require_single_choice(&self) -> Result<(), TranslateError> {
+        if self.n.is_some_and(|n| n > 1) {
+            return Err(TranslateError::new(
+                "n",
+                "only n = 1 is supported for this model",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl ChatMessage {
+    /// The call a tool message answers; `at` is the message's path, for the error.
+    pub fn required_tool_call_id(&self, at: &str) -> Result<&str, TranslateError> {
+        self.tool_call_id.as_deref().ok_or_else(|| {
+            TranslateError::new(format!("{at}.tool_call_id"), "is required on tool messages")
+        })
+    }
+}
+
+impl FunctionCall {
+    /// The arguments as JSON; an empty string is a call without arguments.
+    pub fn arguments_json(&self) -> Option<Value> {
+        if self.arguments.trim().is_empty() {
+            return Some(json!({}));
+        }
+        serde_json::from_str(&self.arguments).ok()
     }
 }
 

@@ -22,12 +22,7 @@ pub fn request(
     upstream_model: &str,
     default_max_tokens: u32,
 ) -> Result<Value, TranslateError> {
-    if req.n.is_some_and(|n| n > 1) {
-        return Err(TranslateError::new(
-            "n",
-            "only n = 1 is supported for this model",
-        ));
-    }
+    req.require_single_choice()?;
     let mut system: Vec<Value> = Vec::new();
     let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
     for (i, msg) in req.messages.iter().enumerate() {
@@ -52,12 +47,16 @@ pub fn request(
             Role::Assistant => {
                 let mut blocks = content_parts(msg.content.as_ref(), &at, &STYLE)?;
                 for (j, call) in msg.tool_calls.iter().flatten().enumerate() {
-                    let input = parse_arguments(&call.function.arguments).ok_or_else(|| {
-                        TranslateError::new(
-                            format!("{at}.tool_calls[{j}].function.arguments"),
-                            "is not a JSON object",
-                        )
-                    })?;
+                    let input = call
+                        .function
+                        .arguments_json()
+                        .filter(Value::is_object)
+                        .ok_or_else(|| {
+                            TranslateError::new(
+                                format!("{at}.tool_calls[{j}].function.arguments"),
+                                "is not a JSON object",
+                            )
+                        })?;
                     blocks.push(json!({
                         "type": "tool_use", "id": call.id, "name": call.function.name, "input": input,
                     }));
@@ -65,12 +64,7 @@ pub fn request(
                 push_turn(&mut turns, "assistant", blocks);
             }
             Role::Tool => {
-                let id = msg.tool_call_id.as_deref().ok_or_else(|| {
-                    TranslateError::new(
-                        format!("{at}.tool_call_id"),
-                        "is required on tool messages",
-                    )
-                })?;
+                let id = msg.required_tool_call_id(&at)?;
                 let content: Vec<Value> = content_parts(msg.content.as_ref(), &at, &STYLE)?;
                 // Tool results go back as tool_result blocks: flattened into text, an
                 // agent never sees its call answered and calls again.
@@ -189,15 +183,6 @@ fn image_block(url: &str) -> Option<Value> {
         return Some(json!({"type": "image", "source": {"type": "url", "url": url}}));
     }
     None
-}
-
-fn parse_arguments(arguments: &str) -> Option<Value> {
-    if arguments.trim().is_empty() {
-        return Some(json!({}));
-    }
-    serde_json::from_str::<Value>(arguments)
-        .ok()
-        .filter(Value::is_object)
 }
 
 pub fn response(resp: &anthropic::MessageResponse, client_model: &str) -> Value {

@@ -16,12 +16,7 @@ const STYLE: PartStyle = PartStyle {
 };
 
 pub fn request(req: &ChatRequest, default_max_tokens: u32) -> Result<Value, TranslateError> {
-    if req.n.is_some_and(|n| n > 1) {
-        return Err(TranslateError::new(
-            "n",
-            "only n = 1 is supported for this model",
-        ));
-    }
+    req.require_single_choice()?;
     let mut system = Vec::new();
     let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
     for (i, msg) in req.messages.iter().enumerate() {
@@ -33,27 +28,18 @@ pub fn request(req: &ChatRequest, default_max_tokens: u32) -> Result<Value, Tran
             Role::Assistant => {
                 let mut blocks = blocks;
                 for (j, call) in msg.tool_calls.iter().flatten().enumerate() {
-                    let input: Value = if call.function.arguments.trim().is_empty() {
-                        json!({})
-                    } else {
-                        serde_json::from_str(&call.function.arguments).map_err(|_| {
-                            TranslateError::new(
-                                format!("{at}.tool_calls[{j}].function.arguments"),
-                                "is not JSON",
-                            )
-                        })?
-                    };
+                    let input = call.function.arguments_json().ok_or_else(|| {
+                        TranslateError::new(
+                            format!("{at}.tool_calls[{j}].function.arguments"),
+                            "is not JSON",
+                        )
+                    })?;
                     blocks.push(json!({"toolUse": {"toolUseId": call.id, "name": call.function.name, "input": input}}));
                 }
                 push_turn(&mut turns, "assistant", blocks);
             }
             Role::Tool => {
-                let id = msg.tool_call_id.as_deref().ok_or_else(|| {
-                    TranslateError::new(
-                        format!("{at}.tool_call_id"),
-                        "is required on tool messages",
-                    )
-                })?;
+                let id = msg.required_tool_call_id(&at)?;
                 // A tool result must stay a toolResult for the model to see its call answered.
                 // Converse refuses an empty result: say so in text.
                 let content = if blocks.is_empty() {

@@ -19,12 +19,7 @@ const STYLE: PartStyle = PartStyle {
 };
 
 pub fn request(req: &ChatRequest) -> Result<Value, TranslateError> {
-    if req.n.is_some_and(|n| n > 1) {
-        return Err(TranslateError::new(
-            "n",
-            "only n = 1 is supported for this model",
-        ));
-    }
+    req.require_single_choice()?;
     // Gemini answers a function by name; OpenAI tool messages carry only the call id.
     let names: HashMap<&str, &str> = req
         .messages
@@ -43,16 +38,12 @@ pub fn request(req: &ChatRequest) -> Result<Value, TranslateError> {
             Role::Assistant => {
                 let mut parts = parts;
                 for (j, call) in msg.tool_calls.iter().flatten().enumerate() {
-                    let args: Value = if call.function.arguments.trim().is_empty() {
-                        json!({})
-                    } else {
-                        serde_json::from_str(&call.function.arguments).map_err(|_| {
-                            TranslateError::new(
-                                format!("{at}.tool_calls[{j}].function.arguments"),
-                                "is not JSON",
-                            )
-                        })?
-                    };
+                    let args = call.function.arguments_json().ok_or_else(|| {
+                        TranslateError::new(
+                            format!("{at}.tool_calls[{j}].function.arguments"),
+                            "is not JSON",
+                        )
+                    })?;
                     let mut part =
                         json!({"functionCall": {"name": call.function.name, "args": args}});
                     // Gemini wants the signature of its own thinking back with each call.

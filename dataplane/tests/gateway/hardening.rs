@@ -12,8 +12,10 @@ fn config(anthropic: &str) -> String {
 gateway: {{ max_messages: 50, max_tokens_limit: 200000, body_read_timeout_ms: 300 }}
 providers:
   anthropic: {{ type: anthropic, base_url: "{anthropic}", api_key: sk-ant-real }}
+  openai: {{ type: openai, base_url: "{anthropic}", api_key: sk-openai-real }}
 routes:
   - {{ models: ["claude-*"], provider: anthropic }}
+  - {{ models: ["gpt-*"], provider: openai }}
 "#
     )
 }
@@ -79,6 +81,19 @@ async fn too_many_messages_or_tokens_are_refused_before_the_provider() {
         1,
         "only the acceptable call went upstream"
     );
+
+    // The native passthrough holds to the same limits.
+    let native = format!("{}/v1/openai/v1/chat/completions", gw.url);
+    for (body, expected) in [
+        (conversation(51, 100), "51 messages exceed"),
+        (conversation(1, 300_000), "max_tokens: 300000 exceeds"),
+    ] {
+        let body = body.replace("claude-sonnet-4-5", "gpt-4o");
+        let (status, answer) = post(native.clone(), "application/json", body).await;
+        assert_eq!(status, 400, "{answer}");
+        assert!(answer.to_string().contains(expected), "{answer}");
+    }
+    assert_eq!(upstream.received().len(), 1);
 }
 
 #[tokio::test]
