@@ -107,15 +107,7 @@ pub async fn handle(
         },
         Err(e) => return Err(e),
     };
-    if resolved.provider.kind != ProviderKind::Bedrock {
-        return Err(GatewayError::Unsupported {
-            what: format!(
-                "serving the Bedrock runtime API from a {} provider (`{}`)",
-                resolved.provider.kind.as_str(),
-                resolved.provider.name
-            ),
-        });
-    }
+    super::require_native(&resolved, ProviderKind::Bedrock, "the Bedrock runtime API")?;
     ctx.endpoint = "bedrock.native";
     ctx.routed(&resolved.provider.name, &resolved.upstream_model);
     ctx.model = Some(model);

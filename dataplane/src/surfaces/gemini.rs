@@ -6,7 +6,6 @@ use super::proxied;
 use crate::body::ResponseBody;
 use crate::context::RequestContext;
 use crate::error::GatewayError;
-use crate::routing::Resolved;
 use crate::runtime::Runtime;
 use crate::state::Services;
 use crate::upstream::{forwardable_headers, StreamProtocol, UpstreamRequest};
@@ -93,15 +92,7 @@ pub async fn handle(
     let resolved = rt
         .routes
         .resolve(call.model, super::forced_provider(headers))?;
-    if resolved.provider.kind != ProviderKind::Gemini {
-        return Err(GatewayError::Unsupported {
-            what: format!(
-                "serving the Gemini API from a {} provider (`{}`)",
-                resolved.provider.kind.as_str(),
-                resolved.provider.name
-            ),
-        });
-    }
+    super::require_native(&resolved, ProviderKind::Gemini, "the Gemini API")?;
     ctx.endpoint = "gemini.native";
     ctx.routed(&resolved.provider.name, &resolved.upstream_model);
     ctx.model = Some(call.model.to_string());
@@ -112,13 +103,7 @@ pub async fn handle(
             v.pointer("/generationConfig/maxOutputTokens")
                 .and_then(|m| m.as_u64())
         });
-    let admitted = Resolved {
-        provider: resolved.provider.clone(),
-        upstream_model: resolved.upstream_model.clone(),
-        fallback: Vec::new(),
-        cache_ttl_seconds: None,
-    };
-    crate::admission::admit(rt, services, ctx, &admitted, body.len(), max_output).await?;
+    crate::admission::admit(rt, services, ctx, &resolved, body.len(), max_output).await?;
 
     if !is_plain_segment(&resolved.upstream_model) {
         return Err(GatewayError::InvalidRequest(format!(

@@ -147,6 +147,25 @@ pub fn with_model(
     Ok(Bytes::from(serde_json::to_vec(&doc).unwrap_or_default()))
 }
 
+/// A native surface (Bedrock's runtime API, Gemini's) speaks only to its own kind of
+/// provider.
+pub fn require_native(
+    resolved: &crate::routing::Resolved,
+    kind: ai_gateway_snapshot::ProviderKind,
+    api: &str,
+) -> Result<(), GatewayError> {
+    if resolved.provider.kind == kind {
+        return Ok(());
+    }
+    Err(GatewayError::Unsupported {
+        what: format!(
+            "serving {api} from a {} provider (`{}`)",
+            resolved.provider.kind.as_str(),
+            resolved.provider.name
+        ),
+    })
+}
+
 /// A cacheable call's key, and the cached answer when there is one.
 pub async fn from_cache(
     rt: &crate::runtime::Runtime,
