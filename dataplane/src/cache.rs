@@ -369,18 +369,11 @@ pub fn replay(cached: &Cached, ctx: &mut RequestContext) -> Response<ResponseBod
 fn split_events(body: &Bytes) -> Vec<Bytes> {
     let mut events = Vec::new();
     let mut start = 0;
-    let bytes = body.as_ref();
-    let mut i = 0;
-    while i + 1 < bytes.len() {
-        if bytes[i] == b'\n' && bytes[i + 1] == b'\n' {
-            events.push(body.slice(start..i + 2));
-            start = i + 2;
-            i += 2;
-        } else {
-            i += 1;
-        }
+    for end in memchr::memmem::find_iter(body, b"\n\n") {
+        events.push(body.slice(start..end + 2));
+        start = end + 2;
     }
-    if start < bytes.len() {
+    if start < body.len() {
         events.push(body.slice(start..));
     }
     events
@@ -393,9 +386,9 @@ fn complete(cached: &Cached, body: &[u8]) -> bool {
         return true;
     }
     let tail = &body[body.len().saturating_sub(256)..];
-    let ends = |needle: &[u8]| tail.windows(needle.len()).any(|w| w == needle);
+    let ends = |needle: &[u8]| memchr::memmem::find(tail, needle).is_some();
     // Some OpenAI-compatible servers report an error mid-stream and still send [DONE].
-    let anywhere = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);
+    let anywhere = |needle: &[u8]| memchr::memmem::find(body, needle).is_some();
     (ends(b"message_stop") || ends(b"data: [DONE]"))
         && !anywhere(b"event: error")
         && !anywhere(b"data: {\"error\"")
