@@ -119,6 +119,19 @@ async fn call(gw: &TestGateway, token: &str) -> (u16, Value) {
     )
 }
 
+/// What `/v1/usage` reports for the caller holding `token`.
+async fn usage_of(gw: &TestGateway, token: &str) -> Value {
+    client()
+        .get(format!("{}/v1/usage", gw.url))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("usage")
+        .json()
+        .await
+        .expect("json")
+}
+
 async fn fake_anthropic() -> FakeUpstream {
     FakeUpstream::start(|_| Reply::json(200, fixture("upstream/anthropic/message_text.json"))).await
 }
@@ -152,15 +165,7 @@ async fn a_service_account_token_names_the_caller_from_labels_and_is_reviewed_on
     assert_eq!(sent.header("x-api-key"), Some("sk-ant-real"));
     assert!(sent.header("authorization").is_none());
 
-    let usage: Value = client()
-        .get(format!("{}/v1/usage", gw.url))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("usage")
-        .json()
-        .await
-        .expect("json");
+    let usage = usage_of(&gw, &token).await;
     let text = usage.to_string();
     assert!(
         text.contains("alice") && text.contains("platform"),
@@ -249,15 +254,7 @@ async fn service_account_labels_count_only_where_the_namespace_allows_it() {
     for _ in 0..3 {
         assert_eq!(call(&gw, &token).await.0, 200);
     }
-    let usage: Value = client()
-        .get(format!("{}/v1/usage", gw.url))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("usage")
-        .json()
-        .await
-        .expect("json");
+    let usage = usage_of(&gw, &token).await;
     let text = usage.to_string();
     assert!(text.contains("dev-alice/workspace"), "{usage}");
     assert!(!text.contains("\"alice\""), "{usage}");
