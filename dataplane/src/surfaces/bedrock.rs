@@ -47,6 +47,8 @@ struct Envelope {
 #[derive(Deserialize, Default)]
 struct OutputCap {
     max_tokens: Option<u64>,
+    /// Turns in the conversation, in either body.
+    messages: Option<super::Count>,
     #[serde(rename = "inferenceConfig")]
     inference_config: Option<InferenceConfig>,
 }
@@ -113,6 +115,9 @@ pub async fn handle(
     ctx.model = Some(model);
     ctx.stream = operation.ends_with("-stream");
     let cap: OutputCap = serde_json::from_slice(&body).unwrap_or_default();
+    if let Some(super::Count(n)) = &cap.messages {
+        super::within_message_limit(&rt.snapshot.gateway, *n)?;
+    }
     let max_output = cap
         .max_tokens
         .or(cap.inference_config.and_then(|c| c.max_tokens));

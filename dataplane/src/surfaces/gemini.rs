@@ -97,12 +97,17 @@ pub async fn handle(
     ctx.routed(&resolved.provider.name, &resolved.upstream_model);
     ctx.model = Some(call.model.to_string());
     ctx.stream = call.method == "streamGenerateContent";
-    let max_output = serde_json::from_slice::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| {
-            v.pointer("/generationConfig/maxOutputTokens")
-                .and_then(|m| m.as_u64())
-        });
+    let doc = serde_json::from_slice::<serde_json::Value>(&body).ok();
+    let turns = doc
+        .as_ref()
+        .and_then(|v| v.get("contents")?.as_array().map(Vec::len));
+    if let Some(n) = turns {
+        super::within_message_limit(&rt.snapshot.gateway, n)?;
+    }
+    let max_output = doc.and_then(|v| {
+        v.pointer("/generationConfig/maxOutputTokens")
+            .and_then(|m| m.as_u64())
+    });
     crate::admission::admit(rt, services, ctx, &resolved, body.len(), max_output).await?;
 
     if !is_plain_segment(&resolved.upstream_model) {

@@ -110,15 +110,25 @@ pub(crate) fn within_request_limits(
     settings: &ai_gateway_snapshot::GatewaySettings,
     peek: &ModelPeek<'_>,
 ) -> Result<(), GatewayError> {
-    match peek.messages {
-        Some(Count(n)) if n > settings.max_messages as usize => {
-            Err(GatewayError::InvalidRequest(format!(
-                "messages: {n} messages exceed this gateway's limit of {}",
-                settings.max_messages
-            )))
-        }
-        _ => Ok(()),
+    match &peek.messages {
+        Some(Count(n)) => within_message_limit(settings, *n),
+        None => Ok(()),
     }
+}
+
+/// The message-count limit, for surfaces that count their turns their own way
+/// (Gemini's `contents`, Bedrock's `messages`).
+pub(crate) fn within_message_limit(
+    settings: &ai_gateway_snapshot::GatewaySettings,
+    messages: usize,
+) -> Result<(), GatewayError> {
+    if messages > settings.max_messages as usize {
+        return Err(GatewayError::InvalidRequest(format!(
+            "messages: {messages} messages exceed this gateway's limit of {}",
+            settings.max_messages
+        )));
+    }
+    Ok(())
 }
 
 fn required_model<'a>(peek: &'a ModelPeek<'_>) -> Result<&'a str, GatewayError> {

@@ -13,9 +13,14 @@ gateway: {{ max_messages: 50, max_tokens_limit: 200000, body_read_timeout_ms: 30
 providers:
   anthropic: {{ type: anthropic, base_url: "{anthropic}", api_key: sk-ant-real }}
   openai: {{ type: openai, base_url: "{anthropic}", api_key: sk-openai-real }}
+  gemini: {{ type: gemini, base_url: "{anthropic}", api_key: g-real }}
+  bedrock: {{ type: bedrock, base_url: "{anthropic}", region: us-east-1,
+             access_key_id: AKIDEXAMPLE, secret_access_key: "bedrock-secret-0123456789" }}
 routes:
   - {{ models: ["claude-*"], provider: anthropic }}
   - {{ models: ["gpt-*"], provider: openai }}
+  - {{ models: ["gemini-*"], provider: gemini }}
+  - {{ models: ["amazon.*"], provider: bedrock }}
 "#
     )
 }
@@ -148,6 +153,35 @@ async fn an_oversized_head_is_refused_and_the_gateway_keeps_serving() {
     )
     .await;
     assert_eq!(status, 200);
+    assert_eq!(upstream.received().len(), 1);
+
+    // The native Gemini and Bedrock surfaces count their own kind of turns.
+    let turns = |n: usize, key: &str, turn: Value| json!({ key: vec![turn; n] }).to_string();
+    let gemini_turn = json!({"role": "user", "parts": [{"text": "hi"}]});
+    let bedrock_turn = json!({"role": "user", "content": [{"text": "hi"}]});
+    for (url, body) in [
+        (
+            format!(
+                "{}/v1/gemini/v1beta/models/gemini-2.5-pro:generateContent",
+                gw.url
+            ),
+            turns(51, "contents", gemini_turn),
+        ),
+        (
+            format!(
+                "{}/v1/bedrock/model/amazon.nova-lite-v1%3A0/converse",
+                gw.url
+            ),
+            turns(51, "messages", bedrock_turn),
+        ),
+    ] {
+        let (status, answer) = post(url.clone(), "application/json", body).await;
+        assert_eq!(status, 400, "{url}: {answer}");
+        assert!(
+            answer.to_string().contains("51 messages exceed"),
+            "{url}: {answer}"
+        );
+    }
     assert_eq!(upstream.received().len(), 1);
 }
 
