@@ -84,10 +84,15 @@ fn main() -> ExitCode {
         println!("config ok, version {}", snapshot.effective_version());
         return ExitCode::SUCCESS;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // On one core (a pinned process, a pod limited to one CPU) a work-stealing
+    // scheduler only adds cross-thread hand-offs; one thread serves every task.
+    let one_core = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
+    let mut builder = if one_core {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("ai-gateway: cannot start the runtime: {e}");
