@@ -5,7 +5,9 @@
 use crate::auth::KeyStore;
 use crate::limits::LimitPlan;
 use crate::routing::RouteTable;
+use crate::upstream::client::{self, HttpClient};
 use ai_gateway_snapshot::{unresolved_reference, Provider, ProviderKind, Snapshot};
+use hyper_util::client::proxy::matcher::Matcher;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,26 +27,17 @@ pub struct Upstream {
     pub kind: ProviderKind,
     /// Without a trailing slash.
     pub base_url: String,
-    /// `base_url` parsed once, so calls only append their path.
-    base: Option<reqwest::Url>,
     pub config: Provider,
     /// Why the provider cannot serve (an unset credential variable, a missing key).
     pub inactive: Option<String>,
-    pub client: reqwest::Client,
+    pub client: HttpClient,
     pub breaker: Arc<crate::upstream::breaker::Breaker>,
 }
 
 impl Upstream {
-    pub fn url(&self, path_and_query: &str) -> Option<reqwest::Url> {
-        let (path, query) = match path_and_query.split_once('?') {
-            Some((p, q)) => (p, Some(q)),
-            None => (path_and_query, None),
-        };
-        let mut url = self.base.clone()?;
-        let joined = format!("{}{path}", url.path().trim_end_matches('/'));
-        url.set_path(&joined);
-        url.set_query(query);
-        Some(url)
+    /// Where a call to `path_and_query` (which starts with `/`) goes.
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("{}{path_and_query}", self.base_url)
     }
 
     pub fn speaks_openai(&self) -> bool {
@@ -60,10 +53,20 @@ impl Upstream {
 
 /// What outlives snapshots: HTTP clients (one per connect timeout, so a config swap
 /// keeps warm upstream connections) and each provider's circuit state.
-#[derive(Default)]
 pub struct ClientPool {
-    clients: Mutex<HashMap<u64, reqwest::Client>>,
+    clients: Mutex<HashMap<u64, HttpClient>>,
     breakers: Mutex<HashMap<String, Arc<crate::upstream::breaker::Breaker>>>,
+    proxies: Arc<Matcher>,
+}
+
+impl Default for ClientPool {
+    fn default() -> Self {
+        Self {
+            clients: Mutex::default(),
+            breakers: Mutex::default(),
+            proxies: client::proxies_from_env(),
+        }
+    }
 }
 
 impl ClientPool {
@@ -72,22 +75,14 @@ impl ClientPool {
         breakers.entry(provider.to_string()).or_default().clone()
     }
 
-    fn client(&self, connect_ms: u64) -> Result<reqwest::Client, reqwest::Error> {
+    fn client(&self, connect_ms: u64) -> HttpClient {
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = clients.get(&connect_ms) {
-            return Ok(c.clone());
-        }
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_millis(connect_ms))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(1024)
-            .tcp_nodelay(true)
-            // An API answering with a redirect is misconfigured; following it could
-            // carry the provider key elsewhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
-        clients.insert(connect_ms, client.clone());
-        Ok(client)
+        clients
+            .entry(connect_ms)
+            .or_insert_with(|| {
+                client::build(Duration::from_millis(connect_ms), self.proxies.clone())
+            })
+            .clone()
     }
 }
 
@@ -95,8 +90,6 @@ impl ClientPool {
 pub enum RuntimeError {
     #[error("invalid snapshot:\n{0}")]
     Invalid(#[from] ai_gateway_snapshot::Problems),
-    #[error("could not build the HTTP client: {0}")]
-    Client(#[from] reqwest::Error),
 }
 
 impl Runtime {
@@ -109,18 +102,16 @@ impl Runtime {
                 .unwrap_or_default()
                 .trim_end_matches('/')
                 .to_string();
-            let base = reqwest::Url::parse(&base_url).ok();
             let inactive = inactive_reason(config).or_else(|| {
-                base.is_none()
-                    .then(|| format!("base_url `{base_url}` is not a valid URL"))
+                (!is_http_base(&base_url))
+                    .then(|| format!("base_url `{base_url}` is not an http(s) URL"))
             });
             let upstream = Upstream {
                 name: name.clone(),
                 kind: config.kind,
                 base_url,
-                base,
                 inactive,
-                client: pool.client(config.timeouts.connect_ms)?,
+                client: pool.client(config.timeouts.connect_ms),
                 breaker: pool.breaker(name),
                 config: config.clone(),
             };
@@ -136,6 +127,15 @@ impl Runtime {
             routes,
         })
     }
+}
+
+/// A base URL calls can extend with a path: scheme, host, and no query or fragment.
+fn is_http_base(base_url: &str) -> bool {
+    http::Uri::try_from(base_url).is_ok_and(|u| {
+        matches!(u.scheme_str(), Some("http" | "https"))
+            && u.host().is_some_and(|h| !h.is_empty())
+            && u.query().is_none()
+    }) && !base_url.contains('#')
 }
 
 fn inactive_reason(p: &Provider) -> Option<String> {

@@ -144,5 +144,11 @@ pub async fn handle(
         body,
     };
     let resp = resolved.provider.send(req, &ctx.request_id).await?;
-    proxied(resp, StreamProtocol::AwsEventStream, ctx.usage.clone()).await
+    proxied(
+        &resolved.provider.name,
+        resp,
+        StreamProtocol::AwsEventStream,
+        ctx.usage.clone(),
+    )
+    .await
 }

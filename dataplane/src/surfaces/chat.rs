@@ -90,7 +90,7 @@ async fn serve(
         } else {
             StreamProtocol::OpenAiSse
         };
-        return proxied(resp, protocol, ctx.usage.clone()).await;
+        return proxied(&upstream.name, resp, protocol, ctx.usage.clone()).await;
     }
     if upstream.kind == ProviderKind::Bedrock {
         return converse(rt, ctx, &upstream, model, &resolved.upstream_model, &body).await;

@@ -138,7 +138,13 @@ async fn serve_messages(
         };
         let resp = upstream.send(req, &ctx.request_id).await?;
         let resp = unless_failing(&upstream.name, resp, fallback_left).await?;
-        return proxied(resp, StreamProtocol::AnthropicSse, ctx.usage.clone()).await;
+        return proxied(
+            &upstream.name,
+            resp,
+            StreamProtocol::AnthropicSse,
+            ctx.usage.clone(),
+        )
+        .await;
     }
     if upstream.kind == ProviderKind::Bedrock {
         return claude_on_bedrock(&upstream, ctx, &resolved.upstream_model, headers, &body).await;
@@ -238,7 +244,13 @@ async fn forward(
         body,
     };
     let resp = upstream.send(req, &ctx.request_id).await?;
-    proxied(resp, StreamProtocol::AnthropicSse, ctx.usage.clone()).await
+    proxied(
+        &upstream.name,
+        resp,
+        StreamProtocol::AnthropicSse,
+        ctx.usage.clone(),
+    )
+    .await
 }
 
 /// Claude on Bedrock: InvokeModel (or its stream, turned back into Messages SSE events).
@@ -284,7 +296,13 @@ async fn claude_on_bedrock(
             crate::upstream::bedrock_invoke_as_sse(resp, ctx.usage.clone()),
         ));
     }
-    proxied(resp, StreamProtocol::AnthropicSse, ctx.usage.clone()).await
+    proxied(
+        &upstream.name,
+        resp,
+        StreamProtocol::AnthropicSse,
+        ctx.usage.clone(),
+    )
+    .await
 }
 
 fn unsupported(upstream: &Upstream) -> GatewayError {

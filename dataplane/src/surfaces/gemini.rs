@@ -130,7 +130,13 @@ pub async fn handle(
         body,
     };
     let resp = resolved.provider.send(req, &ctx.request_id).await?;
-    proxied(resp, StreamProtocol::GeminiSse, ctx.usage.clone()).await
+    proxied(
+        &resolved.provider.name,
+        resp,
+        StreamProtocol::GeminiSse,
+        ctx.usage.clone(),
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -10,7 +10,9 @@ pub mod passthrough;
 
 use crate::body::ResponseBody;
 use crate::error::GatewayError;
-use crate::upstream::{copy_response_headers, passthrough_body, StreamProtocol};
+use crate::upstream::{
+    copy_response_headers, passthrough_body, read_body, StreamProtocol, UpstreamResponse,
+};
 use bytes::Bytes;
 use http::{HeaderMap, Response};
 use serde::Deserialize;
@@ -335,7 +337,8 @@ pub fn forced_provider(headers: &HeaderMap) -> Option<&str> {
 /// with the usage it reports recorded in `usage`. A plain (non-stream) answer is read
 /// whole first: it is small, and its usage is owed even if the caller never reads it.
 pub async fn proxied(
-    resp: reqwest::Response,
+    provider: &str,
+    resp: UpstreamResponse,
     protocol: StreamProtocol,
     usage: std::sync::Arc<crate::completion::UsageCell>,
 ) -> Result<Response<ResponseBody>, GatewayError> {
@@ -358,12 +361,10 @@ pub async fn proxied(
     let body = if streams {
         passthrough_body(resp, protocol, usage)
     } else {
-        let provider = resp.url().host_str().unwrap_or("upstream").to_string();
-        let bytes = resp
-            .bytes()
+        let bytes = read_body(resp)
             .await
             .map_err(|e| GatewayError::UpstreamProtocol {
-                provider,
+                provider: provider.to_string(),
                 detail: format!("the answer broke off: {e}"),
             })?;
         if status.is_success() {
@@ -415,14 +416,13 @@ pub fn event_stream_response(body: ResponseBody) -> Response<ResponseBody> {
 /// Reads a complete upstream JSON answer into `T`.
 pub async fn upstream_json<T: serde::de::DeserializeOwned>(
     provider: &str,
-    resp: reqwest::Response,
+    resp: UpstreamResponse,
 ) -> Result<T, GatewayError> {
-    let bytes = resp
-        .bytes()
+    let bytes = read_body(resp)
         .await
         .map_err(|e| GatewayError::UpstreamProtocol {
             provider: provider.to_string(),
-            detail: e.to_string(),
+            detail: e,
         })?;
     serde_json::from_slice(&bytes).map_err(|e| GatewayError::UpstreamProtocol {
         provider: provider.to_string(),

@@ -171,7 +171,7 @@ pub async fn handle(
         body,
     };
     let resp = upstream.send(req, &ctx.request_id).await?;
-    proxied(resp, protocol, ctx.usage.clone()).await
+    proxied(&upstream.name, resp, protocol, ctx.usage.clone()).await
 }
 
 fn choose(

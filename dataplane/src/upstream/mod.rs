@@ -2,9 +2,11 @@
 //! timeouts, and bodies streamed back as they arrive.
 
 pub mod breaker;
+pub mod client;
 pub mod sigv4;
 pub(crate) mod stream;
 
+pub use client::UpstreamResponse;
 pub use stream::{
     bedrock_invoke_as_sse, eventstream_translated, passthrough_body, translated_body,
     StreamProtocol,
@@ -184,7 +186,7 @@ impl Upstream {
         &self,
         mut req: UpstreamRequest,
         request_id: &str,
-    ) -> Result<reqwest::Response, GatewayError> {
+    ) -> Result<UpstreamResponse, GatewayError> {
         if let Some(reason) = &self.inactive {
             return Err(GatewayError::ProviderInactive {
                 name: self.name.clone(),
@@ -195,12 +197,7 @@ impl Upstream {
         if let Ok(v) = HeaderValue::from_str(request_id) {
             req.headers.insert("x-request-id", v);
         }
-        let url = self
-            .url(&req.path_and_query)
-            .ok_or_else(|| GatewayError::ProviderInactive {
-                name: self.name.clone(),
-                reason: format!("base_url `{}` is not a valid URL", self.base_url),
-            })?;
+        let url = self.url(&req.path_and_query);
         let breaker_config = self.config.circuit_breaker;
         let probe = match self.breaker.gate(&breaker_config, breaker::now_ms()) {
             breaker::Gate::Open(retry_in_ms) => {
@@ -217,7 +214,7 @@ impl Upstream {
         let attempts = if probe { 0 } else { retries.attempts };
         let mut attempt = 0;
         loop {
-            let result = self.send_once(&req, url.clone()).await;
+            let result = self.send_once(&req, &url).await;
             let again = match &result {
                 Ok(resp) if is_retryable(resp.status()) => Some(retry_after(resp.headers())),
                 Err(
@@ -244,49 +241,70 @@ impl Upstream {
     async fn send_once(
         &self,
         req: &UpstreamRequest,
-        url: reqwest::Url,
-    ) -> Result<reqwest::Response, GatewayError> {
+        url: &str,
+    ) -> Result<UpstreamResponse, GatewayError> {
         let timeouts = self.config.timeouts;
+        let started = tokio::time::Instant::now();
         let mut headers = req.headers.clone();
         // Each attempt is signed anew: the signature covers its own timestamp.
         if self.kind == ProviderKind::Bedrock && self.config.api_key.is_none() {
-            self.sign_sigv4(&req.method, url.as_str(), &mut headers, &req.body)?;
+            self.sign_sigv4(&req.method, url, &mut headers, &req.body)?;
         }
-        let call = self
-            .client
-            .request(req.method.clone(), url)
-            .headers(headers)
-            .timeout(Duration::from_millis(timeouts.total_ms))
-            .body(req.body.clone())
-            .send();
-        let first_byte = Duration::from_millis(timeouts.first_byte_ms);
-        match tokio::time::timeout(first_byte, call).await {
+        let uri = http::Uri::try_from(url).map_err(|e| {
+            GatewayError::InvalidRequest(format!("`{url}` is not a valid upstream URL: {e}"))
+        })?;
+        let mut request = http::Request::new(http_body_util::Full::new(req.body.clone()));
+        *request.method_mut() = req.method.clone();
+        *request.uri_mut() = uri;
+        *request.headers_mut() = headers;
+        let total = Duration::from_millis(timeouts.total_ms);
+        let first_byte = Duration::from_millis(timeouts.first_byte_ms).min(total);
+        match tokio::time::timeout(first_byte, self.client.request(request)).await {
             Err(_) => Err(GatewayError::UpstreamTimeout {
                 provider: self.name.clone(),
-                ms: timeouts.first_byte_ms,
+                ms: first_byte.as_millis() as u64,
             }),
-            Ok(Err(e)) if e.is_timeout() => Err(GatewayError::UpstreamTimeout {
+            Ok(Err(e)) if client::is_timeout(&e) => Err(GatewayError::UpstreamTimeout {
                 provider: self.name.clone(),
-                ms: timeouts
-                    .total_ms
-                    .min(timeouts.connect_ms.max(timeouts.first_byte_ms)),
+                ms: timeouts.connect_ms.min(timeouts.total_ms),
             }),
             Ok(Err(e)) => Err(GatewayError::UpstreamUnreachable {
                 provider: self.name.clone(),
                 detail: error_chain(&e),
             }),
             Ok(Ok(mut resp)) => {
-                resp.extensions_mut()
-                    .insert(IdleTimeout(Duration::from_millis(timeouts.idle_ms)));
+                resp.extensions_mut().insert(Exchange {
+                    idle: Duration::from_millis(timeouts.idle_ms),
+                    deadline: started + total,
+                });
                 Ok(resp)
             }
         }
     }
 }
 
-/// How long a stream from this response may go silent; set by [`Upstream::send`].
+/// The time limits on reading an answer's body; set by [`Upstream::send`].
 #[derive(Debug, Clone, Copy)]
-pub struct IdleTimeout(pub Duration);
+pub struct Exchange {
+    /// How long a stream may go silent.
+    pub idle: Duration,
+    /// When the whole exchange, body included, must be over (the total timeout).
+    pub deadline: tokio::time::Instant,
+}
+
+/// A whole (non-stream) answer's body, within the exchange's total timeout.
+pub async fn read_body(resp: UpstreamResponse) -> Result<Bytes, String> {
+    use http_body_util::BodyExt;
+    let deadline = resp.extensions().get::<Exchange>().map(|e| e.deadline);
+    let collect = resp.into_body().collect();
+    let collected = match deadline {
+        Some(at) => tokio::time::timeout_at(at, collect)
+            .await
+            .map_err(|_| "the answer did not complete within the total timeout".to_string())?,
+        None => collect.await,
+    };
+    collected.map(|c| c.to_bytes()).map_err(|e| error_chain(&e))
+}
 
 /// Statuses that say "not now" rather than "never": rate limited, overloaded, broken.
 pub fn is_retryable(status: http::StatusCode) -> bool {
@@ -314,7 +332,7 @@ fn backoff(base_ms: u64, attempt: u32) -> Duration {
     Duration::from_millis(exp / 2 + jitter)
 }
 
-/// reqwest's top-level message is "error sending request"; the cause says what happened.
+/// The client's top-level message is "client error (Connect)"; the causes say what happened.
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
@@ -329,9 +347,9 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 /// An upstream answer to pass through, unless it failed and a fallback remains to try.
 pub async fn unless_failing(
     provider: &str,
-    resp: reqwest::Response,
+    resp: UpstreamResponse,
     fallback_left: bool,
-) -> Result<reqwest::Response, GatewayError> {
+) -> Result<UpstreamResponse, GatewayError> {
     if fallback_left && is_retryable(resp.status()) {
         return Err(upstream_error(provider, resp).await);
     }
@@ -339,9 +357,9 @@ pub async fn unless_failing(
 }
 
 /// Reads an upstream's error answer (bounded) and keeps its message for the caller.
-pub async fn upstream_error(provider: &str, resp: reqwest::Response) -> GatewayError {
+pub async fn upstream_error(provider: &str, resp: UpstreamResponse) -> GatewayError {
     let status = resp.status();
-    let bytes = resp.bytes().await.unwrap_or_default();
+    let bytes = read_body(resp).await.unwrap_or_default();
     let slice = &bytes[..bytes.len().min(64 * 1024)];
     let message = extract_error_message(slice)
         .unwrap_or_else(|| String::from_utf8_lossy(slice).trim().to_string());

@@ -75,24 +75,27 @@ impl StreamProtocol {
 }
 
 /// The response body as it arrives, ending with an error if the upstream goes silent
-/// for longer than its idle timeout. One timer per stream, reset on every chunk.
+/// for longer than its idle timeout or runs past the total timeout. One timer per
+/// stream, reset on every chunk.
 pub(crate) fn idle_guarded(
-    upstream: reqwest::Response,
+    upstream: super::UpstreamResponse,
 ) -> impl futures_util::Stream<Item = Result<Bytes, String>> + Send {
-    let idle = upstream
-        .extensions()
-        .get::<super::IdleTimeout>()
-        .map(|t| t.0)
-        .unwrap_or(std::time::Duration::from_secs(120));
-    let mut chunks = upstream.bytes_stream();
+    let exchange = upstream.extensions().get::<super::Exchange>().copied();
+    let idle = exchange.map_or(std::time::Duration::from_secs(120), |e| e.idle);
+    let deadline = exchange.map(|e| e.deadline);
+    let wake_at = move || {
+        let quiet = tokio::time::Instant::now() + idle;
+        deadline.map_or(quiet, |d| d.min(quiet))
+    };
+    let mut chunks = http_body_util::BodyDataStream::new(upstream.into_body());
     async_stream::stream! {
-        let timer = tokio::time::sleep(idle);
+        let timer = tokio::time::sleep_until(wake_at());
         tokio::pin!(timer);
         loop {
             tokio::select! {
                 next = chunks.next() => match next {
                     Some(Ok(chunk)) => {
-                        timer.as_mut().reset(tokio::time::Instant::now() + idle);
+                        timer.as_mut().reset(wake_at());
                         yield Ok(chunk);
                     }
                     Some(Err(e)) => {
@@ -102,7 +105,12 @@ pub(crate) fn idle_guarded(
                     None => break,
                 },
                 _ = &mut timer => {
-                    yield Err(format!("the upstream sent nothing for {} s", idle.as_secs()));
+                    let over = deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
+                    yield Err(if over {
+                        "the stream ran past the total timeout".to_string()
+                    } else {
+                        format!("the upstream sent nothing for {} s", idle.as_secs())
+                    });
                     break;
                 }
             }
@@ -113,7 +121,7 @@ pub(crate) fn idle_guarded(
 /// Forwards upstream bytes untouched, watching the events go by to know whether the
 /// stream completed and what usage it reported.
 pub fn passthrough_body(
-    upstream: reqwest::Response,
+    upstream: super::UpstreamResponse,
     protocol: StreamProtocol,
     usage: Arc<UsageCell>,
 ) -> ResponseBody {
@@ -249,7 +257,7 @@ fn ndjson_lines(tail: &mut Vec<u8>, chunk: &[u8], usage: &UsageCell) -> bool {
 
 /// Parses the upstream SSE stream and writes the caller's API events as each arrives.
 pub fn translated_body(
-    upstream: reqwest::Response,
+    upstream: super::UpstreamResponse,
     mut translator: Box<dyn StreamTranslator>,
     usage: Arc<UsageCell>,
 ) -> ResponseBody {

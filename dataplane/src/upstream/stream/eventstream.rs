@@ -108,7 +108,7 @@ fn meter_anthropic(inner: serde_json::Value, usage: &UsageCell) -> bool {
 
 /// Claude on Bedrock streamed back as the Messages API's own SSE events, one per frame.
 pub fn invoke_as_sse(
-    upstream: reqwest::Response,
+    upstream: crate::upstream::UpstreamResponse,
     usage: std::sync::Arc<UsageCell>,
 ) -> crate::body::ResponseBody {
     let mut chunks = Box::pin(super::idle_guarded(upstream));
@@ -169,7 +169,7 @@ pub fn invoke_as_sse(
 /// An AWS event stream translated frame by frame: each event's type and JSON payload
 /// go to the translator (exceptions under their exception type).
 pub fn translated(
-    upstream: reqwest::Response,
+    upstream: crate::upstream::UpstreamResponse,
     mut translator: Box<dyn crate::translate::StreamTranslator>,
     usage: std::sync::Arc<UsageCell>,
 ) -> crate::body::ResponseBody {

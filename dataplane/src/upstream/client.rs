@@ -1,0 +1,109 @@
+//! The HTTP client that reaches providers: hyper's pooled client over rustls (HTTP/2
+//! where the provider offers it), calling https providers through the egress proxy
+//! named by `HTTPS_PROXY` / `ALL_PROXY` unless `NO_PROXY` lists them.
+//!
+//! hyper directly rather than a higher-level client: this sits on every call, and the
+//! layers such a client adds (redirect and retry services, URL re-parsing) cost more
+//! CPU per request than the gateway's own work. Redirects are never followed anyway:
+//! a provider answering with one is misconfigured, and following could carry its key
+//! elsewhere.
+
+use bytes::Bytes;
+use http::Uri;
+use http_body_util::Full;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::proxy::Tunnel;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::proxy::matcher::Matcher;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tower_service::Service;
+
+pub type HttpClient = Client<HttpsConnector<Dialer>, Full<Bytes>>;
+
+/// A provider's answer, its body still to arrive.
+pub type UpstreamResponse = http::Response<hyper::body::Incoming>;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Builds a client whose new connections give up after `connect`.
+pub fn build(connect: Duration, proxies: Arc<Matcher>) -> HttpClient {
+    let mut tcp = HttpConnector::new();
+    // The TLS layer above hands it https URIs.
+    tcp.enforce_http(false);
+    tcp.set_nodelay(true);
+    tcp.set_connect_timeout(Some(connect));
+    let https = HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(Dialer { tcp, proxies });
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(1024)
+        .build(https)
+}
+
+/// The proxy settings of this process's environment, read once.
+pub fn proxies_from_env() -> Arc<Matcher> {
+    Arc::new(Matcher::from_env())
+}
+
+/// Opens the TCP stream under a provider connection: straight to the provider, or,
+/// for an https provider the proxy settings intercept, a CONNECT tunnel through the
+/// proxy (TLS then runs end to end inside it). Plain-http providers (Ollama, local
+/// servers) are always dialled directly.
+#[derive(Clone)]
+pub struct Dialer {
+    tcp: HttpConnector,
+    proxies: Arc<Matcher>,
+}
+
+impl Service<Uri> for Dialer {
+    type Response = TokioIo<TcpStream>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, dst: Uri) -> Self::Future {
+        let intercept = (dst.scheme() == Some(&http::uri::Scheme::HTTPS))
+            .then(|| self.proxies.intercept(&dst))
+            .flatten();
+        let mut tcp = self.tcp.clone();
+        match intercept {
+            None => Box::pin(async move { tcp.call(dst).await.map_err(BoxError::from) }),
+            Some(proxy) => {
+                let mut tunnel = Tunnel::new(proxy.uri().clone(), tcp);
+                if let Some(auth) = proxy.basic_auth() {
+                    tunnel = tunnel.with_auth(auth.clone());
+                }
+                Box::pin(async move { tunnel.call(dst).await.map_err(BoxError::from) })
+            }
+        }
+    }
+}
+
+/// Whether a failed call failed by running out of time (connecting, most often).
+pub fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
