@@ -142,7 +142,8 @@ async fn run(
     let admin = TcpListener::bind(args.admin_listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.admin_listen))?;
-    tracing::info!(api = %api.local_addr()?, admin = %admin.local_addr()?, "ai-gateway listening");
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    tracing::info!(api = %api.local_addr()?, admin = %admin.local_addr()?, workers, "ai-gateway listening");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let drain = Duration::from_secs(args.drain_seconds);

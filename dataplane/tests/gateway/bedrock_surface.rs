@@ -52,7 +52,7 @@ async fn boto3_works_through_the_gateway_with_a_gateway_issued_key_pair() {
         ],
     );
     let dir = crate::process::tempdir();
-    let audit = dir.join("audit.jsonl");
+    let audit = dir.path().join("audit.jsonl");
     let gw = TestGateway::start(&config(
         &format!("http://127.0.0.1:{}", fake.port),
         &format!("audit: {{ sink: file, path: \"{}\" }}", audit.display()),
@@ -374,7 +374,7 @@ async fn claude_code_cli_runs_on_a_bedrock_route() {
             .current_dir(&home)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", &home)
+            .env("HOME", home.path())
             .env("ANTHROPIC_BASE_URL", format!("{}/v1/claude", gw.url))
             .env("ANTHROPIC_API_KEY", "gw-test-key")
             .env("DISABLE_TELEMETRY", "1")

@@ -427,7 +427,7 @@ async fn a_failing_provider_falls_back_to_the_next_for_the_same_model() {
     })
     .await;
     let dir = crate::process::tempdir();
-    let audit = dir.join("audit.jsonl");
+    let audit = dir.path().join("audit.jsonl");
     let gw = TestGateway::start(&format!(
         r#"
 providers:
@@ -519,6 +519,38 @@ async fn a_stream_that_goes_silent_is_ended_after_the_idle_timeout() {
     );
     assert_eq!(sse_events(&text).last().map(String::as_str), Some("error"));
     assert!(text.contains("sent nothing for"), "{text}");
+}
+
+#[tokio::test]
+async fn a_stream_that_trickles_past_the_total_timeout_is_ended() {
+    // Never silent for long, so only the total timeout can end it.
+    let trickling = Reply {
+        chunk_delay: Duration::from_millis(250),
+        ..Reply::sse(&fixture("upstream/anthropic/stream_text.sse"))
+    };
+    let upstream = FakeUpstream::start(move |_| trickling.clone()).await;
+    let gw = TestGateway::start(&config(
+        &upstream.url(),
+        ", timeouts: { first_byte_ms: 400, total_ms: 700, idle_ms: 5000 }",
+    ))
+    .await;
+    let started = std::time::Instant::now();
+    let text = client()
+        .post(format!("{}/v1/claude/v1/messages", gw.url))
+        .json(&json!({"model": "claude-x", "max_tokens": 10, "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("answers")
+        .text()
+        .await
+        .expect("the gateway ends the stream");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(sse_events(&text).last().map(String::as_str), Some("error"));
+    assert!(text.contains("total timeout"), "{text}");
 }
 
 #[tokio::test]

@@ -358,9 +358,8 @@ async fn usage_reports_todays_calls_per_model_with_cost_from_streams_and_plain_a
 #[tokio::test]
 async fn every_call_is_audited_with_the_users_field_names_and_metrics_count_it() {
     let upstream = fake_anthropic().await;
-    let dir = std::env::temp_dir().join(format!("aigw-audit-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let path = dir.join("audit.jsonl");
+    let dir = crate::process::tempdir();
+    let path = dir.path().join("audit.jsonl");
     let gw = TestGateway::start(&config(
         &upstream.url(),
         "  {}",
@@ -452,9 +451,8 @@ async fn an_abandoned_stream_is_charged_for_what_it_produced() {
         ..Reply::sse(&fixture("upstream/anthropic/stream_text.sse"))
     };
     let upstream = FakeUpstream::start(move |_| slow.clone()).await;
-    let dir = std::env::temp_dir().join(format!("aigw-audit-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let path = dir.join("audit.jsonl");
+    let dir = crate::process::tempdir();
+    let path = dir.path().join("audit.jsonl");
     let gw = TestGateway::start(&config(
         &upstream.url(),
         "  {}",
@@ -718,7 +716,7 @@ async fn two_gateway_processes_sharing_redis_enforce_one_limit() {
     };
     let upstream = fake_anthropic().await;
     let dir = crate::process::tempdir();
-    let path = dir.join("gateway.yaml");
+    let path = dir.path().join("gateway.yaml");
     let limits = format!(
         "  default: {{ requests_per_minute: 8 }}\n  store: {{ kind: redis, url: \"{}\" }}",
         redis.url
@@ -743,7 +741,7 @@ async fn two_gateway_processes_sharing_redis_enforce_one_limit() {
 async fn bodies_are_audited_only_when_the_gateway_opts_in() {
     let upstream = fake_anthropic().await;
     let dir = crate::process::tempdir();
-    let path = dir.join("audit.jsonl");
+    let path = dir.path().join("audit.jsonl");
     let gw = TestGateway::start(&config(
         &upstream.url(),
         "  {}",

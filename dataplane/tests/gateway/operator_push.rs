@@ -69,7 +69,7 @@ async fn a_pushed_policy_change_is_enforced_on_the_next_request() {
         FakeUpstream::start(|_| Reply::json(200, fixture("upstream/anthropic/message_text.json")))
             .await;
     let dir = tempdir();
-    let config = dir.join("boot.yaml");
+    let config = dir.path().join("boot.yaml");
     // The pod boots with nothing routed, as before the operator's first push.
     std::fs::write(&config, "audit: { sink: none }\n").expect("write");
     let gw = Running::start_with(&config, &["--admin-token", TOKEN]);

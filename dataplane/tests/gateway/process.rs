@@ -29,7 +29,18 @@ impl Running {
     }
 
     pub fn start_with(config: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(BIN)
+        Self::launch(Command::new(BIN), config, extra, &[])
+    }
+
+    /// As an operator would run it on a one-core machine or pod: pinned to one CPU.
+    pub fn start_on_one_core(config: &Path, env: &[(&str, &str)]) -> Self {
+        let mut pinned = Command::new("taskset");
+        pinned.args(["-c", "0", BIN]);
+        Self::launch(pinned, config, &[], env)
+    }
+
+    fn launch(mut command: Command, config: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut child = command
             .args(extra)
             .args([
                 "--config",
@@ -41,6 +52,7 @@ impl Running {
             ])
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -115,7 +127,7 @@ impl Drop for Running {
 #[test]
 fn bad_config_exits_nonzero_listing_every_problem_by_path() {
     let dir = tempdir();
-    let path = dir.join("bad.yaml");
+    let path = dir.path().join("bad.yaml");
     std::fs::write(
         &path,
         "providers:\n  compat: { type: openai-compatible }\nroutes:\n  - { models: [\"x\"], provider: nowhere }\n",
@@ -199,7 +211,7 @@ async fn config_change_applies_without_disturbing_a_stream_and_sigterm_drains_it
     };
     let upstream = FakeUpstream::start(move |_| reply.clone()).await;
     let dir = tempdir();
-    let path = dir.join("gateway.yaml");
+    let path = dir.path().join("gateway.yaml");
     let config = |extra: &str| {
         format!(
             "providers:\n  anthropic: {{ type: anthropic, base_url: \"{}\", api_key: k }}\nroutes:\n  - {{ models: [\"claude-*\"], provider: anthropic }}\n{extra}",
@@ -252,6 +264,171 @@ async fn config_change_applies_without_disturbing_a_stream_and_sigterm_drains_it
     let _ = gw.wait_for_log("stopped");
     let status = gw.child.wait().expect("exits");
     assert!(status.success(), "{status}");
+}
+
+/// Pinned to one CPU the binary runs a single-threaded runtime; plain answers and
+/// streams must be served the same.
+#[tokio::test]
+async fn on_one_core_the_gateway_serves_plain_answers_and_streams() {
+    let upstream = FakeUpstream::start(|req| {
+        if req.body.windows(13).any(|w| w == b"\"stream\":true") {
+            Reply::sse(&fixture("upstream/openai/stream_text.sse"))
+        } else {
+            Reply::json(200, fixture("upstream/openai/chat_text.json"))
+        }
+    })
+    .await;
+    let dir = tempdir();
+    let path = dir.path().join("gateway.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "providers:\n  local: {{ type: openai-compatible, base_url: \"{}/v1\" }}\nroutes:\n  - {{ models: [\"gpt-*\"], provider: local }}\n",
+            upstream.url()
+        ),
+    )
+    .expect("write");
+    let gw = Running::start_on_one_core(&path, &[]);
+    let listening = gw
+        .seen
+        .iter()
+        .find(|l| l.contains("ai-gateway listening"))
+        .cloned();
+    assert!(
+        listening
+            .as_deref()
+            .is_some_and(|l| l.contains("workers=1")),
+        "{listening:?}"
+    );
+    let url = format!("{}/v1/chat/completions", gw.api);
+    let plain: Value = client()
+        .post(&url)
+        .json(
+            &serde_json::json!({"model": "gpt-x", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(plain["object"], "chat.completion", "{plain}");
+    let calls = (0..8).map(|_| {
+        client()
+            .post(&url)
+            .json(&serde_json::json!({"model": "gpt-x", "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+    });
+    for answer in futures_util::future::join_all(calls).await {
+        let text = answer
+            .expect("answers")
+            .text()
+            .await
+            .expect("stream completes");
+        assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    }
+}
+
+/// HTTPS_PROXY carries calls to https providers through a CONNECT tunnel, with the
+/// proxy's credentials; NO_PROXY hosts and plain-http providers are dialled directly.
+#[tokio::test]
+async fn https_providers_are_reached_through_the_egress_proxy() {
+    let proxy = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let proxy_addr = proxy.local_addr().expect("addr");
+    let (heads_tx, mut heads) = tokio::sync::mpsc::unbounded_channel::<String>();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut conn, _)) = proxy.accept().await {
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match conn.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = heads_tx.send(String::from_utf8_lossy(&head).to_lowercase());
+            // This proxy lets nothing out.
+            let _ = conn
+                .write_all(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n")
+                .await;
+        }
+    });
+    let local =
+        FakeUpstream::start(|_| Reply::json(200, fixture("upstream/openai/chat_text.json"))).await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let closed_port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    let dir = tempdir();
+    let path = dir.path().join("gateway.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "providers:\n  \
+               openai: {{ type: openai, base_url: \"https://api.openai.test/v1\", api_key: sk-real }}\n  \
+               internal: {{ type: openai, base_url: \"https://localhost:{closed_port}/v1\", api_key: sk-internal }}\n  \
+               local: {{ type: openai-compatible, base_url: \"{}/v1\" }}\n\
+             routes:\n  \
+               - {{ models: [\"gpt-*\"], provider: openai }}\n  \
+               - {{ models: [\"internal-*\"], provider: internal }}\n  \
+               - {{ models: [\"local-*\"], provider: local }}\n",
+            local.url()
+        ),
+    )
+    .expect("write");
+    let proxy_url = format!("http://egress:s3cret@{proxy_addr}");
+    let gw = Running::launch(
+        Command::new(BIN),
+        &path,
+        &[],
+        &[
+            ("HTTPS_PROXY", proxy_url.as_str()),
+            ("HTTP_PROXY", proxy_url.as_str()),
+            ("NO_PROXY", "localhost"),
+        ],
+    );
+    let call = |model: &'static str| {
+        client()
+            .post(format!("{}/v1/chat/completions", gw.api))
+            .json(&serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+    };
+
+    let refused = call("gpt-4o").await.expect("answers");
+    assert_eq!(refused.status(), 502);
+    let body: Value = refused.json().await.expect("json");
+    assert_eq!(body["error"]["type"], "server_error", "{body}");
+    let head = tokio::time::timeout(Duration::from_secs(5), heads.recv())
+        .await
+        .expect("the proxy was asked")
+        .expect("head");
+    assert!(
+        head.starts_with("connect api.openai.test:443 http/1.1\r\n"),
+        "{head}"
+    );
+    let basic = format!("proxy-authorization: basic {}", base64_of("egress:s3cret")).to_lowercase();
+    assert!(head.contains(&basic), "{head}");
+    assert!(
+        !head.contains("sk-real"),
+        "the provider key travels only inside TLS"
+    );
+
+    // NO_PROXY: dialled directly (nothing listens there), never through the proxy.
+    assert_eq!(call("internal-1").await.expect("answers").status(), 502);
+    // Plain http: direct.
+    assert_eq!(call("local-1").await.expect("answers").status(), 200);
+    assert_eq!(local.received().len(), 1);
+    // Retries of the refused call come back to the proxy; nothing else does.
+    while let Ok(head) = heads.try_recv() {
+        assert!(head.starts_with("connect api.openai.test:443 "), "{head}");
+    }
+}
+
+fn base64_of(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
 }
 
 /// The official SDKs and Claude Code, unmodified, through the gateway to a fake
@@ -308,7 +485,7 @@ async fn official_clients_work_through_the_gateway() {
             .current_dir(&home)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", &home)
+            .env("HOME", home.path())
             .env("ANTHROPIC_BASE_URL", format!("{}/v1/claude", gw.url))
             .env("ANTHROPIC_API_KEY", "gw-test-key")
             .env("DISABLE_TELEMETRY", "1")
@@ -341,11 +518,12 @@ async fn official_clients_work_through_the_gateway() {
     drop(fake);
 }
 
-pub fn tempdir() -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("ai-gateway-test-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).expect("tempdir");
-    dir
+/// A directory of its own for one test, removed when the test ends.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("ai-gateway-test-")
+        .tempdir()
+        .expect("tempdir")
 }
 
 /// Whether python3 can import these packages. CI installs them; elsewhere a test that
@@ -370,13 +548,14 @@ pub struct PythonFake {
     child: Child,
     pub port: String,
     pub record: PathBuf,
+    _dir: tempfile::TempDir,
 }
 
 impl PythonFake {
     pub fn start(script: &str, args: &[&str]) -> Self {
         let dir = tempdir();
-        let port_file = dir.join("port");
-        let record = dir.join("requests.jsonl");
+        let port_file = dir.path().join("port");
+        let record = dir.path().join("requests.jsonl");
         let child = Command::new("python3")
             .arg(repo_path(&format!("tests/clients/{script}")))
             .args(["--port-file", port_file.to_str().expect("path")])
@@ -400,6 +579,7 @@ impl PythonFake {
             child,
             port,
             record,
+            _dir: dir,
         }
     }
 

@@ -124,9 +124,8 @@ async fn a_deterministic_call_is_answered_once_per_caller() {
 #[tokio::test]
 async fn a_streamed_answer_is_replayed_as_a_stream_and_audited_as_a_hit() {
     let upstream = fake_anthropic().await;
-    let dir = std::env::temp_dir().join(format!("aigw-cache-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let audit = dir.join("audit.jsonl");
+    let dir = crate::process::tempdir();
+    let audit = dir.path().join("audit.jsonl");
     let gw = TestGateway::start(&config(
         &upstream.url(),
         &format!("audit: {{ sink: file, path: \"{}\" }}", audit.display()),

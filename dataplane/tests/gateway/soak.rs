@@ -100,9 +100,8 @@ async fn thousands_of_calls_through_failures_and_a_config_swap_all_arrive_whole(
     })
     .await;
     let backup = FakeUpstream::start(anthropic_reply).await;
-    let dir = std::env::temp_dir().join(format!("aigw-soak-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let audit = dir.join("audit.jsonl");
+    let dir = crate::process::tempdir();
+    let audit = dir.path().join("audit.jsonl");
     let gw = Arc::new(
         TestGateway::start(&config(&primary.url(), &backup.url(), &audit, 1_000_000)).await,
     );
