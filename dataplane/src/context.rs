@@ -8,6 +8,9 @@ use http::HeaderMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// The request id, as callers may send it and as the gateway answers and forwards it.
+pub const REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
 /// `req_<random per process><counter>`: unique without a random draw per request.
 fn new_request_id() -> String {
     static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -70,7 +73,7 @@ impl RequestContext {
     pub fn new(headers: &HeaderMap) -> Self {
         // Keep a caller's id when it is a sane token, so traces join up.
         let request_id = headers
-            .get("x-request-id")
+            .get(REQUEST_ID)
             .and_then(|v| v.to_str().ok())
             .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
             .map(str::to_string)

@@ -64,7 +64,9 @@ references in a config file):
   AWS_REGION              Bedrock region (default us-east-1)
   GOOGLE_API_KEY          enables the `gemini` provider (gemini-*)
   RATE_LIMIT_RPM          default requests per minute per user (default 60; built-in config only)
-  AUDIT_LOG_LEVEL         same as --log-level";
+  AUDIT_LOG_LEVEL         same as --log-level
+  HTTPS_PROXY, ALL_PROXY  egress proxy for https providers (CONNECT tunnel)
+  NO_PROXY                hosts reached directly";
 
 fn main() -> ExitCode {
     let args = Args::parse();

@@ -21,6 +21,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
+const ROUTED_PROVIDER: http::HeaderName = http::HeaderName::from_static("x-ai-gateway-provider");
+const ROUTED_MODEL: http::HeaderName = http::HeaderName::from_static("x-ai-gateway-model");
+
 /// A slow client gets this long to send its request head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Request heads larger than this are refused (431); Claude Code's, with its long
@@ -114,14 +117,14 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Respon
         quota_headers(quota, format == ApiFormat::Anthropic, headers);
     }
     if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
-        headers.insert("x-request-id", v);
+        headers.insert(crate::context::REQUEST_ID, v);
     }
     if let Some(p) = ctx
         .provider
         .as_deref()
         .and_then(|p| HeaderValue::from_str(p).ok())
     {
-        headers.insert("x-ai-gateway-provider", p);
+        headers.insert(ROUTED_PROVIDER, p);
     }
     if let Some(m) = ctx
         .upstream_model
@@ -129,7 +132,7 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Respon
         .filter(|m| !m.is_empty())
         .and_then(|m| HeaderValue::from_str(m).ok())
     {
-        headers.insert("x-ai-gateway-model", m);
+        headers.insert(ROUTED_MODEL, m);
     }
     if let Some(hit) = ctx.cache_hit {
         headers.insert(

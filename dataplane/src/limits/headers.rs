@@ -1,6 +1,6 @@
 //! Remaining-quota headers, in the names OpenAI and Anthropic clients read.
 
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// (limit, remaining, seconds until reset) of the tightest requests and tokens counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -9,37 +9,54 @@ pub struct Quota {
     pub tokens: Option<(u64, u64, u64)>,
 }
 
+/// Names as constants: a header name given as text is parsed again on every insert.
+const LIMIT_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-limit-requests");
+const REMAINING_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-requests");
+const RESET_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-reset-requests");
+const LIMIT_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-limit-tokens");
+const REMAINING_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-tokens");
+const RESET_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-reset-tokens");
+const ANTHROPIC_REQUESTS: [HeaderName; 3] = [
+    HeaderName::from_static("anthropic-ratelimit-requests-limit"),
+    HeaderName::from_static("anthropic-ratelimit-requests-remaining"),
+    HeaderName::from_static("anthropic-ratelimit-requests-reset"),
+];
+const ANTHROPIC_TOKENS: [HeaderName; 3] = [
+    HeaderName::from_static("anthropic-ratelimit-tokens-limit"),
+    HeaderName::from_static("anthropic-ratelimit-tokens-remaining"),
+    HeaderName::from_static("anthropic-ratelimit-tokens-reset"),
+];
+
 /// Writes `x-ratelimit-*` (OpenAI) and, for Anthropic callers, `anthropic-ratelimit-*`.
 pub fn quota_headers(quota: &Quota, anthropic: bool, headers: &mut HeaderMap) {
-    let mut set = |name: &'static str, value: String| {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            headers.insert(name, v);
+    let counters = [
+        (
+            quota.requests,
+            [LIMIT_REQUESTS, REMAINING_REQUESTS, RESET_REQUESTS],
+            ANTHROPIC_REQUESTS,
+        ),
+        (
+            quota.tokens,
+            [LIMIT_TOKENS, REMAINING_TOKENS, RESET_TOKENS],
+            ANTHROPIC_TOKENS,
+        ),
+    ];
+    for (counter, [limit_name, remaining_name, reset_name], anthropic_names) in counters {
+        let Some((limit, remaining, reset)) = counter else {
+            continue;
+        };
+        headers.insert(limit_name, HeaderValue::from(limit));
+        headers.insert(remaining_name, HeaderValue::from(remaining));
+        if let Ok(v) = HeaderValue::try_from(format!("{reset}s")) {
+            headers.insert(reset_name, v);
         }
-    };
-    if let Some((limit, remaining, reset)) = quota.requests {
-        set("x-ratelimit-limit-requests", limit.to_string());
-        set("x-ratelimit-remaining-requests", remaining.to_string());
-        set("x-ratelimit-reset-requests", format!("{reset}s"));
         if anthropic {
-            set("anthropic-ratelimit-requests-limit", limit.to_string());
-            set(
-                "anthropic-ratelimit-requests-remaining",
-                remaining.to_string(),
-            );
-            set("anthropic-ratelimit-requests-reset", reset_at(reset));
-        }
-    }
-    if let Some((limit, remaining, reset)) = quota.tokens {
-        set("x-ratelimit-limit-tokens", limit.to_string());
-        set("x-ratelimit-remaining-tokens", remaining.to_string());
-        set("x-ratelimit-reset-tokens", format!("{reset}s"));
-        if anthropic {
-            set("anthropic-ratelimit-tokens-limit", limit.to_string());
-            set(
-                "anthropic-ratelimit-tokens-remaining",
-                remaining.to_string(),
-            );
-            set("anthropic-ratelimit-tokens-reset", reset_at(reset));
+            let [limit_name, remaining_name, reset_name] = anthropic_names;
+            headers.insert(limit_name, HeaderValue::from(limit));
+            headers.insert(remaining_name, HeaderValue::from(remaining));
+            if let Ok(v) = HeaderValue::try_from(reset_at(reset)) {
+                headers.insert(reset_name, v);
+            }
         }
     }
 }

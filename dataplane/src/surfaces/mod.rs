@@ -314,11 +314,33 @@ impl FallbackChain {
 /// Asks an OpenAI-compatible upstream for the usage chunk at the end of a stream, so
 /// the call can be metered even when the caller did not ask for it.
 pub fn with_stream_usage(body: Bytes) -> Result<Bytes, GatewayError> {
+    // Most callers send no `stream_options`: splice the member in after the opening
+    // brace rather than re-serialise the whole body (the caller's JSON was already
+    // parsed once to route it).
+    if memchr::memmem::find(&body, b"\"stream_options\"").is_none() {
+        let open = body.iter().position(|b| !b.is_ascii_whitespace());
+        if let Some(open) = open.filter(|&i| body[i] == b'{') {
+            let rest = &body[open + 1..];
+            let empty = rest.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
+            let mut out = Vec::with_capacity(body.len() + 48);
+            out.extend_from_slice(&body[..=open]);
+            out.extend_from_slice(br#""stream_options":{"include_usage":true}"#);
+            if !empty {
+                out.push(b',');
+            }
+            out.extend_from_slice(rest);
+            return Ok(Bytes::from(out));
+        }
+    }
     let mut doc: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(&body).map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
     let options = doc
         .entry("stream_options")
         .or_insert_with(|| serde_json::json!({}));
+    if !options.is_object() {
+        // `null` (or junk) would leave the usage chunk unasked for.
+        *options = serde_json::json!({});
+    }
     if let Some(o) = options.as_object_mut() {
         o.insert("include_usage".into(), serde_json::Value::Bool(true));
     }
@@ -428,4 +450,44 @@ pub async fn upstream_json<T: serde::de::DeserializeOwned>(
         provider: provider.to_string(),
         detail: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_stream_usage;
+    use bytes::Bytes;
+    use serde_json::{json, Value};
+
+    fn asked(body: &str) -> Value {
+        let out = with_stream_usage(Bytes::from(body.to_string())).expect("rewrites");
+        serde_json::from_slice(&out).expect("still JSON")
+    }
+
+    #[test]
+    fn the_usage_chunk_is_requested_without_changing_the_rest_of_the_body() {
+        let body = json!({"model": "gpt-x", "stream": true, "messages": [{"role": "user", "content": "a \"stream_options\" text"}]});
+        let mut expected = body.clone();
+        expected["stream_options"] = json!({"include_usage": true});
+        assert_eq!(asked(&body.to_string()), expected);
+        let plain = json!({"model": "gpt-x", "stream": true, "n": 1});
+        let mut expected = plain.clone();
+        expected["stream_options"] = json!({"include_usage": true});
+        assert_eq!(asked(&format!("  \n{plain}")), expected);
+        assert_eq!(
+            asked("{ }"),
+            json!({"stream_options": {"include_usage": true}})
+        );
+    }
+
+    #[test]
+    fn stream_options_the_caller_sent_are_kept_and_completed() {
+        assert_eq!(
+            asked(r#"{"stream_options": null, "stream": true}"#)["stream_options"],
+            json!({"include_usage": true})
+        );
+        assert_eq!(
+            asked(r#"{"stream_options": {"include_usage": false, "x": 1}}"#)["stream_options"],
+            json!({"include_usage": true, "x": 1})
+        );
+    }
 }

@@ -2,6 +2,7 @@
 
 use super::{anthropic, openai};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 /// Tokens of one call. `input` excludes cached tokens: cache reads and writes are
@@ -120,13 +121,14 @@ pub fn usage_from_bedrock_headers(headers: &http::HeaderMap) -> Option<TokenUsag
 }
 
 /// The usage-bearing fields of any provider's answer; everything else in the document
-/// is skipped without being built, which keeps metering cheap on large answers.
+/// is skipped without being built, and the usage objects are kept as borrowed text
+/// until their shape is known, which keeps metering cheap on every answer.
 #[derive(Deserialize)]
-struct UsagePeek {
-    #[serde(default)]
-    usage: Option<Value>,
-    #[serde(default, rename = "usageMetadata")]
-    usage_metadata: Option<Value>,
+struct UsagePeek<'a> {
+    #[serde(default, borrow)]
+    usage: Option<&'a RawValue>,
+    #[serde(default, borrow, rename = "usageMetadata")]
+    usage_metadata: Option<&'a RawValue>,
     #[serde(default)]
     prompt_eval_count: Option<u64>,
     #[serde(default)]
@@ -142,49 +144,71 @@ pub fn usage_from_bytes(body: &[u8]) -> Option<TokenUsage> {
     } else {
         serde_json::from_slice(body).ok()?
     };
-    let mut doc = serde_json::Map::new();
-    if let Some(u) = peek.usage {
-        doc.insert("usage".into(), u);
+    if let Some(u) = peek.usage.and_then(|raw| common_usage(raw.get())) {
+        return Some(u);
     }
-    if let Some(m) = peek.usage_metadata {
-        doc.insert("usageMetadata".into(), m);
+    let value =
+        |raw: Option<&RawValue>| raw.and_then(|r| serde_json::from_str::<Value>(r.get()).ok());
+    usage_of(
+        value(peek.usage).as_ref(),
+        value(peek.usage_metadata).as_ref(),
+        peek.prompt_eval_count,
+        peek.eval_count,
+    )
+}
+
+/// Anthropic's and OpenAI's usage objects, the shapes of nearly every answer, read
+/// straight into their types.
+fn common_usage(raw: &str) -> Option<TokenUsage> {
+    if raw.contains("\"input_tokens\"") || raw.contains("\"output_tokens\"") {
+        let u: anthropic::Usage = serde_json::from_str(raw).ok()?;
+        return Some(TokenUsage::from_anthropic(&u));
     }
-    if let Some(n) = peek.prompt_eval_count {
-        doc.insert("prompt_eval_count".into(), n.into());
+    if raw.contains("\"prompt_tokens\"") {
+        let u: openai::Usage = serde_json::from_str(raw).ok()?;
+        return Some(TokenUsage::from_openai(&u));
     }
-    if let Some(n) = peek.eval_count {
-        doc.insert("eval_count".into(), n.into());
-    }
-    usage_from_json(&Value::Object(doc))
+    None
 }
 
 /// Usage from a complete JSON answer of any provider shape: Anthropic (`usage` with
 /// `input_tokens`), OpenAI (`usage` with `prompt_tokens`), Bedrock Converse (`usage`
 /// with `inputTokens`), Gemini (`usageMetadata`), Ollama (`prompt_eval_count`).
 pub fn usage_from_json(v: &Value) -> Option<TokenUsage> {
-    if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
+    usage_of(
+        v.get("usage"),
+        v.get("usageMetadata"),
+        v.get("prompt_eval_count").and_then(Value::as_u64),
+        v.get("eval_count").and_then(Value::as_u64),
+    )
+}
+
+fn usage_of(
+    usage: Option<&Value>,
+    usage_metadata: Option<&Value>,
+    prompt_eval_count: Option<u64>,
+    eval_count: Option<u64>,
+) -> Option<TokenUsage> {
+    if let Some(u) = usage.filter(|u| u.is_object()) {
         if u.get("input_tokens").is_some() || u.get("output_tokens").is_some() {
-            let u: anthropic::Usage = serde_json::from_value(u.clone()).ok()?;
+            let u = anthropic::Usage::deserialize(u).ok()?;
             return Some(TokenUsage::from_anthropic(&u));
         }
         if u.get("prompt_tokens").is_some() {
-            let u: openai::Usage = serde_json::from_value(u.clone()).ok()?;
+            let u = openai::Usage::deserialize(u).ok()?;
             return Some(TokenUsage::from_openai(&u));
         }
         if u.get("inputTokens").is_some() {
             return Some(TokenUsage::from_bedrock(u));
         }
     }
-    if let Some(m) = v.get("usageMetadata").filter(|m| m.is_object()) {
+    if let Some(m) = usage_metadata.filter(|m| m.is_object()) {
         return Some(TokenUsage::from_gemini(m));
     }
-    if v.get("prompt_eval_count").is_some() || v.get("eval_count").is_some() {
+    if prompt_eval_count.is_some() || eval_count.is_some() {
         return Some(TokenUsage {
-            input: v
-                .get("prompt_eval_count")
-                .and_then(Value::as_u64)
-                .unwrap_or(0),
-            output: v.get("eval_count").and_then(Value::as_u64).unwrap_or(0),
+            input: prompt_eval_count.unwrap_or(0),
+            output: eval_count.unwrap_or(0),
             ..TokenUsage::default()
         });
     }
@@ -246,6 +270,38 @@ mod tests {
                 ..TokenUsage::default()
             })
         );
+    }
+
+    #[test]
+    fn answers_read_from_bytes_meter_as_their_parsed_documents_do() {
+        let answers = [
+            json!({"id": "msg_1", "content": [{"type": "text", "text": "hi"}],
+                "usage": {"input_tokens": 18, "output_tokens": 5, "cache_read_input_tokens": 4}}),
+            json!({"id": "chatcmpl-1", "choices": [{"message": {"content": "the usage is"}}],
+                "usage": {"prompt_tokens": 30, "completion_tokens": 7,
+                    "prompt_tokens_details": {"cached_tokens": 10},
+                    "completion_tokens_details": {"reasoning_tokens": 0}}}),
+            json!({"output": {}, "usage": {"inputTokens": 18, "outputTokens": 500, "totalTokens": 518}}),
+            json!({"candidates": [], "usageMetadata": {"promptTokenCount": 12, "candidatesTokenCount": 3}}),
+            json!({"done": true, "prompt_eval_count": 26, "eval_count": 290}),
+            json!({"id": "chatcmpl-2", "choices": [], "usage": null}),
+        ];
+        for answer in answers {
+            let bytes = serde_json::to_vec(&answer).expect("bytes");
+            assert_eq!(
+                usage_from_bytes(&bytes),
+                usage_from_json(&answer),
+                "{answer}"
+            );
+        }
+        assert_eq!(
+            usage_from_bytes(br#"{"usage": {"prompt_tokens": 30, "completion_tokens": 7}}"#)
+                .map(|u| (u.input, u.output)),
+            Some((30, 7))
+        );
+        let gemini_array = br#"[{"usageMetadata": {"promptTokenCount": 5}},
+            {"usageMetadata": {"promptTokenCount": 12, "candidatesTokenCount": 3}}]"#;
+        assert_eq!(usage_from_bytes(gemini_array).map(|u| u.output), Some(3));
     }
 
     #[test]

@@ -195,7 +195,7 @@ impl Upstream {
         }
         self.authorize(&mut req.headers);
         if let Ok(v) = HeaderValue::from_str(request_id) {
-            req.headers.insert("x-request-id", v);
+            req.headers.insert(crate::context::REQUEST_ID, v);
         }
         let url = self.url(&req.path_and_query);
         let breaker_config = self.config.circuit_breaker;

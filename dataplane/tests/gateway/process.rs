@@ -163,6 +163,8 @@ fn help_documents_flags_and_environment() {
         "GOOGLE_API_KEY",
         "RATE_LIMIT_RPM",
         "AUDIT_LOG_LEVEL",
+        "HTTPS_PROXY",
+        "NO_PROXY",
         "--admin-token",
     ] {
         assert!(help.contains(needle), "--help lacks {needle}");
