@@ -152,8 +152,7 @@ pub fn passthrough_body(
                             while let Some(event) = events.next_event() {
                                 let (name, data) = (event.event(), event.data());
                                 complete |= protocol.completes(name, &data);
-                                meter_event(protocol, name, &data, &usage);
-                                if !is_usage_only_chunk(&data) {
+                                if meter_event(protocol, name, &data, &usage) != Metered::UsageOnly {
                                     out.raw_data(&data);
                                 }
                             }
@@ -184,8 +183,16 @@ pub fn passthrough_body(
     streaming(body)
 }
 
+/// What an event was to the meter.
+#[derive(Debug, PartialEq, Eq)]
+enum Metered {
+    /// OpenAI's closing chunk that reports usage and carries no choices.
+    UsageOnly,
+    Other,
+}
+
 /// Reads usage from the events that carry it; counts the content deltas between.
-fn meter_event(protocol: StreamProtocol, event: &str, data: &str, usage: &UsageCell) {
+fn meter_event(protocol: StreamProtocol, event: &str, data: &str, usage: &UsageCell) -> Metered {
     match protocol {
         StreamProtocol::AnthropicSse => match event {
             "content_block_delta" => usage.delta(),
@@ -208,6 +215,9 @@ fn meter_event(protocol: StreamProtocol, event: &str, data: &str, usage: &UsageC
                 if let Ok(chunk) = serde_json::from_str::<openai::ChatChunk>(data) {
                     if let Some(u) = chunk.usage {
                         usage.report(TokenUsage::from_openai(&u));
+                        if chunk.choices.is_empty() {
+                            return Metered::UsageOnly;
+                        }
                     }
                 }
             } else if data.trim() != "[DONE]" {
@@ -223,13 +233,7 @@ fn meter_event(protocol: StreamProtocol, event: &str, data: &str, usage: &UsageC
         }
         StreamProtocol::Ndjson | StreamProtocol::AwsEventStream => {}
     }
-}
-
-/// The chunk that only reports usage: `"choices": []` with a usage object.
-fn is_usage_only_chunk(data: &str) -> bool {
-    data.contains("\"usage\":{")
-        && serde_json::from_str::<openai::ChatChunk>(data)
-            .is_ok_and(|c| c.choices.is_empty() && c.usage.is_some())
+    Metered::Other
 }
 
 /// Scans NDJSON lines (Ollama) as they complete: each is a delta, the last carries
