@@ -9,6 +9,7 @@ use crate::metering::cost_micros;
 use crate::state::Services;
 use crate::translate::TokenUsage;
 use bytes::Bytes;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -108,7 +109,15 @@ impl Completion {
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        handle.spawn(self.record(abandoned));
+        // With the in-memory store and room in the audit queue the record completes at
+        // once: finish it here rather than schedule a task per call. Anything that has
+        // to wait (Redis, a full queue) goes on in a task, which polls it with its own
+        // waker from then on.
+        let mut record = Box::pin(self.record(abandoned));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        if record.as_mut().poll(&mut cx).is_pending() {
+            handle.spawn(record);
+        }
     }
 
     async fn record(mut self, abandoned: bool) {
@@ -157,13 +166,11 @@ impl Completion {
 
         let provider = ctx.provider.clone().unwrap_or_default();
         // Caller-chosen names become label values: keep them short.
-        let model: String = ctx
-            .model
-            .as_deref()
-            .unwrap_or_default()
-            .chars()
-            .take(100)
-            .collect();
+        let model = ctx.model.as_deref().unwrap_or_default();
+        let model = match model.char_indices().nth(100) {
+            Some((cut, _)) => model[..cut].to_string(),
+            None => model.to_string(),
+        };
         let team = identity.and_then(|i| i.team.clone()).unwrap_or_default();
         let m = &services.metrics;
         m.requests

@@ -365,7 +365,8 @@ pub async fn proxied(
     usage: std::sync::Arc<crate::completion::UsageCell>,
 ) -> Result<Response<ResponseBody>, GatewayError> {
     let status = resp.status();
-    let mut headers = HeaderMap::new();
+    // Room for the gateway's own headers (quota, routing, request id) added later.
+    let mut headers = HeaderMap::with_capacity(resp.headers().len() + 16);
     copy_response_headers(resp.headers(), &mut headers);
     let content_type = resp
         .headers()
