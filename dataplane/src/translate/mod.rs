@@ -50,6 +50,13 @@ pub struct SseOut {
 }
 
 impl SseOut {
+    /// Room for about `bytes` of events before the buffer grows.
+    pub fn with_capacity(bytes: usize) -> Self {
+        Self {
+            buf: Vec::with_capacity(bytes),
+        }
+    }
+
     /// `data: <json>` with no event name (the OpenAI layout).
     pub fn data(&mut self, value: &impl Serialize) {
         self.buf.extend_from_slice(b"data: ");

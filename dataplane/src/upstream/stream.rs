@@ -148,7 +148,7 @@ pub fn passthrough_body(
                         }
                         StreamProtocol::OpenAiSseWithoutUsage => {
                             events.push(&chunk);
-                            let mut out = SseOut::default();
+                            let mut out = SseOut::with_capacity(chunk.len());
                             while let Some(event) = events.next_event() {
                                 let (name, data) = (event.event(), event.data());
                                 complete |= protocol.completes(name, &data);
@@ -183,6 +183,10 @@ pub fn passthrough_body(
     streaming(body)
 }
 
+/// Searched for in every OpenAI stream event; built once.
+static USAGE_OBJECT: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage\":{"));
+
 /// What an event was to the meter.
 #[derive(Debug, PartialEq, Eq)]
 enum Metered {
@@ -211,7 +215,7 @@ fn meter_event(protocol: StreamProtocol, event: &str, data: &str, usage: &UsageC
         },
         StreamProtocol::OpenAiSse | StreamProtocol::OpenAiSseWithoutUsage => {
             // Only the final chunk carries a usage object; the rest are deltas.
-            if data.contains("\"usage\":{") {
+            if USAGE_OBJECT.find(data.as_bytes()).is_some() {
                 if let Ok(chunk) = serde_json::from_str::<openai::ChatChunk>(data) {
                     if let Some(u) = chunk.usage {
                         usage.report(TokenUsage::from_openai(&u));

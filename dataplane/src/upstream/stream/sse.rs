@@ -18,7 +18,9 @@ pub struct SseSplitter {
 pub struct SseEvent {
     raw: Bytes,
     event: Option<Range<usize>>,
-    data: Vec<Range<usize>>,
+    /// The first `data:` line; events almost always have just this one.
+    data: Range<usize>,
+    more_data: Vec<Range<usize>>,
 }
 
 impl SseSplitter {
@@ -66,7 +68,8 @@ fn event_end(buf: &[u8], from: usize) -> Option<(usize, usize)> {
 impl SseEvent {
     fn parse(raw: Bytes) -> Option<Self> {
         let mut event = None;
-        let mut data = Vec::new();
+        let mut data = None;
+        let mut more_data = Vec::new();
         let mut start = 0;
         while start < raw.len() {
             let end = memchr::memchr2(b'\n', b'\r', &raw[start..]).map_or(raw.len(), |n| start + n);
@@ -85,12 +88,18 @@ impl SseEvent {
             };
             match name {
                 b"event" => event = Some(value),
-                b"data" => data.push(value),
+                b"data" if data.is_none() => data = Some(value),
+                b"data" => more_data.push(value),
                 _ => {}
             }
             start = end + 1;
         }
-        (!data.is_empty()).then_some(Self { raw, event, data })
+        data.map(|data| Self {
+            raw,
+            event,
+            data,
+            more_data,
+        })
     }
 
     fn text(&self, range: &Range<usize>) -> &str {
@@ -104,16 +113,14 @@ impl SseEvent {
 
     /// Every `data:` line, joined by newlines as the SSE spec says.
     pub fn data(&self) -> Cow<'_, str> {
-        match self.data.as_slice() {
-            [one] => Cow::Borrowed(self.text(one)),
-            lines => Cow::Owned(
-                lines
-                    .iter()
-                    .map(|r| self.text(r))
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            ),
+        if self.more_data.is_empty() {
+            return Cow::Borrowed(self.text(&self.data));
         }
+        let lines: Vec<&str> = std::iter::once(&self.data)
+            .chain(&self.more_data)
+            .map(|r| self.text(r))
+            .collect();
+        Cow::Owned(lines.join("\n"))
     }
 }
 
