@@ -8,7 +8,7 @@
 # Everything runs on 127.0.0.1. The fake upstream and the nginx proxy are nginx
 # processes started from configs in a temp dir (not the system service). The proxy
 # under test (nginx or the gateway) gets core 1 to itself; the load generator and the
-# fake upstream share core 0. Whole run: about 3 minutes (plus up to 45 s of waiting
+# fake upstream share core 0. Whole run: about 4 minutes (plus up to 45 s of waiting
 # and repeating when other processes keep the CPUs busy). Results go to stdout and to
 # dataplane/bench/RESULTS.md.
 #
@@ -22,7 +22,8 @@
 #   BENCH_FIXED_CONNS connections for the fixed-rate runs [4]
 #   BENCH_QUIET_WAIT extra seconds, in all, the run may spend waiting for other processes'
 #                    CPU load to die down and repeating disturbed measurements [45]
-#   BENCH_MAX_SECONDS seconds per max-throughput run [8]
+#   BENCH_MAX_SECONDS seconds per max-throughput run [5]
+#   BENCH_MAX_ROUNDS max-throughput rounds, targets interleaved in each [3]
 #   BENCH_MAX_CONNS  connections for the max-throughput runs [64]
 #   BENCH_STREAM_REQUESTS / BENCH_STREAM_CONC  TTFB runs [2000 / 4]
 #   BENCH_KEEP=1     keep the temp dir (configs, logs) after the run
@@ -40,7 +41,8 @@ ADMIN_PORT=$((PORT_BASE + 4))
 RATE="${BENCH_RATE:-2000}"
 SECONDS_FIXED="${BENCH_SECONDS:-4}"
 ROUNDS="${BENCH_ROUNDS:-3}"
-SECONDS_MAX="${BENCH_MAX_SECONDS:-8}"
+SECONDS_MAX="${BENCH_MAX_SECONDS:-5}"
+MAX_ROUNDS="${BENCH_MAX_ROUNDS:-3}"
 MAX_CONNS="${BENCH_MAX_CONNS:-64}"
 STREAM_REQS="${BENCH_STREAM_REQUESTS:-2000}"
 STREAM_CONC="${BENCH_STREAM_CONC:-4}"
@@ -250,25 +252,29 @@ for mode in nonstream stream; do
 done
 
 # ---------------------------------------------------------------- (b) max throughput
-max_run() { # mode target
-    local mode=$1 t=$2 body="$WORK/body.json" stream=0 s0 s1 res="$WORK/out/max-$1-$2.json"
+max_run() { # mode target round
+    local mode=$1 t=$2 round=$3 body="$WORK/body.json" stream=0 s0 s1 res="$WORK/out/max-$1-$2-r$3.json"
     [[ $mode == stream ]] && { body="$WORK/body-stream.json"; stream=1; }
     # one second of warm-up so connections and pools exist
     BENCH_BODY="$body" BENCH_STREAM=$stream timeout 10 "${PIN_LOAD[@]}" wrk -t 1 -c "$MAX_CONNS" -d 1s \
         -s "$HERE/post.lua" "${URL[$t]}" >/dev/null 2>&1 || true
     s0=$(snap)
     BENCH_BODY="$body" BENCH_STREAM=$stream timeout $((SECONDS_MAX + 30)) "${PIN_LOAD[@]}" wrk -t 1 \
-        -c "$MAX_CONNS" -d "${SECONDS_MAX}s" -s "$HERE/post.lua" "${URL[$t]}" > "$WORK/out/wrk-$mode-$t.txt" 2>&1 \
-        || die "wrk failed: $(tail -5 "$WORK/out/wrk-$mode-$t.txt")"
+        -c "$MAX_CONNS" -d "${SECONDS_MAX}s" -s "$HERE/post.lua" "${URL[$t]}" > "$WORK/out/wrk-$mode-$t-$round.txt" 2>&1 \
+        || die "wrk failed: $(tail -5 "$WORK/out/wrk-$mode-$t-$round.txt")"
     s1=$(snap)
-    grep '^WRK_JSON ' "$WORK/out/wrk-$mode-$t.txt" | sed 's/^WRK_JSON //' > "$res" \
-        && [[ -s "$res" ]] || die "no wrk summary for $t: $(tail -5 "$WORK/out/wrk-$mode-$t.txt")"
+    grep '^WRK_JSON ' "$WORK/out/wrk-$mode-$t-$round.txt" | sed 's/^WRK_JSON //' > "$res" \
+        && [[ -s "$res" ]] || die "no wrk summary for $t: $(tail -5 "$WORK/out/wrk-$mode-$t-$round.txt")"
     cpu_into "$res" "$s0" "$s1" "${PID_OF[$t]}"
 }
+# Rounds with the targets interleaved, as for the fixed rate: this VM's speed drifts by
+# tens of percent over minutes, so gateway and nginx are compared round by round.
 for mode in nonstream stream; do
-    for t in "${TARGETS[@]}"; do
-        phase "max throughput, $MAX_CONNS connections, $mode, $t"
-        checked "$WORK/out/max-$mode-$t.json" max_run "$mode" "$t"
+    for ((round = 1; round <= MAX_ROUNDS; round++)); do
+        for t in "${TARGETS[@]}"; do
+            phase "max throughput, $MAX_CONNS connections, $mode, $t, round $round/$MAX_ROUNDS"
+            checked "$WORK/out/max-$mode-$t-r$round.json" max_run "$mode" "$t" "$round"
+        done
     done
 done
 
@@ -302,7 +308,7 @@ kill -0 "$GW_PID" 2>/dev/null || die "the gateway died during the run: $(tail -2
     echo "wrk=$(wrk -v 2>&1 | head -1 | awk '{print $2}')"
     echo "h2load=$(h2load --version | awk '{print $2}')"
     echo "rate=$RATE"; echo "fixed_seconds=$SECONDS_FIXED"; echo "fixed_conns=$FIXED_CONNS"; echo "warmup=$WARMUP"; echo "rounds=$ROUNDS"
-    echo "max_seconds=$SECONDS_MAX"; echo "max_conns=$MAX_CONNS"
+    echo "max_seconds=$SECONDS_MAX"; echo "max_conns=$MAX_CONNS"; echo "max_rounds=$MAX_ROUNDS"
     echo "stream_requests=$STREAM_REQS"; echo "stream_conc=$STREAM_CONC"
     echo "quiet_waited=$((QUIET_WAIT - QUIET_LEFT))"
     echo "repeats=$REPEATS"
