@@ -494,14 +494,11 @@ audit: {{ sink: file, path: "{}" }}
     assert_eq!(record["status"], 200);
 }
 
-#[tokio::test]
-async fn a_stream_that_goes_silent_is_ended_after_the_idle_timeout() {
-    let stalled = Reply {
-        chunk_delay: Duration::from_secs(5),
-        ..Reply::sse(&fixture("upstream/anthropic/stream_text.sse"))
-    };
-    let upstream = FakeUpstream::start(move |_| stalled.clone()).await;
-    let gw = TestGateway::start(&config(&upstream.url(), ", timeouts: { idle_ms: 300 }")).await;
+/// A streamed Claude call through a gateway whose provider answers with `reply`, under
+/// the provider `timeouts`: how long until the caller's stream ended, and what it read.
+async fn stream_cut_short(reply: Reply, timeouts: &str) -> (Duration, String) {
+    let upstream = FakeUpstream::start(move |_| reply.clone()).await;
+    let gw = TestGateway::start(&config(&upstream.url(), timeouts)).await;
     let started = std::time::Instant::now();
     let text = client()
         .post(format!("{}/v1/claude/v1/messages", gw.url))
@@ -512,11 +509,17 @@ async fn a_stream_that_goes_silent_is_ended_after_the_idle_timeout() {
         .text()
         .await
         .expect("the gateway ends the stream");
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        started.elapsed()
-    );
+    (started.elapsed(), text)
+}
+
+#[tokio::test]
+async fn a_stream_that_goes_silent_is_ended_after_the_idle_timeout() {
+    let stalled = Reply {
+        chunk_delay: Duration::from_secs(5),
+        ..Reply::sse(&fixture("upstream/anthropic/stream_text.sse"))
+    };
+    let (elapsed, text) = stream_cut_short(stalled, ", timeouts: { idle_ms: 300 }").await;
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
     assert_eq!(sse_events(&text).last().map(String::as_str), Some("error"));
     assert!(text.contains("sent nothing for"), "{text}");
 }
@@ -528,27 +531,12 @@ async fn a_stream_that_trickles_past_the_total_timeout_is_ended() {
         chunk_delay: Duration::from_millis(250),
         ..Reply::sse(&fixture("upstream/anthropic/stream_text.sse"))
     };
-    let upstream = FakeUpstream::start(move |_| trickling.clone()).await;
-    let gw = TestGateway::start(&config(
-        &upstream.url(),
+    let (elapsed, text) = stream_cut_short(
+        trickling,
         ", timeouts: { first_byte_ms: 400, total_ms: 700, idle_ms: 5000 }",
-    ))
+    )
     .await;
-    let started = std::time::Instant::now();
-    let text = client()
-        .post(format!("{}/v1/claude/v1/messages", gw.url))
-        .json(&json!({"model": "claude-x", "max_tokens": 10, "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
-        .send()
-        .await
-        .expect("answers")
-        .text()
-        .await
-        .expect("the gateway ends the stream");
-    assert!(
-        started.elapsed() < Duration::from_millis(1500),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(elapsed < Duration::from_millis(1500), "{elapsed:?}");
     assert_eq!(sse_events(&text).last().map(String::as_str), Some("error"));
     assert!(text.contains("total timeout"), "{text}");
 }
