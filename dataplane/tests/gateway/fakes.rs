@@ -336,3 +336,17 @@ impl Drop for RedisServer {
         let _ = self.child.wait();
     }
 }
+
+/// Anthropic's answer to a Messages call, streamed when the call asked for a stream.
+pub fn anthropic_reply(req: &Recorded) -> Reply {
+    if req.json()["stream"] == true {
+        Reply::sse(&fixture("upstream/anthropic/stream_text.sse"))
+    } else {
+        Reply::json(200, fixture("upstream/anthropic/message_text.json"))
+    }
+}
+
+/// A fake Anthropic that answers every call with [`anthropic_reply`].
+pub async fn fake_anthropic() -> FakeUpstream {
+    FakeUpstream::start(anthropic_reply).await
+}

@@ -1,6 +1,8 @@
 //! Keys, limits, usage, cost, audit and metrics, end to end over loopback.
 
-use crate::fakes::{client, fixture, FakeUpstream, RedisServer, Reply, TestGateway};
+use crate::fakes::{
+    client, fake_anthropic, fixture, FakeUpstream, RedisServer, Reply, TestGateway,
+};
 use ai_gateway::auth::key_hash;
 use serde_json::{json, Value};
 
@@ -32,17 +34,6 @@ rate_limits:
 
 fn message(model: &str) -> Value {
     json!({"model": model, "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]})
-}
-
-async fn fake_anthropic() -> FakeUpstream {
-    FakeUpstream::start(|req| {
-        if req.json()["stream"] == true {
-            Reply::sse(&fixture("upstream/anthropic/stream_text.sse"))
-        } else {
-            Reply::json(200, fixture("upstream/anthropic/message_text.json"))
-        }
-    })
-    .await
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! Requests no real client sends, and upstreams that answer nonsense: each refused or
 //! reported cleanly in the caller's format, without disturbing anyone else.
 
-use crate::fakes::{client, fixture, FakeUpstream, Reply, TestGateway};
+use crate::fakes::{client, fake_anthropic, FakeUpstream, Reply, TestGateway};
 use serde_json::{json, Value};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,10 +23,6 @@ routes:
   - {{ models: ["amazon.*"], provider: bedrock }}
 "#
     )
-}
-
-async fn fake_anthropic() -> FakeUpstream {
-    FakeUpstream::start(|_| Reply::json(200, fixture("upstream/anthropic/message_text.json"))).await
 }
 
 async fn post(url: String, content_type: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {

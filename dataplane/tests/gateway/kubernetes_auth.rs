@@ -2,7 +2,7 @@
 //! server on loopback that speaks the TokenReview, ServiceAccount and Namespace JSON
 //! of the real one, with identity from labels and one review per token.
 
-use crate::fakes::{client, fixture, FakeUpstream, Reply, TestGateway};
+use crate::fakes::{client, fake_anthropic, FakeUpstream, Reply, TestGateway};
 use ai_gateway::auth::key_hash;
 use base64::Engine;
 use serde_json::{json, Value};
@@ -130,10 +130,6 @@ async fn usage_of(gw: &TestGateway, token: &str) -> Value {
         .json()
         .await
         .expect("json")
-}
-
-async fn fake_anthropic() -> FakeUpstream {
-    FakeUpstream::start(|_| Reply::json(200, fixture("upstream/anthropic/message_text.json"))).await
 }
 
 #[tokio::test]

@@ -2,7 +2,9 @@
 //! provider, per caller, streams replayed as streams, broken answers never kept,
 //! and one cache shared by two replicas through a real Redis.
 
-use crate::fakes::{client, fixture, sse_events, FakeUpstream, RedisServer, Reply, TestGateway};
+use crate::fakes::{
+    client, fake_anthropic, fixture, sse_events, FakeUpstream, RedisServer, Reply, TestGateway,
+};
 use ai_gateway::auth::key_hash;
 use serde_json::{json, Value};
 
@@ -27,17 +29,6 @@ auth:
         key_hash(ALICE),
         key_hash(BOB)
     )
-}
-
-async fn fake_anthropic() -> FakeUpstream {
-    FakeUpstream::start(|req| {
-        if req.json()["stream"] == true {
-            Reply::sse(&fixture("upstream/anthropic/stream_text.sse"))
-        } else {
-            Reply::json(200, fixture("upstream/anthropic/message_text.json"))
-        }
-    })
-    .await
 }
 
 async fn chat(gw: &str, key: &str, body: Value) -> (u16, Option<String>, String) {

@@ -14,13 +14,10 @@ const CALLS: usize = 2_000;
 const CONCURRENCY: usize = 200;
 
 fn anthropic_reply(req: &crate::fakes::Recorded) -> Reply {
-    let mut reply = if req.json()["stream"] == true {
-        Reply::sse(&fixture("upstream/anthropic/stream_text.sse"))
-    } else {
-        Reply::json(200, fixture("upstream/anthropic/message_text.json"))
-    };
-    reply.chunk_delay = Duration::from_millis(1);
-    reply
+    Reply {
+        chunk_delay: Duration::from_millis(1),
+        ..crate::fakes::anthropic_reply(req)
+    }
 }
 
 fn config(primary: &str, backup: &str, audit: &std::path::Path, rpm: u32) -> String {
