@@ -6,6 +6,7 @@ use crate::audit::{rfc3339_now, AuditRecord};
 use crate::context::RequestContext;
 use crate::limits::{Demand, ModelUsage, Windows};
 use crate::metering::cost_micros;
+use crate::metrics::CallLabels;
 use crate::state::Services;
 use crate::translate::TokenUsage;
 use bytes::Bytes;
@@ -164,64 +165,35 @@ impl Completion {
             }
         }
 
-        let provider = ctx.provider.clone().unwrap_or_default();
+        let provider = ctx.provider.as_deref().unwrap_or_default();
         // Caller-chosen names become label values: keep them short.
         let model = ctx.model.as_deref().unwrap_or_default();
         let model = match model.char_indices().nth(100) {
-            Some((cut, _)) => model[..cut].to_string(),
-            None => model.to_string(),
+            Some((cut, _)) => &model[..cut],
+            None => model,
         };
-        let team = identity.and_then(|i| i.team.clone()).unwrap_or_default();
         let m = &services.metrics;
-        m.requests
-            .get_or_create(&vec![
-                ("provider", provider.clone()),
-                ("model", model.clone()),
-                ("endpoint", ctx.endpoint.to_string()),
-                ("status", self.status.to_string()),
-                ("user", user.clone()),
-                ("team", team.clone()),
-            ])
-            .inc();
-        for (kind, n) in [
-            ("input", usage.input),
-            ("output", usage.output),
-            ("cache_read", usage.cache_read),
-            ("cache_write", usage.cache_write),
-        ] {
-            if n > 0 {
-                m.tokens
-                    .get_or_create(&vec![
-                        ("gen_ai_token_type", kind.to_string()),
-                        ("provider", provider.clone()),
-                        ("model", model.clone()),
-                        ("user", user.clone()),
-                        ("team", team.clone()),
-                    ])
-                    .inc_by(n);
-            }
-        }
+        let series = m.call_series(&CallLabels {
+            provider,
+            model,
+            endpoint: ctx.endpoint,
+            status: self.status,
+            user: &user,
+            team: identity.and_then(|i| i.team.as_deref()).unwrap_or_default(),
+        });
+        series.requests.inc();
+        series.add_tokens(m, &usage);
         if cost > 0 {
-            m.cost_usd
-                .get_or_create(&vec![
-                    ("provider", provider.clone()),
-                    ("model", model.clone()),
-                    ("user", user.clone()),
-                    ("team", team.clone()),
-                ])
-                .inc_by(cost as f64 / 1_000_000.0);
+            series.add_cost(m, cost as f64 / 1_000_000.0);
         }
-        let labels = vec![("provider", provider.clone()), ("model", model.clone())];
-        m.duration
-            .get_or_create(&labels)
-            .observe(latency.as_secs_f64());
+        series.duration.observe(latency.as_secs_f64());
         if let Some(t) = ttft {
-            m.ttft.get_or_create(&labels).observe(t.as_secs_f64());
+            series.ttft.observe(t.as_secs_f64());
         }
         if let Some(kind) = self.error.filter(|k| k.starts_with("upstream")) {
             m.upstream_errors
                 .get_or_create(&vec![
-                    ("provider", provider.clone()),
+                    ("provider", provider.to_string()),
                     ("kind", kind.to_string()),
                 ])
                 .inc();

@@ -1,22 +1,25 @@
 //! Prometheus metrics (OpenMetrics text on the admin port's `/metrics`). Names follow
 //! the OpenTelemetry gen_ai conventions where one fits.
 
+use crate::translate::TokenUsage;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::AtomicU64;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 type Labels = Vec<(&'static str, String)>;
+type CostCounter = Counter<f64, AtomicU64>;
 
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<Labels, Counter>,
     pub tokens: Family<Labels, Counter>,
-    pub cost_usd: Family<Labels, Counter<f64, AtomicU64>>,
+    pub cost_usd: Family<Labels, CostCounter>,
     pub duration: Family<Labels, Histogram>,
     pub ttft: Family<Labels, Histogram>,
     pub rate_limited: Family<Labels, Counter>,
@@ -27,6 +30,7 @@ pub struct Metrics {
     pub audit_written: Counter,
     pub audit_failed: Counter,
     current_version: Mutex<Option<String>>,
+    calls: RwLock<hashbrown::HashMap<CallKey, Arc<CallSeries>>>,
 }
 
 fn seconds_histogram() -> Histogram {
@@ -39,7 +43,7 @@ impl Default for Metrics {
         let mut registry = Registry::default();
         let requests = Family::<Labels, Counter>::default();
         let tokens = Family::<Labels, Counter>::default();
-        let cost_usd = Family::<Labels, Counter<f64, AtomicU64>>::default();
+        let cost_usd = Family::<Labels, CostCounter>::default();
         let duration = Family::<Labels, Histogram>::new_with_constructor(seconds_histogram);
         let ttft = Family::<Labels, Histogram>::new_with_constructor(seconds_histogram);
         let rate_limited = Family::<Labels, Counter>::default();
@@ -124,6 +128,7 @@ impl Default for Metrics {
             audit_written,
             audit_failed,
             current_version: Mutex::new(None),
+            calls: RwLock::default(),
         }
     }
 }
@@ -145,10 +150,242 @@ impl Metrics {
         *current = Some(version.to_string());
     }
 
+    /// The series a finished call updates. A family lookup builds, hashes and compares
+    /// its whole label set, and a call touches up to eight series: each distinct call
+    /// shape is looked up in the families once and its handles kept.
+    pub fn call_series(&self, labels: &CallLabels<'_>) -> Arc<CallSeries> {
+        let read = self.calls.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(series) = read.get(labels) {
+            return series.clone();
+        }
+        drop(read);
+        let key = CallKey {
+            provider: labels.provider.to_string(),
+            model: labels.model.to_string(),
+            endpoint: labels.endpoint,
+            status: labels.status,
+            user: labels.user.to_string(),
+            team: labels.team.to_string(),
+        };
+        let by_model = vec![
+            ("provider", key.provider.clone()),
+            ("model", key.model.clone()),
+        ];
+        let series = Arc::new(CallSeries {
+            requests: self
+                .requests
+                .get_or_create(&vec![
+                    ("provider", key.provider.clone()),
+                    ("model", key.model.clone()),
+                    ("endpoint", key.endpoint.to_string()),
+                    ("status", key.status.to_string()),
+                    ("user", key.user.clone()),
+                    ("team", key.team.clone()),
+                ])
+                .clone(),
+            duration: self.duration.get_or_create(&by_model).clone(),
+            ttft: self.ttft.get_or_create(&by_model).clone(),
+            tokens: Default::default(),
+            cost: OnceLock::new(),
+            key: key.clone(),
+        });
+        let mut write = self.calls.write().unwrap_or_else(|p| p.into_inner());
+        write.entry(key).or_insert(series).clone()
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// The labels that tell one finished call's series from another's.
+#[derive(Debug, Clone, Copy)]
+pub struct CallLabels<'a> {
+    pub provider: &'a str,
+    pub model: &'a str,
+    pub endpoint: &'static str,
+    pub status: u16,
+    pub user: &'a str,
+    pub team: &'a str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CallKey {
+    provider: String,
+    model: String,
+    endpoint: &'static str,
+    status: u16,
+    user: String,
+    team: String,
+}
+
+impl CallKey {
+    fn labels(&self) -> CallLabels<'_> {
+        CallLabels {
+            provider: &self.provider,
+            model: &self.model,
+            endpoint: self.endpoint,
+            status: self.status,
+            user: &self.user,
+            team: &self.team,
+        }
+    }
+}
+
+// The borrowed labels and the owned key hash alike, so a lookup allocates nothing.
+impl Hash for CallLabels<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        (
+            self.provider,
+            self.model,
+            self.endpoint,
+            self.status,
+            self.user,
+            self.team,
+        )
+            .hash(state);
+    }
+}
+
+impl Hash for CallKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.labels().hash(state);
+    }
+}
+
+impl hashbrown::Equivalent<CallKey> for CallLabels<'_> {
+    fn equivalent(&self, key: &CallKey) -> bool {
+        let k = key.labels();
+        (
+            self.provider,
+            self.model,
+            self.endpoint,
+            self.status,
+            self.user,
+            self.team,
+        ) == (k.provider, k.model, k.endpoint, k.status, k.user, k.team)
+    }
+}
+
+/// Handles to one call shape's series. Token and cost series are created on their
+/// first non-zero count, so a model that never reads a cache shows no cache series.
+pub struct CallSeries {
+    pub requests: Counter,
+    pub duration: Histogram,
+    pub ttft: Histogram,
+    tokens: [OnceLock<Counter>; 4],
+    cost: OnceLock<CostCounter>,
+    key: CallKey,
+}
+
+impl CallSeries {
+    /// Counts a call's tokens, each kind under its own `gen_ai_token_type`.
+    pub fn add_tokens(&self, metrics: &Metrics, usage: &TokenUsage) {
+        let counts = [
+            ("input", usage.input),
+            ("output", usage.output),
+            ("cache_read", usage.cache_read),
+            ("cache_write", usage.cache_write),
+        ];
+        for ((name, n), cell) in counts.into_iter().zip(&self.tokens) {
+            if n > 0 {
+                self.token_counter(metrics, cell, name).inc_by(n);
+            }
+        }
+    }
+
+    fn token_counter<'a>(
+        &self,
+        metrics: &Metrics,
+        cell: &'a OnceLock<Counter>,
+        name: &str,
+    ) -> &'a Counter {
+        cell.get_or_init(|| {
+            let k = &self.key;
+            metrics
+                .tokens
+                .get_or_create(&vec![
+                    ("gen_ai_token_type", name.to_string()),
+                    ("provider", k.provider.clone()),
+                    ("model", k.model.clone()),
+                    ("user", k.user.clone()),
+                    ("team", k.team.clone()),
+                ])
+                .clone()
+        })
+    }
+
+    pub fn add_cost(&self, metrics: &Metrics, usd: f64) {
+        self.cost
+            .get_or_init(|| {
+                let k = &self.key;
+                metrics
+                    .cost_usd
+                    .get_or_create(&vec![
+                        ("provider", k.provider.clone()),
+                        ("model", k.model.clone()),
+                        ("user", k.user.clone()),
+                        ("team", k.team.clone()),
+                    ])
+                    .clone()
+            })
+            .inc_by(usd);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_of_one_shape_share_series_and_token_kinds_appear_when_first_counted() {
+        let m = Metrics::default();
+        let ana = CallLabels {
+            provider: "openai",
+            model: "gpt-x",
+            endpoint: "chat.completions",
+            status: 200,
+            user: "ana",
+            team: "",
+        };
+        for cache_read in [0, 7] {
+            let series = m.call_series(&ana);
+            series.requests.inc();
+            let usage = TokenUsage {
+                input: 10,
+                output: 3,
+                cache_read,
+                cache_write: 0,
+            };
+            series.add_tokens(&m, &usage);
+            series.add_cost(&m, 0.25);
+        }
+        m.call_series(&CallLabels { user: "bo", ..ana })
+            .requests
+            .inc();
+
+        let text = m.render();
+        let has = |line: &str| assert!(text.contains(line), "{line} not in\n{text}");
+        has(
+            r#"ai_gateway_requests_total{provider="openai",model="gpt-x",endpoint="chat.completions",status="200",user="ana",team=""} 2"#,
+        );
+        has(
+            r#"ai_gateway_requests_total{provider="openai",model="gpt-x",endpoint="chat.completions",status="200",user="bo",team=""} 1"#,
+        );
+        has(
+            r#"gen_ai_client_token_usage_total{gen_ai_token_type="input",provider="openai",model="gpt-x",user="ana",team=""} 20"#,
+        );
+        has(
+            r#"gen_ai_client_token_usage_total{gen_ai_token_type="cache_read",provider="openai",model="gpt-x",user="ana",team=""} 7"#,
+        );
+        has(r#"ai_gateway_cost_usd_total{provider="openai",model="gpt-x",user="ana",team=""} 0.5"#);
+        assert!(
+            !text.contains(r#"gen_ai_token_type="cache_write""#),
+            "{text}"
+        );
+        assert!(!text.contains(r#"user="bo",team=""} 0"#), "{text}");
     }
 }

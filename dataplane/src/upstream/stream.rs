@@ -187,6 +187,15 @@ pub fn passthrough_body(
 static USAGE_OBJECT: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
     std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage\":{"));
 
+/// What the meter reads of an OpenAI stream chunk; the choices are counted, not built.
+#[derive(serde::Deserialize)]
+struct UsageChunk {
+    #[serde(default)]
+    usage: Option<openai::Usage>,
+    #[serde(default)]
+    choices: Vec<serde::de::IgnoredAny>,
+}
+
 /// What an event was to the meter.
 #[derive(Debug, PartialEq, Eq)]
 enum Metered {
@@ -216,7 +225,7 @@ fn meter_event(protocol: StreamProtocol, event: &str, data: &str, usage: &UsageC
         StreamProtocol::OpenAiSse | StreamProtocol::OpenAiSseWithoutUsage => {
             // Only the final chunk carries a usage object; the rest are deltas.
             if USAGE_OBJECT.find(data.as_bytes()).is_some() {
-                if let Ok(chunk) = serde_json::from_str::<openai::ChatChunk>(data) {
+                if let Ok(chunk) = serde_json::from_str::<UsageChunk>(data) {
                     if let Some(u) = chunk.usage {
                         usage.report(TokenUsage::from_openai(&u));
                         if chunk.choices.is_empty() {
