@@ -36,6 +36,7 @@ pub fn messages_request(data: &[u8]) {
 
 /// Provider answers (non-streaming) translated back for the caller.
 pub fn provider_response(data: &[u8]) {
+    let _ = crate::translate::usage::usage_from_bytes(data);
     if let Ok(resp) = serde_json::from_slice::<anthropic::MessageResponse>(data) {
         let _ = openai_anthropic::response(&resp, "claude-sonnet-4-5");
     }

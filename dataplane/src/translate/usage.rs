@@ -137,6 +137,19 @@ struct UsagePeek<'a> {
 
 /// Usage from the bytes of a complete JSON answer; see [`usage_from_json`].
 pub fn usage_from_bytes(body: &[u8]) -> Option<TokenUsage> {
+    let keys = ["usage", "usageMetadata", "prompt_eval_count", "eval_count"];
+    if let Some([usage, metadata, prompt_evals, evals]) = super::members::top_level(body, keys) {
+        fn text(raw: Option<&[u8]>) -> Option<&str> {
+            raw.and_then(|r| std::str::from_utf8(r).ok())
+        }
+        let count = |raw| text(raw).and_then(|t| t.parse().ok());
+        return usage_from_parts(
+            text(usage),
+            text(metadata),
+            count(prompt_evals),
+            count(evals),
+        );
+    }
     // Gemini's streamGenerateContent without `alt=sse` answers a JSON array of chunks,
     // each with the running usage.
     let peek: UsagePeek = if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
@@ -144,16 +157,30 @@ pub fn usage_from_bytes(body: &[u8]) -> Option<TokenUsage> {
     } else {
         serde_json::from_slice(body).ok()?
     };
-    if let Some(u) = peek.usage.and_then(|raw| common_usage(raw.get())) {
-        return Some(u);
-    }
-    let value =
-        |raw: Option<&RawValue>| raw.and_then(|r| serde_json::from_str::<Value>(r.get()).ok());
-    usage_of(
-        value(peek.usage).as_ref(),
-        value(peek.usage_metadata).as_ref(),
+    usage_from_parts(
+        peek.usage.map(RawValue::get),
+        peek.usage_metadata.map(RawValue::get),
         peek.prompt_eval_count,
         peek.eval_count,
+    )
+}
+
+/// Usage from the raw text of an answer's usage-bearing members.
+fn usage_from_parts(
+    usage: Option<&str>,
+    usage_metadata: Option<&str>,
+    prompt_eval_count: Option<u64>,
+    eval_count: Option<u64>,
+) -> Option<TokenUsage> {
+    if let Some(u) = usage.and_then(common_usage) {
+        return Some(u);
+    }
+    let value = |raw: Option<&str>| raw.and_then(|r| serde_json::from_str::<Value>(r).ok());
+    usage_of(
+        value(usage).as_ref(),
+        value(usage_metadata).as_ref(),
+        prompt_eval_count,
+        eval_count,
     )
 }
 
@@ -287,13 +314,40 @@ mod tests {
             json!({"id": "chatcmpl-2", "choices": [], "usage": null}),
         ];
         for answer in answers {
-            let bytes = serde_json::to_vec(&answer).expect("bytes");
-            assert_eq!(
-                usage_from_bytes(&bytes),
-                usage_from_json(&answer),
-                "{answer}"
-            );
+            let compact = serde_json::to_vec(&answer).expect("bytes");
+            let pretty = serde_json::to_vec_pretty(&answer).expect("bytes");
+            for bytes in [compact, pretty] {
+                assert_eq!(
+                    usage_from_bytes(&bytes),
+                    usage_from_json(&answer),
+                    "{answer}"
+                );
+            }
         }
+        // A tool's input may hold its own `usage`; only the answer's own counts.
+        let tool_use = json!({"content": [{"type": "tool_use", "input": {"usage": {"input_tokens": 999}}}],
+            "usage": {"input_tokens": 12, "output_tokens": 4}});
+        let bytes = serde_json::to_vec(&tool_use).expect("bytes");
+        assert_eq!(usage_from_bytes(&bytes).map(|u| u.input), Some(12));
+        // Every recorded provider answer, byte for byte as the providers send it.
+        let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/upstream");
+        let mut seen = 0;
+        for dir in std::fs::read_dir(fixtures).expect("fixtures") {
+            for file in std::fs::read_dir(dir.expect("dir").path()).expect("provider dir") {
+                let path = file.expect("file").path();
+                if path.extension().is_some_and(|e| e == "json") {
+                    let bytes = std::fs::read(&path).expect("fixture");
+                    let parsed: Value = serde_json::from_slice(&bytes).expect("JSON");
+                    assert_eq!(
+                        usage_from_bytes(&bytes),
+                        usage_from_json(&parsed),
+                        "{path:?}"
+                    );
+                    seen += usage_from_json(&parsed).is_some() as usize;
+                }
+            }
+        }
+        assert!(seen >= 8, "only {seen} fixtures carry usage");
         assert_eq!(
             usage_from_bytes(br#"{"usage": {"prompt_tokens": 30, "completion_tokens": 7}}"#)
                 .map(|u| (u.input, u.output)),

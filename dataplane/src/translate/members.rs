@@ -1,0 +1,177 @@
+//! Top-level members of a JSON object, found by skipping over the values in between
+//! rather than parsing them: metering needs one member of every answer, and a full
+//! parse of a pretty-printed answer costs more than the rest of the call's own work.
+
+/// The raw text of each of `keys`' values in the top-level object `doc`, or `None`
+/// when `doc` is not a plain object (escaped keys included): the caller then parses
+/// it in full. Values are not validated beyond their nesting.
+pub fn top_level<'a, const N: usize>(
+    doc: &'a [u8],
+    keys: [&str; N],
+) -> Option<[Option<&'a [u8]>; N]> {
+    let mut found = [None; N];
+    let mut at = Cursor { doc, at: 0 };
+    at.expect(b'{')?;
+    if at.peek()? == b'}' {
+        return Some(found);
+    }
+    loop {
+        let key = at.string()?;
+        if key.contains(&b'\\') {
+            return None;
+        }
+        at.expect(b':')?;
+        let value = at.value()?;
+        if let Some(i) = keys.iter().position(|k| k.as_bytes() == key) {
+            found[i].get_or_insert(value);
+        }
+        match at.next()? {
+            b',' => continue,
+            b'}' => return Some(found),
+            _ => return None,
+        }
+    }
+}
+
+struct Cursor<'a> {
+    doc: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    /// The next byte that is not whitespace, left in place.
+    fn peek(&mut self) -> Option<u8> {
+        while let Some(&b) = self.doc.get(self.at) {
+            if !b.is_ascii_whitespace() {
+                return Some(b);
+            }
+            self.at += 1;
+        }
+        None
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let b = self.peek()?;
+        self.at += 1;
+        Some(b)
+    }
+
+    fn expect(&mut self, b: u8) -> Option<()> {
+        (self.next()? == b).then_some(())
+    }
+
+    /// A string's contents, escapes left as they are.
+    fn string(&mut self) -> Option<&'a [u8]> {
+        self.expect(b'"')?;
+        let start = self.at;
+        self.close_string()?;
+        Some(&self.doc[start..self.at - 1])
+    }
+
+    /// Moves past the quote that ends the string the cursor is in.
+    fn close_string(&mut self) -> Option<()> {
+        loop {
+            let i = self.at + memchr::memchr2(b'"', b'\\', self.doc.get(self.at..)?)?;
+            if self.doc[i] == b'"' {
+                self.at = i + 1;
+                return Some(());
+            }
+            self.at = i + 2;
+        }
+    }
+
+    /// One value's raw text.
+    fn value(&mut self) -> Option<&'a [u8]> {
+        let start = self.at
+            + self
+                .doc
+                .get(self.at..)?
+                .iter()
+                .position(|b| !b.is_ascii_whitespace())?;
+        self.at = start;
+        match self.doc[start] {
+            b'"' => {
+                self.string()?;
+            }
+            open @ (b'{' | b'[') => {
+                // Only this bracket kind can close the value; strings may hold either.
+                let close = if open == b'{' { b'}' } else { b']' };
+                let mut depth = 0usize;
+                loop {
+                    let i = self.at + memchr::memchr3(b'"', open, close, self.doc.get(self.at..)?)?;
+                    self.at = i + 1;
+                    match self.doc[i] {
+                        b'"' => self.close_string()?,
+                        b if b == open => depth += 1,
+                        _ => {
+                            depth -= 1;
+                            if depth == 0 {
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {
+                let len = self.doc[start..]
+                    .iter()
+                    .position(|b| matches!(b, b',' | b'}' | b']') || b.is_ascii_whitespace())?;
+                self.at = start + len;
+            }
+        }
+        Some(&self.doc[start..self.at])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::top_level;
+    use serde_json::{json, Value};
+
+    fn raw(doc: &str, key: &str) -> Option<Option<String>> {
+        top_level(doc.as_bytes(), [key])
+            .map(|[v]| v.map(|v| String::from_utf8(v.to_vec()).expect("utf-8")))
+    }
+
+    #[test]
+    fn members_are_found_at_the_top_level_only() {
+        let doc = json!({
+            "content": [{"type": "tool_use", "input": {"usage": {"input_tokens": 1}}}],
+            "text": "a \"usage\":{\"input_tokens\": 2} in a string, a \\ and a } ] {",
+            "usage": {"input_tokens": 3, "nested": [{"a": "]}"}]},
+            "n": -1.5e3,
+            "t": true,
+            "z": null
+        });
+        for text in [
+            doc.to_string(),
+            serde_json::to_string_pretty(&doc).expect("pretty"),
+        ] {
+            let usage = raw(&text, "usage").expect("an object").expect("found");
+            let usage: Value = serde_json::from_str(&usage).expect("the whole value");
+            assert_eq!(usage, doc["usage"]);
+            for key in ["n", "t", "z", "text", "content"] {
+                let v = raw(&text, key).expect("an object").expect("found");
+                assert_eq!(serde_json::from_str::<Value>(&v).expect("value"), doc[key]);
+            }
+            assert_eq!(raw(&text, "input"), Some(None));
+        }
+    }
+
+    #[test]
+    fn anything_but_a_plain_object_is_left_to_a_full_parse() {
+        for doc in [
+            "[1]",
+            "",
+            "{",
+            r#"{"a": 1"#,
+            r#"{"a" 1}"#,
+            r#"{"a": "unterminated}"#,
+            r#"{"a": {"b": 1}"#,
+            r#"{"us\u0061ge": {}}"#,
+        ] {
+            assert_eq!(raw(doc, "usage"), None, "{doc}");
+        }
+        assert_eq!(raw(" { } ", "usage"), Some(None));
+    }
+}
