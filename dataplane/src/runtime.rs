@@ -32,6 +32,8 @@ pub struct Upstream {
     pub inactive: Option<String>,
     pub client: HttpClient,
     pub breaker: Arc<crate::upstream::breaker::Breaker>,
+    /// Credentials and configured headers, see [`crate::upstream::provider_headers`].
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 impl Upstream {
@@ -113,6 +115,7 @@ impl Runtime {
                 inactive,
                 client: pool.client(config.timeouts.connect_ms),
                 breaker: pool.breaker(name),
+                headers: crate::upstream::provider_headers(config.kind, config),
                 config: config.clone(),
             };
             providers.insert(name.clone(), Arc::new(upstream));

@@ -11,7 +11,7 @@ pub mod passthrough;
 use crate::body::ResponseBody;
 use crate::error::GatewayError;
 use crate::upstream::{
-    copy_response_headers, passthrough_body, read_body, StreamProtocol, UpstreamResponse,
+    answer_headers, passthrough_body, read_body, StreamProtocol, UpstreamResponse,
 };
 use bytes::Bytes;
 use http::{HeaderMap, Response};
@@ -360,16 +360,13 @@ pub fn forced_provider(headers: &HeaderMap) -> Option<&str> {
 /// whole first: it is small, and its usage is owed even if the caller never reads it.
 pub async fn proxied(
     provider: &str,
-    resp: UpstreamResponse,
+    mut resp: UpstreamResponse,
     protocol: StreamProtocol,
     usage: std::sync::Arc<crate::completion::UsageCell>,
 ) -> Result<Response<ResponseBody>, GatewayError> {
     let status = resp.status();
-    // Room for the gateway's own headers (quota, routing, request id) added later.
-    let mut headers = HeaderMap::with_capacity(resp.headers().len() + 16);
-    copy_response_headers(resp.headers(), &mut headers);
-    let content_type = resp
-        .headers()
+    let headers = answer_headers(&mut resp);
+    let content_type = headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");

@@ -14,49 +14,52 @@ pub use stream::{
 
 use crate::error::GatewayError;
 use crate::runtime::Upstream;
-use ai_gateway_snapshot::ProviderKind;
+use ai_gateway_snapshot::{Provider, ProviderKind};
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method};
 use std::time::Duration;
 
 /// Headers never copied from the caller: hop-by-hop ones, the caller's own credentials
 /// (the provider's are injected instead), and the gateway's routing headers.
-const CALLER_ONLY_HEADERS: &[&str] = &[
-    "host",
-    "content-length",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "authorization",
-    "x-api-key",
-    "api-key",
-    "x-goog-api-key",
-    "cookie",
-    // The gateway's key decides which organisation and project are billed.
-    "openai-organization",
-    "openai-project",
-    // The gateway reads usage from the stream, so it must arrive uncompressed.
-    "accept-encoding",
-    "x-provider",
-    "x-workspace-id",
-    "x-user-id",
-    "x-request-id",
-];
+fn caller_only(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "host"
+            | "content-length"
+            | "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "authorization"
+            | "x-api-key"
+            | "api-key"
+            | "x-goog-api-key"
+            | "cookie"
+            // The gateway's key decides which organisation and project are billed.
+            | "openai-organization"
+            | "openai-project"
+            // The gateway reads usage from the stream, so it must arrive uncompressed.
+            | "accept-encoding"
+            | "x-provider"
+            | "x-workspace-id"
+            | "x-user-id"
+            | "x-request-id"
+    )
+}
 
 /// Upstream response headers that describe the upstream connection, not the answer.
-const UPSTREAM_ONLY_HEADERS: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "transfer-encoding",
-    "content-length",
-    "set-cookie",
-    "alt-svc",
-    "strict-transport-security",
+const UPSTREAM_ONLY_HEADERS: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::TRANSFER_ENCODING,
+    header::CONTENT_LENGTH,
+    header::SET_COOKIE,
+    header::ALT_SVC,
+    header::STRICT_TRANSPORT_SECURITY,
 ];
 
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -64,19 +67,22 @@ pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 pub fn forwardable_headers(caller: &HeaderMap) -> HeaderMap {
     let mut headers = HeaderMap::with_capacity(caller.len());
     for (name, value) in caller {
-        if !CALLER_ONLY_HEADERS.contains(&name.as_str()) {
+        if !caller_only(name) {
             headers.append(name.clone(), value.clone());
         }
     }
     headers
 }
 
-pub fn copy_response_headers(from: &HeaderMap, to: &mut HeaderMap) {
-    for (name, value) in from {
-        if !UPSTREAM_ONLY_HEADERS.contains(&name.as_str()) {
-            to.append(name.clone(), value.clone());
-        }
+/// The answer's headers, taken from the upstream response, less those about the
+/// upstream connection, with room for the gateway's own (quota, routing, request id).
+pub fn answer_headers(resp: &mut UpstreamResponse) -> HeaderMap {
+    let mut headers = std::mem::take(resp.headers_mut());
+    for name in &UPSTREAM_ONLY_HEADERS {
+        headers.remove(name);
     }
+    headers.reserve(16);
+    headers
 }
 
 pub struct UpstreamRequest {
@@ -103,40 +109,50 @@ impl UpstreamRequest {
     }
 }
 
+/// The headers a provider's calls carry: its key in the header its API reads, then the
+/// provider's configured extra headers. Built once per config, not per call.
+pub fn provider_headers(kind: ProviderKind, config: &Provider) -> Vec<(HeaderName, HeaderValue)> {
+    let mut out = Vec::with_capacity(1 + config.headers.len());
+    // Secrets made with `echo` end in a newline, which no header value may hold.
+    let key = config
+        .api_key
+        .as_deref()
+        .map(str::trim)
+        .filter(|k| !k.is_empty());
+    let key = key.map(|k| match kind {
+        ProviderKind::Anthropic => (HeaderName::from_static("x-api-key"), k.to_string()),
+        ProviderKind::AzureOpenai => (HeaderName::from_static("api-key"), k.to_string()),
+        ProviderKind::Gemini => (HeaderName::from_static("x-goog-api-key"), k.to_string()),
+        _ => (header::AUTHORIZATION, format!("Bearer {k}")),
+    });
+    if let Some((name, Ok(mut value))) = key.map(|(n, v)| (n, HeaderValue::try_from(v))) {
+        value.set_sensitive(true);
+        out.push((name, value));
+    }
+    for (name, value) in &config.headers {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::try_from(name.as_str()),
+            HeaderValue::from_str(value),
+        ) {
+            out.push((n, v));
+        }
+    }
+    out
+}
+
+const ANTHROPIC_VERSION_HEADER: HeaderName = HeaderName::from_static("anthropic-version");
+
 impl Upstream {
     fn authorize(&self, headers: &mut HeaderMap) {
-        // Secrets made with `echo` end in a newline, which no header value may hold.
-        let key = self
-            .config
-            .api_key
-            .as_deref()
-            .map(str::trim)
-            .filter(|k| !k.is_empty());
-        let mut set = |name: &'static str, value: String| {
-            if let Ok(v) = HeaderValue::from_str(&value) {
-                headers.insert(name, v);
-            }
-        };
-        match (self.kind, key) {
-            (ProviderKind::Anthropic, Some(k)) => set("x-api-key", k.to_string()),
-            (ProviderKind::AzureOpenai, Some(k)) => set("api-key", k.to_string()),
-            (ProviderKind::Gemini, Some(k)) => set("x-goog-api-key", k.to_string()),
-            (_, Some(k)) => set("authorization", format!("Bearer {k}")),
-            (_, None) => {}
-        }
-        if self.kind == ProviderKind::Anthropic && !headers.contains_key("anthropic-version") {
+        if self.kind == ProviderKind::Anthropic && !headers.contains_key(ANTHROPIC_VERSION_HEADER) {
             headers.insert(
-                "anthropic-version",
+                ANTHROPIC_VERSION_HEADER,
                 HeaderValue::from_static(ANTHROPIC_VERSION),
             );
         }
-        for (name, value) in &self.config.headers {
-            if let (Ok(n), Ok(v)) = (
-                HeaderName::try_from(name.as_str()),
-                HeaderValue::from_str(value),
-            ) {
-                headers.insert(n, v);
-            }
+        // Configured headers come last so they can override anything, the version too.
+        for (name, value) in &self.headers {
+            headers.insert(name.clone(), value.clone());
         }
     }
 
