@@ -232,8 +232,16 @@ async fn agent_loop_through_claude_delivers_tool_results_as_tool_results() {
 
 #[tokio::test]
 async fn openai_compatible_models_get_the_body_unchanged_and_the_route_key() {
-    let upstream =
-        FakeUpstream::start(|_| Reply::json(200, fixture("upstream/openai/chat_text.json"))).await;
+    let upstream = FakeUpstream::start(|_| Reply {
+        headers: vec![
+            ("openai-processing-ms", "412".to_string()),
+            ("set-cookie", "__cf_bm=upstream-session".to_string()),
+            ("alt-svc", "h3=\":443\"".to_string()),
+            ("strict-transport-security", "max-age=31536000".to_string()),
+        ],
+        ..Reply::json(200, fixture("upstream/openai/chat_text.json"))
+    })
+    .await;
     let gw = TestGateway::start(&config("http://127.0.0.1:9", &upstream.url())).await;
     let sent = r#"{"model":"qwen2.5-coder","messages":[{"role":"user","content":"hi"}],"logit_bias":{"50256":-100},"seed":7}"#;
     let resp = client()
@@ -245,6 +253,18 @@ async fn openai_compatible_models_get_the_body_unchanged_and_the_route_key() {
         .await
         .expect("answers");
     assert_eq!(resp.status(), 200);
+    let headers = resp.headers();
+    assert_eq!(
+        headers["openai-processing-ms"], "412",
+        "the answer's headers pass"
+    );
+    assert_eq!(headers["content-type"], "application/json");
+    for upstream_only in ["set-cookie", "alt-svc", "strict-transport-security"] {
+        assert!(
+            !headers.contains_key(upstream_only),
+            "{upstream_only} leaked"
+        );
+    }
     let got = resp.bytes().await.expect("body");
     assert_eq!(
         &got[..],
