@@ -47,9 +47,7 @@ pub fn quota_headers(quota: &Quota, anthropic: bool, headers: &mut HeaderMap) {
         };
         headers.insert(limit_name, HeaderValue::from(limit));
         headers.insert(remaining_name, HeaderValue::from(remaining));
-        if let Ok(v) = HeaderValue::try_from(format!("{reset}s")) {
-            headers.insert(reset_name, v);
-        }
+        headers.insert(reset_name, seconds(reset));
         if anthropic {
             let [limit_name, remaining_name, reset_name] = anthropic_names;
             headers.insert(limit_name, HeaderValue::from(limit));
@@ -61,8 +59,46 @@ pub fn quota_headers(quota: &Quota, anthropic: bool, headers: &mut HeaderMap) {
     }
 }
 
+/// `<n>s`: from a table for the minute windows' resets, the common case on every call.
+fn seconds(n: u64) -> HeaderValue {
+    static WITHIN_A_MINUTE: std::sync::LazyLock<Vec<HeaderValue>> =
+        std::sync::LazyLock::new(|| {
+            (0..=60)
+                .map(|n| {
+                    HeaderValue::from_str(&format!("{n}s"))
+                        .unwrap_or(HeaderValue::from_static("0s"))
+                })
+                .collect()
+        });
+    match WITHIN_A_MINUTE.get(n as usize) {
+        Some(v) => v.clone(),
+        None => HeaderValue::from_str(&format!("{n}s")).unwrap_or(HeaderValue::from_static("0s")),
+    }
+}
+
 /// Anthropic states resets as an RFC 3339 instant.
 fn reset_at(secs_from_now: u64) -> String {
     let at = std::time::SystemTime::now() + std::time::Duration::from_secs(secs_from_now);
     humantime::format_rfc3339_seconds(at).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resets_read_as_seconds_within_the_minute_and_beyond() {
+        let quota = Quota {
+            requests: Some((60, 59, 0)),
+            tokens: Some((1000, 10, 3600)),
+        };
+        let mut headers = HeaderMap::new();
+        quota_headers(&quota, false, &mut headers);
+        assert_eq!(headers[RESET_REQUESTS], "0s");
+        assert_eq!(headers[RESET_TOKENS], "3600s");
+        assert_eq!(headers[REMAINING_TOKENS], "10");
+        for n in [1, 37, 60] {
+            assert_eq!(seconds(n), format!("{n}s").as_str());
+        }
+    }
 }

@@ -49,8 +49,10 @@ pub struct MemoryStore {
     slots: DashMap<String, Slot>,
     /// The UTC day of the last sweep of idle subjects.
     swept_day: std::sync::atomic::AtomicU64,
-    /// (day, user) → usage per model.
-    ledger: DashMap<(u64, String), BTreeMap<String, ModelUsage>>,
+    /// user → day → usage per model.
+    ledger: DashMap<String, BTreeMap<u64, BTreeMap<String, ModelUsage>>>,
+    /// The UTC day of the last usage recorded.
+    ledger_day: std::sync::atomic::AtomicU64,
 }
 
 impl MemoryStore {
@@ -76,7 +78,10 @@ impl MemoryStore {
         let mut taken: Vec<&Check> = Vec::with_capacity(checks.len());
         let mut after: Vec<Counters> = Vec::with_capacity(checks.len());
         for check in checks {
-            let mut slot = self.slots.entry(check.key.clone()).or_default();
+            let mut slot = match self.slots.get_mut(&check.key) {
+                Some(slot) => slot,
+                None => self.slots.entry(check.key.clone()).or_default(),
+            };
             slot.roll(&windows);
             let before = slot.counters();
             if let Some(refusal) = refusal_for(check, &before, &windows) {
@@ -155,21 +160,30 @@ impl MemoryStore {
 
     pub(super) fn record_usage(&self, user: &str, day: u64, model: &str, usage: ModelUsage) {
         // Yesterday stays readable; older days are dropped as the ledger rolls over.
-        if !self.ledger.contains_key(&(day, user.to_string())) {
-            self.ledger.retain(|(d, _), _| *d + 1 >= day);
+        let previous = self
+            .ledger_day
+            .swap(day, std::sync::atomic::Ordering::Relaxed);
+        if previous != day {
+            self.ledger.retain(|_, days| {
+                days.retain(|d, _| *d + 1 >= day);
+                !days.is_empty()
+            });
         }
-        self.ledger
-            .entry((day, user.to_string()))
-            .or_default()
-            .entry(model.to_string())
-            .or_default()
-            .add(&usage);
+        let mut days = match self.ledger.get_mut(user) {
+            Some(days) => days,
+            None => self.ledger.entry(user.to_string()).or_default(),
+        };
+        let models = days.entry(day).or_default();
+        match models.get_mut(model) {
+            Some(entry) => entry.add(&usage),
+            None => models.entry(model.to_string()).or_default().add(&usage),
+        }
     }
 
     pub(super) fn usage_day(&self, user: &str, day: u64) -> BTreeMap<String, ModelUsage> {
         self.ledger
-            .get(&(day, user.to_string()))
-            .map(|m| m.clone())
+            .get(user)
+            .and_then(|days| days.get(&day).cloned())
             .unwrap_or_default()
     }
 
@@ -233,5 +247,33 @@ mod tests {
             store.slots.contains_key("user:busy"),
             "still has a call in flight"
         );
+    }
+
+    #[test]
+    fn the_usage_ledger_sums_per_model_and_keeps_only_today_and_yesterday() {
+        let store = MemoryStore::default();
+        let one = ModelUsage {
+            requests: 1,
+            tokens_in: 10,
+            ..ModelUsage::default()
+        };
+        store.record_usage("ana", 1, "m", one);
+        store.record_usage("bo", 1, "m", one);
+        store.record_usage("ana", 2, "m", one);
+        store.record_usage("ana", 2, "m", one);
+        assert_eq!(store.usage_day("ana", 2)["m"].tokens_in, 20);
+        assert_eq!(
+            store.usage_day("ana", 1)["m"].requests,
+            1,
+            "yesterday is kept"
+        );
+        store.record_usage("ana", 3, "m", one);
+        assert!(store.usage_day("ana", 1).is_empty());
+        assert!(store.usage_day("bo", 1).is_empty());
+        assert!(
+            !store.ledger.contains_key("bo"),
+            "idle callers are forgotten"
+        );
+        assert_eq!(store.usage_day("ana", 2)["m"].requests, 2);
     }
 }

@@ -58,7 +58,7 @@ impl LimitPlan {
     /// (the caller's alias, a `provider/` prefix): a model rule applies when any name
     /// matches, and counts under `model`, so a renamed call cannot dodge it.
     pub fn checks_for(&self, id: &Identity, model: &str, other_names: &[&str]) -> Vec<Check> {
-        let mut merged: BTreeMap<String, Check> = BTreeMap::new();
+        let mut checks: Vec<Check> = Vec::new();
         for (rule, pattern) in &self.rules {
             let matches =
                 |p: &glob::Pattern| p.matches(model) || other_names.iter().any(|n| p.matches(n));
@@ -77,20 +77,27 @@ impl LimitPlan {
             if limits.is_empty() {
                 continue;
             }
-            let mut key = format!("{}:{value}", rule.subject.as_str());
+            let subject = rule.subject.as_str();
+            let mut key = String::with_capacity(subject.len() + value.len() + model.len() + 8);
+            key.push_str(subject);
+            key.push(':');
+            key.push_str(value);
             if rule.model.is_some() {
-                key = format!("{key}|model:{model}");
+                key.push_str("|model:");
+                key.push_str(model);
             }
-            merged
-                .entry(key.clone())
-                .and_modify(|c| c.limits = tighter(&c.limits, &limits))
-                .or_insert(Check {
+            // Rules for the same counter merge into their tightest limits.
+            match checks.iter_mut().find(|c| c.key == key) {
+                Some(c) => c.limits = tighter(&c.limits, &limits),
+                None => checks.push(Check {
                     key,
                     scope: rule.subject,
                     limits,
-                });
+                }),
+            }
         }
-        merged.into_values().collect()
+        checks.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        checks
     }
 }
 

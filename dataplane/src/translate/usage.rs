@@ -187,6 +187,9 @@ fn usage_from_parts(
 /// Anthropic's and OpenAI's usage objects, the shapes of nearly every answer, read
 /// straight into their types.
 fn common_usage(raw: &str) -> Option<TokenUsage> {
+    if let Some(u) = common_usage_counts(raw.as_bytes()) {
+        return u;
+    }
     if raw.contains("\"input_tokens\"") || raw.contains("\"output_tokens\"") {
         let u: anthropic::Usage = serde_json::from_str(raw).ok()?;
         return Some(TokenUsage::from_anthropic(&u));
@@ -196,6 +199,50 @@ fn common_usage(raw: &str) -> Option<TokenUsage> {
         return Some(TokenUsage::from_openai(&u));
     }
     None
+}
+
+/// [`common_usage`] for objects whose counts are plain integers, read without a
+/// parser; `None` leaves anything else to serde.
+fn common_usage_counts(raw: &[u8]) -> Option<Option<TokenUsage>> {
+    let keys = [
+        "input_tokens",
+        "output_tokens",
+        "cache_read_input_tokens",
+        "cache_creation_input_tokens",
+        "prompt_tokens",
+        "completion_tokens",
+        "prompt_tokens_details",
+    ];
+    let [input, output, cache_read, cache_write, prompt, completion, details] =
+        super::members::top_level(raw, keys)?;
+    if input.is_some() || output.is_some() {
+        return Some(Some(TokenUsage::from_anthropic(&anthropic::Usage {
+            input_tokens: count(input)?,
+            output_tokens: count(output)?,
+            cache_read_input_tokens: count(cache_read)?,
+            cache_creation_input_tokens: count(cache_write)?,
+        })));
+    }
+    if prompt.is_some() {
+        let cached_tokens = match details.filter(|d| *d != b"null") {
+            Some(d) => count(super::members::top_level(d, ["cached_tokens"])?[0])?,
+            None => None,
+        };
+        return Some(Some(TokenUsage::from_openai(&openai::Usage {
+            prompt_tokens: count(prompt)?.unwrap_or(0),
+            completion_tokens: count(completion)?.unwrap_or(0),
+            prompt_tokens_details: Some(openai::PromptTokensDetails { cached_tokens }),
+        })));
+    }
+    Some(None)
+}
+
+/// A member that is absent or `null` (`Some(None)`), or a plain integer.
+fn count(raw: Option<&[u8]>) -> Option<Option<u64>> {
+    match raw {
+        None | Some(b"null") => Some(None),
+        Some(digits) => std::str::from_utf8(digits).ok()?.parse().ok().map(Some),
+    }
 }
 
 /// Usage from a complete JSON answer of any provider shape: Anthropic (`usage` with
