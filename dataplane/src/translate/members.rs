@@ -33,6 +33,32 @@ pub fn top_level<'a, const N: usize>(
     }
 }
 
+/// The raw value of the top-level member named by `quoted_key` (the key in quotes),
+/// searched from the end of `doc`: answers put their usage last or nearly so, and
+/// only what follows a candidate is read to prove it sits at the top level.
+pub fn top_level_from_end<'a>(doc: &'a [u8], quoted_key: &[u8]) -> Option<&'a [u8]> {
+    for pos in memchr::memmem::rfind_iter(doc, quoted_key) {
+        // A key's opening quote follows `{` or `,`; inside a string it would follow `\`.
+        let before = doc[..pos].iter().rev().find(|b| !b.is_ascii_whitespace());
+        if !matches!(before, Some(b'{' | b',')) {
+            continue;
+        }
+        let mut at = Cursor {
+            doc,
+            at: pos + quoted_key.len(),
+        };
+        if at.expect(b':').is_none() {
+            continue;
+        }
+        let Some(value) = at.value() else { continue };
+        // Deeper down, more than one closing bracket would follow before the end.
+        if at.rest_closes_document() {
+            return Some(value);
+        }
+    }
+    None
+}
+
 struct Cursor<'a> {
     doc: &'a [u8],
     at: usize,
@@ -58,6 +84,23 @@ impl<'a> Cursor<'a> {
 
     fn expect(&mut self, b: u8) -> Option<()> {
         (self.next()? == b).then_some(())
+    }
+
+    /// Whether what follows is the remaining members of an object, its closing brace
+    /// and the end of the document.
+    fn rest_closes_document(&mut self) -> bool {
+        loop {
+            match self.next() {
+                Some(b'}') => return self.peek().is_none(),
+                Some(b',') => {
+                    let member = self.string().and_then(|_| self.expect(b':'));
+                    if member.and_then(|_| self.value()).is_none() {
+                        return false;
+                    }
+                }
+                _ => return false,
+            }
+        }
     }
 
     /// A string's contents, escapes left as they are.
@@ -125,7 +168,7 @@ impl<'a> Cursor<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::top_level;
+    use super::{top_level, top_level_from_end};
     use serde_json::{json, Value};
 
     fn raw(doc: &str, key: &str) -> Option<Option<String>> {
@@ -156,6 +199,32 @@ mod tests {
             }
             assert_eq!(raw(&text, "input"), Some(None));
         }
+    }
+
+    #[test]
+    fn a_member_found_from_the_end_is_the_top_level_one() {
+        // Key order as written: the top-level usage first, nested ones after it.
+        let top_first = r#"{"usage": {"input_tokens": 3},
+            "content": [{"input": {"usage": {"input_tokens": 1}}}],
+            "meta": {"usage": {"input_tokens": 2}}}"#;
+        let top_between = r#"{
+          "content": [ { "input": { "usage": { "input_tokens": 1 } } } ],
+          "text": "{\"usage\": {\"input_tokens\": 9}}, \\",
+          "usage": { "input_tokens": 3 },
+          "tier": "default"
+        }
+        "#;
+        for text in [top_first, top_between] {
+            let raw = top_level_from_end(text.as_bytes(), br#""usage""#).expect("found");
+            let value: Value = serde_json::from_slice(raw).expect("the whole value");
+            assert_eq!(value, json!({"input_tokens": 3}), "{text}");
+        }
+        let absent = r#"{"content": [{"usage": {"input_tokens": 1}}], "n": 1}"#;
+        assert_eq!(top_level_from_end(absent.as_bytes(), br#""usage""#), None);
+        assert_eq!(
+            top_level_from_end(br#"[{"usage": 1}]"#, br#""usage""#),
+            None
+        );
     }
 
     #[test]

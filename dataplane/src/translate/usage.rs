@@ -137,6 +137,13 @@ struct UsagePeek<'a> {
 
 /// Usage from the bytes of a complete JSON answer; see [`usage_from_json`].
 pub fn usage_from_bytes(body: &[u8]) -> Option<TokenUsage> {
+    let usage = super::members::top_level_from_end(body, br#""usage""#);
+    if let Some(u) = usage
+        .and_then(|raw| std::str::from_utf8(raw).ok())
+        .and_then(common_usage)
+    {
+        return Some(u);
+    }
     let keys = ["usage", "usageMetadata", "prompt_eval_count", "eval_count"];
     if let Some([usage, metadata, prompt_evals, evals]) = super::members::top_level(body, keys) {
         fn text(raw: Option<&[u8]>) -> Option<&str> {
