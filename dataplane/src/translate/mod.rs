@@ -6,7 +6,7 @@ pub mod anthropic;
 pub mod anthropic_bedrock;
 pub mod anthropic_openai;
 pub mod finish_reasons;
-mod members;
+pub(crate) mod members;
 pub mod openai;
 pub mod openai_anthropic;
 pub mod openai_bedrock;

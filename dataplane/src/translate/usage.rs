@@ -137,11 +137,7 @@ struct UsagePeek<'a> {
 
 /// Usage from the bytes of a complete JSON answer; see [`usage_from_json`].
 pub fn usage_from_bytes(body: &[u8]) -> Option<TokenUsage> {
-    let usage = super::members::top_level_from_end(body, br#""usage""#);
-    if let Some(u) = usage
-        .and_then(|raw| std::str::from_utf8(raw).ok())
-        .and_then(common_usage)
-    {
+    if let Some(u) = usage_member(body) {
         return Some(u);
     }
     let keys = ["usage", "usageMetadata", "prompt_eval_count", "eval_count"];
@@ -170,6 +166,13 @@ pub fn usage_from_bytes(body: &[u8]) -> Option<TokenUsage> {
         peek.prompt_eval_count,
         peek.eval_count,
     )
+}
+
+/// An Anthropic- or OpenAI-shaped top-level `usage` object, read from the end of a
+/// JSON document (an answer, a stream chunk).
+pub fn usage_member(doc: &[u8]) -> Option<TokenUsage> {
+    let raw = super::members::top_level_from_end(doc, br#""usage""#)?;
+    common_usage(std::str::from_utf8(raw).ok()?)
 }
 
 /// Usage from the raw text of an answer's usage-bearing members.

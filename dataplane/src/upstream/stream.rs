@@ -5,7 +5,7 @@
 use crate::body::{streaming, ResponseBody};
 use crate::completion::UsageCell;
 use crate::translate::usage::usage_from_json;
-use crate::translate::{anthropic, openai, SseOut, StreamTranslator, TokenUsage};
+use crate::translate::{anthropic, SseOut, StreamTranslator, TokenUsage};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::json;
@@ -187,13 +187,15 @@ pub fn passthrough_body(
 static USAGE_OBJECT: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
     std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage\":{"));
 
-/// What the meter reads of an OpenAI stream chunk; the choices are counted, not built.
-#[derive(serde::Deserialize)]
-struct UsageChunk {
-    #[serde(default)]
-    usage: Option<openai::Usage>,
-    #[serde(default)]
-    choices: Vec<serde::de::IgnoredAny>,
+/// Whether an OpenAI chunk's `choices` is empty (or absent): the closing usage chunk.
+fn no_choices(chunk: &[u8]) -> bool {
+    match crate::translate::members::top_level(chunk, ["choices"]) {
+        Some([None]) => true,
+        Some([Some(list)]) => list
+            .iter()
+            .all(|b| matches!(b, b'[' | b']') || b.is_ascii_whitespace()),
+        None => false,
+    }
 }
 
 /// What an event was to the meter.
@@ -225,12 +227,10 @@ fn meter_event(protocol: StreamProtocol, event: &str, data: &str, usage: &UsageC
         StreamProtocol::OpenAiSse | StreamProtocol::OpenAiSseWithoutUsage => {
             // Only the final chunk carries a usage object; the rest are deltas.
             if USAGE_OBJECT.find(data.as_bytes()).is_some() {
-                if let Ok(chunk) = serde_json::from_str::<UsageChunk>(data) {
-                    if let Some(u) = chunk.usage {
-                        usage.report(TokenUsage::from_openai(&u));
-                        if chunk.choices.is_empty() {
-                            return Metered::UsageOnly;
-                        }
+                if let Some(u) = crate::translate::usage::usage_member(data.as_bytes()) {
+                    usage.report(u);
+                    if no_choices(data.as_bytes()) {
+                        return Metered::UsageOnly;
                     }
                 }
             } else if data.trim() != "[DONE]" {
@@ -305,4 +305,31 @@ pub fn translated_body(
         }
     };
     streaming(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_closing_usage_chunk_is_usage_only() {
+        let usage = UsageCell::default();
+        let meter =
+            |data: &str| meter_event(StreamProtocol::OpenAiSseWithoutUsage, "", data, &usage);
+        let closing = r#"{"id":"c1","object":"chat.completion.chunk","choices":[ ],"usage":{"prompt_tokens":9,"completion_tokens":4}}"#;
+        assert_eq!(meter(closing), Metered::UsageOnly);
+        assert_eq!((usage.get().usage.input, usage.get().usage.output), (9, 4));
+        // Some servers send usage on the last content chunk: that chunk still carries text.
+        let last_delta = r#"{"choices":[{"delta":{"content":"usage"}}],"usage":{"prompt_tokens":9,"completion_tokens":5}}"#;
+        assert_eq!(meter(last_delta), Metered::Other);
+        assert_eq!(usage.get().usage.output, 5);
+        let delta = r#"{"choices":[{"delta":{"content":"\"usage\":{"}}],"usage":null}"#;
+        assert_eq!(meter(delta), Metered::Other);
+        assert_eq!(
+            usage.get().usage.output,
+            5,
+            "text that looks like usage is not usage"
+        );
+        assert_eq!(usage.get().deltas, 1);
+    }
 }
