@@ -230,7 +230,13 @@ impl Upstream {
         let attempts = if probe { 0 } else { retries.attempts };
         let mut attempt = 0;
         loop {
-            let result = self.send_once(&req, &url).await;
+            // The last attempt takes the headers; earlier ones send a copy.
+            let headers = if attempt < attempts {
+                req.headers.clone()
+            } else {
+                std::mem::take(&mut req.headers)
+            };
+            let result = self.send_once(&req, headers, &url).await;
             let again = match &result {
                 Ok(resp) if is_retryable(resp.status()) => Some(retry_after(resp.headers())),
                 Err(
@@ -257,11 +263,11 @@ impl Upstream {
     async fn send_once(
         &self,
         req: &UpstreamRequest,
+        mut headers: HeaderMap,
         url: &str,
     ) -> Result<UpstreamResponse, GatewayError> {
         let timeouts = self.config.timeouts;
         let started = tokio::time::Instant::now();
-        let mut headers = req.headers.clone();
         // Each attempt is signed anew: the signature covers its own timestamp.
         if self.kind == ProviderKind::Bedrock && self.config.api_key.is_none() {
             self.sign_sigv4(&req.method, url, &mut headers, &req.body)?;
@@ -310,16 +316,38 @@ pub struct Exchange {
 
 /// A whole (non-stream) answer's body, within the exchange's total timeout.
 pub async fn read_body(resp: UpstreamResponse) -> Result<Bytes, String> {
-    use http_body_util::BodyExt;
     let deadline = resp.extensions().get::<Exchange>().map(|e| e.deadline);
-    let collect = resp.into_body().collect();
-    let collected = match deadline {
-        Some(at) => tokio::time::timeout_at(at, collect)
+    let read = whole_body(resp.into_body());
+    let read = match deadline {
+        Some(at) => tokio::time::timeout_at(at, read)
             .await
             .map_err(|_| "the answer did not complete within the total timeout".to_string())?,
-        None => collect.await,
+        None => read.await,
     };
-    collected.map(|c| c.to_bytes()).map_err(|e| error_chain(&e))
+    read.map_err(|e| error_chain(&e))
+}
+
+/// The body's bytes; an answer that arrives in one piece (most do) is not copied.
+async fn whole_body(mut body: hyper::body::Incoming) -> Result<Bytes, hyper::Error> {
+    use http_body_util::BodyExt;
+    let mut first: Option<Bytes> = None;
+    let mut joined: Option<bytes::BytesMut> = None;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue;
+        };
+        match (&mut joined, first.take()) {
+            (Some(all), _) => all.extend_from_slice(&data),
+            (None, Some(earlier)) => {
+                let mut all = bytes::BytesMut::with_capacity(earlier.len() + data.len());
+                all.extend_from_slice(&earlier);
+                all.extend_from_slice(&data);
+                joined = Some(all);
+            }
+            (None, None) => first = Some(data),
+        }
+    }
+    Ok(joined.map_or_else(|| first.unwrap_or_default(), bytes::BytesMut::freeze))
 }
 
 /// Statuses that say "not now" rather than "never": rate limited, overloaded, broken.

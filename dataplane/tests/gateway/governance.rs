@@ -4,6 +4,7 @@ use crate::fakes::{
     client, fake_anthropic, fixture, FakeUpstream, RedisServer, Reply, TestGateway,
 };
 use ai_gateway::auth::key_hash;
+use bytes::Bytes;
 use serde_json::{json, Value};
 
 use std::time::Duration;
@@ -1005,4 +1006,50 @@ async fn a_sigv4_header_is_only_taken_on_the_bedrock_surface() {
         .await
         .expect("answers");
     assert_eq!(resp.status(), 401);
+}
+
+#[tokio::test]
+async fn an_answer_that_arrives_in_pieces_is_forwarded_whole_and_metered() {
+    let answer = fixture("upstream/anthropic/message_text.json");
+    let pieces: Vec<Bytes> = answer
+        .chunks(answer.len() / 3 + 1)
+        .map(Bytes::copy_from_slice)
+        .collect();
+    assert_eq!(pieces.len(), 3);
+    let upstream = FakeUpstream::start(move |_| Reply {
+        chunks: pieces.clone(),
+        chunk_delay: Duration::from_millis(20),
+        ..Reply::json(200, Bytes::new())
+    })
+    .await;
+    let gw = TestGateway::start(&config(
+        &upstream.url(),
+        "  default: { requests_per_minute: 60, tokens_per_minute: 100000 }",
+        "",
+    ))
+    .await;
+    let resp = client()
+        .post(format!("{}/v1/claude/v1/messages", gw.url))
+        .header("x-api-key", KEY)
+        .json(&message("claude-sonnet-4-5"))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(&resp.bytes().await.expect("body")[..], &answer[..]);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let usage: Value = client()
+        .get(format!("{}/v1/usage", gw.url))
+        .header("x-api-key", KEY)
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("json");
+    let parsed: Value = serde_json::from_slice(&answer).expect("fixture");
+    assert_eq!(
+        usage["models"]["claude-sonnet-4-5"]["tokens_out"],
+        parsed["usage"]["output_tokens"]
+    );
 }
