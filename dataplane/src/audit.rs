@@ -1,28 +1,34 @@
-//! One JSON line per request, written by a background task so the request path never
-//! waits on I/O. The channel is bounded: when the sink falls behind, finishing requests
-//! wait for room instead of dropping records; a failed write is counted and logged.
+//! One JSON line per request. A finishing request writes its line into a shared
+//! buffer; a thread of its own writes the buffer out every few milliseconds, so the
+//! request path never waits on I/O. The buffer is bounded: when the sink falls behind,
+//! finishing requests wait for room instead of dropping records; a failed write is
+//! counted and logged. Closing the log writes out what is buffered.
 
 use ai_gateway_snapshot::{Audit, AuditSink};
 use prometheus_client::metrics::counter::Counter;
 use serde::Serialize;
+use std::borrow::Cow;
 use std::io::Write;
-use tokio::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 /// Field names follow the users' own audit format (`timestamp`, `user`, `workspace`,
 /// `provider`, `model`, `request_tokens`, `response_tokens`, `latency_ms`, `status`).
-#[derive(Debug, Clone, Serialize)]
-pub struct AuditRecord {
-    pub timestamp: String,
+/// Borrowed from the request it describes: it is written out at once, never kept.
+#[derive(Debug, Serialize)]
+pub struct AuditRecord<'a> {
+    pub timestamp: Timestamp,
     pub event: &'static str,
-    pub request_id: String,
-    pub user: String,
-    pub team: Option<String>,
-    pub workspace: Option<String>,
-    pub key_id: Option<String>,
-    pub provider: Option<String>,
-    pub model: Option<String>,
-    pub upstream_model: Option<String>,
-    pub endpoint: String,
+    pub request_id: &'a str,
+    pub user: &'a str,
+    pub team: Option<&'a str>,
+    pub workspace: Option<&'a str>,
+    pub key_id: Option<&'a str>,
+    pub provider: Option<&'a str>,
+    pub model: Option<&'a str>,
+    pub upstream_model: Option<&'a str>,
+    pub endpoint: &'a str,
     pub status: u16,
     pub stream: bool,
     /// All prompt tokens, cached ones included.
@@ -34,15 +40,31 @@ pub struct AuditRecord {
     pub latency_ms: u64,
     pub ttft_ms: Option<u64>,
     pub cache_hit: bool,
-    pub fallbacks: Vec<String>,
+    pub fallbacks: &'a [String],
     pub error: Option<&'static str>,
     /// The caller went away before the answer was complete; tokens produced so far are charged.
     pub abandoned: bool,
     /// Only when the gateway opts in with `gateway.log_bodies`; streamed answers are not kept.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub request_body: Option<String>,
+    pub request_body: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub response_body: Option<String>,
+    pub response_body: Option<Cow<'a, str>>,
+}
+
+/// An instant written as RFC 3339 UTC with milliseconds, straight into the line.
+#[derive(Debug, Clone, Copy)]
+pub struct Timestamp(pub SystemTime);
+
+impl Timestamp {
+    pub fn now() -> Self {
+        Self(SystemTime::now())
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_rfc3339_millis(self.0))
+    }
 }
 
 /// Written and failed record counts, shared with the metrics registry.
@@ -53,21 +75,43 @@ pub struct AuditCounters {
 }
 
 pub struct AuditLog {
-    tx: Option<mpsc::Sender<AuditRecord>>,
+    shared: Option<Arc<Shared>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// Lines waiting for the writer, and how it is told to stop.
+struct Shared {
+    pending: Mutex<Pending>,
+    /// Wakes finishing requests that wait for room.
+    drained: tokio::sync::Notify,
+    closed: AtomicBool,
     counters: AuditCounters,
 }
 
-const BUFFER: usize = 16_384;
+#[derive(Default)]
+struct Pending {
+    lines: Vec<u8>,
+    records: u64,
+}
+
+/// Past this many buffered bytes (tens of thousands of records) finishing requests
+/// wait for the writer.
+const MAX_PENDING_BYTES: usize = 16 << 20;
 /// How long a record may wait before it is written; the buffer holds far more than
 /// this many milliseconds of requests.
-const DRAIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
+const DRAIN_INTERVAL: Duration = Duration::from_millis(20);
 
 impl AuditLog {
     /// Starts the writer for the configured sink on a thread of its own: its blocking
     /// writes and flushes then never take a runtime worker or the blocking pool.
     pub fn start(config: &Audit, counters: AuditCounters) -> std::io::Result<Self> {
         let writer: Box<dyn Write + Send> = match config.sink {
-            AuditSink::None => return Ok(Self { tx: None, counters }),
+            AuditSink::None => {
+                return Ok(Self {
+                    shared: None,
+                    writer: Mutex::new(None),
+                })
+            }
             AuditSink::Stdout => Box::new(std::io::stdout()),
             AuditSink::File => {
                 let path = config.path.as_deref().unwrap_or("ai-gateway-audit.jsonl");
@@ -79,77 +123,123 @@ impl AuditLog {
                 )
             }
         };
-        let (tx, rx) = mpsc::channel(BUFFER);
-        let thread_counters = counters.clone();
-        std::thread::Builder::new()
-            .name("audit-writer".into())
-            .spawn(move || write_records(rx, writer, thread_counters))?;
-        Ok(Self {
-            tx: Some(tx),
+        let shared = Arc::new(Shared {
+            pending: Mutex::default(),
+            drained: tokio::sync::Notify::new(),
+            closed: AtomicBool::new(false),
             counters,
+        });
+        let thread_shared = shared.clone();
+        let handle = std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || write_lines(&thread_shared, writer))?;
+        Ok(Self {
+            shared: Some(shared),
+            writer: Mutex::new(Some(handle)),
         })
     }
 
-    /// Queues a record, waiting for room when the writer is behind.
-    pub async fn record(&self, record: AuditRecord) {
-        if let Some(tx) = &self.tx {
-            if tx.send(record).await.is_err() {
-                self.counters.failed.inc();
-                tracing::error!("audit writer has stopped; record lost");
+    /// Adds a record's line, waiting for room when the writer is behind.
+    pub async fn record(&self, record: &AuditRecord<'_>) {
+        let Some(shared) = &self.shared else { return };
+        // Serialised outside the lock, so concurrent finishers only wait for a copy.
+        let mut line = Vec::with_capacity(640);
+        if serde_json::to_writer(&mut line, record).is_err() {
+            shared.counters.failed.inc();
+            return;
+        }
+        line.push(b'\n');
+        loop {
+            let room = shared.drained.notified();
+            {
+                let mut pending = shared.lock();
+                if pending.lines.len() < MAX_PENDING_BYTES || shared.closed.load(Ordering::Acquire)
+                {
+                    pending.lines.extend_from_slice(&line);
+                    pending.records += 1;
+                    return;
+                }
             }
+            room.await;
         }
     }
 
     /// Whether records go anywhere; when not, callers skip building them.
     pub fn enabled(&self) -> bool {
-        self.tx.is_some()
+        self.shared.is_some()
+    }
+
+    /// Writes out every buffered record and stops the writer: the last calls before a
+    /// shutdown are audited too.
+    pub fn close(&self) {
+        let Some(shared) = &self.shared else { return };
+        shared.closed.store(true, Ordering::Release);
+        let handle = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(handle) = handle {
+            handle.thread().unpark();
+            let _ = handle.join();
+        }
     }
 }
 
-fn write_records(
-    mut rx: mpsc::Receiver<AuditRecord>,
-    writer: Box<dyn Write + Send>,
-    counters: AuditCounters,
-) {
-    let mut out = std::io::BufWriter::with_capacity(64 * 1024, writer);
-    let mut line = Vec::with_capacity(1024);
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        // Let the writer write what is left and end, without waiting for it here.
+        if let Some(shared) = &self.shared {
+            shared.closed.store(true, Ordering::Release);
+        }
+        if let Some(handle) = self
+            .writer
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            handle.thread().unpark();
+        }
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn write_lines(shared: &Shared, mut out: Box<dyn Write + Send>) {
+    // Two buffers take turns: requests fill one while the other is written.
+    let mut spare = Vec::with_capacity(64 * 1024);
     loop {
-        // Drain in batches on a timer: waking this thread for every record would cost
-        // a context switch per request on a busy core.
-        let mut next = match rx.try_recv() {
-            Ok(r) => Some(r),
-            Err(mpsc::error::TryRecvError::Empty) => {
-                std::thread::sleep(DRAIN_INTERVAL);
-                continue;
-            }
-            Err(mpsc::error::TryRecvError::Disconnected) => break,
+        // Read before draining: everything recorded before the close is in this batch.
+        let closed = shared.closed.load(Ordering::Acquire);
+        let batch = {
+            let mut pending = shared.lock();
+            std::mem::replace(
+                &mut *pending,
+                Pending {
+                    lines: std::mem::take(&mut spare),
+                    records: 0,
+                },
+            )
         };
-        let mut batch = 0u64;
-        // Write everything queued, then flush once.
-        while let Some(r) = next {
-            line.clear();
-            if serde_json::to_writer(&mut line, &r).is_ok() {
-                line.push(b'\n');
-                match out.write_all(&line) {
-                    Ok(()) => batch += 1,
-                    Err(e) => {
-                        counters.failed.inc();
-                        tracing::error!(error = %e, request_id = %r.request_id, "audit write failed");
-                    }
+        shared.drained.notify_waiters();
+        if batch.records > 0 {
+            match out.write_all(&batch.lines).and_then(|()| out.flush()) {
+                Ok(()) => {
+                    shared.counters.written.inc_by(batch.records);
+                }
+                Err(e) => {
+                    shared.counters.failed.inc_by(batch.records);
+                    tracing::error!(error = %e, records = batch.records, "audit write failed");
                 }
             }
-            next = rx.try_recv().ok();
         }
-        if let Err(e) = out.flush() {
-            counters.failed.inc_by(batch);
-            tracing::error!(error = %e, "audit flush failed");
-        } else {
-            counters.written.inc_by(batch);
+        spare = batch.lines;
+        spare.clear();
+        if closed {
+            break;
         }
+        // Woken early by `close`; otherwise batches form over the interval instead of
+        // waking this thread for every record.
+        std::thread::park_timeout(DRAIN_INTERVAL);
     }
-    let _ = out.flush();
-}
-
-pub fn rfc3339_now() -> String {
-    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }

@@ -2,7 +2,7 @@
 //! the reservation is settled against real usage, the caller's ledger and the metrics
 //! are updated, and the audit record is written, all off the response path.
 
-use crate::audit::{rfc3339_now, AuditRecord};
+use crate::audit::{AuditRecord, Timestamp};
 use crate::context::RequestContext;
 use crate::limits::{Demand, ModelUsage, Windows};
 use crate::metering::cost_micros;
@@ -203,17 +203,17 @@ impl Completion {
             return;
         }
         let record = AuditRecord {
-            timestamp: rfc3339_now(),
+            timestamp: Timestamp::now(),
             event: "ai_request",
-            request_id: ctx.request_id.clone(),
-            user,
-            team: identity.and_then(|i| i.team.clone()),
-            workspace: identity.and_then(|i| i.workspace.clone()),
-            key_id: identity.and_then(|i| i.key_id.clone()),
-            provider: ctx.provider.clone(),
-            model: ctx.model.clone(),
-            upstream_model: ctx.upstream_model.clone(),
-            endpoint: ctx.endpoint.to_string(),
+            request_id: &ctx.request_id,
+            user: &user,
+            team: identity.and_then(|i| i.team.as_deref()),
+            workspace: identity.and_then(|i| i.workspace.as_deref()),
+            key_id: identity.and_then(|i| i.key_id.as_deref()),
+            provider: ctx.provider.as_deref(),
+            model: ctx.model.as_deref(),
+            upstream_model: ctx.upstream_model.as_deref(),
+            endpoint: ctx.endpoint,
             status: self.status,
             stream: ctx.stream,
             request_tokens: usage.prompt_total(),
@@ -224,21 +224,20 @@ impl Completion {
             latency_ms: latency.as_millis() as u64,
             ttft_ms: ttft.map(|t| t.as_millis() as u64),
             cache_hit: ctx.cache_hit == Some(true),
-            fallbacks: ctx.fallbacks.clone(),
+            fallbacks: &ctx.fallbacks,
             error: self.error,
             abandoned,
-            request_body: bodies.as_ref().and_then(|b| b.request.as_deref()).map(text),
+            request_body: bodies
+                .as_ref()
+                .and_then(|b| b.request.as_deref())
+                .map(String::from_utf8_lossy),
             response_body: bodies
                 .as_ref()
                 .and_then(|b| b.response.as_deref())
-                .map(text),
+                .map(String::from_utf8_lossy),
         };
-        services.audit.record(record).await;
+        services.audit.record(&record).await;
     }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// Runs its request's [`Completion`] when the response body ends, or, when the caller

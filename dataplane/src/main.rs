@@ -176,6 +176,7 @@ async fn run(
     gw.start_draining();
     let _ = stop_tx.send(true);
     let _ = tokio::join!(api_task, admin_task);
+    gw.services.audit.close();
     tracing::info!("stopped");
     Ok(())
 }

@@ -350,3 +350,15 @@ pub fn anthropic_reply(req: &Recorded) -> Reply {
 pub async fn fake_anthropic() -> FakeUpstream {
     FakeUpstream::start(anthropic_reply).await
 }
+
+/// Waits, when the current UTC minute is nearly over, for the next one to begin, so a
+/// test that counts calls against per-minute limits never sees its window roll over.
+pub async fn within_one_rate_window() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let into_minute = now.as_millis() % 60_000;
+    if into_minute > 40_000 {
+        tokio::time::sleep(Duration::from_millis((60_000 - into_minute) as u64 + 50)).await;
+    }
+}

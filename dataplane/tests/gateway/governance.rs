@@ -1,7 +1,8 @@
 //! Keys, limits, usage, cost, audit and metrics, end to end over loopback.
 
 use crate::fakes::{
-    client, fake_anthropic, fixture, FakeUpstream, RedisServer, Reply, TestGateway,
+    client, fake_anthropic, fixture, within_one_rate_window, FakeUpstream, RedisServer, Reply,
+    TestGateway,
 };
 use ai_gateway::auth::key_hash;
 use bytes::Bytes;
@@ -96,6 +97,7 @@ async fn missing_and_unknown_keys_get_401_in_the_callers_format() {
 /// 40 concurrent calls from one user with 10 requests/minute: exactly 10 get through.
 #[tokio::test]
 async fn a_burst_from_one_user_is_limited_exactly() {
+    within_one_rate_window().await;
     let upstream = fake_anthropic().await;
     let gw = TestGateway::start(&config(
         &upstream.url(),
@@ -145,6 +147,7 @@ async fn burst(url: &str, key: &str, n: usize) -> Vec<u16> {
 
 #[tokio::test]
 async fn a_429_says_when_to_retry_in_each_callers_format() {
+    within_one_rate_window().await;
     let upstream = fake_anthropic().await;
     let gw = TestGateway::start(&config(
         &upstream.url(),
@@ -287,6 +290,7 @@ async fn token_budget_is_reserved_at_admission_and_settled_to_real_usage() {
 
 #[tokio::test]
 async fn usage_reports_todays_calls_per_model_with_cost_from_streams_and_plain_answers() {
+    within_one_rate_window().await;
     let upstream = fake_anthropic().await;
     let gw = TestGateway::start(&config(
         &upstream.url(),
@@ -488,6 +492,7 @@ async fn an_abandoned_stream_is_charged_for_what_it_produced() {
 
 #[tokio::test]
 async fn a_config_swap_changes_limits_without_resetting_counters() {
+    within_one_rate_window().await;
     let upstream = fake_anthropic().await;
     let gw = TestGateway::start(&config(
         &upstream.url(),
@@ -509,6 +514,7 @@ async fn a_config_swap_changes_limits_without_resetting_counters() {
 /// Two gateway replicas sharing one real Redis enforce one limit between them.
 #[tokio::test]
 async fn two_replicas_sharing_redis_enforce_one_limit() {
+    within_one_rate_window().await;
     let Some(redis) = RedisServer::start_or_skip() else {
         return;
     };
@@ -546,6 +552,7 @@ async fn two_replicas_sharing_redis_enforce_one_limit() {
 
 #[tokio::test]
 async fn redis_outage_fails_closed_or_open_as_configured() {
+    within_one_rate_window().await;
     let upstream = fake_anthropic().await;
     let dead = "redis://127.0.0.1:1/0";
     let closed = TestGateway::start(&config(
@@ -703,6 +710,7 @@ async fn ollama_native_streams_are_metered_from_their_final_line() {
 /// Two `ai-gateway` processes, as two replicas run, share one limit through Redis.
 #[tokio::test]
 async fn two_gateway_processes_sharing_redis_enforce_one_limit() {
+    within_one_rate_window().await;
     let Some(redis) = RedisServer::start_or_skip() else {
         return;
     };
@@ -776,6 +784,7 @@ async fn bodies_are_audited_only_when_the_gateway_opts_in() {
 /// Every surface refuses in its own API's shape, so each SDK raises its usual error.
 #[tokio::test]
 async fn every_surface_answers_401_and_429_in_its_own_format() {
+    within_one_rate_window().await;
     let upstream = FakeUpstream::start(|_| Reply::json(200, r#"{"ok": true}"#)).await;
     let gw = TestGateway::start(&format!(
         r#"
@@ -965,6 +974,7 @@ async fn an_absurd_max_tokens_cannot_corrupt_the_counters() {
 
 #[tokio::test]
 async fn a_model_rule_cannot_be_dodged_by_naming_the_model_another_way() {
+    within_one_rate_window().await;
     let upstream = fake_anthropic().await;
     let gw = TestGateway::start(&config(
         &upstream.url(),
@@ -1010,6 +1020,7 @@ async fn a_sigv4_header_is_only_taken_on_the_bedrock_surface() {
 
 #[tokio::test]
 async fn an_answer_that_arrives_in_pieces_is_forwarded_whole_and_metered() {
+    within_one_rate_window().await;
     let answer = fixture("upstream/anthropic/message_text.json");
     let pieces: Vec<Bytes> = answer
         .chunks(answer.len() / 3 + 1)

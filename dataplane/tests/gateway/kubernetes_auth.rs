@@ -134,6 +134,7 @@ async fn usage_of(gw: &TestGateway, token: &str) -> Value {
 
 #[tokio::test]
 async fn a_service_account_token_names_the_caller_from_labels_and_is_reviewed_once() {
+    crate::fakes::within_one_rate_window().await;
     let upstream = fake_anthropic().await;
     let token = projected_token("system:serviceaccount:dev-alice:workspace");
     let api = fake_api_server(token.clone(), true).await;

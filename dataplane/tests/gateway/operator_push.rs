@@ -65,6 +65,7 @@ async fn call(api: &str) -> u16 {
 
 #[tokio::test]
 async fn a_pushed_policy_change_is_enforced_on_the_next_request() {
+    crate::fakes::within_one_rate_window().await;
     let upstream =
         FakeUpstream::start(|_| Reply::json(200, fixture("upstream/anthropic/message_text.json")))
             .await;

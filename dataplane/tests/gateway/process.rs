@@ -214,9 +214,11 @@ async fn config_change_applies_without_disturbing_a_stream_and_sigterm_drains_it
     let upstream = FakeUpstream::start(move |_| reply.clone()).await;
     let dir = tempdir();
     let path = dir.path().join("gateway.yaml");
+    let audit = dir.path().join("audit.jsonl");
     let config = |extra: &str| {
         format!(
-            "providers:\n  anthropic: {{ type: anthropic, base_url: \"{}\", api_key: k }}\nroutes:\n  - {{ models: [\"claude-*\"], provider: anthropic }}\n{extra}",
+            "audit: {{ sink: file, path: \"{}\" }}\nproviders:\n  anthropic: {{ type: anthropic, base_url: \"{}\", api_key: k }}\nroutes:\n  - {{ models: [\"claude-*\"], provider: anthropic }}\n{extra}",
+            audit.display(),
             upstream.url()
         )
     };
@@ -266,6 +268,13 @@ async fn config_change_applies_without_disturbing_a_stream_and_sigterm_drains_it
     let _ = gw.wait_for_log("stopped");
     let status = gw.child.wait().expect("exits");
     assert!(status.success(), "{status}");
+    // The stream finished during the drain; its record is written before the exit.
+    let records = std::fs::read_to_string(&audit).expect("audit file");
+    let last: Value =
+        serde_json::from_str(records.lines().last().expect("a record")).expect("JSON");
+    assert_eq!(last["endpoint"], "claude.messages");
+    assert_eq!(last["stream"], true);
+    assert_eq!(last["abandoned"], false);
 }
 
 /// Pinned to one CPU the binary runs a single-threaded runtime; plain answers and
