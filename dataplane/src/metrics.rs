@@ -223,6 +223,16 @@ struct CallKey {
 }
 
 impl CallKey {
+    /// Who was served by what, for the series counted per caller (tokens, cost).
+    fn caller_labels(&self) -> Labels {
+        vec![
+            ("provider", self.provider.clone()),
+            ("model", self.model.clone()),
+            ("user", self.user.clone()),
+            ("team", self.team.clone()),
+        ]
+    }
+
     fn labels(&self) -> CallLabels<'_> {
         CallLabels {
             provider: &self.provider,
@@ -235,9 +245,8 @@ impl CallKey {
     }
 }
 
-// The borrowed labels and the owned key hash alike, so a lookup allocates nothing.
-impl Hash for CallLabels<'_> {
-    fn hash<H: Hasher>(&self, state: &mut H) {
+impl CallLabels<'_> {
+    fn fields(&self) -> (&str, &str, &'static str, u16, &str, &str) {
         (
             self.provider,
             self.model,
@@ -246,7 +255,13 @@ impl Hash for CallLabels<'_> {
             self.user,
             self.team,
         )
-            .hash(state);
+    }
+}
+
+// The borrowed labels and the owned key hash alike, so a lookup allocates nothing.
+impl Hash for CallLabels<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.fields().hash(state);
     }
 }
 
@@ -258,15 +273,7 @@ impl Hash for CallKey {
 
 impl hashbrown::Equivalent<CallKey> for CallLabels<'_> {
     fn equivalent(&self, key: &CallKey) -> bool {
-        let k = key.labels();
-        (
-            self.provider,
-            self.model,
-            self.endpoint,
-            self.status,
-            self.user,
-            self.team,
-        ) == (k.provider, k.model, k.endpoint, k.status, k.user, k.team)
+        self.fields() == key.labels().fields()
     }
 }
 
@@ -304,32 +311,18 @@ impl CallSeries {
         name: &str,
     ) -> &'a Counter {
         cell.get_or_init(|| {
-            let k = &self.key;
-            metrics
-                .tokens
-                .get_or_create(&vec![
-                    ("gen_ai_token_type", name.to_string()),
-                    ("provider", k.provider.clone()),
-                    ("model", k.model.clone()),
-                    ("user", k.user.clone()),
-                    ("team", k.team.clone()),
-                ])
-                .clone()
+            let mut labels = vec![("gen_ai_token_type", name.to_string())];
+            labels.extend(self.key.caller_labels());
+            metrics.tokens.get_or_create(&labels).clone()
         })
     }
 
     pub fn add_cost(&self, metrics: &Metrics, usd: f64) {
         self.cost
             .get_or_init(|| {
-                let k = &self.key;
                 metrics
                     .cost_usd
-                    .get_or_create(&vec![
-                        ("provider", k.provider.clone()),
-                        ("model", k.model.clone()),
-                        ("user", k.user.clone()),
-                        ("team", k.team.clone()),
-                    ])
+                    .get_or_create(&self.key.caller_labels())
                     .clone()
             })
             .inc_by(usd);

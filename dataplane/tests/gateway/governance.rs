@@ -155,25 +155,13 @@ async fn a_429_says_when_to_retry_in_each_callers_format() {
         "",
     ))
     .await;
-    let ok = client()
-        .post(format!("{}/v1/claude/v1/messages", gw.url))
-        .header("x-api-key", KEY)
-        .json(&message("claude-x"))
-        .send()
-        .await
-        .expect("answers");
+    let ok = ask_claude(&gw.url, "claude-x").await;
     assert_eq!(ok.status(), 200);
     assert_eq!(ok.headers()["x-ratelimit-limit-requests"], "1");
     assert_eq!(ok.headers()["x-ratelimit-remaining-requests"], "0");
     assert_eq!(ok.headers()["anthropic-ratelimit-requests-remaining"], "0");
 
-    let limited = client()
-        .post(format!("{}/v1/claude/v1/messages", gw.url))
-        .header("x-api-key", KEY)
-        .json(&message("claude-x"))
-        .send()
-        .await
-        .expect("answers");
+    let limited = ask_claude(&gw.url, "claude-x").await;
     assert_eq!(limited.status(), 429);
     let retry: u64 = limited.headers()["retry-after"]
         .to_str()
@@ -248,13 +236,7 @@ async fn token_budget_is_reserved_at_admission_and_settled_to_real_usage() {
     // is spent: the next call is refused before reaching the provider.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let before = upstream.received().len();
-    let resp = client()
-        .post(format!("{}/v1/claude/v1/messages", gw.url))
-        .header("x-api-key", KEY)
-        .json(&message("claude-x"))
-        .send()
-        .await
-        .expect("answers");
+    let resp = ask_claude(&gw.url, "claude-x").await;
     assert_eq!(resp.status(), 429);
     assert_eq!(upstream.received().len(), before);
     let limits: Value = client()
@@ -312,15 +294,7 @@ async fn usage_reports_todays_calls_per_model_with_cost_from_streams_and_plain_a
         let _ = resp.bytes().await.expect("body");
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let usage: Value = client()
-        .get(format!("{}/v1/usage", gw.url))
-        .header("x-api-key", KEY)
-        .send()
-        .await
-        .expect("answers")
-        .json()
-        .await
-        .expect("json");
+    let usage = usage_today(&gw.url).await;
     assert_eq!(usage["user"], "contractor1");
     assert_eq!(usage["today"]["requests"], 2);
     let model = &usage["models"]["claude-sonnet-4-5"];
@@ -537,15 +511,7 @@ async fn two_replicas_sharing_redis_enforce_one_limit() {
 
     // Usage recorded by one replica is visible from the other.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let usage: Value = client()
-        .get(format!("{}/v1/usage", a.url))
-        .header("x-api-key", KEY)
-        .send()
-        .await
-        .expect("answers")
-        .json()
-        .await
-        .expect("json");
+    let usage = usage_today(&a.url).await;
     assert_eq!(usage["today"]["requests"], 12);
     assert_eq!(usage["limit"]["requests_remaining"], 0);
 }
@@ -1039,28 +1005,38 @@ async fn an_answer_that_arrives_in_pieces_is_forwarded_whole_and_metered() {
         "",
     ))
     .await;
-    let resp = client()
-        .post(format!("{}/v1/claude/v1/messages", gw.url))
-        .header("x-api-key", KEY)
-        .json(&message("claude-sonnet-4-5"))
-        .send()
-        .await
-        .expect("answers");
+    let resp = ask_claude(&gw.url, "claude-sonnet-4-5").await;
     assert_eq!(resp.status(), 200);
     assert_eq!(&resp.bytes().await.expect("body")[..], &answer[..]);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let usage: Value = client()
-        .get(format!("{}/v1/usage", gw.url))
+    let usage = usage_today(&gw.url).await;
+    let parsed: Value = serde_json::from_slice(&answer).expect("fixture");
+    assert_eq!(
+        usage["models"]["claude-sonnet-4-5"]["tokens_out"],
+        parsed["usage"]["output_tokens"]
+    );
+}
+
+/// The caller's `/v1/usage` answer.
+async fn usage_today(gateway_url: &str) -> Value {
+    client()
+        .get(format!("{gateway_url}/v1/usage"))
         .header("x-api-key", KEY)
         .send()
         .await
         .expect("answers")
         .json()
         .await
-        .expect("json");
-    let parsed: Value = serde_json::from_slice(&answer).expect("fixture");
-    assert_eq!(
-        usage["models"]["claude-sonnet-4-5"]["tokens_out"],
-        parsed["usage"]["output_tokens"]
-    );
+        .expect("json")
+}
+
+/// A plain Messages call to `model` with the caller's key.
+async fn ask_claude(gateway_url: &str, model: &str) -> reqwest::Response {
+    client()
+        .post(format!("{gateway_url}/v1/claude/v1/messages"))
+        .header("x-api-key", KEY)
+        .json(&message(model))
+        .send()
+        .await
+        .expect("answers")
 }
