@@ -147,9 +147,7 @@ impl Completion {
             }
         }
         let identity = ctx.identity.as_ref();
-        let user = identity
-            .map(|i| i.user.clone())
-            .unwrap_or_else(|| "anonymous".into());
+        let user = identity.map_or("anonymous", |i| i.user.as_str());
         if let (Some(model), true) = (&ctx.model, (200..300).contains(&self.status)) {
             let entry = ModelUsage {
                 requests: 1,
@@ -160,7 +158,7 @@ impl Completion {
                 cost_micros: cost,
             };
             let day = Windows::at(std::time::SystemTime::now()).day;
-            if let Err(e) = services.store.record_usage(&user, day, model, entry).await {
+            if let Err(e) = services.store.record_usage(user, day, model, entry).await {
                 tracing::error!(request_id = %ctx.request_id, error = %e, "could not record usage");
             }
         }
@@ -178,7 +176,7 @@ impl Completion {
             model,
             endpoint: ctx.endpoint,
             status: self.status,
-            user: &user,
+            user,
             team: identity.and_then(|i| i.team.as_deref()).unwrap_or_default(),
         });
         series.requests.inc();
@@ -206,7 +204,7 @@ impl Completion {
             timestamp: Timestamp::now(),
             event: "ai_request",
             request_id: &ctx.request_id,
-            user: &user,
+            user,
             team: identity.and_then(|i| i.team.as_deref()),
             workspace: identity.and_then(|i| i.workspace.as_deref()),
             key_id: identity.and_then(|i| i.key_id.as_deref()),

@@ -115,7 +115,7 @@ impl Runtime {
                 inactive,
                 client: pool.client(config.timeouts.connect_ms),
                 breaker: pool.breaker(name),
-                headers: crate::upstream::provider_headers(config.kind, config),
+                headers: crate::upstream::provider_headers(config),
                 config: config.clone(),
             };
             providers.insert(name.clone(), Arc::new(upstream));

@@ -137,7 +137,10 @@ struct UsagePeek<'a> {
 
 /// Usage from the bytes of a complete JSON answer; see [`usage_from_json`].
 pub fn usage_from_bytes(body: &[u8]) -> Option<TokenUsage> {
-    if let Some(u) = usage_member(body) {
+    // Nearly every answer ends with its `usage`; other shapes are scanned for in full.
+    let usage = super::members::top_level_from_end(body, br#""usage""#);
+    let usage = usage.and_then(|raw| std::str::from_utf8(raw).ok());
+    if let Some(u) = usage.and_then(|u| usage_from_parts(Some(u), None, None, None)) {
         return Some(u);
     }
     let keys = ["usage", "usageMetadata", "prompt_eval_count", "eval_count"];

@@ -111,7 +111,7 @@ impl UpstreamRequest {
 
 /// The headers a provider's calls carry: its key in the header its API reads, then the
 /// provider's configured extra headers. Built once per config, not per call.
-pub fn provider_headers(kind: ProviderKind, config: &Provider) -> Vec<(HeaderName, HeaderValue)> {
+pub fn provider_headers(config: &Provider) -> Vec<(HeaderName, HeaderValue)> {
     let mut out = Vec::with_capacity(1 + config.headers.len());
     // Secrets made with `echo` end in a newline, which no header value may hold.
     let key = config
@@ -119,7 +119,7 @@ pub fn provider_headers(kind: ProviderKind, config: &Provider) -> Vec<(HeaderNam
         .as_deref()
         .map(str::trim)
         .filter(|k| !k.is_empty());
-    let key = key.map(|k| match kind {
+    let key = key.map(|k| match config.kind {
         ProviderKind::Anthropic => (HeaderName::from_static("x-api-key"), k.to_string()),
         ProviderKind::AzureOpenai => (HeaderName::from_static("api-key"), k.to_string()),
         ProviderKind::Gemini => (HeaderName::from_static("x-goog-api-key"), k.to_string()),
