@@ -158,6 +158,7 @@ async fn run(
             let _ = api_stop.wait_for(|s| *s).await;
         },
         drain,
+        server::CLIENT_IDLE_TIMEOUT,
     ));
     let admin_gw = gw.clone();
     let token: Option<Arc<str>> = args.admin_token.map(Arc::from);
@@ -169,6 +170,7 @@ async fn run(
             let _ = admin_stop.wait_for(|s| *s).await;
         },
         drain,
+        server::CLIENT_IDLE_TIMEOUT,
     ));
 
     shutdown_signal().await;

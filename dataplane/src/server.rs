@@ -17,38 +17,52 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::Arc;
-use std::time::Duration;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
 const ROUTED_PROVIDER: http::HeaderName = http::HeaderName::from_static("x-ai-gateway-provider");
 const ROUTED_MODEL: http::HeaderName = http::HeaderName::from_static("x-ai-gateway-model");
 
-/// A slow client gets this long to send its request head.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// A connection with no request in progress is closed once it has been idle this
+/// long: a slow client gets this long to send its request head, and idle keep-alive
+/// connections are let go.
+pub const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Request heads larger than this are refused (431); Claude Code's, with its long
 /// `anthropic-beta` list, stays under 8 KiB.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// Accepts connections until `shutdown` resolves, then waits up to `drain` for
-/// in-flight requests (streams included) to finish.
-pub async fn serve<F, H, Fut>(listener: TcpListener, handler: H, shutdown: F, drain: Duration)
-where
+/// in-flight requests (streams included) to finish. Connections idle for `idle` with
+/// no request in progress are closed.
+pub async fn serve<F, H, Fut>(
+    listener: TcpListener,
+    handler: H,
+    shutdown: F,
+    drain: Duration,
+    idle: Duration,
+) where
     F: Future<Output = ()>,
     H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<ResponseBody>> + Send + 'static,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // No hyper header-read timeout: it arms a timer for every request head, a
+    // measurable share of a call's cost. The idle sweep below covers slow heads.
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
         .max_buf_size(MAX_HEAD_BYTES);
     builder
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(MAX_HEAD_BYTES as u32);
     let graceful = GracefulShutdown::new();
+    let connections = Arc::new(OpenConnections::default());
+    let sweeper = tokio::spawn(close_idle(connections.clone(), idle));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -64,21 +78,29 @@ where
                 };
                 let _ = stream.set_nodelay(true);
                 let handler = handler.clone();
+                let activity = Arc::new(Activity::new());
+                let watched = Arc::downgrade(&activity);
                 let service = service_fn(move |req| {
                     let handler = handler.clone();
-                    async move { Ok::<_, Infallible>(handler(req).await) }
+                    let in_flight = InFlight::enter(&activity);
+                    async move {
+                        let response = handler(req).await;
+                        Ok::<_, Infallible>(response.map(|body| Tracked { body, _in_flight: in_flight }))
+                    }
                 });
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                let conn = builder.serve_connection(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn.into_owned());
-                tokio::spawn(async move {
+                let task = tokio::spawn(async move {
                     if let Err(e) = conn.await {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
                 });
+                connections.watch(watched, task.abort_handle());
             }
             _ = &mut shutdown => break,
         }
     }
+    sweeper.abort();
     drop(listener);
     if tokio::time::timeout(drain, graceful.shutdown())
         .await
@@ -88,6 +110,113 @@ where
             seconds = drain.as_secs(),
             "drain timed out; closing remaining connections"
         );
+    }
+}
+
+/// Milliseconds on a clock private to this process: idle times are compared, never shown.
+fn clock_ms() -> u64 {
+    static START: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
+    START.elapsed().as_millis() as u64
+}
+
+/// Whether a connection has requests in progress, and since when it has had none.
+struct Activity {
+    in_flight: AtomicUsize,
+    idle_since_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            in_flight: AtomicUsize::new(0),
+            idle_since_ms: AtomicU64::new(clock_ms()),
+        }
+    }
+}
+
+/// A request in progress on its connection: from its head until its response body has
+/// been sent or dropped, however long the handler or the stream takes.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn enter(activity: &Arc<Activity>) -> Self {
+        activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        Self(activity.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        // The idle time is set before the count drops, so the sweep never sees a
+        // connection with nothing in flight and a stale idle time.
+        self.0.idle_since_ms.store(clock_ms(), Ordering::Release);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A response body that keeps its request counted as in progress.
+struct Tracked {
+    body: ResponseBody,
+    _in_flight: InFlight,
+}
+
+impl http_body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = crate::body::BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// The listener's open connections, for the idle sweep.
+#[derive(Default)]
+struct OpenConnections(Mutex<Vec<(Weak<Activity>, tokio::task::AbortHandle)>>);
+
+impl OpenConnections {
+    fn watch(&self, activity: Weak<Activity>, task: tokio::task::AbortHandle) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((activity, task));
+    }
+}
+
+/// Closes connections idle past `idle`, checking a few times per period: one timer per
+/// listener rather than one per request head.
+async fn close_idle(connections: Arc<OpenConnections>, idle: Duration) {
+    let limit_ms = idle.as_millis() as u64;
+    let mut tick = tokio::time::interval((idle / 4).max(Duration::from_millis(10)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = clock_ms();
+        let mut open = connections.0.lock().unwrap_or_else(|p| p.into_inner());
+        open.retain(|(activity, task)| {
+            // Gone once the connection's task has ended.
+            let Some(activity) = activity.upgrade() else {
+                return false;
+            };
+            // The count first: having seen it drop to zero, the idle time read is the
+            // one stored before it dropped.
+            let idle_too_long = activity.in_flight.load(Ordering::Acquire) == 0
+                && now.saturating_sub(activity.idle_since_ms.load(Ordering::Acquire)) >= limit_ms;
+            if idle_too_long {
+                task.abort();
+            }
+            !idle_too_long
+        });
     }
 }
 
@@ -375,4 +504,117 @@ pub fn status_only(status: StatusCode) -> Response<ResponseBody> {
     let mut r = Response::new(empty());
     *r.status_mut() = status;
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    const IDLE: Duration = Duration::from_millis(200);
+    /// Longer than `IDLE`: a handler and a stream pause this long.
+    const SLOW: Duration = Duration::from_millis(600);
+
+    /// A listener closing connections idle for `IDLE`, whose handler answers after
+    /// `SLOW` with a stream that goes silent for `SLOW` between its two chunks.
+    async fn slow_listener() -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let handler = |_req: Request<Incoming>| async {
+            tokio::time::sleep(SLOW).await;
+            let chunks = futures_util::stream::unfold(0, |n| async move {
+                match n {
+                    0 => Some((Ok(bytes::Bytes::from("first;")), 1)),
+                    1 => {
+                        tokio::time::sleep(SLOW).await;
+                        Some((Ok(bytes::Bytes::from("second")), 2))
+                    }
+                    _ => None,
+                }
+            });
+            Response::new(crate::body::streaming(chunks))
+        };
+        tokio::spawn(serve(
+            listener,
+            handler,
+            std::future::pending(),
+            Duration::from_secs(1),
+            IDLE,
+        ));
+        addr
+    }
+
+    /// Reads until the peer closes; `None` if it is still open after five seconds.
+    async fn read_until_closed(conn: &mut TcpStream) -> Option<Vec<u8>> {
+        let mut got = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), async {
+            let mut buf = [0u8; 1024];
+            loop {
+                match conn.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+        })
+        .await;
+        read.ok().map(|()| got)
+    }
+
+    #[tokio::test]
+    async fn a_client_that_never_finishes_its_request_head_is_disconnected() {
+        let addr = slow_listener().await;
+        let mut conn = TcpStream::connect(addr).await.expect("connect");
+        let started = Instant::now();
+        conn.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\n")
+            .await
+            .expect("write");
+        let got = read_until_closed(&mut conn)
+            .await
+            .expect("the gateway closes a connection whose head never completes");
+        assert!(got.is_empty(), "no answer to half a request");
+        assert!(started.elapsed() >= IDLE, "not before the idle limit");
+    }
+
+    #[tokio::test]
+    async fn slow_answers_and_silent_streams_are_not_cut_off_but_idle_connections_are() {
+        let addr = slow_listener().await;
+        let mut conn = TcpStream::connect(addr).await.expect("connect");
+        conn.write_all(b"GET /slow HTTP/1.1\r\nhost: gw\r\n\r\n")
+            .await
+            .expect("write");
+        // Both waits are longer than the idle limit; the request is in progress
+        // throughout, so the whole answer arrives.
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !answer.ends_with(b"0\r\n\r\n") {
+            let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf))
+                .await
+                .expect("the answer keeps coming")
+                .expect("read");
+            assert!(
+                n > 0,
+                "closed mid-answer: {}",
+                String::from_utf8_lossy(&answer)
+            );
+            answer.extend_from_slice(&buf[..n]);
+        }
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(
+            answer.contains("first;") && answer.contains("second"),
+            "{answer}"
+        );
+        // Kept alive, then idle: closed after the limit.
+        let idle_from = Instant::now();
+        read_until_closed(&mut conn)
+            .await
+            .expect("an idle keep-alive connection is closed");
+        // The gateway's idle clock starts as it sends the last chunk, a little before
+        // this one did.
+        assert!(
+            idle_from.elapsed() >= IDLE / 2,
+            "closed at once, not after the idle limit"
+        );
+    }
 }

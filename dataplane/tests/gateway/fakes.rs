@@ -222,6 +222,7 @@ impl TestGateway {
                 let _ = admin_stop.send(());
             },
             Duration::from_secs(5),
+            server::CLIENT_IDLE_TIMEOUT,
         ));
         let gw = gateway.clone();
         let token: Option<Arc<str>> = Some(Arc::from("admin-token"));
@@ -232,6 +233,7 @@ impl TestGateway {
                 let _ = admin_stopped.await;
             },
             Duration::from_secs(5),
+            server::CLIENT_IDLE_TIMEOUT,
         ));
         Self {
             url,
