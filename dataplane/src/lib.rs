@@ -15,6 +15,7 @@ pub mod config;
 pub mod context;
 pub mod error;
 pub mod fuzzing;
+pub mod header_values;
 pub mod limits;
 pub mod metering;
 pub mod metrics;

@@ -6,6 +6,7 @@ use crate::body::{empty, read_limited, ReadBodyError, ResponseBody};
 use crate::completion::{Completion, Metering};
 use crate::context::RequestContext;
 use crate::error::{ApiFormat, GatewayError};
+use crate::header_values::HeaderValueBuf;
 use crate::limits::quota_headers;
 use crate::state::Gateway;
 use crate::surfaces::{account, bedrock, chat, claude, gemini, info, passthrough};
@@ -242,24 +243,21 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Respon
         }
     };
     let headers = response.headers_mut();
+    let mut values = HeaderValueBuf::with_capacity(192);
     if let Some(quota) = &ctx.quota {
-        quota_headers(quota, format == ApiFormat::Anthropic, headers);
+        quota_headers(quota, format == ApiFormat::Anthropic, headers, &mut values);
     }
-    if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
+    if let Some(v) = values.text(&ctx.request_id) {
         headers.insert(crate::context::REQUEST_ID, v);
     }
-    if let Some(p) = ctx
-        .provider
-        .as_deref()
-        .and_then(|p| HeaderValue::from_str(p).ok())
-    {
+    if let Some(p) = ctx.provider.as_deref().and_then(|p| values.text(p)) {
         headers.insert(ROUTED_PROVIDER, p);
     }
     if let Some(m) = ctx
         .upstream_model
         .as_deref()
         .filter(|m| !m.is_empty())
-        .and_then(|m| HeaderValue::from_str(m).ok())
+        .and_then(|m| values.text(m))
     {
         headers.insert(ROUTED_MODEL, m);
     }

@@ -1,5 +1,6 @@
 //! Remaining-quota headers, in the names OpenAI and Anthropic clients read.
 
+use crate::header_values::HeaderValueBuf;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// (limit, remaining, seconds until reset) of the tightest requests and tokens counters.
@@ -28,7 +29,12 @@ const ANTHROPIC_TOKENS: [HeaderName; 3] = [
 ];
 
 /// Writes `x-ratelimit-*` (OpenAI) and, for Anthropic callers, `anthropic-ratelimit-*`.
-pub fn quota_headers(quota: &Quota, anthropic: bool, headers: &mut HeaderMap) {
+pub fn quota_headers(
+    quota: &Quota,
+    anthropic: bool,
+    headers: &mut HeaderMap,
+    values: &mut HeaderValueBuf,
+) {
     let counters = [
         (
             quota.requests,
@@ -45,17 +51,19 @@ pub fn quota_headers(quota: &Quota, anthropic: bool, headers: &mut HeaderMap) {
         let Some((limit, remaining, reset)) = counter else {
             continue;
         };
-        headers.insert(limit_name, HeaderValue::from(limit));
-        headers.insert(remaining_name, HeaderValue::from(remaining));
-        headers.insert(reset_name, seconds(reset));
+        let limit = values.number(limit);
+        let remaining = values.number(remaining);
         if anthropic {
             let [limit_name, remaining_name, reset_name] = anthropic_names;
-            headers.insert(limit_name, HeaderValue::from(limit));
-            headers.insert(remaining_name, HeaderValue::from(remaining));
-            if let Ok(v) = HeaderValue::try_from(reset_at(reset)) {
+            headers.insert(limit_name, limit.clone());
+            headers.insert(remaining_name, remaining.clone());
+            if let Some(v) = values.text(&reset_at(reset)) {
                 headers.insert(reset_name, v);
             }
         }
+        headers.insert(limit_name, limit);
+        headers.insert(remaining_name, remaining);
+        headers.insert(reset_name, seconds(reset));
     }
 }
 
@@ -93,7 +101,12 @@ mod tests {
             tokens: Some((1000, 10, 3600)),
         };
         let mut headers = HeaderMap::new();
-        quota_headers(&quota, false, &mut headers);
+        quota_headers(
+            &quota,
+            false,
+            &mut headers,
+            &mut HeaderValueBuf::with_capacity(64),
+        );
         assert_eq!(headers[RESET_REQUESTS], "0s");
         assert_eq!(headers[RESET_TOKENS], "3600s");
         assert_eq!(headers[REMAINING_TOKENS], "10");
