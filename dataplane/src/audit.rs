@@ -139,26 +139,31 @@ impl AuditLog {
         })
     }
 
-    /// Adds a record's line, waiting for room when the writer is behind.
-    pub async fn record(&self, record: &AuditRecord<'_>) {
-        let Some(shared) = &self.shared else { return };
+    /// Adds a record's line when the buffer has room; otherwise hands the line back,
+    /// for [`AuditLog::append_when_room`].
+    pub fn try_record(&self, record: &AuditRecord<'_>) -> Option<Vec<u8>> {
+        let shared = self.shared.as_ref()?;
         // Serialised outside the lock, so concurrent finishers only wait for a copy.
         let mut line = Vec::with_capacity(640);
         if serde_json::to_writer(&mut line, record).is_err() {
             shared.counters.failed.inc();
-            return;
+            return None;
         }
         line.push(b'\n');
+        if shared.append_if_room(&line) {
+            None
+        } else {
+            Some(line)
+        }
+    }
+
+    /// Adds a record's line, waiting for room while the writer is behind.
+    pub async fn append_when_room(&self, line: Vec<u8>) {
+        let Some(shared) = &self.shared else { return };
         loop {
             let room = shared.drained.notified();
-            {
-                let mut pending = shared.lock();
-                if pending.lines.len() < MAX_PENDING_BYTES || shared.closed.load(Ordering::Acquire)
-                {
-                    pending.lines.extend_from_slice(&line);
-                    pending.records += 1;
-                    return;
-                }
+            if shared.append_if_room(&line) {
+                return;
             }
             room.await;
         }
@@ -202,6 +207,17 @@ impl Drop for AuditLog {
 impl Shared {
     fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Appends `line` unless the buffer is full; once closed, it always has room.
+    fn append_if_room(&self, line: &[u8]) -> bool {
+        let mut pending = self.lock();
+        if pending.lines.len() >= MAX_PENDING_BYTES && !self.closed.load(Ordering::Acquire) {
+            return false;
+        }
+        pending.lines.extend_from_slice(line);
+        pending.records += 1;
+        true
     }
 }
 

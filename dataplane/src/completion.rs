@@ -4,13 +4,12 @@
 
 use crate::audit::{AuditRecord, Timestamp};
 use crate::context::RequestContext;
-use crate::limits::{Demand, ModelUsage, Windows};
+use crate::limits::{Demand, ModelUsage, Reservation, Store, Windows};
 use crate::metering::cost_micros;
 use crate::metrics::CallLabels;
 use crate::state::Services;
 use crate::translate::TokenUsage;
 use bytes::Bytes;
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -106,22 +105,13 @@ impl Completion {
         }
     }
 
-    fn finish(self, abandoned: bool) {
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+    /// Settles, meters and audits the call. With the in-memory store and room in the
+    /// audit buffer all of it happens here, at once; what has to wait (Redis, an audit
+    /// sink that has fallen behind) goes on in a task of its own.
+    fn finish(mut self, abandoned: bool) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        // With the in-memory store and room in the audit queue the record completes at
-        // once: finish it here rather than schedule a task per call. Anything that has
-        // to wait (Redis, a full queue) goes on in a task, which polls it with its own
-        // waker from then on.
-        let mut record = Box::pin(self.record(abandoned));
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        if record.as_mut().poll(&mut cx).is_pending() {
-            handle.spawn(record);
-        }
-    }
-
-    async fn record(mut self, abandoned: bool) {
         // Settled here, so the context's drop has nothing left to release.
         let reservation = self.ctx.reservation.take();
         let ctx = &self.ctx;
@@ -136,30 +126,53 @@ impl Completion {
         }
         let cost = ctx.price.map(|p| cost_micros(&usage, &p)).unwrap_or(0);
         let services = &self.services;
-
-        if let Some(reservation) = &reservation {
-            let actual = Demand {
-                tokens: usage.prompt_total() + usage.output,
-                cost_micros: cost,
-            };
-            if let Err(e) = services.store.settle(reservation, actual).await {
-                tracing::error!(request_id = %ctx.request_id, error = %e, "could not settle a rate-limit reservation");
-            }
-        }
         let identity = ctx.identity.as_ref();
         let user = identity.map_or("anonymous", |i| i.user.as_str());
-        if let (Some(model), true) = (&ctx.model, (200..300).contains(&self.status)) {
-            let entry = ModelUsage {
-                requests: 1,
-                tokens_in: usage.prompt_total(),
-                tokens_out: usage.output,
-                cache_read_tokens: usage.cache_read,
-                cache_write_tokens: usage.cache_write,
-                cost_micros: cost,
-            };
-            let day = Windows::at(std::time::SystemTime::now()).day;
-            if let Err(e) = services.store.record_usage(user, day, model, entry).await {
-                tracing::error!(request_id = %ctx.request_id, error = %e, "could not record usage");
+
+        let actual = Demand {
+            tokens: usage.prompt_total() + usage.output,
+            cost_micros: cost,
+        };
+        let ledger_entry = match (&ctx.model, (200..300).contains(&self.status)) {
+            (Some(model), true) => Some((
+                model.as_str(),
+                ModelUsage {
+                    requests: 1,
+                    tokens_in: usage.prompt_total(),
+                    tokens_out: usage.output,
+                    cache_read_tokens: usage.cache_read,
+                    cache_write_tokens: usage.cache_write,
+                    cost_micros: cost,
+                },
+            )),
+            _ => None,
+        };
+        let day = Windows::at(std::time::SystemTime::now()).day;
+        match &services.store {
+            Store::Memory(memory) => {
+                if let Some(reservation) = &reservation {
+                    memory.settle(reservation, actual);
+                }
+                if let Some((model, entry)) = ledger_entry {
+                    memory.record_usage(user, day, model, entry);
+                }
+            }
+            Store::Redis(_) => {
+                let services = services.clone();
+                let request_id = ctx.request_id.clone();
+                let ledger_entry =
+                    ledger_entry.map(|(model, entry)| (user.to_string(), model.to_string(), entry));
+                runtime.spawn(async move {
+                    settle_remotely(
+                        &services,
+                        &request_id,
+                        reservation,
+                        actual,
+                        ledger_entry,
+                        day,
+                    )
+                    .await
+                });
             }
         }
 
@@ -234,7 +247,31 @@ impl Completion {
                 .and_then(|b| b.response.as_deref())
                 .map(String::from_utf8_lossy),
         };
-        services.audit.record(&record).await;
+        if let Some(line) = services.audit.try_record(&record) {
+            let services = services.clone();
+            runtime.spawn(async move { services.audit.append_when_room(line).await });
+        }
+    }
+}
+
+/// Settlement and the usage ledger against Redis, off the response path.
+async fn settle_remotely(
+    services: &Services,
+    request_id: &str,
+    reservation: Option<Reservation>,
+    actual: Demand,
+    ledger_entry: Option<(String, String, ModelUsage)>,
+    day: u64,
+) {
+    if let Some(reservation) = &reservation {
+        if let Err(e) = services.store.settle(reservation, actual).await {
+            tracing::error!(request_id, error = %e, "could not settle a rate-limit reservation");
+        }
+    }
+    if let Some((user, model, entry)) = ledger_entry {
+        if let Err(e) = services.store.record_usage(&user, day, &model, entry).await {
+            tracing::error!(request_id, error = %e, "could not record usage");
+        }
     }
 }
 
