@@ -27,6 +27,8 @@ pub struct Upstream {
     pub kind: ProviderKind,
     /// Without a trailing slash.
     pub base_url: String,
+    /// `base_url` parsed once: calls reuse its scheme and host, and add their path to its.
+    base_uri: Option<http::Uri>,
     pub config: Provider,
     /// Why the provider cannot serve (an unset credential variable, a missing key).
     pub inactive: Option<String>,
@@ -37,9 +39,25 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// Where a call to `path_and_query` (which starts with `/`) goes.
-    pub fn url(&self, path_and_query: &str) -> String {
-        format!("{}{path_and_query}", self.base_url)
+    /// Where a call to `path_and_query` (which starts with `/`) goes: the base URL's
+    /// scheme and host are reused rather than parsed again on every call.
+    pub fn uri(&self, path_and_query: &str) -> Result<http::Uri, String> {
+        let base = self
+            .base_uri
+            .as_ref()
+            .ok_or_else(|| format!("`{}` is not an http(s) URL", self.base_url))?;
+        let base_path = base.path().trim_end_matches('/');
+        let mut path = String::with_capacity(base_path.len() + path_and_query.len());
+        path.push_str(base_path);
+        path.push_str(path_and_query);
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = base.scheme().cloned();
+        parts.authority = base.authority().cloned();
+        parts.path_and_query = Some(
+            http::uri::PathAndQuery::from_maybe_shared(bytes::Bytes::from(path))
+                .map_err(|e| format!("`{path_and_query}` is not a valid path: {e}"))?,
+        );
+        http::Uri::from_parts(parts).map_err(|e| e.to_string())
     }
 
     pub fn speaks_openai(&self) -> bool {
@@ -111,6 +129,9 @@ impl Runtime {
             let upstream = Upstream {
                 name: name.clone(),
                 kind: config.kind,
+                base_uri: http::Uri::try_from(base_url.as_str())
+                    .ok()
+                    .filter(|u| u.scheme().is_some() && u.authority().is_some()),
                 base_url,
                 inactive,
                 client: pool.client(config.timeouts.connect_ms),

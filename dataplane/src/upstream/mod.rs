@@ -213,7 +213,9 @@ impl Upstream {
         if let Ok(v) = HeaderValue::from_str(request_id) {
             req.headers.insert(crate::context::REQUEST_ID, v);
         }
-        let url = self.url(&req.path_and_query);
+        let uri = self
+            .uri(&req.path_and_query)
+            .map_err(|e| GatewayError::InvalidRequest(format!("bad upstream URL: {e}")))?;
         let breaker_config = self.config.circuit_breaker;
         let probe = match self.breaker.gate(&breaker_config, breaker::now_ms()) {
             breaker::Gate::Open(retry_in_ms) => {
@@ -236,7 +238,7 @@ impl Upstream {
             } else {
                 std::mem::take(&mut req.headers)
             };
-            let result = self.send_once(&req, headers, &url).await;
+            let result = self.send_once(&req, headers, &uri).await;
             let again = match &result {
                 Ok(resp) if is_retryable(resp.status()) => Some(retry_after(resp.headers())),
                 Err(
@@ -264,20 +266,17 @@ impl Upstream {
         &self,
         req: &UpstreamRequest,
         mut headers: HeaderMap,
-        url: &str,
+        uri: &http::Uri,
     ) -> Result<UpstreamResponse, GatewayError> {
         let timeouts = self.config.timeouts;
         let started = tokio::time::Instant::now();
         // Each attempt is signed anew: the signature covers its own timestamp.
         if self.kind == ProviderKind::Bedrock && self.config.api_key.is_none() {
-            self.sign_sigv4(&req.method, url, &mut headers, &req.body)?;
+            self.sign_sigv4(&req.method, &uri.to_string(), &mut headers, &req.body)?;
         }
-        let uri = http::Uri::try_from(url).map_err(|e| {
-            GatewayError::InvalidRequest(format!("`{url}` is not a valid upstream URL: {e}"))
-        })?;
         let mut request = http::Request::new(http_body_util::Full::new(req.body.clone()));
         *request.method_mut() = req.method.clone();
-        *request.uri_mut() = uri;
+        *request.uri_mut() = uri.clone();
         *request.headers_mut() = headers;
         let total = Duration::from_millis(timeouts.total_ms);
         let first_byte = Duration::from_millis(timeouts.first_byte_ms).min(total);
