@@ -6,7 +6,6 @@
 
 use ai_gateway_snapshot::{Audit, AuditSink};
 use prometheus_client::metrics::counter::Counter;
-use serde::Serialize;
 use std::borrow::Cow;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,7 +15,7 @@ use std::time::{Duration, SystemTime};
 /// Field names follow the users' own audit format (`timestamp`, `user`, `workspace`,
 /// `provider`, `model`, `request_tokens`, `response_tokens`, `latency_ms`, `status`).
 /// Borrowed from the request it describes: it is written out at once, never kept.
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct AuditRecord<'a> {
     pub timestamp: Timestamp,
     pub event: &'static str,
@@ -45,10 +44,102 @@ pub struct AuditRecord<'a> {
     /// The caller went away before the answer was complete; tokens produced so far are charged.
     pub abandoned: bool,
     /// Only when the gateway opts in with `gateway.log_bodies`; streamed answers are not kept.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub request_body: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub response_body: Option<Cow<'a, str>>,
+}
+
+impl AuditRecord<'_> {
+    /// The record as one JSON object. Written field by field rather than derived: a
+    /// derived serializer escapes every field name again on every call.
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut f = JsonFields::open(out);
+        f.key("timestamp");
+        let _ = write!(
+            f.out,
+            "\"{}\"",
+            humantime::format_rfc3339_millis(self.timestamp.0)
+        );
+        f.str("event", Some(self.event));
+        f.str("request_id", Some(self.request_id));
+        f.str("user", Some(self.user));
+        f.str("team", self.team);
+        f.str("workspace", self.workspace);
+        f.str("key_id", self.key_id);
+        f.str("provider", self.provider);
+        f.str("model", self.model);
+        f.str("upstream_model", self.upstream_model);
+        f.str("endpoint", Some(self.endpoint));
+        f.number("status", u64::from(self.status));
+        f.bool("stream", self.stream);
+        f.number("request_tokens", self.request_tokens);
+        f.number("response_tokens", self.response_tokens);
+        f.number("cache_read_tokens", self.cache_read_tokens);
+        f.number("cache_write_tokens", self.cache_write_tokens);
+        f.key("cost_usd");
+        let _ = serde_json::to_writer(&mut *f.out, &self.cost_usd);
+        f.number("latency_ms", self.latency_ms);
+        match self.ttft_ms {
+            Some(ms) => f.number("ttft_ms", ms),
+            None => f.str("ttft_ms", None),
+        }
+        f.bool("cache_hit", self.cache_hit);
+        f.key("fallbacks");
+        let _ = serde_json::to_writer(&mut *f.out, self.fallbacks);
+        f.str("error", self.error);
+        f.bool("abandoned", self.abandoned);
+        if let Some(body) = &self.request_body {
+            f.str("request_body", Some(body));
+        }
+        if let Some(body) = &self.response_body {
+            f.str("response_body", Some(body));
+        }
+        f.out.push(b'}');
+    }
+}
+
+/// The members of a JSON object being written, names given as plain ASCII.
+struct JsonFields<'o> {
+    out: &'o mut Vec<u8>,
+    first: bool,
+}
+
+impl<'o> JsonFields<'o> {
+    fn open(out: &'o mut Vec<u8>) -> Self {
+        out.push(b'{');
+        Self { out, first: true }
+    }
+
+    fn key(&mut self, name: &str) {
+        if !std::mem::take(&mut self.first) {
+            self.out.push(b',');
+        }
+        self.out.push(b'"');
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.extend_from_slice(b"\":");
+    }
+
+    /// A string, escaped as JSON requires; `None` is `null`.
+    fn str(&mut self, name: &str, value: Option<&str>) {
+        self.key(name);
+        match value {
+            Some(v) => {
+                let _ = serde_json::to_writer(&mut *self.out, v);
+            }
+            None => self.out.extend_from_slice(b"null"),
+        }
+    }
+
+    fn number(&mut self, name: &str, value: u64) {
+        self.key(name);
+        self.out
+            .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+    }
+
+    fn bool(&mut self, name: &str, value: bool) {
+        self.key(name);
+        self.out
+            .extend_from_slice(if value { b"true" } else { b"false" });
+    }
 }
 
 /// An instant written as RFC 3339 UTC with milliseconds, straight into the line.
@@ -58,12 +149,6 @@ pub struct Timestamp(pub SystemTime);
 impl Timestamp {
     pub fn now() -> Self {
         Self(SystemTime::now())
-    }
-}
-
-impl Serialize for Timestamp {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&humantime::format_rfc3339_millis(self.0))
     }
 }
 
@@ -145,10 +230,7 @@ impl AuditLog {
         let shared = self.shared.as_ref()?;
         // Serialised outside the lock, so concurrent finishers only wait for a copy.
         let mut line = Vec::with_capacity(640);
-        if serde_json::to_writer(&mut line, record).is_err() {
-            shared.counters.failed.inc();
-            return None;
-        }
+        record.write_json(&mut line);
         line.push(b'\n');
         if shared.append_if_room(&line) {
             None
@@ -257,5 +339,86 @@ fn write_lines(shared: &Shared, mut out: Box<dyn Write + Send>) {
         // Woken early by `close`; otherwise batches form over the interval instead of
         // waking this thread for every record.
         std::thread::park_timeout(DRAIN_INTERVAL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn record<'a>(fallbacks: &'a [String], body: Option<&'a str>) -> AuditRecord<'a> {
+        AuditRecord {
+            timestamp: Timestamp(SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_151_023_456)),
+            event: "ai_request",
+            request_id: "req_1",
+            user: "ana \"the admin\"\n\u{1F600}",
+            team: Some("platform"),
+            workspace: None,
+            key_id: Some("k1"),
+            provider: Some("anthropic"),
+            model: Some("claude-sonnet"),
+            upstream_model: Some("claude-sonnet-4-5"),
+            endpoint: "claude.messages",
+            status: 200,
+            stream: true,
+            request_tokens: 1200,
+            response_tokens: 34,
+            cache_read_tokens: 1000,
+            cache_write_tokens: 0,
+            cost_usd: 0.004_56,
+            latency_ms: 812,
+            ttft_ms: None,
+            cache_hit: false,
+            fallbacks,
+            error: None,
+            abandoned: false,
+            request_body: body.map(Cow::Borrowed),
+            response_body: None,
+        }
+    }
+
+    #[test]
+    fn a_record_is_one_json_object_with_every_field_escaped() {
+        let fallbacks = vec!["openai".to_string()];
+        let mut line = Vec::new();
+        record(&fallbacks, Some("{\"model\":\"x\"}")).write_json(&mut line);
+        let parsed: serde_json::Value = serde_json::from_slice(&line).expect("valid JSON");
+        assert_eq!(
+            parsed,
+            json!({
+                "timestamp": "2025-11-26T09:57:03.456Z",
+                "event": "ai_request",
+                "request_id": "req_1",
+                "user": "ana \"the admin\"\n\u{1F600}",
+                "team": "platform",
+                "workspace": null,
+                "key_id": "k1",
+                "provider": "anthropic",
+                "model": "claude-sonnet",
+                "upstream_model": "claude-sonnet-4-5",
+                "endpoint": "claude.messages",
+                "status": 200,
+                "stream": true,
+                "request_tokens": 1200,
+                "response_tokens": 34,
+                "cache_read_tokens": 1000,
+                "cache_write_tokens": 0,
+                "cost_usd": 0.00456,
+                "latency_ms": 812,
+                "ttft_ms": null,
+                "cache_hit": false,
+                "fallbacks": ["openai"],
+                "error": null,
+                "abandoned": false,
+                "request_body": "{\"model\":\"x\"}"
+            })
+        );
+        // Bodies appear only when kept.
+        let mut line = Vec::new();
+        record(&[], None).write_json(&mut line);
+        let parsed: serde_json::Value = serde_json::from_slice(&line).expect("valid JSON");
+        assert!(parsed.get("request_body").is_none() && parsed.get("response_body").is_none());
+        assert_eq!(parsed["fallbacks"], json!([]));
     }
 }
