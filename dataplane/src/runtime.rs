@@ -29,6 +29,9 @@ pub struct Upstream {
     pub base_url: String,
     /// `base_url` parsed once: calls reuse its scheme and host, and add their path to its.
     base_uri: Option<http::Uri>,
+    /// The `host` header of every call, made once (the HTTP client would format it anew
+    /// for each request).
+    pub host: Option<http::HeaderValue>,
     pub config: Provider,
     /// Why the provider cannot serve (an unset credential variable, a missing key).
     pub inactive: Option<String>,
@@ -126,12 +129,15 @@ impl Runtime {
                 (!is_http_base(&base_url))
                     .then(|| format!("base_url `{base_url}` is not an http(s) URL"))
             });
+            let base_uri = http::Uri::try_from(base_url.as_str())
+                .ok()
+                .filter(|u| u.scheme().is_some() && u.authority().is_some());
+            let host = base_uri.as_ref().and_then(host_header);
             let upstream = Upstream {
                 name: name.clone(),
                 kind: config.kind,
-                base_uri: http::Uri::try_from(base_url.as_str())
-                    .ok()
-                    .filter(|u| u.scheme().is_some() && u.authority().is_some()),
+                base_uri,
+                host,
                 base_url,
                 inactive,
                 client: pool.client(config.timeouts.connect_ms),
@@ -151,6 +157,20 @@ impl Runtime {
             routes,
         })
     }
+}
+
+/// `host[:port]`, the port only when it is not the scheme's default.
+fn host_header(uri: &http::Uri) -> Option<http::HeaderValue> {
+    let host = uri.host()?;
+    let default_port = match uri.scheme_str() {
+        Some("https") => 443,
+        _ => 80,
+    };
+    let value = match uri.port_u16() {
+        Some(port) if port != default_port => format!("{host}:{port}"),
+        _ => host.to_string(),
+    };
+    http::HeaderValue::from_str(&value).ok()
 }
 
 /// A base URL calls can extend with a path: scheme, host, and no query or fragment.
@@ -189,5 +209,28 @@ fn inactive_reason(p: &Provider) -> Option<String> {
             Some("no AWS credentials (access_key_id and secret_access_key, or api_key) are configured".into())
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_header;
+
+    #[test]
+    fn the_host_header_names_a_port_only_when_it_is_not_the_default() {
+        let host = |url: &str| {
+            let uri = http::Uri::try_from(url).expect("uri");
+            host_header(&uri)
+                .expect("host")
+                .to_str()
+                .expect("text")
+                .to_string()
+        };
+        assert_eq!(host("http://127.0.0.1:11434/v1"), "127.0.0.1:11434");
+        assert_eq!(host("https://api.openai.com/v1"), "api.openai.com");
+        assert_eq!(host("https://api.openai.com:443"), "api.openai.com");
+        assert_eq!(host("http://ollama:80"), "ollama");
+        assert_eq!(host("https://gw.internal:8443"), "gw.internal:8443");
+        assert_eq!(host("http://[::1]:8080"), "[::1]:8080");
     }
 }

@@ -274,6 +274,9 @@ impl Upstream {
         if self.kind == ProviderKind::Bedrock && self.config.api_key.is_none() {
             self.sign_sigv4(&req.method, &uri.to_string(), &mut headers, &req.body)?;
         }
+        if let Some(host) = &self.host {
+            headers.insert(header::HOST, host.clone());
+        }
         let mut request = http::Request::new(http_body_util::Full::new(req.body.clone()));
         *request.method_mut() = req.method.clone();
         *request.uri_mut() = uri.clone();

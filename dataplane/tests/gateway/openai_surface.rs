@@ -61,6 +61,11 @@ async fn openai_client_reaches_claude_with_the_gateway_key_and_translated_body()
 
     let sent = upstream.last();
     assert_eq!(sent.path, "/v1/messages");
+    assert_eq!(
+        sent.header("host"),
+        Some(upstream.addr.to_string().as_str()),
+        "the provider's host, not the gateway's"
+    );
     assert_eq!(sent.header("x-api-key"), Some("sk-ant-real"));
     assert_eq!(
         sent.header("authorization"),
