@@ -13,7 +13,7 @@ use http::Uri;
 use http_body_util::Full;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::proxy::Tunnel;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::proxy::matcher::Matcher;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -68,7 +68,7 @@ pub struct Dialer {
 }
 
 impl Service<Uri> for Dialer {
-    type Response = TokioIo<TcpStream>;
+    type Response = ProviderStream;
     type Error = BoxError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
 
@@ -82,15 +82,77 @@ impl Service<Uri> for Dialer {
             .flatten();
         let mut tcp = self.tcp.clone();
         match intercept {
-            None => Box::pin(async move { tcp.call(dst).await.map_err(BoxError::from) }),
+            None => Box::pin(async move {
+                tcp.call(dst)
+                    .await
+                    .map(ProviderStream)
+                    .map_err(BoxError::from)
+            }),
             Some(proxy) => {
                 let mut tunnel = Tunnel::new(proxy.uri().clone(), tcp);
                 if let Some(auth) = proxy.basic_auth() {
                     tunnel = tunnel.with_auth(auth.clone());
                 }
-                Box::pin(async move { tunnel.call(dst).await.map_err(BoxError::from) })
+                Box::pin(async move {
+                    tunnel
+                        .call(dst)
+                        .await
+                        .map(ProviderStream)
+                        .map_err(BoxError::from)
+                })
             }
         }
+    }
+}
+
+/// A TCP stream to a provider (or a proxy tunnel to one). Unlike the plain stream it
+/// reports no connection details: the client would copy them into every response's
+/// extensions, and nothing here reads them.
+pub struct ProviderStream(TokioIo<TcpStream>);
+
+impl Connection for ProviderStream {
+    fn connected(&self) -> Connected {
+        Connected::new()
+    }
+}
+
+impl hyper::rt::Read for ProviderStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for ProviderStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write_vectored(cx, bufs)
     }
 }
 
