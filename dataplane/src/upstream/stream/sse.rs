@@ -1,22 +1,28 @@
 //! Server-sent events cut out of a byte stream as chunks arrive. The stream path reads
-//! every event of every answer, so this stays allocation-light: an event is a slice of
-//! the received bytes (split off, never copied), and its `data` is borrowed unless it
-//! spans several lines.
+//! every event of every answer, so this stays allocation-light: an event borrows the
+//! received bytes (no copy, no reference count per event), and its `data` is borrowed
+//! unless it spans several lines.
 
-use bytes::{Buf, Bytes, BytesMut};
 use std::borrow::Cow;
 use std::ops::Range;
 
 #[derive(Default)]
 pub struct SseSplitter {
-    buf: BytesMut,
-    /// Where to resume looking for the blank line that ends the pending event.
+    buf: Vec<u8>,
+    /// The front of `buf` already handed out as events; dropped on the next push.
+    consumed: usize,
+    /// Where to resume (past `consumed`) looking for the blank line that ends the
+    /// pending event.
     scanned: usize,
 }
 
-/// One event as received, its fields located once: the bytes are shared, not copied.
-pub struct SseEvent {
-    raw: Bytes,
+/// One event as received, its fields located once.
+pub struct SseEvent<'a> {
+    raw: &'a [u8],
+    fields: Fields,
+}
+
+struct Fields {
     event: Option<Range<usize>>,
     /// The first `data:` line; events almost always have just this one.
     data: Range<usize>,
@@ -25,23 +31,33 @@ pub struct SseEvent {
 
 impl SseSplitter {
     pub fn push(&mut self, chunk: &[u8]) {
+        if self.consumed == self.buf.len() {
+            self.buf.clear();
+        } else {
+            self.buf.drain(..self.consumed);
+        }
+        self.consumed = 0;
         self.buf.extend_from_slice(chunk);
     }
 
     /// The next complete event, if the bytes so far hold one.
-    pub fn next_event(&mut self) -> Option<SseEvent> {
+    pub fn next_event(&mut self) -> Option<SseEvent<'_>> {
         loop {
-            let Some((end, skip)) = event_end(&self.buf, self.scanned) else {
-                self.scanned = self.buf.len();
+            let pending = &self.buf[self.consumed..];
+            let Some((end, skip)) = event_end(pending, self.scanned) else {
+                self.scanned = pending.len();
                 return None;
             };
-            let raw = self.buf.split_to(end).freeze();
-            self.buf.advance(skip);
+            let start = self.consumed;
+            self.consumed += end + skip;
             self.scanned = 0;
             // As the spec says: a block without data (a comment, a stray blank line)
             // dispatches nothing.
-            if let Some(event) = SseEvent::parse(raw) {
-                return Some(event);
+            if let Some(fields) = Fields::parse(&self.buf[start..start + end]) {
+                return Some(SseEvent {
+                    raw: &self.buf[start..start + end],
+                    fields,
+                });
             }
         }
     }
@@ -65,8 +81,8 @@ fn event_end(buf: &[u8], from: usize) -> Option<(usize, usize)> {
     None
 }
 
-impl SseEvent {
-    fn parse(raw: Bytes) -> Option<Self> {
+impl Fields {
+    fn parse(raw: &[u8]) -> Option<Self> {
         let mut event = None;
         let mut data = None;
         let mut more_data = Vec::new();
@@ -95,29 +111,30 @@ impl SseEvent {
             start = end + 1;
         }
         data.map(|data| Self {
-            raw,
             event,
             data,
             more_data,
         })
     }
+}
 
-    fn text(&self, range: &Range<usize>) -> &str {
+impl<'a> SseEvent<'a> {
+    fn text(&self, range: &Range<usize>) -> &'a str {
         std::str::from_utf8(&self.raw[range.clone()]).unwrap_or("")
     }
 
     /// The `event:` field; empty for a plain `message`.
-    pub fn event(&self) -> &str {
-        self.event.as_ref().map_or("", |r| self.text(r))
+    pub fn event(&self) -> &'a str {
+        self.fields.event.as_ref().map_or("", |r| self.text(r))
     }
 
     /// Every `data:` line, joined by newlines as the SSE spec says.
-    pub fn data(&self) -> Cow<'_, str> {
-        if self.more_data.is_empty() {
-            return Cow::Borrowed(self.text(&self.data));
+    pub fn data(&self) -> Cow<'a, str> {
+        if self.fields.more_data.is_empty() {
+            return Cow::Borrowed(self.text(&self.fields.data));
         }
-        let lines: Vec<&str> = std::iter::once(&self.data)
-            .chain(&self.more_data)
+        let lines: Vec<&str> = std::iter::once(&self.fields.data)
+            .chain(&self.fields.more_data)
             .map(|r| self.text(r))
             .collect();
         Cow::Owned(lines.join("\n"))
