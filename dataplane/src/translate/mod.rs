@@ -75,9 +75,9 @@ impl SseOut {
     }
 
     /// `data: <text>` with the payload as received.
-    pub fn raw_data(&mut self, data: &str) {
+    pub fn raw_data(&mut self, data: &[u8]) {
         self.buf.extend_from_slice(b"data: ");
-        self.buf.extend_from_slice(data.as_bytes());
+        self.buf.extend_from_slice(data);
         self.buf.extend_from_slice(b"\n\n");
     }
 

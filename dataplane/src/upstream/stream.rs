@@ -38,13 +38,13 @@ pub enum StreamProtocol {
 }
 
 impl StreamProtocol {
-    fn completes(self, event: &str, data: &str) -> bool {
+    fn completes(self, event: &str, data: &[u8]) -> bool {
         match self {
             Self::AnthropicSse => event == "message_stop" || event == "error",
             Self::OpenAiSse | Self::OpenAiSseWithoutUsage => {
-                data.trim() == "[DONE]" || data.starts_with("{\"error\"")
+                data.trim_ascii() == b"[DONE]" || data.starts_with(b"{\"error\"")
             }
-            Self::GeminiSse => data.contains("\"finishReason\""),
+            Self::GeminiSse => memchr::memmem::find(data, b"\"finishReason\"").is_some(),
             Self::Ndjson | Self::AwsEventStream => false,
         }
     }
@@ -140,7 +140,7 @@ pub fn passthrough_body(
                         | StreamProtocol::GeminiSse => {
                             events.push(&chunk);
                             while let Some(event) = events.next_event() {
-                                let (name, data) = (event.event(), event.data());
+                                let (name, data) = (event.event(), event.data_bytes());
                                 complete |= protocol.completes(name, &data);
                                 meter_event(protocol, name, &data, &usage);
                             }
@@ -150,7 +150,7 @@ pub fn passthrough_body(
                             events.push(&chunk);
                             let mut out = SseOut::with_capacity(chunk.len());
                             while let Some(event) = events.next_event() {
-                                let (name, data) = (event.event(), event.data());
+                                let (name, data) = (event.event(), event.data_bytes());
                                 complete |= protocol.completes(name, &data);
                                 if meter_event(protocol, name, &data, &usage) != Metered::UsageOnly {
                                     out.raw_data(&data);
@@ -207,12 +207,12 @@ enum Metered {
 }
 
 /// Reads usage from the events that carry it; counts the content deltas between.
-fn meter_event(protocol: StreamProtocol, event: &str, data: &str, usage: &UsageCell) -> Metered {
+fn meter_event(protocol: StreamProtocol, event: &str, data: &[u8], usage: &UsageCell) -> Metered {
     match protocol {
         StreamProtocol::AnthropicSse => match event {
             "content_block_delta" => usage.delta(),
             "message_start" | "message_delta" => {
-                match serde_json::from_str::<anthropic::StreamEvent>(data) {
+                match serde_json::from_slice::<anthropic::StreamEvent>(data) {
                     Ok(anthropic::StreamEvent::MessageStart { message }) => {
                         usage.report(TokenUsage::from_anthropic(&message.usage))
                     }
@@ -226,20 +226,20 @@ fn meter_event(protocol: StreamProtocol, event: &str, data: &str, usage: &UsageC
         },
         StreamProtocol::OpenAiSse | StreamProtocol::OpenAiSseWithoutUsage => {
             // Only the final chunk carries a usage object; the rest are deltas.
-            if USAGE_OBJECT.find(data.as_bytes()).is_some() {
-                if let Some(u) = crate::translate::usage::usage_member(data.as_bytes()) {
+            if USAGE_OBJECT.find(data).is_some() {
+                if let Some(u) = crate::translate::usage::usage_member(data) {
                     usage.report(u);
-                    if no_choices(data.as_bytes()) {
+                    if no_choices(data) {
                         return Metered::UsageOnly;
                     }
                 }
-            } else if data.trim() != "[DONE]" {
+            } else if data.trim_ascii() != b"[DONE]" {
                 usage.delta();
             }
         }
         StreamProtocol::GeminiSse => {
             // Every chunk repeats the running usage; the last one is the total.
-            if let Some(u) = crate::translate::usage::usage_from_bytes(data.as_bytes()) {
+            if let Some(u) = crate::translate::usage::usage_from_bytes(data) {
                 usage.report(u);
             }
             usage.delta();
@@ -314,8 +314,14 @@ mod tests {
     #[test]
     fn only_the_closing_usage_chunk_is_usage_only() {
         let usage = UsageCell::default();
-        let meter =
-            |data: &str| meter_event(StreamProtocol::OpenAiSseWithoutUsage, "", data, &usage);
+        let meter = |data: &str| {
+            meter_event(
+                StreamProtocol::OpenAiSseWithoutUsage,
+                "",
+                data.as_bytes(),
+                &usage,
+            )
+        };
         let closing = r#"{"id":"c1","object":"chat.completion.chunk","choices":[ ],"usage":{"prompt_tokens":9,"completion_tokens":4}}"#;
         assert_eq!(meter(closing), Metered::UsageOnly);
         assert_eq!((usage.get().usage.input, usage.get().usage.output), (9, 4));

@@ -119,25 +119,34 @@ impl Fields {
 }
 
 impl<'a> SseEvent<'a> {
-    fn text(&self, range: &Range<usize>) -> &'a str {
-        std::str::from_utf8(&self.raw[range.clone()]).unwrap_or("")
-    }
-
     /// The `event:` field; empty for a plain `message`.
     pub fn event(&self) -> &'a str {
-        self.fields.event.as_ref().map_or("", |r| self.text(r))
+        self.fields
+            .event
+            .as_ref()
+            .and_then(|r| std::str::from_utf8(&self.raw[r.clone()]).ok())
+            .unwrap_or("")
     }
 
-    /// Every `data:` line, joined by newlines as the SSE spec says.
-    pub fn data(&self) -> Cow<'a, str> {
+    /// Every `data:` line, joined by newlines as the SSE spec says, as received: the
+    /// passthrough path reads it as bytes and never needs it checked as text.
+    pub fn data_bytes(&self) -> Cow<'a, [u8]> {
         if self.fields.more_data.is_empty() {
-            return Cow::Borrowed(self.text(&self.fields.data));
+            return Cow::Borrowed(&self.raw[self.fields.data.clone()]);
         }
-        let lines: Vec<&str> = std::iter::once(&self.fields.data)
+        let lines: Vec<&[u8]> = std::iter::once(&self.fields.data)
             .chain(&self.fields.more_data)
-            .map(|r| self.text(r))
+            .map(|r| &self.raw[r.clone()])
             .collect();
-        Cow::Owned(lines.join("\n"))
+        Cow::Owned(lines.join(&b'\n'))
+    }
+
+    /// [`SseEvent::data_bytes`] as text; empty if it is not UTF-8.
+    pub fn data(&self) -> Cow<'a, str> {
+        match self.data_bytes() {
+            Cow::Borrowed(b) => Cow::Borrowed(std::str::from_utf8(b).unwrap_or("")),
+            Cow::Owned(v) => Cow::Owned(String::from_utf8(v).unwrap_or_default()),
+        }
     }
 }
 
