@@ -5,38 +5,37 @@
 /// The raw text of each of `keys`' values in the top-level object `doc`, or `None`
 /// when `doc` is not a plain object (escaped keys included): the caller then parses
 /// it in full. Values are not validated beyond their nesting.
-pub fn top_level<'a, const N: usize>(
-    doc: &'a [u8],
-    keys: [&str; N],
-) -> Option<[Option<&'a [u8]>; N]> {
-    let mut found = [None; N];
-    let mut at = Cursor { doc, at: 0 };
-    at.expect(b'{')?;
-    if at.peek()? == b'}' {
-        return Some(found);
-    }
-    loop {
-        let key = at.string()?;
-        if key.contains(&b'\\') {
-            return None;
-        }
-        at.expect(b':')?;
-        let value = at.value()?;
-        if let Some(i) = keys.iter().position(|k| k.as_bytes() == key) {
-            found[i].get_or_insert(value);
-        }
-        match at.next()? {
-            b',' => continue,
-            b'}' => return Some(found),
-            _ => return None,
-        }
-    }
+pub fn top_level<'a, const N: usize>(doc: &'a [u8], keys: [&str; N]) -> Option<Members<'a, N>> {
+    Cursor { doc, at: 0 }.members(keys)
 }
 
-/// The raw value of the top-level member named by `quoted_key` (the key in quotes),
-/// searched from the end of `doc`: answers put their usage last or nearly so, and
-/// only what follows a candidate is read to prove it sits at the top level.
-pub fn top_level_from_end<'a>(doc: &'a [u8], quoted_key: &[u8]) -> Option<&'a [u8]> {
+/// [`top_level`] of the object that is the value of the top-level member named by
+/// `quoted_key` (the key in quotes), with the object's raw text. Searched from the end
+/// of `doc`: answers put their usage last or nearly so, and only what follows a
+/// candidate is read to prove it sits at the top level. The object is read once, for
+/// its end and its members together.
+pub fn top_level_object_from_end<'a, const N: usize>(
+    doc: &'a [u8],
+    quoted_key: &[u8],
+    keys: [&str; N],
+) -> Option<(&'a [u8], Members<'a, N>)> {
+    from_end(doc, quoted_key, |at| {
+        let start = at.at
+            + at.doc
+                .get(at.at..)?
+                .iter()
+                .position(|b| !b.is_ascii_whitespace())?;
+        let members = at.members(keys)?;
+        Some((&at.doc[start..at.at], members))
+    })
+}
+
+/// What `read` makes of the value of the last top-level member named `quoted_key`.
+fn from_end<'a, T>(
+    doc: &'a [u8],
+    quoted_key: &[u8],
+    read: impl Fn(&mut Cursor<'a>) -> Option<T>,
+) -> Option<T> {
     for pos in memchr::memmem::rfind_iter(doc, quoted_key) {
         // A key's opening quote follows `{` or `,`; inside a string it would follow `\`.
         let before = doc[..pos].iter().rev().find(|b| !b.is_ascii_whitespace());
@@ -50,7 +49,7 @@ pub fn top_level_from_end<'a>(doc: &'a [u8], quoted_key: &[u8]) -> Option<&'a [u
         if at.expect(b':').is_none() {
             continue;
         }
-        let Some(value) = at.value() else { continue };
+        let Some(value) = read(&mut at) else { continue };
         // Deeper down, more than one closing bracket would follow before the end.
         if at.rest_closes_document() {
             return Some(value);
@@ -59,12 +58,42 @@ pub fn top_level_from_end<'a>(doc: &'a [u8], quoted_key: &[u8]) -> Option<&'a [u
     None
 }
 
+/// The raw value of each asked-for member, in the order asked; `None` where absent.
+pub type Members<'a, const N: usize> = [Option<&'a [u8]>; N];
+
 struct Cursor<'a> {
     doc: &'a [u8],
     at: usize,
 }
 
 impl<'a> Cursor<'a> {
+    /// The raw values of `keys` in the object starting here (escaped keys refused);
+    /// leaves the cursor past its closing brace.
+    fn members<const N: usize>(&mut self, keys: [&str; N]) -> Option<Members<'a, N>> {
+        let mut found = [None; N];
+        self.expect(b'{')?;
+        if self.peek()? == b'}' {
+            self.at += 1;
+            return Some(found);
+        }
+        loop {
+            let key = self.string()?;
+            if key.contains(&b'\\') {
+                return None;
+            }
+            self.expect(b':')?;
+            let value = self.value()?;
+            if let Some(i) = keys.iter().position(|k| k.as_bytes() == key) {
+                found[i].get_or_insert(value);
+            }
+            match self.next()? {
+                b',' => continue,
+                b'}' => return Some(found),
+                _ => return None,
+            }
+        }
+    }
+
     /// The next byte that is not whitespace, left in place.
     fn peek(&mut self) -> Option<u8> {
         while let Some(&b) = self.doc.get(self.at) {
@@ -168,7 +197,12 @@ impl<'a> Cursor<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::{top_level, top_level_from_end};
+    use super::{top_level, top_level_object_from_end};
+
+    /// The raw `usage` object found from the end.
+    fn usage_from_end(doc: &[u8]) -> Option<&[u8]> {
+        top_level_object_from_end(doc, br#""usage""#, ["input_tokens"]).map(|(raw, _)| raw)
+    }
     use serde_json::{json, Value};
 
     fn raw(doc: &str, key: &str) -> Option<Option<String>> {
@@ -215,16 +249,19 @@ mod tests {
         }
         "#;
         for text in [top_first, top_between] {
-            let raw = top_level_from_end(text.as_bytes(), br#""usage""#).expect("found");
+            let (raw, [input]) =
+                top_level_object_from_end(text.as_bytes(), br#""usage""#, ["input_tokens"])
+                    .expect("found");
             let value: Value = serde_json::from_slice(raw).expect("the whole value");
             assert_eq!(value, json!({"input_tokens": 3}), "{text}");
+            assert_eq!(input, Some(&b"3"[..]));
         }
         let absent = r#"{"content": [{"usage": {"input_tokens": 1}}], "n": 1}"#;
-        assert_eq!(top_level_from_end(absent.as_bytes(), br#""usage""#), None);
-        assert_eq!(
-            top_level_from_end(br#"[{"usage": 1}]"#, br#""usage""#),
-            None
-        );
+        assert_eq!(usage_from_end(absent.as_bytes()), None);
+        assert_eq!(usage_from_end(br#"[{"usage": {}}]"#), None);
+        // Only an object is read; a nested object below a top-level `null` is not it.
+        let null = r#"{"c": [{"usage": {"input_tokens": 1}}], "usage": null}"#;
+        assert_eq!(usage_from_end(null.as_bytes()), None);
     }
 
     #[test]

@@ -137,11 +137,13 @@ struct UsagePeek<'a> {
 
 /// Usage from the bytes of a complete JSON answer; see [`usage_from_json`].
 pub fn usage_from_bytes(body: &[u8]) -> Option<TokenUsage> {
-    // Nearly every answer ends with its `usage`; other shapes are scanned for in full.
-    let usage = super::members::top_level_from_end(body, br#""usage""#);
-    let usage = usage.and_then(|raw| std::str::from_utf8(raw).ok());
-    if let Some(u) = usage.and_then(|u| usage_from_parts(Some(u), None, None, None)) {
-        return Some(u);
+    // Nearly every answer ends with its `usage` object; other shapes are scanned for in full.
+    if let Some((text, members)) = usage_object(body) {
+        let usage =
+            counted(text, members).or_else(|| usage_from_parts(Some(text), None, None, None));
+        if usage.is_some() {
+            return usage;
+        }
     }
     let keys = ["usage", "usageMetadata", "prompt_eval_count", "eval_count"];
     if let Some([usage, metadata, prompt_evals, evals]) = super::members::top_level(body, keys) {
@@ -174,8 +176,25 @@ pub fn usage_from_bytes(body: &[u8]) -> Option<TokenUsage> {
 /// An Anthropic- or OpenAI-shaped top-level `usage` object, read from the end of a
 /// JSON document (an answer, a stream chunk).
 pub fn usage_member(doc: &[u8]) -> Option<TokenUsage> {
-    let raw = super::members::top_level_from_end(doc, br#""usage""#)?;
-    common_usage(std::str::from_utf8(raw).ok()?)
+    let (text, members) = usage_object(doc)?;
+    counted(text, members)
+}
+
+/// The top-level `usage` object found from the end, as text, with its count members
+/// read in the same pass.
+fn usage_object(doc: &[u8]) -> Option<(&str, [Option<&[u8]>; 7])> {
+    let (raw, members) =
+        super::members::top_level_object_from_end(doc, br#""usage""#, USAGE_COUNTS)?;
+    Some((std::str::from_utf8(raw).ok()?, members))
+}
+
+/// The counts of a usage object: read from its members when they are plain integers,
+/// else parsed in full.
+fn counted(text: &str, members: [Option<&[u8]>; 7]) -> Option<TokenUsage> {
+    match usage_counts(members) {
+        Some(usage) => usage,
+        None => common_usage(text),
+    }
 }
 
 /// Usage from the raw text of an answer's usage-bearing members.
@@ -217,17 +236,23 @@ fn common_usage(raw: &str) -> Option<TokenUsage> {
 /// [`common_usage`] for objects whose counts are plain integers, read without a
 /// parser; `None` leaves anything else to serde.
 fn common_usage_counts(raw: &[u8]) -> Option<Option<TokenUsage>> {
-    let keys = [
-        "input_tokens",
-        "output_tokens",
-        "cache_read_input_tokens",
-        "cache_creation_input_tokens",
-        "prompt_tokens",
-        "completion_tokens",
-        "prompt_tokens_details",
-    ];
-    let [input, output, cache_read, cache_write, prompt, completion, details] =
-        super::members::top_level(raw, keys)?;
+    usage_counts(super::members::top_level(raw, USAGE_COUNTS)?)
+}
+
+/// The members of a usage object that hold its counts, Anthropic's then OpenAI's.
+const USAGE_COUNTS: [&str; 7] = [
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+    "prompt_tokens",
+    "completion_tokens",
+    "prompt_tokens_details",
+];
+
+/// [`common_usage_counts`] from the raw [`USAGE_COUNTS`] members.
+fn usage_counts(members: [Option<&[u8]>; 7]) -> Option<Option<TokenUsage>> {
+    let [input, output, cache_read, cache_write, prompt, completion, details] = members;
     if input.is_some() || output.is_some() {
         return Some(Some(TokenUsage::from_anthropic(&anthropic::Usage {
             input_tokens: count(input)?,
