@@ -318,8 +318,14 @@ pub struct Exchange {
 
 /// A whole (non-stream) answer's body, within the exchange's total timeout.
 pub async fn read_body(resp: UpstreamResponse) -> Result<Bytes, String> {
+    read_body_up_to(resp, usize::MAX).await
+}
+
+/// An answer's body up to about `limit` bytes (all of it when shorter), within the
+/// exchange's total timeout; the rest is not waited for.
+async fn read_body_up_to(resp: UpstreamResponse, limit: usize) -> Result<Bytes, String> {
     let deadline = resp.extensions().get::<Exchange>().map(|e| e.deadline);
-    let read = whole_body(resp.into_body());
+    let read = body_up_to(resp.into_body(), limit);
     let read = match deadline {
         Some(at) => tokio::time::timeout_at(at, read)
             .await
@@ -329,15 +335,21 @@ pub async fn read_body(resp: UpstreamResponse) -> Result<Bytes, String> {
     read.map_err(|e| error_chain(&e))
 }
 
-/// The body's bytes; an answer that arrives in one piece (most do) is not copied.
-async fn whole_body(mut body: hyper::body::Incoming) -> Result<Bytes, hyper::Error> {
+/// The body's bytes until it ends or `limit` have arrived; an answer that arrives in
+/// one piece (most do) is not copied.
+async fn body_up_to(mut body: hyper::body::Incoming, limit: usize) -> Result<Bytes, hyper::Error> {
     use http_body_util::BodyExt;
     let mut first: Option<Bytes> = None;
     let mut joined: Option<bytes::BytesMut> = None;
-    while let Some(frame) = body.frame().await {
+    let mut received = 0usize;
+    while received < limit {
+        let Some(frame) = body.frame().await else {
+            break;
+        };
         let Ok(data) = frame?.into_data() else {
             continue;
         };
+        received += data.len();
         match (&mut joined, first.take()) {
             (Some(all), _) => all.extend_from_slice(&data),
             (None, Some(earlier)) => {
@@ -402,11 +414,13 @@ pub async fn unless_failing(
     Ok(resp)
 }
 
-/// Reads an upstream's error answer (bounded) and keeps its message for the caller.
+/// Reads the start of an upstream's error answer and keeps its message for the caller:
+/// an error body that is endless or stalls costs neither memory nor waiting.
 pub async fn upstream_error(provider: &str, resp: UpstreamResponse) -> GatewayError {
+    const KEPT: usize = 64 * 1024;
     let status = resp.status();
-    let bytes = read_body(resp).await.unwrap_or_default();
-    let slice = &bytes[..bytes.len().min(64 * 1024)];
+    let bytes = read_body_up_to(resp, KEPT).await.unwrap_or_default();
+    let slice = &bytes[..bytes.len().min(KEPT)];
     let message = extract_error_message(slice)
         .unwrap_or_else(|| String::from_utf8_lossy(slice).trim().to_string());
     GatewayError::Upstream {

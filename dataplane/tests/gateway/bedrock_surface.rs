@@ -184,6 +184,7 @@ async fn a_cut_event_stream_ends_with_an_exception_frame() {
         head_delay: Duration::ZERO,
         chunk_delay: Duration::from_millis(2),
         abort: false,
+        stall_before_last: None,
         headers: Vec::new(),
     };
     let upstream = FakeUpstream::start(move |_| cut.clone()).await;
@@ -247,6 +248,7 @@ async fn claude_code_on_bedrock_gets_messages_events_back() {
                 head_delay: Duration::ZERO,
                 chunk_delay: Duration::from_millis(2),
                 abort: false,
+                stall_before_last: None,
                 headers: Vec::new(),
             }
         } else {

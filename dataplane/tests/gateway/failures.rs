@@ -178,6 +178,37 @@ async fn upstream_errors_keep_their_message_in_the_callers_format() {
 }
 
 #[tokio::test]
+async fn an_error_answer_that_stalls_part_way_is_not_waited_for() {
+    // The start of a very long error answer, then nothing for half a minute.
+    let start = format!(
+        r#"{{"type":"error","error":{{"type":"invalid_request_error","message":"prompt too long: {}"#,
+        "x".repeat(100 * 1024)
+    );
+    let reply = Reply {
+        chunks: vec![start.into(), r#""}}"#.into()],
+        stall_before_last: Some(Duration::from_secs(30)),
+        ..Reply::json(400, "")
+    };
+    let upstream = FakeUpstream::start(move |_| reply.clone()).await;
+    let gw = TestGateway::start(&config(&upstream.url(), "")).await;
+    let started = std::time::Instant::now();
+    let (status, body) = post(
+        format!("{}/v1/chat/completions", gw.url),
+        json!({"model": "claude-x", "messages": [{"role": "user", "content": "hi"}]}).to_string(),
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "answered after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(status, 400);
+    let message = body["error"]["message"].as_str().expect("message");
+    assert!(message.contains("prompt too long: xxx"), "{message:.200}");
+    assert!(message.len() < 70 * 1024, "kept {} bytes", message.len());
+}
+
+#[tokio::test]
 async fn truncated_upstream_stream_ends_with_an_error_event() {
     let upstream = FakeUpstream::start(|_| Reply {
         abort: true,

@@ -48,6 +48,9 @@ pub struct Reply {
     pub chunk_delay: Duration,
     /// Reset the connection after the chunks instead of ending the body.
     pub abort: bool,
+    /// Wait this long before the last chunk instead of `chunk_delay`: an upstream that
+    /// stalls part-way through its body.
+    pub stall_before_last: Option<Duration>,
     pub headers: Vec<(&'static str, String)>,
 }
 
@@ -60,6 +63,7 @@ impl Reply {
             head_delay: Duration::ZERO,
             chunk_delay: Duration::from_millis(2),
             abort: false,
+            stall_before_last: None,
             headers: Vec::new(),
         }
     }
@@ -78,6 +82,7 @@ impl Reply {
             head_delay: Duration::ZERO,
             chunk_delay: Duration::from_millis(2),
             abort: false,
+            stall_before_last: None,
             headers: Vec::new(),
         }
     }
@@ -95,6 +100,7 @@ impl Reply {
             head_delay: Duration::ZERO,
             chunk_delay: Duration::from_millis(2),
             abort: false,
+            stall_before_last: None,
             headers: Vec::new(),
         }
     }
@@ -144,14 +150,20 @@ impl FakeUpstream {
                             tokio::time::sleep(reply.head_delay).await;
                             let (abort, pause, extra) =
                                 (reply.abort, reply.chunk_delay, reply.headers);
-                            let frames = futures_util::stream::iter(reply.chunks)
-                                .then(move |c| async move {
-                                    tokio::time::sleep(pause).await;
-                                    Ok::<_, std::io::Error>(Frame::data(c))
-                                })
-                                .chain(futures_util::stream::iter(abort.then(|| {
-                                    Err(std::io::Error::other("connection reset by fake upstream"))
-                                })));
+                            let last = reply.chunks.len().saturating_sub(1);
+                            let stall = reply.stall_before_last;
+                            let frames =
+                                futures_util::stream::iter(reply.chunks.into_iter().enumerate())
+                                    .then(move |(i, c)| async move {
+                                        let wait = stall.filter(|_| i == last).unwrap_or(pause);
+                                        tokio::time::sleep(wait).await;
+                                        Ok::<_, std::io::Error>(Frame::data(c))
+                                    })
+                                    .chain(futures_util::stream::iter(abort.then(|| {
+                                        Err(std::io::Error::other(
+                                            "connection reset by fake upstream",
+                                        ))
+                                    })));
                             let mut resp = Response::new(StreamBody::new(frames));
                             *resp.status_mut() =
                                 http::StatusCode::from_u16(reply.status).expect("status");
