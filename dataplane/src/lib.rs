@@ -24,6 +24,7 @@ pub mod runtime;
 pub mod server;
 pub mod state;
 pub mod surfaces;
+pub mod tcp;
 pub mod tokenreview;
 pub mod translate;
 pub mod upstream;

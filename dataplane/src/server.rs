@@ -13,7 +13,7 @@ use crate::surfaces::{account, bedrock, chat, claude, gemini, info, passthrough}
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
@@ -81,6 +81,7 @@ pub async fn serve<F, H, Fut>(
                 let handler = handler.clone();
                 let activity = Arc::new(Activity::new());
                 let watched = Arc::downgrade(&activity);
+                let writes = Writes(activity.clone());
                 let service = service_fn(move |req| {
                     let handler = handler.clone();
                     let in_flight = InFlight::enter(&activity);
@@ -89,7 +90,8 @@ pub async fn serve<F, H, Fut>(
                         Ok::<_, Infallible>(response.map(|body| Tracked { body, _in_flight: in_flight }))
                     }
                 });
-                let conn = builder.serve_connection(TokioIo::new(stream), service);
+                let io = crate::tcp::Tcp::new(stream, writes);
+                let conn = builder.serve_connection(io, service);
                 let conn = graceful.watch(conn.into_owned());
                 let task = tokio::spawn(async move {
                     if let Err(e) = conn.await {
@@ -120,10 +122,12 @@ fn clock_ms() -> u64 {
     START.elapsed().as_millis() as u64
 }
 
-/// Whether a connection has requests in progress, and since when it has had none.
+/// Whether a connection has requests in progress, since when it has had none, and
+/// when it last sent bytes.
 struct Activity {
     in_flight: AtomicUsize,
     idle_since_ms: AtomicU64,
+    last_write_ms: AtomicU64,
 }
 
 impl Activity {
@@ -131,7 +135,24 @@ impl Activity {
         Self {
             in_flight: AtomicUsize::new(0),
             idle_since_ms: AtomicU64::new(clock_ms()),
+            last_write_ms: AtomicU64::new(0),
         }
+    }
+
+    /// Idle since: a request's end, or a later write of its answer still going out to
+    /// a slow reader. Reads do not count: a client trickling its head stays idle.
+    fn quiet_since_ms(&self) -> u64 {
+        let idle_since = self.idle_since_ms.load(Ordering::Acquire);
+        idle_since.max(self.last_write_ms.load(Ordering::Relaxed))
+    }
+}
+
+/// Stamps a connection's writes on its [`Activity`].
+struct Writes(Arc<Activity>);
+
+impl crate::tcp::OnWrite for Writes {
+    fn wrote(&self) {
+        self.0.last_write_ms.store(clock_ms(), Ordering::Relaxed);
     }
 }
 
@@ -212,7 +233,7 @@ async fn close_idle(connections: Arc<OpenConnections>, idle: Duration) {
             // The count first: having seen it drop to zero, the idle time read is the
             // one stored before it dropped.
             let idle_too_long = activity.in_flight.load(Ordering::Acquire) == 0
-                && now.saturating_sub(activity.idle_since_ms.load(Ordering::Acquire)) >= limit_ms;
+                && now.saturating_sub(activity.quiet_since_ms()) >= limit_ms;
             if idle_too_long {
                 task.abort();
             }
@@ -514,12 +535,28 @@ mod tests {
     /// Longer than `IDLE`: a handler and a stream pause this long.
     const SLOW: Duration = Duration::from_millis(600);
 
-    /// A listener closing connections idle for `IDLE`, whose handler answers after
-    /// `SLOW` with a stream that goes silent for `SLOW` between its two chunks.
-    async fn slow_listener() -> std::net::SocketAddr {
+    /// A listener closing connections idle for `idle`.
+    async fn listener<H, Fut>(idle: Duration, handler: H) -> std::net::SocketAddr
+    where
+        H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Response<ResponseBody>> + Send + 'static,
+    {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let handler = |_req: Request<Incoming>| async {
+        tokio::spawn(serve(
+            listener,
+            handler,
+            std::future::pending(),
+            Duration::from_secs(1),
+            idle,
+        ));
+        addr
+    }
+
+    /// Its handler answers after `SLOW` with a stream that goes silent for `SLOW`
+    /// between its two chunks.
+    async fn slow_listener() -> std::net::SocketAddr {
+        listener(IDLE, |_req: Request<Incoming>| async {
             tokio::time::sleep(SLOW).await;
             let chunks = futures_util::stream::unfold(0, |n| async move {
                 match n {
@@ -532,15 +569,8 @@ mod tests {
                 }
             });
             Response::new(crate::body::streaming(chunks))
-        };
-        tokio::spawn(serve(
-            listener,
-            handler,
-            std::future::pending(),
-            Duration::from_secs(1),
-            IDLE,
-        ));
-        addr
+        })
+        .await
     }
 
     /// Reads until the peer closes; `None` if it is still open after five seconds.
@@ -613,6 +643,40 @@ mod tests {
         assert!(
             idle_from.elapsed() >= IDLE / 2,
             "closed at once, not after the idle limit"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_large_answer_read_slowly_arrives_whole() {
+        // Far more than loopback's socket buffers hold, so the answer is still going
+        // out long after the gateway has handed it over.
+        const SIZE: usize = 96 << 20;
+        // Long enough that a busy test machine does not stall the reader past it.
+        let idle = Duration::from_secs(1);
+        let addr = listener(idle, |_req: Request<Incoming>| async {
+            Response::new(crate::body::full(vec![b'x'; SIZE]))
+        })
+        .await;
+        let mut conn = TcpStream::connect(addr).await.expect("connect");
+        conn.write_all(b"GET /big HTTP/1.1\r\nhost: gw\r\n\r\n")
+            .await
+            .expect("write");
+        // A slow reader: about 40 MB/s, so the whole answer takes several idle limits.
+        let mut received = 0usize;
+        let mut buf = vec![0u8; 1 << 20];
+        let started = Instant::now();
+        while received < SIZE {
+            let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf))
+                .await
+                .expect("the answer keeps coming")
+                .expect("read");
+            assert!(n > 0, "cut after {received} bytes, {:?}", started.elapsed());
+            received += n;
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert!(
+            started.elapsed() > IDLE * 2,
+            "the read was not slow enough to test"
         );
     }
 }

@@ -16,13 +16,12 @@ use hyper_util::client::legacy::connect::proxy::Tunnel;
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::proxy::matcher::Matcher;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::net::TcpStream;
 use tower_service::Service;
 
 pub type HttpClient = Client<HttpsConnector<Dialer>, Full<Bytes>>;
@@ -85,7 +84,7 @@ impl Service<Uri> for Dialer {
             None => Box::pin(async move {
                 tcp.call(dst)
                     .await
-                    .map(ProviderStream)
+                    .map(|io| ProviderStream::new(io.into_inner(), ()))
                     .map_err(BoxError::from)
             }),
             Some(proxy) => {
@@ -97,7 +96,7 @@ impl Service<Uri> for Dialer {
                     tunnel
                         .call(dst)
                         .await
-                        .map(ProviderStream)
+                        .map(|io| ProviderStream::new(io.into_inner(), ()))
                         .map_err(BoxError::from)
                 })
             }
@@ -108,51 +107,11 @@ impl Service<Uri> for Dialer {
 /// A TCP stream to a provider (or a proxy tunnel to one). Unlike the plain stream it
 /// reports no connection details: the client would copy them into every response's
 /// extensions, and nothing here reads them.
-pub struct ProviderStream(TokioIo<TcpStream>);
+pub type ProviderStream = crate::tcp::Tcp;
 
 impl Connection for ProviderStream {
     fn connected(&self) -> Connected {
         Connected::new()
-    }
-}
-
-impl hyper::rt::Read for ProviderStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: hyper::rt::ReadBufCursor<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
-    }
-}
-
-impl hyper::rt::Write for ProviderStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.0.is_write_vectored()
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().0).poll_write_vectored(cx, bufs)
     }
 }
 
