@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 /// Borrowed from the request it describes: it is written out at once, never kept.
 #[derive(Debug)]
 pub struct AuditRecord<'a> {
-    pub timestamp: Timestamp,
+    pub timestamp: SystemTime,
     pub event: &'static str,
     pub request_id: &'a str,
     pub user: &'a str,
@@ -57,7 +57,7 @@ impl AuditRecord<'_> {
         let _ = write!(
             f.out,
             "\"{}\"",
-            humantime::format_rfc3339_millis(self.timestamp.0)
+            humantime::format_rfc3339_millis(self.timestamp)
         );
         f.str("event", Some(self.event));
         f.str("request_id", Some(self.request_id));
@@ -139,16 +139,6 @@ impl<'o> JsonFields<'o> {
         self.key(name);
         self.out
             .extend_from_slice(if value { b"true" } else { b"false" });
-    }
-}
-
-/// An instant written as RFC 3339 UTC with milliseconds, straight into the line.
-#[derive(Debug, Clone, Copy)]
-pub struct Timestamp(pub SystemTime);
-
-impl Timestamp {
-    pub fn now() -> Self {
-        Self(SystemTime::now())
     }
 }
 
@@ -349,7 +339,7 @@ mod tests {
 
     fn record<'a>(fallbacks: &'a [String], body: Option<&'a str>) -> AuditRecord<'a> {
         AuditRecord {
-            timestamp: Timestamp(SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_151_023_456)),
+            timestamp: SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_151_023_456),
             event: "ai_request",
             request_id: "req_1",
             user: "ana \"the admin\"\n\u{1F600}",

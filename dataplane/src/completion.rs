@@ -2,9 +2,9 @@
 //! the reservation is settled against real usage, the caller's ledger and the metrics
 //! are updated, and the audit record is written, all off the response path.
 
-use crate::audit::{AuditRecord, Timestamp};
+use crate::audit::AuditRecord;
 use crate::context::RequestContext;
-use crate::limits::{Demand, ModelUsage, Reservation, Store, Windows};
+use crate::limits::{Demand, ModelUsage, Reservation, Windows};
 use crate::metering::cost_micros;
 use crate::metrics::CallLabels;
 use crate::state::Services;
@@ -148,32 +148,26 @@ impl Completion {
             _ => None,
         };
         let day = Windows::at(std::time::SystemTime::now()).day;
-        match &services.store {
-            Store::Memory(memory) => {
-                if let Some(reservation) = &reservation {
-                    memory.settle(reservation, actual);
-                }
-                if let Some((model, entry)) = ledger_entry {
-                    memory.record_usage(user, day, model, entry);
-                }
-            }
-            Store::Redis(_) => {
-                let services = services.clone();
-                let request_id = ctx.request_id.clone();
-                let ledger_entry =
-                    ledger_entry.map(|(model, entry)| (user.to_string(), model.to_string(), entry));
-                runtime.spawn(async move {
-                    settle_remotely(
-                        &services,
-                        &request_id,
-                        reservation,
-                        actual,
-                        ledger_entry,
-                        day,
-                    )
-                    .await
-                });
-            }
+        let ledger = ledger_entry.map(|(model, entry)| (user, day, model, entry));
+        if !services
+            .store
+            .finish_at_once(reservation.as_ref(), actual, ledger)
+        {
+            let services = services.clone();
+            let request_id = ctx.request_id.clone();
+            let ledger_entry =
+                ledger_entry.map(|(model, entry)| (user.to_string(), model.to_string(), entry));
+            runtime.spawn(async move {
+                settle_remotely(
+                    &services,
+                    &request_id,
+                    reservation,
+                    actual,
+                    ledger_entry,
+                    day,
+                )
+                .await
+            });
         }
 
         let provider = ctx.provider.as_deref().unwrap_or_default();
@@ -214,7 +208,7 @@ impl Completion {
             return;
         }
         let record = AuditRecord {
-            timestamp: Timestamp::now(),
+            timestamp: std::time::SystemTime::now(),
             event: "ai_request",
             request_id: &ctx.request_id,
             user,

@@ -122,28 +122,24 @@ fn clock_ms() -> u64 {
     START.elapsed().as_millis() as u64
 }
 
-/// Whether a connection has requests in progress, since when it has had none, and
-/// when it last sent bytes.
+/// Whether a connection has requests in progress, and when it last did anything that
+/// keeps it open: a request ending, or bytes of an answer going out to a slow reader.
+/// Reads do not count: a client trickling its head stays idle.
 struct Activity {
     in_flight: AtomicUsize,
-    idle_since_ms: AtomicU64,
-    last_write_ms: AtomicU64,
+    quiet_since_ms: AtomicU64,
 }
 
 impl Activity {
     fn new() -> Self {
         Self {
             in_flight: AtomicUsize::new(0),
-            idle_since_ms: AtomicU64::new(clock_ms()),
-            last_write_ms: AtomicU64::new(0),
+            quiet_since_ms: AtomicU64::new(clock_ms()),
         }
     }
 
-    /// Idle since: a request's end, or a later write of its answer still going out to
-    /// a slow reader. Reads do not count: a client trickling its head stays idle.
-    fn quiet_since_ms(&self) -> u64 {
-        let idle_since = self.idle_since_ms.load(Ordering::Acquire);
-        idle_since.max(self.last_write_ms.load(Ordering::Relaxed))
+    fn stir(&self) {
+        self.quiet_since_ms.fetch_max(clock_ms(), Ordering::AcqRel);
     }
 }
 
@@ -152,7 +148,7 @@ struct Writes(Arc<Activity>);
 
 impl crate::tcp::OnWrite for Writes {
     fn wrote(&self) {
-        self.0.last_write_ms.store(clock_ms(), Ordering::Relaxed);
+        self.0.stir();
     }
 }
 
@@ -171,7 +167,7 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         // The idle time is set before the count drops, so the sweep never sees a
         // connection with nothing in flight and a stale idle time.
-        self.0.idle_since_ms.store(clock_ms(), Ordering::Release);
+        self.0.stir();
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -233,7 +229,7 @@ async fn close_idle(connections: Arc<OpenConnections>, idle: Duration) {
             // The count first: having seen it drop to zero, the idle time read is the
             // one stored before it dropped.
             let idle_too_long = activity.in_flight.load(Ordering::Acquire) == 0
-                && now.saturating_sub(activity.quiet_since_ms()) >= limit_ms;
+                && now.saturating_sub(activity.quiet_since_ms.load(Ordering::Acquire)) >= limit_ms;
             if idle_too_long {
                 task.abort();
             }

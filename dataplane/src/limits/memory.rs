@@ -109,7 +109,7 @@ impl MemoryStore {
         })
     }
 
-    pub(crate) fn settle(&self, r: &Reservation, actual: Demand) {
+    pub(super) fn settle(&self, r: &Reservation, actual: Demand) {
         for key in &r.keys {
             self.release(
                 key,
@@ -158,7 +158,7 @@ impl MemoryStore {
         }
     }
 
-    pub(crate) fn record_usage(&self, user: &str, day: u64, model: &str, usage: ModelUsage) {
+    pub(super) fn record_usage(&self, user: &str, day: u64, model: &str, usage: ModelUsage) {
         // Yesterday stays readable; older days are dropped as the ledger rolls over.
         let previous = self
             .ledger_day

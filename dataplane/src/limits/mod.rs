@@ -342,6 +342,27 @@ impl Store {
         }
     }
 
+    /// [`Store::settle`] and [`Store::record_usage`] for a finished call, done at once
+    /// when the counters are in memory; `false` (nothing done) when they are in Redis,
+    /// for the caller to await them off its path.
+    pub fn finish_at_once(
+        &self,
+        reservation: Option<&Reservation>,
+        actual: Demand,
+        ledger: Option<(&str, u64, &str, ModelUsage)>,
+    ) -> bool {
+        let Store::Memory(m) = self else {
+            return false;
+        };
+        if let Some(reservation) = reservation {
+            m.settle(reservation, actual);
+        }
+        if let Some((user, day, model, usage)) = ledger {
+            m.record_usage(user, day, model, usage);
+        }
+        true
+    }
+
     /// Adds one call to its caller's daily usage ledger.
     pub async fn record_usage(
         &self,

@@ -1,5 +1,6 @@
 //! One token-usage shape for every provider, so cost and limits never care who answered.
 
+use super::members::Members;
 use super::{anthropic, openai};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -139,8 +140,10 @@ struct UsagePeek<'a> {
 pub fn usage_from_bytes(body: &[u8]) -> Option<TokenUsage> {
     // Nearly every answer ends with its `usage` object; other shapes are scanned for in full.
     if let Some((text, members)) = usage_object(body) {
-        let usage =
-            counted(text, members).or_else(|| usage_from_parts(Some(text), None, None, None));
+        // Counts that are not plain integers, or another shape, get the full parse.
+        let usage = usage_counts(members)
+            .flatten()
+            .or_else(|| usage_from_parts(Some(text), None, None, None));
         if usage.is_some() {
             return usage;
         }
@@ -182,7 +185,7 @@ pub fn usage_member(doc: &[u8]) -> Option<TokenUsage> {
 
 /// The top-level `usage` object found from the end, as text, with its count members
 /// read in the same pass.
-fn usage_object(doc: &[u8]) -> Option<(&str, [Option<&[u8]>; 7])> {
+fn usage_object(doc: &[u8]) -> Option<(&str, Members<'_, 7>)> {
     let (raw, members) =
         super::members::top_level_object_from_end(doc, br#""usage""#, USAGE_COUNTS)?;
     Some((std::str::from_utf8(raw).ok()?, members))
@@ -190,7 +193,7 @@ fn usage_object(doc: &[u8]) -> Option<(&str, [Option<&[u8]>; 7])> {
 
 /// The counts of a usage object: read from its members when they are plain integers,
 /// else parsed in full.
-fn counted(text: &str, members: [Option<&[u8]>; 7]) -> Option<TokenUsage> {
+fn counted(text: &str, members: Members<'_, 7>) -> Option<TokenUsage> {
     match usage_counts(members) {
         Some(usage) => usage,
         None => common_usage(text),
@@ -251,7 +254,7 @@ const USAGE_COUNTS: [&str; 7] = [
 ];
 
 /// [`common_usage_counts`] from the raw [`USAGE_COUNTS`] members.
-fn usage_counts(members: [Option<&[u8]>; 7]) -> Option<Option<TokenUsage>> {
+fn usage_counts(members: Members<'_, 7>) -> Option<Option<TokenUsage>> {
     let [input, output, cache_read, cache_write, prompt, completion, details] = members;
     if input.is_some() || output.is_some() {
         return Some(Some(TokenUsage::from_anthropic(&anthropic::Usage {
