@@ -122,6 +122,12 @@ impl<'o> JsonFields<'o> {
     fn str(&mut self, name: &str, value: Option<&str>) {
         self.key(name);
         match value {
+            // Most values (ids, names, models) need no escaping: copied as they are.
+            Some(v) if !v.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') => {
+                self.out.push(b'"');
+                self.out.extend_from_slice(v.as_bytes());
+                self.out.push(b'"');
+            }
             Some(v) => {
                 let _ = serde_json::to_writer(&mut *self.out, v);
             }

@@ -3,7 +3,8 @@
 
 use crate::error::GatewayError;
 use ai_gateway_snapshot::{ApiKey, Auth, AuthMode};
-use http::HeaderMap;
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, HeaderName};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,11 +23,9 @@ impl Identity {
     fn anonymous(headers: &HeaderMap) -> Self {
         Self {
             key_id: None,
-            user: header(headers, "x-user-id")
-                .unwrap_or("anonymous")
-                .to_string(),
+            user: header(headers, USER_ID).unwrap_or("anonymous").to_string(),
             team: None,
-            workspace: header(headers, "x-workspace-id").map(str::to_string),
+            workspace: header(headers, WORKSPACE_ID).map(str::to_string),
         }
     }
 }
@@ -85,7 +84,7 @@ impl KeyStore {
         query: Option<&str>,
     ) -> Result<Authenticated, GatewayError> {
         let sigv4 =
-            header(headers, "authorization").is_some_and(|v| v.starts_with("AWS4-HMAC-SHA256"));
+            header(headers, AUTHORIZATION).is_some_and(|v| v.starts_with("AWS4-HMAC-SHA256"));
         if sigv4 && self.mode == AuthMode::Keys {
             return Ok(Authenticated::PendingSigV4);
         }
@@ -120,7 +119,7 @@ impl KeyStore {
     ) -> Result<Identity, GatewayError> {
         use crate::upstream::sigv4::{parse_amz_date, parse_authorization, signature_matches};
         let denied = GatewayError::Unauthorized;
-        let auth = header(headers, "authorization").unwrap_or_default();
+        let auth = header(headers, AUTHORIZATION).unwrap_or_default();
         let presented = parse_authorization(auth).map_err(|e| denied(e.to_string()))?;
         if presented.service != crate::upstream::sigv4::BEDROCK_SERVICE {
             return Err(denied(format!(
@@ -135,7 +134,7 @@ impl KeyStore {
             ))
         })?;
         let secret = key.sigv4_secret.as_deref().unwrap_or_default();
-        let date = header(headers, "x-amz-date").unwrap_or_default();
+        let date = header(headers, AMZ_DATE).unwrap_or_default();
         let signed_at = parse_amz_date(date).map_err(|e| denied(e.to_string()))?;
         let now = std::time::SystemTime::now();
         let skew = now
@@ -160,8 +159,8 @@ impl KeyStore {
         match self.mode {
             AuthMode::None => Ok(Identity::anonymous(headers)),
             AuthMode::TrustedHeaders => {
-                let workspace = header(headers, "x-workspace-id");
-                let user = header(headers, "x-user-id").or(workspace).ok_or_else(|| {
+                let workspace = header(headers, WORKSPACE_ID);
+                let user = header(headers, USER_ID).or(workspace).ok_or_else(|| {
                     GatewayError::Unauthorized(
                         "send X-User-ID or X-Workspace-ID to identify the caller".into(),
                     )
@@ -169,7 +168,7 @@ impl KeyStore {
                 Ok(Identity {
                     key_id: None,
                     user: user.to_string(),
-                    team: header(headers, "x-team-id").map(str::to_string),
+                    team: header(headers, TEAM_ID).map(str::to_string),
                     workspace: workspace.map(str::to_string),
                 })
             }
@@ -210,7 +209,15 @@ fn identity_of(key: &ApiKey) -> Identity {
     }
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+// Names as constants: a name given as text is parsed and checked on every lookup.
+const USER_ID: HeaderName = HeaderName::from_static("x-user-id");
+const WORKSPACE_ID: HeaderName = HeaderName::from_static("x-workspace-id");
+const TEAM_ID: HeaderName = HeaderName::from_static("x-team-id");
+const API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+const GOOG_API_KEY: HeaderName = HeaderName::from_static("x-goog-api-key");
+const AMZ_DATE: HeaderName = HeaderName::from_static("x-amz-date");
+
+fn header(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -222,10 +229,10 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// `ANTHROPIC_AUTH_TOKEN` send a bearer token, Anthropic clients `x-api-key`, Gemini
 /// clients `x-goog-api-key` or `?key=`.
 fn presented_key<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<&'a str> {
-    header(headers, "authorization")
+    header(headers, AUTHORIZATION)
         .and_then(|v| v.strip_prefix("Bearer ").map(str::trim))
-        .or_else(|| header(headers, "x-api-key"))
-        .or_else(|| header(headers, "x-goog-api-key"))
+        .or_else(|| header(headers, API_KEY))
+        .or_else(|| header(headers, GOOG_API_KEY))
         .or_else(|| {
             query?
                 .split('&')

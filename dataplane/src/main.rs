@@ -153,7 +153,8 @@ async fn run(
     let mut api_stop = stop_rx.clone();
     let api_task = tokio::spawn(server::serve(
         api,
-        move |req| server::handle(api_gw.clone(), req),
+        // Boxed: hyper then moves a pointer, not the request's whole future.
+        move |req| Box::pin(server::handle(api_gw.clone(), req)),
         async move {
             let _ = api_stop.wait_for(|s| *s).await;
         },

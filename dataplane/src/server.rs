@@ -55,7 +55,7 @@ pub async fn serve<F, H, Fut>(
     // measurable share of a call's cost. The idle sweep below covers slow heads.
     builder
         .http1()
-        .timer(TokioTimer::new())
+        .header_read_timeout(None)
         .max_buf_size(MAX_HEAD_BYTES);
     builder
         .http2()
@@ -260,6 +260,8 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Respon
         }
     };
     let headers = response.headers_mut();
+    // Room for the gateway's own headers up front, not grown (and rehashed) in steps.
+    headers.reserve(12);
     let mut values = HeaderValueBuf::with_capacity(192);
     if let Some(quota) = &ctx.quota {
         quota_headers(quota, format == ApiFormat::Anthropic, headers, &mut values);
@@ -355,7 +357,7 @@ async fn route(
             false
         }
         Authenticated::PendingTokenReview(token) => {
-            ctx.identity = Some(gw.services.tokens.identify(&token).await?);
+            ctx.identity = Some(Box::pin(gw.services.tokens.identify(&token)).await?);
             false
         }
         Authenticated::PendingSigV4 if path.starts_with("/v1/bedrock/") => true,
@@ -439,16 +441,25 @@ async fn route(
     if rt.snapshot.gateway.log_bodies {
         ctx.usage = std::sync::Arc::new(crate::completion::UsageCell::capturing(body.clone()));
     }
+    // Each surface's future is boxed: inline, the largest of them would set the size
+    // of every request's future, and that future is moved (copied) whole.
     match surface {
         Surface::Chat if method == Method::POST => {
-            chat::completions(&rt, &gw.services, ctx, &parts.headers, body).await
+            Box::pin(chat::completions(
+                &rt,
+                &gw.services,
+                ctx,
+                &parts.headers,
+                body,
+            ))
+            .await
         }
         Surface::Chat => Err(GatewayError::NotFound {
             method: method.to_string(),
             path: path.to_string(),
         }),
         Surface::Claude(rest) => {
-            claude::handle(
+            Box::pin(claude::handle(
                 &rt,
                 &gw.services,
                 ctx,
@@ -457,14 +468,23 @@ async fn route(
                 query,
                 &parts.headers,
                 body,
-            )
+            ))
             .await
         }
         Surface::Bedrock(rest) => {
-            bedrock::handle(&rt, &gw.services, ctx, method, rest, &parts.headers, body).await
+            Box::pin(bedrock::handle(
+                &rt,
+                &gw.services,
+                ctx,
+                method,
+                rest,
+                &parts.headers,
+                body,
+            ))
+            .await
         }
         Surface::Gemini(rest) => {
-            gemini::handle(
+            Box::pin(gemini::handle(
                 &rt,
                 &gw.services,
                 ctx,
@@ -473,11 +493,11 @@ async fn route(
                 query,
                 &parts.headers,
                 body,
-            )
+            ))
             .await
         }
         Surface::Native(family, rest) => {
-            passthrough::handle(
+            Box::pin(passthrough::handle(
                 &rt,
                 &gw.services,
                 ctx,
@@ -487,7 +507,7 @@ async fn route(
                 query,
                 &parts.headers,
                 body,
-            )
+            ))
             .await
         }
     }
