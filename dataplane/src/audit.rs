@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Field names follow the users' own audit format (`timestamp`, `user`, `workspace`,
 /// `provider`, `model`, `request_tokens`, `response_tokens`, `latency_ms`, `status`).
@@ -54,11 +54,7 @@ impl AuditRecord<'_> {
     fn write_json(&self, out: &mut Vec<u8>) {
         let mut f = JsonFields::open(out);
         f.key("timestamp");
-        let _ = write!(
-            f.out,
-            "\"{}\"",
-            humantime::format_rfc3339_millis(self.timestamp)
-        );
+        write_timestamp(f.out, self.timestamp);
         f.str("event", Some(self.event));
         f.str("request_id", Some(self.request_id));
         f.str("user", Some(self.user));
@@ -95,6 +91,42 @@ impl AuditRecord<'_> {
         }
         f.out.push(b'}');
     }
+}
+
+/// `"YYYY-MM-DDTHH:MM:SS.mmmZ"`, quoted. The date and time up to the second are
+/// formatted once per second per thread; calls within it only add their milliseconds.
+fn write_timestamp(out: &mut Vec<u8>, at: SystemTime) {
+    const SECOND_LEN: usize = "YYYY-MM-DDTHH:MM:SS".len();
+    thread_local! {
+        static SECOND: std::cell::Cell<Option<(u64, [u8; SECOND_LEN])>> =
+            const { std::cell::Cell::new(None) };
+    }
+    let since_epoch = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since_epoch.as_secs();
+    let second = match SECOND.get() {
+        Some((cached, text)) if cached == secs => text,
+        _ => {
+            let mut text = [b'0'; SECOND_LEN];
+            let whole = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs));
+            let whole = whole.to_string();
+            if let Some(prefix) = whole.as_bytes().get(..SECOND_LEN) {
+                text.copy_from_slice(prefix);
+            }
+            SECOND.set(Some((secs, text)));
+            text
+        }
+    };
+    let millis = since_epoch.subsec_millis();
+    out.push(b'"');
+    out.extend_from_slice(&second);
+    out.extend_from_slice(&[
+        b'.',
+        b'0' + (millis / 100) as u8,
+        b'0' + (millis / 10 % 10) as u8,
+        b'0' + (millis % 10) as u8,
+        b'Z',
+        b'"',
+    ]);
 }
 
 /// The members of a JSON object being written, names given as plain ASCII.
@@ -416,5 +448,23 @@ mod tests {
         let parsed: serde_json::Value = serde_json::from_slice(&line).expect("valid JSON");
         assert!(parsed.get("request_body").is_none() && parsed.get("response_body").is_none());
         assert_eq!(parsed["fallbacks"], json!([]));
+    }
+
+    #[test]
+    fn timestamps_within_and_across_seconds_read_as_their_own_instant() {
+        let at = |ms| {
+            let mut line = Vec::new();
+            write_timestamp(&mut line, UNIX_EPOCH + Duration::from_millis(ms));
+            String::from_utf8(line).expect("ascii")
+        };
+        for (ms, text) in [
+            (1_764_151_023_456, "2025-11-26T09:57:03.456Z"),
+            (1_764_151_023_007, "2025-11-26T09:57:03.007Z"),
+            (1_764_151_024_090, "2025-11-26T09:57:04.090Z"),
+            (1_764_151_023_999, "2025-11-26T09:57:03.999Z"),
+            (0, "1970-01-01T00:00:00.000Z"),
+        ] {
+            assert_eq!(at(ms), format!("\"{text}\""));
+        }
     }
 }
