@@ -9,6 +9,33 @@ pub fn top_level<'a, const N: usize>(doc: &'a [u8], keys: [&str; N]) -> Option<M
     Cursor { doc, at: 0 }.members(keys)
 }
 
+/// The raw text of the first top-level member named `key` in the object `doc`, read
+/// up to that member only: `Some(None)` when the whole object lacks it, `None` when
+/// `doc` is not a plain object as far as it was read.
+pub fn first_top_level<'a>(doc: &'a [u8], key: &str) -> Option<Option<&'a [u8]>> {
+    let mut at = Cursor { doc, at: 0 };
+    at.expect(b'{')?;
+    if at.peek()? == b'}' {
+        return Some(None);
+    }
+    loop {
+        let name = at.string()?;
+        if name.contains(&b'\\') {
+            return None;
+        }
+        at.expect(b':')?;
+        let value = at.value()?;
+        if name == key.as_bytes() {
+            return Some(Some(value));
+        }
+        match at.next()? {
+            b',' => continue,
+            b'}' => return Some(None),
+            _ => return None,
+        }
+    }
+}
+
 /// [`top_level`] of the object that is the value of the top-level member named by
 /// `quoted_key` (the key in quotes), with the object's raw text. Searched from the end
 /// of `doc`: answers put their usage last or nearly so, and only what follows a
@@ -203,7 +230,7 @@ impl<'a> Cursor<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::{top_level, top_level_object_from_end};
+    use super::{first_top_level, top_level, top_level_object_from_end};
 
     /// The raw `usage` object found from the end.
     fn usage_from_end(doc: &[u8]) -> Option<&[u8]> {
@@ -241,6 +268,14 @@ mod tests {
                 assert_eq!(serde_json::from_str::<Value>(&v).expect("value"), doc[key]);
             }
             assert_eq!(raw(&text, "input"), Some(None));
+            for key in ["usage", "n", "deep"] {
+                let first = first_top_level(text.as_bytes(), key).expect("an object");
+                assert_eq!(
+                    first.map(<[u8]>::to_vec),
+                    raw(&text, key).expect("an object").map(String::into_bytes)
+                );
+            }
+            assert_eq!(first_top_level(text.as_bytes(), "input"), Some(None));
         }
     }
 
@@ -286,6 +321,7 @@ mod tests {
             r#"{"us\u0061ge": {}}"#,
         ] {
             assert_eq!(raw(doc, "usage"), None, "{doc}");
+            assert_eq!(first_top_level(doc.as_bytes(), "usage"), None, "{doc}");
         }
         assert_eq!(raw(" { } ", "usage"), Some(None));
     }

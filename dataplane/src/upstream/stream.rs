@@ -189,9 +189,10 @@ static USAGE_OBJECT: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
 
 /// Whether an OpenAI chunk's `choices` is empty (or absent): the closing usage chunk.
 fn no_choices(chunk: &[u8]) -> bool {
-    match crate::translate::members::top_level(chunk, ["choices"]) {
-        Some([None]) => true,
-        Some([Some(list)]) => list
+    // Read up to `choices` only: OpenAI puts the usage object after it.
+    match crate::translate::members::first_top_level(chunk, "choices") {
+        Some(None) => true,
+        Some(Some(list)) => list
             .iter()
             .all(|b| matches!(b, b'[' | b']') || b.is_ascii_whitespace()),
         None => false,
