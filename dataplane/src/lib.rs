@@ -28,3 +28,8 @@ pub mod tcp;
 pub mod tokenreview;
 pub mod translate;
 pub mod upstream;
+
+/// The hasher of maps looked up on every call by names callers choose (models,
+/// identities): several times cheaper than std's SipHash on short keys, and seeded
+/// per process so crafted names cannot be made to collide.
+pub type FastHasher = foldhash::fast::RandomState;

@@ -19,7 +19,7 @@ struct CompiledRoute {
 
 pub struct RouteTable {
     /// Exact model name → indexes into `routes`, best first.
-    exact: HashMap<String, Vec<usize>>,
+    exact: HashMap<String, Vec<usize>, crate::FastHasher>,
     routes: Vec<CompiledRoute>,
     providers: BTreeMap<String, Arc<Upstream>>,
     /// Every exact name and glob, for "known: …" in errors.
@@ -39,7 +39,7 @@ pub struct Resolved {
 
 impl RouteTable {
     pub fn new(snapshot: &Snapshot, providers: &BTreeMap<String, Arc<Upstream>>) -> Self {
-        let mut exact: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut exact: HashMap<String, Vec<usize>, crate::FastHasher> = HashMap::default();
         let mut routes = Vec::new();
         let mut known = Vec::new();
         for route in &snapshot.routes {

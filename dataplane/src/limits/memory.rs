@@ -46,11 +46,11 @@ impl Slot {
 
 #[derive(Default)]
 pub struct MemoryStore {
-    slots: DashMap<String, Slot>,
+    slots: DashMap<String, Slot, crate::FastHasher>,
     /// The UTC day of the last sweep of idle subjects.
     swept_day: std::sync::atomic::AtomicU64,
     /// user → day → usage per model.
-    ledger: DashMap<String, BTreeMap<u64, BTreeMap<String, ModelUsage>>>,
+    ledger: DashMap<String, BTreeMap<u64, BTreeMap<String, ModelUsage>>, crate::FastHasher>,
     /// The UTC day of the last usage recorded.
     ledger_day: std::sync::atomic::AtomicU64,
 }

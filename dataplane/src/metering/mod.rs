@@ -24,7 +24,7 @@ pub struct PriceTable {
     entries: Vec<(Vec<glob::Pattern>, ModelPrice)>,
     /// Model id → its built-in price: matching dozens of globs per call would show up
     /// on the hot path.
-    resolved: DashMap<String, Option<ModelPrice>>,
+    resolved: DashMap<String, Option<ModelPrice>, crate::FastHasher>,
 }
 
 /// Glob routes admit unbounded model names; the memo stops growing past this.
@@ -60,7 +60,7 @@ impl PriceTable {
             .collect::<Result<Vec<_>, PriceTableError>>()?;
         Ok(Self {
             entries,
-            resolved: DashMap::new(),
+            resolved: DashMap::default(),
         })
     }
 

@@ -348,8 +348,9 @@ pub fn with_stream_usage(body: Bytes) -> Result<Bytes, GatewayError> {
 }
 
 pub fn forced_provider(headers: &HeaderMap) -> Option<&str> {
+    const X_PROVIDER: http::HeaderName = http::HeaderName::from_static("x-provider");
     headers
-        .get("x-provider")
+        .get(X_PROVIDER)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|v| !v.is_empty())
