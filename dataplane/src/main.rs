@@ -153,8 +153,7 @@ async fn run(
     let mut api_stop = stop_rx.clone();
     let api_task = tokio::spawn(server::serve(
         api,
-        // Boxed: hyper then moves a pointer, not the request's whole future.
-        move |req| Box::pin(server::handle(api_gw.clone(), req)),
+        move |req| server::handle(api_gw.clone(), req),
         async move {
             let _ = api_stop.wait_for(|s| *s).await;
         },

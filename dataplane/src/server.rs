@@ -357,7 +357,7 @@ async fn route(
             false
         }
         Authenticated::PendingTokenReview(token) => {
-            ctx.identity = Some(Box::pin(gw.services.tokens.identify(&token)).await?);
+            ctx.identity = Some(gw.services.tokens.identify(&token).await?);
             false
         }
         Authenticated::PendingSigV4 if path.starts_with("/v1/bedrock/") => true,
@@ -441,25 +441,16 @@ async fn route(
     if rt.snapshot.gateway.log_bodies {
         ctx.usage = std::sync::Arc::new(crate::completion::UsageCell::capturing(body.clone()));
     }
-    // Each surface's future is boxed: inline, the largest of them would set the size
-    // of every request's future, and that future is moved (copied) whole.
     match surface {
         Surface::Chat if method == Method::POST => {
-            Box::pin(chat::completions(
-                &rt,
-                &gw.services,
-                ctx,
-                &parts.headers,
-                body,
-            ))
-            .await
+            chat::completions(&rt, &gw.services, ctx, &parts.headers, body).await
         }
         Surface::Chat => Err(GatewayError::NotFound {
             method: method.to_string(),
             path: path.to_string(),
         }),
         Surface::Claude(rest) => {
-            Box::pin(claude::handle(
+            claude::handle(
                 &rt,
                 &gw.services,
                 ctx,
@@ -468,23 +459,14 @@ async fn route(
                 query,
                 &parts.headers,
                 body,
-            ))
+            )
             .await
         }
         Surface::Bedrock(rest) => {
-            Box::pin(bedrock::handle(
-                &rt,
-                &gw.services,
-                ctx,
-                method,
-                rest,
-                &parts.headers,
-                body,
-            ))
-            .await
+            bedrock::handle(&rt, &gw.services, ctx, method, rest, &parts.headers, body).await
         }
         Surface::Gemini(rest) => {
-            Box::pin(gemini::handle(
+            gemini::handle(
                 &rt,
                 &gw.services,
                 ctx,
@@ -493,11 +475,11 @@ async fn route(
                 query,
                 &parts.headers,
                 body,
-            ))
+            )
             .await
         }
         Surface::Native(family, rest) => {
-            Box::pin(passthrough::handle(
+            passthrough::handle(
                 &rt,
                 &gw.services,
                 ctx,
@@ -507,7 +489,7 @@ async fn route(
                 query,
                 &parts.headers,
                 body,
-            ))
+            )
             .await
         }
     }
