@@ -13,27 +13,15 @@ pub fn top_level<'a, const N: usize>(doc: &'a [u8], keys: [&str; N]) -> Option<M
 /// up to that member only: `Some(None)` when the whole object lacks it, `None` when
 /// `doc` is not a plain object as far as it was read.
 pub fn first_top_level<'a>(doc: &'a [u8], key: &str) -> Option<Option<&'a [u8]>> {
-    let mut at = Cursor { doc, at: 0 };
-    at.expect(b'{')?;
-    if at.peek()? == b'}' {
-        return Some(None);
-    }
-    loop {
-        let name = at.string()?;
-        if name.contains(&b'\\') {
-            return None;
+    let mut first = None;
+    Cursor { doc, at: 0 }.each_member(|name, value| {
+        let found = name == key.as_bytes();
+        if found {
+            first = Some(value);
         }
-        at.expect(b':')?;
-        let value = at.value()?;
-        if name == key.as_bytes() {
-            return Some(Some(value));
-        }
-        match at.next()? {
-            b',' => continue,
-            b'}' => return Some(None),
-            _ => return None,
-        }
-    }
+        found
+    })?;
+    Some(first)
 }
 
 /// [`top_level`] of the object that is the value of the top-level member named by
@@ -104,24 +92,38 @@ impl<'a> Cursor<'a> {
     /// leaves the cursor past its closing brace.
     fn members<const N: usize>(&mut self, keys: [&str; N]) -> Option<Members<'a, N>> {
         let mut found = [None; N];
+        self.each_member(|key, value| {
+            if let Some(i) = keys.iter().position(|k| k.as_bytes() == key) {
+                found[i].get_or_insert(value);
+            }
+            false
+        })?;
+        Some(found)
+    }
+
+    /// Hands each member of the object starting here, name and raw value, to `visit`
+    /// until it returns `true`; `None` when the object is not plain as far as it was
+    /// read (escaped names included). Read to the end, the cursor is left past the
+    /// closing brace.
+    fn each_member(&mut self, mut visit: impl FnMut(&[u8], &'a [u8]) -> bool) -> Option<()> {
         self.expect(b'{')?;
         if self.peek()? == b'}' {
             self.at += 1;
-            return Some(found);
+            return Some(());
         }
         loop {
-            let key = self.string()?;
-            if key.contains(&b'\\') {
+            let name = self.string()?;
+            if name.contains(&b'\\') {
                 return None;
             }
             self.expect(b':')?;
             let value = self.value()?;
-            if let Some(i) = keys.iter().position(|k| k.as_bytes() == key) {
-                found[i].get_or_insert(value);
+            if visit(name, value) {
+                return Some(());
             }
             match self.next()? {
                 b',' => continue,
-                b'}' => return Some(found),
+                b'}' => return Some(()),
                 _ => return None,
             }
         }
