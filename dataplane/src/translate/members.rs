@@ -254,7 +254,7 @@ mod tests {
             "n": -1.5e3,
             "t": true,
             "z": null,
-            // Past the plain-loop prefix: the first quote or escape comes late.
+            // A key in quotes deep inside a long string, and deep nesting.
             "long": format!("{}\"usage\": {{}} \\ {}", "x".repeat(40), "y".repeat(40)),
             "deep": [[[[[[[[[[[[[[[[[[{"usage": {"input_tokens": 4}}]]]]]]]]]]]]]]]]]]
         });
