@@ -260,8 +260,9 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Respon
         }
     };
     let headers = response.headers_mut();
-    // Room for the gateway's own headers up front, not grown (and rehashed) in steps.
-    headers.reserve(12);
+    // Room for the gateway's own headers (request id, route, cache, up to nine quota
+    // values) up front, not grown (and rehashed) in steps.
+    headers.reserve(16);
     let mut values = HeaderValueBuf::with_capacity(192);
     if let Some(quota) = &ctx.quota {
         quota_headers(quota, format == ApiFormat::Anthropic, headers, &mut values);

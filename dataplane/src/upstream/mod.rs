@@ -75,13 +75,12 @@ pub fn forwardable_headers(caller: &HeaderMap) -> HeaderMap {
 }
 
 /// The answer's headers, taken from the upstream response, less those about the
-/// upstream connection, with room for the gateway's own (quota, routing, request id).
+/// upstream connection.
 pub fn answer_headers(resp: &mut UpstreamResponse) -> HeaderMap {
     let mut headers = std::mem::take(resp.headers_mut());
     for name in &UPSTREAM_ONLY_HEADERS {
         headers.remove(name);
     }
-    headers.reserve(16);
     headers
 }
 

@@ -53,11 +53,9 @@ impl SseSplitter {
             self.scanned = 0;
             // As the spec says: a block without data (a comment, a stray blank line)
             // dispatches nothing.
-            if let Some(fields) = Fields::parse(&self.buf[start..start + end]) {
-                return Some(SseEvent {
-                    raw: &self.buf[start..start + end],
-                    fields,
-                });
+            let raw = &self.buf[start..start + end];
+            if let Some(fields) = Fields::parse(raw) {
+                return Some(SseEvent { raw, fields });
             }
         }
     }
