@@ -10,6 +10,7 @@ use hyper::body::{Frame, Incoming};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -111,6 +112,7 @@ type Responder = dyn Fn(&Recorded) -> Reply + Send + Sync;
 pub struct FakeUpstream {
     pub addr: SocketAddr,
     received: Arc<Mutex<Vec<Recorded>>>,
+    connections: Arc<AtomicUsize>,
 }
 
 impl FakeUpstream {
@@ -120,11 +122,14 @@ impl FakeUpstream {
         let received: Arc<Mutex<Vec<Recorded>>> = Arc::default();
         let respond: Arc<Responder> = Arc::new(respond);
         let log = received.clone();
+        let connections: Arc<AtomicUsize> = Arc::default();
+        let accepted = connections.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
+                accepted.fetch_add(1, Ordering::Relaxed);
                 let (respond, log) = (respond.clone(), log.clone());
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
@@ -185,11 +190,20 @@ impl FakeUpstream {
                 });
             }
         });
-        Self { addr, received }
+        Self {
+            addr,
+            received,
+            connections,
+        }
     }
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
     }
 
     pub fn received(&self) -> Vec<Recorded> {

@@ -15,3 +15,4 @@ mod operator_push;
 mod process;
 mod response_cache;
 mod soak;
+mod streaming;

@@ -29,27 +29,24 @@ impl Running {
     }
 
     pub fn start_with(config: &Path, extra: &[&str]) -> Self {
-        Self::launch(Command::new(BIN), config, extra, &[])
+        Self::launch(Command::new(BIN), &with_config(config, extra), &[])
     }
 
     /// As an operator would run it on a one-core machine or pod: pinned to one CPU.
     pub fn start_on_one_core(config: &Path, env: &[(&str, &str)]) -> Self {
         let mut pinned = Command::new("taskset");
         pinned.args(["-c", "0", BIN]);
-        Self::launch(pinned, config, &[], env)
+        Self::launch(pinned, &with_config(config, &[]), env)
     }
 
-    fn launch(mut command: Command, config: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
+    /// No config file: what a workspace's environment variables give.
+    pub fn start_from_environment(env: &[(&str, &str)]) -> Self {
+        Self::launch(Command::new(BIN), &[], env)
+    }
+
+    fn launch(mut command: Command, args: &[String], env: &[(&str, &str)]) -> Self {
         let mut child = command
-            .args(extra)
-            .args([
-                "--config",
-                config.to_str().expect("path"),
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-            ])
+            .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(env.iter().copied())
@@ -72,16 +69,16 @@ impl Running {
             seen: Vec::new(),
         };
         let line = running.wait_for_log("ai-gateway listening");
-        let addr = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("api="))
-            .expect("listening line names the api address");
-        running.api = format!("http://{addr}");
-        let admin = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("admin="))
-            .expect("listening line names the admin address");
-        running.admin = format!("http://{admin}");
+        let address = |key: &str| {
+            let addr = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix(key))
+                .unwrap_or_else(|| panic!("listening line names {key}: {line}"));
+            // A wildcard listener is reached on loopback.
+            format!("http://{}", addr.replace("0.0.0.0", "127.0.0.1"))
+        };
+        running.api = address("api=");
+        running.admin = address("admin=");
         running
     }
 
@@ -115,6 +112,23 @@ impl Running {
             .expect("kill");
         assert!(status.success());
     }
+}
+
+/// Command-line arguments for a config file on ephemeral loopback ports.
+fn with_config(config: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
+    args.extend(
+        [
+            "--config",
+            config.to_str().expect("path"),
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ]
+        .map(String::from),
+    );
+    args
 }
 
 impl Drop for Running {
@@ -202,13 +216,189 @@ async fn example_config_starts_with_no_keys_and_says_which_providers_are_inactiv
         .find(|p| p["name"] == "local")
         .expect("local");
     assert_eq!(local["status"], "active", "Ollama needs no key");
+    for path in ["/healthz", "/readyz"] {
+        let resp = client()
+            .get(format!("{}{path}", gw.admin))
+            .send()
+            .await
+            .expect("admin answers");
+        assert_eq!(resp.status(), 200, "{path}");
+    }
+    let ready = get_json(format!("{}/readyz", gw.admin)).await;
+    assert_eq!(ready["ready"], true);
+    for provider in ["openai", "bedrock", "gemini"] {
+        let line = gw.wait_for_log(&format!("provider={provider}"));
+        assert!(line.contains("inactive"), "{line}");
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+async fn get_json(url: String) -> Value {
+    client()
+        .get(url)
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("json")
+}
+
+/// No config file: the variables workspaces already set each switch on what they name.
+#[tokio::test]
+async fn without_a_config_file_the_environment_variables_configure_the_gateway() {
+    let port = free_port().to_string();
+    let gw = Running::start_from_environment(&[
+        ("AI_GATEWAY_PORT", &port),
+        ("AI_GATEWAY_ADMIN_LISTEN", "127.0.0.1:0"),
+        ("ANTHROPIC_API_KEY", "sk-ant-from-env"),
+        ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+        ("AWS_SECRET_ACCESS_KEY", "secret-from-env"),
+        ("AWS_REGION", "eu-west-3"),
+        ("GOOGLE_API_KEY", "google-from-env"),
+        ("RATE_LIMIT_RPM", "2"),
+    ]);
+    assert!(gw.api.ends_with(&format!(":{port}")), "{}", gw.api);
+    let providers = get_json(format!("{}/v1/providers", gw.api)).await;
+    let provider = |name: &str| {
+        providers["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{name} listed: {providers}"))
+            .clone()
+    };
+    for name in ["anthropic", "bedrock", "gemini", "local"] {
+        assert_eq!(provider(name)["status"], "active", "{name}");
+    }
+    assert!(provider("bedrock")["base_url"]
+        .as_str()
+        .expect("url")
+        .contains("eu-west-3"));
+    let openai = provider("openai");
+    assert_eq!(openai["status"], "inactive");
+    assert!(openai["reason"]
+        .as_str()
+        .expect("reason")
+        .contains("OPENAI_API_KEY"));
+
+    // RATE_LIMIT_RPM=2: the third call in a minute is refused before any provider.
+    // (The first two reach for an Ollama that is not running here.)
+    let call = || {
+        client()
+            .post(format!("{}/v1/chat/completions", gw.api))
+            .json(&serde_json::json!({"model": "local:llama3.2", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+    };
+    for _ in 0..2 {
+        let status = call().await.expect("answers").status();
+        assert_ne!(status, 429);
+    }
+    let refused = call().await.expect("answers");
+    assert_eq!(refused.status(), 429);
+    let body: Value = refused.json().await.expect("json");
+    assert_eq!(body["error"]["type"], "rate_limit_error", "{body}");
+}
+
+#[test]
+fn a_rate_limit_rpm_that_is_not_a_number_stops_the_start() {
+    let out = Command::new(BIN)
+        .arg("--check")
+        .env_clear()
+        .env("RATE_LIMIT_RPM", "sixty")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("RATE_LIMIT_RPM: `sixty` is not a whole number"),
+        "{stderr}"
+    );
+}
+
+/// AUDIT_LOG_LEVEL=warn keeps warnings (an inactive provider) and drops info lines.
+#[tokio::test]
+async fn audit_log_level_sets_what_the_log_keeps() {
+    let port = free_port().to_string();
+    let mut child = Command::new(BIN)
+        .env_clear()
+        .env("AI_GATEWAY_PORT", &port)
+        .env("AI_GATEWAY_ADMIN_LISTEN", "127.0.0.1:0")
+        .env("AUDIT_LOG_LEVEL", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("binary starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let health = format!("http://127.0.0.1:{port}/health");
+    while client().get(&health).send().await.is_err() {
+        assert!(Instant::now() < deadline, "the gateway never answered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("exits");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("provider inactive"), "{log}");
+    assert!(!log.contains("ai-gateway listening"), "{log}");
+}
+
+/// Starts a streamed Messages call; resolves once its first bytes are in. The task
+/// yields the whole body, and `finished` turns true when it has it.
+async fn stream_in_flight(
+    api: &str,
+) -> (
+    tokio::task::JoinHandle<Vec<u8>>,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (first_bytes, arrived) = tokio::sync::oneshot::channel();
+    let url = format!("{api}/v1/claude/v1/messages");
+    let done = finished.clone();
+    let task = tokio::spawn(async move {
+        let mut resp = client()
+            .post(url)
+            .json(&serde_json::json!({"model": "claude-x", "max_tokens": 10, "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .expect("answers");
+        let mut body = Vec::new();
+        let mut first_bytes = Some(first_bytes);
+        while let Ok(Some(chunk)) = resp.chunk().await {
+            body.extend_from_slice(&chunk);
+            if let Some(tx) = first_bytes.take() {
+                let _ = tx.send(());
+            }
+        }
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        body
+    });
+    arrived.await.expect("the stream started");
+    (task, finished)
+}
+
+/// Waits until the API listener refuses new connections.
+async fn until_refused(api: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while client().get(format!("{api}/health")).send().await.is_ok() {
+        assert!(Instant::now() < deadline, "still accepting after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]
 async fn config_change_applies_without_disturbing_a_stream_and_sigterm_drains_it() {
     let stream = fixture("upstream/anthropic/stream_text.sse");
+    // Eleven events 400 ms apart: the reload (polled each second) and SIGTERM both
+    // land while the stream is still going.
     let reply = Reply {
-        chunk_delay: Duration::from_millis(150),
+        chunk_delay: Duration::from_millis(400),
         ..Reply::sse(&stream)
     };
     let upstream = FakeUpstream::start(move |_| reply.clone()).await;
@@ -225,30 +415,11 @@ async fn config_change_applies_without_disturbing_a_stream_and_sigterm_drains_it
     std::fs::write(&path, config("")).expect("write");
     let mut gw = Running::start(&path);
 
-    let url = gw.api.clone();
-    let in_flight = tokio::spawn(async move {
-        client()
-            .post(format!("{url}/v1/claude/v1/messages"))
-            .json(&serde_json::json!({"model": "claude-x", "max_tokens": 10, "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
-            .send()
-            .await
-            .expect("answers")
-            .bytes()
-            .await
-            .expect("stream completes")
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (in_flight, finished) = stream_in_flight(&gw.api).await;
     std::fs::write(&path, config("  - { models: [\"sonnet\"], provider: anthropic, upstream_model: claude-sonnet-4-5 }\n")).expect("write");
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let models: Value = client()
-            .get(format!("{}/v1/models", gw.api))
-            .send()
-            .await
-            .expect("answers")
-            .json()
-            .await
-            .expect("json");
+        let models = get_json(format!("{}/v1/models", gw.api)).await;
         if models["data"]
             .as_array()
             .is_some_and(|d| d.iter().any(|m| m["id"] == "sonnet"))
@@ -258,7 +429,13 @@ async fn config_change_applies_without_disturbing_a_stream_and_sigterm_drains_it
         assert!(Instant::now() < deadline, "the new route never appeared");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let reloaded_mid_stream = !finished.load(std::sync::atomic::Ordering::SeqCst);
     gw.terminate();
+    until_refused(&gw.api).await;
+    assert!(
+        reloaded_mid_stream && !finished.load(std::sync::atomic::Ordering::SeqCst),
+        "the reload and SIGTERM came while the stream was in flight"
+    );
     let body = in_flight.await.expect("task");
     assert_eq!(
         &body[..],
@@ -275,6 +452,44 @@ async fn config_change_applies_without_disturbing_a_stream_and_sigterm_drains_it
     assert_eq!(last["endpoint"], "claude.messages");
     assert_eq!(last["stream"], true);
     assert_eq!(last["abandoned"], false);
+}
+
+/// A stream that outlasts `--drain-seconds` is cut, and the process still exits.
+#[tokio::test]
+async fn the_drain_ends_at_its_deadline() {
+    let reply = Reply {
+        stall_before_last: Some(Duration::from_secs(60)),
+        ..Reply::sse(&fixture("upstream/anthropic/stream_text.sse"))
+    };
+    let upstream = FakeUpstream::start(move |_| reply.clone()).await;
+    let dir = tempdir();
+    let path = dir.path().join("gateway.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "providers:\n  anthropic: {{ type: anthropic, base_url: \"{}\", api_key: k }}\nroutes:\n  - {{ models: [\"claude-*\"], provider: anthropic }}\n",
+            upstream.url()
+        ),
+    )
+    .expect("write");
+    let mut gw = Running::start_with(&path, &["--drain-seconds", "1"]);
+    let (in_flight, _) = stream_in_flight(&gw.api).await;
+    let signalled = Instant::now();
+    gw.terminate();
+    let _ = gw.wait_for_log("drain timed out");
+    let _ = gw.wait_for_log("stopped");
+    let status = gw.child.wait().expect("exits");
+    assert!(status.success(), "{status}");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(10),
+        "exited {:?} after SIGTERM",
+        signalled.elapsed()
+    );
+    let body = String::from_utf8(in_flight.await.expect("task")).expect("utf8");
+    assert!(
+        !body.contains("message_stop"),
+        "the held-back end never came: {body}"
+    );
 }
 
 /// Pinned to one CPU the binary runs a single-threaded runtime; plain answers and
@@ -392,8 +607,7 @@ async fn https_providers_are_reached_through_the_egress_proxy() {
     let proxy_url = format!("http://egress:s3cret@{proxy_addr}");
     let gw = Running::launch(
         Command::new(BIN),
-        &path,
-        &[],
+        &with_config(&path, &[]),
         &[
             ("HTTPS_PROXY", proxy_url.as_str()),
             ("HTTP_PROXY", proxy_url.as_str()),
