@@ -61,6 +61,16 @@ async fn claude_code_request_reaches_anthropic_unchanged_and_streams_back_byte_f
         .and_then(|(_, v)| v.as_str())
         .expect("Claude Code sends anthropic-beta");
     assert_eq!(sent.header("anthropic-beta"), Some(beta));
+    for (name, value) in recorded_headers {
+        let name = name.to_ascii_lowercase();
+        if name.starts_with("anthropic-") {
+            assert_eq!(
+                sent.header(&name),
+                value.as_str(),
+                "{name} reaches Anthropic"
+            );
+        }
+    }
     assert_eq!(sent.header("x-app"), Some("cli"));
 }
 
@@ -127,18 +137,19 @@ async fn claude_code_on_an_ollama_model_gets_anthropic_events_with_real_usage() 
         FakeUpstream::start(|_| Reply::sse(&fixture("upstream/openai/stream_tool_calls.sse")))
             .await;
     let gw = TestGateway::start(&config("http://127.0.0.1:9", &upstream.url())).await;
+    let request = json!({
+        "model": "local:qwen2.5-coder:7b", "max_tokens": 1024, "stream": true,
+        "system": [{"type": "text", "text": "You are a coding agent.", "cache_control": {"type": "ephemeral"}}],
+        "messages": [{"role": "user", "content": "Weather and time in Paris?"}],
+        "tools": [{"name": "get_weather", "input_schema": {"type": "object"}},
+                  {"name": "get_time", "input_schema": {"type": "object"}},
+                  {"type": "web_search_20250305", "name": "web_search"}]
+    });
     let resp = client()
         .post(format!("{}/v1/claude/v1/messages?beta=true", gw.url))
         .header("x-api-key", "caller")
         .header("anthropic-version", "2023-06-01")
-        .json(&json!({
-            "model": "local:qwen2.5-coder:7b", "max_tokens": 1024, "stream": true,
-            "system": [{"type": "text", "text": "You are a coding agent.", "cache_control": {"type": "ephemeral"}}],
-            "messages": [{"role": "user", "content": "Weather and time in Paris?"}],
-            "tools": [{"name": "get_weather", "input_schema": {"type": "object"}},
-                      {"name": "get_time", "input_schema": {"type": "object"}},
-                      {"type": "web_search_20250305", "name": "web_search"}]
-        }))
+        .json(&request)
         .send()
         .await
         .expect("answers");
@@ -152,10 +163,26 @@ async fn claude_code_on_an_ollama_model_gets_anthropic_events_with_real_usage() 
         ["message_delta", "message_stop"]
     );
     let data = sse_data(&text);
+    // OpenAI-style streams report usage only at their end; message_start carries the
+    // prompt's own count, the figure count_tokens gives for the same request.
+    let counted: Value = client()
+        .post(format!("{}/v1/claude/v1/messages/count_tokens", gw.url))
+        .header("x-api-key", "caller")
+        .json(&request)
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("json");
     let start_usage = &data[0]["message"]["usage"];
     assert!(
-        start_usage["input_tokens"].as_u64().unwrap_or(0) > 0,
-        "message_start carries input usage"
+        counted["input_tokens"].as_u64().is_some_and(|n| n > 20),
+        "{counted}"
+    );
+    assert_eq!(
+        start_usage["input_tokens"], counted["input_tokens"],
+        "message_start carries the prompt's counted input tokens"
     );
     let delta = data
         .iter()

@@ -85,13 +85,23 @@ async fn unknown_model_is_a_404_naming_the_routed_models() {
 #[tokio::test]
 async fn oversized_body_is_a_413() {
     let gw = TestGateway::start(&config("http://127.0.0.1:9", "")).await;
-    let big = json!({"model": "claude-x", "messages": [{"role": "user", "content": "x".repeat(200_000)}]});
-    let (status, body) = post(format!("{}/v1/chat/completions", gw.url), big.to_string()).await;
-    assert_eq!(status, 413);
-    assert!(body["error"]["message"]
-        .as_str()
-        .expect("message")
-        .contains("100000 bytes"));
+    let content = "x".repeat(200_000);
+    let big = json!({"model": "claude-x", "max_tokens": 1, "messages": [{"role": "user", "content": content}]});
+    for (path, kind) in [
+        ("/v1/chat/completions", "invalid_request_error"),
+        ("/v1/claude/v1/messages", "request_too_large"),
+    ] {
+        let (status, body) = post(format!("{}{path}", gw.url), big.to_string()).await;
+        assert_eq!(status, 413, "{path}");
+        assert_eq!(body["error"]["type"], kind, "{path}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .expect("message")
+                .contains("100000 bytes"),
+            "{body}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -130,21 +140,28 @@ async fn slow_upstream_is_a_504_after_the_first_byte_timeout() {
         ", timeouts: { first_byte_ms: 200 }",
     ))
     .await;
-    let started = std::time::Instant::now();
-    let (status, body) = post(
-        format!("{}/v1/chat/completions", gw.url),
-        json!({"model": "claude-x", "messages": [{"role": "user", "content": "hi"}]}).to_string(),
-    )
-    .await;
-    assert_eq!(status, 504);
-    assert!(started.elapsed() < Duration::from_secs(2));
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .expect("message")
-            .contains("within 200 ms"),
-        "{body}"
-    );
+    let hi = json!([{"role": "user", "content": "hi"}]);
+    for (path, kind) in [
+        ("/v1/chat/completions", "server_error"),
+        ("/v1/claude/v1/messages", "timeout_error"),
+    ] {
+        let started = std::time::Instant::now();
+        let (status, body) = post(
+            format!("{}{path}", gw.url),
+            json!({"model": "claude-x", "max_tokens": 1, "messages": hi}).to_string(),
+        )
+        .await;
+        assert_eq!(status, 504, "{path}");
+        assert!(started.elapsed() < Duration::from_secs(2), "{path}");
+        assert_eq!(body["error"]["type"], kind, "{path}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .expect("message")
+                .contains("within 200 ms"),
+            "{body}"
+        );
+    }
 }
 
 #[tokio::test]
