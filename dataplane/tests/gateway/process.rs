@@ -699,6 +699,28 @@ async fn official_clients_work_through_the_gateway() {
             "{script} {model}: a tool call came back\n{cases:?}"
         );
     }
+    let sdk_requests = fake.requests();
+    assert!(sdk_requests
+        .iter()
+        .any(|r| r["path"] == "/v1/chat/completions"));
+    for r in &sdk_requests {
+        assert!(
+            !r["headers"].to_string().contains("gw-test-key"),
+            "the caller's key reached the provider: {r}"
+        );
+        let path = r["path"].as_str().unwrap_or("");
+        if path.starts_with("/v1/messages") {
+            assert_eq!(recorded_header(r, "x-api-key"), Some("sk-ant-real"), "{r}");
+            // The SDK's own version passes through; translated calls carry the gateway's.
+            assert!(recorded_header(r, "anthropic-version").is_some(), "{r}");
+        } else if path.starts_with("/v1/chat/completions") {
+            assert_eq!(
+                recorded_header(r, "authorization"),
+                Some("Bearer sk-openai-real"),
+                "{r}"
+            );
+        }
+    }
 
     let claude = std::env::var("CLAUDE_BIN")
         .map(PathBuf::from)
@@ -730,6 +752,19 @@ async fn official_clients_work_through_the_gateway() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(!stdout.trim().is_empty());
+        let from_claude = fake.requests().split_off(sdk_requests.len());
+        let turn = from_claude
+            .iter()
+            .find(|r| r["path"] == "/v1/messages?beta=true")
+            .unwrap_or_else(|| panic!("Claude Code's turn reached Anthropic: {from_claude:?}"));
+        assert_eq!(recorded_header(turn, "x-api-key"), Some("sk-ant-real"));
+        assert!(recorded_header(turn, "anthropic-beta").is_some_and(|b| !b.is_empty()));
+        assert!(
+            turn["body"]["tools"]
+                .as_array()
+                .is_some_and(|t| !t.is_empty()),
+            "Claude Code's tools reach Anthropic"
+        );
     } else {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -741,6 +776,15 @@ async fn official_clients_work_through_the_gateway() {
         );
     }
     drop(fake);
+}
+
+/// A header of a request a Python fake recorded, whatever case the sender gave it.
+fn recorded_header<'a>(request: &'a Value, name: &str) -> Option<&'a str> {
+    request["headers"]
+        .as_object()?
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .and_then(|(_, v)| v.as_str())
 }
 
 /// A directory of its own for one test, removed when the test ends.
