@@ -306,3 +306,146 @@ async fn claude_codes_large_max_tokens_is_lowered_to_the_providers_cap() {
     assert_eq!(resp.status(), 200);
     assert_eq!(upstream.last().json()["max_tokens"], 8192);
 }
+
+/// OpenAI-style SSE: one chunk per `delta`, then `finish_reason` and a usage chunk.
+fn openai_stream(id: &str, deltas: &[Value], finish: &str) -> Vec<u8> {
+    let chunk = |choices: Value, usage: Value| {
+        format!(
+            "data: {}\n\n",
+            json!({"id": id, "object": "chat.completion.chunk", "created": 1, "model": "qwen",
+                   "choices": choices, "usage": usage})
+        )
+    };
+    let mut sse = String::new();
+    for delta in deltas {
+        sse += &chunk(
+            json!([{"index": 0, "delta": delta, "finish_reason": null}]),
+            Value::Null,
+        );
+    }
+    sse += &chunk(
+        json!([{"index": 0, "delta": {}, "finish_reason": finish}]),
+        Value::Null,
+    );
+    sse += &chunk(
+        json!([]),
+        json!({"prompt_tokens": 20, "completion_tokens": 4, "total_tokens": 24}),
+    );
+    sse += "data: [DONE]\n\n";
+    sse.into_bytes()
+}
+
+/// Claude Code streams every turn: tool calls arrive as `tool_use` blocks built from
+/// `input_json_delta`s, and the results it sends back reach the model as tool messages.
+#[tokio::test]
+async fn streamed_agent_loop_from_claude_code_to_an_openai_model() {
+    let upstream = FakeUpstream::start(|req| {
+        let done = req.json()["messages"]
+            .as_array()
+            .map(|m| m.iter().filter(|m| m["role"] == "tool").count())
+            .unwrap_or(0);
+        let id = format!("c{done}");
+        if done < 2 {
+            // Arguments split mid-token, as models stream them.
+            Reply::sse(&openai_stream(
+                &id,
+                &[
+                    json!({"role": "assistant", "content": null}),
+                    json!({"tool_calls": [{"index": 0, "id": format!("call_{done}"), "type": "function",
+                                           "function": {"name": "bash", "arguments": ""}}]}),
+                    json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"comm"}}]}),
+                    json!({"tool_calls": [{"index": 0, "function": {"arguments": "and\":\"ls\"}"}}]}),
+                ],
+                "tool_calls",
+            ))
+        } else {
+            Reply::sse(&openai_stream(
+                &id,
+                &[json!({"role": "assistant", "content": "Do"}), json!({"content": "ne."})],
+                "stop",
+            ))
+        }
+    })
+    .await;
+    let gw = TestGateway::start(&config("http://127.0.0.1:9", &upstream.url())).await;
+    let mut messages = vec![json!({"role": "user", "content": "list files twice"})];
+    let mut answer = String::new();
+    for turn in 0..4 {
+        let text = client()
+            .post(format!("{}/v1/claude/v1/messages?beta=true", gw.url))
+            .json(&json!({"model": "local:qwen", "max_tokens": 100, "stream": true, "messages": messages,
+                          "tools": [{"name": "bash", "input_schema": {"type": "object"}}]}))
+            .send()
+            .await
+            .expect("answers")
+            .text()
+            .await
+            .expect("stream");
+        // Rebuild the assistant turn from the events, as Claude Code does.
+        let mut content: Vec<Value> = Vec::new();
+        let mut stop_reason = Value::Null;
+        for event in sse_data(&text) {
+            match event["type"].as_str() {
+                Some("content_block_start") => content.push(event["content_block"].clone()),
+                Some("content_block_delta") => {
+                    let block = content.last_mut().expect("a block is open");
+                    match event["delta"]["type"].as_str() {
+                        Some("text_delta") => {
+                            let t = block["text"].as_str().unwrap_or("").to_string();
+                            block["text"] =
+                                json!(t + event["delta"]["text"].as_str().unwrap_or(""));
+                        }
+                        Some("input_json_delta") => {
+                            let p = block["partial"].as_str().unwrap_or("").to_string();
+                            block["partial"] =
+                                json!(p + event["delta"]["partial_json"].as_str().unwrap_or(""));
+                        }
+                        other => panic!("unexpected delta {other:?}"),
+                    }
+                }
+                Some("message_delta") => stop_reason = event["delta"]["stop_reason"].clone(),
+                _ => {}
+            }
+        }
+        for block in &mut content {
+            if let Some(partial) = block.as_object_mut().and_then(|b| b.remove("partial")) {
+                block["input"] = serde_json::from_str(partial.as_str().expect("text"))
+                    .expect("the streamed arguments form JSON");
+            }
+        }
+        if stop_reason == "tool_use" {
+            let call = content
+                .iter()
+                .find(|b| b["type"] == "tool_use")
+                .expect("a tool_use block");
+            assert_eq!(call["input"], json!({"command": "ls"}), "turn {turn}");
+            assert_eq!(call["id"], format!("call_{turn}"));
+            let id = call["id"].clone();
+            messages.push(json!({"role": "assistant", "content": content}));
+            messages.push(json!({"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": id, "content": [{"type": "text", "text": "a.txt"}]}]}));
+        } else {
+            assert_eq!(stop_reason, "end_turn");
+            answer = content[0]["text"].as_str().unwrap_or("").to_string();
+            break;
+        }
+    }
+    assert_eq!(answer, "Done.");
+    assert_eq!(upstream.received().len(), 3);
+    let last = upstream.last().json();
+    let sent: Vec<&Value> = last["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .collect();
+    let roles: Vec<&str> = sent.iter().filter_map(|m| m["role"].as_str()).collect();
+    assert_eq!(roles, ["user", "assistant", "tool", "assistant", "tool"]);
+    assert_eq!(sent[1]["tool_calls"][0]["id"], "call_0");
+    assert_eq!(
+        sent[1]["tool_calls"][0]["function"]["arguments"],
+        json!({"command": "ls"}).to_string()
+    );
+    assert_eq!(sent[2]["tool_call_id"], "call_0");
+    assert_eq!(sent[4]["tool_call_id"], "call_1");
+    assert_eq!(sent[4]["content"], "a.txt");
+}

@@ -235,6 +235,186 @@ async fn agent_loop_through_claude_delivers_tool_results_as_tool_results() {
     assert_eq!(ids, ["toolu_A", "toolu_B"]);
 }
 
+/// An Anthropic Messages stream: `message_start`, one block per entry of `blocks`
+/// (text, or a tool call whose input arrives in two `input_json_delta`s), the end.
+fn anthropic_stream(id: &str, blocks: &[Value], stop_reason: &str) -> Vec<u8> {
+    let mut sse = String::new();
+    let mut event = |name: &str, data: Value| sse += &format!("event: {name}\ndata: {data}\n\n");
+    event(
+        "message_start",
+        json!({"type": "message_start", "message": {"id": id, "type": "message",
+        "role": "assistant", "model": "claude-sonnet-4-5", "content": [], "stop_reason": null,
+        "stop_sequence": null, "usage": {"input_tokens": 25, "output_tokens": 1}}}),
+    );
+    for (index, block) in blocks.iter().enumerate() {
+        if let Some(text) = block["text"].as_str() {
+            event(
+                "content_block_start",
+                json!({"type": "content_block_start", "index": index,
+                "content_block": {"type": "text", "text": ""}}),
+            );
+            event(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": index,
+                "delta": {"type": "text_delta", "text": text}}),
+            );
+        } else {
+            event(
+                "content_block_start",
+                json!({"type": "content_block_start", "index": index,
+                "content_block": {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}}),
+            );
+            let input = block["input"].to_string();
+            let (head, tail) = input.split_at(input.len() / 2);
+            for part in [head, tail] {
+                event(
+                    "content_block_delta",
+                    json!({"type": "content_block_delta", "index": index,
+                    "delta": {"type": "input_json_delta", "partial_json": part}}),
+                );
+            }
+        }
+        event(
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": index}),
+        );
+    }
+    event(
+        "message_delta",
+        json!({"type": "message_delta",
+        "delta": {"stop_reason": stop_reason, "stop_sequence": null}, "usage": {"output_tokens": 9}}),
+    );
+    event("message_stop", json!({"type": "message_stop"}));
+    sse.into_bytes()
+}
+
+/// An OpenAI agent that streams (Continue, the SDK with `stream=True`) reassembles
+/// tool calls from chunk deltas; its tool messages reach Claude as `tool_result`s.
+#[tokio::test]
+async fn streamed_agent_loop_through_claude_delivers_tool_results_as_tool_results() {
+    let upstream = FakeUpstream::start(|req| {
+        let results = req.json()["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|m| m["content"].as_array().cloned().unwrap_or_default())
+            .filter(|b| b["type"] == "tool_result")
+            .count();
+        let body = match results {
+            // Two calls in parallel, then one more, then the answer.
+            0 => anthropic_stream(
+                "msg_1",
+                &[
+                    json!({"text": "Checking."}),
+                    json!({"id": "toolu_A", "name": "get_weather", "input": {"city": "Paris"}}),
+                    json!({"id": "toolu_B", "name": "get_time", "input": {"tz": "Europe/Paris"}}),
+                ],
+                "tool_use",
+            ),
+            2 => anthropic_stream(
+                "msg_2",
+                &[json!({"id": "toolu_C", "name": "get_weather", "input": {"city": "Lyon"}})],
+                "tool_use",
+            ),
+            _ => anthropic_stream("msg_3", &[json!({"text": "Rainy, 18:00."})], "end_turn"),
+        };
+        Reply::sse(&body)
+    })
+    .await;
+    let gw = TestGateway::start(&config(&upstream.url(), "http://127.0.0.1:9")).await;
+    let mut messages = vec![json!({"role": "user", "content": "Weather and time in Paris?"})];
+    let mut answer = None;
+    for _ in 0..4 {
+        let text = client()
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .json(&json!({"model": "claude-sonnet-4-5", "stream": true, "messages": messages,
+                "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}},
+                          {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}}]}))
+            .send()
+            .await
+            .expect("answers")
+            .text()
+            .await
+            .expect("stream");
+        assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+        // Rebuild the message from the deltas, as the OpenAI SDK does.
+        let mut content = String::new();
+        let mut calls: Vec<Value> = Vec::new();
+        let mut finish = Value::Null;
+        for chunk in sse_data(&text) {
+            let Some(choice) = chunk["choices"].get(0) else {
+                continue;
+            };
+            if let Some(t) = choice["delta"]["content"].as_str() {
+                content += t;
+            }
+            for call in choice["delta"]["tool_calls"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let index = call["index"].as_u64().expect("index") as usize;
+                if index == calls.len() {
+                    calls.push(json!({"id": call["id"], "type": "function",
+                        "function": {"name": call["function"]["name"], "arguments": ""}}));
+                }
+                let args = calls[index]["function"]["arguments"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string();
+                calls[index]["function"]["arguments"] =
+                    json!(args + call["function"]["arguments"].as_str().unwrap_or(""));
+            }
+            if !choice["finish_reason"].is_null() {
+                finish = choice["finish_reason"].clone();
+            }
+        }
+        if finish == "tool_calls" {
+            messages.push(json!({"role": "assistant", "content": content, "tool_calls": calls}));
+            for call in &calls {
+                let args: Value =
+                    serde_json::from_str(call["function"]["arguments"].as_str().expect("text"))
+                        .expect("the streamed arguments form JSON");
+                messages.push(json!({"role": "tool", "tool_call_id": call["id"],
+                    "content": format!("{{\"for\": {args}}}")}));
+            }
+        } else {
+            assert_eq!(finish, "stop");
+            answer = Some(content);
+            break;
+        }
+    }
+    assert_eq!(answer.as_deref(), Some("Rainy, 18:00."));
+    assert_eq!(upstream.received().len(), 3);
+    let last = upstream.last().json();
+    let turns = last["messages"].as_array().expect("messages");
+    let roles: Vec<&str> = turns.iter().filter_map(|m| m["role"].as_str()).collect();
+    assert_eq!(roles, ["user", "assistant", "user", "assistant", "user"]);
+    let uses: Vec<&Value> = turns[1]["content"]
+        .as_array()
+        .expect("blocks")
+        .iter()
+        .filter(|b| b["type"] == "tool_use")
+        .collect();
+    assert_eq!(uses.len(), 2, "parallel calls stay one assistant turn");
+    assert_eq!(uses[1]["input"], json!({"tz": "Europe/Paris"}));
+    let results: Vec<&Value> = turns
+        .iter()
+        .flat_map(|m| m["content"].as_array().into_iter().flatten())
+        .filter(|b| b["type"] == "tool_result")
+        .collect();
+    let ids: Vec<&str> = results
+        .iter()
+        .filter_map(|b| b["tool_use_id"].as_str())
+        .collect();
+    assert_eq!(ids, ["toolu_A", "toolu_B", "toolu_C"]);
+    assert!(
+        results[2]["content"].to_string().contains("Lyon"),
+        "{}",
+        results[2]
+    );
+}
+
 #[tokio::test]
 async fn openai_compatible_models_get_the_body_unchanged_and_the_route_key() {
     let upstream = FakeUpstream::start(|_| Reply {
