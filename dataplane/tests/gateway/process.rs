@@ -180,6 +180,13 @@ fn help_documents_flags_and_environment() {
         "HTTPS_PROXY",
         "NO_PROXY",
         "--admin-token",
+        "--listen",
+        "--admin-listen",
+        "--drain-seconds",
+        "--check",
+        "--log-json",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
     ] {
         assert!(help.contains(needle), "--help lacks {needle}");
     }
@@ -452,6 +459,48 @@ async fn config_change_applies_without_disturbing_a_stream_and_sigterm_drains_it
     assert_eq!(last["endpoint"], "claude.messages");
     assert_eq!(last["stream"], true);
     assert_eq!(last["abandoned"], false);
+}
+
+/// A bad edit to the file is refused with its problems named; the gateway keeps
+/// serving the last good config, and the next good edit applies.
+#[tokio::test]
+async fn a_bad_config_edit_keeps_the_last_good_config() {
+    let dir = tempdir();
+    let path = dir.path().join("gateway.yaml");
+    let routes = |models: &str| {
+        format!("providers:\n  local: {{ type: ollama }}\nroutes:\n  - {{ models: [{models}], provider: local }}\n")
+    };
+    std::fs::write(&path, routes("\"first\"")).expect("write");
+    let mut gw = Running::start(&path);
+    let api = gw.api.clone();
+    let model_ids = || async {
+        let models = get_json(format!("{api}/v1/models")).await;
+        models["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .filter_map(|m| m["id"].as_str().map(str::to_string))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(model_ids().await, ["first"]);
+    std::fs::write(
+        &path,
+        "providers:\n  local: { type: ollama }\nroutes:\n  - { models: [\"second\"], provider: nowhere }\n",
+    )
+    .expect("write");
+    gw.wait_for_log("config change rejected");
+    gw.wait_for_log("routes[0].provider: unknown provider `nowhere`");
+    assert_eq!(
+        model_ids().await,
+        ["first"],
+        "the last good config still serves"
+    );
+    std::fs::write(&path, routes("\"third\"")).expect("write");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while model_ids().await != ["third"] {
+        assert!(Instant::now() < deadline, "the good edit never applied");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// A stream that outlasts `--drain-seconds` is cut, and the process still exits.
