@@ -194,6 +194,40 @@ async fn upstream_errors_keep_their_message_in_the_callers_format() {
     assert_eq!(body["error"]["type"], "overloaded_error");
 }
 
+/// Claude Code on an OpenAI-style model: the model server's error arrives as an
+/// Anthropic error with its status and message, so the CLI shows what went wrong.
+#[tokio::test]
+async fn openai_style_errors_reach_anthropic_callers_in_anthropics_format() {
+    let upstream = FakeUpstream::start(|_| {
+        Reply::json(400, fixture("upstream/openai/error_invalid_request.json"))
+    })
+    .await;
+    let gw = TestGateway::start(&format!(
+        "providers:\n  vllm: {{ type: openai-compatible, base_url: \"{}/v1\", api_key: k }}\nroutes:\n  - {{ models: [\"qwen*\"], provider: vllm }}\n",
+        upstream.url()
+    ))
+    .await;
+    for stream in [false, true] {
+        let (status, body) = post(
+            format!("{}/v1/claude/v1/messages", gw.url),
+            json!({"model": "qwen3", "max_tokens": 10, "stream": stream,
+                   "messages": [{"role": "user", "content": "hi"}]})
+            .to_string(),
+        )
+        .await;
+        assert_eq!(status, 400, "stream: {stream}");
+        assert_eq!(body["type"], "error", "{body}");
+        assert_eq!(body["error"]["type"], "invalid_request_error", "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .expect("message")
+                .contains("max_completion_tokens"),
+            "{body}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn an_error_answer_that_stalls_part_way_is_not_waited_for() {
     // The start of a very long error answer, then nothing for half a minute.
