@@ -74,6 +74,8 @@ def _tool_args_for(tool_schema):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Replies go out in several small writes; Nagle would hold each for the peer's ACK.
+    disable_nagle_algorithm = True
     server_version = "fake-upstream/1.0"
     record_path = None
 
