@@ -89,7 +89,8 @@ fi
 say "building images (first build compiles the workspace in release mode)"
 export DOCKER_BUILDKIT=1
 docker build -f Dockerfile.operator -t "ai-gateway-operator:$TAG" .
-docker build -f Dockerfile.dataplane -t "ai-gateway:$TAG" .
+# The profile-guided build changes code layout, not behaviour: skip its second build here.
+docker build -f Dockerfile.dataplane --build-arg PGO=0 -t "ai-gateway:$TAG" .
 kind load docker-image --name "$CLUSTER" "ai-gateway-operator:$TAG" "ai-gateway:$TAG"
 
 # --- chart -----------------------------------------------------------------------------

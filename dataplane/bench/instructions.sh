@@ -11,15 +11,14 @@
 # streaming. Kernel work (socket reads and writes) is not counted. Takes about a
 # minute; installs valgrind, nginx and nghttp2-client with apt-get when missing.
 #
-#   AI_GATEWAY_BIN   gateway binary [$CARGO_TARGET_DIR/release/ai-gateway]
+#   AI_GATEWAY_BIN   gateway binary [as in run.sh: gateway-binary.sh]
 #   BENCH_PORT_BASE  loopback ports BASE+1..BASE+3 are used [18280]
 #   BENCH_KEEP=1     keep the callgrind profiles (callgrind_annotate reads them)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ai-gateway-target}"
-BIN="${AI_GATEWAY_BIN:-$CARGO_TARGET_DIR/release/ai-gateway}"
+source "$HERE/gateway-binary.sh"
 REQUESTS="${1:-1000}"
 PORT_BASE="${BENCH_PORT_BASE:-18280}"
 FAKE_PORT=$((PORT_BASE + 1))
@@ -29,7 +28,6 @@ ADMIN_PORT=$((PORT_BASE + 3))
 log() { printf '[instructions %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-[[ -x "$BIN" ]] || die "gateway binary not found at $BIN (cargo build --release -p ai-gateway-dataplane)"
 missing=()
 command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
 command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
@@ -98,5 +96,5 @@ count() { # mode -> instructions per call
 
 nonstream=$(count nonstream)
 stream=$(count stream)
-printf 'instructions per call (%s calls each, user space): non-streaming %s, streaming %s\n' \
-    "$REQUESTS" "$nonstream" "$stream"
+printf 'instructions per call (%s, %s calls each, user space): non-streaming %s, streaming %s\n' \
+    "$BIN_BUILD" "$REQUESTS" "$nonstream" "$stream"

@@ -204,9 +204,10 @@ def render(outdir):
     w("")
     w(f"- date: {meta['date']}")
     w(f"- machine: {meta['nproc']} cores (`nproc`), {meta['cpu']}, Linux {meta['kernel']}")
-    w(f"- gateway: `{meta['binary']}` (release build, repo at {meta['rev']})")
+    w(f"- gateway: `{meta['binary']}` ({meta.get('build', 'release build')}, repo at {meta['rev']})")
     w(f"- tools: nginx {meta['nginx']} (fake upstream and proxy), h2load {meta['h2load']}, wrk {meta['wrk']}, python aiohttp")
-    w("- rerun: `bash dataplane/bench/run.sh` (about 4 minutes; needs the release binary)")
+    w("- rerun: `bash dataplane/pgo/build.sh` once (the binary as the image ships it), then "
+      "`bash dataplane/bench/run.sh` (about 4 minutes)")
     if meta.get("quiet_waited", "0") != "0":
         w(f"- other processes were busy: {meta['quiet_waited']} s spent waiting for quiet; "
           f"{meta.get('repeats', '?')} disturbed measurement(s) repeated")

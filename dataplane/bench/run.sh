@@ -13,8 +13,8 @@
 # dataplane/bench/RESULTS.md.
 #
 # Environment knobs (defaults in brackets):
-#   AI_GATEWAY_BIN   gateway binary [$CARGO_TARGET_DIR/release/ai-gateway,
-#                    CARGO_TARGET_DIR defaulting to ~/.cache/ai-gateway-target as in .ci/run]
+#   AI_GATEWAY_BIN   gateway binary [the profile-guided build of dataplane/pgo/build.sh
+#                    when there is one, else $CARGO_TARGET_DIR/release/ai-gateway]
 #   BENCH_PORT_BASE  loopback ports BASE+1..BASE+4 are used [18180]
 #   BENCH_RATE       fixed request rate for the latency runs [2000]
 #   BENCH_ROUNDS     fixed-rate rounds; each round runs every target once, interleaved [3]
@@ -31,8 +31,7 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ai-gateway-target}"
-BIN="${AI_GATEWAY_BIN:-$CARGO_TARGET_DIR/release/ai-gateway}"
+source "$HERE/gateway-binary.sh"
 PORT_BASE="${BENCH_PORT_BASE:-18180}"
 FAKE_PORT=$((PORT_BASE + 1))
 PROXY_PORT=$((PORT_BASE + 2))
@@ -58,7 +57,6 @@ log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 # ---------------------------------------------------------------- prerequisites
-[[ -x "$BIN" ]] || die "gateway binary not found at $BIN (build it: cargo build --release -p ai-gateway-dataplane, or set AI_GATEWAY_BIN)"
 
 missing=()
 command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
@@ -304,6 +302,7 @@ kill -0 "$GW_PID" 2>/dev/null || die "the gateway died during the run: $(tail -2
     echo "kernel=$(uname -r)"
     echo "rev=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$REPO" diff --quiet 2>/dev/null || echo '+dirty')"
     echo "binary=$BIN"
+    echo "build=$BIN_BUILD"
     echo "nginx=$(nginx -v 2>&1 | sed 's#.*/##')"
     echo "wrk=$(wrk -v 2>&1 | head -1 | awk '{print $2}')"
     echo "h2load=$(h2load --version | awk '{print $2}')"

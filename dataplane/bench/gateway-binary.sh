@@ -1,0 +1,21 @@
+# Sourced by the bench scripts: which gateway binary they measure, and how it was built.
+# AI_GATEWAY_BIN wins; else the profile-guided build from dataplane/pgo/build.sh, the
+# way the image ships; else the plain release build.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ai-gateway-target}"
+PGO_BIN="${AI_GATEWAY_PGO_DIR:-$HOME/.cache/ai-gateway-pgo}/ai-gateway"
+if [[ -n "${AI_GATEWAY_BIN:-}" ]]; then
+    BIN="$AI_GATEWAY_BIN"
+elif [[ -x "$PGO_BIN" ]]; then
+    BIN="$PGO_BIN"
+else
+    BIN="$CARGO_TARGET_DIR/release/ai-gateway"
+fi
+if [[ "$BIN" == "$PGO_BIN" ]]; then
+    BIN_BUILD="profile-guided release build"
+else
+    BIN_BUILD="release build"
+fi
+[[ -x "$BIN" ]] || {
+    echo "gateway binary not found at $BIN: bash dataplane/pgo/build.sh (as shipped), or cargo build --release -p ai-gateway-dataplane, or set AI_GATEWAY_BIN" >&2
+    exit 1
+}
