@@ -379,6 +379,18 @@ pub async fn fake_anthropic() -> FakeUpstream {
     FakeUpstream::start(anthropic_reply).await
 }
 
+/// A fake OpenAI-compatible server: a chat completion, or its SSE stream when asked.
+pub async fn fake_openai() -> FakeUpstream {
+    FakeUpstream::start(|req| {
+        if req.json()["stream"] == true {
+            Reply::sse(&fixture("upstream/openai/stream_text.sse"))
+        } else {
+            Reply::json(200, fixture("upstream/openai/chat_text.json"))
+        }
+    })
+    .await
+}
+
 /// Waits, when the current UTC minute is nearly over, for the next one to begin, so a
 /// test that counts calls against per-minute limits never sees its window roll over.
 pub async fn within_one_rate_window() {

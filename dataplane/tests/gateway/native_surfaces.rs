@@ -1,6 +1,6 @@
 //! `/v1/openai/*`, `/v1/ollama/*` and the informational endpoints.
 
-use crate::fakes::{client, fixture, sse_data, FakeUpstream, Reply, TestGateway};
+use crate::fakes::{client, fake_openai, fixture, sse_data, FakeUpstream, Reply, TestGateway};
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -269,14 +269,7 @@ routes:
 /// Calls to one provider share its connections instead of opening one per call.
 #[tokio::test]
 async fn upstream_connections_are_reused() {
-    let upstream = FakeUpstream::start(|req| {
-        if req.body.windows(13).any(|w| w == b"\"stream\":true") {
-            Reply::sse(&fixture("upstream/openai/stream_text.sse"))
-        } else {
-            Reply::json(200, fixture("upstream/openai/chat_text.json"))
-        }
-    })
-    .await;
+    let upstream = fake_openai().await;
     let gw = TestGateway::start(&format!(
         "providers: {{ compat: {{ type: openai-compatible, base_url: \"{}/v1\", api_key: k }} }}\nroutes:\n  - {{ models: [\"*\"], provider: compat }}",
         upstream.url()

@@ -165,17 +165,21 @@ async fn streamed_claude_answer_arrives_as_openai_chunks_with_tool_calls_and_usa
 
 /// An agent loop: tool call → tool result → tool call → answer. Each result must reach
 /// Anthropic as a `tool_result` for the call's id, or the model calls the tool again.
+/// The `tool_result` blocks of an Anthropic conversation, in order.
+fn tool_results(body: &Value) -> Vec<&Value> {
+    body["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|m| m["content"].as_array().into_iter().flatten())
+        .filter(|b| b["type"] == "tool_result")
+        .collect()
+}
+
 #[tokio::test]
 async fn agent_loop_through_claude_delivers_tool_results_as_tool_results() {
     let upstream = FakeUpstream::start(|req| {
-        let body = req.json();
-        let results = body["messages"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(|m| m["content"].as_array().cloned().unwrap_or_default())
-            .filter(|b| b["type"] == "tool_result")
-            .count();
+        let results = tool_results(&req.json()).len();
         let reply = match results {
             0 => json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
                 "content": [{"type": "tool_use", "id": "toolu_A", "name": "get_weather", "input": {"city": "Paris"}}],
@@ -221,13 +225,7 @@ async fn agent_loop_through_claude_delivers_tool_results_as_tool_results() {
     }
     assert_eq!(answer.as_deref(), Some("Rainy, 18:00."));
     let last = upstream.last().json();
-    let results: Vec<&Value> = last["messages"]
-        .as_array()
-        .expect("messages")
-        .iter()
-        .flat_map(|m| m["content"].as_array().into_iter().flatten())
-        .filter(|b| b["type"] == "tool_result")
-        .collect();
+    let results = tool_results(&last);
     let ids: Vec<&str> = results
         .iter()
         .filter_map(|b| b["tool_use_id"].as_str())
@@ -293,13 +291,7 @@ fn anthropic_stream(id: &str, blocks: &[Value], stop_reason: &str) -> Vec<u8> {
 #[tokio::test]
 async fn streamed_agent_loop_through_claude_delivers_tool_results_as_tool_results() {
     let upstream = FakeUpstream::start(|req| {
-        let results = req.json()["messages"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(|m| m["content"].as_array().cloned().unwrap_or_default())
-            .filter(|b| b["type"] == "tool_result")
-            .count();
+        let results = tool_results(&req.json()).len();
         let body = match results {
             // Two calls in parallel, then one more, then the answer.
             0 => anthropic_stream(
@@ -398,11 +390,7 @@ async fn streamed_agent_loop_through_claude_delivers_tool_results_as_tool_result
         .collect();
     assert_eq!(uses.len(), 2, "parallel calls stay one assistant turn");
     assert_eq!(uses[1]["input"], json!({"tz": "Europe/Paris"}));
-    let results: Vec<&Value> = turns
-        .iter()
-        .flat_map(|m| m["content"].as_array().into_iter().flatten())
-        .filter(|b| b["type"] == "tool_result")
-        .collect();
+    let results = tool_results(&last);
     let ids: Vec<&str> = results
         .iter()
         .filter_map(|b| b["tool_use_id"].as_str())

@@ -1,6 +1,6 @@
 //! The `ai-gateway` binary as an operator runs it, and real clients against it.
 
-use crate::fakes::{client, fixture, FakeUpstream, Reply, TestGateway};
+use crate::fakes::{client, fake_openai, fixture, FakeUpstream, Reply, TestGateway};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -545,14 +545,7 @@ async fn the_drain_ends_at_its_deadline() {
 /// streams must be served the same.
 #[tokio::test]
 async fn on_one_core_the_gateway_serves_plain_answers_and_streams() {
-    let upstream = FakeUpstream::start(|req| {
-        if req.body.windows(13).any(|w| w == b"\"stream\":true") {
-            Reply::sse(&fixture("upstream/openai/stream_text.sse"))
-        } else {
-            Reply::json(200, fixture("upstream/openai/chat_text.json"))
-        }
-    })
-    .await;
+    let upstream = fake_openai().await;
     let dir = tempdir();
     let path = dir.path().join("gateway.yaml");
     std::fs::write(
