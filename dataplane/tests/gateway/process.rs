@@ -829,6 +829,29 @@ fn recorded_header<'a>(request: &'a Value, name: &str) -> Option<&'a str> {
         .and_then(|(_, v)| v.as_str())
 }
 
+/// The profile-guided build trains on `dataplane/pgo/train.py`: every call in its mix
+/// must still succeed, or the release build would learn error paths (or stop).
+#[tokio::test]
+async fn the_profile_training_load_runs_clean() {
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new("python3")
+            .arg(repo_path("pgo/train.py"))
+            .args(["--gateway", BIN, "--calls", "3"])
+            .output(),
+    )
+    .await
+    .expect("training finishes")
+    .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "train.py failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("96 calls"), "{stdout}");
+}
+
 /// A directory of its own for one test, removed when the test ends.
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()
