@@ -4,17 +4,17 @@
 #   bash dataplane/pgo/build.sh        # → ~/.cache/ai-gateway-pgo/ai-gateway
 #
 # 1. builds ai-gateway instrumented (-Cprofile-generate);
-# 2. runs it under train.py's load: real calls on every main surface, on 127.0.0.1,
-#    about 15 seconds;
+# 2. runs it under train.py's load: OpenAI chat and Claude Code's Messages, passed
+#    through and translated, streamed and not, on 127.0.0.1, about 10 seconds;
 # 3. merges the profile with llvm-profdata and builds again with -Cprofile-use.
 # A call's cost is dominated by instruction-cache misses across hyper, tokio and the
-# gateway; laying out the hot paths together cuts CPU per call by about a fifth (see
-# dataplane/bench/RESULTS.md). Both builds take as long as a normal release build; the
+# gateway; laying out the hot paths together cuts CPU per call by a fifth to a quarter
+# (see the README's benchmark section). Both builds take as long as a normal release build; the
 # profile's content hash is in its path, so a new profile rebuilds everything.
 #
 # Needs python3 and an llvm-profdata of the LLVM version rustc was built with: from
-# `rustup component add llvm-tools`, or Debian's llvm-<major> (installed with apt-get
-# when missing and root).
+# `rustup component add llvm-tools`, or a distribution's llvm-<major> (tried with
+# apt-get when missing and root; Debian 12's own archive stops at LLVM 16).
 #
 # Environment knobs (defaults in brackets):
 #   AI_GATEWAY_PGO_DIR    where the builds, the profile and the binary go [~/.cache/ai-gateway-pgo]
@@ -41,12 +41,15 @@ find_profdata() {
 PROFDATA=$(find_profdata)
 if [[ -z "$PROFDATA" && $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
     log "installing llvm-$llvm_major (for llvm-profdata) with apt-get"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "llvm-$llvm_major" >/dev/null \
-        || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "llvm-$llvm_major" >/dev/null; }
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "llvm-$llvm_major" >/dev/null 2>&1 \
+        || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "llvm-$llvm_major" >/dev/null 2>&1; } \
+        || true
     PROFDATA=$(find_profdata)
 fi
 [[ -n "$PROFDATA" ]] || die "no llvm-profdata for LLVM $llvm_major: rustup component add llvm-tools, or install llvm-$llvm_major"
 
+# Cargo prefers CARGO_ENCODED_RUSTFLAGS to RUSTFLAGS: set, it would drop the profile flags.
+unset CARGO_ENCODED_RUSTFLAGS
 build() { # target dir, extra rustflags
     CARGO_TARGET_DIR="$1" RUSTFLAGS="${RUSTFLAGS:-} $2" \
         cargo build --release --locked -p ai-gateway-dataplane --bin ai-gateway \
@@ -62,6 +65,7 @@ rm -rf "$RAW"
 log "2/3 training load"
 python3 "$HERE/train.py" --gateway "$DIR/generate/release/ai-gateway" --calls "$CALLS"
 mkdir -p "$DIR/profiles"
+rm -f "$DIR"/profiles/*.profdata
 "$PROFDATA" merge -o "$DIR/profiles/merged.profdata" "$RAW"
 hash=$(sha256sum "$DIR/profiles/merged.profdata" | cut -c1-16)
 PROFILE="$DIR/profiles/$hash.profdata"
@@ -70,5 +74,8 @@ mv "$DIR/profiles/merged.profdata" "$PROFILE"
 log "3/3 optimised build"
 build "$DIR/use" "-Cprofile-use=$PROFILE"
 install -m 0755 "$DIR/use/release/ai-gateway" "$DIR/ai-gateway"
+# Which source it was built from, for the bench scripts to check against.
+echo "$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$REPO" diff --quiet 2>/dev/null || echo '+dirty')" \
+    > "$DIR/ai-gateway.rev"
 log "built $DIR/ai-gateway (profile $PROFILE)"
 echo "$DIR/ai-gateway"

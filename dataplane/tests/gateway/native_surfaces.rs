@@ -286,9 +286,11 @@ async fn upstream_connections_are_reused() {
         resp.bytes().await.expect("body");
     }
     assert_eq!(upstream.received().len(), 6);
-    assert_eq!(
-        upstream.connections(),
-        1,
-        "six calls in a row, one connection"
+    // hyper-util may dial once more while a finished call's connection is on its way
+    // back to the pool; without pooling there would be six.
+    assert!(
+        upstream.connections() <= 2,
+        "six calls in a row opened {} connections",
+        upstream.connections()
     );
 }

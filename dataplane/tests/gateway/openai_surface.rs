@@ -163,8 +163,6 @@ async fn streamed_claude_answer_arrives_as_openai_chunks_with_tool_calls_and_usa
     assert_eq!(upstream.last().json()["stream"], true);
 }
 
-/// An agent loop: tool call → tool result → tool call → answer. Each result must reach
-/// Anthropic as a `tool_result` for the call's id, or the model calls the tool again.
 /// The `tool_result` blocks of an Anthropic conversation, in order.
 fn tool_results(body: &Value) -> Vec<&Value> {
     body["messages"]
@@ -176,6 +174,8 @@ fn tool_results(body: &Value) -> Vec<&Value> {
         .collect()
 }
 
+/// An agent loop: tool call → tool result → tool call → answer. Each result must reach
+/// Anthropic as a `tool_result` for the call's id, or the model calls the tool again.
 #[tokio::test]
 async fn agent_loop_through_claude_delivers_tool_results_as_tool_results() {
     let upstream = FakeUpstream::start(|req| {

@@ -260,9 +260,9 @@ async fn get_json(url: String) -> Value {
 /// No config file: the variables workspaces already set each switch on what they name.
 #[tokio::test]
 async fn without_a_config_file_the_environment_variables_configure_the_gateway() {
-    let port = free_port().to_string();
+    // Port 0: the kernel picks one, which is not the default 8090.
     let gw = Running::start_from_environment(&[
-        ("AI_GATEWAY_PORT", &port),
+        ("AI_GATEWAY_PORT", "0"),
         ("AI_GATEWAY_ADMIN_LISTEN", "127.0.0.1:0"),
         ("ANTHROPIC_API_KEY", "sk-ant-from-env"),
         ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
@@ -271,7 +271,11 @@ async fn without_a_config_file_the_environment_variables_configure_the_gateway()
         ("GOOGLE_API_KEY", "google-from-env"),
         ("RATE_LIMIT_RPM", "2"),
     ]);
-    assert!(gw.api.ends_with(&format!(":{port}")), "{}", gw.api);
+    assert!(
+        !gw.api.ends_with(":8090"),
+        "AI_GATEWAY_PORT was read: {}",
+        gw.api
+    );
     let providers = get_json(format!("{}/v1/providers", gw.api)).await;
     let provider = |name: &str| {
         providers["data"]
@@ -298,6 +302,7 @@ async fn without_a_config_file_the_environment_variables_configure_the_gateway()
 
     // RATE_LIMIT_RPM=2: the third call in a minute is refused before any provider.
     // (The first two reach for an Ollama that is not running here.)
+    crate::fakes::within_one_rate_window().await;
     let call = || {
         client()
             .post(format!("{}/v1/chat/completions", gw.api))
@@ -334,7 +339,7 @@ fn a_rate_limit_rpm_that_is_not_a_number_stops_the_start() {
 #[tokio::test]
 async fn audit_log_level_sets_what_the_log_keeps() {
     let port = free_port().to_string();
-    let mut child = Command::new(BIN)
+    let child = Command::new(BIN)
         .env_clear()
         .env("AI_GATEWAY_PORT", &port)
         .env("AI_GATEWAY_ADMIN_LISTEN", "127.0.0.1:0")
@@ -343,12 +348,24 @@ async fn audit_log_level_sets_what_the_log_keeps() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("binary starts");
+    // Killed however the test ends.
+    struct Reaped(Option<Child>);
+    impl Drop for Reaped {
+        fn drop(&mut self) {
+            if let Some(child) = self.0.as_mut() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+    let mut gateway = Reaped(Some(child));
     let deadline = Instant::now() + Duration::from_secs(20);
     let health = format!("http://127.0.0.1:{port}/health");
     while client().get(&health).send().await.is_err() {
         assert!(Instant::now() < deadline, "the gateway never answered");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let mut child = gateway.0.take().expect("running");
     let _ = child.kill();
     let out = child.wait_with_output().expect("exits");
     let log = String::from_utf8_lossy(&out.stderr);
@@ -402,10 +419,10 @@ async fn until_refused(api: &str) {
 #[tokio::test]
 async fn config_change_applies_without_disturbing_a_stream_and_sigterm_drains_it() {
     let stream = fixture("upstream/anthropic/stream_text.sse");
-    // Eleven events 400 ms apart: the reload (polled each second) and SIGTERM both
-    // land while the stream is still going.
+    // The last event comes 8 s after the rest: the reload (polled each second) and
+    // SIGTERM both land while the stream is still going.
     let reply = Reply {
-        chunk_delay: Duration::from_millis(400),
+        stall_before_last: Some(Duration::from_secs(8)),
         ..Reply::sse(&stream)
     };
     let upstream = FakeUpstream::start(move |_| reply.clone()).await;
@@ -838,6 +855,7 @@ async fn the_profile_training_load_runs_clean() {
         tokio::process::Command::new("python3")
             .arg(repo_path("pgo/train.py"))
             .args(["--gateway", BIN, "--calls", "3"])
+            .kill_on_drop(true)
             .output(),
     )
     .await
@@ -849,7 +867,7 @@ async fn the_profile_training_load_runs_clean() {
         "train.py failed: {stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("96 calls"), "{stdout}");
+    assert!(stdout.contains("120 calls"), "{stdout}");
 }
 
 /// A directory of its own for one test, removed when the test ends.
