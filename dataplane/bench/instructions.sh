@@ -11,14 +11,14 @@
 # streaming. Kernel work (socket reads and writes) is not counted. Takes about a
 # minute; installs valgrind, nginx and nghttp2-client with apt-get when missing.
 #
-#   AI_GATEWAY_BIN   gateway binary [as in run.sh: gateway-binary.sh]
+#   AI_GATEWAY_BIN   gateway binary [as in run.sh: common.sh]
 #   BENCH_PORT_BASE  loopback ports BASE+1..BASE+3 are used [18280]
 #   BENCH_KEEP=1     keep the callgrind profiles (callgrind_annotate reads them)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
-source "$HERE/gateway-binary.sh"
+source "$HERE/common.sh"
 REQUESTS="${1:-1000}"
 PORT_BASE="${BENCH_PORT_BASE:-18280}"
 FAKE_PORT=$((PORT_BASE + 1))
@@ -28,16 +28,7 @@ ADMIN_PORT=$((PORT_BASE + 3))
 log() { printf '[instructions %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-missing=()
-command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
-command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
-command -v h2load >/dev/null 2>&1 || missing+=(nghttp2-client)
-if ((${#missing[@]})); then
-    log "installing ${missing[*]} with apt-get"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-export PATH="$PATH:/usr/sbin"
+install_missing valgrind valgrind nginx nginx h2load nghttp2-client
 
 WORK=$(mktemp -d /tmp/ai-gateway-instructions.XXXXXX)
 chmod 755 "$WORK"

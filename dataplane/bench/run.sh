@@ -31,7 +31,7 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
-source "$HERE/gateway-binary.sh"
+source "$HERE/common.sh"
 PORT_BASE="${BENCH_PORT_BASE:-18180}"
 FAKE_PORT=$((PORT_BASE + 1))
 PROXY_PORT=$((PORT_BASE + 2))
@@ -58,25 +58,7 @@ die() { log "ERROR: $*"; exit 1; }
 
 # ---------------------------------------------------------------- prerequisites
 
-missing=()
-command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
-command -v wrk >/dev/null 2>&1 || missing+=(wrk)
-command -v h2load >/dev/null 2>&1 || missing+=(nghttp2-client)
-command -v curl >/dev/null 2>&1 || missing+=(curl)
-command -v taskset >/dev/null 2>&1 || missing+=(util-linux)
-command -v pgrep >/dev/null 2>&1 || missing+=(procps)
-if ((${#missing[@]})); then
-    log "installing ${missing[*]} with apt-get"
-    # Keep the package's postinst from starting the system nginx service.
-    made_policy=0
-    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && made_policy=1
-    fi
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    ((made_policy)) && rm -f /usr/sbin/policy-rc.d
-fi
-export PATH="$PATH:/usr/sbin"
+install_missing nginx nginx wrk wrk h2load nghttp2-client curl curl taskset util-linux pgrep procps
 PY=python3
 $PY -c 'import aiohttp' 2>/dev/null || { log "installing aiohttp with pip"; $PY -m pip install -q aiohttp; }
 

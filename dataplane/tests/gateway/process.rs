@@ -339,35 +339,25 @@ fn a_rate_limit_rpm_that_is_not_a_number_stops_the_start() {
 #[tokio::test]
 async fn audit_log_level_sets_what_the_log_keeps() {
     let port = free_port().to_string();
-    let child = Command::new(BIN)
+    // Killed however the test ends.
+    let mut child = tokio::process::Command::new(BIN)
         .env_clear()
         .env("AI_GATEWAY_PORT", &port)
         .env("AI_GATEWAY_ADMIN_LISTEN", "127.0.0.1:0")
         .env("AUDIT_LOG_LEVEL", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
+        .kill_on_drop(true)
         .spawn()
         .expect("binary starts");
-    // Killed however the test ends.
-    struct Reaped(Option<Child>);
-    impl Drop for Reaped {
-        fn drop(&mut self) {
-            if let Some(child) = self.0.as_mut() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-    }
-    let mut gateway = Reaped(Some(child));
     let deadline = Instant::now() + Duration::from_secs(20);
     let health = format!("http://127.0.0.1:{port}/health");
     while client().get(&health).send().await.is_err() {
         assert!(Instant::now() < deadline, "the gateway never answered");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let mut child = gateway.0.take().expect("running");
-    let _ = child.kill();
-    let out = child.wait_with_output().expect("exits");
+    let _ = child.start_kill();
+    let out = child.wait_with_output().await.expect("exits");
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("provider inactive"), "{log}");
     assert!(!log.contains("ai-gateway listening"), "{log}");
