@@ -7,6 +7,7 @@ use ai_gateway_snapshot::{
     AuditSink, AuthMode, CacheSettings, CircuitBreaker, LimitRule, LimitStoreKind, ModelPrice,
     ProviderKind, Retries, Timeouts,
 };
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -14,6 +15,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 pub const GROUP: &str = "ai-gateway.dev";
+
+/// Longest model name or upstream id a route may name (a Bedrock ARN fits).
+const MODEL_NAME_MAX: u32 = 512;
 
 /// One data-plane deployment behind the `ai-gateway` Service.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -191,7 +195,7 @@ pub struct AIGatewayStatus {
     plural = "providerroutes",
     shortname = "airoute",
     namespaced,
-    validation = Rule::new("!has(self.spec.fallback) || !self.spec.fallback.exists(f, f == self.metadata.name)").message("a route cannot fall back to itself"),
+    validation = Rule::new("!has(self.spec.fallback) || !self.spec.fallback.exists(f, f == self.metadata.name)").message("a route cannot fall back to itself").field_path(".spec.fallback"),
     status = "ObjectStatus",
     printcolumn = r#"{"name":"Gateway","type":"string","jsonPath":".spec.gatewayRef"}"#,
     printcolumn = r#"{"name":"Type","type":"string","jsonPath":".spec.type"}"#,
@@ -202,23 +206,32 @@ pub struct AIGatewayStatus {
 #[x_kube(
     cel,
     validation = Rule::new("self.type != 'bedrock' || has(self.region)").message("a bedrock route needs a region"),
-    validation = Rule::new("size(self.models) > 0 || (has(self.aliases) && size(self.aliases) > 0)").message("a route serves at least one model or alias")
+    validation = Rule::new("(has(self.models) && size(self.models) > 0) || (has(self.aliases) && size(self.aliases) > 0)").message("a route serves at least one model or alias")
 )]
 pub struct ProviderRouteSpec {
     /// The AIGateway (same namespace) this route belongs to.
+    #[schemars(length(max = 253))]
     pub gateway_ref: String,
     pub r#type: ProviderKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
     /// AWS region (Bedrock).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
     pub region: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_ref: Option<CredentialsRef>,
-    /// Model names and globs this provider serves (`claude-*`).
+    /// Model names and globs this provider serves (`claude-*`); a route of aliases
+    /// alone needs none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256), inner(length(max = MODEL_NAME_MAX)))]
     pub models: Vec<String>,
     /// Client model name → upstream id (`claude-sonnet-4-5` → a Bedrock inference profile).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend(
+        "maxProperties" = 256,
+        "additionalProperties" = {"type": "string", "maxLength": MODEL_NAME_MAX},
+    ))]
     pub aliases: BTreeMap<String, String>,
     /// Lower is tried first.
     #[serde(default = "default_priority")]
@@ -229,6 +242,7 @@ pub struct ProviderRouteSpec {
     pub weight: u32,
     /// Other ProviderRoutes of the same gateway tried when this one fails.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(length(max = 253)))]
     pub fallback: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeouts: Option<Timeouts>,
@@ -288,9 +302,11 @@ pub struct CredentialsRef {
 #[serde(rename_all = "camelCase")]
 #[x_kube(cel, validation = Rule::new("size(self.rules) > 0").message("a policy has at least one rule"))]
 pub struct RateLimitPolicySpec {
+    #[schemars(length(max = 253))]
     pub gateway_ref: String,
     /// Each rule counts per subject (global, key, user, team, workspace), optionally per
     /// model, with per-subject overrides.
+    #[schemars(length(max = 64))]
     pub rules: Vec<LimitRule>,
     /// Output tokens reserved for a request that sets no `max_tokens`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -306,21 +322,80 @@ pub struct ObjectStatus {
     pub observed_generation: Option<i64>,
 }
 
-/// The three definitions, as `kubectl apply` takes them.
-pub fn crd_yaml() -> Result<Vec<(String, String)>, serde_yaml::Error> {
+/// The three definitions as the API server takes them: generated from the types, then
+/// made acceptable to it (see [`for_the_api_server`]).
+pub fn crds() -> Result<Vec<CustomResourceDefinition>, serde_json::Error> {
     use kube::CustomResourceExt;
     [
-        ("aigateways", serde_yaml::to_string(&AIGateway::crd())?),
-        (
-            "providerroutes",
-            serde_yaml::to_string(&ProviderRoute::crd())?,
-        ),
-        (
-            "ratelimitpolicies",
-            serde_yaml::to_string(&RateLimitPolicy::crd())?,
-        ),
+        AIGateway::crd(),
+        ProviderRoute::crd(),
+        RateLimitPolicy::crd(),
     ]
     .into_iter()
-    .map(|(name, yaml)| Ok((format!("{GROUP}_{name}.yaml"), yaml)))
+    .map(|crd| {
+        let mut doc = serde_json::to_value(crd)?;
+        for_the_api_server(&mut doc);
+        serde_json::from_value(doc)
+    })
     .collect()
+}
+
+/// The three definitions, as `kubectl apply` takes them.
+pub fn crd_yaml() -> Result<Vec<(String, String)>, CrdError> {
+    crds()?
+        .into_iter()
+        .map(|crd| {
+            let plural = crd.spec.names.plural.clone();
+            Ok((
+                format!("{GROUP}_{plural}.yaml"),
+                serde_yaml::to_string(&crd)?,
+            ))
+        })
+        .collect()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CrdError {
+    #[error("the generated definition does not round-trip: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("the definition cannot be written as YAML: {0}")]
+    Yaml(#[from] serde_yaml::Error),
+}
+
+/// schemars writes Rust's unsigned widths as `format: uint32` / `uint64`, which the API
+/// server does not know and warns about on every apply: the formats go, and a `u32`
+/// keeps its range as `maximum`. A string enum gets the `maxLength` of its longest
+/// value, so the CEL cost estimator can bound a rule that compares it.
+fn for_the_api_server(schema: &mut serde_json::Value) {
+    use serde_json::Value;
+    match schema {
+        Value::Object(node) => {
+            match node.get("format").and_then(Value::as_str) {
+                Some("uint32") => {
+                    node.remove("format");
+                    node.entry("maximum").or_insert(u32::MAX.into());
+                }
+                Some(f) if f.starts_with("uint") => {
+                    node.remove("format");
+                }
+                _ => {}
+            }
+            let longest_value = node
+                .get("enum")
+                .and_then(Value::as_array)
+                .and_then(|values| {
+                    values
+                        .iter()
+                        .map(|v| v.as_str().map(str::len))
+                        .collect::<Option<Vec<_>>>()
+                        .and_then(|lengths| lengths.into_iter().max())
+                });
+            if let Some(longest) = longest_value {
+                node.entry("maxLength").or_insert(longest.into());
+            }
+            node.values_mut().for_each(for_the_api_server);
+        }
+        Value::Array(items) => items.iter_mut().for_each(for_the_api_server),
+        _ => {}
+    }
 }

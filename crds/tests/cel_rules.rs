@@ -31,6 +31,15 @@ fn a_route_serving_nothing_is_refused_but_aliases_alone_suffice() {
     assert!(why.contains("at least one model or alias"), "{why}");
     let aliases = json!({"gatewayRef": "gw", "type": "openai", "models": [], "aliases": {"fast": "gpt-4o-mini"}});
     assert!(ProviderRouteSpec::validate_cel(&aliases, None).is_ok());
+    // As a user writes it: no `models` key at all.
+    let aliases_only =
+        json!({"gatewayRef": "gw", "type": "openai", "aliases": {"fast": "gpt-4o-mini"}});
+    assert!(ProviderRouteSpec::validate_cel(&aliases_only, None).is_ok());
+    let spec: ProviderRouteSpec = serde_json::from_value(aliases_only).expect("parses");
+    assert!(spec.models.is_empty());
+    let neither = json!({"gatewayRef": "gw", "type": "openai"});
+    let why = rejection(ProviderRouteSpec::validate_cel(&neither, None));
+    assert!(why.contains("at least one model or alias"), "{why}");
 }
 
 #[test]

@@ -251,12 +251,16 @@ impl Provider {
 #[serde(deny_unknown_fields, default)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Timeouts {
+    #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
     pub connect_ms: u64,
     /// Until the upstream's response headers arrive.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
     pub first_byte_ms: u64,
     /// The whole call, stream included.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
     pub total_ms: u64,
     /// Longest silence allowed inside a stream (Anthropic pings every ~15 s).
+    #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
     pub idle_ms: u64,
 }
 
@@ -319,11 +323,15 @@ impl Default for CircuitBreaker {
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ModelPrice {
+    #[cfg_attr(feature = "schema", schemars(range(min = 0.0)))]
     pub input_per_mtok: f64,
+    #[cfg_attr(feature = "schema", schemars(range(min = 0.0)))]
     pub output_per_mtok: f64,
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(range(min = 0.0)))]
     pub cache_read_per_mtok: Option<f64>,
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(range(min = 0.0)))]
     pub cache_write_per_mtok: Option<f64>,
 }
 
@@ -560,14 +568,19 @@ pub enum LimitStoreKind {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Limits {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
     pub requests_per_minute: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
     pub tokens_per_minute: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
     pub tokens_per_day: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
     pub concurrent_requests: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 0.0)))]
     pub budget_usd_per_day: Option<f64>,
 }
 
