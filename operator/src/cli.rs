@@ -53,6 +53,9 @@ pub struct Cli {
     /// Kubeconfig context to use (default: the current context)
     #[arg(long, global = true)]
     pub context: Option<String>,
+    /// How long one call may take before the command gives up (e.g. 10s, 1m)
+    #[arg(long, global = true, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub request_timeout: std::time::Duration,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -161,7 +164,10 @@ pub struct ProxyFailure {
 }
 
 /// A client for `--context`, or for the current context (or in-cluster config).
-pub async fn client(context: Option<&str>) -> Result<Client, CliError> {
+pub async fn client(
+    context: Option<&str>,
+    request_timeout: std::time::Duration,
+) -> Result<Client, CliError> {
     let config = match context {
         Some(context) => kube::Config::from_kubeconfig(&kube::config::KubeConfigOptions {
             context: Some(context.to_string()),
@@ -173,6 +179,18 @@ pub async fn client(context: Option<&str>) -> Result<Client, CliError> {
             .await
             .map_err(|e| CliError::Kubeconfig(e.to_string()))?,
     };
+    client_from(config, request_timeout)
+}
+
+/// A client that answers a person at a terminal promptly: no retries (the client's
+/// default retries a 503 from a stopped data plane for minutes) and a timeout per call.
+pub fn client_from(
+    mut config: kube::Config,
+    request_timeout: std::time::Duration,
+) -> Result<Client, CliError> {
+    config.default_retry = false;
+    config.read_timeout = Some(request_timeout);
+    config.write_timeout = Some(request_timeout);
     Ok(Client::try_from(config)?)
 }
 
@@ -187,6 +205,7 @@ pub async fn run(cli: &Cli, client: Client, out: Out<'_>, err: Out<'_>) -> Resul
         namespace,
         gateway: cli.gateway.clone(),
         format: cli.output,
+        request_timeout: cli.request_timeout,
     };
     match &cli.command {
         Command::Keys(KeysCommand::Create(args)) => ctx.create_key(args, out).await,
@@ -405,6 +424,7 @@ struct Ctx {
     namespace: String,
     gateway: String,
     format: Format,
+    request_timeout: std::time::Duration,
 }
 
 impl Ctx {
@@ -686,17 +706,32 @@ impl Ctx {
         let request = request
             .body(kube::client::Body::from(Vec::new()))
             .map_err(|e| failure(None, e.to_string(), false))?;
-        let response = self
-            .client
-            .send(request)
+        let call = async {
+            let response = self
+                .client
+                .send(request)
+                .await
+                .map_err(|e| failure(None, e.to_string(), false))?;
+            let status = response.status();
+            let body = response
+                .into_body()
+                .collect_bytes()
+                .await
+                .map_err(|e| failure(Some(status.as_u16()), e.to_string(), false))?;
+            Ok((status, body))
+        };
+        let (status, body) = tokio::time::timeout(self.request_timeout, call)
             .await
-            .map_err(|e| failure(None, e.to_string(), false))?;
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect_bytes()
-            .await
-            .map_err(|e| failure(Some(status.as_u16()), e.to_string(), false))?;
+            .map_err(|_| {
+                failure(
+                    None,
+                    format!(
+                        "no answer within {} (--request-timeout)",
+                        humantime::format_duration(self.request_timeout)
+                    ),
+                    false,
+                )
+            })??;
         if !status.is_success() {
             let (message, from_api_server) = error_message(&body);
             return Err(failure(Some(status.as_u16()), message, from_api_server));

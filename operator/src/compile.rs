@@ -149,6 +149,26 @@ pub fn compile(inputs: &Inputs<'_>) -> Compiled {
         provider.circuit_breaker = s.circuit_breaker.unwrap_or_default();
         provider.pricing = s.pricing.clone();
         provider.max_output_tokens = s.max_output_tokens;
+        // The snapshot's own checks, per route: the route at fault is left out and the
+        // rest of the gateway still compiles.
+        let problems = provider.problems();
+        if !problems.is_empty() {
+            let message = problems
+                .iter()
+                .map(|p| {
+                    let field = if p.path == "base_url" {
+                        "endpoint"
+                    } else {
+                        &p.path
+                    };
+                    format!("{field}: {}", p.message)
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            verdicts.push(Verdict::fail("Accepted", "InvalidRoute", message));
+            routes_out.insert(name, verdicts);
+            continue;
+        }
         if let Some(creds) = &s.credentials_ref {
             let Some(secret) = inputs.secrets.get(&creds.secret_name) else {
                 verdicts.push(Verdict::ok("Accepted", "Accepted"));
@@ -264,18 +284,19 @@ pub fn compile(inputs: &Inputs<'_>) -> Compiled {
     mine.sort_by_key(|p| p.name_any());
     for policy in mine {
         let name = policy.name_any();
-        let problem = policy.spec.rules.iter().enumerate().find_map(|(i, rule)| {
-            if let Some(m) = &rule.model {
-                if glob::Pattern::new(m).is_err() {
-                    return Some(format!("rules[{i}].model: `{m}` is not a valid glob"));
-                }
-            }
-            std::iter::once(&rule.limits)
-                .chain(rule.overrides.values())
-                .any(|l| l.budget_usd_per_day.is_some_and(|b| b.is_nan() || b < 0.0))
-                .then(|| format!("rules[{i}]: budget_usd_per_day may not be negative"))
-        });
-        if let Some(message) = problem {
+        let problems: Vec<String> = policy
+            .spec
+            .rules
+            .iter()
+            .enumerate()
+            .flat_map(|(i, rule)| {
+                rule.problems()
+                    .into_iter()
+                    .map(move |p| format!("rules[{i}].{}: {}", p.path, p.message))
+            })
+            .collect();
+        if !problems.is_empty() {
+            let message = problems.join("; ");
             policies_out.insert(
                 name,
                 vec![Verdict::fail("Accepted", "InvalidRule", message)],

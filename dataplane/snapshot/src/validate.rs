@@ -1,4 +1,4 @@
-use crate::{Limits, Snapshot};
+use crate::{LimitRule, Limits, Provider, Snapshot};
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -81,7 +81,6 @@ impl Snapshot {
     }
 
     fn check_providers(&self, found: &mut Collector) {
-        use crate::ProviderKind::*;
         for (name, p) in &self.providers {
             let at = format!("providers.{name}");
             if name.is_empty() || name.contains(['/', ' ']) {
@@ -90,51 +89,8 @@ impl Snapshot {
                     "provider names may not be empty or contain '/' or spaces",
                 );
             }
-            if matches!(p.kind, OpenaiCompatible | AzureOpenai) && p.base_url.is_none() {
-                found.add(
-                    format!("{at}.base_url"),
-                    format!("required for type {}", p.kind.as_str()),
-                );
-            }
-            // An unset `${VAR}` leaves the provider inactive rather than the file invalid.
-            if let Some(url) = p.base_url.as_deref().filter(|u| !u.contains("${")) {
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    found.add(
-                        format!("{at}.base_url"),
-                        format!("`{url}` must start with http:// or https://"),
-                    );
-                }
-            }
-            let t = p.timeouts;
-            if t.first_byte_ms > t.total_ms {
-                found.add(
-                    format!("{at}.timeouts.first_byte_ms"),
-                    "may not exceed total_ms",
-                );
-            }
-            for (field, v) in [
-                ("connect_ms", t.connect_ms),
-                ("first_byte_ms", t.first_byte_ms),
-                ("total_ms", t.total_ms),
-                ("idle_ms", t.idle_ms),
-            ] {
-                if v == 0 {
-                    found.add(format!("{at}.timeouts.{field}"), "must be greater than 0");
-                }
-            }
-            for (model, price) in &p.pricing {
-                let prices = [
-                    Some(price.input_per_mtok),
-                    Some(price.output_per_mtok),
-                    price.cache_read_per_mtok,
-                    price.cache_write_per_mtok,
-                ];
-                if prices.into_iter().flatten().any(|v| v.is_nan() || v < 0.0) {
-                    found.add(
-                        format!("{at}.pricing.{model}"),
-                        "prices may not be negative",
-                    );
-                }
+            for problem in p.problems() {
+                found.add(format!("{at}.{}", problem.path), problem.message);
             }
         }
     }
@@ -252,27 +208,16 @@ impl Snapshot {
             );
         }
         for (i, rule) in rl.rules.iter().enumerate() {
-            let at = format!("rate_limits.rules[{i}]");
-            if let Some(model) = &rule.model {
-                if let Err(e) = glob::Pattern::new(model) {
-                    found.add(
-                        format!("{at}.model"),
-                        format!("bad glob `{model}`: {}", e.msg),
-                    );
-                }
+            for problem in rule.problems() {
+                found.add(
+                    format!("rate_limits.rules[{i}].{}", problem.path),
+                    problem.message,
+                );
             }
-            scoped.push((format!("{at}.limits"), &rule.limits));
-            scoped.extend(
-                rule.overrides
-                    .iter()
-                    .map(|(k, l)| (format!("{at}.overrides.{k}"), l)),
-            );
         }
         for (at, limits) in scoped {
-            if let Some(b) = limits.budget_usd_per_day {
-                if b.is_nan() || b < 0.0 {
-                    found.add(format!("{at}.budget_usd_per_day"), "may not be negative");
-                }
+            if let Some(problem) = limits.budget_problem() {
+                found.add(format!("{at}.{}", problem.path), problem.message);
             }
         }
         if rl.store.kind == crate::LimitStoreKind::Redis
@@ -283,6 +228,89 @@ impl Snapshot {
                 "required when rate_limits.store.kind is redis",
             );
         }
+    }
+}
+
+impl Provider {
+    /// What is wrong with this provider on its own, at paths relative to it, so the
+    /// operator can refuse the one route at fault and keep the rest of the gateway.
+    pub fn problems(&self) -> Vec<Problem> {
+        use crate::ProviderKind::*;
+        let mut found = Collector(Vec::new());
+        if matches!(self.kind, OpenaiCompatible | AzureOpenai) && self.base_url.is_none() {
+            found.add(
+                "base_url",
+                format!("required for type {}", self.kind.as_str()),
+            );
+        }
+        // An unset `${VAR}` leaves the provider inactive rather than the file invalid.
+        if let Some(url) = self.base_url.as_deref().filter(|u| !u.contains("${")) {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                found.add(
+                    "base_url",
+                    format!("`{url}` must start with http:// or https://"),
+                );
+            }
+        }
+        let t = self.timeouts;
+        if t.first_byte_ms > t.total_ms {
+            found.add("timeouts.first_byte_ms", "may not exceed total_ms");
+        }
+        for (field, v) in [
+            ("connect_ms", t.connect_ms),
+            ("first_byte_ms", t.first_byte_ms),
+            ("total_ms", t.total_ms),
+            ("idle_ms", t.idle_ms),
+        ] {
+            if v == 0 {
+                found.add(format!("timeouts.{field}"), "must be greater than 0");
+            }
+        }
+        for (model, price) in &self.pricing {
+            let prices = [
+                Some(price.input_per_mtok),
+                Some(price.output_per_mtok),
+                price.cache_read_per_mtok,
+                price.cache_write_per_mtok,
+            ];
+            if prices.into_iter().flatten().any(|v| v.is_nan() || v < 0.0) {
+                found.add(format!("pricing.{model}"), "prices may not be negative");
+            }
+        }
+        found.0
+    }
+}
+
+impl LimitRule {
+    /// What is wrong with this rule on its own, at paths relative to it.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut found = Collector(Vec::new());
+        if let Some(model) = &self.model {
+            if let Err(e) = glob::Pattern::new(model) {
+                found.add("model", format!("bad glob `{model}`: {}", e.msg));
+            }
+        }
+        let scoped = std::iter::once(("limits".to_string(), &self.limits)).chain(
+            self.overrides
+                .iter()
+                .map(|(k, l)| (format!("overrides.{k}"), l)),
+        );
+        for (at, limits) in scoped {
+            if let Some(problem) = limits.budget_problem() {
+                found.add(format!("{at}.{}", problem.path), problem.message);
+            }
+        }
+        found.0
+    }
+}
+
+impl Limits {
+    fn budget_problem(&self) -> Option<Problem> {
+        let budget = self.budget_usd_per_day?;
+        (budget.is_nan() || budget < 0.0).then(|| Problem {
+            path: "budget_usd_per_day".into(),
+            message: "may not be negative".into(),
+        })
     }
 }
 

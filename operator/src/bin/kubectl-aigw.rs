@@ -7,7 +7,7 @@ use std::process::ExitCode;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args = Cli::parse();
-    let result = match cli::client(args.context.as_deref()).await {
+    let result = match cli::client(args.context.as_deref(), args.request_timeout).await {
         Ok(client) => {
             cli::run(
                 &args,
