@@ -42,7 +42,7 @@ struct Args {
     log_level: String,
 
     /// Log as JSON lines instead of text.
-    #[arg(long, env = "AI_GATEWAY_LOG_JSON")]
+    #[arg(long, env = "AI_GATEWAY_LOG_JSON", value_parser = clap::builder::BoolishValueParser::new())]
     log_json: bool,
 
     /// Seconds in-flight requests get to finish after SIGTERM.

@@ -103,6 +103,10 @@ impl Context {
     }
 }
 
+/// How often a settled gateway is compiled again anyway: the bound on how long a
+/// change lost by a watch can go unenforced.
+const RESYNC: Duration = Duration::from_secs(60);
+
 fn gateway_key(gw: &AIGateway) -> String {
     format!("{}/{}", gw.namespace().unwrap_or_default(), gw.name_any())
 }
@@ -111,9 +115,6 @@ pub async fn reconcile(gw: Arc<AIGateway>, ctx: Arc<Context>) -> Result<Action, 
     let started = Instant::now();
     let result = reconcile_gateway(&gw, &ctx).await;
     ctx.metrics.reconciled(started.elapsed(), result.is_ok());
-    if result.is_ok() {
-        ctx.succeeded(&gateway_key(&gw));
-    }
     result
 }
 
@@ -172,7 +173,11 @@ async fn admin_token(gw: &AIGateway, ctx: &Context, secrets: &[Secret]) -> Resul
     );
     let secret: Secret = serde_json::from_value(resources::admin_secret(gw, &token))?;
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &gw.namespace().unwrap_or_default());
-    match api.create(&PostParams::default(), &secret).await {
+    let params = PostParams {
+        field_manager: Some(MANAGER.into()),
+        ..PostParams::default()
+    };
+    match api.create(&params, &secret).await {
         Ok(_) => Ok(token),
         // Another replica of ours won the race: use its token.
         Err(kube::Error::Api(e)) if e.code == 409 => {
@@ -307,7 +312,19 @@ async fn reconcile_gateway(gw: &AIGateway, ctx: &Context) -> Result<Action, Erro
 
     let version = compiled.snapshot.effective_version();
     let previous = gw.status.clone().unwrap_or_default();
-    write_gateway_status(gw, ctx, &compiled, config_valid, ready, applied).await?;
+    let push_failed = push_failures.first().map(String::as_str);
+    write_gateway_status(
+        gw,
+        ctx,
+        &compiled,
+        GatewayProgress {
+            config_valid,
+            ready,
+            applied,
+            push_failed,
+        },
+    )
+    .await?;
     write_object_statuses(gw, ctx, &gateways, &routes, &policies, &compiled).await?;
 
     let gw_ref = gw.object_ref(&());
@@ -332,28 +349,39 @@ async fn reconcile_gateway(gw: &AIGateway, ctx: &Context) -> Result<Action, Erro
             publish(ctx, &gw_ref, EventType::Warning, "InvalidConfig", message).await;
         }
     }
-    if previous.applied_replicas != applied {
+    let key = gateway_key(gw);
+    if let Some(first) = push_failed {
+        // From the first failure on, said once per distinct failure (the condition
+        // remembers the last one), and retried with backoff rather than every 10 s.
+        let said = previous.conditions.iter().any(|c| {
+            c.type_ == "ConfigApplied" && c.reason == "PushFailed" && c.message.contains(first)
+        });
         for failure in &push_failures {
+            tracing::warn!(gateway = %key, %failure, "snapshot push failed");
+        }
+        if !said {
             publish(
                 ctx,
                 &gw_ref,
                 EventType::Warning,
                 "PushFailed",
-                failure.clone(),
+                push_failures.join("; "),
             )
             .await;
         }
+        return Ok(Action::requeue(ctx.backoff(&key)));
     }
+    ctx.succeeded(&key);
 
     // An invalid config waits for an edit, which the watches deliver. Otherwise, until
     // every pod serves the version, look again soon; pods turning ready also wake us
     // through the Deployment's status.
     if !config_valid {
-        Ok(Action::requeue(Duration::from_secs(300)))
+        Ok(Action::requeue(RESYNC))
     } else if applied < ready || ready < gw.spec.replicas {
         Ok(Action::requeue(Duration::from_secs(10)))
     } else {
-        Ok(Action::requeue(Duration::from_secs(300)))
+        Ok(Action::requeue(RESYNC))
     }
 }
 
@@ -398,14 +426,27 @@ async fn publish(
     }
 }
 
+/// Where bringing the data planes to the snapshot got.
+struct GatewayProgress<'a> {
+    config_valid: bool,
+    ready: i32,
+    applied: i32,
+    /// The first push that failed, if any did.
+    push_failed: Option<&'a str>,
+}
+
 async fn write_gateway_status(
     gw: &AIGateway,
     ctx: &Context,
     compiled: &Compiled,
-    config_valid: bool,
-    ready: i32,
-    applied: i32,
+    progress: GatewayProgress<'_>,
 ) -> Result<(), Error> {
+    let GatewayProgress {
+        config_valid,
+        ready,
+        applied,
+        push_failed,
+    } = progress;
     let now = Timestamp::now();
     let generation = gw.metadata.generation;
     let previous = gw.status.clone().unwrap_or_default();
@@ -426,14 +467,15 @@ async fn write_gateway_status(
         verdicts.push(Verdict::ok("ResolvedRefs", "ResolvedRefs"));
     }
     let all_applied = config_valid && ready > 0 && applied == ready;
-    verdicts.push(if all_applied {
-        Verdict::ok("ConfigApplied", "AppliedToAllReplicas")
-    } else {
-        Verdict::fail(
+    let serving = format!("{applied} of {ready} ready data planes serve the current snapshot");
+    verdicts.push(match push_failed {
+        _ if all_applied => Verdict::ok("ConfigApplied", "AppliedToAllReplicas"),
+        Some(failure) => Verdict::fail(
             "ConfigApplied",
-            "Pending",
-            format!("{applied} of {ready} ready data planes serve the current snapshot"),
-        )
+            "PushFailed",
+            truncated(format!("{serving}; {failure}"), 1000),
+        ),
+        None => Verdict::fail("ConfigApplied", "Pending", serving),
     });
     let ready_verdict = verdicts
         .iter()
@@ -507,24 +549,36 @@ async fn write_object_statuses(
     policies: &[RateLimitPolicy],
     compiled: &Compiled,
 ) -> Result<(), Error> {
-    write_member_statuses(gw, ctx, gateways, routes, &compiled.routes).await?;
-    write_member_statuses(gw, ctx, gateways, policies, &compiled.policies).await
+    let at = Reconciled {
+        namespace: &gw.namespace().unwrap_or_default(),
+        gateway: &gw.name_any(),
+        gateways,
+    };
+    write_member_statuses(ctx, &at, routes, &compiled.routes).await?;
+    write_member_statuses(ctx, &at, policies, &compiled.policies).await
+}
+
+/// The gateway whose members' statuses are written, and the gateways that exist beside it.
+struct Reconciled<'a> {
+    namespace: &'a str,
+    gateway: &'a str,
+    gateways: &'a [AIGateway],
 }
 
 async fn write_member_statuses<K>(
-    gw: &AIGateway,
     ctx: &Context,
-    gateways: &[AIGateway],
+    at: &Reconciled<'_>,
     members: &[K],
     verdicts_by_name: &std::collections::BTreeMap<String, Vec<Verdict>>,
 ) -> Result<(), Error>
 where
     K: GatewayMember<Scope = k8s_openapi::NamespaceResourceScope>,
 {
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), &gw.namespace().unwrap_or_default());
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), at.namespace);
     for member in members {
         let named = member.gateway_ref();
-        let verdicts = if named == gw.name_any() {
+        let gateways = at.gateways;
+        let verdicts = if named == at.gateway && gateways.iter().any(|g| g.name_any() == named) {
             verdicts_by_name.get(&member.name_any()).cloned()
         } else if !gateways.iter().any(|g| g.name_any() == named) {
             Some(vec![Verdict::fail(
@@ -588,6 +642,24 @@ where
     Ok(())
 }
 
+/// Routes and policies naming a gateway that does not exist (never did, or was just
+/// deleted): no reconcile of a gateway reaches them, so they are told here.
+pub async fn disown(ctx: &Context, namespace: &str, gateway: &str) -> Result<(), Error> {
+    let client = &ctx.client;
+    let at = Reconciled {
+        namespace,
+        gateway,
+        gateways: &list::<AIGateway>(client, namespace).await?,
+    };
+    let mut routes: Vec<ProviderRoute> = list(client, namespace).await?;
+    routes.retain(|r| r.spec.gateway_ref == gateway);
+    let mut policies: Vec<RateLimitPolicy> = list(client, namespace).await?;
+    policies.retain(|p| p.spec.gateway_ref == gateway);
+    let none = std::collections::BTreeMap::new();
+    write_member_statuses(ctx, &at, &routes, &none).await?;
+    write_member_statuses(ctx, &at, &policies, &none).await
+}
+
 /// Where the controllers look: one namespace, or the whole cluster.
 fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
@@ -603,36 +675,112 @@ fn gateway_of(ns: Option<String>, gateway_ref: &str) -> Option<ObjectRef<AIGatew
     Some(ObjectRef::new(gateway_ref).within(&ns?))
 }
 
+/// The backoff of one watch after an error. Each watch has its own: kube's controller
+/// otherwise puts one backoff, growing to 30 s, on the stream all watches feed, so the
+/// five watches' errors after an API-server restart held every change back for minutes.
+pub fn watch_backoff() -> watcher::ExponentialBackoff {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(WATCH_BACKOFF_MAX)
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+        .into()
+}
+
+/// The longest a change can wait on a failed watch before it is retried.
+pub const WATCH_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// The controller's shared trigger stream waits for nothing: every watch feeding it
+/// already backs off on its own.
+struct NoSharedBackoff;
+
+impl Iterator for NoSharedBackoff {
+    type Item = Duration;
+    fn next(&mut self) -> Option<Duration> {
+        Some(Duration::ZERO)
+    }
+}
+
+impl kube::runtime::utils::Backoff for NoSharedBackoff {
+    fn reset(&mut self) {}
+}
+
+/// A watch of `K` with its own capped backoff, whose health readiness reports.
+fn watch<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    metrics: &Arc<Metrics>,
+) -> impl futures_util::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+    K::DynamicType: Default,
+{
+    use kube::runtime::WatchStreamExt;
+    let metrics = metrics.clone();
+    let kind = K::plural(&K::DynamicType::default()).into_owned();
+    watcher(api, config)
+        .inspect(move |event| match event {
+            Ok(_) => metrics.watch_up(&kind),
+            Err(e) => metrics.watch_down(&kind, e.to_string()),
+        })
+        .backoff(watch_backoff())
+}
+
 /// Runs the controller until SIGTERM / SIGINT.
 pub async fn run(ctx: Arc<Context>, namespace: Option<&str>) {
+    use kube::runtime::{reflector, WatchStreamExt};
     let client = ctx.client.clone();
-    let controller = Controller::new(
-        scoped::<AIGateway>(&client, namespace),
-        watcher::Config::default(),
-    );
-    let gateways = controller.store();
+    let metrics = &ctx.metrics;
+    let (gateways, writer) = reflector::store::<AIGateway>();
+    // Deletions too: a deleted gateway's routes and policies are then told so (below).
+    let gateway_events = reflector(
+        writer,
+        watch(
+            scoped::<AIGateway>(&client, namespace),
+            watcher::Config::default(),
+            metrics,
+        ),
+    )
+    .touched_objects();
     let owned =
         watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
-    controller
-        .owns(scoped::<Deployment>(&client, namespace), owned)
-        .watches(
-            scoped::<ProviderRoute>(&client, namespace),
-            watcher::Config::default(),
+    let secret_gateways = gateways.clone();
+    Controller::for_stream(gateway_events, gateways)
+        .trigger_backoff(NoSharedBackoff)
+        .owns_stream(
+            watch(scoped::<Deployment>(&client, namespace), owned, metrics).touched_objects(),
+        )
+        .watches_stream(
+            watch(
+                scoped::<ProviderRoute>(&client, namespace),
+                watcher::Config::default(),
+                metrics,
+            )
+            .touched_objects(),
             |r| gateway_of(r.namespace(), &r.spec.gateway_ref),
         )
-        .watches(
-            scoped::<RateLimitPolicy>(&client, namespace),
-            watcher::Config::default(),
+        .watches_stream(
+            watch(
+                scoped::<RateLimitPolicy>(&client, namespace),
+                watcher::Config::default(),
+                metrics,
+            )
+            .touched_objects(),
             |p| gateway_of(p.namespace(), &p.spec.gateway_ref),
         )
         // A Secret may hold credentials, a Redis URL or a key for any gateway of its
         // namespace; recompiling those is cheap.
-        .watches(
-            scoped::<Secret>(&client, namespace),
-            watcher::Config::default(),
+        .watches_stream(
+            watch(
+                scoped::<Secret>(&client, namespace),
+                watcher::Config::default(),
+                metrics,
+            )
+            .touched_objects(),
             move |s| {
                 let ns = s.namespace();
-                gateways
+                secret_gateways
                     .state()
                     .into_iter()
                     .filter(|g| g.namespace() == ns)
@@ -641,12 +789,25 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>) {
             },
         )
         .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
+        .run(reconcile, error_policy, ctx.clone())
+        .for_each(|result| {
+            use kube::runtime::controller::Error as Run;
             match result {
                 Ok((gw, _)) => tracing::debug!(gateway = %gw, "reconciled"),
+                Err(Run::QueueError(e)) => tracing::warn!(error = %e, "watch failed; retrying"),
+                // A route, policy or deletion pointed at a gateway that is not there.
+                Err(Run::ObjectNotFound(gw)) => {
+                    let ctx = ctx.clone();
+                    tokio::spawn(async move {
+                        let namespace = gw.namespace.clone().unwrap_or_default();
+                        if let Err(e) = disown(&ctx, &namespace, &gw.name).await {
+                            tracing::warn!(gateway = %gw, error = %e, "could not update the status of its routes and policies");
+                        }
+                    });
+                }
                 Err(e) => tracing::debug!(error = %e, "reconcile not run"),
             }
+            std::future::ready(())
         })
         .await;
 }

@@ -72,7 +72,7 @@ struct RunArgs {
     #[arg(long = "push-to")]
     push_to: Vec<String>,
     /// Log as JSON lines.
-    #[arg(long, env = "AI_GATEWAY_LOG_JSON")]
+    #[arg(long, env = "AI_GATEWAY_LOG_JSON", value_parser = clap::builder::BoolishValueParser::new())]
     log_json: bool,
 }
 

@@ -10,8 +10,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -27,6 +28,9 @@ pub struct Metrics {
     push_seconds: Histogram,
     /// 1 while this replica leads (always, with leader election off).
     pub leader: Gauge,
+    watch_errors: Counter,
+    /// Watches whose last event was an error, by resource, with that error.
+    watches_down: Mutex<BTreeMap<String, String>>,
 }
 
 impl Default for Metrics {
@@ -58,6 +62,12 @@ impl Default for Metrics {
         );
         let leader = Gauge::default();
         registry.register("leader", "Whether this replica reconciles", leader.clone());
+        let watch_errors = Counter::default();
+        registry.register(
+            "watch_errors",
+            "Errors of the watches on gateways, routes, policies, Secrets and Deployments",
+            watch_errors.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -65,6 +75,8 @@ impl Default for Metrics {
             pushes,
             push_seconds,
             leader,
+            watch_errors,
+            watches_down: Mutex::default(),
         }
     }
 }
@@ -79,6 +91,36 @@ impl Metrics {
     pub fn synced(&self, took: Duration, result: &'static str) {
         self.push_seconds.observe(took.as_secs_f64());
         self.pushes.get_or_create(&ResultLabel { result }).inc();
+    }
+
+    pub fn watch_down(&self, resource: &str, error: String) {
+        self.watch_errors.inc();
+        self.watches_down
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(resource.to_string(), error);
+    }
+
+    pub fn watch_up(&self, resource: &str) {
+        let mut down = self.watches_down.lock().unwrap_or_else(|p| p.into_inner());
+        // Most events find nothing down: no allocation on that path.
+        if !down.is_empty() {
+            down.remove(resource);
+        }
+    }
+
+    /// Ready unless a watch's last event was an error: while one is down, `kubectl
+    /// apply` of that kind is not being seen.
+    pub fn readiness(&self) -> Result<(), String> {
+        let down = self.watches_down.lock().unwrap_or_else(|p| p.into_inner());
+        if down.is_empty() {
+            return Ok(());
+        }
+        Err(down
+            .iter()
+            .map(|(resource, error)| format!("watch of {resource} failing: {error}"))
+            .collect::<Vec<_>>()
+            .join("; "))
     }
 
     pub fn render(&self) -> String {
@@ -112,7 +154,11 @@ pub async fn serve_probes(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::R
 
 fn probe(metrics: &Metrics, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let (status, body) = match req.uri().path() {
-        "/healthz" | "/readyz" => (StatusCode::OK, "ok\n".to_string()),
+        "/healthz" => (StatusCode::OK, "ok\n".to_string()),
+        "/readyz" => match metrics.readiness() {
+            Ok(()) => (StatusCode::OK, "ok\n".to_string()),
+            Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
+        },
         "/metrics" => (StatusCode::OK, metrics.render()),
         _ => (StatusCode::NOT_FOUND, "not found\n".to_string()),
     };

@@ -321,9 +321,10 @@ async fn a_new_gateway_gets_its_objects_a_pushed_snapshot_and_status() {
         .await;
 
     // No admin Secret yet: the operator makes one, owned by the gateway.
-    let (admin_secret, _) = api
+    let (admin_secret, uri) = api
         .expect("POST", "/api/v1/namespaces/ai/secrets", |b| b.clone())
         .await;
+    assert!(uri.contains("fieldManager=ai-gateway-operator"), "{uri}");
     assert_eq!(admin_secret["metadata"]["name"], "ai-gateway-admin");
     assert_eq!(
         admin_secret["metadata"]["ownerReferences"][0]["uid"],
@@ -553,7 +554,7 @@ async fn an_unchanged_gateway_is_left_alone() {
     api.event().await;
     assert_eq!(
         task.await.expect("task"),
-        Action::requeue(Duration::from_secs(300))
+        Action::requeue(Duration::from_secs(60))
     );
     assert_eq!(
         admin.puts.lock().expect("lock").len(),
@@ -595,7 +596,7 @@ async fn an_unchanged_gateway_is_left_alone() {
     .await;
     assert_eq!(
         task.await.expect("task"),
-        Action::requeue(Duration::from_secs(300))
+        Action::requeue(Duration::from_secs(60))
     );
     api.done().await;
     assert_eq!(admin.puts.lock().expect("lock").len(), 2, "no second push");
@@ -701,4 +702,136 @@ async fn api_errors_back_off_exponentially() {
         delays,
         [5, 10, 20].map(|s| Action::requeue(Duration::from_secs(s)))
     );
+}
+
+/// The owned objects after the snapshot, then the pods: one ready pod.
+async fn expect_rest_and_one_pod(api: &mut ApiServer) {
+    for path in [
+        "/api/v1/namespaces/ai/services/ai-gateway",
+        "/apis/policy/v1/namespaces/ai/poddisruptionbudgets/ai-gateway",
+        "/apis/networking.k8s.io/v1/namespaces/ai/networkpolicies/ai-gateway",
+    ] {
+        api.apply(path).await;
+    }
+    api.list("/api/v1/namespaces/ai/pods", vec![ready_pod("gw-1")])
+        .await;
+}
+
+#[tokio::test]
+async fn a_failing_push_is_reported_from_the_first_failure_and_retried_with_backoff() {
+    // Nothing listens on the data plane's admin port.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    let (ctx, mut api) = context(closed);
+    let mut secrets = namespace_secrets();
+    secrets.push(secret(
+        "ai-gateway-admin",
+        json!({}),
+        json!({"token": "t0ken"}),
+    ));
+    let gw = gateway(None);
+    let route = route("anthropic", GW, "anthropic-creds", None);
+
+    let task = spawn_reconcile(gw.clone(), ctx.clone());
+    expect_lists_and_applies(&mut api, &gw, vec![route.clone()], vec![], secrets.clone()).await;
+    expect_rest_and_one_pod(&mut api).await;
+    let patched = api
+        .status_patch(&format!("{CRD_PATH}/aigateways/ai-gateway/status"), &gw)
+        .await;
+    let applied = condition(&patched["status"], "ConfigApplied");
+    assert_eq!(applied["status"], "False");
+    assert_eq!(applied["reason"], "PushFailed", "{applied}");
+    let message = applied["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&format!("127.0.0.1:{closed}")),
+        "{message}"
+    );
+    assert_eq!(
+        condition(&patched["status"], "Ready")["reason"],
+        "PushFailed"
+    );
+    let route_status = api
+        .status_patch(
+            &format!("{CRD_PATH}/providerroutes/anthropic/status"),
+            &route,
+        )
+        .await["status"]
+        .clone();
+    assert_eq!(api.event().await["reason"], "ConfigCompiled");
+    let event = api.event().await;
+    assert_eq!(event["reason"], "PushFailed");
+    assert_eq!(event["type"], "Warning");
+    assert!(
+        event["note"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&format!("127.0.0.1:{closed}")),
+        "{event}"
+    );
+    assert_eq!(
+        task.await.expect("task"),
+        Action::requeue(Duration::from_secs(5))
+    );
+    api.done().await;
+
+    // Still failing: no new Event or status write, and the next try waits longer.
+    let gw = gateway(Some(patched["status"].clone()));
+    let mut route = route;
+    route["status"] = route_status;
+    let task = spawn_reconcile(gw.clone(), ctx.clone());
+    expect_lists_and_applies(&mut api, &gw, vec![route], vec![], secrets).await;
+    expect_rest_and_one_pod(&mut api).await;
+    assert_eq!(
+        task.await.expect("task"),
+        Action::requeue(Duration::from_secs(10))
+    );
+    api.done().await;
+}
+
+#[tokio::test]
+async fn routes_and_policies_of_a_missing_or_deleted_gateway_are_told_so() {
+    let (ctx, mut api) = context(1);
+    let accepted = json!({"conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted",
+        "message": "", "lastTransitionTime": "2026-12-01T00:00:00Z", "observedGeneration": 1}],
+        "observedGeneration": 1});
+    let stale = route("anthropic", GW, "anthropic-creds", Some(accepted));
+    let other = route("other", "another-gateway", "anthropic-creds", None);
+    let task = tokio::spawn(async move {
+        ai_gateway_operator::controller::disown(&ctx, NS, GW)
+            .await
+            .expect("disown")
+    });
+    api.list(&format!("{CRD_PATH}/aigateways"), vec![]).await;
+    api.list(
+        &format!("{CRD_PATH}/providerroutes"),
+        vec![stale.clone(), other],
+    )
+    .await;
+    api.list(&format!("{CRD_PATH}/ratelimitpolicies"), vec![policy(None)])
+        .await;
+    let patched = api
+        .status_patch(
+            &format!("{CRD_PATH}/providerroutes/anthropic/status"),
+            &stale,
+        )
+        .await;
+    let verdict = condition(&patched["status"], "Accepted");
+    assert_eq!(verdict["status"], "False");
+    assert_eq!(verdict["reason"], "GatewayNotFound");
+    assert_eq!(api.event().await["reason"], "GatewayNotFound");
+    let patched = api
+        .status_patch(
+            &format!("{CRD_PATH}/ratelimitpolicies/limits/status"),
+            &policy(None),
+        )
+        .await;
+    assert_eq!(
+        condition(&patched["status"], "Accepted")["reason"],
+        "GatewayNotFound"
+    );
+    assert_eq!(api.event().await["reason"], "GatewayNotFound");
+    task.await.expect("task");
+    api.done().await;
 }
