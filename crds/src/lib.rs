@@ -261,6 +261,28 @@ pub struct ProviderRouteSpec {
     /// cache TTL when unset); 0 never caches them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_ttl_seconds: Option<u64>,
+    /// Extra headers sent to the provider on every call, e.g. the Cloudflare Access
+    /// service token in front of an Ollama. Values from a Secret are never logged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub headers: Vec<RouteHeader>,
+}
+
+/// One header for the provider: a literal value, or a Secret's key.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    cel,
+    validation = Rule::new("has(self.value) != has(self.valueFrom)").message("set value or valueFrom: one, not both")
+)]
+pub struct RouteHeader {
+    #[schemars(length(min = 1, max = 256))]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 8192))]
+    pub value: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_from: Option<SecretKeyRef>,
 }
 
 fn default_priority() -> u32 {

@@ -66,3 +66,19 @@ fn a_policy_without_rules_is_refused() {
     ));
     assert!(why.contains("at least one rule"), "{why}");
 }
+
+#[test]
+fn a_route_header_has_a_value_or_a_secret_but_not_both() {
+    use ai_gateway_crds::RouteHeader;
+    let both = json!({"name": "X-A", "value": "v", "valueFrom": {"name": "s", "key": "k"}});
+    let why = rejection(RouteHeader::validate_cel(&both, None));
+    assert!(why.contains("not both"), "{why}");
+    let neither = json!({"name": "X-A"});
+    assert!(RouteHeader::validate_cel(&neither, None).is_err());
+    assert!(RouteHeader::validate_cel(&json!({"name": "X-A", "value": "v"}), None).is_ok());
+    assert!(RouteHeader::validate_cel(
+        &json!({"name": "X-A", "valueFrom": {"name": "s", "key": "k"}}),
+        None
+    )
+    .is_ok());
+}

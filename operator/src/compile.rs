@@ -149,6 +149,39 @@ pub fn compile(inputs: &Inputs<'_>) -> Compiled {
         provider.circuit_breaker = s.circuit_breaker.unwrap_or_default();
         provider.pricing = s.pricing.clone();
         provider.max_output_tokens = s.max_output_tokens;
+        let mut unresolved = Vec::new();
+        for header in &s.headers {
+            let value = match (&header.value, &header.value_from) {
+                (Some(v), _) => Some(v.clone()),
+                (None, Some(from)) => inputs
+                    .secrets
+                    .get(&from.name)
+                    .and_then(|secret| secret_value(secret, &from.key)),
+                (None, None) => None,
+            };
+            match value {
+                Some(v) => {
+                    provider.headers.insert(header.name.clone(), v);
+                }
+                None => unresolved.push(match &header.value_from {
+                    Some(from) => format!(
+                        "header `{}`: Secret `{}` key `{}` not found",
+                        header.name, from.name, from.key
+                    ),
+                    None => format!("header `{}` has no value", header.name),
+                }),
+            }
+        }
+        if !unresolved.is_empty() {
+            verdicts.push(Verdict::ok("Accepted", "Accepted"));
+            verdicts.push(Verdict::fail(
+                "ResolvedRefs",
+                "SecretKeyNotFound",
+                unresolved.join("; "),
+            ));
+            routes_out.insert(name, verdicts);
+            continue;
+        }
         // The snapshot's own checks, per route: the route at fault is left out and the
         // rest of the gateway still compiles.
         let problems = provider.problems();

@@ -96,7 +96,7 @@ fn the_examples_together_compile_with_every_object_accepted() {
     // Every route and policy in the files got a verdict (none silently ignored).
     assert_eq!(
         compiled.routes.keys().cloned().collect::<BTreeSet<_>>(),
-        ["anthropic", "bedrock", "gemini", "local"]
+        ["anthropic", "bedrock", "gemini", "local", "remote"]
             .map(String::from)
             .into(),
     );
@@ -122,7 +122,16 @@ fn the_examples_together_compile_with_every_object_accepted() {
             ("bedrock", ProviderKind::Bedrock),
             ("gemini", ProviderKind::Gemini),
             ("local", ProviderKind::Ollama),
+            ("remote", ProviderKind::Ollama),
         ]
+    );
+    // The Cloudflare Access token came out of its Secret as headers.
+    assert_eq!(
+        snap.providers["remote"]
+            .headers
+            .get("CF-Access-Client-Secret")
+            .map(String::as_str),
+        Some("replace-me")
     );
     // Credentials came out of the Secrets the routes name.
     assert_eq!(

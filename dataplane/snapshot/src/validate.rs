@@ -231,6 +231,15 @@ impl Snapshot {
     }
 }
 
+/// Headers whose values the gateway computes per call.
+const RESERVED_HEADERS: [&str; 5] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+];
+
 impl Provider {
     /// What is wrong with this provider on its own, at paths relative to it, so the
     /// operator can refuse the one route at fault and keep the rest of the gateway.
@@ -264,6 +273,24 @@ impl Provider {
         ] {
             if v == 0 {
                 found.add(format!("timeouts.{field}"), "must be greater than 0");
+            }
+        }
+        for (name, value) in &self.headers {
+            let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+            if name.is_empty() || !name.bytes().all(token) {
+                found.add(format!("headers.{name}"), "is not a valid header name");
+            } else if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+                found.add(
+                    format!("headers.{name}"),
+                    "is set by the gateway itself and may not be configured",
+                );
+            }
+            // The value is a secret: the problem never repeats it.
+            if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                found.add(
+                    format!("headers.{name}"),
+                    "value may not hold line breaks or NUL",
+                );
             }
         }
         for (model, price) in &self.pricing {

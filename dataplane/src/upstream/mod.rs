@@ -129,10 +129,12 @@ pub fn provider_headers(config: &Provider) -> Vec<(HeaderName, HeaderValue)> {
         out.push((name, value));
     }
     for (name, value) in &config.headers {
-        if let (Ok(n), Ok(v)) = (
+        if let (Ok(n), Ok(mut v)) = (
             HeaderName::try_from(name.as_str()),
             HeaderValue::from_str(value),
         ) {
+            // Often a credential (an access token in front of a self-hosted model).
+            v.set_sensitive(true);
             out.push((n, v));
         }
     }

@@ -294,3 +294,24 @@ async fn upstream_connections_are_reused() {
         upstream.connections()
     );
 }
+
+#[tokio::test]
+async fn configured_provider_headers_reach_the_provider_and_callers_cannot_override_them() {
+    let upstream =
+        FakeUpstream::start(|_| Reply::json(200, fixture("upstream/ollama/api_tags.json"))).await;
+    let gw = TestGateway::start(&format!(
+        "providers: {{ local: {{ type: ollama, base_url: \"{}\", headers: {{ CF-Access-Client-Id: id.access, CF-Access-Client-Secret: cf-secret }} }} }}",
+        upstream.url()
+    ))
+    .await;
+    let resp = client()
+        .get(format!("{}/v1/ollama/api/tags", gw.url))
+        .header("CF-Access-Client-Secret", "caller-chosen")
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(resp.status(), 200);
+    let sent = upstream.last();
+    assert_eq!(sent.header("cf-access-client-id"), Some("id.access"));
+    assert_eq!(sent.header("cf-access-client-secret"), Some("cf-secret"));
+}
