@@ -104,8 +104,12 @@ fn default_port() -> i32 {
     8090
 }
 
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    cel,
+    validation = Rule::new("!has(self.podIdentity) || !self.podIdentity || self.mode == 'kubernetes'").message("podIdentity needs mode kubernetes")
+)]
 pub struct AuthSpec {
     #[serde(default = "default_auth_mode")]
     pub mode: AuthMode,
@@ -113,6 +117,12 @@ pub struct AuthSpec {
     /// `user`, `team` and `workspace` labels).
     #[serde(default = "default_key_selector")]
     pub key_selector: String,
+    /// `kubernetes` mode: callers with no key or token (the aws cli, boto3) are known
+    /// by their pod's address. Sound only behind the gateway's NetworkPolicy, with no
+    /// proxy or NAT between workspace pods and the gateway; the data plane needs
+    /// `list`/`watch` on pods (chart value `dataplaneIdentity.pods`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pod_identity: bool,
 }
 
 /// A gateway in a cluster authenticates its callers unless told otherwise.
@@ -121,6 +131,7 @@ impl Default for AuthSpec {
         Self {
             mode: default_auth_mode(),
             key_selector: default_key_selector(),
+            pod_identity: false,
         }
     }
 }

@@ -82,3 +82,15 @@ fn a_route_header_has_a_value_or_a_secret_but_not_both() {
     )
     .is_ok());
 }
+
+#[test]
+fn pod_identity_needs_kubernetes_mode() {
+    use ai_gateway_crds::AuthSpec;
+    let keys = json!({"mode": "keys", "podIdentity": true});
+    let why = rejection(AuthSpec::validate_cel(&keys, None));
+    assert!(why.contains("podIdentity needs mode kubernetes"), "{why}");
+    assert!(
+        AuthSpec::validate_cel(&json!({"mode": "kubernetes", "podIdentity": true}), None).is_ok()
+    );
+    assert!(AuthSpec::validate_cel(&json!({"mode": "keys"}), None).is_ok());
+}

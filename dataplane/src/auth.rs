@@ -36,6 +36,7 @@ pub struct KeyStore {
     keys: HashMap<[u8; 32], Arc<ApiKey>>,
     /// Keys issued as AWS-style pairs, by access key id.
     sigv4: HashMap<String, Arc<ApiKey>>,
+    pod_identity: bool,
 }
 
 /// How far a SigV4 request's clock may be from the gateway's, as AWS allows.
@@ -47,6 +48,8 @@ pub enum Authenticated {
     PendingSigV4,
     /// A bearer credential that is no gateway key: a ServiceAccount token to review.
     PendingTokenReview(String),
+    /// No credential at all, where callers may be known by their pod's address.
+    PendingPodLookup,
 }
 
 impl KeyStore {
@@ -69,6 +72,7 @@ impl KeyStore {
             mode: auth.mode,
             keys,
             sigv4,
+            pod_identity: auth.pod_identity,
         }
     }
 
@@ -99,6 +103,9 @@ impl KeyStore {
                         Ok(Authenticated::PendingTokenReview(token.to_string()))
                     }
                     Some(_) => Err(e),
+                    // An AWS signature made with the workspace's own credentials, or
+                    // nothing: the pod it comes from says who it is.
+                    None if self.pod_identity => Ok(Authenticated::PendingPodLookup),
                     None => Err(GatewayError::Unauthorized(
                         "missing credentials: send a projected ServiceAccount token (audience `ai-gateway`) or a gateway key as `Authorization: Bearer`".into(),
                     )),
@@ -272,6 +279,7 @@ mod tests {
                 workspace: None,
                 sigv4_secret: None,
             }],
+            pod_identity: false,
         })
     }
 
@@ -318,6 +326,7 @@ mod tests {
         let s = KeyStore::new(&Auth {
             mode: AuthMode::TrustedHeaders,
             keys: vec![],
+            pod_identity: false,
         });
         let id = s
             .identify(&headers(&[("x-workspace-id", "ws-abc123")]), None)

@@ -19,6 +19,7 @@ pub mod header_values;
 pub mod limits;
 pub mod metering;
 pub mod metrics;
+pub mod pods;
 pub mod routing;
 pub mod runtime;
 pub mod server;

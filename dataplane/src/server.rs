@@ -68,7 +68,7 @@ pub async fn serve<F, H, Fut>(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(s) => s,
                     Err(e) => {
                         // Out of file descriptors and the like: back off, keep serving.
@@ -82,7 +82,8 @@ pub async fn serve<F, H, Fut>(
                 let activity = Arc::new(Activity::new());
                 let watched = Arc::downgrade(&activity);
                 let writes = Writes(activity.clone());
-                let service = service_fn(move |req| {
+                let service = service_fn(move |mut req: Request<Incoming>| {
+                    req.extensions_mut().insert(Peer(peer.ip()));
                     let handler = handler.clone();
                     let in_flight = InFlight::enter(&activity);
                     async move {
@@ -115,6 +116,10 @@ pub async fn serve<F, H, Fut>(
         );
     }
 }
+
+/// The address a request's connection came from.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::IpAddr);
 
 /// Milliseconds on a clock private to this process: idle times are compared, never shown.
 fn clock_ms() -> u64 {
@@ -359,6 +364,13 @@ async fn route(
         }
         Authenticated::PendingTokenReview(token) => {
             ctx.identity = Some(gw.services.tokens.identify(&token).await?);
+            false
+        }
+        Authenticated::PendingPodLookup => {
+            let peer = parts.extensions.get::<Peer>().ok_or_else(|| {
+                GatewayError::Unauthorized("the caller's address is unknown".into())
+            })?;
+            ctx.identity = Some(gw.services.pods.identify(peer.0).await?);
             false
         }
         Authenticated::PendingSigV4 if path.starts_with("/v1/bedrock/") => true,

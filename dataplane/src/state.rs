@@ -18,6 +18,7 @@ pub struct Services {
     pub audit: AuditLog,
     pub prices: PriceTable,
     pub tokens: crate::tokenreview::TokenReviewer,
+    pub pods: crate::pods::PodDirectory,
     pub cache: Arc<crate::cache::ResponseCache>,
 }
 
@@ -56,6 +57,7 @@ impl Gateway {
             audit: AuditLog::start(&snapshot.audit, audit_counters)?,
             prices: PriceTable::builtin()?,
             tokens: Default::default(),
+            pods: Default::default(),
             cache: Arc::new(crate::cache::ResponseCache::new(&snapshot)?),
             metrics,
         });

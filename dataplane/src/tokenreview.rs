@@ -183,7 +183,11 @@ impl TokenReviewer {
 /// only where the namespace trusts them (a developer may label their own ServiceAccount
 /// but not their namespace). Without labels the caller is `<namespace>/<account>` and
 /// the namespace is the workspace.
-async fn identity_from_labels(client: &kube::Client, namespace: &str, account: &str) -> Identity {
+pub(crate) async fn identity_from_labels(
+    client: &kube::Client,
+    namespace: &str,
+    account: &str,
+) -> Identity {
     let sa = Api::<ServiceAccount>::namespaced(client.clone(), namespace)
         .get_opt(account)
         .await;

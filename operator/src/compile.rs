@@ -452,6 +452,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Compiled {
         auth: Auth {
             mode: spec.auth.mode,
             keys,
+            pod_identity: spec.auth.pod_identity,
         },
         rate_limits,
         audit: Audit {

@@ -389,6 +389,31 @@ fn default_install_runs_a_non_root_operator_with_exactly_the_rights_it_needs() {
 }
 
 #[test]
+fn pod_identity_lets_the_data_plane_watch_pods_and_nothing_more() {
+    let Some(helm) = helm() else { return };
+    let objs = template(
+        &helm,
+        &[
+            "gateway.spec.auth.mode=kubernetes",
+            "gateway.spec.auth.podIdentity=true",
+        ],
+    );
+    let identity = get(
+        &objs,
+        "ClusterRole",
+        &format!("{RELEASE}-dataplane-identity"),
+    );
+    let pods: BTreeSet<String> = grants(identity)
+        .into_iter()
+        .filter(|(_, resource, _)| resource == "pods")
+        .map(|(_, _, verb)| verb)
+        .collect();
+    assert_eq!(pods, ["get", "list", "watch"].map(String::from).into());
+    let gateway = get(&objs, "AIGateway", "ai-gateway");
+    assert_eq!(gateway["spec"]["auth"]["podIdentity"], true);
+}
+
+#[test]
 fn one_namespace_operator_gets_a_role_not_a_cluster_role() {
     let Some(helm) = helm() else { return };
     let objs = template(

@@ -387,6 +387,10 @@ pub struct Auth {
     pub mode: AuthMode,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub keys: Vec<ApiKey>,
+    /// `kubernetes` mode: a caller presenting no key or token is identified by the pod
+    /// its address belongs to (sound only behind the gateway's NetworkPolicy).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pod_identity: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -155,6 +155,9 @@ impl Snapshot {
     }
 
     fn check_auth(&self, found: &mut Collector) {
+        if self.auth.pod_identity && self.auth.mode != crate::AuthMode::Kubernetes {
+            found.add("auth.pod_identity", "only with auth.mode kubernetes");
+        }
         let mut ids = BTreeMap::new();
         for (i, key) in self.auth.keys.iter().enumerate() {
             let at = format!("auth.keys[{i}]");

@@ -59,7 +59,7 @@ async fn fake_api_server(good_token: String, trust_sa_labels: bool) -> FakeUpstr
     .await
 }
 
-async fn kube_client(api_server: &str) -> kube::Client {
+pub async fn kube_client(api_server: &str) -> kube::Client {
     let kubeconfig = format!(
         r#"
 apiVersion: v1

@@ -12,6 +12,7 @@ mod kubernetes_auth;
 mod native_surfaces;
 mod openai_surface;
 mod operator_push;
+mod pod_identity;
 mod process;
 mod response_cache;
 mod soak;
