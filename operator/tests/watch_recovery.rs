@@ -170,3 +170,67 @@ fn the_operator_takes_log_json_as_one_as_well_as_true() {
         );
     }
 }
+
+/// A namespace with routes and no AIGateway: the controller's watch maps the route to
+/// its missing gateway, and the route is told so.
+#[tokio::test]
+async fn a_route_naming_no_gateway_gets_a_status_through_the_controller() {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = kube::Client::new(service, "default");
+    let ctx = Arc::new(
+        Context::new(
+            client,
+            Arc::new(Metrics::default()),
+            "img".into(),
+            Vec::new(),
+            None,
+        )
+        .expect("context"),
+    );
+    let route = json!({
+        "apiVersion": "ai-gateway.dev/v1alpha1", "kind": "ProviderRoute",
+        "metadata": {"name": "orphan", "namespace": "ai", "generation": 1, "resourceVersion": "3"},
+        "spec": {"gatewayRef": "ghost", "type": "ollama", "models": ["llama*"]},
+    });
+    let controller = tokio::spawn(async move { controller::run(ctx, None).await });
+    let patched = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some((req, send)) = handle.next_request().await {
+            let path = req.uri().path().to_string();
+            let query = req.uri().query().unwrap_or_default().to_string();
+            let method = req.method().clone();
+            let body = req.into_body().collect_bytes().await.unwrap_or_default();
+            if method == http::Method::PATCH && path.ends_with("/providerroutes/orphan/status") {
+                send.send_response(reply(200, serde_json::to_vec(&route).expect("json")));
+                return serde_json::from_slice::<Value>(&body).expect("patch");
+            }
+            if query.contains("watch=") {
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    send.send_response(reply(200, Vec::new()));
+                });
+                continue;
+            }
+            let items = if path.ends_with("/providerroutes") {
+                vec![route.clone()]
+            } else {
+                Vec::new()
+            };
+            let answer = if method == http::Method::POST {
+                serde_json::from_slice(&body).unwrap_or(Value::Null)
+            } else {
+                json!({"metadata": {"resourceVersion": "9"}, "items": items})
+            };
+            send.send_response(reply(200, serde_json::to_vec(&answer).expect("json")));
+        }
+        panic!("the mock closed");
+    })
+    .await
+    .expect("the orphan route got a status within 10 s");
+    let conditions = patched["status"]["conditions"].to_string();
+    assert!(conditions.contains("GatewayNotFound"), "{patched}");
+    assert!(
+        conditions.contains("no AIGateway named `ghost`"),
+        "{patched}"
+    );
+    controller.abort();
+}
