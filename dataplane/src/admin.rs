@@ -1,6 +1,6 @@
 //! The admin listener (:8091): liveness, readiness, and the operator's config push.
 
-use crate::body::{json_response, read_limited, ResponseBody};
+use crate::body::{json_response, read_limited, ReadBodyError, ResponseBody};
 use crate::state::Gateway;
 use ai_gateway_snapshot::Snapshot;
 use http::{Method, Request, Response, StatusCode};
@@ -57,9 +57,12 @@ pub async fn handle(
         }
         (&Method::PUT, "/admin/v1/config") => {
             authorize(token, &req)?;
-            let body = read_limited(req.into_body(), MAX_SNAPSHOT_BYTES)
+            let body = read_limited(req.into_body(), MAX_SNAPSHOT_BYTES, &gw.services.bodies)
                 .await
-                .map_err(|_| StatusCode::PAYLOAD_TOO_LARGE)?;
+                .map_err(|e| match e {
+                    ReadBodyError::NoRoom => StatusCode::SERVICE_UNAVAILABLE,
+                    _ => StatusCode::PAYLOAD_TOO_LARGE,
+                })?;
             Ok(apply(gw, &body))
         }
         _ => Err(StatusCode::NOT_FOUND),

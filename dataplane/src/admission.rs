@@ -70,35 +70,70 @@ pub async fn admit(
             ctx.reservation = Some(reservation);
             Ok(())
         }
-        Ok(Admission::Refused(refusal)) => {
-            services
-                .metrics
-                .rate_limited
-                .get_or_create(&vec![
-                    ("scope", refusal.scope.as_str().to_string()),
-                    ("limit", refusal.kind.describe().replace(' ', "_")),
-                ])
-                .inc();
-            ctx.quota = Some(refusal.quota);
-            let limit = match refusal.kind {
-                crate::limits::LimitKind::BudgetPerDay => format!("${:.2}", refusal.limit),
-                _ => format!("{}", refusal.limit as u64),
-            };
-            Err(GatewayError::RateLimited {
-                message: format!(
-                    "rate limit reached: `{}` is at its limit of {limit} {}; retry in {} s",
-                    refusal.key,
-                    refusal.kind.describe(),
-                    refusal.retry_after_secs
-                ),
-                retry_after_secs: refusal.retry_after_secs,
-            })
-        }
+        Ok(Admission::Refused(refusal)) => Err(refused(services, ctx, refusal)),
         Err(e) if fail_open => {
             tracing::warn!(error = %e, "rate-limit store unavailable; admitting (fail_open)");
             ctx.quota = Some(tightest_quota(&[], &[], &windows));
             Ok(())
         }
         Err(e) => Err(GatewayError::LimitStoreUnavailable(e.to_string())),
+    }
+}
+
+/// Requests whose bodies may be this large are checked against the caller's limits
+/// before the body is read; smaller ones are read first (one store round trip fewer).
+pub const EARLY_CHECK_BYTES: u64 = 1024 * 1024;
+
+/// Refuses a caller already at one of its model-independent limits (requests per
+/// minute, concurrency, tokens, budget), before its body is read: a limited caller
+/// cannot make the gateway buffer large bodies only to refuse them.
+pub async fn refuse_early(
+    rt: &Runtime,
+    services: &Services,
+    ctx: &mut RequestContext,
+) -> Result<(), GatewayError> {
+    let Some(identity) = ctx.identity.as_ref() else {
+        return Ok(());
+    };
+    // No model is known yet: only the rules that apply to every model.
+    let checks = rt.limits.checks_for(identity, "", &[]);
+    if checks.is_empty() {
+        return Ok(());
+    }
+    let windows = Windows::at(std::time::SystemTime::now());
+    match services.store.first_refusal(&checks, windows).await {
+        Ok(Some(refusal)) => Err(refused(services, ctx, refusal)),
+        // Admission proper, after the body, decides (and reports a store outage).
+        Ok(None) | Err(_) => Ok(()),
+    }
+}
+
+/// The caller's 429, counted and with its quota for the response headers.
+fn refused(
+    services: &Services,
+    ctx: &mut RequestContext,
+    refusal: crate::limits::Refusal,
+) -> GatewayError {
+    services
+        .metrics
+        .rate_limited
+        .get_or_create(&vec![
+            ("scope", refusal.scope.as_str().to_string()),
+            ("limit", refusal.kind.describe().replace(' ', "_")),
+        ])
+        .inc();
+    ctx.quota = Some(refusal.quota);
+    let limit = match refusal.kind {
+        crate::limits::LimitKind::BudgetPerDay => format!("${:.2}", refusal.limit),
+        _ => format!("{}", refusal.limit as u64),
+    };
+    GatewayError::RateLimited {
+        message: format!(
+            "rate limit reached: `{}` is at its limit of {limit} {}; retry in {} s",
+            refusal.key,
+            refusal.kind.describe(),
+            refusal.retry_after_secs
+        ),
+        retry_after_secs: refusal.retry_after_secs,
     }
 }

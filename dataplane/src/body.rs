@@ -113,14 +113,74 @@ pub enum ReadBodyError {
     TooLarge(u64),
     #[error("{0}")]
     Io(String),
+    #[error("the gateway is holding as many request bodies as it may")]
+    NoRoom,
 }
 
-/// Collects a request body, refusing it as soon as it passes `limit` bytes.
-pub async fn read_limited(body: Incoming, limit: u64) -> Result<Bytes, ReadBodyError> {
-    let limited = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
-    match limited.collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ReadBodyError::TooLarge(limit)),
-        Err(e) => Err(ReadBodyError::Io(e.to_string())),
+/// Room for request bodies while they arrive, shared by every connection (HTTP/1 and
+/// HTTP/2 alike), in KiB: what bounds the memory of many slow or large uploads.
+pub struct BodyBudget(tokio::sync::Semaphore);
+
+impl BodyBudget {
+    pub fn new(bytes: u64) -> Self {
+        let kib = usize::try_from(bytes / 1024)
+            .unwrap_or(usize::MAX)
+            .min(tokio::sync::Semaphore::MAX_PERMITS);
+        Self(tokio::sync::Semaphore::new(kib))
     }
+
+    /// KiB of room left, for tests and metrics.
+    pub fn available_kib(&self) -> usize {
+        self.0.available_permits()
+    }
+}
+
+/// Collects a request body, refusing it as soon as it passes `limit` bytes or finds
+/// no room in `budget`. The room is held only while the body arrives.
+pub async fn read_limited(
+    body: Incoming,
+    limit: u64,
+    budget: &BodyBudget,
+) -> Result<Bytes, ReadBodyError> {
+    let mut limited = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
+    let mut frames: Vec<Bytes> = Vec::new();
+    let mut held: Option<tokio::sync::SemaphorePermit<'_>> = None;
+    let mut total = 0usize;
+    while let Some(frame) = limited.frame().await {
+        let frame = match frame {
+            Ok(f) => f,
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                return Err(ReadBodyError::TooLarge(limit))
+            }
+            Err(e) => return Err(ReadBodyError::Io(e.to_string())),
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        // Whole KiB held for the bytes so far, taken as they arrive.
+        let needed = (total + data.len()).div_ceil(1024) - total.div_ceil(1024);
+        if needed > 0 {
+            let more = u32::try_from(needed)
+                .ok()
+                .and_then(|n| budget.0.try_acquire_many(n).ok())
+                .ok_or(ReadBodyError::NoRoom)?;
+            match held.as_mut() {
+                Some(permit) => permit.merge(more),
+                None => held = Some(more),
+            }
+        }
+        total += data.len();
+        frames.push(data);
+    }
+    Ok(match frames.len() {
+        0 => Bytes::new(),
+        1 => frames.swap_remove(0),
+        _ => {
+            let mut whole = bytes::BytesMut::with_capacity(total);
+            for f in &frames {
+                whole.extend_from_slice(f);
+            }
+            whole.freeze()
+        }
+    })
 }

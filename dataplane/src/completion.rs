@@ -92,10 +92,11 @@ pub struct Completion {
 impl Completion {
     pub fn new(
         services: Arc<Services>,
-        ctx: RequestContext,
+        mut ctx: RequestContext,
         status: u16,
         error: Option<&'static str>,
     ) -> Self {
+        ctx.settled_elsewhere = true;
         Self {
             services,
             ctx,
@@ -103,6 +104,11 @@ impl Completion {
             error,
             first_byte: None,
         }
+    }
+
+    /// Settles and audits a request whose caller went away before it was answered.
+    pub fn abandon(self) {
+        self.finish(true);
     }
 
     /// Settles, meters and audits the call. With the in-memory store and room in the
@@ -170,30 +176,38 @@ impl Completion {
             });
         }
 
-        let provider = ctx.provider.as_deref().unwrap_or_default();
-        // Caller-chosen names become label values: keep them short.
-        let model = ctx.model.as_deref().unwrap_or_default();
-        let model = match model.char_indices().nth(100) {
-            Some((cut, _)) => &model[..cut],
-            None => model,
-        };
         let m = &services.metrics;
-        let series = m.call_series(&CallLabels {
-            provider,
-            model,
-            endpoint: ctx.endpoint,
-            status: self.status,
-            user,
-            team: identity.and_then(|i| i.team.as_deref()).unwrap_or_default(),
-        });
-        series.requests.inc();
-        series.add_tokens(m, &usage);
-        if cost > 0 {
-            series.add_cost(m, cost as f64 / 1_000_000.0);
-        }
-        series.duration.observe(latency.as_secs_f64());
-        if let Some(t) = ttft {
-            series.ttft.observe(t.as_secs_f64());
+        let provider = ctx.provider.as_deref().unwrap_or_default();
+        if ctx.provider.is_some() {
+            // Caller-chosen names become label values: keep them short (the metrics
+            // also cap how many distinct ones there are).
+            let model = ctx.model.as_deref().unwrap_or_default();
+            let model = match model.char_indices().nth(100) {
+                Some((cut, _)) => &model[..cut],
+                None => model,
+            };
+            let series = m.call_series(&CallLabels {
+                provider,
+                model,
+                endpoint: ctx.endpoint,
+                status: self.status,
+                user,
+                team: identity.and_then(|i| i.team.as_deref()).unwrap_or_default(),
+            });
+            series.requests.inc();
+            series.add_tokens(m, &usage);
+            if cost > 0 {
+                series.add_cost(m, cost as f64 / 1_000_000.0);
+            }
+            series.duration.observe(latency.as_secs_f64());
+            if let Some(t) = ttft {
+                series.ttft.observe(t.as_secs_f64());
+            }
+        } else {
+            // Refused before routing: no caller-chosen name becomes a label.
+            m.refused
+                .get_or_create(&vec![("status", self.status.to_string())])
+                .inc();
         }
         if let Some(kind) = self.error.filter(|k| k.starts_with("upstream")) {
             m.upstream_errors

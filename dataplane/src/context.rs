@@ -52,30 +52,32 @@ pub struct RequestContext {
     pub fallbacks: Vec<String>,
     /// For cacheable calls: whether the answer came from the response cache.
     pub cache_hit: Option<bool>,
-    /// For releasing the reservation of a request dropped before it completed.
+    /// For settling and auditing a request dropped before it completed.
     pub store_for_release: Option<Arc<crate::state::Services>>,
+    /// Whether a [`crate::completion::Completion`] has taken charge of settling and
+    /// auditing this request (or it is one that is never audited, like `/health`).
+    pub settled_elsewhere: bool,
 }
+
+/// The status an audit record gives a request whose caller went away before an
+/// answer (nginx's convention).
+pub const CLIENT_CLOSED: u16 = 499;
 
 impl Drop for RequestContext {
     /// A caller that hangs up while the gateway waits on the upstream drops the whole
-    /// handler: its reservation (and concurrency slot) must still be given back.
+    /// handler: its reservation (and concurrency slot) must still be given back, and
+    /// the request audited, as every request is.
     fn drop(&mut self) {
-        let (Some(reservation), Some(services)) =
-            (self.reservation.take(), self.store_for_release.take())
-        else {
+        if self.settled_elsewhere {
+            return;
+        }
+        let Some(services) = self.store_for_release.take() else {
             return;
         };
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
-                if let Err(e) = services
-                    .store
-                    .settle(&reservation, crate::limits::Demand::default())
-                    .await
-                {
-                    tracing::error!(error = %e, "could not release a rate-limit reservation");
-                }
-            });
-        }
+        let mut ctx = std::mem::replace(self, RequestContext::new(&HeaderMap::new()));
+        ctx.store_for_release = None;
+        crate::completion::Completion::new(services, ctx, CLIENT_CLOSED, Some("client_closed"))
+            .abandon();
     }
 }
 
@@ -104,6 +106,7 @@ impl RequestContext {
             fallbacks: Vec::new(),
             cache_hit: None,
             store_for_release: None,
+            settled_elsewhere: false,
         }
     }
 

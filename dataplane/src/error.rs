@@ -50,6 +50,9 @@ pub enum GatewayError {
     NotFound { method: String, path: String },
     #[error("the gateway is shutting down")]
     ShuttingDown,
+    /// Too many request bodies arriving at once; the caller may retry.
+    #[error("the gateway is busy reading other requests; retry shortly")]
+    Busy,
     #[error("{0}")]
     Unauthorized(String),
     /// Refused by a rate limit; the caller may retry after the window resets.
@@ -87,7 +90,7 @@ impl GatewayError {
             MalformedJson(_) | InvalidRequest(_) | BodyRead(_) => StatusCode::BAD_REQUEST,
             BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             UnknownModel { .. } | UnknownProvider { .. } | NotFound { .. } => StatusCode::NOT_FOUND,
-            ProviderInactive { .. } | ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ProviderInactive { .. } | ShuttingDown | Busy => StatusCode::SERVICE_UNAVAILABLE,
             Unsupported { .. } => StatusCode::NOT_IMPLEMENTED,
             UpstreamUnreachable { .. } | UpstreamProtocol { .. } => StatusCode::BAD_GATEWAY,
             UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -147,6 +150,7 @@ impl GatewayError {
             Upstream { .. } => "upstream_error",
             NotFound { .. } => "not_found",
             ShuttingDown => "shutting_down",
+            Busy => "busy",
             Unauthorized(_) => "unauthorized",
             RateLimited { .. } => "rate_limited",
             LimitStoreUnavailable(_) => "limit_store_unavailable",

@@ -29,8 +29,47 @@ pub struct Metrics {
     pub cache_lookups: Family<Labels, Counter>,
     pub audit_written: Counter,
     pub audit_failed: Counter,
+    /// Requests answered before any provider was chosen (401, 404, 400 …), by status.
+    pub refused: Family<Labels, Counter>,
     current_version: Mutex<Option<String>>,
     calls: RwLock<hashbrown::HashMap<CallKey, Arc<CallSeries>>>,
+    models: LabelCap,
+    users: LabelCap,
+    teams: LabelCap,
+}
+
+/// Distinct values a label whose value callers influence may take; past it, new values
+/// are counted as `other`, so no caller can grow a scrape without bound.
+const MAX_MODEL_LABELS: usize = 256;
+const MAX_USER_LABELS: usize = 2_000;
+const MAX_TEAM_LABELS: usize = 200;
+pub const OTHER_LABEL: &str = "other";
+
+struct LabelCap {
+    seen: Mutex<std::collections::HashSet<String, crate::FastHasher>>,
+    cap: usize,
+}
+
+impl LabelCap {
+    fn new(cap: usize) -> Self {
+        Self {
+            seen: Mutex::default(),
+            cap,
+        }
+    }
+
+    /// `value` while it is one of the first `cap` distinct values seen, else `other`.
+    fn bound(&self, value: &str) -> String {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.contains(value) {
+            return value.to_string();
+        }
+        if seen.len() < self.cap {
+            seen.insert(value.to_string());
+            return value.to_string();
+        }
+        OTHER_LABEL.to_string()
+    }
 }
 
 fn seconds_histogram() -> Histogram {
@@ -53,6 +92,12 @@ impl Default for Metrics {
         let cache_lookups = Family::<Labels, Counter>::default();
         let audit_written = Counter::default();
         let audit_failed = Counter::default();
+        let refused = Family::<Labels, Counter>::default();
+        registry.register(
+            "ai_gateway_refused_requests",
+            "Requests answered before a provider was chosen, by status",
+            refused.clone(),
+        );
         registry.register(
             "ai_gateway_requests",
             "Requests by provider, model, endpoint and status",
@@ -127,8 +172,12 @@ impl Default for Metrics {
             cache_lookups,
             audit_written,
             audit_failed,
+            refused,
             current_version: Mutex::new(None),
             calls: RwLock::default(),
+            models: LabelCap::new(MAX_MODEL_LABELS),
+            users: LabelCap::new(MAX_USER_LABELS),
+            teams: LabelCap::new(MAX_TEAM_LABELS),
         }
     }
 }
@@ -161,12 +210,21 @@ impl Metrics {
         drop(read);
         let key = CallKey {
             provider: labels.provider.to_string(),
-            model: labels.model.to_string(),
+            model: self.models.bound(labels.model),
             endpoint: labels.endpoint,
             status: labels.status,
-            user: labels.user.to_string(),
-            team: labels.team.to_string(),
+            user: self.users.bound(labels.user),
+            team: self.teams.bound(labels.team),
         };
+        // A value past its cap is counted under `other`, whose series may exist.
+        if let Some(series) = self
+            .calls
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key.labels())
+        {
+            return series.clone();
+        }
         let by_model = vec![
             ("provider", key.provider.clone()),
             ("model", key.model.clone()),

@@ -117,6 +117,24 @@ pub async fn serve<F, H, Fut>(
     }
 }
 
+/// What follows a surface prefix is appended to a provider's base URL: it must stay a
+/// plain path once decoded, as the provider will decode it. A `.` or `..` segment, or an
+/// encoded `/` or `\`, could climb out of the API the surface allows
+/// (`/models/%2e%2e/fine_tuning/jobs`); a missing leading `/` could change the host
+/// (`/v1/openai@evil.example/`).
+fn is_plain_path(rest: &str) -> bool {
+    if rest.is_empty() {
+        return true;
+    }
+    let Some(segments) = rest.strip_prefix('/') else {
+        return false;
+    };
+    segments.split('/').all(|segment| {
+        let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
+        decoded != "." && decoded != ".." && !decoded.contains(['/', '\\'])
+    })
+}
+
 /// The address a request's connection came from.
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub std::net::IpAddr);
@@ -245,7 +263,12 @@ async fn close_idle(connections: Arc<OpenConnections>, idle: Duration) {
 
 pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<ResponseBody> {
     let mut ctx = RequestContext::new(req.headers());
-    ctx.store_for_release = Some(gw.services.clone());
+    let door = door(req.uri().path());
+    // Every request is settled and audited once, liveness probes aside.
+    match door {
+        Some(_) => ctx.store_for_release = Some(gw.services.clone()),
+        None => ctx.settled_elsewhere = true,
+    }
     let format = api_format(req.uri().path());
     let (mut response, error) = match route(&gw, &mut ctx, req).await {
         Ok(r) => (r, None),
@@ -292,18 +315,40 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Respon
             HeaderValue::from_static(if hit { "HIT" } else { "MISS" }),
         );
     }
-    // Metered calls settle their reservation and write their audit record when the
-    // body ends, so a stream is charged for what it produced.
-    if ctx.endpoint.is_empty() {
+    // Calls settle their reservation and write their audit record when the body ends,
+    // so a stream is charged for what it produced.
+    let Some(door) = door else {
         return response;
+    };
+    if ctx.endpoint.is_empty() {
+        ctx.endpoint = door;
     }
     let status = response.status().as_u16();
+    // A provider's own 5xx passed through is still a failure the record should name.
+    let error = error.or((status >= 500).then_some("upstream_status"));
     let (parts, body) = response.into_parts();
     let completion = Completion::new(gw.services.clone(), ctx, status, error);
     Response::from_parts(
         parts,
         crate::body::observed(body, Metering::new(completion)),
     )
+}
+
+/// The door a request came in by, as its audit record names it when no surface got
+/// far enough to name the call; `None` for liveness probes, which are not audited.
+fn door(path: &str) -> Option<&'static str> {
+    let door = match path {
+        "/health" => return None,
+        "/v1/chat/completions" => "chat.completions",
+        "/v1/models" | "/v1/usage" | "/v1/limits" => "account",
+        p if p.starts_with("/v1/claude") => "claude",
+        p if p.starts_with("/v1/bedrock") => "bedrock",
+        p if p.starts_with("/v1/gemini") => "gemini",
+        p if p.starts_with("/v1/openai") => "openai.native",
+        p if p.starts_with("/v1/ollama") => "ollama.native",
+        _ => "other",
+    };
+    Some(door)
 }
 
 /// The API whose error shape a path's caller expects.
@@ -411,16 +456,28 @@ async fn route(
         Surface::Claude(r) | Surface::Native(_, r) | Surface::Gemini(r) | Surface::Bedrock(r) => *r,
         Surface::Chat => "",
     };
-    if !(rest.is_empty() || rest.starts_with('/')) || rest.split('/').any(|seg| seg == "..") {
+    if !is_plain_path(rest) {
         return Err(GatewayError::NotFound {
             method: method.to_string(),
             path: path.to_string(),
         });
     }
 
+    // Nothing is buffered for a caller who would be refused anyway: a stranger's
+    // signature is refused on its headers, and a caller at its limits before its body.
+    if pending_sigv4 {
+        rt.keys.sigv4_claim(&parts.headers)?;
+    }
     let limit = rt.snapshot.gateway.max_request_bytes;
+    let declared = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_none_or(|n| n > crate::admission::EARLY_CHECK_BYTES) && !pending_sigv4 {
+        crate::admission::refuse_early(&rt, &gw.services, ctx).await?;
+    }
     let read_for = Duration::from_millis(rt.snapshot.gateway.body_read_timeout_ms);
-    let body = tokio::time::timeout(read_for, read_limited(body, limit))
+    let body = tokio::time::timeout(read_for, read_limited(body, limit, &gw.services.bodies))
         .await
         .map_err(|_| {
             GatewayError::BodyRead(format!(
@@ -431,6 +488,7 @@ async fn route(
         .map_err(|e| match e {
             ReadBodyError::TooLarge(limit) => GatewayError::BodyTooLarge { limit },
             ReadBodyError::Io(m) => GatewayError::BodyRead(m),
+            ReadBodyError::NoRoom => GatewayError::Busy,
         })?;
 
     if pending_sigv4 {

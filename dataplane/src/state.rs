@@ -20,6 +20,8 @@ pub struct Services {
     pub tokens: crate::tokenreview::TokenReviewer,
     pub pods: crate::pods::PodDirectory,
     pub cache: Arc<crate::cache::ResponseCache>,
+    /// Room for request bodies while they arrive, across all connections.
+    pub bodies: crate::body::BodyBudget,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +61,7 @@ impl Gateway {
             tokens: Default::default(),
             pods: Default::default(),
             cache: Arc::new(crate::cache::ResponseCache::new(&snapshot)?),
+            bodies: crate::body::BodyBudget::new(snapshot.gateway.max_buffered_request_bytes),
             metrics,
         });
         let clients = ClientPool::default();

@@ -446,6 +446,9 @@ pub fn compile(inputs: &Inputs<'_>) -> Compiled {
             max_messages: spec.max_messages.unwrap_or(defaults.max_messages),
             max_tokens_limit: spec.max_tokens_limit.unwrap_or(defaults.max_tokens_limit),
             body_read_timeout_ms: defaults.body_read_timeout_ms,
+            max_buffered_request_bytes: defaults
+                .max_buffered_request_bytes
+                .max(spec.max_request_bytes.unwrap_or(defaults.max_request_bytes)),
         },
         providers,
         routes,

@@ -73,6 +73,10 @@ pub struct GatewaySettings {
     pub max_tokens_limit: u64,
     /// A request body must arrive within this (slow or stalled clients are cut off).
     pub body_read_timeout_ms: u64,
+    /// Request bytes all connections together may hold while their bodies arrive; a
+    /// body that finds no room is refused with 503 rather than risk the process's
+    /// memory. Set when the gateway starts; a later config does not change it.
+    pub max_buffered_request_bytes: u64,
 }
 
 impl Default for GatewaySettings {
@@ -84,6 +88,7 @@ impl Default for GatewaySettings {
             max_messages: 10_000,
             max_tokens_limit: 1_000_000,
             body_read_timeout_ms: 120_000,
+            max_buffered_request_bytes: 256 * 1024 * 1024,
         }
     }
 }

@@ -57,6 +57,12 @@ impl Snapshot {
         if self.gateway.body_read_timeout_ms == 0 {
             found.add("gateway.body_read_timeout_ms", "must be greater than 0");
         }
+        if self.gateway.max_buffered_request_bytes < self.gateway.max_request_bytes {
+            found.add(
+                "gateway.max_buffered_request_bytes",
+                "must be at least max_request_bytes, or no body of the largest size could be read",
+            );
+        }
         if self.gateway.max_tokens_limit == 0 {
             found.add("gateway.max_tokens_limit", "must be greater than 0");
         }

@@ -174,8 +174,13 @@ impl MemoryStore {
             None => self.ledger.entry(user.to_string()).or_default(),
         };
         let models = days.entry(day).or_default();
+        let full = models.len() >= super::MAX_LEDGER_MODELS;
         match models.get_mut(model) {
             Some(entry) => entry.add(&usage),
+            None if full => models
+                .entry(super::OTHER_MODELS.to_string())
+                .or_default()
+                .add(&usage),
             None => models.entry(model.to_string()).or_default().add(&usage),
         }
     }

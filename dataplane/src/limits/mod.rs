@@ -265,6 +265,11 @@ impl LimitKind {
     }
 }
 
+/// Distinct models one caller's ledger keeps per day; further models are summed under
+/// [`OTHER_MODELS`], so caller-chosen model names cannot grow it without bound.
+pub const MAX_LEDGER_MODELS: usize = 64;
+pub const OTHER_MODELS: &str = "other";
+
 /// One model's usage by one caller in one UTC day: what `/v1/usage` reports.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ModelUsage {
@@ -389,6 +394,20 @@ impl Store {
             Store::Memory(m) => Ok(m.usage_day(user, day)),
             Store::Redis(r) => r.usage_day(user, day).await,
         }
+    }
+
+    /// The first of `checks` that is already at its limit, read without reserving:
+    /// a caller who could not be admitted is told so before its body is read.
+    pub async fn first_refusal(
+        &self,
+        checks: &[Check],
+        windows: Windows,
+    ) -> Result<Option<Refusal>, StoreError> {
+        let counters = self.counters(checks, windows).await?;
+        Ok(checks
+            .iter()
+            .zip(&counters)
+            .find_map(|(check, c)| refusal_for(check, c, &windows)))
     }
 
     pub async fn counters(

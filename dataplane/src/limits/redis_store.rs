@@ -69,12 +69,32 @@ end
 return 1
 "#;
 
+/// The ledger's fields per model, in the order [`LEDGER`] takes their values.
+const LEDGER_FIELDS: [&str; 6] = ["requests", "in", "out", "cache_read", "cache_write", "cost"];
+
+/// KEYS: the caller's ledger hash for the day. ARGV: model, most fields the hash may
+/// hold, the model counted instead past that, ttl, then the six values of
+/// [`LEDGER_FIELDS`]. A model new to a full ledger is summed under the other name.
+const LEDGER: &str = r#"
+local key, model, most, other, ttl = KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+if redis.call('HEXISTS', key, model .. '|requests') == 0 and redis.call('HLEN', key) >= most then
+  model = other
+end
+local fields = {'requests', 'in', 'out', 'cache_read', 'cache_write', 'cost'}
+for i, field in ipairs(fields) do
+  redis.call('HINCRBY', key, model .. '|' .. field, ARGV[4 + i])
+end
+redis.call('EXPIRE', key, ttl)
+return 1
+"#;
+
 pub struct RedisStore {
     client: redis::Client,
     /// Connected on first use; the manager reconnects by itself after a failure.
     conn: OnceCell<ConnectionManager>,
     admit: Script,
     settle: Script,
+    ledger: Script,
     prefix: String,
 }
 
@@ -85,6 +105,7 @@ impl RedisStore {
             conn: OnceCell::new(),
             admit: Script::new(ADMIT),
             settle: Script::new(SETTLE),
+            ledger: Script::new(LEDGER),
             prefix: "aigw:limit:".into(),
         })
     }
@@ -210,21 +231,23 @@ impl RedisStore {
         u: ModelUsage,
     ) -> Result<(), StoreError> {
         let key = self.ledger_key(user, day);
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for (field, value) in [
-            ("requests", u.requests),
-            ("in", u.tokens_in),
-            ("out", u.tokens_out),
-            ("cache_read", u.cache_read_tokens),
-            ("cache_write", u.cache_write_tokens),
-            ("cost", u.cost_micros),
-        ] {
-            pipe.hincr(&key, format!("{model}|{field}"), value).ignore();
-        }
-        pipe.expire(&key, KEY_TTL_SECS as i64).ignore();
         let mut conn = self.conn().await?;
-        pipe.query_async::<()>(&mut conn).await?;
+        self.ledger
+            .key(key)
+            .arg(model)
+            .arg(super::MAX_LEDGER_MODELS * LEDGER_FIELDS.len())
+            .arg(super::OTHER_MODELS)
+            .arg(KEY_TTL_SECS)
+            .arg(&[
+                u.requests,
+                u.tokens_in,
+                u.tokens_out,
+                u.cache_read_tokens,
+                u.cache_write_tokens,
+                u.cost_micros,
+            ])
+            .invoke_async::<()>(&mut conn)
+            .await?;
         Ok(())
     }
 

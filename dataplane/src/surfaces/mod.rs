@@ -23,11 +23,12 @@ use std::borrow::Cow;
 pub struct ModelPeek<'a> {
     #[serde(borrow, default)]
     pub model: Option<Cow<'a, str>>,
-    #[serde(default)]
+    /// `null` is what OpenAI's own SDK sends for "not set".
+    #[serde(default, deserialize_with = "null_as_false")]
     pub stream: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "token_count")]
     pub max_tokens: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "token_count")]
     pub max_completion_tokens: Option<u64>,
     #[serde(default)]
     pub stream_options: Option<StreamOptionsPeek>,
@@ -35,6 +36,28 @@ pub struct ModelPeek<'a> {
     pub messages: Option<Count>,
     #[serde(default)]
     pub temperature: Option<f64>,
+}
+
+fn null_as_false<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(Option::<bool>::deserialize(d)?.unwrap_or(false))
+}
+
+/// A token count as providers accept it: an integer, or a whole-valued number such as
+/// `100.0` (which would otherwise slip past the limits unread).
+fn token_count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    use serde::de::Error;
+    match Option::<serde_json::Number>::deserialize(d)? {
+        None => Ok(None),
+        Some(n) => match (n.as_u64(), n.as_f64()) {
+            (Some(whole), _) => Ok(Some(whole)),
+            (None, Some(f)) if f >= 0.0 && f.fract() == 0.0 && f < u64::MAX as f64 => {
+                Ok(Some(f as u64))
+            }
+            _ => Err(D::Error::custom(format!(
+                "a token count must be a whole number of 0 or more, not {n}"
+            ))),
+        },
+    }
 }
 
 /// The length of a JSON array, counted without building its elements.
@@ -133,7 +156,7 @@ pub(crate) fn within_message_limit(
     Ok(())
 }
 
-fn required_model<'a>(peek: &'a ModelPeek<'_>) -> Result<&'a str, GatewayError> {
+pub(crate) fn required_model<'a>(peek: &'a ModelPeek<'_>) -> Result<&'a str, GatewayError> {
     peek.model
         .as_deref()
         .filter(|m| !m.is_empty())

@@ -32,31 +32,38 @@ impl Family {
         }
     }
 
-    /// The inference and listing endpoints; the rest (files, fine-tuning, pulling or
-    /// deleting models) would let callers spend or manage the provider outside routing.
-    fn allows(self, path: &str) -> bool {
+    /// The inference and listing endpoints, each with the one method it takes; the
+    /// rest (files, fine-tuning, deleting or pulling models, any other method) would
+    /// let callers spend or manage the provider outside routing.
+    fn call(self, method: &Method, path: &str) -> Option<NativeCall> {
         let path = path.strip_prefix("/v1").unwrap_or(path);
-        match self {
-            Self::OpenAi => {
-                matches!(
-                    path,
-                    "/chat/completions" | "/completions" | "/embeddings" | "/responses" | "/models"
-                ) || path.starts_with("/models/")
-            }
+        let inference = match self {
+            Self::OpenAi => matches!(
+                path,
+                "/chat/completions" | "/completions" | "/embeddings" | "/responses"
+            ),
             Self::Ollama => matches!(
                 path,
                 "/api/chat"
                     | "/api/generate"
                     | "/api/embed"
                     | "/api/embeddings"
-                    | "/api/tags"
-                    | "/api/show"
-                    | "/api/version"
                     | "/chat/completions"
                     | "/completions"
                     | "/embeddings"
-                    | "/models"
             ),
+        };
+        let listing = match self {
+            Self::OpenAi => path == "/models" || path.starts_with("/models/"),
+            Self::Ollama => matches!(path, "/api/tags" | "/api/version" | "/models"),
+        };
+        // A model's details, asked by name (`model` or the older `name`).
+        let details = matches!(self, Self::Ollama) && path == "/api/show";
+        match *method {
+            Method::POST if inference => Some(NativeCall::Inference),
+            Method::GET if listing => Some(NativeCall::Listing),
+            Method::POST if details => Some(NativeCall::Listing),
+            _ => None,
         }
     }
 
@@ -75,6 +82,15 @@ impl Family {
     }
 }
 
+/// What a native call does, and so how it is admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NativeCall {
+    /// Names a model in a JSON body: routed, admitted for its tokens, metered.
+    Inference,
+    /// Reads a listing: admitted as a request with no tokens.
+    Listing,
+}
+
 #[allow(clippy::too_many_arguments)]
 pub async fn handle(
     rt: &Runtime,
@@ -87,18 +103,23 @@ pub async fn handle(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Response<ResponseBody>, GatewayError> {
-    if !family.allows(rest) {
+    let Some(call) = family.call(&method, rest) else {
         return Err(GatewayError::NotFound {
             method: method.to_string(),
             path: format!("/v1/{}{rest}", family.name()),
         });
-    }
-    // A JSON body naming a model is routed (and aliased) like any other call.
-    let peek: Option<ModelPeek<'_>> = serde_json::from_slice(&body).ok();
-    let client_model = peek
-        .as_ref()
-        .and_then(|p| p.model.as_deref())
-        .map(str::to_string);
+    };
+    ctx.endpoint = family.endpoint();
+    // An inference body must be read the way the provider will read it: one the peek
+    // cannot parse would otherwise be forwarded unadmitted and unmetered.
+    let peek: Option<ModelPeek<'_>> = match call {
+        NativeCall::Inference => Some(super::peek_model(&body)?),
+        NativeCall::Listing => None,
+    };
+    let client_model = match &peek {
+        Some(p) => Some(super::required_model(p)?.to_string()),
+        None => None,
+    };
     let (upstream, upstream_model) = choose(
         rt,
         family,
@@ -106,28 +127,22 @@ pub async fn handle(
         forced_provider(headers),
     )?;
     ctx.routed(&upstream.name, upstream_model.as_deref().unwrap_or(""));
-    if let (Some(peek), Some(model), Some(upstream_model)) = (&peek, &client_model, &upstream_model)
-    {
+    if let Some(peek) = &peek {
         super::within_request_limits(&rt.snapshot.gateway, peek)?;
-        ctx.endpoint = family.endpoint();
-        ctx.model = Some(model.clone());
+        ctx.model = client_model.clone();
         ctx.stream = peek.stream;
-        let resolved = Resolved {
-            provider: upstream.clone(),
-            upstream_model: upstream_model.clone(),
-            fallback: Vec::new(),
-            cache_ttl_seconds: None,
-        };
-        crate::admission::admit(
-            rt,
-            services,
-            ctx,
-            &resolved,
-            body.len(),
-            peek.max_output_tokens(),
-        )
-        .await?;
     }
+    let resolved = Resolved {
+        provider: upstream.clone(),
+        upstream_model: upstream_model.clone().unwrap_or_default(),
+        fallback: Vec::new(),
+        cache_ttl_seconds: None,
+    };
+    let max_output = match &peek {
+        Some(peek) => peek.max_output_tokens(),
+        None => Some(0),
+    };
+    crate::admission::admit(rt, services, ctx, &resolved, body.len(), max_output).await?;
     let wants_usage = peek
         .as_ref()
         .and_then(|p| p.stream_options.as_ref())

@@ -408,10 +408,19 @@ async fn every_call_is_audited_with_the_users_field_names_and_metrics_count_it()
         "{metrics}"
     );
     assert!(metrics.contains("ai_gateway_config{version="), "{metrics}");
+    // The refused call is audited too: one record per request.
     assert!(
-        metrics.contains("ai_gateway_audit_records_written_total 1"),
+        metrics.contains("ai_gateway_audit_records_written_total 2"),
         "{metrics}"
     );
+    let refused: Value = std::fs::read_to_string(&path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|r| r["status"] == 401)
+        .expect("the refused call was audited");
+    assert_eq!(refused["error"], "unauthorized");
+    assert_eq!(refused["endpoint"], "chat.completions");
 }
 
 #[tokio::test]

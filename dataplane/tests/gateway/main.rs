@@ -8,6 +8,7 @@ mod fakes;
 mod gemini_surface;
 mod governance;
 mod hardening;
+mod hostile_callers;
 mod kubernetes_auth;
 mod native_surfaces;
 mod openai_surface;

@@ -1,0 +1,401 @@
+//! The attacks of a red-team pass, each written as the attack: a caller trying to make
+//! the gateway buffer, spend, forward or count what it should not. Every test here
+//! failed before its fix.
+
+use crate::fakes::{client, fake_anthropic, fake_openai, FakeUpstream, Reply, TestGateway};
+use ai_gateway::auth::key_hash;
+use serde_json::{json, Value};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const KEY: &str = "gw_attacker_key";
+const GW_AKID: &str = "GWKEY1";
+
+fn config(upstream: &str, extra: &str) -> String {
+    format!(
+        r#"
+providers:
+  anthropic: {{ type: anthropic, base_url: "{upstream}", api_key: sk-ant-real }}
+  openai: {{ type: openai, base_url: "{upstream}/v1", api_key: sk-openai-real }}
+  local: {{ type: ollama, base_url: "{upstream}" }}
+  bedrock: {{ type: bedrock, base_url: "{upstream}", region: us-east-1,
+             access_key_id: AKIDPROVIDER, secret_access_key: "provider-secret-0123456789" }}
+  gemini: {{ type: gemini, base_url: "{upstream}", api_key: g-real }}
+routes:
+  - {{ models: ["claude-*"], provider: anthropic }}
+  - {{ models: ["gpt-*"], provider: openai }}
+  - {{ models: ["llama*"], provider: local }}
+  - {{ models: ["us.anthropic.*"], provider: bedrock }}
+  - {{ models: ["gemini-*"], provider: gemini }}
+auth:
+  mode: keys
+  keys:
+    - {{ id: {GW_AKID}, sha256: "{}", user: attacker, sigv4_secret: "gateway-issued-secret-0123" }}
+{extra}
+"#,
+        key_hash(KEY)
+    )
+}
+
+/// Sends only a request head announcing `length` body bytes (and none of them), and
+/// returns the status line of whatever answers within two seconds.
+async fn head_only(gateway_url: &str, head: &str) -> String {
+    let addr = gateway_url.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(head.as_bytes()).await.expect("head");
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut answer))
+        .await
+        .expect("answered before the body was sent")
+        .expect("read");
+    String::from_utf8_lossy(&answer[..n])
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_stranger_signing_with_sigv4_is_refused_before_sending_its_32_mib_body() {
+    let upstream = fake_anthropic().await;
+    let gw = TestGateway::start(&config(&upstream.url(), "")).await;
+    let now = chrono_like_amz_date();
+    let head = format!(
+        "POST /v1/bedrock/model/us.anthropic.claude-sonnet-4-5-v1:0/invoke HTTP/1.1\r\nhost: gw\r\n\
+         authorization: AWS4-HMAC-SHA256 Credential=AKIASTRANGER/20261203/us-east-1/bedrock/aws4_request, SignedHeaders=host;x-amz-date, Signature=00\r\n\
+         x-amz-date: {now}\r\ncontent-type: application/json\r\ncontent-length: 33554427\r\n\r\n"
+    );
+    let status = head_only(&gw.url, &head).await;
+    assert!(status.contains(" 401 "), "{status}");
+    assert_eq!(gw.gateway.services.bodies.available_kib(), 256 * 1024);
+}
+
+/// `x-amz-date` for now, without a date crate.
+fn chrono_like_amz_date() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let days = secs / 86_400;
+    let (h, m, s) = ((secs % 86_400) / 3600, (secs % 3600) / 60, secs % 60);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(mo <= 2);
+    format!("{y:04}{mo:02}{d:02}T{h:02}{m:02}{s:02}Z")
+}
+
+#[tokio::test]
+async fn a_rate_limited_key_is_refused_before_sending_its_large_body() {
+    crate::fakes::within_one_rate_window().await;
+    let upstream = fake_anthropic().await;
+    let gw = TestGateway::start(&config(
+        &upstream.url(),
+        "rate_limits:\n  per_user:\n    attacker: { requests_per_minute: 1 }",
+    ))
+    .await;
+    let first = client()
+        .post(format!("{}/v1/claude/v1/messages", gw.url))
+        .header("x-api-key", KEY)
+        .json(&json!({"model": "claude-sonnet-4-5", "max_tokens": 10,
+                      "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(first.status(), 200);
+    let head = format!(
+        "POST /v1/claude/v1/messages HTTP/1.1\r\nhost: gw\r\nx-api-key: {KEY}\r\n\
+         content-type: application/json\r\ncontent-length: 33554427\r\n\r\n"
+    );
+    let status = head_only(&gw.url, &head).await;
+    assert!(status.contains(" 429 "), "{status}");
+}
+
+#[tokio::test]
+async fn slow_uploads_together_cannot_hold_more_than_the_body_budget() {
+    let upstream = fake_anthropic().await;
+    let gw = TestGateway::start(&config(
+        &upstream.url(),
+        "gateway: { max_request_bytes: 2097152, max_buffered_request_bytes: 3145728, body_read_timeout_ms: 5000 }",
+    ))
+    .await;
+    let addr = gw.url.trim_start_matches("http://").to_string();
+    let head = format!(
+        "POST /v1/claude/v1/messages HTTP/1.1\r\nhost: gw\r\nx-api-key: {KEY}\r\n\
+         content-type: application/json\r\ncontent-length: 2000000\r\n\r\n"
+    );
+    let chunk = vec![b' '; 1_900_000];
+    // Two uploads that never finish hold 3.8 MB between them: the second finds no room.
+    let mut first = TcpStream::connect(&addr).await.expect("connect");
+    first.write_all(head.as_bytes()).await.expect("head");
+    first.write_all(&chunk).await.expect("body");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(gw.gateway.services.bodies.available_kib() < 3 * 1024 - 1800);
+    let mut second = TcpStream::connect(&addr).await.expect("connect");
+    second.write_all(head.as_bytes()).await.expect("head");
+    let _ = second.write_all(&chunk).await;
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(3), second.read(&mut answer))
+        .await
+        .expect("the second upload is answered")
+        .unwrap_or(0);
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    drop(first);
+    drop(second);
+    // The room comes back once the uploads are gone.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while gw.gateway.services.bodies.available_kib() < 3 * 1024 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "room never returned"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(upstream.received().is_empty());
+}
+
+#[tokio::test]
+async fn native_surfaces_refuse_methods_that_manage_the_provider() {
+    let upstream = fake_openai().await;
+    let gw = TestGateway::start(&config(&upstream.url(), "")).await;
+    for method in ["DELETE", "PUT", "PATCH"] {
+        for path in [
+            "/v1/openai/v1/models/ft:gpt-4o-mini:acme:custom:abc123",
+            "/v1/openai/v1/chat/completions",
+            "/v1/ollama/api/delete",
+            "/v1/ollama/api/tags",
+        ] {
+            let resp = client()
+                .request(method.parse().expect("method"), format!("{}{path}", gw.url))
+                .bearer_auth(KEY)
+                .body(r#"{"model": "gpt-4o"}"#)
+                .send()
+                .await
+                .expect("answers");
+            assert_eq!(resp.status(), 404, "{method} {path}");
+        }
+    }
+    assert!(
+        upstream.received().is_empty(),
+        "nothing reached the provider with its key"
+    );
+}
+
+#[tokio::test]
+async fn encoded_dot_segments_cannot_climb_out_of_a_surface() {
+    let upstream = fake_openai().await;
+    let gw = TestGateway::start(&config(&upstream.url(), "")).await;
+    for path in [
+        "/v1/openai/v1/models/%2e%2e/fine_tuning/jobs",
+        "/v1/openai/v1/models/%2E%2E/files",
+        "/v1/claude/v1/models/%2e%2e/messages/batches",
+        "/v1/claude/v1/models/..%2fmessages%2fbatches",
+        "/v1/openai/v1/models/.%2e/files",
+    ] {
+        let resp = client()
+            .get(format!("{}{path}", gw.url))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(resp.status(), 404, "{path}");
+    }
+    assert!(upstream.received().is_empty());
+}
+
+#[tokio::test]
+async fn bodies_the_model_peek_could_not_read_are_admitted_or_refused_never_forwarded_free() {
+    crate::fakes::within_one_rate_window().await;
+    let upstream = fake_openai().await;
+    let dir = crate::process::tempdir();
+    let audit = dir.path().join("audit.jsonl");
+    let gw = TestGateway::start(&config(
+        &upstream.url(),
+        &format!(
+            "rate_limits:\n  per_user:\n    attacker: {{ requests_per_minute: 2 }}\naudit: {{ sink: file, path: \"{}\" }}",
+            audit.display()
+        ),
+    ))
+    .await;
+    let send = |body: &'static str| {
+        let url = format!("{}/v1/openai/v1/chat/completions", gw.url);
+        async move {
+            let resp = client()
+                .post(url)
+                .bearer_auth(KEY)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .expect("answers");
+            let status = resp.status().as_u16();
+            let _ = resp.bytes().await;
+            status
+        }
+    };
+    // OpenAI itself accepts both; they are admitted like any call.
+    let stream_null =
+        r#"{"model": "gpt-4o", "stream": null, "messages": [{"role": "user", "content": "hi"}]}"#;
+    let float_tokens = r#"{"model": "gpt-4o", "max_tokens": 100.0, "messages": [{"role": "user", "content": "hi"}]}"#;
+    assert_eq!(send(stream_null).await, 200);
+    assert_eq!(send(float_tokens).await, 200);
+    // The user is now at its limit: the same bodies are refused, not forwarded free.
+    assert_eq!(send(stream_null).await, 429);
+    assert_eq!(send(float_tokens).await, 429);
+    // A body two parsers could read two ways is refused outright.
+    let duplicate = r#"{"model": "gpt-4o", "model": "gpt-4o-mini", "messages": []}"#;
+    assert_eq!(send(duplicate).await, 400);
+    assert_eq!(
+        send(r#"{"model": "gpt-4o", "max_tokens": 1.5, "messages": []}"#).await,
+        400
+    );
+    assert_eq!(
+        send(r#"{"messages": []}"#).await,
+        400,
+        "a model is required"
+    );
+    assert_eq!(
+        upstream.received().len(),
+        2,
+        "only the admitted calls went up"
+    );
+
+    // Each call has its audit record, metered calls with their tokens.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    let records: Vec<Value> = loop {
+        let records: Vec<Value> = std::fs::read_to_string(&audit)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        if records.len() >= 7 || tokio::time::Instant::now() > deadline {
+            break records;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let statuses: Vec<u64> = records
+        .iter()
+        .filter_map(|r| r["status"].as_u64())
+        .collect();
+    assert_eq!(statuses, [200, 200, 429, 429, 400, 400, 400], "{records:?}");
+    assert!(records[..2]
+        .iter()
+        .all(|r| r["response_tokens"].as_u64() > Some(0)));
+}
+
+#[tokio::test]
+async fn caller_chosen_model_names_cannot_grow_metrics_or_the_usage_ledger() {
+    let upstream = fake_openai().await;
+    let gw = TestGateway::start(&config(&upstream.url(), "")).await;
+    let client = client();
+    for n in 0..400 {
+        let resp = client
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .bearer_auth(KEY)
+            .json(&json!({"model": format!("gpt-{n}-{}", "x".repeat(50)),
+                          "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(resp.status(), 200);
+        let _ = resp.bytes().await;
+    }
+    // Refused before routing: no series at all for these names.
+    for n in 0..100 {
+        let resp = client
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .bearer_auth("gw_wrong")
+            .json(&json!({"model": format!("junk-{n}"), "messages": []}))
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(resp.status(), 401);
+    }
+    let metrics = client
+        .get(format!("{}/metrics", gw.admin_url))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let models: std::collections::BTreeSet<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("ai_gateway_requests_total{"))
+        .filter_map(|l| l.split("model=\"").nth(1)?.split('"').next())
+        .collect();
+    assert!(models.len() <= 257, "{} model labels", models.len());
+    assert!(
+        models.contains("other"),
+        "names past the cap count as other"
+    );
+    assert!(
+        !metrics.contains("junk-"),
+        "unrouted names are never labels"
+    );
+    assert!(metrics.contains("ai_gateway_refused_requests_total{status=\"401\"} 100"));
+
+    let usage: Value = client
+        .get(format!("{}/v1/usage", gw.url))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .expect("usage")
+        .json()
+        .await
+        .expect("json");
+    let ledger = usage["models"].as_object().expect("models");
+    assert!(ledger.len() <= 65, "{} models in the ledger", ledger.len());
+    assert_eq!(usage["today"]["requests"], 400, "every call still counted");
+}
+
+#[tokio::test]
+async fn a_caller_who_hangs_up_before_the_answer_is_still_audited() {
+    let slow = FakeUpstream::start(|_| {
+        let mut reply = Reply::json(200, r#"{"id": "x"}"#);
+        reply.head_delay = Duration::from_secs(5);
+        reply
+    })
+    .await;
+    let dir = crate::process::tempdir();
+    let audit = dir.path().join("audit.jsonl");
+    let gw = TestGateway::start(&config(
+        &slow.url(),
+        &format!("audit: {{ sink: file, path: \"{}\" }}", audit.display()),
+    ))
+    .await;
+    let call = client()
+        .post(format!("{}/v1/claude/v1/messages", gw.url))
+        .header("x-api-key", KEY)
+        .header("x-request-id", "req-hung-up")
+        .json(&json!({"model": "claude-sonnet-4-5", "max_tokens": 10,
+                      "messages": [{"role": "user", "content": "hi"}]}))
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(call.is_err(), "the caller gave up");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    let record = loop {
+        let found = std::fs::read_to_string(&audit)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|r| r["request_id"] == "req-hung-up");
+        if let Some(r) = found {
+            break r;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never audited");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(record["status"], 499);
+    assert_eq!(record["abandoned"], true);
+    assert_eq!(record["user"], "attacker");
+}
