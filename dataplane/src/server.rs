@@ -375,6 +375,8 @@ async fn route(
     let (parts, body) = req.into_parts();
     let path = parts.uri.path();
     let query = parts.uri.query();
+    // What a provider may see of the query: never the caller's credentials.
+    let forwarded_query = crate::surfaces::forwardable_query(query);
     let method = parts.method.clone();
 
     // Requests that read no body and need no caller identity.
@@ -527,7 +529,7 @@ async fn route(
                 ctx,
                 method,
                 rest,
-                query,
+                forwarded_query.as_deref(),
                 &parts.headers,
                 body,
             )
@@ -543,7 +545,7 @@ async fn route(
                 ctx,
                 method,
                 rest,
-                query,
+                forwarded_query.as_deref(),
                 &parts.headers,
                 body,
             )
@@ -557,7 +559,7 @@ async fn route(
                 family,
                 method,
                 rest,
-                query,
+                forwarded_query.as_deref(),
                 &parts.headers,
                 body,
             )

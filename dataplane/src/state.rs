@@ -81,12 +81,17 @@ impl Gateway {
     }
 
     /// Compiles and swaps in a new snapshot. In-flight requests keep the runtime they
-    /// started with; an invalid snapshot leaves the current one serving; the version
-    /// already served is kept as it is, so a repeated push never resets pools or breakers.
+    /// started with; an invalid snapshot leaves the current one serving; a snapshot
+    /// equal to the one served is kept as it is, so a repeated push never resets pools
+    /// or breakers. Content decides, not the `version:` label: an edit that forgets to
+    /// change it is applied all the same.
     pub fn apply(&self, snapshot: Snapshot) -> Result<Arc<Runtime>, RuntimeError> {
         let current = self.runtime.load_full();
-        if snapshot.effective_version() == current.version {
+        if snapshot == current.snapshot {
             return Ok(current);
+        }
+        if snapshot.effective_version() == current.version {
+            tracing::warn!(version = %current.version, "config content changed under the same version label; applying it");
         }
         let runtime = Arc::new(Runtime::compile(snapshot, &self.clients)?);
         self.runtime.store(runtime.clone());
@@ -105,8 +110,9 @@ impl Gateway {
 }
 
 pub fn log_providers(runtime: &Runtime) {
-    tracing::info!(version = %runtime.version, providers = runtime.providers.len(),
-        routes = runtime.snapshot.routes.len(), "config applied");
+    tracing::info!(version = %runtime.version, content = %runtime.snapshot.content_hash(),
+        providers = runtime.providers.len(), routes = runtime.snapshot.routes.len(),
+        "config applied");
     for p in runtime.providers.values() {
         match &p.inactive {
             Some(reason) => {

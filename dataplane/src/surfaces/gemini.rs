@@ -62,15 +62,6 @@ pub fn is_plain_segment(model: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
 }
 
-/// The caller's own `key=` must not travel upstream; the rest of the query does.
-fn query_without_key(query: Option<&str>) -> Option<String> {
-    let kept: Vec<&str> = query?
-        .split('&')
-        .filter(|p| !p.is_empty() && !p.starts_with("key="))
-        .collect();
-    (!kept.is_empty()).then(|| kept.join("&"))
-}
-
 #[allow(clippy::too_many_arguments)]
 pub async fn handle(
     rt: &Runtime,
@@ -120,7 +111,7 @@ pub async fn handle(
         "/{}/models/{}:{}",
         call.version, resolved.upstream_model, call.method
     );
-    if let Some(q) = query_without_key(query) {
+    if let Some(q) = query {
         path = format!("{path}?{q}");
     }
     let req = UpstreamRequest {
@@ -155,14 +146,5 @@ mod tests {
         assert!(parse("/v1beta/files/abc").is_none());
         assert!(parse("/v1beta/models/x:deleteEverything").is_none());
         assert!(parse("/v1beta/models/../../x:generateContent").is_none());
-    }
-
-    #[test]
-    fn the_callers_key_is_dropped_from_the_query() {
-        assert_eq!(
-            query_without_key(Some("alt=sse&key=gw_1")).as_deref(),
-            Some("alt=sse")
-        );
-        assert_eq!(query_without_key(Some("key=gw_1")), None);
     }
 }

@@ -18,6 +18,26 @@ use http::{HeaderMap, Response};
 use serde::Deserialize;
 use std::borrow::Cow;
 
+/// Query parameters that may carry a caller's credential (any case, any encoding of
+/// the name): they never travel to a provider, whose own key the gateway sends.
+const CREDENTIAL_PARAMS: [&str; 4] = ["key", "api_key", "api-key", "access_token"];
+
+/// The caller's query as a provider may see it: every parameter but credentials.
+pub fn forwardable_query(query: Option<&str>) -> Option<String> {
+    let kept: Vec<&str> = query?
+        .split('&')
+        .filter(|pair| {
+            let name = pair.split('=').next().unwrap_or_default();
+            let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+            !pair.is_empty()
+                && !CREDENTIAL_PARAMS
+                    .iter()
+                    .any(|c| name.trim().eq_ignore_ascii_case(c))
+        })
+        .collect();
+    (!kept.is_empty()).then(|| kept.join("&"))
+}
+
 /// The fields routing and admission need, read without building the whole document.
 #[derive(Deserialize)]
 pub struct ModelPeek<'a> {
@@ -511,5 +531,33 @@ mod tests {
             asked(r#"{"stream_options": {"include_usage": false, "x": 1}}"#)["stream_options"],
             json!({"include_usage": true, "x": 1})
         );
+    }
+}
+
+#[cfg(test)]
+mod query_tests {
+    use super::forwardable_query;
+
+    #[test]
+    fn the_callers_credentials_are_dropped_from_the_query_in_any_spelling() {
+        assert_eq!(
+            forwardable_query(Some("alt=sse&key=gw_1")).as_deref(),
+            Some("alt=sse")
+        );
+        assert_eq!(forwardable_query(Some("key=gw_1")), None);
+        for spelling in [
+            "KEY=gw_1",
+            "Key=gw_1",
+            "%6Bey=gw_1",
+            "api_key=gw_1",
+            "access_token=t",
+        ] {
+            assert_eq!(
+                forwardable_query(Some(&format!("a=1&{spelling}&b=2"))).as_deref(),
+                Some("a=1&b=2"),
+                "{spelling}"
+            );
+        }
+        assert_eq!(forwardable_query(Some("keys=1")).as_deref(), Some("keys=1"));
     }
 }

@@ -317,9 +317,21 @@ pub struct Exchange {
     pub deadline: tokio::time::Instant,
 }
 
-/// A whole (non-stream) answer's body, within the exchange's total timeout.
+/// The largest whole (non-stream) answer the gateway reads; a provider's answers are
+/// far smaller, and a larger one must not take the process's memory with it.
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
+
+/// A whole (non-stream) answer's body, within the exchange's total timeout and
+/// [`MAX_ANSWER_BYTES`].
 pub async fn read_body(resp: UpstreamResponse) -> Result<Bytes, String> {
-    read_body_up_to(resp, usize::MAX).await
+    let bytes = read_body_up_to(resp, MAX_ANSWER_BYTES + 1).await?;
+    if bytes.len() > MAX_ANSWER_BYTES {
+        return Err(format!(
+            "the answer is larger than the gateway's limit of {} MiB",
+            MAX_ANSWER_BYTES >> 20
+        ));
+    }
+    Ok(bytes)
 }
 
 /// An answer's body up to about `limit` bytes (all of it when shorter), within the

@@ -144,6 +144,9 @@ pub fn passthrough_body(
                                 complete |= protocol.completes(name, &data);
                                 meter_event(protocol, name, &data, &usage);
                             }
+                            if events.oversized() {
+                                break Some(sse::OVERSIZED_EVENT.into());
+                            }
                             yield Ok::<_, crate::body::BoxError>(chunk);
                         }
                         StreamProtocol::OpenAiSseWithoutUsage => {
@@ -156,12 +159,18 @@ pub fn passthrough_body(
                                     out.raw_data(&data);
                                 }
                             }
+                            if events.oversized() {
+                                break Some(sse::OVERSIZED_EVENT.into());
+                            }
                             if !out.is_empty() {
                                 yield Ok(out.take());
                             }
                         }
                         StreamProtocol::Ndjson => {
                             complete |= ndjson_lines(&mut tail, &chunk, &usage);
+                            if tail.len() > sse::MAX_EVENT_BYTES {
+                                break Some(sse::OVERSIZED_EVENT.into());
+                            }
                             yield Ok(chunk);
                         }
                         StreamProtocol::AwsEventStream => {
@@ -183,9 +192,11 @@ pub fn passthrough_body(
     streaming(body)
 }
 
-/// Searched for in every OpenAI stream event; built once.
+/// Searched for in every OpenAI stream event (built once): a cheap filter before the
+/// event is read properly, so it matches the key however the upstream spaces it
+/// (`"usage":{`, `"usage": {`); text inside a string has its quotes escaped.
 static USAGE_OBJECT: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage\":{"));
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage\""));
 
 /// Whether an OpenAI chunk's `choices` is empty (or absent): the closing usage chunk.
 fn no_choices(chunk: &[u8]) -> bool {
@@ -226,16 +237,20 @@ fn meter_event(protocol: StreamProtocol, event: &str, data: &[u8], usage: &Usage
             _ => {}
         },
         StreamProtocol::OpenAiSse | StreamProtocol::OpenAiSseWithoutUsage => {
-            // Only the final chunk carries a usage object; the rest are deltas.
-            if USAGE_OBJECT.find(data).is_some() {
-                if let Some(u) = crate::translate::usage::usage_member(data) {
+            // Only the final chunk carries a usage object (others may say `null`); the
+            // rest are deltas.
+            let reported = USAGE_OBJECT
+                .find(data)
+                .and_then(|_| crate::translate::usage::usage_member(data));
+            match reported {
+                Some(u) => {
                     usage.report(u);
                     if no_choices(data) {
                         return Metered::UsageOnly;
                     }
                 }
-            } else if data.trim_ascii() != b"[DONE]" {
-                usage.delta();
+                None if data.trim_ascii() != b"[DONE]" => usage.delta(),
+                None => {}
             }
         }
         StreamProtocol::GeminiSse => {
@@ -290,6 +305,9 @@ pub fn translated_body(
                     while let Some(event) = events.next_event() {
                         translator.on_event(event.event(), &event.data(), &mut out);
                         usage.delta();
+                    }
+                    if events.oversized() {
+                        break Some(sse::OVERSIZED_EVENT.to_string());
                     }
                     usage.report(translator.usage());
                     if !out.is_empty() {

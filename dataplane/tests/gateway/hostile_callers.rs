@@ -399,3 +399,187 @@ async fn a_caller_who_hangs_up_before_the_answer_is_still_audited() {
     assert_eq!(record["abandoned"], true);
     assert_eq!(record["user"], "attacker");
 }
+
+#[tokio::test]
+async fn a_key_in_the_query_never_reaches_a_provider_in_any_spelling() {
+    let upstream = FakeUpstream::start(|req| {
+        if req.path.contains("/api/tags") {
+            Reply::json(200, r#"{"models": []}"#)
+        } else if req.path.contains("generateContent") {
+            Reply::json(
+                200,
+                r#"{"candidates": [], "usageMetadata": {"promptTokenCount": 1}}"#,
+            )
+        } else {
+            crate::fakes::anthropic_reply(req)
+        }
+    })
+    .await;
+    let gw = TestGateway::start(&config(&upstream.url(), "")).await;
+    let message = json!({"model": "claude-sonnet-4-5", "max_tokens": 10,
+                         "messages": [{"role": "user", "content": "hi"}]});
+    let calls = [
+        (
+            "POST",
+            format!("/v1/claude/v1/messages?key={KEY}&KEY={KEY}&beta=true"),
+        ),
+        (
+            "GET",
+            format!("/v1/ollama/api/tags?key={KEY}&Key={KEY}&api_key={KEY}"),
+        ),
+        (
+            "POST",
+            format!("/v1/gemini/v1beta/models/gemini-2.5-pro:generateContent?KEY={KEY}&key={KEY}"),
+        ),
+    ];
+    for (method, path) in calls {
+        let resp = client()
+            .request(method.parse().expect("method"), format!("{}{path}", gw.url))
+            .json(&message)
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(resp.status(), 200, "{method} {path}");
+        let sent = upstream.last();
+        assert!(
+            !sent.path.contains(KEY),
+            "{} reached the provider",
+            sent.path
+        );
+    }
+    let claude = &upstream.received()[0];
+    assert!(claude.path.ends_with("?beta=true"), "{}", claude.path);
+}
+
+#[tokio::test]
+async fn an_edit_that_keeps_the_version_label_still_takes_effect() {
+    let upstream = fake_anthropic().await;
+    let first = format!("version: v1\n{}", config(&upstream.url(), ""));
+    let gw = TestGateway::start(&first).await;
+    let call = || async {
+        client()
+            .post(format!("{}/v1/claude/v1/messages", gw.url))
+            .header("x-api-key", KEY)
+            .json(&json!({"model": "claude-sonnet-4-5", "max_tokens": 10,
+                          "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .expect("answers")
+            .status()
+    };
+    assert_eq!(call().await, 200);
+    // The key is removed, the label left as it was.
+    let edited = first.replace(&key_hash(KEY), &key_hash("gw_someone_else"));
+    let snapshot = ai_gateway_snapshot::parse_document(&edited, |_| None).expect("valid");
+    gw.gateway.apply(snapshot).expect("applied");
+    assert_eq!(call().await, 401, "the removed key stops working");
+}
+
+#[tokio::test]
+async fn an_upstream_usage_object_spaced_its_own_way_is_metered_and_kept_from_the_caller() {
+    let spaced = "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n\
+                  data: {\"id\":\"c\",\"choices\": [], \"usage\": {\"prompt_tokens\": 11, \"completion_tokens\": 3}}\n\n\
+                  data: [DONE]\n\n";
+    let upstream = FakeUpstream::start(move |_| Reply::sse(spaced.as_bytes())).await;
+    let gw = TestGateway::start(&config(&upstream.url(), "")).await;
+    let resp = client()
+        .post(format!("{}/v1/openai/v1/chat/completions", gw.url))
+        .bearer_auth(KEY)
+        .json(&json!({"model": "gpt-4o", "stream": true,
+                      "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("answers");
+    let body = resp.text().await.expect("body");
+    assert!(
+        !body.contains("usage"),
+        "the caller did not ask for usage: {body}"
+    );
+    let usage: Value = client()
+        .get(format!("{}/v1/usage", gw.url))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .expect("usage")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(usage["today"]["tokens_in"], 11, "{usage}");
+    assert_eq!(usage["today"]["tokens_out"], 3, "{usage}");
+}
+
+#[tokio::test]
+async fn a_huge_upstream_answer_or_event_is_cut_off_not_held() {
+    let mib = bytes::Bytes::from(vec![b' '; 1024 * 1024]);
+    let huge_json = mib.clone();
+    let upstream = FakeUpstream::start(move |req| {
+        let mut reply = if req.path.contains("/api/") {
+            // An NDJSON line that never ends.
+            Reply::ndjson(b"")
+        } else if req.json()["stream"] == true {
+            // An SSE event that never ends.
+            Reply::sse(b"data: {\"choices\": [")
+        } else {
+            Reply::json(
+                200,
+                bytes::Bytes::from_static(b"{\"id\": \"x\", \"pad\": \""),
+            )
+        };
+        reply
+            .chunks
+            .extend(std::iter::repeat_n(huge_json.clone(), 80));
+        reply.chunk_delay = Duration::ZERO;
+        reply
+    })
+    .await;
+    let gw = TestGateway::start(&config(&upstream.url(), "")).await;
+    let plain = client()
+        .post(format!("{}/v1/openai/v1/chat/completions", gw.url))
+        .bearer_auth(KEY)
+        .json(&json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(plain.status(), 502);
+    let error: Value = plain.json().await.expect("an error in OpenAI's shape");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("larger than"),
+        "{error}"
+    );
+    let streamed = client()
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .bearer_auth(KEY)
+        .json(&json!({"model": "gpt-4o", "stream": true,
+                      "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("answers");
+    let text = streamed.text().await.expect("body");
+    assert!(
+        text.len() < 20 * 1024 * 1024,
+        "{} bytes passed on",
+        text.len()
+    );
+    assert!(
+        text.contains("larger than 16 MiB"),
+        "an error tail ends the stream"
+    );
+    let ndjson = client()
+        .post(format!("{}/v1/ollama/api/chat", gw.url))
+        .json(&json!({"model": "llama3", "messages": [{"role": "user", "content": "hi"}]}))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .expect("answers")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        ndjson.contains("larger than 16 MiB"),
+        "{}",
+        &ndjson[ndjson.len().saturating_sub(200)..]
+    );
+}

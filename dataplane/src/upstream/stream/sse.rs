@@ -6,6 +6,12 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
+/// The largest event (or NDJSON line) an upstream stream may send.
+pub const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
+
+/// Why such a stream is cut off, as its error tail says.
+pub const OVERSIZED_EVENT: &str = "the upstream sent an event larger than 16 MiB";
+
 #[derive(Default)]
 pub struct SseSplitter {
     buf: Vec<u8>,
@@ -38,6 +44,12 @@ impl SseSplitter {
         }
         self.consumed = 0;
         self.buf.extend_from_slice(chunk);
+    }
+
+    /// Whether the event still waiting for its end has grown past what any provider
+    /// sends: a stream that never ends its event must not grow the buffer forever.
+    pub fn oversized(&self) -> bool {
+        self.buf.len() - self.consumed > MAX_EVENT_BYTES
     }
 
     /// The next complete event, if the bytes so far hold one.
