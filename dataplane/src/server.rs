@@ -410,7 +410,8 @@ async fn route(
             false
         }
         Authenticated::PendingTokenReview(token) => {
-            ctx.identity = Some(gw.services.tokens.identify(&token).await?);
+            let client = parts.extensions.get::<Peer>().map(|p| p.0);
+            ctx.identity = Some(gw.services.tokens.identify(&token, client).await?);
             false
         }
         Authenticated::PendingPodLookup => {

@@ -15,6 +15,8 @@ use kube::api::{Api, PostParams};
 use kube::ResourceExt;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The audience workspace pods request for their projected tokens.
@@ -34,6 +36,9 @@ const CONCURRENT_REVIEWS: usize = 32;
 /// Longest a review is trusted, so a deleted ServiceAccount or a relabelled one takes
 /// effect within minutes even for long-lived tokens.
 const MAX_TRUST: Duration = Duration::from_secs(600);
+/// Tokens new to the gateway one client address may have reviewed per minute; past
+/// that its further new tokens wait for the next minute (429), and nobody else's do.
+const REVIEWS_PER_CLIENT_MINUTE: u32 = 20;
 
 #[derive(Clone)]
 struct Reviewed {
@@ -45,6 +50,8 @@ pub struct TokenReviewer {
     client: tokio::sync::OnceCell<kube::Client>,
     cache: moka::sync::Cache<[u8; 32], Reviewed>,
     reviews: tokio::sync::Semaphore,
+    /// Reviews asked for by each client address in the current minute.
+    per_client: moka::sync::Cache<std::net::IpAddr, Arc<AtomicU32>>,
 }
 
 impl Default for TokenReviewer {
@@ -56,6 +63,10 @@ impl Default for TokenReviewer {
                 .time_to_live(MAX_TRUST)
                 .build(),
             reviews: tokio::sync::Semaphore::new(CONCURRENT_REVIEWS),
+            per_client: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(60))
+                .build(),
         }
     }
 }
@@ -77,7 +88,13 @@ impl TokenReviewer {
             .map_err(unavailable)
     }
 
-    pub async fn identify(&self, token: &str) -> Result<Identity, GatewayError> {
+    /// The caller a token names. `client` is the address it came from, which bounds
+    /// how many new tokens one client can have reviewed.
+    pub async fn identify(
+        &self,
+        token: &str,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<Identity, GatewayError> {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let cached = |cache: &moka::sync::Cache<[u8; 32], Reviewed>| {
             cache
@@ -88,10 +105,25 @@ impl TokenReviewer {
         if let Some(verdict) = cached(&self.cache) {
             return verdict;
         }
-        let _turn = self
-            .reviews
-            .acquire()
+        // What the token says of itself is read before the API server is asked: an
+        // expired token, one for another audience, or junk is refused here.
+        claims_allow_review(token)?;
+        if let Some(client) = client {
+            let count = self
+                .per_client
+                .get_with(client, || Arc::new(AtomicU32::new(0)));
+            if count.fetch_add(1, Ordering::Relaxed) >= REVIEWS_PER_CLIENT_MINUTE {
+                return Err(GatewayError::RateLimited {
+                    message: format!(
+                        "more than {REVIEWS_PER_CLIENT_MINUTE} new ServiceAccount tokens from this address in a minute; retry in 60 s"
+                    ),
+                    retry_after_secs: 60,
+                });
+            }
+        }
+        let _turn = tokio::time::timeout(REVIEW_TIMEOUT, self.reviews.acquire())
             .await
+            .map_err(|_| unavailable("every review slot is busy; retry shortly"))?
             .map_err(|_| unavailable("the reviewer is shutting down"))?;
         // Another caller with the same token may have been reviewed while this one waited.
         if let Some(verdict) = cached(&self.cache) {
@@ -217,6 +249,42 @@ pub(crate) async fn identity_from_labels(
         team: pick(TEAM_LABEL),
         workspace: pick(WORKSPACE_LABEL).or_else(|| Some(namespace.to_string())),
     }
+}
+
+/// Whether a token's own claims, read unverified, leave it worth reviewing: a JWT
+/// payload, not expired, for audience `ai-gateway`. The review itself verifies them.
+fn claims_allow_review(token: &str) -> Result<(), GatewayError> {
+    let refused = |why: &str| {
+        GatewayError::Unauthorized(format!("the ServiceAccount token was rejected: {why}"))
+    };
+    let claims = token
+        .split('.')
+        .nth(1)
+        .and_then(|payload| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload.trim_end_matches('='))
+                .ok()
+        })
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .ok_or_else(|| refused("it is not a JWT with readable claims"))?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    match claims["exp"].as_u64() {
+        Some(exp) if exp > now => {}
+        Some(_) => return Err(refused("token has expired")),
+        None => return Err(refused("it has no expiry")),
+    }
+    let for_us = match &claims["aud"] {
+        serde_json::Value::String(aud) => aud == AUDIENCE,
+        serde_json::Value::Array(auds) => auds.iter().any(|a| a == AUDIENCE),
+        _ => false,
+    };
+    if !for_us {
+        return Err(refused(&format!("it is not for audience `{AUDIENCE}`")));
+    }
+    Ok(())
 }
 
 /// Time left before the token's `exp` claim. The TokenReview has vouched for the token,

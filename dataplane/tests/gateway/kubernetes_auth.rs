@@ -256,3 +256,69 @@ async fn service_account_labels_count_only_where_the_namespace_allows_it() {
     assert!(text.contains("dev-alice/workspace"), "{usage}");
     assert!(!text.contains("\"alice\""), "{usage}");
 }
+
+/// A flood of junk and of plausible but unknown tokens: junk never reaches the API
+/// server, one address cannot have more than its share reviewed, and a real token from
+/// another workspace is served at once meanwhile.
+#[tokio::test]
+async fn a_flood_of_junk_tokens_cannot_turn_the_gateway_against_the_api_server() {
+    crate::fakes::within_one_rate_window().await;
+    let upstream = fake_anthropic().await;
+    let good = projected_token("system:serviceaccount:dev-alice:workspace");
+    let api = fake_api_server(good.clone(), true).await;
+    let gw = gateway(&upstream, &api.url()).await;
+    let reviews = || {
+        api.received()
+            .into_iter()
+            .filter(|r| {
+                r.path.split('?').next() == Some("/apis/authentication.k8s.io/v1/tokenreviews")
+            })
+            .count()
+    };
+    let enc = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let jwt = |claims: Value| format!("{}.{}.c2ln", enc(br#"{"alg":"RS256"}"#), enc(claims.to_string().as_bytes()));
+    let mut junk = Vec::new();
+    for n in 0..200 {
+        junk.push(format!("{}.{}.c2ln", enc(format!("h{n}").as_bytes()), enc(format!("not json {n}").as_bytes())));
+        junk.push(jwt(json!({"aud": ["ai-gateway"], "exp": now - 10, "sub": n})));
+        junk.push(jwt(json!({"aud": ["kubernetes"], "exp": now + 3600, "sub": n})));
+    }
+    for token in &junk {
+        assert_eq!(call(&gw, token).await.0, 401);
+    }
+    assert_eq!(reviews(), 0, "junk is refused on its own claims");
+
+    // Plausible tokens the API server does not know, all from one address.
+    let mut limited = 0;
+    for n in 0..30 {
+        let token = jwt(json!({"aud": ["ai-gateway"], "exp": now + 3600, "sub": format!("ghost-{n}")}));
+        match call(&gw, &token).await.0 {
+            401 => {}
+            429 => limited += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(reviews(), 20, "one address gets 20 reviews a minute");
+    assert_eq!(limited, 10);
+
+    // alice's real token, from her own workspace's address, is not held back.
+    let alice = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2)))
+        .build()
+        .expect("client");
+    let started = std::time::Instant::now();
+    let resp = alice
+        .post(format!("{}/v1/claude/v1/messages", gw.url))
+        .bearer_auth(&good)
+        .json(&json!({"model": "claude-sonnet-4-5", "max_tokens": 50,
+                      "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(resp.status(), 200);
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+}
