@@ -5,7 +5,7 @@
 
 use ai_gateway_snapshot::{
     AuditSink, AuthMode, CacheSettings, CircuitBreaker, LimitRule, LimitStoreKind, ModelPrice,
-    ProviderKind, Retries, Timeouts,
+    ProviderKind, Retries, Timeouts, UnpricedModels,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -67,6 +67,10 @@ pub struct AIGatewaySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub max_tokens_limit: Option<u64>,
+    /// Serve only models a ProviderRoute lists: `X-Provider` and `provider/model` then
+    /// choose among the routes and never reach a model no route names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routed_models_only: Option<bool>,
     /// Response cache for deterministic calls (temperature 0); on, in memory, one hour,
     /// unless set otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -344,6 +348,10 @@ pub struct RateLimitPolicySpec {
     /// Output tokens reserved for a request that sets no `max_tokens`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_output_tokens: Option<u64>,
+    /// A call to a model with no price, from a caller a USD budget applies to:
+    /// `refuse` (the default, and what wins when policies differ) or `highest-price`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unpriced_models: Option<UnpricedModels>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]

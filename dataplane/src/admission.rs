@@ -9,6 +9,7 @@ use crate::routing::Resolved;
 use crate::runtime::Runtime;
 use crate::state::Services;
 use crate::translate::TokenUsage;
+use ai_gateway_snapshot::UnpricedModels;
 
 /// JSON bodies run at roughly four bytes per token; counting exactly on every request
 /// would cost more than the estimate is worth, and settlement corrects it.
@@ -47,10 +48,8 @@ pub async fn admit(
             .min(MAX_OUTPUT_RESERVATION),
         ..TokenUsage::default()
     };
-    let demand = Demand {
-        tokens: estimate.input + estimate.output,
-        cost_micros: ctx.price.map(|p| cost_micros(&estimate, &p)).unwrap_or(0),
-    };
+    // A stream cut before its usage arrives is still charged its prompt.
+    ctx.estimated_input_tokens = estimate.input;
     // Model rules see the upstream id and every name the caller used for it.
     let client_name = model
         .split_once([':', '/'])
@@ -62,6 +61,22 @@ pub async fn admit(
     if checks.is_empty() {
         return Ok(());
     }
+    // A budget cannot be kept on a call whose cost is unknown.
+    if ctx.price.is_none() && checks.iter().any(|c| c.limits.budget_usd_per_day.is_some()) {
+        match rt.snapshot.rate_limits.unpriced_models {
+            UnpricedModels::Refuse => {
+                return Err(GatewayError::Forbidden(format!(
+                    "model `{}` has no price, and a USD budget applies to you: the gateway cannot meter it (add `pricing` for it to its route, or set rate_limits.unpriced_models: highest-price)",
+                    resolved.upstream_model
+                )))
+            }
+            UnpricedModels::HighestPrice => ctx.price = Some(services.prices.highest()),
+        }
+    }
+    let demand = Demand {
+        tokens: estimate.input + estimate.output,
+        cost_micros: ctx.price.map(|p| cost_micros(&estimate, &p)).unwrap_or(0),
+    };
     let windows = Windows::at(std::time::SystemTime::now());
     let fail_open = rt.snapshot.rate_limits.store.fail_open;
     match services.store.admit(&checks, demand, windows).await {

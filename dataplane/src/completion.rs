@@ -130,6 +130,14 @@ impl Completion {
             // A stream cut before its final usage produced at least a token per delta.
             usage.output = usage.output.max(metered.deltas);
         }
+        if (200..300).contains(&self.status)
+            && usage.prompt_total() == 0
+            && ctx.cache_hit != Some(true)
+        {
+            // Providers that report usage only at the end (OpenAI, Bedrock Converse)
+            // never did: the prompt was still sent, and is charged as estimated.
+            usage.input = ctx.estimated_input_tokens;
+        }
         let cost = ctx.price.map(|p| cost_micros(&usage, &p)).unwrap_or(0);
         let services = &self.services;
         let identity = ctx.identity.as_ref();

@@ -52,6 +52,9 @@ pub struct RequestContext {
     pub fallbacks: Vec<String>,
     /// For cacheable calls: whether the answer came from the response cache.
     pub cache_hit: Option<bool>,
+    /// The prompt's tokens as admission estimated them: charged when a call ends
+    /// without the provider having reported its own count.
+    pub estimated_input_tokens: u64,
     /// For settling and auditing a request dropped before it completed.
     pub store_for_release: Option<Arc<crate::state::Services>>,
     /// Whether a [`crate::completion::Completion`] has taken charge of settling and
@@ -105,6 +108,7 @@ impl RequestContext {
             usage: Arc::default(),
             fallbacks: Vec::new(),
             cache_hit: None,
+            estimated_input_tokens: 0,
             store_for_release: None,
             settled_elsewhere: false,
         }

@@ -55,6 +55,9 @@ pub enum GatewayError {
     Busy,
     #[error("{0}")]
     Unauthorized(String),
+    /// The caller is known but may not make this call.
+    #[error("{0}")]
+    Forbidden(String),
     /// Refused by a rate limit; the caller may retry after the window resets.
     #[error("{message}")]
     RateLimited {
@@ -96,6 +99,7 @@ impl GatewayError {
             UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Upstream { status, .. } => *status,
             Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Forbidden(_) => StatusCode::FORBIDDEN,
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             LimitStoreUnavailable(_) | AuthUnavailable(_) | CircuitOpen { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -152,6 +156,7 @@ impl GatewayError {
             ShuttingDown => "shutting_down",
             Busy => "busy",
             Unauthorized(_) => "unauthorized",
+            Forbidden(_) => "forbidden",
             RateLimited { .. } => "rate_limited",
             LimitStoreUnavailable(_) => "limit_store_unavailable",
             AuthUnavailable(_) => "auth_unavailable",

@@ -24,6 +24,8 @@ pub struct RouteTable {
     providers: BTreeMap<String, Arc<Upstream>>,
     /// Every exact name and glob, for "known: …" in errors.
     known: Vec<String>,
+    /// `gateway.routed_models_only`: a provider named by the caller still needs a route.
+    routed_only: bool,
 }
 
 /// The provider and upstream model id chosen for one request.
@@ -79,6 +81,7 @@ impl RouteTable {
             routes,
             providers: providers.clone(),
             known,
+            routed_only: snapshot.gateway.routed_models_only,
         }
     }
 
@@ -111,38 +114,51 @@ impl RouteTable {
                             .join(", "),
                     })?;
             let bare = strip_provider_prefix(model, name);
-            return Ok(self
+            return self
                 .best_route(bare, Some(name), true)
                 .or_else(|| self.best_route(model, Some(name), true))
-                .unwrap_or_else(|| Resolved {
-                    provider: provider.clone(),
-                    upstream_model: bare.to_string(),
-                    fallback: Vec::new(),
-                    cache_ttl_seconds: None,
-                }));
+                .map_or_else(|| self.unrouted(provider, bare, model), Ok);
         }
         if let Some((prefix, rest)) = split_provider_prefix(model) {
             if let Some(provider) = self.providers.get(prefix) {
-                return Ok(self
+                return self
                     .best_route(model, Some(prefix), true)
                     .or_else(|| self.best_route(rest, Some(prefix), true))
-                    .unwrap_or_else(|| Resolved {
-                        provider: provider.clone(),
-                        upstream_model: rest.to_string(),
-                        fallback: Vec::new(),
-                        cache_ttl_seconds: None,
-                    }));
+                    .map_or_else(|| self.unrouted(provider, rest, model), Ok);
             }
         }
         self.best_route(model, None, true)
-            .ok_or_else(|| GatewayError::UnknownModel {
-                model: model.to_string(),
-                known: if self.known.is_empty() {
-                    "no models are routed".to_string()
-                } else {
-                    self.known.join(", ")
-                },
-            })
+            .ok_or_else(|| self.unknown(model))
+    }
+
+    /// A model the caller sent to a provider by name, though no route lists it: served
+    /// as named, unless the gateway serves routed models only.
+    fn unrouted(
+        &self,
+        provider: &Arc<Upstream>,
+        upstream_model: &str,
+        asked: &str,
+    ) -> Result<Resolved, GatewayError> {
+        if self.routed_only {
+            return Err(self.unknown(asked));
+        }
+        Ok(Resolved {
+            provider: provider.clone(),
+            upstream_model: upstream_model.to_string(),
+            fallback: Vec::new(),
+            cache_ttl_seconds: None,
+        })
+    }
+
+    fn unknown(&self, model: &str) -> GatewayError {
+        GatewayError::UnknownModel {
+            model: model.to_string(),
+            known: if self.known.is_empty() {
+                "no models are routed".to_string()
+            } else {
+                self.known.join(", ")
+            },
+        }
     }
 
     /// `spread`: a call draws its route from the tier by weight; a listing just looks.

@@ -7,6 +7,7 @@
 use ai_gateway_crds::{AIGateway, ProviderRoute, RateLimitPolicy};
 use ai_gateway_snapshot::{
     ApiKey, Audit, Auth, GatewaySettings, LimitStore, Provider, RateLimits, Route, Snapshot,
+    UnpricedModels,
 };
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
@@ -309,6 +310,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Compiled {
     }
 
     let mut rate_limits = RateLimits::default();
+    let mut unpriced: Vec<UnpricedModels> = Vec::new();
     let mut mine: Vec<&RateLimitPolicy> = inputs
         .policies
         .iter()
@@ -340,8 +342,15 @@ pub fn compile(inputs: &Inputs<'_>) -> Compiled {
         if let Some(t) = policy.spec.default_output_tokens {
             rate_limits.default_output_tokens = t;
         }
+        unpriced.extend(policy.spec.unpriced_models);
         policies_out.insert(name, vec![Verdict::ok("Accepted", "Accepted")]);
     }
+    // Refusing is the safe reading when policies disagree.
+    rate_limits.unpriced_models = if unpriced.contains(&UnpricedModels::Refuse) {
+        UnpricedModels::Refuse
+    } else {
+        unpriced.first().copied().unwrap_or_default()
+    };
     let store = &spec.rate_limit_store;
     let url = match (&store.url, &store.url_secret_ref) {
         (Some(u), _) => Some(u.clone()),
@@ -446,6 +455,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Compiled {
             max_messages: spec.max_messages.unwrap_or(defaults.max_messages),
             max_tokens_limit: spec.max_tokens_limit.unwrap_or(defaults.max_tokens_limit),
             body_read_timeout_ms: defaults.body_read_timeout_ms,
+            routed_models_only: spec.routed_models_only.unwrap_or_default(),
             max_buffered_request_bytes: defaults
                 .max_buffered_request_bytes
                 .max(spec.max_request_bytes.unwrap_or(defaults.max_request_bytes)),

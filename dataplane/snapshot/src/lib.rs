@@ -73,6 +73,9 @@ pub struct GatewaySettings {
     pub max_tokens_limit: u64,
     /// A request body must arrive within this (slow or stalled clients are cut off).
     pub body_read_timeout_ms: u64,
+    /// Serve only models a route lists: `X-Provider` and `provider/model` then choose
+    /// among the routes, and never reach a model no route names.
+    pub routed_models_only: bool,
     /// Request bytes all connections together may hold while their bodies arrive; a
     /// body that finds no room is refused with 503 rather than risk the process's
     /// memory. Set when the gateway starts; a later config does not change it.
@@ -89,6 +92,7 @@ impl Default for GatewaySettings {
             max_tokens_limit: 1_000_000,
             body_read_timeout_ms: 120_000,
             max_buffered_request_bytes: 256 * 1024 * 1024,
+            routed_models_only: false,
         }
     }
 }
@@ -443,6 +447,21 @@ pub struct RateLimits {
     pub default_output_tokens: u64,
     #[serde(default)]
     pub store: LimitStore,
+    /// What a call to a model with no price does when a USD budget applies to its
+    /// caller: refused, or charged at the highest built-in price.
+    #[serde(default)]
+    pub unpriced_models: UnpricedModels,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub enum UnpricedModels {
+    /// A budget that cannot be metered is not spent: add a price for the model.
+    #[default]
+    Refuse,
+    /// Charged as the most expensive model the gateway knows.
+    HighestPrice,
 }
 
 fn default_output_reservation() -> u64 {
@@ -460,6 +479,7 @@ impl Default for RateLimits {
             per_key: BTreeMap::new(),
             rules: Vec::new(),
             default_output_tokens: default_output_reservation(),
+            unpriced_models: UnpricedModels::default(),
             store: LimitStore::default(),
         }
     }

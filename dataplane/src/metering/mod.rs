@@ -64,6 +64,19 @@ impl PriceTable {
         })
     }
 
+    /// The most expensive built-in price: what a model with no price is charged when
+    /// a budget must be metered conservatively.
+    pub fn highest(&self) -> ModelPrice {
+        self.entries
+            .iter()
+            .map(|(_, price)| *price)
+            .max_by(|a, b| {
+                (a.input_per_mtok + a.output_per_mtok)
+                    .total_cmp(&(b.input_per_mtok + b.output_per_mtok))
+            })
+            .unwrap_or_default()
+    }
+
     /// The provider's own override, else the built-in price; local models are free.
     pub fn price(&self, provider: &Upstream, upstream_model: &str) -> Option<ModelPrice> {
         if let Some(p) = provider.config.pricing.get(upstream_model) {

@@ -583,3 +583,143 @@ async fn a_huge_upstream_answer_or_event_is_cut_off_not_held() {
         &ndjson[ndjson.len().saturating_sub(200)..]
     );
 }
+
+fn budget_config(upstream: &str, extra: &str) -> String {
+    format!(
+        r#"
+providers:
+  openai: {{ type: openai, base_url: "{upstream}/v1", api_key: sk-openai-real }}
+routes:
+  - {{ models: ["gpt-4o", "o1-pro"], provider: openai }}
+auth:
+  mode: keys
+  keys:
+    - {{ id: k1, sha256: "{}", user: attacker }}
+rate_limits:
+  default: {{ budget_usd_per_day: 0.05 }}
+{extra}
+"#,
+        key_hash(KEY)
+    )
+}
+
+async fn chat(gw: &TestGateway, model: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+    let mut req = client()
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .bearer_auth(KEY)
+        .json(&json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}));
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let resp = req.send().await.expect("answers");
+    (
+        resp.status().as_u16(),
+        resp.json().await.unwrap_or_default(),
+    )
+}
+
+#[tokio::test]
+async fn a_budget_cannot_be_spent_through_a_model_without_a_price() {
+    let upstream = fake_openai().await;
+    let gw = TestGateway::start(&budget_config(&upstream.url(), "")).await;
+    let (status, body) = chat(&gw, "o1-pro", &[]).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("has no price"),
+        "{body}"
+    );
+    assert!(upstream.received().is_empty());
+    // A priced model is unaffected.
+    assert_eq!(chat(&gw, "gpt-4o", &[]).await.0, 200);
+
+    // Configured to charge conservatively instead, the call is served and costs money.
+    let upstream = fake_openai().await;
+    let gw = TestGateway::start(&budget_config(
+        &upstream.url(),
+        "  unpriced_models: highest-price",
+    ))
+    .await;
+    assert_eq!(chat(&gw, "o1-pro", &[]).await.0, 200);
+    let usage: Value = client()
+        .get(format!("{}/v1/usage", gw.url))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .expect("usage")
+        .json()
+        .await
+        .expect("json");
+    assert!(usage["today"]["cost_usd"].as_f64() > Some(0.0), "{usage}");
+}
+
+#[tokio::test]
+async fn naming_a_provider_reaches_only_routed_models_when_so_configured() {
+    let upstream = fake_openai().await;
+    let open = TestGateway::start(&budget_config(&upstream.url(), "")).await;
+    // By default a provider named outright serves a model no route lists.
+    assert_eq!(chat(&open, "openai/gpt-4o-mini", &[]).await.0, 200);
+    let closed = TestGateway::start(&format!(
+        "gateway: {{ routed_models_only: true }}\n{}",
+        budget_config(&upstream.url(), "")
+    ))
+    .await;
+    for (model, headers) in [
+        ("openai/gpt-4o-mini", vec![]),
+        ("gpt-4o-mini", vec![("x-provider", "openai")]),
+    ] {
+        let (status, body) = chat(&closed, model, &headers).await;
+        assert_eq!(status, 404, "{model}: {body}");
+    }
+    assert_eq!(
+        chat(&closed, "openai/gpt-4o", &[]).await.0,
+        200,
+        "routed names still work"
+    );
+}
+
+#[tokio::test]
+async fn a_stream_abandoned_before_its_usage_is_still_charged_its_prompt() {
+    let slow = FakeUpstream::start(|_| {
+        let mut reply = Reply::sse(&crate::fakes::fixture("upstream/openai/stream_text.sse"));
+        reply.chunk_delay = Duration::from_millis(300);
+        reply
+    })
+    .await;
+    let gw = TestGateway::start(&config(&slow.url(), "")).await;
+    let prompt = "tell me about ".repeat(200);
+    let mut resp = client()
+        .post(format!("{}/v1/openai/v1/chat/completions", gw.url))
+        .bearer_auth(KEY)
+        .json(&json!({"model": "gpt-4o", "stream": true,
+                      "messages": [{"role": "user", "content": prompt}]}))
+        .send()
+        .await
+        .expect("answers");
+    let first = resp.chunk().await.expect("a chunk");
+    assert!(first.is_some());
+    drop(resp);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let usage: Value = client()
+            .get(format!("{}/v1/usage", gw.url))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .expect("usage")
+            .json()
+            .await
+            .expect("json");
+        // The estimate: about four bytes of request body per token.
+        if usage["today"]["tokens_in"].as_u64() > Some(500) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "charged no prompt: {usage}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

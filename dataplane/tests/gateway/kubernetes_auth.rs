@@ -280,12 +280,26 @@ async fn a_flood_of_junk_tokens_cannot_turn_the_gateway_against_the_api_server()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let jwt = |claims: Value| format!("{}.{}.c2ln", enc(br#"{"alg":"RS256"}"#), enc(claims.to_string().as_bytes()));
+    let jwt = |claims: Value| {
+        format!(
+            "{}.{}.c2ln",
+            enc(br#"{"alg":"RS256"}"#),
+            enc(claims.to_string().as_bytes())
+        )
+    };
     let mut junk = Vec::new();
     for n in 0..200 {
-        junk.push(format!("{}.{}.c2ln", enc(format!("h{n}").as_bytes()), enc(format!("not json {n}").as_bytes())));
-        junk.push(jwt(json!({"aud": ["ai-gateway"], "exp": now - 10, "sub": n})));
-        junk.push(jwt(json!({"aud": ["kubernetes"], "exp": now + 3600, "sub": n})));
+        junk.push(format!(
+            "{}.{}.c2ln",
+            enc(format!("h{n}").as_bytes()),
+            enc(format!("not json {n}").as_bytes())
+        ));
+        junk.push(jwt(
+            json!({"aud": ["ai-gateway"], "exp": now - 10, "sub": n}),
+        ));
+        junk.push(jwt(
+            json!({"aud": ["kubernetes"], "exp": now + 3600, "sub": n}),
+        ));
     }
     for token in &junk {
         assert_eq!(call(&gw, token).await.0, 401);
@@ -295,7 +309,8 @@ async fn a_flood_of_junk_tokens_cannot_turn_the_gateway_against_the_api_server()
     // Plausible tokens the API server does not know, all from one address.
     let mut limited = 0;
     for n in 0..30 {
-        let token = jwt(json!({"aud": ["ai-gateway"], "exp": now + 3600, "sub": format!("ghost-{n}")}));
+        let token =
+            jwt(json!({"aud": ["ai-gateway"], "exp": now + 3600, "sub": format!("ghost-{n}")}));
         match call(&gw, &token).await.0 {
             401 => {}
             429 => limited += 1,
