@@ -55,9 +55,15 @@ pub async fn admit(
         .split_once([':', '/'])
         .filter(|(prefix, _)| *prefix == resolved.provider.name)
         .map_or(model, |(_, rest)| rest);
+    let names = [
+        model,
+        client_name,
+        vendor_neutral(model),
+        vendor_neutral(&resolved.upstream_model),
+    ];
     let checks = rt
         .limits
-        .checks_for(identity, &resolved.upstream_model, &[model, client_name]);
+        .checks_for(identity, &resolved.upstream_model, &names);
     if checks.is_empty() {
         return Ok(());
     }
@@ -93,6 +99,29 @@ pub async fn admit(
         }
         Err(e) => Err(GatewayError::LimitStoreUnavailable(e.to_string())),
     }
+}
+
+/// Model vendors whose Bedrock ids put the vendor before the model's own name.
+const BEDROCK_VENDORS: [&str; 8] = [
+    "anthropic.",
+    "amazon.",
+    "meta.",
+    "mistral.",
+    "cohere.",
+    "ai21.",
+    "deepseek.",
+    "openai.",
+];
+
+/// A model's own name without a Bedrock ARN, geography or vendor prefix
+/// (`arn:…/us.anthropic.claude-opus-4-1-…` → `claude-opus-4-1-…`), so a rule written for
+/// `claude-opus-*` holds however the model is named.
+fn vendor_neutral(model: &str) -> &str {
+    let id = model.rsplit('/').next().unwrap_or(model);
+    BEDROCK_VENDORS
+        .iter()
+        .find_map(|vendor| id.find(vendor).map(|at| &id[at + vendor.len()..]))
+        .unwrap_or(id)
 }
 
 /// Requests whose bodies may be this large are checked against the caller's limits
@@ -150,5 +179,23 @@ fn refused(
             refusal.retry_after_secs
         ),
         retry_after_secs: refusal.retry_after_secs,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::vendor_neutral;
+
+    #[test]
+    fn bedrock_ids_are_matched_by_the_models_own_name() {
+        for id in [
+            "anthropic.claude-opus-4-1-20250805-v1:0",
+            "us.anthropic.claude-opus-4-1-20250805-v1:0",
+            "arn:aws:bedrock:us-east-1:123456789012:inference-profile/global.anthropic.claude-opus-4-1-20250805-v1:0",
+        ] {
+            assert_eq!(vendor_neutral(id), "claude-opus-4-1-20250805-v1:0", "{id}");
+        }
+        assert_eq!(vendor_neutral("claude-opus-4-1"), "claude-opus-4-1");
+        assert_eq!(vendor_neutral("gpt-4o"), "gpt-4o");
     }
 }

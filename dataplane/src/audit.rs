@@ -20,6 +20,8 @@ pub struct AuditRecord<'a> {
     pub timestamp: SystemTime,
     pub event: &'static str,
     pub request_id: &'a str,
+    /// The caller's own `x-request-id`, which it chose and may have reused.
+    pub client_request_id: Option<&'a str>,
     pub user: &'a str,
     pub team: Option<&'a str>,
     pub workspace: Option<&'a str>,
@@ -57,6 +59,7 @@ impl AuditRecord<'_> {
         write_timestamp(f.out, self.timestamp);
         f.str("event", Some(self.event));
         f.str("request_id", Some(self.request_id));
+        f.str("client_request_id", self.client_request_id);
         f.str("user", Some(self.user));
         f.str("team", self.team);
         f.str("workspace", self.workspace);
@@ -380,6 +383,7 @@ mod tests {
             timestamp: SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_151_023_456),
             event: "ai_request",
             request_id: "req_1",
+            client_request_id: Some("trace-7"),
             user: "ana \"the admin\"\n\u{1F600}",
             team: Some("platform"),
             workspace: None,
@@ -418,6 +422,7 @@ mod tests {
                 "timestamp": "2025-11-26T09:57:03.456Z",
                 "event": "ai_request",
                 "request_id": "req_1",
+                "client_request_id": "trace-7",
                 "user": "ana \"the admin\"\n\u{1F600}",
                 "team": "platform",
                 "workspace": null,

@@ -129,6 +129,14 @@ impl KeyStore {
         let key = self.sigv4_claim(headers)?;
         let auth = header(headers, AUTHORIZATION).unwrap_or_default();
         let presented = parse_authorization(auth).map_err(|e| denied(e.to_string()))?;
+        // Routing the caller asks for is part of what it signs, or it is not taken.
+        if headers.contains_key(X_PROVIDER)
+            && !presented.signed_headers.contains(&X_PROVIDER.as_str())
+        {
+            return Err(denied(
+                "x-provider must be among the signed headers of a SigV4 request".into(),
+            ));
+        }
         let secret = key.sigv4_secret.as_deref().unwrap_or_default();
         match signature_matches(&presented, secret, method, url, headers, body) {
             Ok(true) => Ok(identity_of(key)),
@@ -235,6 +243,7 @@ const TEAM_ID: HeaderName = HeaderName::from_static("x-team-id");
 const API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 const GOOG_API_KEY: HeaderName = HeaderName::from_static("x-goog-api-key");
 const AMZ_DATE: HeaderName = HeaderName::from_static("x-amz-date");
+const X_PROVIDER: HeaderName = HeaderName::from_static("x-provider");
 
 fn header(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
     headers
@@ -249,7 +258,7 @@ fn header(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
 /// clients `x-goog-api-key` or `?key=`.
 fn presented_key<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<&'a str> {
     header(headers, AUTHORIZATION)
-        .and_then(|v| v.strip_prefix("Bearer ").map(str::trim))
+        .and_then(bearer_token)
         .or_else(|| header(headers, API_KEY))
         .or_else(|| header(headers, GOOG_API_KEY))
         .or_else(|| {
@@ -258,6 +267,49 @@ fn presented_key<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<&
                 .find_map(|pair| pair.strip_prefix("key="))
                 .filter(|k| !k.is_empty())
         })
+}
+
+/// Signatures already accepted, for as long as their date would still be: a SigV4
+/// request captured on the way (plain HTTP inside the cluster) cannot be sent again.
+/// Kept across config swaps. An SDK signs each retry anew, so retries are not replays.
+pub struct SigV4Replays(moka::sync::Cache<String, ()>);
+
+impl Default for SigV4Replays {
+    fn default() -> Self {
+        Self(
+            moka::sync::Cache::builder()
+                .max_capacity(1_000_000)
+                .time_to_live(SIGV4_MAX_SKEW * 2)
+                .build(),
+        )
+    }
+}
+
+impl SigV4Replays {
+    /// Records a verified request's signature; refuses one seen before.
+    pub fn first_use(&self, headers: &HeaderMap) -> Result<(), GatewayError> {
+        let signature = header(headers, AUTHORIZATION)
+            .and_then(|a| crate::upstream::sigv4::parse_authorization(a).ok())
+            .map(|p| p.signature.to_string())
+            .unwrap_or_default();
+        let entry = self.0.entry(signature).or_insert(());
+        if entry.is_fresh() {
+            Ok(())
+        } else {
+            Err(GatewayError::Unauthorized(
+                "this signed request was already used; sign each request anew".into(),
+            ))
+        }
+    }
+}
+
+/// The token of an `Authorization: Bearer …` value; the scheme is case-insensitive.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 /// Three base64url segments, as every ServiceAccount token is.

@@ -292,7 +292,8 @@ pub fn lookup_for(
     field(settings.partition.as_deref().unwrap_or_default().as_bytes());
     field(ctx.endpoint.as_bytes());
     field(ctx.model.as_deref().unwrap_or_default().as_bytes());
-    for name in ["anthropic-version", "anthropic-beta"] {
+    // A provider the caller named outright answers differently from the routed one.
+    for name in ["anthropic-version", "anthropic-beta", "x-provider"] {
         field(
             headers
                 .get(name)

@@ -233,13 +233,14 @@ impl Completion {
             timestamp: std::time::SystemTime::now(),
             event: "ai_request",
             request_id: &ctx.request_id,
+            client_request_id: ctx.client_request_id.as_deref(),
             user,
             team: identity.and_then(|i| i.team.as_deref()),
             workspace: identity.and_then(|i| i.workspace.as_deref()),
             key_id: identity.and_then(|i| i.key_id.as_deref()),
             provider: ctx.provider.as_deref(),
-            model: ctx.model.as_deref(),
-            upstream_model: ctx.upstream_model.as_deref(),
+            model: ctx.model.as_deref().map(bounded_name),
+            upstream_model: ctx.upstream_model.as_deref().map(bounded_name),
             endpoint: ctx.endpoint,
             status: self.status,
             stream: ctx.stream,
@@ -268,6 +269,20 @@ impl Completion {
             runtime.spawn(async move { services.audit.append_when_room(line).await });
         }
     }
+}
+
+/// A caller-chosen name as a record carries it: at most 256 bytes, cut on a
+/// character boundary, so one call cannot write a line of any length.
+fn bounded_name(name: &str) -> &str {
+    const MAX: usize = 256;
+    if name.len() <= MAX {
+        return name;
+    }
+    let mut cut = MAX;
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &name[..cut]
 }
 
 /// Settlement and the usage ledger against Redis, off the response path.

@@ -32,6 +32,8 @@ fn new_request_id() -> String {
 
 pub struct RequestContext {
     pub request_id: String,
+    /// The `x-request-id` the caller sent, if any.
+    pub client_request_id: Option<String>,
     pub started: Instant,
     /// The surface a metered call came in by (`chat.completions`, `claude.messages` …);
     /// empty for requests that are not metered or audited (health, listings).
@@ -86,15 +88,16 @@ impl Drop for RequestContext {
 
 impl RequestContext {
     pub fn new(headers: &HeaderMap) -> Self {
-        // Keep a caller's id when it is a sane token, so traces join up.
-        let request_id = headers
+        // The gateway's own id names the request (a caller could reuse or forge one);
+        // the caller's, when it is a sane token, is kept beside it so traces join up.
+        let client_request_id = headers
             .get(REQUEST_ID)
             .and_then(|v| v.to_str().ok())
             .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-            .map(str::to_string)
-            .unwrap_or_else(new_request_id);
+            .map(str::to_string);
         Self {
-            request_id,
+            request_id: new_request_id(),
+            client_request_id,
             started: Instant::now(),
             endpoint: "",
             identity: None,

@@ -29,8 +29,13 @@ struct Args {
     #[arg(long, env = "AI_GATEWAY_PORT", default_value_t = 8090)]
     port: u16,
 
-    /// Address of the admin listener (/healthz, /readyz, config push).
-    #[arg(long, env = "AI_GATEWAY_ADMIN_LISTEN", default_value = "0.0.0.0:8091")]
+    /// Address of the admin listener (/healthz, /readyz, /metrics, config push): this
+    /// machine only unless told otherwise, as its metrics name users and teams.
+    #[arg(
+        long,
+        env = "AI_GATEWAY_ADMIN_LISTEN",
+        default_value = "127.0.0.1:8091"
+    )]
     admin_listen: SocketAddr,
 
     /// Bearer token required for `PUT /admin/v1/config`; without it pushes are refused.

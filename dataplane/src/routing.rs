@@ -100,6 +100,7 @@ impl RouteTable {
         model: &str,
         forced_provider: Option<&str>,
     ) -> Result<Resolved, GatewayError> {
+        check_model_name(model)?;
         if let Some(name) = forced_provider {
             let provider =
                 self.providers
@@ -266,6 +267,20 @@ fn strip_provider_prefix<'a>(model: &'a str, provider: &str) -> &'a str {
         .strip_prefix(provider)
         .and_then(|rest| rest.strip_prefix(':').or_else(|| rest.strip_prefix('/')))
         .unwrap_or(model)
+}
+
+/// Longest model name a caller may send: real ids (Bedrock ARNs included) are far
+/// shorter, and the name is echoed in headers, labels and audit records.
+pub const MAX_MODEL_NAME: usize = 256;
+
+pub fn check_model_name(model: &str) -> Result<(), GatewayError> {
+    if model.len() > MAX_MODEL_NAME {
+        return Err(GatewayError::InvalidRequest(format!(
+            "model: a name of {} bytes is longer than the {MAX_MODEL_NAME} any model has",
+            model.len()
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

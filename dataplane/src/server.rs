@@ -511,6 +511,7 @@ async fn route(
             rt.keys
                 .authenticate_sigv4(&method, &url, &parts.headers, &body)?,
         );
+        gw.services.replays.first_use(&parts.headers)?;
     }
     if rt.snapshot.gateway.log_bodies {
         ctx.usage = std::sync::Arc::new(crate::completion::UsageCell::capturing(body.clone()));

@@ -19,6 +19,7 @@ pub struct Services {
     pub prices: PriceTable,
     pub tokens: crate::tokenreview::TokenReviewer,
     pub pods: crate::pods::PodDirectory,
+    pub replays: crate::auth::SigV4Replays,
     pub cache: Arc<crate::cache::ResponseCache>,
     /// Room for request bodies while they arrive, across all connections.
     pub bodies: crate::body::BodyBudget,
@@ -60,6 +61,7 @@ impl Gateway {
             prices: PriceTable::builtin()?,
             tokens: Default::default(),
             pods: Default::default(),
+            replays: Default::default(),
             cache: Arc::new(crate::cache::ResponseCache::new(&snapshot)?),
             bodies: crate::body::BodyBudget::new(snapshot.gateway.max_buffered_request_bytes),
             metrics,

@@ -131,7 +131,12 @@ pub fn deployment(gw: &AIGateway, default_image: &str) -> Value {
     let mut container = json!({
         "name": "dataplane",
         "image": image,
-        "args": ["--config", format!("{CONFIG_DIR}/{CONFIG_KEY}"), "--log-json"],
+        // The admin port serves the kubelet's probes, the operator's pushes and
+        // scrapes; its NetworkPolicy admits only those.
+        "args": [
+            "--config", format!("{CONFIG_DIR}/{CONFIG_KEY}"), "--log-json",
+            "--admin-listen", format!("0.0.0.0:{ADMIN_PORT}"),
+        ],
         "env": [{
             "name": "AI_GATEWAY_ADMIN_TOKEN",
             "valueFrom": {"secretKeyRef": {"name": names.admin_secret, "key": TOKEN_KEY}},

@@ -374,7 +374,13 @@ async fn a_new_gateway_gets_its_objects_a_pushed_snapshot_and_status() {
     assert_eq!(container["image"], IMAGE);
     assert_eq!(
         container["args"],
-        json!(["--config", "/etc/ai-gateway/config.json", "--log-json"])
+        json!([
+            "--config",
+            "/etc/ai-gateway/config.json",
+            "--log-json",
+            "--admin-listen",
+            "0.0.0.0:8091"
+        ])
     );
     assert_eq!(
         container["env"][0]["valueFrom"]["secretKeyRef"],

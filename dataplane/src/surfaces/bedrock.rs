@@ -46,6 +46,7 @@ struct Envelope {
 /// Output caps as Anthropic bodies (`max_tokens`) and Converse (`inferenceConfig`) name them.
 #[derive(Deserialize, Default)]
 struct OutputCap {
+    #[serde(default, deserialize_with = "super::token_count")]
     max_tokens: Option<u64>,
     /// Turns in the conversation, in either body.
     messages: Option<super::Count>,
@@ -55,7 +56,7 @@ struct OutputCap {
 
 #[derive(Deserialize, Default)]
 struct InferenceConfig {
-    #[serde(rename = "maxTokens")]
+    #[serde(rename = "maxTokens", default, deserialize_with = "super::token_count")]
     max_tokens: Option<u64>,
 }
 
@@ -114,7 +115,7 @@ pub async fn handle(
     ctx.routed(&resolved.provider.name, &resolved.upstream_model);
     ctx.model = Some(model);
     ctx.stream = operation.ends_with("-stream");
-    let cap: OutputCap = serde_json::from_slice(&body).unwrap_or_default();
+    let cap: OutputCap = super::read_request(&body)?;
     if let Some(super::Count(n)) = &cap.messages {
         super::within_message_limit(&rt.snapshot.gateway, *n)?;
     }

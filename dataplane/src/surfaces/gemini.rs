@@ -12,6 +12,7 @@ use crate::upstream::{forwardable_headers, StreamProtocol, UpstreamRequest};
 use ai_gateway_snapshot::ProviderKind;
 use bytes::Bytes;
 use http::{HeaderMap, Method, Response};
+use serde::Deserialize;
 
 /// Model methods that generate or count; the rest of the API (files, tuning, caches)
 /// would spend the key outside routing and limits.
@@ -31,11 +32,48 @@ struct ModelCall<'a> {
     method: &'a str,
 }
 
+/// The fields of a Gemini request the gateway holds to its limits.
+#[derive(Deserialize)]
+struct RequestLimits {
+    #[serde(default)]
+    contents: Option<super::Count>,
+    #[serde(rename = "generationConfig", default)]
+    generation_config: Option<GenerationLimits>,
+}
+
+#[derive(Deserialize)]
+struct GenerationLimits {
+    /// Protobuf's JSON mapping lets it be a string ("8192"), which Gemini accepts.
+    #[serde(
+        rename = "maxOutputTokens",
+        default,
+        deserialize_with = "count_or_text"
+    )]
+    max_output_tokens: Option<u64>,
+}
+
+fn count_or_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    use serde::de::Error;
+    match Option::<serde_json::Value>::deserialize(d)? {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(text)) => text
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| D::Error::custom(format!("maxOutputTokens: `{text}` is not a count"))),
+        Some(other) => super::token_count(other).map_err(D::Error::custom),
+    }
+}
+
+/// The API versions Gemini serves: a path naming another is not passed on.
+const VERSIONS: [&str; 3] = ["v1", "v1beta", "v1alpha"];
+
 fn parse(rest: &str) -> Option<ModelCall<'_>> {
     let rest = rest.strip_prefix('/')?;
     let (version, rest) = match rest.split_once('/') {
-        Some((v, r)) if v.starts_with('v') && v[1..].starts_with(|c: char| c.is_ascii_digit()) => {
-            (v, r)
+        Some((v, r)) if VERSIONS.contains(&v) => (v, r),
+        Some((v, _)) if v.starts_with('v') && v[1..].starts_with(|c: char| c.is_ascii_digit()) => {
+            return None
         }
         _ => ("v1beta", rest),
     };
@@ -88,17 +126,11 @@ pub async fn handle(
     ctx.routed(&resolved.provider.name, &resolved.upstream_model);
     ctx.model = Some(call.model.to_string());
     ctx.stream = call.method == "streamGenerateContent";
-    let doc = serde_json::from_slice::<serde_json::Value>(&body).ok();
-    let turns = doc
-        .as_ref()
-        .and_then(|v| v.get("contents")?.as_array().map(Vec::len));
-    if let Some(n) = turns {
+    let limits: RequestLimits = super::read_request(&body)?;
+    if let Some(super::Count(n)) = limits.contents {
         super::within_message_limit(&rt.snapshot.gateway, n)?;
     }
-    let max_output = doc.and_then(|v| {
-        v.pointer("/generationConfig/maxOutputTokens")
-            .and_then(|m| m.as_u64())
-    });
+    let max_output = limits.generation_config.and_then(|c| c.max_output_tokens);
     crate::admission::admit(rt, services, ctx, &resolved, body.len(), max_output).await?;
 
     if !is_plain_segment(&resolved.upstream_model) {

@@ -22,11 +22,13 @@ pub fn health(rt: &Runtime) -> Response<ResponseBody> {
     )
 }
 
+/// What any caller may learn of a provider: never where it is (an internal address is
+/// a target) or how it is reached.
 fn describe(p: &Upstream) -> Value {
     json!({
         "name": p.name,
         "type": p.kind.as_str(),
-        "base_url": p.base_url,
+        "region": p.config.region,
         "status": if p.inactive.is_some() { "inactive" } else { "active" },
         "circuit": p.breaker.state(crate::upstream::breaker::now_ms()),
         "reason": p.inactive,

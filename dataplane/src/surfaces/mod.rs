@@ -64,7 +64,7 @@ fn null_as_false<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Erro
 
 /// A token count as providers accept it: an integer, or a whole-valued number such as
 /// `100.0` (which would otherwise slip past the limits unread).
-fn token_count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+pub(crate) fn token_count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     use serde::de::Error;
     match Option::<serde_json::Number>::deserialize(d)? {
         None => Ok(None),
@@ -133,6 +133,13 @@ impl ModelPeek<'_> {
 }
 
 pub(crate) fn peek_model(body: &[u8]) -> Result<ModelPeek<'_>, GatewayError> {
+    read_request(body)
+}
+
+/// A request body as every surface must take it: a JSON object in valid UTF-8, read
+/// into `T` strictly (a duplicate key is an error), so that no body the gateway could
+/// not read is forwarded unadmitted for a provider to read its own way.
+pub(crate) fn read_request<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, GatewayError> {
     // Derived structs also deserialise from JSON arrays; a request must be an object.
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(GatewayError::InvalidRequest(
@@ -177,10 +184,13 @@ pub(crate) fn within_message_limit(
 }
 
 pub(crate) fn required_model<'a>(peek: &'a ModelPeek<'_>) -> Result<&'a str, GatewayError> {
-    peek.model
+    let model = peek
+        .model
         .as_deref()
         .filter(|m| !m.is_empty())
-        .ok_or_else(|| GatewayError::InvalidRequest("model: is required".into()))
+        .ok_or_else(|| GatewayError::InvalidRequest("model: is required".into()))?;
+    crate::routing::check_model_name(model)?;
+    Ok(model)
 }
 
 /// The body with `model` replaced by the upstream id; untouched when they are equal,

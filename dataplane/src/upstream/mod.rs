@@ -45,8 +45,10 @@ fn caller_only(name: &HeaderName) -> bool {
             // The gateway reads usage from the stream, so it must arrive uncompressed.
             | "accept-encoding"
             | "x-provider"
+            // Who the caller is, for the gateway: not the provider's business.
             | "x-workspace-id"
             | "x-user-id"
+            | "x-team-id"
             | "x-request-id"
     )
 }
@@ -231,6 +233,9 @@ impl Upstream {
         let retries = self.config.retries;
         // A probe gets one try: its answer decides the circuit.
         let attempts = if probe { 0 } else { retries.attempts };
+        // The total timeout covers every attempt and the waits between them.
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(self.config.timeouts.total_ms);
         let mut attempt = 0;
         loop {
             // The last attempt takes the headers; earlier ones send a copy.
@@ -239,7 +244,7 @@ impl Upstream {
             } else {
                 std::mem::take(&mut req.headers)
             };
-            let result = self.send_once(&req, headers, &uri).await;
+            let result = self.send_once(&req, headers, &uri, deadline).await;
             let again = match &result {
                 Ok(resp) if is_retryable(resp.status()) => Some(retry_after(resp.headers())),
                 Err(
@@ -247,11 +252,17 @@ impl Upstream {
                 ) => Some(None),
                 _ => None,
             };
-            if let (Some(hint), true) = (again, attempt < attempts) {
-                let wait = match hint {
-                    Some(ms) if ms <= retries.max_retry_after_ms => Duration::from_millis(ms),
-                    _ => backoff(retries.backoff_ms, attempt),
-                };
+            let wait = again.map(|hint| match hint {
+                Some(ms) if ms <= retries.max_retry_after_ms => Duration::from_millis(ms),
+                _ => backoff(retries.backoff_ms, attempt),
+            });
+            let time_left = |wait: Duration| tokio::time::Instant::now() + wait < deadline;
+            if let (Some(wait), true) = (wait, attempt < attempts) {
+                if !time_left(wait) {
+                    let ok = matches!(&result, Ok(resp) if !is_retryable(resp.status()));
+                    self.breaker.record(ok, &breaker_config, breaker::now_ms());
+                    return result;
+                }
                 tracing::debug!(provider = %self.name, attempt, wait_ms = wait.as_millis() as u64, "retrying upstream call");
                 tokio::time::sleep(wait).await;
                 attempt += 1;
@@ -268,9 +279,9 @@ impl Upstream {
         req: &UpstreamRequest,
         mut headers: HeaderMap,
         uri: &http::Uri,
+        deadline: tokio::time::Instant,
     ) -> Result<UpstreamResponse, GatewayError> {
         let timeouts = self.config.timeouts;
-        let started = tokio::time::Instant::now();
         // Each attempt is signed anew: the signature covers its own timestamp.
         if self.kind == ProviderKind::Bedrock && self.config.api_key.is_none() {
             self.sign_sigv4(&req.method, &uri.to_string(), &mut headers, &req.body)?;
@@ -282,8 +293,8 @@ impl Upstream {
         *request.method_mut() = req.method.clone();
         *request.uri_mut() = uri.clone();
         *request.headers_mut() = headers;
-        let total = Duration::from_millis(timeouts.total_ms);
-        let first_byte = Duration::from_millis(timeouts.first_byte_ms).min(total);
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let first_byte = Duration::from_millis(timeouts.first_byte_ms).min(left);
         match tokio::time::timeout(first_byte, self.client.request(request)).await {
             Err(_) => Err(GatewayError::UpstreamTimeout {
                 provider: self.name.clone(),
@@ -293,14 +304,24 @@ impl Upstream {
                 provider: self.name.clone(),
                 ms: timeouts.connect_ms.min(timeouts.total_ms),
             }),
-            Ok(Err(e)) => Err(GatewayError::UpstreamUnreachable {
+            // Not connected: the request never left, so it may be tried again.
+            Ok(Err(e)) if e.is_connect() => Err(GatewayError::UpstreamUnreachable {
                 provider: self.name.clone(),
                 detail: error_chain(&e),
+            }),
+            // The upstream may have read (and be acting on) the request: sending it again
+            // could do the work, and charge for it, twice.
+            Ok(Err(e)) => Err(GatewayError::UpstreamProtocol {
+                provider: self.name.clone(),
+                detail: format!(
+                    "the connection broke after the request was sent: {}",
+                    error_chain(&e)
+                ),
             }),
             Ok(Ok(mut resp)) => {
                 resp.extensions_mut().insert(Exchange {
                     idle: Duration::from_millis(timeouts.idle_ms),
-                    deadline: started + total,
+                    deadline,
                 });
                 Ok(resp)
             }

@@ -564,7 +564,7 @@ audit: {{ sink: file, path: "{}" }}
         record = text
             .lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find(|r| r["request_id"] == "req-fallback-1");
+            .find(|r| r["client_request_id"] == "req-fallback-1");
         if record.is_some() {
             break;
         }

@@ -368,7 +368,7 @@ async fn every_call_is_audited_with_the_users_field_names_and_metrics_count_it()
     let record: Value = text
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|r| r["request_id"] == "req-audit-1")
+        .find(|r| r["client_request_id"] == "req-audit-1")
         .expect("the call was audited");
     assert_eq!(record["user"], "contractor1");
     assert_eq!(record["team"], "platform");

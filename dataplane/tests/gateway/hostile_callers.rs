@@ -388,7 +388,7 @@ async fn a_caller_who_hangs_up_before_the_answer_is_still_audited() {
             .unwrap_or_default()
             .lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find(|r| r["request_id"] == "req-hung-up");
+            .find(|r| r["client_request_id"] == "req-hung-up");
         if let Some(r) = found {
             break r;
         }
@@ -722,4 +722,337 @@ async fn a_stream_abandoned_before_its_usage_is_still_charged_its_prompt() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A Bedrock call signed with the gateway-issued pair, as boto3 would sign it.
+fn signed_bedrock_call(
+    gw: &TestGateway,
+    model: &str,
+    body: &'static str,
+    extra: &[(&'static str, &'static str)],
+    unsigned: &[(&'static str, &'static str)],
+) -> reqwest::RequestBuilder {
+    let url = format!("{}/v1/bedrock/model/{model}/invoke", gw.url);
+    let host = gw.url.trim_start_matches("http://").to_string();
+    let mut headers = http::HeaderMap::new();
+    headers.insert("host", host.parse().expect("host"));
+    headers.insert("content-type", "application/json".parse().expect("ct"));
+    for (name, value) in extra {
+        headers.insert(*name, value.parse().expect("value"));
+    }
+    let signer = ai_gateway::upstream::sigv4::Signer {
+        access_key_id: GW_AKID,
+        secret_access_key: "gateway-issued-secret-0123",
+        session_token: None,
+        region: "us-east-1",
+        service: "bedrock",
+    };
+    signer
+        .apply(&http::Method::POST, &url, &mut headers, body.as_bytes())
+        .expect("signs");
+    headers.remove("host");
+    for (name, value) in unsigned {
+        headers.insert(*name, value.parse().expect("value"));
+    }
+    client().post(url).headers(headers).body(body)
+}
+
+const INVOKE: &str = r#"{"anthropic_version": "bedrock-2023-05-31", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}"#;
+
+#[tokio::test]
+async fn a_captured_sigv4_request_cannot_be_replayed_nor_its_routing_changed() {
+    let upstream = FakeUpstream::start(|_| {
+        Reply::json(
+            200,
+            crate::fakes::fixture("upstream/bedrock/invoke_anthropic.json"),
+        )
+    })
+    .await;
+    let gw = TestGateway::start(&config(&upstream.url(), "")).await;
+    let model = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
+    let original = signed_bedrock_call(&gw, model, INVOKE, &[], &[]);
+    let replay = original.try_clone().expect("clonable");
+    assert_eq!(original.send().await.expect("answers").status(), 200);
+    let again = replay.send().await.expect("answers");
+    assert_eq!(again.status(), 401);
+    assert!(again
+        .text()
+        .await
+        .unwrap_or_default()
+        .contains("already used"));
+    // X-Provider added to a signed request after signing is refused; signed, it is taken.
+    let added = signed_bedrock_call(&gw, model, INVOKE, &[], &[("x-provider", "bedrock")]);
+    assert_eq!(added.send().await.expect("answers").status(), 401);
+    let signed = signed_bedrock_call(&gw, model, INVOKE, &[("x-provider", "bedrock")], &[]);
+    assert_eq!(signed.send().await.expect("answers").status(), 200);
+    assert_eq!(upstream.received().len(), 2);
+}
+
+#[tokio::test]
+async fn a_claude_opus_rule_holds_for_bedrock_ids_too() {
+    crate::fakes::within_one_rate_window().await;
+    let upstream = FakeUpstream::start(|_| {
+        Reply::json(
+            200,
+            crate::fakes::fixture("upstream/bedrock/invoke_anthropic.json"),
+        )
+    })
+    .await;
+    let gw = TestGateway::start(&config(
+        &upstream.url(),
+        "rate_limits:\n  rules:\n    - { subject: user, model: \"claude-opus-*\", limits: { requests_per_minute: 1 } }",
+    ))
+    .await;
+    let model = "us.anthropic.claude-opus-4-1-20250805-v1:0";
+    let call = |body| signed_bedrock_call(&gw, model, body, &[], &[]).send();
+    assert_eq!(call(INVOKE).await.expect("answers").status(), 200);
+    let second = r#"{"anthropic_version": "bedrock-2023-05-31", "max_tokens": 11, "messages": [{"role": "user", "content": "hi"}]}"#;
+    assert_eq!(call(second).await.expect("answers").status(), 429);
+}
+
+#[tokio::test]
+async fn bodies_no_provider_would_read_the_same_way_are_a_400_on_every_surface() {
+    let upstream = fake_anthropic().await;
+    let gw = TestGateway::start(&config(
+        &upstream.url(),
+        "gateway: { max_messages: 5, max_tokens_limit: 1000 }",
+    ))
+    .await;
+    let gemini = format!(
+        "{}/v1/gemini/v1beta/models/gemini-2.5-pro:generateContent",
+        gw.url
+    );
+    let bedrock = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
+    let post = |url: String, body: Vec<u8>| {
+        client()
+            .post(url)
+            .bearer_auth(KEY)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let bad_bodies: [&[u8]; 4] = [
+        b"",
+        b"not json",
+        b"[1, 2]",
+        b"{\"contents\": [\"\xff\xfe\"]}",
+    ];
+    for body in bad_bodies {
+        let resp = post(gemini.clone(), body.to_vec()).await.expect("answers");
+        assert_eq!(resp.status(), 400, "gemini {body:?}");
+        let resp = post(
+            format!("{}/v1/bedrock/model/{bedrock}/converse", gw.url),
+            body.to_vec(),
+        )
+        .await
+        .expect("answers");
+        assert_eq!(resp.status(), 400, "bedrock {body:?}");
+        let resp = post(format!("{}/v1/ollama/api/chat", gw.url), body.to_vec())
+            .await
+            .expect("answers");
+        assert_eq!(resp.status(), 400, "ollama {body:?}");
+    }
+    // Limits read every way the APIs allow a number to be written.
+    let as_text = br#"{"contents": [], "generationConfig": {"maxOutputTokens": "900000"}}"#;
+    assert_eq!(
+        post(gemini.clone(), as_text.to_vec())
+            .await
+            .expect("answers")
+            .status(),
+        400
+    );
+    let twice = br#"{"messages": [], "messages": [{}, {}, {}, {}, {}, {}]}"#;
+    let resp = post(
+        format!("{}/v1/bedrock/model/{bedrock}/converse", gw.url),
+        twice.to_vec(),
+    )
+    .await
+    .expect("answers");
+    assert_eq!(resp.status(), 400);
+    // Unknown API versions are not passed on.
+    let resp = post(
+        format!(
+            "{}/v1/gemini/v9alpha/models/gemini-2.5-pro:generateContent",
+            gw.url
+        ),
+        br#"{"contents": []}"#.to_vec(),
+    )
+    .await
+    .expect("answers");
+    assert_eq!(resp.status(), 404);
+    assert!(upstream.received().is_empty());
+}
+
+#[tokio::test]
+async fn a_huge_model_name_is_refused_not_echoed() {
+    let upstream = fake_anthropic().await;
+    let dir = crate::process::tempdir();
+    let audit = dir.path().join("audit.jsonl");
+    let gw = TestGateway::start(&config(
+        &upstream.url(),
+        &format!("audit: {{ sink: file, path: \"{}\" }}", audit.display()),
+    ))
+    .await;
+    let name = format!("claude-{}", "x".repeat(200_000));
+    for path in [
+        "/v1/chat/completions",
+        "/v1/claude/v1/messages",
+        "/v1/openai/v1/chat/completions",
+    ] {
+        let resp = client()
+            .post(format!("{}{path}", gw.url))
+            .bearer_auth(KEY)
+            .json(&json!({"model": name, "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(resp.status(), 400, "{path}");
+        let header_bytes: usize = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len())
+            .sum();
+        assert!(
+            header_bytes < 4096,
+            "{path}: {header_bytes} bytes of headers"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let longest = std::fs::read_to_string(&audit)
+        .unwrap_or_default()
+        .lines()
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
+    assert!(
+        longest > 0 && longest < 4096,
+        "an audit line of {longest} bytes"
+    );
+    assert!(upstream.received().is_empty());
+}
+
+#[tokio::test]
+async fn the_callers_request_id_is_kept_beside_the_gateways_own() {
+    let upstream = fake_anthropic().await;
+    let gw = TestGateway::start(&config(&upstream.url(), "")).await;
+    let resp = client()
+        .post(format!("{}/v1/claude/v1/messages", gw.url))
+        // Lower case, as some clients write it.
+        .header("authorization", format!("bearer {KEY}"))
+        .header("x-request-id", "forged-id")
+        .header("x-team-id", "someone-elses-team")
+        .json(&json!({"model": "claude-sonnet-4-5", "max_tokens": 5,
+                      "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(resp.status(), 200, "a lower-case bearer scheme is accepted");
+    let id = resp.headers()["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    assert_ne!(id, "forged-id");
+    let sent = upstream.last();
+    assert_eq!(sent.header("x-request-id"), Some(id.as_str()));
+    assert_eq!(sent.header("x-team-id"), None, "identity headers stay here");
+}
+
+#[tokio::test]
+async fn a_cached_answer_is_not_served_for_another_named_provider() {
+    let upstream = fake_anthropic().await;
+    let gw = TestGateway::start(&config(&upstream.url(), "")).await;
+    let ask = |provider: Option<&'static str>| {
+        let mut req = client()
+            .post(format!("{}/v1/claude/v1/messages", gw.url))
+            .header("x-api-key", KEY)
+            .json(
+                &json!({"model": "claude-sonnet-4-5", "max_tokens": 5, "temperature": 0,
+                          "messages": [{"role": "user", "content": "hi"}]}),
+            );
+        if let Some(p) = provider {
+            req = req.header("x-provider", p);
+        }
+        async move {
+            let resp = req.send().await.expect("answers");
+            resp.headers()
+                .get("x-cache")
+                .map(|v| v.to_str().unwrap_or_default().to_string())
+        }
+    };
+    assert_eq!(ask(None).await.as_deref(), Some("MISS"));
+    assert_eq!(ask(None).await.as_deref(), Some("HIT"));
+    assert_eq!(ask(Some("anthropic")).await.as_deref(), Some("MISS"));
+}
+
+#[tokio::test]
+async fn retries_stay_within_the_total_timeout_and_a_request_the_upstream_read_is_not_resent() {
+    // Answers 503 slowly: retrying would run past the total timeout.
+    let slow = FakeUpstream::start(|_| {
+        let mut reply = Reply::json(503, r#"{"error": {"message": "overloaded"}}"#);
+        reply.head_delay = Duration::from_millis(400);
+        reply
+    })
+    .await;
+    let gw = TestGateway::start(&format!(
+        r#"
+providers:
+  anthropic: {{ type: anthropic, base_url: "{}", api_key: k,
+               timeouts: {{ total_ms: 1000, first_byte_ms: 1000 }},
+               retries: {{ attempts: 5, backoff_ms: 10 }} }}
+routes: [ {{ models: ["claude-*"], provider: anthropic }} ]
+"#,
+        slow.url()
+    ))
+    .await;
+    let started = std::time::Instant::now();
+    let resp = client()
+        .post(format!("{}/v1/claude/v1/messages", gw.url))
+        .json(&json!({"model": "claude-sonnet-4-5", "max_tokens": 5,
+                      "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("answers");
+    assert!(resp.status().is_server_error());
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "took {:?}",
+        started.elapsed()
+    );
+
+    // An upstream that reads the whole request, then drops the connection.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut buf = vec![0u8; 65536];
+            let _ = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buf)).await;
+            drop(stream);
+        }
+    });
+    let gw = TestGateway::start(&format!(
+        r#"
+providers:
+  anthropic: {{ type: anthropic, base_url: "http://{addr}", api_key: k, retries: {{ attempts: 2, backoff_ms: 10 }} }}
+routes: [ {{ models: ["claude-*"], provider: anthropic }} ]
+"#
+    ))
+    .await;
+    let resp = client()
+        .post(format!("{}/v1/claude/v1/messages", gw.url))
+        .json(&json!({"model": "claude-sonnet-4-5", "max_tokens": 5,
+                      "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(resp.status(), 502);
+    assert_eq!(
+        seen.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "sent once"
+    );
 }

@@ -187,7 +187,7 @@ async fn thousands_of_calls_through_failures_and_a_config_swap_all_arrive_whole(
         audited.clear();
         for line in std::fs::read_to_string(&audit).unwrap_or_default().lines() {
             if let Ok(record) = serde_json::from_str::<Value>(line) {
-                let id = record["request_id"]
+                let id = record["client_request_id"]
                     .as_str()
                     .unwrap_or_default()
                     .to_string();
