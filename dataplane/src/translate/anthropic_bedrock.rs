@@ -10,7 +10,10 @@ use serde_json::{Map, Value};
 pub const BEDROCK_ANTHROPIC_VERSION: &str = "bedrock-2023-05-31";
 
 /// The beta flags Claude on Bedrock accepts; any other (Claude Code sends several that
-/// only Anthropic's API knows) makes Bedrock refuse the whole call.
+/// only Anthropic's API knows) makes Bedrock refuse the whole call. As the Bedrock user
+/// guide lists them ("Anthropic Claude Messages API", request and response, the
+/// `anthropic_beta` table, late 2025; compaction from its own page), plus
+/// `computer-use-2024-10-22`, which that page's example request uses.
 const BEDROCK_BETAS: &[&str] = &[
     "computer-use-2024-10-22",
     "computer-use-2025-01-24",
@@ -20,6 +23,10 @@ const BEDROCK_BETAS: &[&str] = &[
     "dev-full-thinking-2025-05-14",
     "context-1m-2025-08-07",
     "context-management-2025-06-27",
+    "effort-2025-11-24",
+    "tool-search-tool-2025-10-19",
+    "tool-examples-2025-10-29",
+    "compact-2026-01-12",
 ];
 
 /// The InvokeModel body for a Messages request; `anthropic_beta` comes from the
@@ -35,11 +42,16 @@ pub fn request(body: &[u8], anthropic_beta: Option<&str>) -> Result<Vec<u8>, Tra
         Value::from(BEDROCK_ANTHROPIC_VERSION),
     );
     if let Some(beta) = anthropic_beta {
+        // The guide itself capitalises one flag: matched in any case, sent as listed.
         let flags: Vec<Value> = beta
             .split(',')
-            .map(str::trim)
-            .filter(|f| BEDROCK_BETAS.contains(f))
-            .map(Value::from)
+            .filter_map(|f| {
+                let f = f.trim();
+                BEDROCK_BETAS
+                    .iter()
+                    .find(|known| known.eq_ignore_ascii_case(f))
+            })
+            .map(|known| Value::from(*known))
             .collect();
         if !flags.is_empty() {
             doc.insert("anthropic_beta".into(), Value::Array(flags));
@@ -61,7 +73,7 @@ mod tests {
             &request(
                 body.to_string().as_bytes(),
                 Some(
-                    "claude-code-20250219, interleaved-thinking-2025-05-14, context-1m-2025-08-07",
+                    "claude-code-20250219, Interleaved-thinking-2025-05-14, context-1m-2025-08-07, adaptive-thinking-2026-01-28, effort-2025-11-24",
                 ),
             )
             .expect("translates"),
@@ -71,7 +83,11 @@ mod tests {
         assert_eq!(out["anthropic_version"], "bedrock-2023-05-31");
         assert_eq!(
             out["anthropic_beta"],
-            json!(["interleaved-thinking-2025-05-14", "context-1m-2025-08-07"])
+            json!([
+                "interleaved-thinking-2025-05-14",
+                "context-1m-2025-08-07",
+                "effort-2025-11-24"
+            ])
         );
         assert_eq!(
             out["thinking"]["budget_tokens"], 1024,

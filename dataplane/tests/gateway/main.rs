@@ -9,6 +9,7 @@ mod gemini_surface;
 mod governance;
 mod hardening;
 mod hostile_callers;
+mod invariant;
 mod kubernetes_auth;
 mod native_surfaces;
 mod openai_surface;
