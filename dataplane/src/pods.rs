@@ -124,7 +124,7 @@ impl Index {
 }
 
 pub struct PodDirectory {
-    client: tokio::sync::OnceCell<kube::Client>,
+    client: crate::tokenreview::ClusterClient,
     watching: tokio::sync::OnceCell<()>,
     index: Arc<RwLock<Index>>,
     synced: Arc<tokio::sync::Notify>,
@@ -134,7 +134,7 @@ pub struct PodDirectory {
 impl Default for PodDirectory {
     fn default() -> Self {
         Self {
-            client: tokio::sync::OnceCell::new(),
+            client: Default::default(),
             watching: tokio::sync::OnceCell::new(),
             index: Arc::default(),
             synced: Arc::default(),
@@ -153,14 +153,11 @@ fn unavailable(detail: impl std::fmt::Display) -> GatewayError {
 impl PodDirectory {
     /// Uses this client instead of the in-cluster or kubeconfig one.
     pub fn use_client(&self, client: kube::Client) -> bool {
-        self.client.set(client).is_ok()
+        self.client.set(client)
     }
 
     async fn client(&self) -> Result<&kube::Client, GatewayError> {
-        self.client
-            .get_or_try_init(kube::Client::try_default)
-            .await
-            .map_err(unavailable)
+        self.client.get().await.map_err(unavailable)
     }
 
     /// Starts the pod watch on first use; it runs for the life of the process.

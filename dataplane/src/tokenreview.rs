@@ -46,8 +46,24 @@ struct Reviewed {
     until: Instant,
 }
 
+/// The Kubernetes API client, made on first use from the in-cluster config or the
+/// kubeconfig, or given (tests point it at a fake API server).
+#[derive(Default)]
+pub struct ClusterClient(tokio::sync::OnceCell<kube::Client>);
+
+impl ClusterClient {
+    /// Uses this client instead of the in-cluster or kubeconfig one.
+    pub fn set(&self, client: kube::Client) -> bool {
+        self.0.set(client).is_ok()
+    }
+
+    pub async fn get(&self) -> Result<&kube::Client, kube::Error> {
+        self.0.get_or_try_init(kube::Client::try_default).await
+    }
+}
+
 pub struct TokenReviewer {
-    client: tokio::sync::OnceCell<kube::Client>,
+    client: ClusterClient,
     cache: moka::sync::Cache<[u8; 32], Reviewed>,
     reviews: tokio::sync::Semaphore,
     /// Reviews asked for by each client address in the current minute.
@@ -57,7 +73,7 @@ pub struct TokenReviewer {
 impl Default for TokenReviewer {
     fn default() -> Self {
         Self {
-            client: tokio::sync::OnceCell::new(),
+            client: ClusterClient::default(),
             cache: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(MAX_TRUST)
@@ -78,14 +94,11 @@ fn unavailable(detail: impl std::fmt::Display) -> GatewayError {
 impl TokenReviewer {
     /// Uses this client instead of the in-cluster or kubeconfig one.
     pub fn use_client(&self, client: kube::Client) -> bool {
-        self.client.set(client).is_ok()
+        self.client.set(client)
     }
 
     async fn client(&self) -> Result<&kube::Client, GatewayError> {
-        self.client
-            .get_or_try_init(kube::Client::try_default)
-            .await
-            .map_err(unavailable)
+        self.client.get().await.map_err(unavailable)
     }
 
     /// The caller a token names. `client` is the address it came from, which bounds

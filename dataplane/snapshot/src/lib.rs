@@ -91,7 +91,7 @@ impl Default for GatewaySettings {
             max_messages: 10_000,
             max_tokens_limit: 1_000_000,
             body_read_timeout_ms: 120_000,
-            max_buffered_request_bytes: 256 * 1024 * 1024,
+            max_buffered_request_bytes: 128 * 1024 * 1024,
             routed_models_only: false,
         }
     }

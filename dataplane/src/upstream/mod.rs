@@ -345,21 +345,40 @@ pub const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
 /// A whole (non-stream) answer's body, within the exchange's total timeout and
 /// [`MAX_ANSWER_BYTES`].
 pub async fn read_body(resp: UpstreamResponse) -> Result<Bytes, String> {
-    let bytes = read_body_up_to(resp, MAX_ANSWER_BYTES + 1).await?;
-    if bytes.len() > MAX_ANSWER_BYTES {
-        return Err(format!(
+    let too_large = || {
+        format!(
             "the answer is larger than the gateway's limit of {} MiB",
             MAX_ANSWER_BYTES >> 20
-        ));
+        )
+    };
+    // An answer that says it is too large is not read at all.
+    if declared_length(&resp).is_some_and(|n| n > MAX_ANSWER_BYTES) {
+        return Err(too_large());
+    }
+    let bytes = read_body_up_to(resp, MAX_ANSWER_BYTES + 1).await?;
+    if bytes.len() > MAX_ANSWER_BYTES {
+        return Err(too_large());
     }
     Ok(bytes)
+}
+
+fn declared_length(resp: &UpstreamResponse) -> Option<usize> {
+    resp.headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// An answer's body up to about `limit` bytes (all of it when shorter), within the
 /// exchange's total timeout; the rest is not waited for.
 async fn read_body_up_to(resp: UpstreamResponse, limit: usize) -> Result<Bytes, String> {
     let deadline = resp.extensions().get::<Exchange>().map(|e| e.deadline);
-    let read = body_up_to(resp.into_body(), limit);
+    // Room for all of a declared length at once: growing by doubling would hold up to
+    // three times the answer while it is copied.
+    let expected = declared_length(&resp).unwrap_or(0).min(limit);
+    let read = body_up_to(resp.into_body(), limit, expected);
     let read = match deadline {
         Some(at) => tokio::time::timeout_at(at, read)
             .await
@@ -371,7 +390,11 @@ async fn read_body_up_to(resp: UpstreamResponse, limit: usize) -> Result<Bytes, 
 
 /// The body's bytes until it ends or `limit` have arrived; an answer that arrives in
 /// one piece (most do) is not copied.
-async fn body_up_to(mut body: hyper::body::Incoming, limit: usize) -> Result<Bytes, hyper::Error> {
+async fn body_up_to(
+    mut body: hyper::body::Incoming,
+    limit: usize,
+    expected: usize,
+) -> Result<Bytes, hyper::Error> {
     use http_body_util::BodyExt;
     let mut first: Option<Bytes> = None;
     let mut joined: Option<bytes::BytesMut> = None;
@@ -387,7 +410,8 @@ async fn body_up_to(mut body: hyper::body::Incoming, limit: usize) -> Result<Byt
         match (&mut joined, first.take()) {
             (Some(all), _) => all.extend_from_slice(&data),
             (None, Some(earlier)) => {
-                let mut all = bytes::BytesMut::with_capacity(earlier.len() + data.len());
+                let mut all =
+                    bytes::BytesMut::with_capacity(expected.max(earlier.len() + data.len()));
                 all.extend_from_slice(&earlier);
                 all.extend_from_slice(&data);
                 joined = Some(all);

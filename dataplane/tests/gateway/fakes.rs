@@ -402,3 +402,33 @@ pub async fn within_one_rate_window() {
         tokio::time::sleep(Duration::from_millis((60_000 - into_minute) as u64 + 50)).await;
     }
 }
+
+/// `GET /v1/usage` as the caller holding `key` sees it.
+pub async fn usage_of(gateway_url: &str, key: &str) -> serde_json::Value {
+    client()
+        .get(format!("{gateway_url}/v1/usage"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .expect("usage answers")
+        .json()
+        .await
+        .expect("usage is JSON")
+}
+
+/// The audit file's records, once at least `count` are written (records are written
+/// off the response path), or whatever is there after three seconds.
+pub async fn audit_records(path: &std::path::Path, count: usize) -> Vec<serde_json::Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let records: Vec<serde_json::Value> = std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        if records.len() >= count || tokio::time::Instant::now() > deadline {
+            return records;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -2,7 +2,9 @@
 //! the gateway buffer, spend, forward or count what it should not. Every test here
 //! failed before its fix.
 
-use crate::fakes::{client, fake_anthropic, fake_openai, FakeUpstream, Reply, TestGateway};
+use crate::fakes::{
+    audit_records, client, fake_anthropic, fake_openai, usage_of, FakeUpstream, Reply, TestGateway,
+};
 use ai_gateway::auth::key_hash;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -68,7 +70,7 @@ async fn a_stranger_signing_with_sigv4_is_refused_before_sending_its_32_mib_body
     );
     let status = head_only(&gw.url, &head).await;
     assert!(status.contains(" 401 "), "{status}");
-    assert_eq!(gw.gateway.services.bodies.available_kib(), 256 * 1024);
+    assert_eq!(gw.gateway.services.bodies.available_kib(), 128 * 1024);
 }
 
 /// `x-amz-date` for now, without a date crate.
@@ -269,18 +271,7 @@ async fn bodies_the_model_peek_could_not_read_are_admitted_or_refused_never_forw
     );
 
     // Each call has its audit record, metered calls with their tokens.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-    let records: Vec<Value> = loop {
-        let records: Vec<Value> = std::fs::read_to_string(&audit)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
-        if records.len() >= 7 || tokio::time::Instant::now() > deadline {
-            break records;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let records = audit_records(&audit, 7).await;
     let statuses: Vec<u64> = records
         .iter()
         .filter_map(|r| r["status"].as_u64())
@@ -343,15 +334,7 @@ async fn caller_chosen_model_names_cannot_grow_metrics_or_the_usage_ledger() {
     );
     assert!(metrics.contains("ai_gateway_refused_requests_total{status=\"401\"} 100"));
 
-    let usage: Value = client
-        .get(format!("{}/v1/usage", gw.url))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .expect("usage")
-        .json()
-        .await
-        .expect("json");
+    let usage: Value = usage_of(&gw.url, KEY).await;
     let ledger = usage["models"].as_object().expect("models");
     assert!(ledger.len() <= 65, "{} models in the ledger", ledger.len());
     assert_eq!(usage["today"]["requests"], 400, "every call still counted");
@@ -382,19 +365,11 @@ async fn a_caller_who_hangs_up_before_the_answer_is_still_audited() {
         .send()
         .await;
     assert!(call.is_err(), "the caller gave up");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-    let record = loop {
-        let found = std::fs::read_to_string(&audit)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find(|r| r["client_request_id"] == "req-hung-up");
-        if let Some(r) = found {
-            break r;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never audited");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let record = audit_records(&audit, 1)
+        .await
+        .into_iter()
+        .find(|r| r["client_request_id"] == "req-hung-up")
+        .expect("audited");
     assert_eq!(record["status"], 499);
     assert_eq!(record["abandoned"], true);
     assert_eq!(record["user"], "attacker");
@@ -495,15 +470,7 @@ async fn an_upstream_usage_object_spaced_its_own_way_is_metered_and_kept_from_th
         !body.contains("usage"),
         "the caller did not ask for usage: {body}"
     );
-    let usage: Value = client()
-        .get(format!("{}/v1/usage", gw.url))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .expect("usage")
-        .json()
-        .await
-        .expect("json");
+    let usage: Value = usage_of(&gw.url, KEY).await;
     assert_eq!(usage["today"]["tokens_in"], 11, "{usage}");
     assert_eq!(usage["today"]["tokens_out"], 3, "{usage}");
 }
@@ -643,15 +610,7 @@ async fn a_budget_cannot_be_spent_through_a_model_without_a_price() {
     ))
     .await;
     assert_eq!(chat(&gw, "o1-pro", &[]).await.0, 200);
-    let usage: Value = client()
-        .get(format!("{}/v1/usage", gw.url))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .expect("usage")
-        .json()
-        .await
-        .expect("json");
+    let usage: Value = usage_of(&gw.url, KEY).await;
     assert!(usage["today"]["cost_usd"].as_f64() > Some(0.0), "{usage}");
 }
 
@@ -703,15 +662,7 @@ async fn a_stream_abandoned_before_its_usage_is_still_charged_its_prompt() {
     drop(resp);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
     loop {
-        let usage: Value = client()
-            .get(format!("{}/v1/usage", gw.url))
-            .bearer_auth(KEY)
-            .send()
-            .await
-            .expect("usage")
-            .json()
-            .await
-            .expect("json");
+        let usage: Value = usage_of(&gw.url, KEY).await;
         // The estimate: about four bytes of request body per token.
         if usage["today"]["tokens_in"].as_u64() > Some(500) {
             break;

@@ -2,11 +2,10 @@
 //! each request is either refused with a 4xx in the caller's format and audited once,
 //! or admitted, forwarded once, metered and audited once. Nothing else.
 
-use crate::fakes::{client, fixture, FakeUpstream, Reply, TestGateway};
+use crate::fakes::{audit_records, client, fixture, FakeUpstream, Reply, TestGateway};
 use ai_gateway::auth::key_hash;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 const KEY: &str = "gw_invariant_key";
 
@@ -183,23 +182,13 @@ audit: {{ sink: file, path: "{}" }}
         }
     }
 
-    // Records are written off the response path: wait for them all.
     let mut records: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for _ in 0..100 {
-        records.clear();
-        for line in std::fs::read_to_string(&audit).unwrap_or_default().lines() {
-            if let Ok(r) = serde_json::from_str::<Value>(line) {
-                let id = r["client_request_id"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string();
-                records.entry(id).or_default().push(r);
-            }
-        }
-        if records.len() >= calls.len() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    for r in audit_records(&audit, calls.len()).await {
+        let id = r["client_request_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        records.entry(id).or_default().push(r);
     }
     let mut served = 0;
     for (id, what, status) in &calls {
