@@ -9,7 +9,8 @@ Each attack runs against a fresh gateway process (so its peak RSS is its own), a
      its rate limit;
   2. label cardinality:   100,000 calls, each with its own model name, from a key
      limited to 10 requests a minute; then one /metrics scrape;
-  9. huge answers:        a 1 GiB JSON answer and a 1 GiB SSE event with no blank line.
+  9. huge answers:        a 1 GiB JSON answer (with its length declared, then chunked)
+                          and a 1 GiB SSE event with no blank line.
 
 Usage: python3 dataplane/bench/attacks.py [path/to/ai-gateway]
 (default: $CARGO_TARGET_DIR or target/, release build). Prints a Markdown table.
@@ -55,8 +56,16 @@ async def upstream_conn(reader, writer):
                 if line.lower().startswith(b"content-length:"):
                     length = int(line.split(b":")[1])
             body = await reader.readexactly(length) if length else b""
-            huge = b"huge-json" in body or b"huge-event" in body
-            if b"huge-json" in body:
+            huge = b"huge-" in body
+            if b"huge-chunked" in body:
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                             b"transfer-encoding: chunked\r\n\r\n")
+                chunk = b" " * MIB
+                frame = b"%x\r\n" % len(chunk) + chunk + b"\r\n"
+                for _ in range(1024):
+                    writer.write(frame)
+                    await writer.drain()
+            elif b"huge-json" in body:
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
                              b"content-length: %d\r\n\r\n{\"pad\": \"" % (1024 * MIB))
                 chunk = b" " * MIB
@@ -236,6 +245,7 @@ async def attack_names(gw, calls=100_000, connections=64):
 
 async def attack_answers(gw):
     plain = await request(gw.port, small_chat(KEY, "huge-json"))
+    chunked = await request(gw.port, small_chat(KEY, "huge-chunked"))
     body = json.dumps({"model": "huge-event", "stream": True,
                        "messages": [{"role": "user", "content": "hi"}]}).encode()
     head = (b"POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer "
@@ -259,7 +269,8 @@ async def attack_answers(gw):
         pass
     writer.close()
     cut = "error tail" if b"larger than" in tail else "no error tail"
-    return f"JSON answer: {plain}; SSE event: {received / MIB:.1f} MiB passed on, {cut}"
+    return (f"JSON answer: {plain} (declared length), {chunked} (chunked); "
+            f"SSE event: {received / MIB:.1f} MiB passed on, {cut}")
 
 
 def summarize(statuses):
@@ -281,7 +292,7 @@ async def main():
             ("1b: 100 x 32 MiB bodies, valid key", lambda gw: attack_bodies(gw, "valid")),
             ("1c: 100 x 32 MiB bodies, key at its limit", lambda gw: attack_bodies(gw, "limited")),
             ("2: 100,000 distinct model names", attack_names),
-            ("9: 1 GiB JSON answer, 1 GiB SSE event", attack_answers),
+            ("9: 1 GiB JSON answers, 1 GiB SSE event", attack_answers),
         ]
         for name, attack in attacks:
             gw = Gateway(binary, upstream_port, workdir)

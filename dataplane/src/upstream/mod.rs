@@ -355,30 +355,48 @@ pub async fn read_body(resp: UpstreamResponse) -> Result<Bytes, String> {
     if declared_length(&resp).is_some_and(|n| n > MAX_ANSWER_BYTES) {
         return Err(too_large());
     }
-    let bytes = read_body_up_to(resp, MAX_ANSWER_BYTES + 1).await?;
-    if bytes.len() > MAX_ANSWER_BYTES {
+    let (frames, received) = frames_up_to(resp, MAX_ANSWER_BYTES + 1).await?;
+    if received > MAX_ANSWER_BYTES {
         return Err(too_large());
     }
-    Ok(bytes)
+    Ok(joined(frames, received))
 }
 
+/// The body's length as the upstream declared it; read from the body itself, which
+/// keeps it when the headers have been taken for the caller's answer.
 fn declared_length(resp: &UpstreamResponse) -> Option<usize> {
-    resp.headers()
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
+    use http_body::Body;
+    usize::try_from(resp.body().size_hint().exact()?).ok()
 }
 
 /// An answer's body up to about `limit` bytes (all of it when shorter), within the
 /// exchange's total timeout; the rest is not waited for.
 async fn read_body_up_to(resp: UpstreamResponse, limit: usize) -> Result<Bytes, String> {
+    let (frames, received) = frames_up_to(resp, limit).await?;
+    Ok(joined(frames, received))
+}
+
+/// The body's frames until it ends or `limit` bytes have arrived, and how many bytes
+/// that is, within the exchange's total timeout. Kept as received (no copy), so an
+/// answer found too large is dropped without ever being joined.
+async fn frames_up_to(resp: UpstreamResponse, limit: usize) -> Result<(Vec<Bytes>, usize), String> {
+    use http_body_util::BodyExt;
     let deadline = resp.extensions().get::<Exchange>().map(|e| e.deadline);
-    // Room for all of a declared length at once: growing by doubling would hold up to
-    // three times the answer while it is copied.
-    let expected = declared_length(&resp).unwrap_or(0).min(limit);
-    let read = body_up_to(resp.into_body(), limit, expected);
+    let mut body = resp.into_body();
+    let read = async move {
+        let mut frames = Vec::new();
+        let mut received = 0usize;
+        while received < limit {
+            let Some(frame) = body.frame().await else {
+                break;
+            };
+            if let Ok(data) = frame?.into_data() {
+                received += data.len();
+                frames.push(data);
+            }
+        }
+        Ok::<_, hyper::Error>((frames, received))
+    };
     let read = match deadline {
         Some(at) => tokio::time::timeout_at(at, read)
             .await
@@ -388,38 +406,16 @@ async fn read_body_up_to(resp: UpstreamResponse, limit: usize) -> Result<Bytes, 
     read.map_err(|e| error_chain(&e))
 }
 
-/// The body's bytes until it ends or `limit` have arrived; an answer that arrives in
-/// one piece (most do) is not copied.
-async fn body_up_to(
-    mut body: hyper::body::Incoming,
-    limit: usize,
-    expected: usize,
-) -> Result<Bytes, hyper::Error> {
-    use http_body_util::BodyExt;
-    let mut first: Option<Bytes> = None;
-    let mut joined: Option<bytes::BytesMut> = None;
-    let mut received = 0usize;
-    while received < limit {
-        let Some(frame) = body.frame().await else {
-            break;
-        };
-        let Ok(data) = frame?.into_data() else {
-            continue;
-        };
-        received += data.len();
-        match (&mut joined, first.take()) {
-            (Some(all), _) => all.extend_from_slice(&data),
-            (None, Some(earlier)) => {
-                let mut all =
-                    bytes::BytesMut::with_capacity(expected.max(earlier.len() + data.len()));
-                all.extend_from_slice(&earlier);
-                all.extend_from_slice(&data);
-                joined = Some(all);
-            }
-            (None, None) => first = Some(data),
-        }
+/// One buffer of the frames; an answer that arrived in one piece (most do) is not copied.
+fn joined(mut frames: Vec<Bytes>, total: usize) -> Bytes {
+    if frames.len() <= 1 {
+        return frames.pop().unwrap_or_default();
     }
-    Ok(joined.map_or_else(|| first.unwrap_or_default(), bytes::BytesMut::freeze))
+    let mut all = bytes::BytesMut::with_capacity(total);
+    for frame in &frames {
+        all.extend_from_slice(frame);
+    }
+    all.freeze()
 }
 
 /// Statuses that say "not now" rather than "never": rate limited, overloaded, broken.
