@@ -967,3 +967,36 @@ pub async fn run_client(script: &str, args: &[&str]) -> Vec<Value> {
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
 }
+
+/// The admin port serves metrics naming users and teams, and takes config pushes: by
+/// default only this machine reaches it.
+#[test]
+fn the_admin_port_listens_on_loopback_unless_told_otherwise() {
+    let mut child = Command::new(BIN)
+        .env_clear()
+        .env("AI_GATEWAY_PORT", "0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starts");
+    // /proc/net/tcp lists listeners as `local_address` hex `IP:PORT`; 8091 is 1F9B.
+    let listening = || {
+        std::fs::read_to_string("/proc/net/tcp")
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.split_whitespace().nth(3) == Some("0A"))
+            .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
+            .find(|local| local.ends_with(":1F9B"))
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let found = loop {
+        if let Some(local) = listening() {
+            break local;
+        }
+        assert!(Instant::now() < deadline, "the admin port never listened");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(found, "0100007F:1F9B", "admin bound to 127.0.0.1:8091");
+}
