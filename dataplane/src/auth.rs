@@ -323,11 +323,6 @@ fn looks_like_jwt(token: &str) -> bool {
         })
 }
 
-/// The SHA-256 hex a snapshot stores for a key's plaintext.
-pub fn key_hash(plaintext: &str) -> String {
-    hex::encode(Sha256::digest(plaintext.as_bytes()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,7 +332,7 @@ mod tests {
             mode: AuthMode::Keys,
             keys: vec![ApiKey {
                 id: "k1".into(),
-                sha256: key_hash("gw_secret"),
+                sha256: ai_gateway_snapshot::key_sha256("gw_secret"),
                 user: Some("contractor1".into()),
                 team: Some("platform".into()),
                 workspace: None,

@@ -585,14 +585,11 @@ pub async fn handle_admin(
 ) -> Response<ResponseBody> {
     admin::handle(&gw, token.as_deref(), req)
         .await
-        .unwrap_or_else(|status| {
-            let mut r = Response::new(empty());
-            *r.status_mut() = status;
-            r
-        })
+        .unwrap_or_else(status_only)
 }
 
-pub fn status_only(status: StatusCode) -> Response<ResponseBody> {
+/// An answer that is its status alone (the admin port's refusals).
+fn status_only(status: StatusCode) -> Response<ResponseBody> {
     let mut r = Response::new(empty());
     *r.status_mut() = status;
     r

@@ -11,13 +11,13 @@
 
 use crate::compile::{secret_value, KEY_DATA, SIGV4_DATA, TEAM_LABEL, USER_LABEL, WORKSPACE_LABEL};
 use ai_gateway_crds::{AIGateway, ProviderRoute};
+pub use ai_gateway_snapshot::key_sha256;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::ByteString;
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams, Preconditions};
 use kube::{Client, ResourceExt};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::Write;
 
@@ -276,11 +276,6 @@ fn random_hex() -> String {
         uuid::Uuid::new_v4().simple(),
         uuid::Uuid::new_v4().simple()
     )
-}
-
-/// What the operator puts in the snapshot for a key: the hex SHA-256 of its plaintext.
-pub fn key_sha256(key: &str) -> String {
-    hex::encode(Sha256::digest(key.as_bytes()))
 }
 
 /// A Kubernetes label value: at most 63 characters of `[A-Za-z0-9._-]`, starting and

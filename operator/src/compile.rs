@@ -12,7 +12,6 @@ use ai_gateway_snapshot::{
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
 /// Labels on a key Secret naming its caller.
@@ -400,7 +399,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Compiled {
             let labels = secret.labels();
             Some(ApiKey {
                 id: secret.name_any(),
-                sha256: hex::encode(Sha256::digest(plaintext.as_bytes())),
+                sha256: ai_gateway_snapshot::key_sha256(&plaintext),
                 user: labels.get(USER_LABEL).cloned(),
                 team: labels.get(TEAM_LABEL).cloned(),
                 workspace: labels.get(WORKSPACE_LABEL).cloned(),

@@ -402,6 +402,12 @@ pub struct Auth {
     pub pod_identity: bool,
 }
 
+/// The hex SHA-256 a snapshot holds for a gateway key's plaintext: what the operator
+/// and the CLI write and the data plane compares.
+pub fn key_sha256(plaintext: &str) -> String {
+    hex::encode(Sha256::digest(plaintext.as_bytes()))
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKey {

@@ -77,10 +77,11 @@ pub enum OneOrMany {
 }
 
 impl OneOrMany {
-    pub fn into_vec(self) -> Vec<String> {
+    /// The strings, one or many, as the list other APIs take.
+    pub fn to_vec(&self) -> Vec<String> {
         match self {
-            Self::One(s) => vec![s],
-            Self::Many(v) => v,
+            Self::One(s) => vec![s.clone()],
+            Self::Many(v) => v.clone(),
         }
     }
 }

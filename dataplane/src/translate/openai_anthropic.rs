@@ -103,11 +103,7 @@ pub fn request(
         body.insert("top_p".into(), json!(p));
     }
     if let Some(stop) = &req.stop {
-        let sequences = match stop {
-            super::openai::OneOrMany::One(s) => vec![s.clone()],
-            super::openai::OneOrMany::Many(v) => v.clone(),
-        };
-        body.insert("stop_sequences".into(), json!(sequences));
+        body.insert("stop_sequences".into(), json!(stop.to_vec()));
     }
     if let Some(tools) = &req.tools {
         let tools: Vec<Value> = tools

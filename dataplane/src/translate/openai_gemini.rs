@@ -2,9 +2,7 @@
 //! `streamGenerateContent?alt=sse`).
 //! <https://ai.google.dev/api/generate-content>
 
-use super::openai::{
-    content_parts, push_turn, ChatRequest, ChunkWriter, OneOrMany, PartStyle, Role,
-};
+use super::openai::{content_parts, push_turn, ChatRequest, ChunkWriter, PartStyle, Role};
 use super::{unix_now, SseOut, StreamTranslator, TokenUsage, TranslateError};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -99,11 +97,7 @@ pub fn request(req: &ChatRequest) -> Result<Value, TranslateError> {
         config.insert("topP".into(), json!(p));
     }
     if let Some(stop) = &req.stop {
-        let sequences = match stop {
-            OneOrMany::One(s) => vec![s.clone()],
-            OneOrMany::Many(v) => v.clone(),
-        };
-        config.insert("stopSequences".into(), json!(sequences));
+        config.insert("stopSequences".into(), json!(stop.to_vec()));
     }
     if !config.is_empty() {
         body.insert("generationConfig".into(), Value::Object(config));

@@ -3,7 +3,7 @@
 
 use crate::fakes::{client, fixture, FakeUpstream, Reply, TestGateway};
 use crate::process::{python_has, PythonFake};
-use ai_gateway::auth::key_hash;
+use ai_gateway_snapshot::key_sha256;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -33,7 +33,7 @@ rate_limits:
   default: {{ requests_per_minute: 100 }}
 {audit}
 "#,
-        key_hash("gw_contractor1")
+        key_sha256("gw_contractor1")
     )
 }
 

@@ -4,7 +4,7 @@ use crate::fakes::{
     client, fake_anthropic, fixture, within_one_rate_window, FakeUpstream, RedisServer, Reply,
     TestGateway,
 };
-use ai_gateway::auth::key_hash;
+use ai_gateway_snapshot::key_sha256;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
@@ -29,8 +29,8 @@ rate_limits:
 {limits}
 {extra}
 "#,
-        key_hash(KEY),
-        key_hash(ADMIN_KEY)
+        key_sha256(KEY),
+        key_sha256(ADMIN_KEY)
     )
 }
 
@@ -583,7 +583,7 @@ auth:
 rate_limits:
   default: {{ requests_per_minute: 100 }}
 "#,
-        key_hash(KEY)
+        key_sha256(KEY)
     )
 }
 
@@ -778,7 +778,7 @@ rate_limits:
   default: {{ requests_per_minute: 1 }}
 "#,
         upstream.url(),
-        key_hash(KEY)
+        key_sha256(KEY)
     ))
     .await;
     struct Surface {

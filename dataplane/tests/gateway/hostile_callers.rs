@@ -5,7 +5,7 @@
 use crate::fakes::{
     audit_records, client, fake_anthropic, fake_openai, usage_of, FakeUpstream, Reply, TestGateway,
 };
-use ai_gateway::auth::key_hash;
+use ai_gateway_snapshot::key_sha256;
 use serde_json::{json, Value};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -36,7 +36,7 @@ auth:
     - {{ id: {GW_AKID}, sha256: "{}", user: attacker, sigv4_secret: "gateway-issued-secret-0123" }}
 {extra}
 "#,
-        key_hash(KEY)
+        key_sha256(KEY)
     )
 }
 
@@ -444,7 +444,7 @@ async fn an_edit_that_keeps_the_version_label_still_takes_effect() {
     };
     assert_eq!(call().await, 200);
     // The key is removed, the label left as it was.
-    let edited = first.replace(&key_hash(KEY), &key_hash("gw_someone_else"));
+    let edited = first.replace(&key_sha256(KEY), &key_sha256("gw_someone_else"));
     let snapshot = ai_gateway_snapshot::parse_document(&edited, |_| None).expect("valid");
     gw.gateway.apply(snapshot).expect("applied");
     assert_eq!(call().await, 401, "the removed key stops working");
@@ -566,7 +566,7 @@ rate_limits:
   default: {{ budget_usd_per_day: 0.05 }}
 {extra}
 "#,
-        key_hash(KEY)
+        key_sha256(KEY)
     )
 }
 

@@ -3,7 +3,7 @@
 //! or admitted, forwarded once, metered and audited once. Nothing else.
 
 use crate::fakes::{audit_records, client, fixture, FakeUpstream, Reply, TestGateway};
-use ai_gateway::auth::key_hash;
+use ai_gateway_snapshot::key_sha256;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -131,7 +131,7 @@ auth:
   keys: [ {{ id: k1, sha256: "{}", user: tester }} ]
 audit: {{ sink: file, path: "{}" }}
 "#,
-        key_hash(KEY),
+        key_sha256(KEY),
         audit.display()
     ))
     .await;

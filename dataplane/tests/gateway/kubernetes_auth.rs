@@ -3,7 +3,7 @@
 //! of the real one, with identity from labels and one review per token.
 
 use crate::fakes::{client, fake_anthropic, FakeUpstream, Reply, TestGateway};
-use ai_gateway::auth::key_hash;
+use ai_gateway_snapshot::key_sha256;
 use base64::Engine;
 use serde_json::{json, Value};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -93,7 +93,7 @@ rate_limits:
     alice: {{ requests_per_minute: 2 }}
 "#,
         upstream.url(),
-        key_hash("gw_ci_bot_key")
+        key_sha256("gw_ci_bot_key")
     );
     let gw = TestGateway::start(&config).await;
     assert!(gw

@@ -4,7 +4,7 @@
 
 use crate::fakes::{client, fixture, FakeUpstream, Reply, TestGateway};
 use crate::kubernetes_auth::kube_client;
-use ai_gateway::auth::key_hash;
+use ai_gateway_snapshot::key_sha256;
 use bytes::Bytes;
 use serde_json::{json, Value};
 use std::net::{IpAddr, Ipv4Addr};
@@ -138,7 +138,7 @@ auth:
     - {{ id: ci-bot, sha256: "{}", user: ci-bot }}
 "#,
         bedrock.url(),
-        key_hash("gw_ci_bot_key")
+        key_sha256("gw_ci_bot_key")
     ))
     .await;
     assert!(gw

@@ -5,7 +5,7 @@
 use crate::fakes::{
     client, fake_anthropic, fixture, sse_events, FakeUpstream, RedisServer, Reply, TestGateway,
 };
-use ai_gateway::auth::key_hash;
+use ai_gateway_snapshot::key_sha256;
 use serde_json::{json, Value};
 
 const ALICE: &str = "gw_alice_key_0001";
@@ -26,8 +26,8 @@ auth:
     - {{ id: bob, sha256: "{}", user: bob }}
 {extra}
 "#,
-        key_hash(ALICE),
-        key_hash(BOB)
+        key_sha256(ALICE),
+        key_sha256(BOB)
     )
 }
 
