@@ -37,7 +37,9 @@ pub async fn handle(
                     .metrics
                     .circuit_open
                     .get_or_create(&vec![("provider", p.name.clone())])
-                    .set(i64::from(p.breaker.state(now) == "open"));
+                    .set(i64::from(
+                        p.breaker.state(now) == crate::upstream::breaker::BreakerState::Open,
+                    ));
             }
             let mut r = Response::new(crate::body::full(gw.services.metrics.render()));
             r.headers_mut().insert(

@@ -42,9 +42,10 @@ struct Args {
     #[arg(long, env = "AI_GATEWAY_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
 
-    /// Log filter (error, warn, info, debug, or a tracing directive).
-    #[arg(long, env = "AUDIT_LOG_LEVEL", default_value = "info")]
-    log_level: String,
+    /// Log filter (error, warn, info, debug, or a tracing directive) [default: info;
+    /// AUDIT_LOG_LEVEL, the users' own name for it, is read when this is unset].
+    #[arg(long, env = "AI_GATEWAY_LOG_LEVEL")]
+    log_level: Option<String>,
 
     /// Log as JSON lines instead of text.
     #[arg(long, env = "AI_GATEWAY_LOG_JSON", value_parser = clap::builder::BoolishValueParser::new())]
@@ -69,7 +70,7 @@ references in a config file):
   AWS_REGION              Bedrock region (default us-east-1)
   GOOGLE_API_KEY          enables the `gemini` provider (gemini-*)
   RATE_LIMIT_RPM          default requests per minute per user (default 60; built-in config only)
-  AUDIT_LOG_LEVEL         same as --log-level
+  AUDIT_LOG_LEVEL         same as --log-level (AI_GATEWAY_LOG_LEVEL wins when both are set)
   HTTPS_PROXY, ALL_PROXY  egress proxy for https providers (CONNECT tunnel)
   NO_PROXY                hosts reached directly";
 
@@ -116,7 +117,13 @@ fn main() -> ExitCode {
 }
 
 fn init_tracing(args: &Args) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
+    // The process log level, whatever the seed's name for it says about audits.
+    let level = args
+        .log_level
+        .clone()
+        .or_else(|| std::env::var("AUDIT_LOG_LEVEL").ok())
+        .unwrap_or_else(|| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_new(&level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

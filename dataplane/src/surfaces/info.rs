@@ -2,6 +2,7 @@
 
 use crate::body::{json_response, ResponseBody};
 use crate::runtime::{Runtime, Upstream};
+use crate::upstream::breaker::BreakerState;
 use ai_gateway_snapshot::ProviderKind;
 use http::{Response, StatusCode};
 use serde_json::{json, Value};
@@ -65,7 +66,7 @@ pub fn provider_health(rt: &Runtime, name: &str) -> Option<Response<ResponseBody
     let now = crate::upstream::breaker::now_ms();
     let healthy = matching
         .iter()
-        .any(|p| p.inactive.is_none() && p.breaker.state(now) != "open");
+        .any(|p| p.inactive.is_none() && p.breaker.state(now) != BreakerState::Open);
     let status = if healthy {
         StatusCode::OK
     } else {

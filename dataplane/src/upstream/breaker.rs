@@ -64,13 +64,23 @@ impl Breaker {
         }
     }
 
-    pub fn state(&self, now: u64) -> &'static str {
+    pub fn state(&self, now: u64) -> BreakerState {
         match self.open_until.load(Ordering::Acquire) {
-            0 => "closed",
-            until if now < until => "open",
-            _ => "half-open",
+            0 => BreakerState::Closed,
+            until if now < until => BreakerState::Open,
+            _ => BreakerState::HalfOpen,
         }
     }
+}
+
+/// What `/v1/providers` and the `ai_gateway_circuit_open` gauge report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BreakerState {
+    Closed,
+    Open,
+    /// The open period is over; the next call probes.
+    HalfOpen,
 }
 
 #[cfg(test)]
@@ -88,7 +98,7 @@ mod tests {
         assert_eq!(b.gate(&config, 1), Gate::Closed);
         b.record(false, &config, 1);
         assert_eq!(b.gate(&config, 2), Gate::Open(999));
-        assert_eq!(b.state(2), "open");
+        assert_eq!(b.state(2), BreakerState::Open);
         assert_eq!(b.gate(&config, 1_001), Gate::Probe);
         assert!(
             matches!(b.gate(&config, 1_002), Gate::Open(_)),
@@ -96,6 +106,9 @@ mod tests {
         );
         b.record(true, &config, 1_003);
         assert_eq!(b.gate(&config, 1_004), Gate::Closed);
-        assert_eq!(b.state(1_004), "closed");
+        assert_eq!(b.state(1_004), BreakerState::Closed);
+        b.record(false, &config, 2_000);
+        b.record(false, &config, 2_001);
+        assert_eq!(b.state(3_002), BreakerState::HalfOpen);
     }
 }

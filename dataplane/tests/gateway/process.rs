@@ -177,6 +177,7 @@ fn help_documents_flags_and_environment() {
         "GOOGLE_API_KEY",
         "RATE_LIMIT_RPM",
         "AUDIT_LOG_LEVEL",
+        "AI_GATEWAY_LOG_LEVEL",
         "HTTPS_PROXY",
         "NO_PROXY",
         "--admin-token",
@@ -334,32 +335,42 @@ fn a_rate_limit_rpm_that_is_not_a_number_stops_the_start() {
     );
 }
 
-/// AUDIT_LOG_LEVEL=warn keeps warnings (an inactive provider) and drops info lines.
+/// A log level of warn keeps warnings (an inactive provider) and drops info lines,
+/// set by AI_GATEWAY_LOG_LEVEL or by the users' AUDIT_LOG_LEVEL; the first wins.
 #[tokio::test]
-async fn audit_log_level_sets_what_the_log_keeps() {
-    let port = free_port().to_string();
-    // Killed however the test ends.
-    let mut child = tokio::process::Command::new(BIN)
-        .env_clear()
-        .env("AI_GATEWAY_PORT", &port)
-        .env("AI_GATEWAY_ADMIN_LISTEN", "127.0.0.1:0")
-        .env("AUDIT_LOG_LEVEL", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("binary starts");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let health = format!("http://127.0.0.1:{port}/health");
-    while client().get(&health).send().await.is_err() {
-        assert!(Instant::now() < deadline, "the gateway never answered");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+async fn the_log_level_sets_what_the_log_keeps() {
+    for levels in [
+        &[("AUDIT_LOG_LEVEL", "warn")][..],
+        &[("AI_GATEWAY_LOG_LEVEL", "warn")],
+        &[
+            ("AI_GATEWAY_LOG_LEVEL", "warn"),
+            ("AUDIT_LOG_LEVEL", "info"),
+        ],
+    ] {
+        let port = free_port().to_string();
+        // Killed however the test ends.
+        let mut child = tokio::process::Command::new(BIN)
+            .env_clear()
+            .env("AI_GATEWAY_PORT", &port)
+            .env("AI_GATEWAY_ADMIN_LISTEN", "127.0.0.1:0")
+            .envs(levels.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("binary starts");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let health = format!("http://127.0.0.1:{port}/health");
+        while client().get(&health).send().await.is_err() {
+            assert!(Instant::now() < deadline, "the gateway never answered");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = child.start_kill();
+        let out = child.wait_with_output().await.expect("exits");
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(log.contains("provider inactive"), "{levels:?}: {log}");
+        assert!(!log.contains("ai-gateway listening"), "{levels:?}: {log}");
     }
-    let _ = child.start_kill();
-    let out = child.wait_with_output().await.expect("exits");
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(log.contains("provider inactive"), "{log}");
-    assert!(!log.contains("ai-gateway listening"), "{log}");
 }
 
 /// Starts a streamed Messages call; resolves once its first bytes are in. The task
