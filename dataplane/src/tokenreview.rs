@@ -8,6 +8,7 @@
 
 use crate::auth::Identity;
 use crate::error::GatewayError;
+use ai_gateway_snapshot::{TEAM_LABEL, USER_LABEL, WORKSPACE_LABEL};
 use base64::Engine;
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
@@ -21,9 +22,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The audience workspace pods request for their projected tokens.
 pub const AUDIENCE: &str = "ai-gateway";
-pub const USER_LABEL: &str = "ai-gateway.dev/user";
-pub const TEAM_LABEL: &str = "ai-gateway.dev/team";
-pub const WORKSPACE_LABEL: &str = "ai-gateway.dev/workspace";
 /// On a namespace: its ServiceAccounts' own identity labels count (a namespace shared
 /// by several developers, each with a ServiceAccount the platform team labels).
 pub const TRUST_SA_LABELS: &str = "ai-gateway.dev/serviceaccount-identity";

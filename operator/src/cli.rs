@@ -9,7 +9,9 @@
 //!   (`/v1/providers`, `/v1/usage`, `/v1/limits`), reached through the API server's
 //!   service proxy, so nothing needs a port-forward.
 
-use crate::compile::{secret_value, KEY_DATA, SIGV4_DATA, TEAM_LABEL, USER_LABEL, WORKSPACE_LABEL};
+use crate::compile::{
+    secret_value, KeySelector, KEY_DATA, SIGV4_DATA, TEAM_LABEL, USER_LABEL, WORKSPACE_LABEL,
+};
 use ai_gateway_crds::{AIGateway, ProviderRoute};
 pub use ai_gateway_snapshot::key_sha256;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -216,51 +218,12 @@ pub async fn run(cli: &Cli, client: Client, out: Out<'_>, err: Out<'_>) -> Resul
     }
 }
 
-/// `spec.auth.keySelector`, read the way the operator reads it: `label=value`, or
-/// `label` alone for any value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeySelector {
-    pub label: String,
-    pub value: String,
-}
-
-impl KeySelector {
-    pub fn parse(selector: &str) -> Self {
-        let (label, value) = selector.split_once('=').unwrap_or((selector, ""));
-        Self {
-            label: label.to_string(),
-            value: value.to_string(),
-        }
-    }
-
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        labels
-            .get(&self.label)
-            .is_some_and(|v| self.value.is_empty() || *v == self.value)
-    }
-
-    /// The label selector for a list call.
-    pub fn query(&self) -> String {
-        if self.value.is_empty() {
-            self.label.clone()
-        } else {
-            format!("{}={}", self.label, self.value)
-        }
-    }
-
-    /// The value a new key Secret gets.
-    fn value_for_new(&self) -> String {
-        if self.value.is_empty() {
-            "true".into()
-        } else {
-            self.value.clone()
-        }
-    }
-}
-
-impl std::fmt::Display for KeySelector {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.query())
+/// The value a new key Secret gets under the gateway's selector.
+fn value_for_new(selector: &KeySelector) -> String {
+    if selector.value.is_empty() {
+        "true".into()
+    } else {
+        selector.value.clone()
     }
 }
 
@@ -461,7 +424,7 @@ impl Ctx {
         let sigv4 = args.sigv4.then(random_hex);
 
         let mut labels = BTreeMap::from([
-            (selector.label.clone(), selector.value_for_new()),
+            (selector.label.clone(), value_for_new(&selector)),
             (USER_LABEL.to_string(), args.user.clone()),
         ]);
         if let Some(team) = &args.team {

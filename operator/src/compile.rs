@@ -15,12 +15,49 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// Labels on a key Secret naming its caller.
-pub const USER_LABEL: &str = "ai-gateway.dev/user";
-pub const TEAM_LABEL: &str = "ai-gateway.dev/team";
-pub const WORKSPACE_LABEL: &str = "ai-gateway.dev/workspace";
+pub use ai_gateway_snapshot::{TEAM_LABEL, USER_LABEL, WORKSPACE_LABEL};
 /// Data keys of a key Secret: the plaintext key, and optionally the SigV4 secret.
 pub const KEY_DATA: &str = "key";
 pub const SIGV4_DATA: &str = "sigv4-secret";
+
+/// `spec.auth.keySelector`, as the operator picks key Secrets and the CLI makes them:
+/// `label=value`, or `label` alone for any value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySelector {
+    pub label: String,
+    pub value: String,
+}
+
+impl KeySelector {
+    pub fn parse(selector: &str) -> Self {
+        let (label, value) = selector.split_once('=').unwrap_or((selector, ""));
+        Self {
+            label: label.to_string(),
+            value: value.to_string(),
+        }
+    }
+
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        labels
+            .get(&self.label)
+            .is_some_and(|v| self.value.is_empty() || *v == self.value)
+    }
+
+    /// The label selector for a list call.
+    pub fn query(&self) -> String {
+        if self.value.is_empty() {
+            self.label.clone()
+        } else {
+            format!("{}={}", self.label, self.value)
+        }
+    }
+}
+
+impl std::fmt::Display for KeySelector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.query())
+    }
+}
 
 /// A status condition to set on an object, as the reconciler will write it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -66,16 +66,11 @@ impl Namespace {
             .iter()
             .map(|s| (s.name_any(), s.clone()))
             .collect();
-        let selector = gw.spec.auth.key_selector.clone();
-        let (label, value) = selector.split_once('=').unwrap_or((selector.as_str(), ""));
+        let selector = crate::compile::KeySelector::parse(&gw.spec.auth.key_selector);
         let key_secrets: Vec<Secret> = self
             .secrets
             .iter()
-            .filter(|s| {
-                s.labels()
-                    .get(label)
-                    .is_some_and(|v| value.is_empty() || v == value)
-            })
+            .filter(|s| selector.matches(s.labels()))
             .cloned()
             .collect();
         Ok(compile(&Inputs {

@@ -402,6 +402,12 @@ pub struct Auth {
     pub pod_identity: bool,
 }
 
+/// Labels naming a caller, on a gateway key's Secret and on a workspace's namespace or
+/// ServiceAccount alike.
+pub const USER_LABEL: &str = "ai-gateway.dev/user";
+pub const TEAM_LABEL: &str = "ai-gateway.dev/team";
+pub const WORKSPACE_LABEL: &str = "ai-gateway.dev/workspace";
+
 /// The hex SHA-256 a snapshot holds for a gateway key's plaintext: what the operator
 /// and the CLI write and the data plane compares.
 pub fn key_sha256(plaintext: &str) -> String {
