@@ -40,6 +40,17 @@ auth:
     )
 }
 
+/// `POST` as the attacker, with its key, a JSON body.
+async fn post_as_attacker(gw: &TestGateway, path: &str, body: &Value) -> reqwest::Response {
+    client()
+        .post(format!("{}{path}", gw.url))
+        .bearer_auth(KEY)
+        .json(body)
+        .send()
+        .await
+        .expect("answers")
+}
+
 /// Sends only a request head announcing `length` body bytes (and none of them), and
 /// returns the status line of whatever answers within two seconds.
 async fn head_only(gateway_url: &str, head: &str) -> String {
@@ -457,14 +468,13 @@ async fn an_upstream_usage_object_spaced_its_own_way_is_metered_and_kept_from_th
                   data: [DONE]\n\n";
     let upstream = FakeUpstream::start(move |_| Reply::sse(spaced.as_bytes())).await;
     let gw = TestGateway::start(&config(&upstream.url(), "")).await;
-    let resp = client()
-        .post(format!("{}/v1/openai/v1/chat/completions", gw.url))
-        .bearer_auth(KEY)
-        .json(&json!({"model": "gpt-4o", "stream": true,
-                      "messages": [{"role": "user", "content": "hi"}]}))
-        .send()
-        .await
-        .expect("answers");
+    let resp = post_as_attacker(
+        &gw,
+        "/v1/openai/v1/chat/completions",
+        &json!({"model": "gpt-4o", "stream": true,
+                      "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
     let body = resp.text().await.expect("body");
     assert!(
         !body.contains("usage"),
@@ -500,13 +510,12 @@ async fn a_huge_upstream_answer_or_event_is_cut_off_not_held() {
     })
     .await;
     let gw = TestGateway::start(&config(&upstream.url(), "")).await;
-    let plain = client()
-        .post(format!("{}/v1/openai/v1/chat/completions", gw.url))
-        .bearer_auth(KEY)
-        .json(&json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}))
-        .send()
-        .await
-        .expect("answers");
+    let plain = post_as_attacker(
+        &gw,
+        "/v1/openai/v1/chat/completions",
+        &json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
     assert_eq!(plain.status(), 502);
     let error: Value = plain.json().await.expect("an error in OpenAI's shape");
     assert!(
@@ -516,14 +525,13 @@ async fn a_huge_upstream_answer_or_event_is_cut_off_not_held() {
             .contains("larger than"),
         "{error}"
     );
-    let streamed = client()
-        .post(format!("{}/v1/chat/completions", gw.url))
-        .bearer_auth(KEY)
-        .json(&json!({"model": "gpt-4o", "stream": true,
-                      "messages": [{"role": "user", "content": "hi"}]}))
-        .send()
-        .await
-        .expect("answers");
+    let streamed = post_as_attacker(
+        &gw,
+        "/v1/chat/completions",
+        &json!({"model": "gpt-4o", "stream": true,
+                      "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
     let text = streamed.text().await.expect("body");
     assert!(
         text.len() < 20 * 1024 * 1024,
@@ -649,14 +657,13 @@ async fn a_stream_abandoned_before_its_usage_is_still_charged_its_prompt() {
     .await;
     let gw = TestGateway::start(&config(&slow.url(), "")).await;
     let prompt = "tell me about ".repeat(200);
-    let mut resp = client()
-        .post(format!("{}/v1/openai/v1/chat/completions", gw.url))
-        .bearer_auth(KEY)
-        .json(&json!({"model": "gpt-4o", "stream": true,
-                      "messages": [{"role": "user", "content": prompt}]}))
-        .send()
-        .await
-        .expect("answers");
+    let mut resp = post_as_attacker(
+        &gw,
+        "/v1/openai/v1/chat/completions",
+        &json!({"model": "gpt-4o", "stream": true,
+                "messages": [{"role": "user", "content": prompt}]}),
+    )
+    .await;
     let first = resp.chunk().await.expect("a chunk");
     assert!(first.is_some());
     drop(resp);
@@ -850,13 +857,7 @@ async fn a_huge_model_name_is_refused_not_echoed() {
         "/v1/claude/v1/messages",
         "/v1/openai/v1/chat/completions",
     ] {
-        let resp = client()
-            .post(format!("{}{path}", gw.url))
-            .bearer_auth(KEY)
-            .json(&json!({"model": name, "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}))
-            .send()
-            .await
-            .expect("answers");
+        let resp = post_as_attacker(&gw, path, &json!({"model": name, "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})).await;
         assert_eq!(resp.status(), 400, "{path}");
         let header_bytes: usize = resp
             .headers()
