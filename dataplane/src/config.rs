@@ -33,10 +33,44 @@ pub fn load_file(path: &Path) -> Result<Snapshot, ConfigError> {
         path: path.to_path_buf(),
         source,
     })?;
-    parse_document(&text, env_var).map_err(|source| ConfigError::Load {
-        path: path.display().to_string(),
-        source,
-    })
+    parse_document(&text, env_var)
+        .map(with_gateway_api_keys)
+        .map_err(|source| ConfigError::Load {
+            path: path.display().to_string(),
+            source,
+        })
+}
+
+/// `GATEWAY_API_KEY`, the variable users already set to protect a gateway (one key or
+/// a comma-separated list): its keys are accepted, and a gateway that would take
+/// anyone (`auth: none`) takes only them.
+fn with_gateway_api_keys(mut snapshot: Snapshot) -> Snapshot {
+    let Some(keys) = env_var("GATEWAY_API_KEY") else {
+        return snapshot;
+    };
+    let keys: Vec<&str> = keys
+        .split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .collect();
+    if keys.is_empty() {
+        return snapshot;
+    }
+    if snapshot.auth.mode == ai_gateway_snapshot::AuthMode::None {
+        snapshot.auth.mode = ai_gateway_snapshot::AuthMode::Keys;
+    }
+    for (n, key) in keys.iter().enumerate() {
+        let id = format!("gateway-api-key-{}", n + 1);
+        snapshot.auth.keys.push(ai_gateway_snapshot::ApiKey {
+            user: Some(id.clone()),
+            id,
+            sha256: ai_gateway_snapshot::key_sha256(key),
+            team: None,
+            workspace: None,
+            sigv4_secret: None,
+        });
+    }
+    snapshot
 }
 
 pub fn from_environment() -> Result<Snapshot, ConfigError> {
@@ -45,6 +79,7 @@ pub fn from_environment() -> Result<Snapshot, ConfigError> {
             path: "(built-in default)".into(),
             source,
         })?;
+    snapshot = with_gateway_api_keys(snapshot);
     if let Some(rpm) = env_var("RATE_LIMIT_RPM") {
         let rpm: u64 = rpm
             .trim()

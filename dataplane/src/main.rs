@@ -25,7 +25,8 @@ struct Args {
     #[arg(long, env = "AI_GATEWAY_LISTEN")]
     listen: Option<SocketAddr>,
 
-    /// Port of the API listener on all interfaces.
+    /// Port of the API listener: on all interfaces, or on 127.0.0.1 only while the
+    /// config takes any caller (auth `none`).
     #[arg(long, env = "AI_GATEWAY_PORT", default_value_t = 8090)]
     port: u16,
 
@@ -70,6 +71,7 @@ references in a config file):
   AWS_REGION              Bedrock region (default us-east-1)
   GOOGLE_API_KEY          enables the `gemini` provider (gemini-*)
   RATE_LIMIT_RPM          default requests per minute per user (default 60; built-in config only)
+  GATEWAY_API_KEY         gateway key(s), comma-separated: turns auth `none` into key auth
   AUDIT_LOG_LEVEL         same as --log-level (AI_GATEWAY_LOG_LEVEL wins when both are set)
   HTTPS_PROXY, ALL_PROXY  egress proxy for https providers (CONNECT tunnel)
   NO_PROXY                hosts reached directly";
@@ -147,9 +149,19 @@ async fn run(
         config::watch(path.clone(), gw.clone(), Duration::from_secs(1));
     }
 
-    let listen = args
-        .listen
-        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], args.port)));
+    // A gateway that takes anyone (`auth: none`) serves this machine only, unless told
+    // outright (`--listen`) to listen wider.
+    let open_to_anyone = gw.runtime().snapshot.auth.mode == ai_gateway_snapshot::AuthMode::None;
+    let listen = args.listen.unwrap_or_else(|| {
+        if open_to_anyone {
+            tracing::warn!(
+                "auth mode is `none`: listening on 127.0.0.1 only; pass --listen to listen wider"
+            );
+            SocketAddr::from(([127, 0, 0, 1], args.port))
+        } else {
+            SocketAddr::from(([0, 0, 0, 0], args.port))
+        }
+    });
     let api = TcpListener::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;

@@ -136,6 +136,7 @@ pub fn deployment(gw: &AIGateway, default_image: &str) -> Value {
         "args": [
             "--config", format!("{CONFIG_DIR}/{CONFIG_KEY}"), "--log-json",
             "--admin-listen", format!("0.0.0.0:{ADMIN_PORT}"),
+            "--listen", format!("0.0.0.0:{HTTP_PORT}"),
         ],
         "env": [{
             "name": "AI_GATEWAY_ADMIN_TOKEN",

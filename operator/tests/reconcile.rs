@@ -379,7 +379,9 @@ async fn a_new_gateway_gets_its_objects_a_pushed_snapshot_and_status() {
             "/etc/ai-gateway/config.json",
             "--log-json",
             "--admin-listen",
-            "0.0.0.0:8091"
+            "0.0.0.0:8091",
+            "--listen",
+            "0.0.0.0:8090"
         ])
     );
     assert_eq!(

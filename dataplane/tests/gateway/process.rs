@@ -1011,3 +1011,47 @@ fn the_admin_port_listens_on_loopback_unless_told_otherwise() {
     let _ = child.wait();
     assert_eq!(found, "0100007F:1F9B", "admin bound to 127.0.0.1:8091");
 }
+
+/// The safe defaults: a gateway that would take anyone serves this machine only, and
+/// the users' GATEWAY_API_KEY (one key or several) turns key auth on.
+#[tokio::test]
+async fn an_open_gateway_listens_on_loopback_and_gateway_api_key_closes_it() {
+    let base = [
+        ("AI_GATEWAY_PORT", "0"),
+        ("AI_GATEWAY_ADMIN_LISTEN", "127.0.0.1:0"),
+    ];
+    let open = Running::start_from_environment(&base);
+    let listening = |r: &Running| {
+        r.seen
+            .iter()
+            .find(|l| l.contains("ai-gateway listening"))
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert!(
+        listening(&open).contains("api=127.0.0.1:"),
+        "{}",
+        listening(&open)
+    );
+    drop(open);
+
+    let mut env = base.to_vec();
+    env.push(("GATEWAY_API_KEY", "gw-first-key, gw-second-key"));
+    let keyed = Running::start_from_environment(&env);
+    assert!(
+        listening(&keyed).contains("api=0.0.0.0:"),
+        "{}",
+        listening(&keyed)
+    );
+    let usage = |key: Option<&'static str>| {
+        let mut req = client().get(format!("{}/v1/usage", keyed.api));
+        if let Some(key) = key {
+            req = req.bearer_auth(key);
+        }
+        async move { req.send().await.expect("answers").status().as_u16() }
+    };
+    assert_eq!(usage(None).await, 401, "no key, no service");
+    assert_eq!(usage(Some("gw-wrong")).await, 401);
+    assert_eq!(usage(Some("gw-second-key")).await, 200);
+    assert_eq!(usage(Some("gw-first-key")).await, 200);
+}
