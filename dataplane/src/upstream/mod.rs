@@ -3,6 +3,7 @@
 
 pub mod breaker;
 pub mod client;
+pub mod retry;
 pub mod sigv4;
 pub(crate) mod stream;
 
@@ -230,46 +231,29 @@ impl Upstream {
             breaker::Gate::Probe => true,
             breaker::Gate::Closed => false,
         };
-        let retries = self.config.retries;
-        // A probe gets one try: its answer decides the circuit.
-        let attempts = if probe { 0 } else { retries.attempts };
         // The total timeout covers every attempt and the waits between them.
         let deadline =
             tokio::time::Instant::now() + Duration::from_millis(self.config.timeouts.total_ms);
+        let plan = retry::RetryPlan::new(self.config.retries, probe, deadline);
         let mut attempt = 0;
         loop {
             // The last attempt takes the headers; earlier ones send a copy.
-            let headers = if attempt < attempts {
+            let headers = if plan.may_follow(attempt) {
                 req.headers.clone()
             } else {
                 std::mem::take(&mut req.headers)
             };
             let result = self.send_once(&req, headers, &uri, deadline).await;
-            let again = match &result {
-                Ok(resp) if is_retryable(resp.status()) => Some(retry_after(resp.headers())),
-                Err(
-                    GatewayError::UpstreamUnreachable { .. } | GatewayError::UpstreamTimeout { .. },
-                ) => Some(None),
-                _ => None,
-            };
-            let wait = again.map(|hint| match hint {
-                Some(ms) if ms <= retries.max_retry_after_ms => Duration::from_millis(ms),
-                _ => backoff(retries.backoff_ms, attempt),
-            });
-            let time_left = |wait: Duration| tokio::time::Instant::now() + wait < deadline;
-            if let (Some(wait), true) = (wait, attempt < attempts) {
-                if !time_left(wait) {
-                    let ok = matches!(&result, Ok(resp) if !is_retryable(resp.status()));
-                    self.breaker.record(ok, &breaker_config, breaker::now_ms());
-                    return result;
-                }
+            let outcome = retry::Outcome::of(&result);
+            if let Some(wait) = plan.wait_after(outcome, attempt, tokio::time::Instant::now()) {
                 tracing::debug!(provider = %self.name, attempt, wait_ms = wait.as_millis() as u64, "retrying upstream call");
                 tokio::time::sleep(wait).await;
                 attempt += 1;
                 continue;
             }
-            let ok = matches!(&result, Ok(resp) if !is_retryable(resp.status()));
-            self.breaker.record(ok, &breaker_config, breaker::now_ms());
+            let answered = outcome == retry::Outcome::Final && result.is_ok();
+            self.breaker
+                .record(answered, &breaker_config, breaker::now_ms());
             return result;
         }
     }
@@ -418,32 +402,6 @@ fn joined(mut frames: Vec<Bytes>, total: usize) -> Bytes {
     all.freeze()
 }
 
-/// Statuses that say "not now" rather than "never": rate limited, overloaded, broken.
-pub fn is_retryable(status: http::StatusCode) -> bool {
-    matches!(status.as_u16(), 429 | 500 | 502 | 503 | 504 | 529)
-}
-
-/// `retry-after` in seconds (or Anthropic's `retry-after-ms`), in milliseconds.
-fn retry_after(headers: &HeaderMap) -> Option<u64> {
-    let value = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok())
-    };
-    value("retry-after-ms")
-        .or_else(|| value("retry-after").map(|s| s * 1000.0))
-        .filter(|ms| ms.is_finite() && *ms >= 0.0)
-        .map(|ms| ms as u64)
-}
-
-/// Exponential backoff with up to 50% jitter, so retrying callers spread out.
-fn backoff(base_ms: u64, attempt: u32) -> Duration {
-    let exp = base_ms.saturating_mul(1u64 << attempt.min(10));
-    let jitter = breaker::now_ms().wrapping_mul(2654435761) % (exp / 2 + 1);
-    Duration::from_millis(exp / 2 + jitter)
-}
-
 /// The client's top-level message is "client error (Connect)"; the causes say what happened.
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
@@ -462,7 +420,7 @@ pub async fn unless_failing(
     resp: UpstreamResponse,
     fallback_left: bool,
 ) -> Result<UpstreamResponse, GatewayError> {
-    if fallback_left && is_retryable(resp.status()) {
+    if fallback_left && retry::is_retryable(resp.status()) {
         return Err(upstream_error(provider, resp).await);
     }
     Ok(resp)
