@@ -103,25 +103,30 @@ pub async fn admit(
 
 /// Model vendors whose Bedrock ids put the vendor before the model's own name.
 const BEDROCK_VENDORS: [&str; 8] = [
-    "anthropic.",
-    "amazon.",
-    "meta.",
-    "mistral.",
-    "cohere.",
-    "ai21.",
-    "deepseek.",
-    "openai.",
+    "anthropic",
+    "amazon",
+    "meta",
+    "mistral",
+    "cohere",
+    "ai21",
+    "deepseek",
+    "openai",
 ];
 
 /// A model's own name without a Bedrock ARN, geography or vendor prefix
 /// (`arn:…/us.anthropic.claude-opus-4-1-…` → `claude-opus-4-1-…`), so a rule written for
-/// `claude-opus-*` holds however the model is named.
+/// `claude-opus-*` holds however the model is named. Runs on every admitted call: it
+/// splits on single characters rather than searching for each vendor's name.
 fn vendor_neutral(model: &str) -> &str {
     let id = model.rsplit('/').next().unwrap_or(model);
-    BEDROCK_VENDORS
-        .iter()
-        .find_map(|vendor| id.find(vendor).map(|at| &id[at + vendor.len()..]))
-        .unwrap_or(id)
+    let mut after = 0;
+    for segment in id.split('.') {
+        after += segment.len() + 1;
+        if BEDROCK_VENDORS.contains(&segment) {
+            return id.get(after..).unwrap_or(id);
+        }
+    }
+    id
 }
 
 /// Requests whose bodies may be this large are checked against the caller's limits

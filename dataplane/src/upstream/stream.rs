@@ -198,6 +198,20 @@ pub fn passthrough_body(
 static USAGE_OBJECT: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
     std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage\""));
 
+/// Whether some `"usage"` key in the event opens an object (`"usage": {`, spaced as
+/// the upstream likes): OpenAI sends `"usage":null` on every other chunk, and only the
+/// events this finds are read in full.
+fn has_usage_object(data: &[u8]) -> bool {
+    USAGE_OBJECT.find_iter(data).any(|at| {
+        let mut rest = data[at + b"\"usage\"".len()..].trim_ascii_start();
+        if rest.first() != Some(&b':') {
+            return false;
+        }
+        rest = rest[1..].trim_ascii_start();
+        rest.first() == Some(&b'{')
+    })
+}
+
 /// Whether an OpenAI chunk's `choices` is empty (or absent): the closing usage chunk.
 fn no_choices(chunk: &[u8]) -> bool {
     // Read up to `choices` only: OpenAI puts the usage object after it.
@@ -239,9 +253,9 @@ fn meter_event(protocol: StreamProtocol, event: &str, data: &[u8], usage: &Usage
         StreamProtocol::OpenAiSse | StreamProtocol::OpenAiSseWithoutUsage => {
             // Only the final chunk carries a usage object (others may say `null`); the
             // rest are deltas.
-            let reported = USAGE_OBJECT
-                .find(data)
-                .and_then(|_| crate::translate::usage::usage_member(data));
+            let reported = has_usage_object(data)
+                .then(|| crate::translate::usage::usage_member(data))
+                .flatten();
             match reported {
                 Some(u) => {
                     usage.report(u);
