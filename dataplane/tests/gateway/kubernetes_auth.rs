@@ -119,6 +119,14 @@ async fn call(gw: &TestGateway, token: &str) -> (u16, Value) {
     )
 }
 
+/// How many TokenReviews the fake API server has been asked for.
+fn reviews_made(api: &FakeUpstream) -> usize {
+    api.received()
+        .iter()
+        .filter(|r| r.path.split('?').next() == Some("/apis/authentication.k8s.io/v1/tokenreviews"))
+        .count()
+}
+
 /// What `/v1/usage` reports for the caller holding `token`.
 async fn usage_of(gw: &TestGateway, token: &str) -> Value {
     client()
@@ -175,14 +183,7 @@ async fn a_rejected_token_gets_401_and_gateway_keys_still_work() {
     let upstream = fake_anthropic().await;
     let api = fake_api_server(projected_token("someone-else"), true).await;
     let gw = gateway(&upstream, &api.url()).await;
-    let reviews = || {
-        api.received()
-            .into_iter()
-            .filter(|r| {
-                r.path.split('?').next() == Some("/apis/authentication.k8s.io/v1/tokenreviews")
-            })
-            .count()
-    };
+    let reviews = || reviews_made(&api);
 
     let expired = projected_token("system:serviceaccount:x:y");
     for _ in 0..2 {
@@ -267,14 +268,7 @@ async fn a_flood_of_junk_tokens_cannot_turn_the_gateway_against_the_api_server()
     let good = projected_token("system:serviceaccount:dev-alice:workspace");
     let api = fake_api_server(good.clone(), true).await;
     let gw = gateway(&upstream, &api.url()).await;
-    let reviews = || {
-        api.received()
-            .into_iter()
-            .filter(|r| {
-                r.path.split('?').next() == Some("/apis/authentication.k8s.io/v1/tokenreviews")
-            })
-            .count()
-    };
+    let reviews = || reviews_made(&api);
     let enc = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
