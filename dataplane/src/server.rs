@@ -453,8 +453,6 @@ async fn route(
             path: path.to_string(),
         });
     };
-    // What follows a surface prefix is appended to the provider's base URL: it must be
-    // a plain path, or `/v1/openai@evil.example/` would send the key elsewhere.
     let rest = match &surface {
         Surface::Claude(r) | Surface::Native(_, r) | Surface::Gemini(r) | Surface::Bedrock(r) => *r,
         Surface::Chat => "",
@@ -472,11 +470,9 @@ async fn route(
         rt.keys.sigv4_claim(&parts.headers)?;
     }
     let limit = rt.snapshot.gateway.max_request_bytes;
-    let declared = parts
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_none_or(|n| n > crate::admission::EARLY_CHECK_BYTES) && !pending_sigv4 {
+    // The body's own bound: 0 for a GET, the declared length, or none when chunked.
+    let most = http_body::Body::size_hint(&body).upper();
+    if most.is_none_or(|n| n > crate::admission::EARLY_CHECK_BYTES) && !pending_sigv4 {
         crate::admission::refuse_early(&rt, &gw.services, ctx).await?;
     }
     let read_for = Duration::from_millis(rt.snapshot.gateway.body_read_timeout_ms);
