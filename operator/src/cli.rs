@@ -218,6 +218,20 @@ pub async fn run(cli: &Cli, client: Client, out: Out<'_>, err: Out<'_>) -> Resul
     }
 }
 
+/// Whether an error, or anything it wraps, is an I/O timeout.
+fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
 /// The value a new key Secret gets under the gateway's selector.
 fn value_for_new(selector: &KeySelector) -> String {
     if selector.value.is_empty() {
@@ -664,32 +678,42 @@ impl Ctx {
         let request = request
             .body(kube::client::Body::from(Vec::new()))
             .map_err(|e| failure(None, e.to_string(), false))?;
+        let no_answer = || {
+            failure(
+                None,
+                format!(
+                    "no answer within {} (--request-timeout)",
+                    humantime::format_duration(self.request_timeout)
+                ),
+                false,
+            )
+        };
+        // The client's own read timeout and this deadline are the same length; whichever
+        // fires first, the person sees the same sentence.
+        let sent_error = |status: Option<u16>, e: &(dyn std::error::Error + 'static)| {
+            if timed_out(e) {
+                no_answer()
+            } else {
+                failure(status, e.to_string(), false)
+            }
+        };
         let call = async {
             let response = self
                 .client
                 .send(request)
                 .await
-                .map_err(|e| failure(None, e.to_string(), false))?;
+                .map_err(|e| sent_error(None, &e))?;
             let status = response.status();
             let body = response
                 .into_body()
                 .collect_bytes()
                 .await
-                .map_err(|e| failure(Some(status.as_u16()), e.to_string(), false))?;
+                .map_err(|e| sent_error(Some(status.as_u16()), &e))?;
             Ok((status, body))
         };
         let (status, body) = tokio::time::timeout(self.request_timeout, call)
             .await
-            .map_err(|_| {
-                failure(
-                    None,
-                    format!(
-                        "no answer within {} (--request-timeout)",
-                        humantime::format_duration(self.request_timeout)
-                    ),
-                    false,
-                )
-            })??;
+            .map_err(|_| no_answer())??;
         if !status.is_success() {
             let (message, from_api_server) = error_message(&body);
             return Err(failure(Some(status.as_u16()), message, from_api_server));
