@@ -26,13 +26,13 @@ pub async fn handle(
             };
             Ok(json_response(
                 status,
-                &json!({"ready": status == StatusCode::OK, "config_version": gw.runtime().version}),
+                &json!({"ready": status == StatusCode::OK, "config_version": gw.compiled().version}),
             ))
         }
         (&Method::GET, "/metrics") => {
             // Circuit state lives in the breakers; read it at scrape time.
             let now = crate::upstream::breaker::now_ms();
-            for p in gw.runtime().providers.values() {
+            for p in gw.compiled().providers.values() {
                 gw.services
                     .metrics
                     .circuit_open
@@ -54,7 +54,7 @@ pub async fn handle(
             authorize(token, &req)?;
             Ok(json_response(
                 StatusCode::OK,
-                &json!({"version": gw.runtime().version}),
+                &json!({"version": gw.compiled().version}),
             ))
         }
         (&Method::PUT, "/admin/v1/config") => {
@@ -84,10 +84,10 @@ fn apply(gw: &Gateway, body: &[u8]) -> Response<ResponseBody> {
         }
     };
     match gw.apply(snapshot) {
-        Ok(rt) => json_response(StatusCode::OK, &json!({"version": rt.version})),
+        Ok(compiled) => json_response(StatusCode::OK, &json!({"version": compiled.version})),
         Err(e) => json_response(
             StatusCode::UNPROCESSABLE_ENTITY,
-            &json!({"error": e.to_string(), "version": gw.runtime().version}),
+            &json!({"error": e.to_string(), "version": gw.compiled().version}),
         ),
     }
 }

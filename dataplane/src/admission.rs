@@ -1,12 +1,12 @@
 //! Admission: every rate limit that applies to the caller and model must fit the
 //! request's estimated tokens and cost before anything is sent upstream.
 
+use crate::compiled::CompiledConfig;
 use crate::context::RequestContext;
 use crate::error::GatewayError;
 use crate::limits::{tightest_quota, Admission, Demand, Windows};
-use crate::metering::cost_micros;
+use crate::pricing::cost_micros;
 use crate::routing::Resolved;
-use crate::runtime::Runtime;
 use crate::state::Services;
 use crate::translate::TokenUsage;
 use ai_gateway_snapshot::UnpricedModels;
@@ -20,7 +20,7 @@ const BYTES_PER_TOKEN: u64 = 4;
 const MAX_OUTPUT_RESERVATION: u64 = 1_000_000;
 
 pub async fn admit(
-    rt: &Runtime,
+    compiled: &CompiledConfig,
     services: &Services,
     ctx: &mut RequestContext,
     resolved: &Resolved,
@@ -28,7 +28,7 @@ pub async fn admit(
     max_output_tokens: Option<u64>,
 ) -> Result<(), GatewayError> {
     // Every surface admits through here, so every surface holds to the limit.
-    let limit = rt.snapshot.gateway.max_tokens_limit;
+    let limit = compiled.snapshot.gateway.max_tokens_limit;
     if let Some(asked) = max_output_tokens.filter(|&asked| asked > limit) {
         return Err(GatewayError::InvalidRequest(format!(
             "max_tokens: {asked} exceeds this gateway's limit of {limit}"
@@ -44,7 +44,7 @@ pub async fn admit(
     let estimate = TokenUsage {
         input: body_len as u64 / BYTES_PER_TOKEN,
         output: max_output_tokens
-            .unwrap_or(rt.limits.default_output_tokens)
+            .unwrap_or(compiled.limits.default_output_tokens)
             .min(MAX_OUTPUT_RESERVATION),
         ..TokenUsage::default()
     };
@@ -61,7 +61,7 @@ pub async fn admit(
         vendor_neutral(model),
         vendor_neutral(&resolved.upstream_model),
     ];
-    let checks = rt
+    let checks = compiled
         .limits
         .checks_for(identity, &resolved.upstream_model, &names);
     if checks.is_empty() {
@@ -69,7 +69,7 @@ pub async fn admit(
     }
     // A budget cannot be kept on a call whose cost is unknown.
     if ctx.price.is_none() && checks.iter().any(|c| c.limits.budget_usd_per_day.is_some()) {
-        match rt.snapshot.rate_limits.unpriced_models {
+        match compiled.snapshot.rate_limits.unpriced_models {
             UnpricedModels::Refuse => {
                 return Err(GatewayError::Forbidden(format!(
                     "model `{}` has no price, and a USD budget applies to you: the gateway cannot meter it (add `pricing` for it to its route, or set rate_limits.unpriced_models: highest-price)",
@@ -84,7 +84,7 @@ pub async fn admit(
         cost_micros: ctx.price.map(|p| cost_micros(&estimate, &p)).unwrap_or(0),
     };
     let windows = Windows::at(std::time::SystemTime::now());
-    let fail_open = rt.snapshot.rate_limits.store.fail_open;
+    let fail_open = compiled.snapshot.rate_limits.store.fail_open;
     match services.store.admit(&checks, demand, windows).await {
         Ok(Admission::Admitted(reservation)) => {
             ctx.quota = Some(reservation.quota);
@@ -137,7 +137,7 @@ pub const EARLY_CHECK_BYTES: u64 = 1024 * 1024;
 /// minute, concurrency, tokens, budget), before its body is read: a limited caller
 /// cannot make the gateway buffer large bodies only to refuse them.
 pub async fn refuse_early(
-    rt: &Runtime,
+    compiled: &CompiledConfig,
     services: &Services,
     ctx: &mut RequestContext,
 ) -> Result<(), GatewayError> {
@@ -145,7 +145,7 @@ pub async fn refuse_early(
         return Ok(());
     };
     // No model is known yet: only the rules that apply to every model.
-    let checks = rt.limits.checks_for(identity, "", &[]);
+    let checks = compiled.limits.checks_for(identity, "", &[]);
     if checks.is_empty() {
         return Ok(());
     }

@@ -1,8 +1,8 @@
 //! What the gateway knows about one request as it moves through the stages.
 
 use crate::auth::Identity;
-use crate::completion::UsageCell;
 use crate::limits::{Quota, Reservation};
+use crate::settle::UsageCell;
 use ai_gateway_snapshot::ModelPrice;
 use http::HeaderMap;
 use std::sync::Arc;
@@ -59,7 +59,7 @@ pub struct RequestContext {
     pub estimated_input_tokens: u64,
     /// For settling and auditing a request dropped before it completed.
     pub store_for_release: Option<Arc<crate::state::Services>>,
-    /// Whether a [`crate::completion::Completion`] has taken charge of settling and
+    /// Whether a [`crate::settle::Settlement`] has taken charge of settling and
     /// auditing this request (or it is one that is never audited, like `/health`).
     pub settled_elsewhere: bool,
 }
@@ -81,7 +81,7 @@ impl Drop for RequestContext {
         };
         let mut ctx = std::mem::replace(self, RequestContext::new(&HeaderMap::new()));
         ctx.store_for_release = None;
-        crate::completion::Completion::new(services, ctx, CLIENT_CLOSED, Some("client_closed"))
+        crate::settle::Settlement::new(services, ctx, CLIENT_CLOSED, Some("client_closed"))
             .abandon();
     }
 }

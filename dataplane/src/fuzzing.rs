@@ -90,7 +90,7 @@ pub fn event_stream(data: &[u8]) {
     }
     translator.finish(None, &mut out);
     let mut watcher = crate::upstream::stream::eventstream::FrameWatcher::default();
-    let _ = watcher.feed(data, &crate::completion::UsageCell::default());
+    let _ = watcher.feed(data, &crate::settle::UsageCell::default());
 }
 
 /// A config file or pushed snapshot, and a SigV4 `Authorization` header.

@@ -103,7 +103,7 @@ fn main() -> ExitCode {
         tokio::runtime::Builder::new_multi_thread()
     };
     let runtime = match builder.enable_all().build() {
-        Ok(rt) => rt,
+        Ok(compiled) => compiled,
         Err(e) => {
             eprintln!("ai-gateway: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
@@ -143,15 +143,15 @@ async fn run(
     snapshot: ai_gateway_snapshot::Snapshot,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let gw = Arc::new(Gateway::new(snapshot).await?);
-    ai_gateway::state::log_providers(&gw.runtime());
-    warn_unenforced(&gw.runtime().snapshot);
+    ai_gateway::state::log_providers(&gw.compiled());
+    warn_unenforced(&gw.compiled().snapshot);
     if let Some(path) = &args.config {
         config::watch(path.clone(), gw.clone(), Duration::from_secs(1));
     }
 
     // A gateway that takes anyone (`auth: none`) serves this machine only, unless told
     // outright (`--listen`) to listen wider.
-    let open_to_anyone = gw.runtime().snapshot.auth.mode == ai_gateway_snapshot::AuthMode::None;
+    let open_to_anyone = gw.compiled().snapshot.auth.mode == ai_gateway_snapshot::AuthMode::None;
     let listen = args.listen.unwrap_or_else(|| {
         if open_to_anyone {
             tracing::warn!(

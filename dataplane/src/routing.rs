@@ -2,7 +2,7 @@
 //! `provider:model` prefix, then the routes' exact names and globs by priority.
 
 use crate::error::GatewayError;
-use crate::runtime::Upstream;
+use crate::upstream::Upstream;
 use ai_gateway_snapshot::{is_glob, Snapshot};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -285,9 +285,10 @@ pub fn check_model_name(model: &str) -> Result<(), GatewayError> {
 
 #[cfg(test)]
 mod tests {
-    use crate::runtime::{ClientPool, Runtime};
+    use crate::compiled::CompiledConfig;
+    use crate::upstream::ClientPool;
 
-    fn runtime() -> Runtime {
+    fn compiled_config() -> CompiledConfig {
         let doc = r#"
 providers:
   anthropic: { type: anthropic, api_key: k }
@@ -304,50 +305,53 @@ routes:
   - { models: ["fast"], provider: anthropic, upstream_model: claude-haiku-4-5 }
 "#;
         let snapshot = ai_gateway_snapshot::parse_document(doc, |_| None).expect("valid");
-        Runtime::compile(snapshot, &ClientPool::default()).expect("compiles")
+        CompiledConfig::compile(snapshot, &ClientPool::default()).expect("compiles")
     }
 
-    fn route(rt: &Runtime, model: &str, forced: Option<&str>) -> (String, String) {
-        let r = rt.routes.resolve(model, forced).expect("routed");
+    fn route(compiled: &CompiledConfig, model: &str, forced: Option<&str>) -> (String, String) {
+        let r = compiled.routes.resolve(model, forced).expect("routed");
         (r.provider.name.clone(), r.upstream_model)
     }
 
     #[test]
     fn globs_exact_names_aliases_and_priorities() {
-        let rt = runtime();
+        let compiled = compiled_config();
         let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
         assert_eq!(
-            route(&rt, "claude-opus-4", None),
+            route(&compiled, "claude-opus-4", None),
             pair("anthropic", "claude-opus-4")
         );
         // The bedrock route for sonnet is priority 2: anthropic's glob (priority 1) wins.
         assert_eq!(
-            route(&rt, "claude-sonnet-4-5", None),
+            route(&compiled, "claude-sonnet-4-5", None),
             pair("anthropic", "claude-sonnet-4-5")
         );
         assert_eq!(
-            route(&rt, "claude-sonnet-4-5", Some("bedrock")),
+            route(&compiled, "claude-sonnet-4-5", Some("bedrock")),
             pair("bedrock", "us.anthropic.claude-sonnet-4-5-20250929-v1:0")
         );
         assert_eq!(
-            route(&rt, "fast", None),
+            route(&compiled, "fast", None),
             pair("anthropic", "claude-haiku-4-5")
         );
         // A lower priority number wins over an exact name.
-        assert_eq!(route(&rt, "gpt-4o", None), pair("local", "gpt-4o"));
+        assert_eq!(route(&compiled, "gpt-4o", None), pair("local", "gpt-4o"));
     }
 
     #[test]
     fn provider_prefixes_pick_the_provider_and_are_stripped() {
-        let rt = runtime();
+        let compiled = compiled_config();
         let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
         assert_eq!(
-            route(&rt, "local:llama3.2:3b", None),
+            route(&compiled, "local:llama3.2:3b", None),
             pair("local", "llama3.2:3b")
         );
-        assert_eq!(route(&rt, "openai/gpt-4o", None), pair("openai", "gpt-4o"));
         assert_eq!(
-            route(&rt, "qwen2.5:7b", Some("local")),
+            route(&compiled, "openai/gpt-4o", None),
+            pair("openai", "gpt-4o")
+        );
+        assert_eq!(
+            route(&compiled, "qwen2.5:7b", Some("local")),
             pair("local", "qwen2.5:7b")
         );
     }
@@ -365,10 +369,10 @@ routes:
   - { models: ["claude-*"], provider: spare, priority: 5 }
 "#;
         let snapshot = ai_gateway_snapshot::parse_document(doc, |_| None).expect("valid");
-        let rt = Runtime::compile(snapshot, &ClientPool::default()).expect("compiles");
+        let compiled = CompiledConfig::compile(snapshot, &ClientPool::default()).expect("compiles");
         let mut served = std::collections::BTreeMap::<String, usize>::new();
         for _ in 0..4000 {
-            let r = rt
+            let r = compiled
                 .routes
                 .resolve("claude-sonnet-4-5", None)
                 .expect("routed");
@@ -381,7 +385,7 @@ routes:
             assert_eq!(r.fallback, expected_fallback);
             // Another model of the same routes called in between (as Claude Code
             // alternates two) must not pin this one to a provider.
-            let _ = rt.routes.resolve("claude-haiku-4-5", None);
+            let _ = compiled.routes.resolve("claude-haiku-4-5", None);
         }
         let anthropic = served.get("anthropic").copied().unwrap_or(0);
         let bedrock = served.get("bedrock").copied().unwrap_or(0);
@@ -397,15 +401,19 @@ routes:
 
     #[test]
     fn unknown_models_and_providers_name_what_is_known() {
-        let rt = runtime();
-        let err = rt.routes.resolve("mystery", None).err().expect("unrouted");
+        let compiled = compiled_config();
+        let err = compiled
+            .routes
+            .resolve("mystery", None)
+            .err()
+            .expect("unrouted");
         assert_eq!(err.status(), http::StatusCode::NOT_FOUND);
         assert!(
             err.to_string()
                 .contains("model `mystery` is not routed; known: claude-*"),
             "{err}"
         );
-        let err = rt
+        let err = compiled
             .routes
             .resolve("x", Some("azure"))
             .err()

@@ -3,11 +3,11 @@
 use crate::admin;
 use crate::auth::Authenticated;
 use crate::body::{empty, read_limited, ReadBodyError, ResponseBody};
-use crate::completion::{Completion, Metering};
 use crate::context::RequestContext;
 use crate::error::{ApiFormat, GatewayError};
 use crate::header_values::HeaderValueBuf;
 use crate::limits::quota_headers;
+use crate::settle::{Metering, Settlement};
 use crate::state::Gateway;
 use crate::surfaces::{account, bedrock, chat, claude, gemini, info, passthrough};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
@@ -327,7 +327,7 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Respon
     // A provider's own 5xx passed through is still a failure the record should name.
     let error = error.or((status >= 500).then_some("upstream_status"));
     let (parts, body) = response.into_parts();
-    let completion = Completion::new(gw.services.clone(), ctx, status, error);
+    let completion = Settlement::new(gw.services.clone(), ctx, status, error);
     Response::from_parts(
         parts,
         crate::body::observed(body, Metering::new(completion)),
@@ -371,7 +371,7 @@ async fn route(
     ctx: &mut RequestContext,
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, GatewayError> {
-    let rt = gw.runtime();
+    let compiled = gw.compiled();
     let (parts, body) = req.into_parts();
     let path = parts.uri.path();
     let query = parts.uri.query();
@@ -381,8 +381,8 @@ async fn route(
 
     // Requests that read no body and need no caller identity.
     match (&method, path) {
-        (&Method::GET, "/health") => return Ok(info::health(&rt)),
-        (&Method::GET, "/v1/providers") => return Ok(info::providers(&rt)),
+        (&Method::GET, "/health") => return Ok(info::health(&compiled)),
+        (&Method::GET, "/v1/providers") => return Ok(info::providers(&compiled)),
         // Claude Code probes its base URL with an unauthenticated HEAD before it starts.
         (&Method::HEAD | &Method::GET, "/v1/claude" | "/v1/claude/") => {
             return Ok(Response::new(empty()))
@@ -395,7 +395,7 @@ async fn route(
             .and_then(|p| p.strip_suffix("/health"))
         {
             if !name.contains('/') {
-                if let Some(r) = info::provider_health(&rt, name) {
+                if let Some(r) = info::provider_health(&compiled, name) {
                     return Ok(r);
                 }
             }
@@ -404,7 +404,7 @@ async fn route(
     if gw.is_draining() {
         return Err(GatewayError::ShuttingDown);
     }
-    let pending_sigv4 = match rt.keys.authenticate(&parts.headers, query)? {
+    let pending_sigv4 = match compiled.keys.authenticate(&parts.headers, query)? {
         Authenticated::Caller(identity) => {
             ctx.identity = Some(identity);
             false
@@ -429,9 +429,9 @@ async fn route(
         }
     };
     match (&method, path) {
-        (&Method::GET, "/v1/models") => return Ok(chat::models(&rt)),
-        (&Method::GET, "/v1/usage") => return account::usage(&rt, &gw.services, ctx).await,
-        (&Method::GET, "/v1/limits") => return account::limits(&rt, &gw.services, ctx).await,
+        (&Method::GET, "/v1/models") => return Ok(chat::models(&compiled)),
+        (&Method::GET, "/v1/usage") => return account::usage(&compiled, &gw.services, ctx).await,
+        (&Method::GET, "/v1/limits") => return account::limits(&compiled, &gw.services, ctx).await,
         _ => {}
     }
 
@@ -467,15 +467,15 @@ async fn route(
     // Nothing is buffered for a caller who would be refused anyway: a stranger's
     // signature is refused on its headers, and a caller at its limits before its body.
     if pending_sigv4 {
-        rt.keys.sigv4_claim(&parts.headers)?;
+        compiled.keys.sigv4_claim(&parts.headers)?;
     }
-    let limit = rt.snapshot.gateway.max_request_bytes;
+    let limit = compiled.snapshot.gateway.max_request_bytes;
     // The body's own bound: 0 for a GET, the declared length, or none when chunked.
     let most = http_body::Body::size_hint(&body).upper();
     if most.is_none_or(|n| n > crate::admission::EARLY_CHECK_BYTES) && !pending_sigv4 {
-        crate::admission::refuse_early(&rt, &gw.services, ctx).await?;
+        crate::admission::refuse_early(&compiled, &gw.services, ctx).await?;
     }
-    let read_for = Duration::from_millis(rt.snapshot.gateway.body_read_timeout_ms);
+    let read_for = Duration::from_millis(compiled.snapshot.gateway.body_read_timeout_ms);
     let body = tokio::time::timeout(read_for, read_limited(body, limit, &gw.services.bodies))
         .await
         .map_err(|_| {
@@ -503,18 +503,20 @@ async fn route(
             .map(|p| p.as_str())
             .unwrap_or(path);
         let url = format!("http://{host}{target}");
-        ctx.identity = Some(
-            rt.keys
-                .authenticate_sigv4(&method, &url, &parts.headers, &body)?,
-        );
+        ctx.identity = Some(compiled.keys.authenticate_sigv4(
+            &method,
+            &url,
+            &parts.headers,
+            &body,
+        )?);
         gw.services.replays.first_use(&parts.headers)?;
     }
-    if rt.snapshot.gateway.log_bodies {
-        ctx.usage = std::sync::Arc::new(crate::completion::UsageCell::capturing(body.clone()));
+    if compiled.snapshot.gateway.log_bodies {
+        ctx.usage = std::sync::Arc::new(crate::settle::UsageCell::capturing(body.clone()));
     }
     match surface {
         Surface::Chat if method == Method::POST => {
-            chat::completions(&rt, &gw.services, ctx, &parts.headers, body).await
+            chat::completions(&compiled, &gw.services, ctx, &parts.headers, body).await
         }
         Surface::Chat => Err(GatewayError::NotFound {
             method: method.to_string(),
@@ -522,7 +524,7 @@ async fn route(
         }),
         Surface::Claude(rest) => {
             claude::handle(
-                &rt,
+                &compiled,
                 &gw.services,
                 ctx,
                 method,
@@ -534,11 +536,20 @@ async fn route(
             .await
         }
         Surface::Bedrock(rest) => {
-            bedrock::handle(&rt, &gw.services, ctx, method, rest, &parts.headers, body).await
+            bedrock::handle(
+                &compiled,
+                &gw.services,
+                ctx,
+                method,
+                rest,
+                &parts.headers,
+                body,
+            )
+            .await
         }
         Surface::Gemini(rest) => {
             gemini::handle(
-                &rt,
+                &compiled,
                 &gw.services,
                 ctx,
                 method,
@@ -551,7 +562,7 @@ async fn route(
         }
         Surface::Native(family, rest) => {
             passthrough::handle(
-                &rt,
+                &compiled,
                 &gw.services,
                 ctx,
                 family,

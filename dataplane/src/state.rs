@@ -1,11 +1,12 @@
-//! The gateway's shared state: the current runtime behind an atomic pointer, and the
+//! The gateway's shared state: the compiled config behind an atomic pointer, and the
 //! services that outlive every config swap (counters, audit log, metrics).
 
 use crate::audit::{AuditCounters, AuditLog};
+use crate::compiled::{CompileError, CompiledConfig};
 use crate::limits::{Store, StoreError};
-use crate::metering::{PriceTable, PriceTableError};
 use crate::metrics::Metrics;
-use crate::runtime::{ClientPool, Runtime, RuntimeError};
+use crate::pricing::{PriceTable, PriceTableError};
+use crate::upstream::ClientPool;
 use ai_gateway_snapshot::Snapshot;
 use arc_swap::ArcSwap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,7 +29,7 @@ pub struct Services {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
-    Runtime(#[from] RuntimeError),
+    CompiledConfig(#[from] CompileError),
     #[error(transparent)]
     Prices(#[from] PriceTableError),
     #[error("rate-limit store: {0}")]
@@ -40,7 +41,7 @@ pub enum StartError {
 }
 
 pub struct Gateway {
-    runtime: ArcSwap<Runtime>,
+    compiled: ArcSwap<CompiledConfig>,
     clients: ClientPool,
     pub services: Arc<Services>,
     draining: AtomicBool,
@@ -67,39 +68,39 @@ impl Gateway {
             metrics,
         });
         let clients = ClientPool::default();
-        let runtime = Runtime::compile(snapshot, &clients)?;
-        services.metrics.config_applied(&runtime.version);
+        let compiled = CompiledConfig::compile(snapshot, &clients)?;
+        services.metrics.config_applied(&compiled.version);
         Ok(Self {
-            runtime: ArcSwap::from_pointee(runtime),
+            compiled: ArcSwap::from_pointee(compiled),
             clients,
             services,
             draining: AtomicBool::new(false),
         })
     }
 
-    /// The runtime a request uses from start to finish, even if a swap happens meanwhile.
-    pub fn runtime(&self) -> Arc<Runtime> {
-        self.runtime.load_full()
+    /// The compiled config a request uses from start to finish, even if a swap happens meanwhile.
+    pub fn compiled(&self) -> Arc<CompiledConfig> {
+        self.compiled.load_full()
     }
 
-    /// Compiles and swaps in a new snapshot. In-flight requests keep the runtime they
+    /// Compiles and swaps in a new snapshot. In-flight requests keep the compiled config they
     /// started with; an invalid snapshot leaves the current one serving; a snapshot
     /// equal to the one served is kept as it is, so a repeated push never resets pools
     /// or breakers. Content decides, not the `version:` label: an edit that forgets to
     /// change it is applied all the same.
-    pub fn apply(&self, snapshot: Snapshot) -> Result<Arc<Runtime>, RuntimeError> {
-        let current = self.runtime.load_full();
+    pub fn apply(&self, snapshot: Snapshot) -> Result<Arc<CompiledConfig>, CompileError> {
+        let current = self.compiled.load_full();
         if snapshot == current.snapshot {
             return Ok(current);
         }
         if snapshot.effective_version() == current.version {
             tracing::warn!(version = %current.version, "config content changed under the same version label; applying it");
         }
-        let runtime = Arc::new(Runtime::compile(snapshot, &self.clients)?);
-        self.runtime.store(runtime.clone());
-        self.services.metrics.config_applied(&runtime.version);
-        log_providers(&runtime);
-        Ok(runtime)
+        let compiled = Arc::new(CompiledConfig::compile(snapshot, &self.clients)?);
+        self.compiled.store(compiled.clone());
+        self.services.metrics.config_applied(&compiled.version);
+        log_providers(&compiled);
+        Ok(compiled)
     }
 
     pub fn start_draining(&self) {
@@ -111,11 +112,11 @@ impl Gateway {
     }
 }
 
-pub fn log_providers(runtime: &Runtime) {
-    tracing::info!(version = %runtime.version, content = %runtime.snapshot.content_hash(),
-        providers = runtime.providers.len(), routes = runtime.snapshot.routes.len(),
+pub fn log_providers(compiled: &CompiledConfig) {
+    tracing::info!(version = %compiled.version, content = %compiled.snapshot.content_hash(),
+        providers = compiled.providers.len(), routes = compiled.snapshot.routes.len(),
         "config applied");
-    for p in runtime.providers.values() {
+    for p in compiled.providers.values() {
         match &p.inactive {
             Some(reason) => {
                 tracing::warn!(provider = %p.name, kind = p.kind.as_str(), %reason, "provider inactive")

@@ -1,10 +1,10 @@
 //! `GET /v1/usage` and `GET /v1/limits`: the caller's own usage today and what remains.
 
 use crate::body::{json_response, ResponseBody};
+use crate::compiled::CompiledConfig;
 use crate::context::RequestContext;
 use crate::error::GatewayError;
 use crate::limits::{tightest_quota, Counters, ModelUsage, Windows};
-use crate::runtime::Runtime;
 use crate::state::Services;
 use http::{Response, StatusCode};
 use serde_json::{json, Map, Value};
@@ -31,7 +31,7 @@ fn store_error(e: crate::limits::StoreError) -> GatewayError {
 /// The users' shape (`today`, `limit.requests_remaining`, `limit.tokens_remaining`),
 /// extended with cost, cache tokens and a per-model breakdown.
 pub async fn usage(
-    rt: &Runtime,
+    compiled: &CompiledConfig,
     services: &Services,
     ctx: &mut RequestContext,
 ) -> Result<Response<ResponseBody>, GatewayError> {
@@ -50,7 +50,7 @@ pub async fn usage(
         total.add(u);
         models.insert(model.clone(), usage_json(u));
     }
-    let checks = rt.limits.checks(&identity, "");
+    let checks = compiled.limits.checks(&identity, "");
     let counters = services
         .store
         .counters(&checks, windows)
@@ -77,7 +77,7 @@ pub async fn usage(
 
 /// Every limit that applies to the caller, with what is used and what remains.
 pub async fn limits(
-    rt: &Runtime,
+    compiled: &CompiledConfig,
     services: &Services,
     ctx: &mut RequestContext,
 ) -> Result<Response<ResponseBody>, GatewayError> {
@@ -85,7 +85,7 @@ pub async fn limits(
         return Err(GatewayError::Unauthorized("no caller identity".into()));
     };
     let windows = Windows::at(std::time::SystemTime::now());
-    let checks = rt.limits.checks(&identity, "");
+    let checks = compiled.limits.checks(&identity, "");
     let counters = services
         .store
         .counters(&checks, windows)

@@ -5,10 +5,10 @@
 
 use super::proxied;
 use crate::body::ResponseBody;
+use crate::compiled::CompiledConfig;
 use crate::context::RequestContext;
 use crate::error::GatewayError;
 use crate::routing::Resolved;
-use crate::runtime::Runtime;
 use crate::state::Services;
 use crate::upstream::{forwardable_headers, StreamProtocol, UpstreamRequest};
 use ai_gateway_snapshot::ProviderKind;
@@ -61,7 +61,7 @@ struct InferenceConfig {
 }
 
 pub async fn handle(
-    rt: &Runtime,
+    compiled: &CompiledConfig,
     services: &Services,
     ctx: &mut RequestContext,
     method: Method,
@@ -91,18 +91,26 @@ pub async fn handle(
         let id = percent_decode_str(id).decode_utf8_lossy().into_owned();
         (id, operation, body)
     };
-    let resolved = match rt.routes.resolve(&model, super::forced_provider(headers)) {
+    let resolved = match compiled
+        .routes
+        .resolve(&model, super::forced_provider(headers))
+    {
         Ok(r) => r,
         // Bedrock ids are many and versioned: an unrouted one goes to the Bedrock provider as is.
         Err(GatewayError::UnknownModel { .. }) => Resolved {
-            provider: rt
+            provider: compiled
                 .providers
                 .values()
                 .find(|p| p.kind == ProviderKind::Bedrock)
                 .cloned()
                 .ok_or_else(|| GatewayError::UnknownProvider {
                     name: "bedrock".into(),
-                    known: rt.providers.keys().cloned().collect::<Vec<_>>().join(", "),
+                    known: compiled
+                        .providers
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", "),
                 })?,
             upstream_model: model.clone(),
             fallback: Vec::new(),
@@ -117,12 +125,12 @@ pub async fn handle(
     ctx.stream = operation.ends_with("-stream");
     let cap: OutputCap = super::read_request(&body)?;
     if let Some(super::Count(n)) = &cap.messages {
-        super::within_message_limit(&rt.snapshot.gateway, *n)?;
+        super::within_message_limit(&compiled.snapshot.gateway, *n)?;
     }
     let max_output = cap
         .max_tokens
         .or(cap.inference_config.and_then(|c| c.max_tokens));
-    crate::admission::admit(rt, services, ctx, &resolved, body.len(), max_output).await?;
+    crate::admission::admit(compiled, services, ctx, &resolved, body.len(), max_output).await?;
 
     let path = format!(
         "/model/{}/{operation}",

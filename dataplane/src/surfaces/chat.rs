@@ -6,9 +6,9 @@ use super::{
     with_stream_usage,
 };
 use crate::body::{json_response, ResponseBody};
+use crate::compiled::CompiledConfig;
 use crate::context::RequestContext;
 use crate::error::GatewayError;
-use crate::runtime::Runtime;
 use crate::state::Services;
 use crate::translate::TokenUsage;
 use crate::translate::{anthropic, openai, openai_anthropic, openai_bedrock, openai_gemini};
@@ -22,22 +22,23 @@ use http::{HeaderMap, Method, Response, StatusCode};
 use serde_json::json;
 
 pub async fn completions(
-    rt: &Runtime,
+    compiled: &CompiledConfig,
     services: &Services,
     ctx: &mut RequestContext,
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Response<ResponseBody>, GatewayError> {
     ctx.endpoint = "chat.completions";
-    let routed = route_by_body(rt, services, ctx, headers, &body).await?;
-    let (lookup, cached) = super::from_cache(rt, services, ctx, &routed, headers, &body).await;
+    let routed = route_by_body(compiled, services, ctx, headers, &body).await?;
+    let (lookup, cached) =
+        super::from_cache(compiled, services, ctx, &routed, headers, &body).await;
     if let Some(answer) = cached {
         return Ok(answer);
     }
-    let mut chain = super::FallbackChain::new(rt, &routed);
+    let mut chain = super::FallbackChain::new(compiled, &routed);
     while let Some((target, fallback_left)) = chain.next_target(services, ctx) {
         let served = serve(
-            rt,
+            compiled,
             ctx,
             headers,
             body.clone(),
@@ -58,7 +59,7 @@ pub async fn completions(
 
 /// One attempt at one provider.
 async fn serve(
-    rt: &Runtime,
+    compiled: &CompiledConfig,
     ctx: &mut RequestContext,
     headers: &HeaderMap,
     body: Bytes,
@@ -93,7 +94,15 @@ async fn serve(
         return proxied(&upstream.name, resp, protocol, ctx.usage.clone()).await;
     }
     if upstream.kind == ProviderKind::Bedrock {
-        return converse(rt, ctx, &upstream, model, &resolved.upstream_model, &body).await;
+        return converse(
+            compiled,
+            ctx,
+            &upstream,
+            model,
+            &resolved.upstream_model,
+            &body,
+        )
+        .await;
     }
     if upstream.kind == ProviderKind::Gemini {
         return generate_content(ctx, &upstream, model, &resolved.upstream_model, &body).await;
@@ -113,7 +122,7 @@ async fn serve(
     let out = openai_anthropic::request(
         &req,
         &resolved.upstream_model,
-        rt.snapshot.gateway.default_max_tokens,
+        compiled.snapshot.gateway.default_max_tokens,
     )
     .map_err(|e| GatewayError::InvalidRequest(e.to_string()))?;
     let resp = upstream
@@ -143,14 +152,14 @@ async fn serve(
 
 /// The models a caller can name: each route's exact names and each provider's listed
 /// models, for providers that can serve.
-pub fn models(rt: &Runtime) -> Response<ResponseBody> {
-    let mut entries: Vec<(String, String)> = rt
+pub fn models(compiled: &CompiledConfig) -> Response<ResponseBody> {
+    let mut entries: Vec<(String, String)> = compiled
         .routes
         .exact_models()
         .filter(|(_, p)| p.inactive.is_none())
         .map(|(m, p)| (m.to_string(), p.name.clone()))
         .collect();
-    for p in rt.providers.values().filter(|p| p.inactive.is_none()) {
+    for p in compiled.providers.values().filter(|p| p.inactive.is_none()) {
         entries.extend(p.config.models.iter().map(|m| (m.clone(), p.name.clone())));
     }
     entries.sort();
@@ -164,16 +173,16 @@ pub fn models(rt: &Runtime) -> Response<ResponseBody> {
 
 /// Bedrock's Converse API, for any model in its catalogue.
 async fn converse(
-    rt: &Runtime,
+    compiled: &CompiledConfig,
     ctx: &mut RequestContext,
-    upstream: &crate::runtime::Upstream,
+    upstream: &crate::upstream::Upstream,
     model: &str,
     upstream_model: &str,
     body: &[u8],
 ) -> Result<Response<ResponseBody>, GatewayError> {
     let req: openai::ChatRequest =
         serde_json::from_slice(body).map_err(|e| GatewayError::InvalidRequest(e.to_string()))?;
-    let out = openai_bedrock::request(&req, rt.snapshot.gateway.default_max_tokens)
+    let out = openai_bedrock::request(&req, compiled.snapshot.gateway.default_max_tokens)
         .map_err(|e| GatewayError::InvalidRequest(e.to_string()))?;
     let operation = if req.stream {
         "converse-stream"
@@ -208,7 +217,7 @@ async fn converse(
 /// The Gemini API's generateContent, streamed over `alt=sse`.
 async fn generate_content(
     ctx: &mut RequestContext,
-    upstream: &crate::runtime::Upstream,
+    upstream: &crate::upstream::Upstream,
     model: &str,
     upstream_model: &str,
     body: &[u8],

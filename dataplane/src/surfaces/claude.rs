@@ -5,13 +5,14 @@ use super::{
     event_stream_response, json_answer, proxied, route_by_body, upstream_json, with_model,
 };
 use crate::body::{json_response, ResponseBody};
+use crate::compiled::CompiledConfig;
 use crate::context::RequestContext;
 use crate::error::GatewayError;
-use crate::runtime::{Runtime, Upstream};
 use crate::state::Services;
 use crate::translate::anthropic_openai::{self, MaxTokensField};
 use crate::translate::TokenUsage;
 use crate::translate::{anthropic, anthropic_bedrock, openai, tokens};
+use crate::upstream::Upstream;
 use crate::upstream::{
     forwardable_headers, translated_body, unless_failing, upstream_error, StreamProtocol,
     UpstreamRequest,
@@ -34,7 +35,7 @@ pub fn upstream_path(rest: &str) -> String {
 
 #[allow(clippy::too_many_arguments)]
 pub async fn handle(
-    rt: &Runtime,
+    compiled: &CompiledConfig,
     services: &Services,
     ctx: &mut RequestContext,
     method: Method,
@@ -51,16 +52,16 @@ pub async fn handle(
     match (&method, path.as_str()) {
         (&Method::POST, "/v1/messages") => {
             ctx.endpoint = "claude.messages";
-            messages(rt, services, ctx, path_and_query, headers, body).await
+            messages(compiled, services, ctx, path_and_query, headers, body).await
         }
         (&Method::POST, "/v1/messages/count_tokens") => {
             ctx.endpoint = "claude.count_tokens";
-            count_tokens(rt, services, ctx, path_and_query, headers, body).await
+            count_tokens(compiled, services, ctx, path_and_query, headers, body).await
         }
         // Model listing goes to an Anthropic provider; batches, files and the admin
         // API would spend the gateway's key outside routing and limits, so they stay closed.
         (&Method::GET, p) if p == "/v1/models" || p.starts_with("/v1/models/") => {
-            let upstream = default_anthropic(rt)?.clone();
+            let upstream = default_anthropic(compiled)?.clone();
             ctx.routed(&upstream.name, "");
             forward(&upstream, ctx, method, path_and_query, headers, body).await
         }
@@ -71,31 +72,38 @@ pub async fn handle(
     }
 }
 
-fn default_anthropic(rt: &Runtime) -> Result<&Arc<Upstream>, GatewayError> {
-    rt.providers
+fn default_anthropic(compiled: &CompiledConfig) -> Result<&Arc<Upstream>, GatewayError> {
+    compiled
+        .providers
         .values()
         .filter(|p| p.kind == ProviderKind::Anthropic)
         .min_by_key(|p| p.inactive.is_some())
         .ok_or_else(|| GatewayError::UnknownProvider {
             name: "anthropic".into(),
-            known: rt.providers.keys().cloned().collect::<Vec<_>>().join(", "),
+            known: compiled
+                .providers
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
         })
 }
 
 async fn messages(
-    rt: &Runtime,
+    compiled: &CompiledConfig,
     services: &Services,
     ctx: &mut RequestContext,
     path_and_query: String,
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Response<ResponseBody>, GatewayError> {
-    let routed = route_by_body(rt, services, ctx, headers, &body).await?;
-    let (lookup, cached) = super::from_cache(rt, services, ctx, &routed, headers, &body).await;
+    let routed = route_by_body(compiled, services, ctx, headers, &body).await?;
+    let (lookup, cached) =
+        super::from_cache(compiled, services, ctx, &routed, headers, &body).await;
     if let Some(answer) = cached {
         return Ok(answer);
     }
-    let mut chain = super::FallbackChain::new(rt, &routed);
+    let mut chain = super::FallbackChain::new(compiled, &routed);
     while let Some((target, fallback_left)) = chain.next_target(services, ctx) {
         let served = serve_messages(
             ctx,
@@ -200,7 +208,7 @@ async fn serve_messages(
 }
 
 async fn count_tokens(
-    rt: &Runtime,
+    compiled: &CompiledConfig,
     services: &Services,
     ctx: &mut RequestContext,
     path_and_query: String,
@@ -209,7 +217,7 @@ async fn count_tokens(
 ) -> Result<Response<ResponseBody>, GatewayError> {
     let super::Routed {
         model, resolved, ..
-    } = route_by_body(rt, services, ctx, headers, &body).await?;
+    } = route_by_body(compiled, services, ctx, headers, &body).await?;
     let upstream = resolved.provider;
     if upstream.kind == ProviderKind::Anthropic {
         let body = with_model(body, &model, &resolved.upstream_model)?;

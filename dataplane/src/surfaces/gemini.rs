@@ -4,9 +4,9 @@
 
 use super::proxied;
 use crate::body::ResponseBody;
+use crate::compiled::CompiledConfig;
 use crate::context::RequestContext;
 use crate::error::GatewayError;
-use crate::runtime::Runtime;
 use crate::state::Services;
 use crate::upstream::{forwardable_headers, StreamProtocol, UpstreamRequest};
 use ai_gateway_snapshot::ProviderKind;
@@ -102,7 +102,7 @@ pub fn is_plain_segment(model: &str) -> bool {
 
 #[allow(clippy::too_many_arguments)]
 pub async fn handle(
-    rt: &Runtime,
+    compiled: &CompiledConfig,
     services: &Services,
     ctx: &mut RequestContext,
     method: Method,
@@ -118,7 +118,7 @@ pub async fn handle(
     let call = parse(rest)
         .filter(|_| method == Method::POST)
         .ok_or_else(not_found)?;
-    let resolved = rt
+    let resolved = compiled
         .routes
         .resolve(call.model, super::forced_provider(headers))?;
     super::require_native(&resolved, ProviderKind::Gemini, "the Gemini API")?;
@@ -128,10 +128,10 @@ pub async fn handle(
     ctx.stream = call.method == "streamGenerateContent";
     let limits: RequestLimits = super::read_request(&body)?;
     if let Some(super::Count(n)) = limits.contents {
-        super::within_message_limit(&rt.snapshot.gateway, n)?;
+        super::within_message_limit(&compiled.snapshot.gateway, n)?;
     }
     let max_output = limits.generation_config.and_then(|c| c.max_output_tokens);
-    crate::admission::admit(rt, services, ctx, &resolved, body.len(), max_output).await?;
+    crate::admission::admit(compiled, services, ctx, &resolved, body.len(), max_output).await?;
 
     if !is_plain_segment(&resolved.upstream_model) {
         return Err(GatewayError::InvalidRequest(format!(

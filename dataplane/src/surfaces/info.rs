@@ -1,14 +1,15 @@
 //! `/health`, `/v1/providers` and `/v1/<provider>/health`.
 
 use crate::body::{json_response, ResponseBody};
-use crate::runtime::{Runtime, Upstream};
+use crate::compiled::CompiledConfig;
 use crate::upstream::breaker::BreakerState;
+use crate::upstream::Upstream;
 use ai_gateway_snapshot::ProviderKind;
 use http::{Response, StatusCode};
 use serde_json::{json, Value};
 
-pub fn health(rt: &Runtime) -> Response<ResponseBody> {
-    let active = rt
+pub fn health(compiled: &CompiledConfig) -> Response<ResponseBody> {
+    let active = compiled
         .providers
         .values()
         .filter(|p| p.inactive.is_none())
@@ -17,8 +18,8 @@ pub fn health(rt: &Runtime) -> Response<ResponseBody> {
         StatusCode::OK,
         &json!({
             "status": "ok",
-            "config_version": rt.version,
-            "providers": {"configured": rt.providers.len(), "active": active},
+            "config_version": compiled.version,
+            "providers": {"configured": compiled.providers.len(), "active": active},
         }),
     )
 }
@@ -37,13 +38,13 @@ fn describe(p: &Upstream) -> Value {
     })
 }
 
-pub fn providers(rt: &Runtime) -> Response<ResponseBody> {
-    let data: Vec<Value> = rt.providers.values().map(|p| describe(p)).collect();
+pub fn providers(compiled: &CompiledConfig) -> Response<ResponseBody> {
+    let data: Vec<Value> = compiled.providers.values().map(|p| describe(p)).collect();
     json_response(StatusCode::OK, &json!({"object": "list", "data": data}))
 }
 
 /// The surface names users know (`claude`, `bedrock` …) or a provider's own name.
-pub fn provider_health(rt: &Runtime, name: &str) -> Option<Response<ResponseBody>> {
+pub fn provider_health(compiled: &CompiledConfig, name: &str) -> Option<Response<ResponseBody>> {
     let kind = match name {
         "claude" | "anthropic" => Some(ProviderKind::Anthropic),
         "bedrock" => Some(ProviderKind::Bedrock),
@@ -52,9 +53,9 @@ pub fn provider_health(rt: &Runtime, name: &str) -> Option<Response<ResponseBody
         "ollama" => Some(ProviderKind::Ollama),
         _ => None,
     };
-    let matching: Vec<&std::sync::Arc<Upstream>> = match rt.providers.get(name) {
+    let matching: Vec<&std::sync::Arc<Upstream>> = match compiled.providers.get(name) {
         Some(p) => vec![p],
-        None => rt
+        None => compiled
             .providers
             .values()
             .filter(|p| Some(p.kind) == kind)

@@ -233,7 +233,7 @@ pub fn require_native(
 
 /// A cacheable call's key, and the cached answer when there is one.
 pub async fn from_cache(
-    rt: &crate::runtime::Runtime,
+    compiled: &crate::compiled::CompiledConfig,
     services: &crate::state::Services,
     ctx: &mut crate::context::RequestContext,
     routed: &Routed,
@@ -241,7 +241,7 @@ pub async fn from_cache(
     body: &[u8],
 ) -> (Option<crate::cache::Lookup>, Option<Response<ResponseBody>>) {
     let Some(lookup) = crate::cache::lookup_for(
-        &rt.snapshot.cache,
+        &compiled.snapshot.cache,
         ctx,
         &routed.resolved,
         routed.temperature,
@@ -278,7 +278,7 @@ pub fn into_cache(
 /// Routes a request by the `model` in its JSON body; returns the caller's model name
 /// and where it goes, once the caller's rate limits have admitted it.
 pub async fn route_by_body(
-    rt: &crate::runtime::Runtime,
+    compiled: &crate::compiled::CompiledConfig,
     services: &crate::state::Services,
     ctx: &mut crate::context::RequestContext,
     headers: &HeaderMap,
@@ -286,13 +286,13 @@ pub async fn route_by_body(
 ) -> Result<Routed, GatewayError> {
     let peek = peek_model(body)?;
     let model = required_model(&peek)?.to_string();
-    within_request_limits(&rt.snapshot.gateway, &peek)?;
-    let resolved = rt.routes.resolve(&model, forced_provider(headers))?;
+    within_request_limits(&compiled.snapshot.gateway, &peek)?;
+    let resolved = compiled.routes.resolve(&model, forced_provider(headers))?;
     ctx.routed(&resolved.provider.name, &resolved.upstream_model);
     ctx.model = Some(model.clone());
     ctx.stream = peek.stream;
     crate::admission::admit(
-        rt,
+        compiled,
         services,
         ctx,
         &resolved,
@@ -318,9 +318,9 @@ pub struct FallbackChain {
 }
 
 impl FallbackChain {
-    pub fn new(rt: &crate::runtime::Runtime, routed: &Routed) -> Self {
+    pub fn new(compiled: &crate::compiled::CompiledConfig, routed: &Routed) -> Self {
         let mut targets = vec![routed.resolved.clone()];
-        targets.extend(rt.routes.fallbacks(&routed.model, &routed.resolved));
+        targets.extend(compiled.routes.fallbacks(&routed.model, &routed.resolved));
         Self {
             targets: targets.into_iter(),
             tried: 0,
@@ -416,7 +416,7 @@ pub async fn proxied(
     provider: &str,
     mut resp: UpstreamResponse,
     protocol: StreamProtocol,
-    usage: std::sync::Arc<crate::completion::UsageCell>,
+    usage: std::sync::Arc<crate::settle::UsageCell>,
 ) -> Result<Response<ResponseBody>, GatewayError> {
     let status = resp.status();
     let headers = answer_headers(&mut resp);

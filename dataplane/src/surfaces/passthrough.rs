@@ -3,11 +3,12 @@
 
 use super::{forced_provider, proxied, with_model, with_stream_usage, ModelPeek};
 use crate::body::ResponseBody;
+use crate::compiled::CompiledConfig;
 use crate::context::RequestContext;
 use crate::error::GatewayError;
 use crate::routing::Resolved;
-use crate::runtime::{Runtime, Upstream};
 use crate::state::Services;
+use crate::upstream::Upstream;
 use crate::upstream::{forwardable_headers, StreamProtocol, UpstreamRequest};
 use ai_gateway_snapshot::ProviderKind;
 use bytes::Bytes;
@@ -93,7 +94,7 @@ enum NativeCall {
 
 #[allow(clippy::too_many_arguments)]
 pub async fn handle(
-    rt: &Runtime,
+    compiled: &CompiledConfig,
     services: &Services,
     ctx: &mut RequestContext,
     family: Family,
@@ -121,14 +122,14 @@ pub async fn handle(
         None => None,
     };
     let (upstream, upstream_model) = choose(
-        rt,
+        compiled,
         family,
         client_model.as_deref(),
         forced_provider(headers),
     )?;
     ctx.routed(&upstream.name, upstream_model.as_deref().unwrap_or(""));
     if let Some(peek) = &peek {
-        super::within_request_limits(&rt.snapshot.gateway, peek)?;
+        super::within_request_limits(&compiled.snapshot.gateway, peek)?;
         ctx.model = client_model.clone();
         ctx.stream = peek.stream;
     }
@@ -142,7 +143,7 @@ pub async fn handle(
         Some(peek) => peek.max_output_tokens(),
         None => Some(0),
     };
-    crate::admission::admit(rt, services, ctx, &resolved, body.len(), max_output).await?;
+    crate::admission::admit(compiled, services, ctx, &resolved, body.len(), max_output).await?;
     let wants_usage = peek
         .as_ref()
         .and_then(|p| p.stream_options.as_ref())
@@ -190,19 +191,24 @@ pub async fn handle(
 }
 
 fn choose(
-    rt: &Runtime,
+    compiled: &CompiledConfig,
     family: Family,
     model: Option<&str>,
     forced: Option<&str>,
 ) -> Result<(Arc<Upstream>, Option<String>), GatewayError> {
     if let Some(model) = model {
-        if let Ok(r) = rt.routes.resolve(model, forced) {
+        if let Ok(r) = compiled.routes.resolve(model, forced) {
             if family.includes(r.provider.kind) {
                 return Ok((r.provider, Some(r.upstream_model)));
             }
         }
     }
-    let candidates = || rt.providers.values().filter(|p| family.includes(p.kind));
+    let candidates = || {
+        compiled
+            .providers
+            .values()
+            .filter(|p| family.includes(p.kind))
+    };
     let chosen = match forced {
         Some(name) => candidates().find(|p| p.name == name),
         // Prefer an active provider; fall back to an inactive one to say why it is.

@@ -14,10 +14,11 @@ pub use stream::{
 };
 
 use crate::error::GatewayError;
-use crate::runtime::Upstream;
+mod provider;
 use ai_gateway_snapshot::{Provider, ProviderKind};
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method};
+pub use provider::{ClientPool, Upstream};
 use std::time::Duration;
 
 /// Headers never copied from the caller: hop-by-hop ones, the caller's own credentials
@@ -303,7 +304,7 @@ impl Upstream {
                 ),
             }),
             Ok(Ok(mut resp)) => {
-                resp.extensions_mut().insert(Exchange {
+                resp.extensions_mut().insert(AnswerTimeouts {
                     idle: Duration::from_millis(timeouts.idle_ms),
                     deadline,
                 });
@@ -315,7 +316,7 @@ impl Upstream {
 
 /// The time limits on reading an answer's body; set by [`Upstream::send`].
 #[derive(Debug, Clone, Copy)]
-pub struct Exchange {
+pub struct AnswerTimeouts {
     /// How long a stream may go silent.
     pub idle: Duration,
     /// When the whole exchange, body included, must be over (the total timeout).
@@ -365,7 +366,10 @@ async fn read_body_up_to(resp: UpstreamResponse, limit: usize) -> Result<Bytes, 
 /// answer found too large is dropped without ever being joined.
 async fn frames_up_to(resp: UpstreamResponse, limit: usize) -> Result<(Vec<Bytes>, usize), String> {
     use http_body_util::BodyExt;
-    let deadline = resp.extensions().get::<Exchange>().map(|e| e.deadline);
+    let deadline = resp
+        .extensions()
+        .get::<AnswerTimeouts>()
+        .map(|e| e.deadline);
     let mut body = resp.into_body();
     let read = async move {
         let mut frames = Vec::new();

@@ -3,7 +3,7 @@
 //! event is closed with an error event the caller's SDK will raise, never silently.
 
 use crate::body::{streaming, ResponseBody};
-use crate::completion::UsageCell;
+use crate::settle::UsageCell;
 use crate::translate::usage::usage_from_json;
 use crate::translate::{anthropic, SseOut, StreamTranslator, TokenUsage};
 use bytes::Bytes;
@@ -80,9 +80,12 @@ impl StreamProtocol {
 pub(crate) fn idle_guarded(
     upstream: super::UpstreamResponse,
 ) -> impl futures_util::Stream<Item = Result<Bytes, String>> + Send {
-    let exchange = upstream.extensions().get::<super::Exchange>().copied();
-    let idle = exchange.map_or(std::time::Duration::from_secs(120), |e| e.idle);
-    let deadline = exchange.map(|e| e.deadline);
+    let timeouts = upstream
+        .extensions()
+        .get::<super::AnswerTimeouts>()
+        .copied();
+    let idle = timeouts.map_or(std::time::Duration::from_secs(120), |e| e.idle);
+    let deadline = timeouts.map(|e| e.deadline);
     let wake_at = move || {
         let quiet = tokio::time::Instant::now() + idle;
         deadline.map_or(quiet, |d| d.min(quiet))

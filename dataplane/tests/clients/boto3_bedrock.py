@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Drive a Bedrock Runtime endpoint with the official `boto3` SDK.
+"""Drive a Bedrock CompiledConfig endpoint with the official `boto3` SDK.
 
     python3 boto3_bedrock.py ENDPOINT_URL ACCESS_KEY_ID SECRET_ACCESS_KEY MODEL_ID
                              [--only invoke_model,converse,...] [--timeout SECONDS]

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Fake Bedrock Runtime + Gemini API upstream that records every request it gets.
+"""Fake Bedrock CompiledConfig + Gemini API upstream that records every request it gets.
 
 Stdlib only. Used to capture what boto3 and google-genai send, and as a stand-in
 upstream in integration tests. It answers from the replay fixtures in

@@ -871,7 +871,7 @@ async fn a_request_dropped_before_it_completes_gives_its_reservation_back() {
         "",
     ))
     .await;
-    let rt = gw.gateway.runtime();
+    let rt = gw.gateway.compiled();
     let services = gw.gateway.services.clone();
     let mut ctx = RequestContext::new(&http::HeaderMap::new());
     ctx.store_for_release = Some(services.clone());

@@ -171,7 +171,7 @@ async fn thousands_of_calls_through_failures_and_a_config_swap_all_arrive_whole(
     );
     assert_eq!(
         gw.gateway
-            .runtime()
+            .compiled()
             .snapshot
             .rate_limits
             .default

@@ -1,7 +1,7 @@
 //! Watching Bedrock's AWS event-stream frames go by: completion and usage, without
 //! holding back a byte of the stream.
 
-use crate::completion::UsageCell;
+use crate::settle::UsageCell;
 use crate::translate::{anthropic, SseOut, TokenUsage};
 use aws_smithy_eventstream::frame::{write_message_to, DecodedFrame, MessageFrameDecoder};
 use aws_smithy_types::event_stream::{Header, HeaderValue, Message};

@@ -1,25 +1,12 @@
-//! The snapshot compiled for serving: providers with their HTTP clients and resolved
-//! credentials, and the route table. Built once per snapshot, then read lock-free
-//! behind an `ArcSwap` by every request.
+//! One configured provider, ready to call: its base URL parsed once, credentials
+//! resolved, and the HTTP client and circuit breaker it shares across config swaps.
 
-use crate::auth::KeyStore;
-use crate::limits::LimitPlan;
-use crate::routing::RouteTable;
-use crate::upstream::client::{self, HttpClient};
-use ai_gateway_snapshot::{unresolved_reference, Provider, ProviderKind, Snapshot};
+use super::client::{self, HttpClient};
+use ai_gateway_snapshot::{unresolved_reference, Provider, ProviderKind};
 use hyper_util::client::proxy::matcher::Matcher;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-pub struct Runtime {
-    pub snapshot: Snapshot,
-    pub version: String,
-    pub providers: BTreeMap<String, Arc<Upstream>>,
-    pub routes: RouteTable,
-    pub keys: KeyStore,
-    pub limits: LimitPlan,
-}
 
 /// One configured provider, ready to call.
 pub struct Upstream {
@@ -36,12 +23,41 @@ pub struct Upstream {
     /// Why the provider cannot serve (an unset credential variable, a missing key).
     pub inactive: Option<String>,
     pub client: HttpClient,
-    pub breaker: Arc<crate::upstream::breaker::Breaker>,
-    /// Credentials and configured headers, see [`crate::upstream::provider_headers`].
+    pub breaker: Arc<super::breaker::Breaker>,
+    /// Credentials and configured headers, see [`super::provider_headers`].
     pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 impl Upstream {
+    /// A provider ready to call, on the pool's shared client and breaker.
+    pub fn new(name: &str, config: &Provider, pool: &ClientPool) -> Self {
+        let base_url = config
+            .base_url()
+            .unwrap_or_default()
+            .trim_end_matches('/')
+            .to_string();
+        let inactive = inactive_reason(config).or_else(|| {
+            (!is_http_base(&base_url))
+                .then(|| format!("base_url `{base_url}` is not an http(s) URL"))
+        });
+        let base_uri = http::Uri::try_from(base_url.as_str())
+            .ok()
+            .filter(|u| u.scheme().is_some() && u.authority().is_some());
+        let host = base_uri.as_ref().and_then(host_header);
+        Self {
+            name: name.to_string(),
+            kind: config.kind,
+            base_uri,
+            host,
+            base_url,
+            inactive,
+            client: pool.client(config.timeouts.connect_ms),
+            breaker: pool.breaker(name),
+            headers: super::provider_headers(config),
+            config: config.clone(),
+        }
+    }
+
     /// Where a call to `path_and_query` (which starts with `/`) goes: the base URL's
     /// scheme and host are reused rather than parsed again on every call.
     pub fn uri(&self, path_and_query: &str) -> Result<http::Uri, String> {
@@ -78,7 +94,7 @@ impl Upstream {
 /// keeps warm upstream connections) and each provider's circuit state.
 pub struct ClientPool {
     clients: Mutex<HashMap<u64, HttpClient>>,
-    breakers: Mutex<HashMap<String, Arc<crate::upstream::breaker::Breaker>>>,
+    breakers: Mutex<HashMap<String, Arc<super::breaker::Breaker>>>,
     proxies: Arc<Matcher>,
 }
 
@@ -93,7 +109,7 @@ impl Default for ClientPool {
 }
 
 impl ClientPool {
-    fn breaker(&self, provider: &str) -> Arc<crate::upstream::breaker::Breaker> {
+    fn breaker(&self, provider: &str) -> Arc<super::breaker::Breaker> {
         let mut breakers = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
         breakers.entry(provider.to_string()).or_default().clone()
     }
@@ -106,56 +122,6 @@ impl ClientPool {
                 client::build(Duration::from_millis(connect_ms), self.proxies.clone())
             })
             .clone()
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum RuntimeError {
-    #[error("invalid snapshot:\n{0}")]
-    Invalid(#[from] ai_gateway_snapshot::Problems),
-}
-
-impl Runtime {
-    pub fn compile(snapshot: Snapshot, pool: &ClientPool) -> Result<Self, RuntimeError> {
-        snapshot.validate()?;
-        let mut providers = BTreeMap::new();
-        for (name, config) in &snapshot.providers {
-            let base_url = config
-                .base_url()
-                .unwrap_or_default()
-                .trim_end_matches('/')
-                .to_string();
-            let inactive = inactive_reason(config).or_else(|| {
-                (!is_http_base(&base_url))
-                    .then(|| format!("base_url `{base_url}` is not an http(s) URL"))
-            });
-            let base_uri = http::Uri::try_from(base_url.as_str())
-                .ok()
-                .filter(|u| u.scheme().is_some() && u.authority().is_some());
-            let host = base_uri.as_ref().and_then(host_header);
-            let upstream = Upstream {
-                name: name.clone(),
-                kind: config.kind,
-                base_uri,
-                host,
-                base_url,
-                inactive,
-                client: pool.client(config.timeouts.connect_ms),
-                breaker: pool.breaker(name),
-                headers: crate::upstream::provider_headers(config),
-                config: config.clone(),
-            };
-            providers.insert(name.clone(), Arc::new(upstream));
-        }
-        let routes = RouteTable::new(&snapshot, &providers);
-        Ok(Self {
-            version: snapshot.effective_version(),
-            keys: KeyStore::new(&snapshot.auth),
-            limits: LimitPlan::new(&snapshot.rate_limits),
-            snapshot,
-            providers,
-            routes,
-        })
     }
 }
 

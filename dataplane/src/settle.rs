@@ -5,8 +5,8 @@
 use crate::audit::AuditRecord;
 use crate::context::RequestContext;
 use crate::limits::{Demand, ModelUsage, Reservation, Windows};
-use crate::metering::cost_micros;
 use crate::metrics::CallLabels;
+use crate::pricing::cost_micros;
 use crate::state::Services;
 use crate::translate::TokenUsage;
 use bytes::Bytes;
@@ -81,7 +81,7 @@ impl UsageCell {
     }
 }
 
-pub struct Completion {
+pub struct Settlement {
     pub services: Arc<Services>,
     pub ctx: RequestContext,
     pub status: u16,
@@ -89,7 +89,7 @@ pub struct Completion {
     first_byte: Option<Instant>,
 }
 
-impl Completion {
+impl Settlement {
     pub fn new(
         services: Arc<Services>,
         mut ctx: RequestContext,
@@ -306,14 +306,14 @@ async fn settle_remotely(
     }
 }
 
-/// Runs its request's [`Completion`] when the response body ends, or, when the caller
+/// Runs its request's [`Settlement`] when the response body ends, or, when the caller
 /// goes away first, when the body is dropped (the call counts as abandoned).
 pub struct Metering {
-    completion: Option<Completion>,
+    completion: Option<Settlement>,
 }
 
 impl Metering {
-    pub fn new(completion: Completion) -> Self {
+    pub fn new(completion: Settlement) -> Self {
         Self {
             completion: Some(completion),
         }

@@ -1,8 +1,8 @@
 //! What a call cost: a built-in price table per model (USD per million tokens, with
 //! cache-read and cache-write rates), overridable per provider.
 
-use crate::runtime::Upstream;
 use crate::translate::TokenUsage;
+use crate::upstream::Upstream;
 use ai_gateway_snapshot::{ModelPrice, ProviderKind};
 use dashmap::DashMap;
 use serde::Deserialize;

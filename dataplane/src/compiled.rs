@@ -1,0 +1,45 @@
+//! The snapshot compiled for serving: providers with their HTTP clients and resolved
+//! credentials, and the route table. Built once per snapshot, then read lock-free
+//! behind an `ArcSwap` by every request.
+
+use crate::auth::KeyStore;
+use crate::limits::LimitPlan;
+use crate::routing::RouteTable;
+use crate::upstream::{ClientPool, Upstream};
+use ai_gateway_snapshot::Snapshot;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub struct CompiledConfig {
+    pub snapshot: Snapshot,
+    pub version: String,
+    pub providers: BTreeMap<String, Arc<Upstream>>,
+    pub routes: RouteTable,
+    pub keys: KeyStore,
+    pub limits: LimitPlan,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    #[error("invalid snapshot:\n{0}")]
+    Invalid(#[from] ai_gateway_snapshot::Problems),
+}
+
+impl CompiledConfig {
+    pub fn compile(snapshot: Snapshot, pool: &ClientPool) -> Result<Self, CompileError> {
+        snapshot.validate()?;
+        let mut providers = BTreeMap::new();
+        for (name, config) in &snapshot.providers {
+            providers.insert(name.clone(), Arc::new(Upstream::new(name, config, pool)));
+        }
+        let routes = RouteTable::new(&snapshot, &providers);
+        Ok(Self {
+            version: snapshot.effective_version(),
+            keys: KeyStore::new(&snapshot.auth),
+            limits: LimitPlan::new(&snapshot.rate_limits),
+            snapshot,
+            providers,
+            routes,
+        })
+    }
+}
