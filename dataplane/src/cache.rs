@@ -464,6 +464,50 @@ impl crate::body::BodyObserver for Tee {
     }
 }
 
+/// The cache stage: a cacheable call's key, and the cached answer when there is one.
+pub async fn from_cache(
+    cache: &ResponseCache,
+    settings: &CacheSettings,
+    metrics: &crate::metrics::Metrics,
+    ctx: &mut RequestContext,
+    routed: &crate::resolve::Routed,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> (Option<Lookup>, Option<Response<ResponseBody>>) {
+    let Some(lookup) = lookup_for(
+        settings,
+        ctx,
+        &routed.resolved,
+        routed.temperature,
+        headers,
+        body,
+    ) else {
+        return (None, None);
+    };
+    let hit = cache.get(&lookup.key, lookup.ttl).await;
+    ctx.cache_hit = Some(hit.is_some());
+    let result = if hit.is_some() { "hit" } else { "miss" };
+    metrics
+        .cache_lookups
+        .get_or_create(&vec![("result", result.to_string())])
+        .inc();
+    let answer = hit.map(|cached| replay(&cached, ctx));
+    (Some(lookup), answer)
+}
+
+/// Keeps a served answer for the next identical call, once it has reached the caller.
+pub fn into_cache<E>(
+    cache: &Arc<ResponseCache>,
+    ctx: &RequestContext,
+    lookup: Option<&Lookup>,
+    served: Result<Response<ResponseBody>, E>,
+) -> Result<Response<ResponseBody>, E> {
+    match (served, lookup) {
+        (Ok(response), Some(lookup)) => Ok(cache.fill(lookup, ctx, response)),
+        (served, _) => served,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

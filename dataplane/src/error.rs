@@ -243,3 +243,10 @@ pub fn error_body(
         ApiFormat::Bedrock => json!({"message": message}),
     }
 }
+/// A request the provider's API cannot express: the caller's fault, named by its field
+/// path (`messages[2].content[0].image_url.url: …`).
+impl From<crate::wire::TranslateError> for GatewayError {
+    fn from(e: crate::wire::TranslateError) -> Self {
+        Self::InvalidRequest(e.to_string())
+    }
+}

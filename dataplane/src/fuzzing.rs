@@ -2,36 +2,50 @@
 //! test: each takes arbitrary bytes as a caller or a provider could send them and
 //! must return without panicking, whatever they hold.
 
-use crate::translate::{
-    anthropic, anthropic_bedrock, anthropic_openai, openai, openai_anthropic, openai_bedrock,
-    openai_gemini, SseOut, StreamTranslator,
+use crate::exchange::{
+    anthropic_bedrock, anthropic_openai, openai_anthropic, openai_bedrock, openai_gemini, Target,
 };
+use crate::translate::{SseOut, StreamTranslator};
+use crate::wire::{anthropic, openai};
+use ai_gateway_snapshot::ProviderKind;
 use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
+
+/// A provider of `kind` serving `model`, with a ceiling on output tokens.
+fn target(model: &str, kind: ProviderKind) -> Target<'_> {
+    Target {
+        model,
+        kind,
+        default_max_tokens: 4096,
+        max_output_tokens: Some(8192),
+    }
+}
 
 /// A caller's OpenAI chat request: screened, then translated for every upstream API.
 pub fn chat_request(data: &[u8]) {
-    let _ = crate::surfaces::peek_model(data)
-        .map(|peek| crate::surfaces::within_request_limits(&Default::default(), &peek));
+    let _ = crate::resolve::peek_model(data)
+        .map(|peek| crate::resolve::within_request_limits(&Default::default(), &peek));
     if let Ok(req) = serde_json::from_slice::<openai::ChatRequest>(data) {
-        let _ = openai_anthropic::request(&req, "claude-sonnet-4-5", 4096);
-        let _ = openai_bedrock::request(&req, 4096);
-        let _ = openai_gemini::request(&req);
+        let _ =
+            openai_anthropic::request(&req, &target("claude-sonnet-4-5", ProviderKind::Anthropic));
+        let _ = openai_bedrock::request(&req, &target("claude-sonnet-4-5", ProviderKind::Bedrock));
+        let _ = openai_gemini::request(&req, &target("gemini-2.5-pro", ProviderKind::Gemini));
     }
 }
 
 /// A caller's Anthropic Messages request (Claude Code's), translated for OpenAI-style
 /// upstreams and for Claude on Bedrock.
 pub fn messages_request(data: &[u8]) {
-    let _ = crate::surfaces::peek_model(data);
+    let _ = crate::resolve::peek_model(data);
     if let Ok(req) = serde_json::from_slice::<anthropic::MessagesRequest>(data) {
-        for field in [
-            anthropic_openai::MaxTokensField::MaxTokens,
-            anthropic_openai::MaxTokensField::MaxCompletionTokens,
-        ] {
-            let _ = anthropic_openai::request(&req, "gpt-4o", field);
+        for kind in [ProviderKind::Openai, ProviderKind::Ollama] {
+            let _ = anthropic_openai::request(&req, &target("gpt-4o", kind));
         }
     }
-    let _ = anthropic_bedrock::request(data, Some("context-1m-2025-08-07,unknown-beta"));
+    let messages = anthropic_bedrock::Messages {
+        body: data,
+        anthropic_beta: Some("context-1m-2025-08-07,unknown-beta"),
+    };
+    let _ = anthropic_bedrock::request(&messages, &target("claude", ProviderKind::Bedrock));
 }
 
 /// Provider answers (non-streaming) translated back for the caller.
@@ -76,7 +90,8 @@ pub fn sse_stream(data: &[u8]) {
 pub fn event_stream(data: &[u8]) {
     let mut buf = bytes::BytesMut::from(data);
     let mut decoder = MessageFrameDecoder::new();
-    let mut translator = openai_bedrock::StreamToOpenAi::new("claude-sonnet-4-5", true);
+    let mut converse = openai_bedrock::StreamToOpenAi::new("claude-sonnet-4-5", true);
+    let mut invoke = anthropic_bedrock::InvokeStreamToMessages::default();
     let mut out = SseOut::default();
     while let Ok(DecodedFrame::Complete(message)) = decoder.decode_frame(&mut buf) {
         let name = message
@@ -86,9 +101,12 @@ pub fn event_stream(data: &[u8]) {
             .and_then(|h| h.value().as_string().ok())
             .map(|s| s.as_str().to_string())
             .unwrap_or_default();
-        translator.on_event(&name, &String::from_utf8_lossy(message.payload()), &mut out);
+        let payload = String::from_utf8_lossy(message.payload());
+        converse.on_event(&name, &payload, &mut out);
+        invoke.on_event(&name, &payload, &mut out);
     }
-    translator.finish(None, &mut out);
+    converse.finish(None, &mut out);
+    invoke.finish(None, &mut out);
     let mut watcher = crate::upstream::stream::eventstream::FrameWatcher::default();
     let _ = watcher.feed(data, &crate::settle::UsageCell::default());
 }

@@ -13,22 +13,27 @@ pub mod cache;
 pub mod compiled;
 pub mod config;
 pub mod context;
+pub mod doors;
 pub mod error;
+pub mod exchange;
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod header_values;
 pub mod limits;
 pub mod metrics;
 pub mod pods;
 pub mod pricing;
+pub mod read;
+pub mod resolve;
 pub mod routing;
 pub mod server;
 pub mod settle;
 pub mod state;
-pub mod surfaces;
 pub mod tcp;
 pub mod tokenreview;
 pub mod translate;
 pub mod upstream;
+pub mod wire;
 
 /// The hasher of maps looked up on every call by names callers choose (models,
 /// identities): several times cheaper than std's SipHash on short keys, and seeded

@@ -4,12 +4,15 @@ use crate::admin;
 use crate::auth::Authenticated;
 use crate::body::{empty, read_limited, ReadBodyError, ResponseBody};
 use crate::context::RequestContext;
+use crate::doors::{
+    account, anthropic_messages, bedrock_runtime, gemini_api, info, openai_chat, provider_api,
+    Inbound,
+};
 use crate::error::{ApiFormat, GatewayError};
 use crate::header_values::HeaderValueBuf;
 use crate::limits::quota_headers;
 use crate::settle::{Metering, Settlement};
 use crate::state::Gateway;
-use crate::surfaces::{account, bedrock, chat, claude, gemini, info, passthrough};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -376,7 +379,7 @@ async fn route(
     let path = parts.uri.path();
     let query = parts.uri.query();
     // What a provider may see of the query: never the caller's credentials.
-    let forwarded_query = crate::surfaces::forwardable_query(query);
+    let forwarded_query = crate::upstream::forwardable_query(query);
     let method = parts.method.clone();
 
     // Requests that read no body and need no caller identity.
@@ -429,7 +432,7 @@ async fn route(
         }
     };
     match (&method, path) {
-        (&Method::GET, "/v1/models") => return Ok(chat::models(&compiled)),
+        (&Method::GET, "/v1/models") => return Ok(openai_chat::models(&compiled)),
         (&Method::GET, "/v1/usage") => return account::usage(&compiled, &gw.services, ctx).await,
         (&Method::GET, "/v1/limits") => return account::limits(&compiled, &gw.services, ctx).await,
         _ => {}
@@ -440,9 +443,9 @@ async fn route(
     } else if let Some(rest) = path.strip_prefix("/v1/claude") {
         Surface::Claude(rest)
     } else if let Some(rest) = path.strip_prefix("/v1/openai") {
-        Surface::Native(passthrough::Family::OpenAi, rest)
+        Surface::Native(provider_api::Family::OpenAi, rest)
     } else if let Some(rest) = path.strip_prefix("/v1/ollama") {
-        Surface::Native(passthrough::Family::Ollama, rest)
+        Surface::Native(provider_api::Family::Ollama, rest)
     } else if let Some(rest) = path.strip_prefix("/v1/gemini") {
         Surface::Gemini(rest)
     } else if let Some(rest) = path.strip_prefix("/v1/bedrock") {
@@ -514,65 +517,27 @@ async fn route(
     if compiled.snapshot.gateway.log_bodies {
         ctx.usage = std::sync::Arc::new(crate::settle::UsageCell::capturing(body.clone()));
     }
-    match surface {
-        Surface::Chat if method == Method::POST => {
-            chat::completions(&compiled, &gw.services, ctx, &parts.headers, body).await
-        }
-        Surface::Chat => Err(GatewayError::NotFound {
+    if matches!(surface, Surface::Chat) && method != Method::POST {
+        return Err(GatewayError::NotFound {
             method: method.to_string(),
             path: path.to_string(),
-        }),
-        Surface::Claude(rest) => {
-            claude::handle(
-                &compiled,
-                &gw.services,
-                ctx,
-                method,
-                rest,
-                forwarded_query.as_deref(),
-                &parts.headers,
-                body,
-            )
-            .await
-        }
-        Surface::Bedrock(rest) => {
-            bedrock::handle(
-                &compiled,
-                &gw.services,
-                ctx,
-                method,
-                rest,
-                &parts.headers,
-                body,
-            )
-            .await
-        }
-        Surface::Gemini(rest) => {
-            gemini::handle(
-                &compiled,
-                &gw.services,
-                ctx,
-                method,
-                rest,
-                forwarded_query.as_deref(),
-                &parts.headers,
-                body,
-            )
-            .await
-        }
-        Surface::Native(family, rest) => {
-            passthrough::handle(
-                &compiled,
-                &gw.services,
-                ctx,
-                family,
-                method,
-                rest,
-                forwarded_query.as_deref(),
-                &parts.headers,
-                body,
-            )
-            .await
+        });
+    }
+    let inbound = Inbound {
+        method,
+        rest,
+        query: forwarded_query.as_deref(),
+        headers: &parts.headers,
+        body,
+    };
+    let services = &gw.services;
+    match surface {
+        Surface::Chat => openai_chat::completions(&compiled, services, ctx, inbound).await,
+        Surface::Claude(_) => anthropic_messages::handle(&compiled, services, ctx, inbound).await,
+        Surface::Bedrock(_) => bedrock_runtime::handle(&compiled, services, ctx, inbound).await,
+        Surface::Gemini(_) => gemini_api::handle(&compiled, services, ctx, inbound).await,
+        Surface::Native(family, _) => {
+            provider_api::handle(&compiled, services, ctx, family, inbound).await
         }
     }
 }
@@ -582,7 +547,7 @@ enum Surface<'a> {
     Bedrock(&'a str),
     Gemini(&'a str),
     Claude(&'a str),
-    Native(passthrough::Family, &'a str),
+    Native(provider_api::Family, &'a str),
 }
 
 pub async fn handle_admin(

@@ -2,14 +2,26 @@
 //! each translator, against a reviewed snapshot in `snapshots/`. Adding a fixture adds
 //! a case; `INSTA_UPDATE=always cargo test` writes its snapshot for review.
 
-use ai_gateway::translate::anthropic_openai::{self, MaxTokensField};
-use ai_gateway::translate::{
-    anthropic, openai, openai_anthropic, openai_bedrock, openai_gemini, SseOut, StreamTranslator,
+use ai_gateway::exchange::{
+    anthropic_openai, openai_anthropic, openai_bedrock, openai_gemini, Target,
 };
+use ai_gateway::translate::{SseOut, StreamTranslator};
+use ai_gateway::wire::{anthropic, openai};
+use ai_gateway_snapshot::ProviderKind;
 use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
 use serde_json::Value;
 use std::path::Path;
+
+/// The provider a translated request is for: its model id and kind, no output ceiling.
+fn target(model: &str, kind: ProviderKind) -> Target<'_> {
+    Target {
+        model,
+        kind,
+        default_max_tokens: 4096,
+        max_output_tokens: None,
+    }
+}
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> T {
     let text = std::fs::read_to_string(path).expect("fixture readable");
@@ -76,8 +88,11 @@ fn render_sse(bytes: &[u8]) -> String {
 fn openai_requests_to_anthropic() {
     insta::glob!("fixtures/requests/openai/*.json", |path| {
         let req: openai::ChatRequest = read_json(path);
-        let out = openai_anthropic::request(&req, "claude-sonnet-4-5-20250929", 4096)
-            .expect("translates");
+        let out = openai_anthropic::request(
+            &req,
+            &target("claude-sonnet-4-5-20250929", ProviderKind::Anthropic),
+        )
+        .expect("translates");
         insta::assert_snapshot!(pretty(&out));
     });
 }
@@ -86,7 +101,7 @@ fn openai_requests_to_anthropic() {
 fn anthropic_requests_to_openai() {
     insta::glob!("fixtures/requests/anthropic/*.json", |path| {
         let req: anthropic::MessagesRequest = read_json(path);
-        let out = anthropic_openai::request(&req, "gpt-4o", MaxTokensField::MaxCompletionTokens)
+        let out = anthropic_openai::request(&req, &target("gpt-4o", ProviderKind::Openai))
             .expect("translates");
         insta::assert_snapshot!(pretty(&out));
     });
@@ -98,8 +113,9 @@ fn claude_code_request_to_openai() {
         let recorded: Value = read_json(path);
         let req: anthropic::MessagesRequest =
             serde_json::from_value(recorded["body"].clone()).expect("Claude Code body parses");
-        let out = anthropic_openai::request(&req, "qwen2.5-coder:7b", MaxTokensField::MaxTokens)
-            .expect("translates");
+        let out =
+            anthropic_openai::request(&req, &target("qwen2.5-coder:7b", ProviderKind::Ollama))
+                .expect("translates");
         // Tool results stay tool messages and tool calls stay tool calls.
         let messages = out["messages"].as_array().expect("messages");
         let roles: Vec<&str> = messages.iter().filter_map(|m| m["role"].as_str()).collect();
@@ -158,7 +174,10 @@ fn pretty_or_error<E: std::fmt::Display>(result: Result<Value, E>) -> String {
 fn openai_requests_to_bedrock_converse() {
     insta::glob!("fixtures/requests/openai/*.json", |path| {
         let req: openai::ChatRequest = read_json(path);
-        insta::assert_snapshot!(pretty_or_error(openai_bedrock::request(&req, 4096)));
+        insta::assert_snapshot!(pretty_or_error(openai_bedrock::request(
+            &req,
+            &target("claude-sonnet-4-5", ProviderKind::Bedrock)
+        )));
     });
 }
 
@@ -236,7 +255,10 @@ fn stable_call_ids(text: String) -> String {
 fn openai_requests_to_gemini() {
     insta::glob!("fixtures/requests/openai/*.json", |path| {
         let req: openai::ChatRequest = read_json(path);
-        insta::assert_snapshot!(pretty_or_error(openai_gemini::request(&req)));
+        insta::assert_snapshot!(pretty_or_error(openai_gemini::request(
+            &req,
+            &target("gemini-2.5-flash", ProviderKind::Gemini)
+        )));
     });
 }
 

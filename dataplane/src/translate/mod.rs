@@ -1,39 +1,19 @@
-//! Translation between provider APIs. Files are named `<ingress>_<upstream>.rs`: the API a
-//! request came in by, then the one it leaves by. Usage and stop reasons are mapped in
-//! one place each ([`usage`], [`finish_reasons`]).
+//! What every translating pair shares: the stream translator interface and its SSE
+//! writer, usage read from every API ([`usage`]), stop reasons ([`finish_reasons`]),
+//! token estimates, and OpenAI chat read into ([`from_openai`]) and written from
+//! ([`to_openai`]) other APIs. The pairs themselves are in `crate::exchange`.
 
-pub mod anthropic;
-pub mod anthropic_bedrock;
-pub mod anthropic_openai;
 pub mod finish_reasons;
+pub mod from_openai;
 pub(crate) mod members;
-pub mod openai;
-pub mod openai_anthropic;
-pub mod openai_bedrock;
-pub mod openai_gemini;
+pub mod to_openai;
 pub mod tokens;
 pub mod usage;
 
+pub use crate::wire::TranslateError;
 pub use usage::TokenUsage;
 
 use serde::Serialize;
-
-/// A request the target API cannot express, named by the field at fault.
-#[derive(Debug, thiserror::Error)]
-#[error("{field}: {message}")]
-pub struct TranslateError {
-    pub field: String,
-    pub message: String,
-}
-
-impl TranslateError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-}
 
 /// Turns one upstream SSE stream into the caller's SSE stream, event by event.
 pub trait StreamTranslator: Send {

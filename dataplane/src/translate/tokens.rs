@@ -1,6 +1,6 @@
 //! Input-token estimates for providers that do not report them up front.
 
-use super::anthropic::{Block, Content, MessagesRequest};
+use crate::wire::anthropic::{Block, Content, MessagesRequest};
 use tiktoken_rs::CoreBPE;
 
 fn encoder() -> &'static CoreBPE {

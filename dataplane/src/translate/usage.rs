@@ -1,7 +1,7 @@
 //! One token-usage shape for every provider, so cost and limits never care who answered.
 
 use super::members::Members;
-use super::{anthropic, openai};
+use crate::wire::{anthropic, openai};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
@@ -328,6 +328,47 @@ fn usage_of(
         });
     }
     None
+}
+
+/// The provider event inside an InvokeModelWithResponseStream `chunk` frame's payload.
+pub fn invoke_chunk(payload: &[u8]) -> Option<Value> {
+    use base64::Engine;
+    let frame: Value = serde_json::from_slice(payload).ok()?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(frame.get("bytes")?.as_str()?)
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// What one Anthropic Messages event says of a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaudeEvent {
+    /// A content delta: at least one output token.
+    Content,
+    /// `message_stop`: the stream is whole.
+    End,
+    Other,
+}
+
+/// Reads the usage one Anthropic Messages event (as Claude on Bedrock streams them)
+/// carries into `usage`.
+pub fn meter_claude_event(inner: &Value, usage: &mut TokenUsage) -> ClaudeEvent {
+    if let Some(metrics) = inner.get("amazon-bedrock-invocationMetrics") {
+        *usage = TokenUsage::from_bedrock(metrics);
+    }
+    match anthropic::StreamEvent::deserialize(inner) {
+        Ok(anthropic::StreamEvent::MessageStart { message }) => {
+            *usage = TokenUsage::from_anthropic(&message.usage);
+            ClaudeEvent::Other
+        }
+        Ok(anthropic::StreamEvent::MessageDelta { usage: Some(u), .. }) => {
+            usage.merge_anthropic(&u);
+            ClaudeEvent::Other
+        }
+        Ok(anthropic::StreamEvent::ContentBlockDelta { .. }) => ClaudeEvent::Content,
+        Ok(anthropic::StreamEvent::MessageStop) => ClaudeEvent::End,
+        _ => ClaudeEvent::Other,
+    }
 }
 
 #[cfg(test)]

@@ -3,15 +3,13 @@
 
 pub mod breaker;
 pub mod client;
+pub mod paths;
 pub mod retry;
 pub mod sigv4;
 pub(crate) mod stream;
 
 pub use client::UpstreamResponse;
-pub use stream::{
-    bedrock_invoke_as_sse, eventstream_translated, passthrough_body, translated_body,
-    StreamProtocol,
-};
+pub use stream::{eventstream_translated, passthrough_body, translated_body, StreamProtocol};
 
 use crate::error::GatewayError;
 mod provider;
@@ -65,6 +63,26 @@ const UPSTREAM_ONLY_HEADERS: [HeaderName; 7] = [
     header::ALT_SVC,
     header::STRICT_TRANSPORT_SECURITY,
 ];
+
+/// Query parameters that may carry a caller's credential (any case, any encoding of
+/// the name): they never travel to a provider, whose own key the gateway sends.
+const CREDENTIAL_PARAMS: [&str; 4] = ["key", "api_key", "api-key", "access_token"];
+
+/// The caller's query as a provider may see it: every parameter but credentials.
+pub fn forwardable_query(query: Option<&str>) -> Option<String> {
+    let kept: Vec<&str> = query?
+        .split('&')
+        .filter(|pair| {
+            let name = pair.split('=').next().unwrap_or_default();
+            let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+            !pair.is_empty()
+                && !CREDENTIAL_PARAMS
+                    .iter()
+                    .any(|c| name.trim().eq_ignore_ascii_case(c))
+        })
+        .collect();
+    (!kept.is_empty()).then(|| kept.join("&"))
+}
 
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 
@@ -465,5 +483,33 @@ fn extract_error_message(body: &[u8]) -> Option<String> {
             .get("message")
             .and_then(|m| m.as_str())
             .map(str::to_string),
+    }
+}
+
+#[cfg(test)]
+mod query_tests {
+    use super::forwardable_query;
+
+    #[test]
+    fn the_callers_credentials_are_dropped_from_the_query_in_any_spelling() {
+        assert_eq!(
+            forwardable_query(Some("alt=sse&key=gw_1")).as_deref(),
+            Some("alt=sse")
+        );
+        assert_eq!(forwardable_query(Some("key=gw_1")), None);
+        for spelling in [
+            "KEY=gw_1",
+            "Key=gw_1",
+            "%6Bey=gw_1",
+            "api_key=gw_1",
+            "access_token=t",
+        ] {
+            assert_eq!(
+                forwardable_query(Some(&format!("a=1&{spelling}&b=2"))).as_deref(),
+                Some("a=1&b=2"),
+                "{spelling}"
+            );
+        }
+        assert_eq!(forwardable_query(Some("keys=1")).as_deref(), Some("keys=1"));
     }
 }

@@ -5,7 +5,8 @@
 use crate::body::{streaming, ResponseBody};
 use crate::settle::UsageCell;
 use crate::translate::usage::usage_from_json;
-use crate::translate::{anthropic, SseOut, StreamTranslator, TokenUsage};
+use crate::translate::{SseOut, StreamTranslator, TokenUsage};
+use crate::wire::anthropic;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::json;
@@ -15,7 +16,6 @@ use std::sync::Arc;
 pub(crate) mod eventstream;
 pub(crate) mod sse;
 
-pub use eventstream::invoke_as_sse as bedrock_invoke_as_sse;
 pub use eventstream::translated as eventstream_translated;
 
 /// How a passthrough stream frames its events, and so how its end is recognised.

@@ -2,11 +2,21 @@
 //! the request goes out as a Messages request, the answer (and its stream) comes back
 //! as a chat completion.
 
-use super::anthropic::{self, Block, StreamEvent};
-use super::openai::{content_parts, push_turn, ChatRequest, ChunkWriter, PartStyle, Role};
-use super::{finish_reasons, unix_now, SseOut, StreamTranslator, TokenUsage, TranslateError};
+use super::{Call, Target, Translated};
+use crate::body::ResponseBody;
+use crate::error::GatewayError;
+use crate::settle::UsageCell;
+use crate::translate::from_openai::{content_parts, push_turn, PartStyle};
+use crate::translate::to_openai::ChunkWriter;
+use crate::translate::{
+    finish_reasons, unix_now, SseOut, StreamTranslator, TokenUsage, TranslateError,
+};
+use crate::upstream::{UpstreamRequest, UpstreamResponse};
+use crate::wire::anthropic::{self, Block, StreamEvent};
+use crate::wire::openai::{ChatRequest, Role};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 const STYLE: PartStyle = PartStyle {
     text: |t| json!({"type": "text", "text": t}),
@@ -17,11 +27,38 @@ const STYLE: PartStyle = PartStyle {
 /// Anthropic's sampling temperature tops out at 1.0, OpenAI's at 2.0.
 const ANTHROPIC_MAX_TEMPERATURE: f64 = 1.0;
 
-pub fn request(
-    req: &ChatRequest,
-    upstream_model: &str,
-    default_max_tokens: u32,
-) -> Result<Value, TranslateError> {
+/// The Messages call for a chat completion.
+pub(super) fn upstream_request(
+    call: &Call<'_>,
+    target: &Target<'_>,
+) -> Result<UpstreamRequest, GatewayError> {
+    let req: ChatRequest = super::parse(call)?;
+    Ok(UpstreamRequest::json(
+        "/v1/messages".into(),
+        &request(&req, target)?,
+    ))
+}
+
+/// Messages events in, chat completion chunks out.
+pub(super) fn stream(
+    call: &Call<'_>,
+    resp: UpstreamResponse,
+    usage: Arc<UsageCell>,
+) -> ResponseBody {
+    let translator = StreamToOpenAi::new(call.model, call.wants_usage_chunk);
+    crate::upstream::translated_body(resp, Box::new(translator), usage)
+}
+
+/// A Messages answer as a chat completion.
+pub(super) fn plain(call: &Call<'_>, answer: &[u8]) -> Translated {
+    Translated::from_answer(
+        answer,
+        |m: &anthropic::MessageResponse| Some(TokenUsage::from_anthropic(&m.usage)),
+        |m| Ok(response(m, call.model)),
+    )
+}
+
+pub fn request(req: &ChatRequest, target: &Target<'_>) -> Result<Value, TranslateError> {
     req.require_single_choice()?;
     let mut system: Vec<Value> = Vec::new();
     let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
@@ -78,7 +115,7 @@ pub fn request(
     }
 
     let mut body = Map::new();
-    body.insert("model".into(), json!(upstream_model));
+    body.insert("model".into(), json!(target.model));
     let messages: Vec<Value> = turns
         .into_iter()
         .map(|(role, content)| json!({"role": role, "content": content}))
@@ -90,7 +127,8 @@ pub fn request(
     let max_tokens = req
         .max_completion_tokens
         .or(req.max_tokens)
-        .unwrap_or(default_max_tokens);
+        .unwrap_or(target.default_max_tokens);
+    let max_tokens = target.output_tokens(max_tokens);
     body.insert("max_tokens".into(), json!(max_tokens));
     if let Some(t) = req.temperature {
         body.insert(
@@ -182,7 +220,7 @@ fn image_block(url: &str) -> Option<Value> {
 }
 
 pub fn response(resp: &anthropic::MessageResponse, client_model: &str) -> Value {
-    let message = super::anthropic_openai::assistant_message(&resp.content);
+    let message = crate::translate::to_openai::assistant_message(&resp.content);
     json!({
         "id": resp.id,
         "object": "chat.completion",

@@ -2,25 +2,77 @@
 //! OpenAI-compatible model (OpenAI, Ollama, vLLM …): the request goes out as a chat
 //! completion, the answer and its stream come back as Messages API events.
 
-use super::anthropic::{Block, Content, ImageSource, MessagesRequest, Role, ToolChoice};
-use super::openai::{ChatChunk, ChatCompletion};
-use super::{finish_reasons, SseOut, StreamTranslator, TokenUsage, TranslateError};
+use super::{Call, Target, Translated};
+use crate::body::ResponseBody;
+use crate::error::GatewayError;
+use crate::settle::UsageCell;
+use crate::translate::to_openai::assistant_message;
+use crate::translate::{finish_reasons, SseOut, StreamTranslator, TokenUsage, TranslateError};
+use crate::upstream::Upstream;
+use crate::upstream::{UpstreamRequest, UpstreamResponse};
+use crate::wire::anthropic::{Block, Content, ImageSource, MessagesRequest, Role, ToolChoice};
+use crate::wire::openai::{ChatChunk, ChatCompletion};
+use ai_gateway_snapshot::ProviderKind;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// How the upstream spells the output-token cap: OpenAI's current models accept only
 /// `max_completion_tokens`, while Ollama and most compatible servers know `max_tokens`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MaxTokensField {
+enum MaxTokensField {
     MaxTokens,
     MaxCompletionTokens,
 }
 
-pub fn request(
-    req: &MessagesRequest,
-    upstream_model: &str,
-    max_tokens_field: MaxTokensField,
-) -> Result<Value, TranslateError> {
+impl MaxTokensField {
+    fn of(kind: ProviderKind) -> Self {
+        match kind {
+            ProviderKind::Openai | ProviderKind::AzureOpenai => Self::MaxCompletionTokens,
+            _ => Self::MaxTokens,
+        }
+    }
+}
+
+/// The chat completion call for a Messages request, and the prompt's estimated tokens
+/// (which a translated stream reports before the provider's count arrives).
+pub(super) fn upstream_request(
+    call: &Call<'_>,
+    provider: &Upstream,
+    target: &Target<'_>,
+) -> Result<(UpstreamRequest, u64), GatewayError> {
+    let req: MessagesRequest = super::parse(call)?;
+    let out = request(&req, target)?;
+    let path = provider.chat_completions_path(target.model);
+    let estimate = if req.stream {
+        crate::translate::tokens::estimate_messages_input(&req)
+    } else {
+        0
+    };
+    Ok((UpstreamRequest::json(path, &out), estimate))
+}
+
+/// Chat completion chunks in, Messages events out.
+pub(super) fn stream(
+    call: &Call<'_>,
+    input_estimate: u64,
+    resp: UpstreamResponse,
+    usage: Arc<UsageCell>,
+) -> ResponseBody {
+    let translator = StreamToAnthropic::new(call.model, input_estimate);
+    crate::upstream::translated_body(resp, Box::new(translator), usage)
+}
+
+/// A chat completion as a Messages answer.
+pub(super) fn plain(call: &Call<'_>, answer: &[u8]) -> Translated {
+    Translated::from_answer(
+        answer,
+        |c: &ChatCompletion| c.usage.as_ref().map(TokenUsage::from_openai),
+        |c| response(c, call.model),
+    )
+}
+
+pub fn request(req: &MessagesRequest, target: &Target<'_>) -> Result<Value, TranslateError> {
     let mut messages: Vec<Value> = Vec::new();
     if let Some(system) = &req.system {
         let text = system.joined_text();
@@ -45,14 +97,14 @@ pub fn request(
     }
 
     let mut body = Map::new();
-    body.insert("model".into(), json!(upstream_model));
+    body.insert("model".into(), json!(target.model));
     body.insert("messages".into(), Value::Array(messages));
     if let Some(max) = req.max_tokens {
-        let field = match max_tokens_field {
+        let field = match MaxTokensField::of(target.kind) {
             MaxTokensField::MaxTokens => "max_tokens",
             MaxTokensField::MaxCompletionTokens => "max_completion_tokens",
         };
-        body.insert(field.into(), json!(max));
+        body.insert(field.into(), json!(target.output_tokens(max)));
     }
     if let Some(t) = req.temperature {
         body.insert("temperature".into(), json!(t));
@@ -170,31 +222,6 @@ fn user_turn(
     };
     messages.push(json!({"role": "user", "content": content}));
     Ok(())
-}
-
-/// An Anthropic assistant turn as an OpenAI assistant message: text joined, tool uses
-/// as tool calls (content is null when there is only tool use, as OpenAI sends it).
-pub fn assistant_message(blocks: &[Block]) -> Value {
-    let mut text = String::new();
-    let mut tool_calls = Vec::new();
-    for block in blocks {
-        match block {
-            Block::Text { text: t } => text.push_str(t),
-            Block::ToolUse { id, name, input } => tool_calls.push(json!({
-                "id": id, "type": "function",
-                "function": {"name": name, "arguments": input.to_string()},
-            })),
-            _ => {}
-        }
-    }
-    let mut message = json!({"role": "assistant", "content": text});
-    if !tool_calls.is_empty() {
-        if text.is_empty() {
-            message["content"] = Value::Null;
-        }
-        message["tool_calls"] = Value::Array(tool_calls);
-    }
-    message
 }
 
 fn image_part(source: &ImageSource) -> Option<Value> {
@@ -366,7 +393,7 @@ impl StreamToAnthropic {
         );
     }
 
-    fn tool_fragment(&mut self, call: &super::openai::ToolCallDelta, out: &mut SseOut) {
+    fn tool_fragment(&mut self, call: &crate::wire::openai::ToolCallDelta, out: &mut SseOut) {
         let function = call.function.as_ref();
         // Some servers give every parallel call index 0: a new id is a new call.
         let known = self.tool_blocks.get(&call.index).copied();
@@ -446,7 +473,7 @@ impl StreamTranslator for StreamToAnthropic {
             return;
         }
         // Every chunk field is optional, so an error document must be recognised first.
-        if let Ok(e) = serde_json::from_str::<super::openai::ErrorEnvelope>(data) {
+        if let Ok(e) = serde_json::from_str::<crate::wire::openai::ErrorEnvelope>(data) {
             self.start("", out);
             out.event(
                 "error",

@@ -2,12 +2,18 @@
 //! Titan and the rest of Bedrock's catalogue), stream included.
 //! <https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Converse.html>
 
-use super::openai::{
-    content_parts, push_turn, ChatRequest, ChunkWriter, OneOrMany, PartStyle, Role,
-};
-use super::{unix_now, SseOut, StreamTranslator, TokenUsage, TranslateError};
+use super::{Call, Target, Translated};
+use crate::body::ResponseBody;
+use crate::error::GatewayError;
+use crate::settle::UsageCell;
+use crate::translate::from_openai::{content_parts, push_turn, PartStyle};
+use crate::translate::to_openai::ChunkWriter;
+use crate::translate::{unix_now, SseOut, StreamTranslator, TokenUsage, TranslateError};
+use crate::upstream::{UpstreamRequest, UpstreamResponse};
+use crate::wire::openai::{ChatRequest, OneOrMany, Role};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 const STYLE: PartStyle = PartStyle {
     text: |t| json!({"text": t}),
@@ -15,7 +21,42 @@ const STYLE: PartStyle = PartStyle {
     image_rule: "Bedrock takes images as base64 data URLs (png, jpeg, gif or webp)",
 };
 
-pub fn request(req: &ChatRequest, default_max_tokens: u32) -> Result<Value, TranslateError> {
+/// The Converse call (or its stream) for a chat completion.
+pub(super) fn upstream_request(
+    call: &Call<'_>,
+    target: &Target<'_>,
+) -> Result<UpstreamRequest, GatewayError> {
+    let req: ChatRequest = super::parse(call)?;
+    let out = request(&req, target)?;
+    let operation = if req.stream {
+        "converse-stream"
+    } else {
+        "converse"
+    };
+    let path = crate::upstream::paths::bedrock_model(target.model, operation);
+    Ok(UpstreamRequest::json(path, &out))
+}
+
+/// Converse stream frames in, chat completion chunks out.
+pub(super) fn stream(
+    call: &Call<'_>,
+    resp: UpstreamResponse,
+    usage: Arc<UsageCell>,
+) -> ResponseBody {
+    let translator = StreamToOpenAi::new(call.model, call.wants_usage_chunk);
+    crate::upstream::eventstream_translated(resp, Box::new(translator), usage)
+}
+
+/// A Converse answer as a chat completion.
+pub(super) fn plain(call: &Call<'_>, answer: &[u8]) -> Translated {
+    Translated::from_answer(
+        answer,
+        |a: &Value| a.get("usage").map(TokenUsage::from_bedrock),
+        |a| Ok(response(a, call.model)),
+    )
+}
+
+pub fn request(req: &ChatRequest, target: &Target<'_>) -> Result<Value, TranslateError> {
     req.require_single_choice()?;
     let mut system = Vec::new();
     let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
@@ -71,10 +112,11 @@ pub fn request(req: &ChatRequest, default_max_tokens: u32) -> Result<Value, Tran
     let mut inference = Map::new();
     inference.insert(
         "maxTokens".into(),
-        json!(req
-            .max_completion_tokens
-            .or(req.max_tokens)
-            .unwrap_or(default_max_tokens)),
+        json!(target.output_tokens(
+            req.max_completion_tokens
+                .or(req.max_tokens)
+                .unwrap_or(target.default_max_tokens)
+        )),
     );
     if let Some(t) = req.temperature {
         inference.insert("temperature".into(), json!(t.min(1.0)));

@@ -1,7 +1,7 @@
 //! The OpenAI Chat Completions wire types the gateway reads.
 //! <https://platform.openai.com/docs/api-reference/chat>
 
-use super::{unix_now, SseOut, TokenUsage, TranslateError};
+use super::TranslateError;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -259,118 +259,5 @@ impl ErrorDetail {
         match self {
             Self::Object { message } | Self::Text(message) => message,
         }
-    }
-}
-
-/// Writes `chat.completion.chunk` events for one translated stream.
-pub struct ChunkWriter {
-    pub id: String,
-    created: u64,
-    model: String,
-}
-
-impl ChunkWriter {
-    pub fn new(client_model: &str) -> Self {
-        Self {
-            id: String::new(),
-            created: unix_now(),
-            model: client_model.to_string(),
-        }
-    }
-
-    pub fn delta(&self, out: &mut SseOut, delta: Value, finish_reason: Option<&str>) {
-        out.data(&json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish_reason}],
-        }));
-    }
-
-    /// The final usage chunk callers ask for with `stream_options.include_usage`.
-    pub fn usage(&self, out: &mut SseOut, usage: TokenUsage) {
-        out.data(&json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [],
-            "usage": usage.to_openai(),
-        }));
-    }
-
-    /// An error mid-stream, as OpenAI sends one (no `[DONE]` follows).
-    pub fn error(out: &mut SseOut, kind: &str, message: &str) {
-        out.data(
-            &json!({"error": {"message": message, "type": kind, "param": null, "code": null}}),
-        );
-    }
-
-    /// A stream that ended before its final event.
-    pub fn cut_short(out: &mut SseOut, failure: Option<&str>) {
-        let reason = failure.unwrap_or("the upstream closed the stream early");
-        Self::error(
-            out,
-            "server_error",
-            &format!("upstream stream ended before the response was complete: {reason}"),
-        );
-    }
-}
-
-/// A target API's rendering of OpenAI message content: how it writes a text part, how
-/// it takes an image URL (None when it cannot), and what to tell a caller then.
-pub struct PartStyle {
-    pub text: fn(&str) -> Value,
-    pub image: fn(&str) -> Option<Value>,
-    pub image_rule: &'static str,
-}
-
-/// A message's content as the target API's parts, each fault named by its path.
-pub fn content_parts(
-    content: Option<&ChatContent>,
-    at: &str,
-    style: &PartStyle,
-) -> Result<Vec<Value>, super::TranslateError> {
-    use super::TranslateError;
-    match content {
-        None => Ok(Vec::new()),
-        Some(ChatContent::Text(s)) if s.is_empty() => Ok(Vec::new()),
-        Some(ChatContent::Text(s)) => Ok(vec![(style.text)(s)]),
-        Some(ChatContent::Parts(parts)) => parts
-            .iter()
-            .enumerate()
-            .map(|(j, part)| match part {
-                ContentPart::Text { text } => Ok((style.text)(text)),
-                ContentPart::ImageUrl { image_url } => {
-                    (style.image)(&image_url.url).ok_or_else(|| {
-                        TranslateError::new(
-                            format!("{at}.content[{j}].image_url.url"),
-                            style.image_rule,
-                        )
-                    })
-                }
-                ContentPart::Unsupported => Err(TranslateError::new(
-                    format!("{at}.content[{j}].type"),
-                    "only text and image_url parts can be sent to this model",
-                )),
-            })
-            .collect(),
-    }
-}
-
-/// Appends a turn, merging it into the previous one of the same role: the target APIs
-/// want alternating turns, and tool results followed by a note are one user turn.
-pub fn push_turn(
-    turns: &mut Vec<(&'static str, Vec<Value>)>,
-    role: &'static str,
-    parts: Vec<Value>,
-) {
-    if parts.is_empty() {
-        return;
-    }
-    match turns.last_mut() {
-        Some((last, existing)) if *last == role => existing.extend(parts),
-        _ => turns.push((role, parts)),
     }
 }

@@ -2,10 +2,18 @@
 //! `streamGenerateContent?alt=sse`).
 //! <https://ai.google.dev/api/generate-content>
 
-use super::openai::{content_parts, push_turn, ChatRequest, ChunkWriter, PartStyle, Role};
-use super::{unix_now, SseOut, StreamTranslator, TokenUsage, TranslateError};
+use super::{Call, Target, Translated};
+use crate::body::ResponseBody;
+use crate::error::GatewayError;
+use crate::settle::UsageCell;
+use crate::translate::from_openai::{content_parts, push_turn, PartStyle};
+use crate::translate::to_openai::ChunkWriter;
+use crate::translate::{unix_now, SseOut, StreamTranslator, TokenUsage, TranslateError};
+use crate::upstream::{UpstreamRequest, UpstreamResponse};
+use crate::wire::openai::{ChatRequest, Role};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 const STYLE: PartStyle = PartStyle {
     text: |t| json!({"text": t}),
@@ -16,7 +24,47 @@ const STYLE: PartStyle = PartStyle {
     image_rule: "Gemini takes images as base64 data URLs",
 };
 
-pub fn request(req: &ChatRequest) -> Result<Value, TranslateError> {
+/// The generateContent call (or its SSE stream) for a chat completion.
+pub(super) fn upstream_request(
+    call: &Call<'_>,
+    target: &Target<'_>,
+) -> Result<UpstreamRequest, GatewayError> {
+    let req: ChatRequest = super::parse(call)?;
+    let model = target.model;
+    if !crate::upstream::paths::is_plain_segment(model) {
+        return Err(GatewayError::InvalidRequest(format!(
+            "`{model}` is not a Gemini model id"
+        )));
+    }
+    let out = request(&req, target)?;
+    let path = if req.stream {
+        format!("/v1beta/models/{model}:streamGenerateContent?alt=sse")
+    } else {
+        format!("/v1beta/models/{model}:generateContent")
+    };
+    Ok(UpstreamRequest::json(path, &out))
+}
+
+/// Gemini SSE in, chat completion chunks out.
+pub(super) fn stream(
+    call: &Call<'_>,
+    resp: UpstreamResponse,
+    usage: Arc<UsageCell>,
+) -> ResponseBody {
+    let translator = StreamToOpenAi::new(call.model, call.wants_usage_chunk);
+    crate::upstream::translated_body(resp, Box::new(translator), usage)
+}
+
+/// A generateContent answer as a chat completion.
+pub(super) fn plain(call: &Call<'_>, answer: &[u8]) -> Translated {
+    Translated::from_answer(
+        answer,
+        |a: &Value| a.get("usageMetadata").map(TokenUsage::from_gemini),
+        |a| Ok(response(a, call.model)),
+    )
+}
+
+pub fn request(req: &ChatRequest, target: &Target<'_>) -> Result<Value, TranslateError> {
     req.require_single_choice()?;
     // Gemini answers a function by name; OpenAI tool messages carry only the call id.
     let names: HashMap<&str, &str> = req
@@ -88,7 +136,7 @@ pub fn request(req: &ChatRequest) -> Result<Value, TranslateError> {
     }
     let mut config = Map::new();
     if let Some(max) = req.max_completion_tokens.or(req.max_tokens) {
-        config.insert("maxOutputTokens".into(), json!(max));
+        config.insert("maxOutputTokens".into(), json!(target.output_tokens(max)));
     }
     if let Some(t) = req.temperature {
         config.insert("temperature".into(), json!(t));
@@ -351,7 +399,13 @@ mod tests {
                 {"role": "tool", "tool_call_id": id, "content": "{\"temp\": 11}"}
             ]}))
             .expect("request");
-        let body = request(&next).expect("translates");
+        let target = Target {
+            model: "gemini-3-pro",
+            kind: ai_gateway_snapshot::ProviderKind::Gemini,
+            default_max_tokens: 4096,
+            max_output_tokens: None,
+        };
+        let body = request(&next, &target).expect("translates");
         let model_turn = &body["contents"][1]["parts"][0];
         assert_eq!(model_turn["thoughtSignature"], "c2lnbmF0dXJl");
         let tool_turn = &body["contents"][2]["parts"][0]["functionResponse"];

@@ -2,16 +2,16 @@
 //! key swapped for the route's. The model named in the path is routed (and aliased)
 //! like any other.
 
-use super::proxied;
+use super::Inbound;
 use crate::body::ResponseBody;
 use crate::compiled::CompiledConfig;
 use crate::context::RequestContext;
 use crate::error::GatewayError;
+use crate::exchange::{attempt, Call, Door, Exchange};
+use crate::read::{token_count, Count};
 use crate::state::Services;
-use crate::upstream::{forwardable_headers, StreamProtocol, UpstreamRequest};
-use ai_gateway_snapshot::ProviderKind;
-use bytes::Bytes;
-use http::{HeaderMap, Method, Response};
+use crate::upstream::paths::is_plain_segment;
+use http::{Method, Response};
 use serde::Deserialize;
 
 /// Model methods that generate or count; the rest of the API (files, tuning, caches)
@@ -36,7 +36,7 @@ struct ModelCall<'a> {
 #[derive(Deserialize)]
 struct RequestLimits {
     #[serde(default)]
-    contents: Option<super::Count>,
+    contents: Option<Count>,
     #[serde(rename = "generationConfig", default)]
     generation_config: Option<GenerationLimits>,
 }
@@ -61,7 +61,7 @@ fn count_or_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, 
             .parse()
             .map(Some)
             .map_err(|_| D::Error::custom(format!("maxOutputTokens: `{text}` is not a count"))),
-        Some(other) => super::token_count(other).map_err(D::Error::custom),
+        Some(other) => token_count(other).map_err(D::Error::custom),
     }
 }
 
@@ -89,77 +89,53 @@ fn parse(rest: &str) -> Option<ModelCall<'_>> {
     })
 }
 
-/// A model id that can only be one path segment: no separators, escapes or dot-dots,
-/// so it cannot steer the call to another Gemini endpoint.
-pub fn is_plain_segment(model: &str) -> bool {
-    !model.is_empty()
-        && model != "."
-        && model != ".."
-        && model
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
-}
-
-#[allow(clippy::too_many_arguments)]
 pub async fn handle(
     compiled: &CompiledConfig,
     services: &Services,
     ctx: &mut RequestContext,
-    method: Method,
-    rest: &str,
-    query: Option<&str>,
-    headers: &HeaderMap,
-    body: Bytes,
+    inbound: Inbound<'_>,
 ) -> Result<Response<ResponseBody>, GatewayError> {
-    let not_found = || GatewayError::NotFound {
-        method: method.to_string(),
-        path: format!("/v1/gemini{rest}"),
-    };
-    let call = parse(rest)
-        .filter(|_| method == Method::POST)
-        .ok_or_else(not_found)?;
+    let call = parse(inbound.rest)
+        .filter(|_| inbound.method == Method::POST)
+        .ok_or_else(|| inbound.not_found("/v1/gemini"))?;
     let resolved = compiled
         .routes
-        .resolve(call.model, super::forced_provider(headers))?;
-    super::require_native(&resolved, ProviderKind::Gemini, "the Gemini API")?;
+        .resolve(call.model, crate::resolve::forced_provider(inbound.headers))?;
+    let door = Door::GeminiApi {
+        version: call.version,
+        method: call.method,
+    };
+    Exchange::for_pair(door, &resolved.provider)?;
     ctx.endpoint = "gemini.native";
     ctx.routed(&resolved.provider.name, &resolved.upstream_model);
     ctx.model = Some(call.model.to_string());
     ctx.stream = call.method == "streamGenerateContent";
-    let limits: RequestLimits = super::read_request(&body)?;
-    if let Some(super::Count(n)) = limits.contents {
-        super::within_message_limit(&compiled.snapshot.gateway, n)?;
+    let limits: RequestLimits = crate::read::read_request(&inbound.body)?;
+    if let Some(Count(n)) = limits.contents {
+        crate::resolve::within_message_limit(&compiled.snapshot.gateway, n)?;
     }
     let max_output = limits.generation_config.and_then(|c| c.max_output_tokens);
-    crate::admission::admit(compiled, services, ctx, &resolved, body.len(), max_output).await?;
-
-    if !is_plain_segment(&resolved.upstream_model) {
-        return Err(GatewayError::InvalidRequest(format!(
-            "`{}` is not a Gemini model id",
-            resolved.upstream_model
-        )));
-    }
-    let mut path = format!(
-        "/{}/models/{}:{}",
-        call.version, resolved.upstream_model, call.method
-    );
-    if let Some(q) = query {
-        path = format!("{path}?{q}");
-    }
-    let req = UpstreamRequest {
-        method,
-        path_and_query: path,
-        headers: forwardable_headers(headers),
-        body,
-    };
-    let resp = resolved.provider.send(req, &ctx.request_id).await?;
-    proxied(
-        &resolved.provider.name,
-        resp,
-        StreamProtocol::GeminiSse,
-        ctx.usage.clone(),
+    crate::admission::admit(
+        compiled,
+        services,
+        ctx,
+        &resolved,
+        inbound.body.len(),
+        max_output,
     )
-    .await
+    .await?;
+    let call = Call {
+        door,
+        method: Method::POST,
+        model: call.model,
+        stream: ctx.stream,
+        wants_usage_chunk: false,
+        headers: inbound.headers,
+        query: inbound.query,
+        body: &inbound.body,
+        default_max_tokens: compiled.snapshot.gateway.default_max_tokens,
+    };
+    attempt(&call, &resolved, ctx, false).await
 }
 
 #[cfg(test)]

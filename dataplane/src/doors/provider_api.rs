@@ -1,18 +1,18 @@
 //! `/v1/openai/*` and `/v1/ollama/*`: a provider's native API, forwarded as is with the
 //! provider's credentials in place of the caller's.
 
-use super::{forced_provider, proxied, with_model, with_stream_usage, ModelPeek};
+use super::Inbound;
 use crate::body::ResponseBody;
 use crate::compiled::CompiledConfig;
 use crate::context::RequestContext;
 use crate::error::GatewayError;
+use crate::exchange::{attempt, Call, Door};
+use crate::resolve::{forced_provider, ModelPeek};
 use crate::routing::Resolved;
 use crate::state::Services;
 use crate::upstream::Upstream;
-use crate::upstream::{forwardable_headers, StreamProtocol, UpstreamRequest};
 use ai_gateway_snapshot::ProviderKind;
-use bytes::Bytes;
-use http::{HeaderMap, Method, Response};
+use http::{Method, Response};
 use std::sync::Arc;
 
 /// Which providers a native surface reaches.
@@ -92,50 +92,42 @@ enum NativeCall {
     Listing,
 }
 
-#[allow(clippy::too_many_arguments)]
 pub async fn handle(
     compiled: &CompiledConfig,
     services: &Services,
     ctx: &mut RequestContext,
     family: Family,
-    method: Method,
-    rest: &str,
-    query: Option<&str>,
-    headers: &HeaderMap,
-    body: Bytes,
+    inbound: Inbound<'_>,
 ) -> Result<Response<ResponseBody>, GatewayError> {
-    let Some(call) = family.call(&method, rest) else {
-        return Err(GatewayError::NotFound {
-            method: method.to_string(),
-            path: format!("/v1/{}{rest}", family.name()),
-        });
+    let Some(kind) = family.call(&inbound.method, inbound.rest) else {
+        return Err(inbound.not_found(&format!("/v1/{}", family.name())));
     };
     ctx.endpoint = family.endpoint();
     // An inference body must be read the way the provider will read it: one the peek
     // cannot parse would otherwise be forwarded unadmitted and unmetered.
-    let peek: Option<ModelPeek<'_>> = match call {
-        NativeCall::Inference => Some(super::peek_model(&body)?),
+    let peek: Option<ModelPeek<'_>> = match kind {
+        NativeCall::Inference => Some(crate::resolve::peek_model(&inbound.body)?),
         NativeCall::Listing => None,
     };
     let client_model = match &peek {
-        Some(p) => Some(super::required_model(p)?.to_string()),
+        Some(p) => Some(crate::resolve::required_model(p)?.to_string()),
         None => None,
     };
-    let (upstream, upstream_model) = choose(
+    let (provider, upstream_model) = choose(
         compiled,
         family,
         client_model.as_deref(),
-        forced_provider(headers),
+        forced_provider(inbound.headers),
     )?;
-    ctx.routed(&upstream.name, upstream_model.as_deref().unwrap_or(""));
+    ctx.routed(&provider.name, upstream_model.as_deref().unwrap_or(""));
     if let Some(peek) = &peek {
-        super::within_request_limits(&compiled.snapshot.gateway, peek)?;
+        crate::resolve::within_request_limits(&compiled.snapshot.gateway, peek)?;
         ctx.model = client_model.clone();
         ctx.stream = peek.stream;
     }
     let resolved = Resolved {
-        provider: upstream.clone(),
-        upstream_model: upstream_model.clone().unwrap_or_default(),
+        provider,
+        upstream_model: upstream_model.unwrap_or_default(),
         fallback: Vec::new(),
         cache_ttl_seconds: None,
     };
@@ -143,51 +135,30 @@ pub async fn handle(
         Some(peek) => peek.max_output_tokens(),
         None => Some(0),
     };
-    crate::admission::admit(compiled, services, ctx, &resolved, body.len(), max_output).await?;
-    let wants_usage = peek
-        .as_ref()
-        .and_then(|p| p.stream_options.as_ref())
-        .is_some_and(|o| o.include_usage);
-    let body = match (&client_model, &upstream_model) {
-        (Some(c), Some(u)) => with_model(body, c, u)?,
-        _ => body,
+    crate::admission::admit(
+        compiled,
+        services,
+        ctx,
+        &resolved,
+        inbound.body.len(),
+        max_output,
+    )
+    .await?;
+    let call = Call {
+        door: Door::ProviderApi { path: inbound.rest },
+        method: inbound.method.clone(),
+        model: client_model.as_deref().unwrap_or(""),
+        stream: ctx.stream,
+        wants_usage_chunk: peek
+            .as_ref()
+            .and_then(|p| p.stream_options.as_ref())
+            .is_some_and(|o| o.include_usage),
+        headers: inbound.headers,
+        query: inbound.query,
+        body: &inbound.body,
+        default_max_tokens: compiled.snapshot.gateway.default_max_tokens,
     };
-
-    let mut path = rest.to_string();
-    // Clients configured with a base URL ending in /v1 (or not) both work.
-    if upstream.base_url.ends_with("/v1") {
-        if let Some(stripped) = path.strip_prefix("/v1/") {
-            path = format!("/{stripped}");
-        }
-    }
-    if let Some(q) = query {
-        path = format!("{path}?{q}");
-    }
-    let mut protocol = match family {
-        Family::OpenAi => StreamProtocol::OpenAiSse,
-        Family::Ollama if rest.starts_with("/api/") => StreamProtocol::Ndjson,
-        Family::Ollama => StreamProtocol::OpenAiSse,
-    };
-    // Chat streams are metered from their usage chunk: ask for it, and keep it from a
-    // caller who did not.
-    let body = if protocol == StreamProtocol::OpenAiSse
-        && ctx.stream
-        && !wants_usage
-        && rest.ends_with("/chat/completions")
-    {
-        protocol = StreamProtocol::OpenAiSseWithoutUsage;
-        with_stream_usage(body)?
-    } else {
-        body
-    };
-    let req = UpstreamRequest {
-        method,
-        path_and_query: path,
-        headers: forwardable_headers(headers),
-        body,
-    };
-    let resp = upstream.send(req, &ctx.request_id).await?;
-    proxied(&upstream.name, resp, protocol, ctx.usage.clone()).await
+    attempt(&call, &resolved, ctx, false).await
 }
 
 fn choose(

@@ -1,0 +1,135 @@
+//! Resolving a call's route: the model its body names (read without building the whole
+//! document), the gateway's request limits, and the route table's answer.
+
+use crate::compiled::CompiledConfig;
+use crate::context::RequestContext;
+use crate::error::GatewayError;
+use crate::read::{null_as_false, token_count, Count};
+use http::HeaderMap;
+use serde::Deserialize;
+use std::borrow::Cow;
+
+/// The fields routing and admission need, read without building the whole document.
+#[derive(Deserialize)]
+pub struct ModelPeek<'a> {
+    #[serde(borrow, default)]
+    pub model: Option<Cow<'a, str>>,
+    /// `null` is what OpenAI's own SDK sends for "not set".
+    #[serde(default, deserialize_with = "null_as_false")]
+    pub stream: bool,
+    #[serde(default, deserialize_with = "token_count")]
+    pub max_tokens: Option<u64>,
+    #[serde(default, deserialize_with = "token_count")]
+    pub max_completion_tokens: Option<u64>,
+    #[serde(default)]
+    pub stream_options: Option<StreamOptionsPeek>,
+    #[serde(default)]
+    pub messages: Option<Count>,
+    #[serde(default)]
+    pub temperature: Option<f64>,
+}
+
+#[derive(Deserialize)]
+pub struct StreamOptionsPeek {
+    #[serde(default)]
+    pub include_usage: bool,
+}
+
+impl ModelPeek<'_> {
+    /// The larger of the two fields: an upstream may honour either.
+    pub fn max_output_tokens(&self) -> Option<u64> {
+        match (self.max_completion_tokens, self.max_tokens) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// A request routed by the model its body names.
+pub struct Routed {
+    /// The model the caller named.
+    pub model: String,
+    pub resolved: crate::routing::Resolved,
+    /// An OpenAI caller's stream asked for the final usage chunk itself.
+    pub wants_usage_chunk: bool,
+    pub temperature: Option<f64>,
+    /// The output cap the caller asked for, if any.
+    pub max_output_tokens: Option<u64>,
+}
+
+pub fn peek_model(body: &[u8]) -> Result<ModelPeek<'_>, GatewayError> {
+    crate::read::read_request(body)
+}
+
+/// Refuses conversations no real client sends: they would only tie up a provider to
+/// fail there. (`max_tokens` is held to its limit at admission, on every surface.)
+pub fn within_request_limits(
+    settings: &ai_gateway_snapshot::GatewaySettings,
+    peek: &ModelPeek<'_>,
+) -> Result<(), GatewayError> {
+    match &peek.messages {
+        Some(Count(n)) => within_message_limit(settings, *n),
+        None => Ok(()),
+    }
+}
+
+/// The message-count limit, for surfaces that count their turns their own way
+/// (Gemini's `contents`, Bedrock's `messages`).
+pub fn within_message_limit(
+    settings: &ai_gateway_snapshot::GatewaySettings,
+    messages: usize,
+) -> Result<(), GatewayError> {
+    if messages > settings.max_messages as usize {
+        return Err(GatewayError::InvalidRequest(format!(
+            "messages: {messages} messages exceed this gateway's limit of {}",
+            settings.max_messages
+        )));
+    }
+    Ok(())
+}
+
+pub fn required_model<'a>(peek: &'a ModelPeek<'_>) -> Result<&'a str, GatewayError> {
+    let model = peek
+        .model
+        .as_deref()
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| GatewayError::InvalidRequest("model: is required".into()))?;
+    crate::routing::check_model_name(model)?;
+    Ok(model)
+}
+
+/// Routes a request by the `model` in its JSON body: the caller's model name and
+/// where it goes.
+pub fn by_body(
+    compiled: &CompiledConfig,
+    ctx: &mut RequestContext,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Routed, GatewayError> {
+    let peek = peek_model(body)?;
+    let model = required_model(&peek)?.to_string();
+    within_request_limits(&compiled.snapshot.gateway, &peek)?;
+    let resolved = compiled.routes.resolve(&model, forced_provider(headers))?;
+    ctx.routed(&resolved.provider.name, &resolved.upstream_model);
+    ctx.model = Some(model.clone());
+    ctx.stream = peek.stream;
+    Ok(Routed {
+        model,
+        resolved,
+        wants_usage_chunk: peek
+            .stream_options
+            .as_ref()
+            .is_some_and(|o| o.include_usage),
+        temperature: peek.temperature,
+        max_output_tokens: peek.max_output_tokens(),
+    })
+}
+
+pub fn forced_provider(headers: &HeaderMap) -> Option<&str> {
+    const X_PROVIDER: http::HeaderName = http::HeaderName::from_static("x-provider");
+    headers
+        .get(X_PROVIDER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
