@@ -9,9 +9,8 @@
 //!   (`/v1/providers`, `/v1/usage`, `/v1/limits`), reached through the API server's
 //!   service proxy, so nothing needs a port-forward.
 
-use crate::compile::{
-    secret_value, KeySelector, KEY_DATA, SIGV4_DATA, TEAM_LABEL, USER_LABEL, WORKSPACE_LABEL,
-};
+use crate::compile::{secret_value, KEY_DATA, SIGV4_DATA};
+use ai_gateway_snapshot::{KeySelector, TEAM_LABEL, USER_LABEL, WORKSPACE_LABEL};
 use ai_gateway_crds::{AIGateway, ProviderRoute};
 pub use ai_gateway_snapshot::key_sha256;
 use clap::{Args, Parser, Subcommand, ValueEnum};

@@ -66,7 +66,7 @@ impl Namespace {
             .iter()
             .map(|s| (s.name_any(), s.clone()))
             .collect();
-        let selector = crate::compile::KeySelector::parse(&gw.spec.auth.key_selector);
+        let selector = ai_gateway_snapshot::KeySelector::parse(&gw.spec.auth.key_selector);
         let key_secrets: Vec<Secret> = self
             .secrets
             .iter()
