@@ -9,7 +9,7 @@ mod policies;
 mod routes;
 mod store;
 
-pub use keys::{is_weak_sigv4_secret, KEY_DATA, SIGV4_DATA};
+pub use keys::{is_weak_sigv4_secret, KEY_DATA, MIN_SIGV4_SECRET, SIGV4_DATA};
 
 use ai_gateway_crds::{AIGateway, AIGatewaySpec, ProviderRoute, RateLimitPolicy};
 use ai_gateway_snapshot::{Audit, Auth, CacheSettings, GatewaySettings, Snapshot};
