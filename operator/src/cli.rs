@@ -23,8 +23,8 @@ pub use args::{
 pub use error::{CliError, ProxyFailure};
 pub use keys::{new_key, KEY_PREFIX};
 
-pub use ai_gateway_snapshot::key_sha256;
 use ai_gateway_crds::AIGateway;
+pub use ai_gateway_snapshot::key_sha256;
 use ai_gateway_snapshot::KeySelector;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;

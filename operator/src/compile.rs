@@ -92,8 +92,11 @@ pub fn compile(inputs: &Inputs<'_>) -> Compiled {
     let routes = routes::compile_routes(inputs, &gateway_name);
     let (mut rate_limits, policy_verdicts) =
         policies::compile_policies(inputs.policies, &gateway_name);
-    rate_limits.store =
-        store::limit_store(&spec.rate_limit_store, inputs.secrets, &mut gateway_verdicts);
+    rate_limits.store = store::limit_store(
+        &spec.rate_limit_store,
+        inputs.secrets,
+        &mut gateway_verdicts,
+    );
     let keys = keys::api_keys(inputs.key_secrets, &mut gateway_verdicts);
 
     let mut snapshot = Snapshot {

@@ -278,11 +278,21 @@ async fn reconcile_gateway(gw: &AIGateway, ctx: &Context) -> Result<Action, Erro
         let snapshot_json = serde_json::to_string(&compiled.snapshot)?;
         apply(client, &ns, &resources::config_secret(gw, &snapshot_json)).await?;
     }
-    apply(client, &ns, &resources::deployment(gw, &ctx.dataplane_image)).await?;
+    apply(
+        client,
+        &ns,
+        &resources::deployment(gw, &ctx.dataplane_image),
+    )
+    .await?;
     apply(client, &ns, &resources::service(gw)).await?;
     apply(client, &ns, &resources::pod_disruption_budget(gw)).await?;
     let operator_namespace = ctx.operator_namespace.as_deref();
-    apply(client, &ns, &resources::network_policy(gw, operator_namespace)).await?;
+    apply(
+        client,
+        &ns,
+        &resources::network_policy(gw, operator_namespace),
+    )
+    .await?;
 
     let urls = data_planes(gw, ctx, &ns).await?;
     let ready = urls.len() as i32;

@@ -441,8 +441,8 @@ mod tests {
     #[test]
     fn token_review_mode_mounts_the_token_in_the_pod_template() {
         let pod = |mode: &str| {
-            sent(deployment(&gateway(json!({"auth": {"mode": mode}})), "img"))["spec"]["template"]["spec"]
-                ["automountServiceAccountToken"]
+            sent(deployment(&gateway(json!({"auth": {"mode": mode}})), "img"))["spec"]["template"]
+                ["spec"]["automountServiceAccountToken"]
                 .clone()
         };
         assert_eq!(pod("kubernetes"), true);

@@ -104,7 +104,11 @@ impl ApiServer {
         let answer = object.clone();
         let seen = self.expect_request("PATCH", path, move |_| answer).await;
         seen.assert_forced_apply();
-        assert_eq!(seen.body["apiVersion"], object["apiVersion"], "{}", seen.body);
+        assert_eq!(
+            seen.body["apiVersion"], object["apiVersion"],
+            "{}",
+            seen.body
+        );
         assert_eq!(seen.body["kind"], object["kind"], "{}", seen.body);
         seen.body
     }

@@ -74,7 +74,8 @@ mod tests {
     #[test]
     fn a_selector_with_a_value_matches_only_that_value() {
         let selector = KeySelector::parse(DEFAULT_KEY_SELECTOR);
-        let labelled = |v: &str| BTreeMap::from([("ai-gateway.dev/key".to_string(), v.to_string())]);
+        let labelled =
+            |v: &str| BTreeMap::from([("ai-gateway.dev/key".to_string(), v.to_string())]);
         assert!(selector.matches(&labelled("true")));
         assert!(!selector.matches(&labelled("false")));
         assert_eq!(selector.query(), DEFAULT_KEY_SELECTOR);

@@ -169,8 +169,8 @@ mod tests {
     use serde_json::{json, Value};
 
     fn round_trip<T: Serialize + serde::de::DeserializeOwned>(wire: Value) {
-        let typed: T = serde_json::from_value(wire.clone())
-            .unwrap_or_else(|e| panic!("reads {wire}: {e}"));
+        let typed: T =
+            serde_json::from_value(wire.clone()).unwrap_or_else(|e| panic!("reads {wire}: {e}"));
         let again = serde_json::to_value(&typed).unwrap_or_else(|e| panic!("writes: {e}"));
         assert_eq!(again, wire);
     }

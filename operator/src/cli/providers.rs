@@ -92,9 +92,7 @@ impl Session {
         routes.retain(|r| r.spec.gateway_ref == self.gateway);
         routes.sort_by_key(|r| r.name_any());
 
-        let live = self
-            .proxy_get::<ProviderList>("/v1/providers", None)
-            .await;
+        let live = self.proxy_get::<ProviderList>("/v1/providers", None).await;
         let live_by_name: BTreeMap<&str, &ProviderInfo> = match &live {
             Ok(list) => list.data.iter().map(|p| (p.name.as_str(), p)).collect(),
             Err(_) => BTreeMap::new(),

@@ -268,6 +268,8 @@ fn fallback_verdict(unknown_fallbacks: &[String], gateway_name: &str) -> Verdict
     Verdict::fail(
         "ResolvedRefs",
         "FallbackNotFound",
-        format!("fallback {named} names no ProviderRoute of gateway `{gateway_name}`; it is left out"),
+        format!(
+            "fallback {named} names no ProviderRoute of gateway `{gateway_name}`; it is left out"
+        ),
     )
 }
