@@ -145,7 +145,7 @@ fn default_auth_mode() -> AuthMode {
 }
 
 fn default_key_selector() -> String {
-    "ai-gateway.dev/key=true".into()
+    ai_gateway_snapshot::DEFAULT_KEY_SELECTOR.into()
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]

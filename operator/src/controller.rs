@@ -9,7 +9,7 @@ use crate::metrics::Metrics;
 use crate::namespace::Namespace;
 use crate::push::Pusher;
 use crate::resources::{self, Names, MANAGER};
-use ai_gateway_crds::{AIGateway, ObjectStatus, ProviderRoute, RateLimitPolicy};
+use ai_gateway_crds::{AIGateway, AIGatewayStatus, ObjectStatus, ProviderRoute, RateLimitPolicy};
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Secret};
@@ -22,7 +22,8 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{watcher, Controller};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -136,19 +137,19 @@ where
 }
 
 /// Server-side apply of one owned object, forcing ownership of the fields we set.
-async fn apply<K>(client: &Client, ns: &str, doc: &Value) -> Result<(), Error>
+async fn apply<K>(client: &Client, ns: &str, object: &K) -> Result<(), Error>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
         + Clone
         + DeserializeOwned
+        + Serialize
         + std::fmt::Debug,
 {
     let api: Api<K> = Api::namespaced(client.clone(), ns);
-    let name = doc["metadata"]["name"].as_str().unwrap_or_default();
     api.patch(
-        name,
+        &object.name_any(),
         &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(doc),
+        &Patch::Apply(object),
     )
     .await?;
     Ok(())
@@ -171,7 +172,7 @@ async fn admin_token(gw: &AIGateway, ctx: &Context, secrets: &[Secret]) -> Resul
         uuid::Uuid::new_v4().simple(),
         uuid::Uuid::new_v4().simple()
     );
-    let secret: Secret = serde_json::from_value(resources::admin_secret(gw, &token))?;
+    let secret = resources::admin_secret(gw, &token);
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &gw.namespace().unwrap_or_default());
     let params = PostParams {
         field_manager: Some(MANAGER.into()),
@@ -271,34 +272,25 @@ async fn reconcile_gateway(gw: &AIGateway, ctx: &Context) -> Result<Action, Erro
         .all(|v| v.r#type != "ConfigValid" || v.status);
 
     let token = admin_token(gw, ctx, &secrets).await?;
-    apply::<k8s_openapi::api::core::v1::ServiceAccount>(
-        client,
-        &ns,
-        &resources::service_account(gw),
-    )
-    .await?;
+    apply(client, &ns, &resources::service_account(gw)).await?;
     // An invalid snapshot never reaches the pods: they keep the last good one.
     if config_valid {
         let snapshot_json = serde_json::to_string(&compiled.snapshot)?;
-        apply::<Secret>(client, &ns, &resources::config_secret(gw, &snapshot_json)).await?;
+        apply(client, &ns, &resources::config_secret(gw, &snapshot_json)).await?;
     }
-    apply::<Deployment>(
+    apply(
         client,
         &ns,
         &resources::deployment(gw, &ctx.dataplane_image),
     )
     .await?;
-    apply::<k8s_openapi::api::core::v1::Service>(client, &ns, &resources::service(gw)).await?;
-    apply::<k8s_openapi::api::policy::v1::PodDisruptionBudget>(
+    apply(client, &ns, &resources::service(gw)).await?;
+    apply(client, &ns, &resources::pod_disruption_budget(gw)).await?;
+    let operator_namespace = ctx.operator_namespace.as_deref();
+    apply(
         client,
         &ns,
-        &resources::pod_disruption_budget(gw),
-    )
-    .await?;
-    apply::<k8s_openapi::api::networking::v1::NetworkPolicy>(
-        client,
-        &ns,
-        &resources::network_policy(gw, ctx.operator_namespace.as_deref()),
+        &resources::network_policy(gw, operator_namespace),
     )
     .await?;
 
@@ -497,19 +489,33 @@ async fn write_gateway_status(
     if unchanged {
         return Ok(());
     }
-    let status = json!({"status": {
-        "conditions": conditions,
-        "observedGeneration": generation,
-        "configVersion": config_version,
-        "readyReplicas": ready,
-        "appliedReplicas": applied,
-    }});
+    let status = AIGatewayStatus {
+        conditions,
+        observed_generation: generation,
+        config_version,
+        ready_replicas: ready,
+        applied_replicas: applied,
+    };
     let api: Api<AIGateway> =
         Api::namespaced(ctx.client.clone(), &gw.namespace().unwrap_or_default());
+    apply_status(&api, gw, &status).await
+}
+
+/// Writes an object's whole status by server-side apply, as `MANAGER`: the status
+/// fields it no longer sends are dropped, and no other writer's are kept in the way.
+async fn apply_status<K>(api: &Api<K>, object: &K, status: &impl Serialize) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let patch = json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
     api.patch_status(
-        &gw.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&status),
+        &object.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
     )
     .await?;
     Ok(())
@@ -608,19 +614,17 @@ where
 {
     let previous: &[Condition] = status.map(|s| s.conditions.as_slice()).unwrap_or(&[]);
     let generation = object.meta().generation;
-    let conditions = conditions::fold(verdicts, previous, generation, Timestamp::now());
     let same_generation = status.and_then(|s| s.observed_generation) == generation;
-    if !conditions::differ(previous, &conditions) && same_generation {
+    let status = ObjectStatus {
+        conditions: conditions::fold(verdicts, previous, generation, Timestamp::now()),
+        observed_generation: generation,
+    };
+    if !conditions::differ(previous, &status.conditions) && same_generation {
         return Ok(());
     }
-    let patch = json!({"status": {"conditions": conditions, "observedGeneration": generation}});
-    api.patch_status(
-        &object.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await?;
-    let newly_failed: Vec<&Condition> = conditions
+    apply_status(api, object, &status).await?;
+    let newly_failed: Vec<&Condition> = status
+        .conditions
         .iter()
         .filter(|c| {
             c.status == "False"

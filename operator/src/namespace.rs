@@ -3,8 +3,10 @@
 
 use crate::compile::{compile, Compiled, Inputs};
 use ai_gateway_crds::{AIGateway, ProviderRoute, RateLimitPolicy};
+use ai_gateway_snapshot::KeySelector;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -14,6 +16,11 @@ pub enum NamespaceError {
     Document { index: usize, message: String },
     #[error("no AIGateway named `{0}`")]
     NoGateway(String),
+}
+
+/// One document as the object its `kind` names.
+fn object<K: DeserializeOwned>(value: serde_yaml::Value) -> Result<K, String> {
+    serde_yaml::from_value(value).map_err(|e| e.to_string())
 }
 
 #[derive(Default, Clone)]
@@ -34,20 +41,11 @@ impl Namespace {
                 continue;
             }
             let kind = value["kind"].as_str().unwrap_or_default().to_string();
-            let v = value;
             match kind.as_str() {
-                "AIGateway" => ns
-                    .gateways
-                    .push(serde_yaml::from_value(v).map_err(|e| err(e.to_string()))?),
-                "ProviderRoute" => ns
-                    .routes
-                    .push(serde_yaml::from_value(v).map_err(|e| err(e.to_string()))?),
-                "RateLimitPolicy" => ns
-                    .policies
-                    .push(serde_yaml::from_value(v).map_err(|e| err(e.to_string()))?),
-                "Secret" => ns
-                    .secrets
-                    .push(serde_yaml::from_value(v).map_err(|e| err(e.to_string()))?),
+                "AIGateway" => ns.gateways.push(object(value).map_err(err)?),
+                "ProviderRoute" => ns.routes.push(object(value).map_err(err)?),
+                "RateLimitPolicy" => ns.policies.push(object(value).map_err(err)?),
+                "Secret" => ns.secrets.push(object(value).map_err(err)?),
                 other => return Err(err(format!("kind `{other}` is not one the operator reads"))),
             }
         }
@@ -66,7 +64,7 @@ impl Namespace {
             .iter()
             .map(|s| (s.name_any(), s.clone()))
             .collect();
-        let selector = crate::compile::KeySelector::parse(&gw.spec.auth.key_selector);
+        let selector = KeySelector::parse(&gw.spec.auth.key_selector);
         let key_secrets: Vec<Secret> = self
             .secrets
             .iter()

@@ -1,6 +1,7 @@
 //! Delivering a snapshot: `PUT /admin/v1/config` on a data plane's admin port, retried
 //! until that data plane reports the version as applied.
 
+use ai_gateway_snapshot::replies::ConfigReply;
 use ai_gateway_snapshot::Snapshot;
 use std::time::Duration;
 
@@ -60,18 +61,16 @@ impl Pusher {
                 source,
             })?;
         let status = resp.status().as_u16();
-        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        // A refusal's body may be no reply of ours (a proxy's page): its status still counts.
+        let reply: ConfigReply = resp.json().await.unwrap_or_default();
         if status != 200 {
             return Err(PushError::Refused {
                 url,
                 status,
-                message: body["error"]
-                    .as_str()
-                    .unwrap_or("no reason given")
-                    .to_string(),
+                message: reply.error.unwrap_or_else(|| "no reason given".into()),
             });
         }
-        let got = body["version"].as_str().unwrap_or_default().to_string();
+        let got = reply.version.unwrap_or_default();
         let want = snapshot.effective_version();
         if got != want {
             return Err(PushError::WrongVersion { url, got, want });
@@ -95,8 +94,8 @@ impl Pusher {
             .map_err(unreachable)?
             .error_for_status()
             .map_err(unreachable)?;
-        let body: serde_json::Value = resp.json().await.map_err(unreachable)?;
-        Ok(body["version"].as_str().unwrap_or_default().to_string())
+        let reply: ConfigReply = resp.json().await.map_err(unreachable)?;
+        Ok(reply.version.unwrap_or_default())
     }
 
     /// Pushes only when the data plane serves another version, so an unchanged config

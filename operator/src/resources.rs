@@ -1,9 +1,23 @@
-//! The objects an AIGateway owns, built as server-side-apply documents. Pure, so tests
-//! can read exactly what the operator will send.
+//! The objects an AIGateway owns, built as typed objects for server-side apply. Pure,
+//! so tests can read exactly what the operator will send.
 
 use ai_gateway_crds::AIGateway;
+use ai_gateway_snapshot::{AuditSink, AuthMode};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, Secret,
+    SecretKeySelector, SecretVolumeSource, SecurityContext, Service, ServiceAccount, ServicePort,
+    ServiceSpec, Volume, VolumeMount,
+};
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
-use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 pub const MANAGER: &str = "ai-gateway-operator";
@@ -55,215 +69,338 @@ pub fn selector_string(gw: &AIGateway) -> String {
         .join(",")
 }
 
-fn metadata(gw: &AIGateway, name: &str) -> Value {
+fn metadata(gw: &AIGateway, name: &str) -> ObjectMeta {
     let mut labels = selector_labels(gw);
     labels.insert("app.kubernetes.io/managed-by".into(), MANAGER.into());
-    json!({
-        "name": name,
-        "namespace": gw.namespace(),
-        "labels": labels,
-        "ownerReferences": gw.controller_owner_ref(&()).into_iter().collect::<Vec<_>>(),
-    })
-}
-
-fn document(api_version: &str, kind: &str, metadata: Value, rest: Value) -> Value {
-    let mut doc = json!({"apiVersion": api_version, "kind": kind, "metadata": metadata});
-    if let (Some(doc), Value::Object(rest)) = (doc.as_object_mut(), rest) {
-        doc.extend(rest);
+    ObjectMeta {
+        name: Some(name.to_string()),
+        namespace: gw.namespace(),
+        labels: Some(labels),
+        owner_references: Some(gw.controller_owner_ref(&()).into_iter().collect()),
+        ..ObjectMeta::default()
     }
-    doc
 }
 
-pub fn service_account(gw: &AIGateway) -> Value {
+/// A label selector on exactly these labels.
+fn matching(labels: BTreeMap<String, String>) -> LabelSelector {
+    LabelSelector {
+        match_labels: Some(labels),
+        ..LabelSelector::default()
+    }
+}
+
+fn labels<const N: usize>(pairs: [(&str, &str); N]) -> BTreeMap<String, String> {
+    pairs
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn named_port(name: &str) -> IntOrString {
+    IntOrString::String(name.into())
+}
+
+fn tcp() -> Option<String> {
+    Some("TCP".into())
+}
+
+pub fn service_account(gw: &AIGateway) -> ServiceAccount {
     let names = Names::of(gw);
-    document(
-        "v1",
-        "ServiceAccount",
-        metadata(gw, &names.service_account),
-        json!({"automountServiceAccountToken": reviews_tokens(gw)}),
-    )
+    ServiceAccount {
+        metadata: metadata(gw, &names.service_account),
+        automount_service_account_token: Some(reviews_tokens(gw)),
+        ..ServiceAccount::default()
+    }
 }
 
 /// The data plane needs its own token only to review its callers'.
 fn reviews_tokens(gw: &AIGateway) -> bool {
-    gw.spec.auth.mode == ai_gateway_snapshot::AuthMode::Kubernetes
+    gw.spec.auth.mode == AuthMode::Kubernetes
+}
+
+fn opaque_secret(gw: &AIGateway, name: &str, key: &str, value: &str) -> Secret {
+    Secret {
+        metadata: metadata(gw, name),
+        type_: Some("Opaque".into()),
+        string_data: Some(BTreeMap::from([(key.to_string(), value.to_string())])),
+        ..Secret::default()
+    }
 }
 
 /// The snapshot the pods boot from; pushes keep running pods current between restarts.
-pub fn config_secret(gw: &AIGateway, snapshot_json: &str) -> Value {
-    let names = Names::of(gw);
-    document(
-        "v1",
-        "Secret",
-        metadata(gw, &names.config_secret),
-        json!({"type": "Opaque", "stringData": {CONFIG_KEY: snapshot_json}}),
-    )
+pub fn config_secret(gw: &AIGateway, snapshot_json: &str) -> Secret {
+    opaque_secret(gw, &Names::of(gw).config_secret, CONFIG_KEY, snapshot_json)
 }
 
-pub fn admin_secret(gw: &AIGateway, token: &str) -> Value {
-    let names = Names::of(gw);
-    document(
-        "v1",
-        "Secret",
-        metadata(gw, &names.admin_secret),
-        json!({"type": "Opaque", "stringData": {TOKEN_KEY: token}}),
-    )
+pub fn admin_secret(gw: &AIGateway, token: &str) -> Secret {
+    opaque_secret(gw, &Names::of(gw).admin_secret, TOKEN_KEY, token)
 }
 
-pub fn deployment(gw: &AIGateway, default_image: &str) -> Value {
-    let names = Names::of(gw);
-    let spec = &gw.spec;
-    let image = spec.image.as_deref().unwrap_or(default_image);
-    let mut volumes =
-        vec![json!({"name": "config", "secret": {"secretName": names.config_secret}})];
-    let mut mounts = vec![json!({"name": "config", "mountPath": CONFIG_DIR, "readOnly": true})];
-    // The root filesystem is read-only: an audit file needs a writable directory.
-    let audit_dir = (spec.audit.sink == ai_gateway_snapshot::AuditSink::File)
-        .then_some(spec.audit.path.as_deref())
+/// The root filesystem is read-only: a file audit sink needs a writable directory.
+fn audit_dir(gw: &AIGateway) -> Option<String> {
+    let audit = &gw.spec.audit;
+    (audit.sink == AuditSink::File)
+        .then_some(audit.path.as_deref())
         .flatten()
         .and_then(|p| std::path::Path::new(p).parent())
         .map(|d| d.display().to_string())
-        .filter(|d| !d.is_empty() && d != "/");
-    if let Some(dir) = audit_dir {
-        volumes.push(json!({"name": "audit", "emptyDir": {}}));
-        mounts.push(json!({"name": "audit", "mountPath": dir}));
-    }
-    let mut container = json!({
-        "name": "dataplane",
-        "image": image,
-        // The admin port serves the kubelet's probes, the operator's pushes and
-        // scrapes; its NetworkPolicy admits only those.
-        "args": [
-            "--config", format!("{CONFIG_DIR}/{CONFIG_KEY}"), "--log-json",
-            "--admin-listen", format!("0.0.0.0:{ADMIN_PORT}"),
-            "--listen", format!("0.0.0.0:{HTTP_PORT}"),
-        ],
-        "env": [{
-            "name": "AI_GATEWAY_ADMIN_TOKEN",
-            "valueFrom": {"secretKeyRef": {"name": names.admin_secret, "key": TOKEN_KEY}},
-        }],
-        "ports": [
-            {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
-            {"name": "admin", "containerPort": ADMIN_PORT, "protocol": "TCP"},
-        ],
-        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "admin"}, "periodSeconds": 5},
-        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "admin"}, "periodSeconds": 10},
-        "securityContext": {
-            "allowPrivilegeEscalation": false,
-            "readOnlyRootFilesystem": true,
-            "capabilities": {"drop": ["ALL"]},
-        },
-        "volumeMounts": mounts,
-    });
-    if let (Some(c), Some(resources)) = (container.as_object_mut(), &spec.resources) {
-        c.insert("resources".into(), json!(resources));
-    }
-    document(
-        "apps/v1",
-        "Deployment",
-        metadata(gw, &names.deployment),
-        json!({"spec": {
-            "replicas": spec.replicas,
-            "selector": {"matchLabels": selector_labels(gw)},
-            "template": {
-                "metadata": {"labels": selector_labels(gw)},
-                "spec": {
-                    "serviceAccountName": names.service_account,
-                    // In the pod template, so switching auth mode rolls the pods out.
-                    "automountServiceAccountToken": reviews_tokens(gw),
-                    // Streams get the data plane's 30 s drain before the kill.
-                    "terminationGracePeriodSeconds": 45,
-                    "securityContext": {
-                        "runAsNonRoot": true,
-                        "runAsUser": 65532,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "containers": [container],
-                    "volumes": volumes,
-                },
-            },
-        }}),
-    )
+        .filter(|d| !d.is_empty() && d != "/")
 }
 
-pub fn service(gw: &AIGateway) -> Value {
+fn probe(path: &str, period_seconds: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: named_port("admin"),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period_seconds),
+        ..Probe::default()
+    }
+}
+
+fn container_port(name: &str, port: i32) -> ContainerPort {
+    ContainerPort {
+        name: Some(name.into()),
+        container_port: port,
+        protocol: tcp(),
+        ..ContainerPort::default()
+    }
+}
+
+fn dataplane_container(gw: &AIGateway, image: &str, mounts: Vec<VolumeMount>) -> Container {
     let names = Names::of(gw);
-    document(
-        "v1",
-        "Service",
-        metadata(gw, &names.service),
-        json!({"spec": {
-            "type": gw.spec.service.r#type,
-            "selector": selector_labels(gw),
-            "ports": [
-                {"name": "http", "port": gw.spec.service.port, "targetPort": "http", "protocol": "TCP"},
-                {"name": "admin", "port": ADMIN_PORT, "targetPort": "admin", "protocol": "TCP"},
-            ],
-        }}),
-    )
+    Container {
+        name: "dataplane".into(),
+        image: Some(image.into()),
+        // The admin port serves the kubelet's probes, the operator's pushes and
+        // scrapes; its NetworkPolicy admits only those.
+        args: Some(
+            [
+                "--config",
+                &format!("{CONFIG_DIR}/{CONFIG_KEY}"),
+                "--log-json",
+                "--admin-listen",
+                &format!("0.0.0.0:{ADMIN_PORT}"),
+                "--listen",
+                &format!("0.0.0.0:{HTTP_PORT}"),
+            ]
+            .map(str::to_string)
+            .to_vec(),
+        ),
+        env: Some(vec![EnvVar {
+            name: "AI_GATEWAY_ADMIN_TOKEN".into(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: names.admin_secret,
+                    key: TOKEN_KEY.into(),
+                    ..SecretKeySelector::default()
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        }]),
+        ports: Some(vec![
+            container_port("http", HTTP_PORT),
+            container_port("admin", ADMIN_PORT),
+        ]),
+        readiness_probe: Some(probe("/readyz", 5)),
+        liveness_probe: Some(probe("/healthz", 10)),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                ..Capabilities::default()
+            }),
+            ..SecurityContext::default()
+        }),
+        resources: gw.spec.resources.clone(),
+        volume_mounts: Some(mounts),
+        ..Container::default()
+    }
+}
+
+pub fn deployment(gw: &AIGateway, default_image: &str) -> Deployment {
+    let names = Names::of(gw);
+    let spec = &gw.spec;
+    let image = spec.image.as_deref().unwrap_or(default_image);
+    let mut volumes = vec![Volume {
+        name: "config".into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(names.config_secret.clone()),
+            ..SecretVolumeSource::default()
+        }),
+        ..Volume::default()
+    }];
+    let mut mounts = vec![VolumeMount {
+        name: "config".into(),
+        mount_path: CONFIG_DIR.into(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    }];
+    if let Some(dir) = audit_dir(gw) {
+        volumes.push(Volume {
+            name: "audit".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        });
+        mounts.push(VolumeMount {
+            name: "audit".into(),
+            mount_path: dir,
+            ..VolumeMount::default()
+        });
+    }
+    let pod = PodSpec {
+        service_account_name: Some(names.service_account.clone()),
+        // In the pod template, so switching auth mode rolls the pods out.
+        automount_service_account_token: Some(reviews_tokens(gw)),
+        // Streams get the data plane's 30 s drain before the kill.
+        termination_grace_period_seconds: Some(45),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(65532),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                ..SeccompProfile::default()
+            }),
+            ..PodSecurityContext::default()
+        }),
+        containers: vec![dataplane_container(gw, image, mounts)],
+        volumes: Some(volumes),
+        ..PodSpec::default()
+    };
+    Deployment {
+        metadata: metadata(gw, &names.deployment),
+        spec: Some(DeploymentSpec {
+            replicas: Some(spec.replicas),
+            selector: matching(selector_labels(gw)),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(selector_labels(gw)),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod),
+            },
+            ..DeploymentSpec::default()
+        }),
+        ..Deployment::default()
+    }
+}
+
+fn service_port(name: &str, port: i32) -> ServicePort {
+    ServicePort {
+        name: Some(name.into()),
+        port,
+        target_port: Some(named_port(name)),
+        protocol: tcp(),
+        ..ServicePort::default()
+    }
+}
+
+pub fn service(gw: &AIGateway) -> Service {
+    let names = Names::of(gw);
+    Service {
+        metadata: metadata(gw, &names.service),
+        spec: Some(ServiceSpec {
+            type_: Some(gw.spec.service.r#type.clone()),
+            selector: Some(selector_labels(gw)),
+            ports: Some(vec![
+                service_port("http", gw.spec.service.port),
+                service_port("admin", ADMIN_PORT),
+            ]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
 }
 
 /// One pod may go at a time; a single replica must not block node drains.
-pub fn pod_disruption_budget(gw: &AIGateway) -> Value {
-    let budget = if gw.spec.replicas > 1 {
-        json!({"minAvailable": 1})
+pub fn pod_disruption_budget(gw: &AIGateway) -> PodDisruptionBudget {
+    let one = Some(IntOrString::Int(1));
+    let (min_available, max_unavailable) = if gw.spec.replicas > 1 {
+        (one, None)
     } else {
-        json!({"maxUnavailable": 1})
+        (None, one)
     };
-    let mut spec = json!({"selector": {"matchLabels": selector_labels(gw)}});
-    if let (Some(s), Value::Object(b)) = (spec.as_object_mut(), budget) {
-        s.extend(b);
+    PodDisruptionBudget {
+        metadata: metadata(gw, &gw.name_any()),
+        spec: Some(PodDisruptionBudgetSpec {
+            selector: Some(matching(selector_labels(gw))),
+            min_available,
+            max_unavailable,
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        ..PodDisruptionBudget::default()
     }
-    document(
-        "policy/v1",
-        "PodDisruptionBudget",
-        metadata(gw, &gw.name_any()),
-        json!({ "spec": spec }),
-    )
 }
 
 /// Namespaces whose pods may call a gateway that trusts its callers' headers.
 pub const ACCESS_LABEL: &str = "ai-gateway.dev/gateway-access";
 
+fn tcp_port(port: i32) -> Option<Vec<NetworkPolicyPort>> {
+    Some(vec![NetworkPolicyPort {
+        port: Some(IntOrString::Int(port)),
+        protocol: tcp(),
+        ..NetworkPolicyPort::default()
+    }])
+}
+
 /// The API port is open to all when callers must prove who they are, and to namespaces
 /// labelled `ai-gateway.dev/gateway-access=true` when the gateway takes their word
 /// (`trusted-headers`, `none`). The admin port (config pushes, metrics) is open to the
 /// operator's pods (in its own namespace when known) and to metrics scrapers.
-pub fn network_policy(gw: &AIGateway, operator_namespace: Option<&str>) -> Value {
-    use ai_gateway_snapshot::AuthMode;
+pub fn network_policy(gw: &AIGateway, operator_namespace: Option<&str>) -> NetworkPolicy {
     let (op_key, op_value) = OPERATOR_NAME_LABEL.split_once('=').unwrap_or_default();
     let operator_namespaces = match operator_namespace {
-        Some(ns) => json!({"matchLabels": {"kubernetes.io/metadata.name": ns}}),
-        None => json!({}),
+        Some(ns) => matching(labels([("kubernetes.io/metadata.name", ns)])),
+        None => LabelSelector::default(),
     };
-    let mut api_rule = json!({"ports": [{"port": HTTP_PORT, "protocol": "TCP"}]});
-    if matches!(gw.spec.auth.mode, AuthMode::TrustedHeaders | AuthMode::None) {
-        api_rule["from"] = json!([{"namespaceSelector": {"matchLabels": {ACCESS_LABEL: "true"}}}]);
+    let trusts_headers = matches!(gw.spec.auth.mode, AuthMode::TrustedHeaders | AuthMode::None);
+    let api_rule = NetworkPolicyIngressRule {
+        from: trusts_headers.then(|| {
+            vec![NetworkPolicyPeer {
+                namespace_selector: Some(matching(labels([(ACCESS_LABEL, "true")]))),
+                ..NetworkPolicyPeer::default()
+            }]
+        }),
+        ports: tcp_port(HTTP_PORT),
+    };
+    let admin_rule = NetworkPolicyIngressRule {
+        from: Some(vec![
+            NetworkPolicyPeer {
+                namespace_selector: Some(operator_namespaces),
+                pod_selector: Some(matching(labels([(op_key, op_value)]))),
+                ..NetworkPolicyPeer::default()
+            },
+            NetworkPolicyPeer {
+                namespace_selector: Some(LabelSelector::default()),
+                pod_selector: Some(matching(labels([(SCRAPER_LABEL, "true")]))),
+                ..NetworkPolicyPeer::default()
+            },
+        ]),
+        ports: tcp_port(ADMIN_PORT),
+    };
+    NetworkPolicy {
+        metadata: metadata(gw, &gw.name_any()),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(matching(selector_labels(gw))),
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(vec![api_rule, admin_rule]),
+            ..NetworkPolicySpec::default()
+        }),
     }
-    document(
-        "networking.k8s.io/v1",
-        "NetworkPolicy",
-        metadata(gw, &gw.name_any()),
-        json!({"spec": {
-            "podSelector": {"matchLabels": selector_labels(gw)},
-            "policyTypes": ["Ingress"],
-            "ingress": [
-                api_rule,
-                {
-                    "from": [
-                        {"namespaceSelector": operator_namespaces, "podSelector": {"matchLabels": {op_key: op_value}}},
-                        {"namespaceSelector": {}, "podSelector": {"matchLabels": {SCRAPER_LABEL: "true"}}},
-                    ],
-                    "ports": [{"port": ADMIN_PORT, "protocol": "TCP"}],
-                },
-            ],
-        }}),
-    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{json, Value};
+
+    /// The object as it is sent.
+    fn sent(object: impl serde::Serialize) -> Value {
+        serde_json::to_value(object).unwrap_or_else(|e| panic!("serialize: {e}"))
+    }
 
     fn gateway(spec: serde_json::Value) -> AIGateway {
         serde_json::from_value(json!({
@@ -276,13 +413,19 @@ mod tests {
 
     #[test]
     fn gateways_that_trust_headers_are_reachable_only_from_labelled_namespaces() {
-        let trusting = network_policy(&gateway(json!({"auth": {"mode": "trusted-headers"}})), None);
+        let trusting = sent(network_policy(
+            &gateway(json!({"auth": {"mode": "trusted-headers"}})),
+            None,
+        ));
         assert_eq!(
             trusting["spec"]["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"]
                 [ACCESS_LABEL],
             "true"
         );
-        let keyed = network_policy(&gateway(json!({"auth": {"mode": "keys"}})), Some("ops"));
+        let keyed = sent(network_policy(
+            &gateway(json!({"auth": {"mode": "keys"}})),
+            Some("ops"),
+        ));
         assert!(
             keyed["spec"]["ingress"][0].get("from").is_none(),
             "keys prove the caller"
@@ -298,8 +441,8 @@ mod tests {
     #[test]
     fn token_review_mode_mounts_the_token_in_the_pod_template() {
         let pod = |mode: &str| {
-            deployment(&gateway(json!({"auth": {"mode": mode}})), "img")["spec"]["template"]["spec"]
-                ["automountServiceAccountToken"]
+            sent(deployment(&gateway(json!({"auth": {"mode": mode}})), "img"))["spec"]["template"]
+                ["spec"]["automountServiceAccountToken"]
                 .clone()
         };
         assert_eq!(pod("kubernetes"), true);
@@ -308,17 +451,17 @@ mod tests {
 
     #[test]
     fn a_file_audit_sink_gets_a_writable_directory() {
-        let d = deployment(
+        let d = sent(deployment(
             &gateway(json!({"audit": {"sink": "file", "path": "/var/log/ai-gateway/audit.jsonl"}})),
             "img",
-        );
+        ));
         let pod = &d["spec"]["template"]["spec"];
         assert_eq!(pod["volumes"][1], json!({"name": "audit", "emptyDir": {}}));
         assert_eq!(
             pod["containers"][0]["volumeMounts"][1],
             json!({"name": "audit", "mountPath": "/var/log/ai-gateway"})
         );
-        let stdout = deployment(&gateway(json!({})), "img");
+        let stdout = sent(deployment(&gateway(json!({})), "img"));
         assert_eq!(
             stdout["spec"]["template"]["spec"]["volumes"]
                 .as_array()

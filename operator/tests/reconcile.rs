@@ -34,11 +34,28 @@ impl ApiServer {
         path: &str,
         reply: impl FnOnce(&Value) -> Value,
     ) -> (Value, String) {
+        let seen = self.expect_request(method, path, reply).await;
+        (seen.body, seen.uri)
+    }
+
+    /// `expect`, also handing back the request's content type.
+    async fn expect_request(
+        &mut self,
+        method: &str,
+        path: &str,
+        reply: impl FnOnce(&Value) -> Value,
+    ) -> Seen {
         let (req, send) = tokio::time::timeout(Duration::from_secs(10), self.0.next_request())
             .await
             .unwrap_or_else(|_| panic!("the operator never sent {method} {path}"))
             .expect("the mock service closed");
         let uri = req.uri().to_string();
+        let content_type = req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
         assert_eq!(req.method().as_str(), method, "for {uri}");
         assert!(
             uri == path || uri.starts_with(&format!("{path}?")),
@@ -58,7 +75,11 @@ impl ApiServer {
                 .body(Body::from(serde_json::to_vec(&answer).expect("json")))
                 .expect("response"),
         );
-        (body, uri)
+        Seen {
+            body,
+            uri,
+            content_type,
+        }
     }
 
     async fn list(&mut self, path: &str, items: Vec<Value>) {
@@ -72,15 +93,24 @@ impl ApiServer {
 
     /// A server-side apply: answered with the object as applied.
     async fn apply(&mut self, path: &str) -> Value {
-        let (body, uri) = self.expect("PATCH", path, |b| b.clone()).await;
-        assert!(uri.contains("fieldManager=ai-gateway-operator"), "{uri}");
-        assert!(uri.contains("force=true"), "{uri}");
-        body
+        let seen = self.expect_request("PATCH", path, |b| b.clone()).await;
+        seen.assert_forced_apply();
+        seen.body
     }
 
+    /// A status written by server-side apply: answered with `object`; hands back the
+    /// applied document.
     async fn status_patch(&mut self, path: &str, object: &Value) -> Value {
-        let object = object.clone();
-        self.expect("PATCH", path, move |_| object).await.0
+        let answer = object.clone();
+        let seen = self.expect_request("PATCH", path, move |_| answer).await;
+        seen.assert_forced_apply();
+        assert_eq!(
+            seen.body["apiVersion"], object["apiVersion"],
+            "{}",
+            seen.body
+        );
+        assert_eq!(seen.body["kind"], object["kind"], "{}", seen.body);
+        seen.body
     }
 
     async fn event(&mut self) -> Value {
@@ -99,6 +129,23 @@ impl ApiServer {
         if let Ok(Some((req, _))) = more {
             panic!("unexpected request {} {}", req.method(), req.uri());
         }
+    }
+}
+
+/// One request the operator sent.
+struct Seen {
+    body: Value,
+    uri: String,
+    content_type: String,
+}
+
+impl Seen {
+    /// Server-side apply as the operator's field manager, taking over conflicting fields.
+    fn assert_forced_apply(&self) {
+        let uri = &self.uri;
+        assert_eq!(self.content_type, "application/apply-patch+yaml", "{uri}");
+        assert!(uri.contains("fieldManager=ai-gateway-operator"), "{uri}");
+        assert!(uri.contains("force=true"), "{uri}");
     }
 }
 

@@ -6,9 +6,14 @@
 //! pricing), so a pod can serve from the snapshot alone.
 
 mod document;
+mod keys;
+pub mod replies;
 mod validate;
 
 pub use document::{expand_env, parse_document, unresolved_reference, LoadError};
+pub use keys::{
+    key_sha256, KeySelector, DEFAULT_KEY_SELECTOR, TEAM_LABEL, USER_LABEL, WORKSPACE_LABEL,
+};
 pub use validate::{is_glob, Problem, Problems};
 
 use serde::{Deserialize, Serialize};
@@ -400,18 +405,6 @@ pub struct Auth {
     /// its address belongs to (sound only behind the gateway's NetworkPolicy).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub pod_identity: bool,
-}
-
-/// Labels naming a caller, on a gateway key's Secret and on a workspace's namespace or
-/// ServiceAccount alike.
-pub const USER_LABEL: &str = "ai-gateway.dev/user";
-pub const TEAM_LABEL: &str = "ai-gateway.dev/team";
-pub const WORKSPACE_LABEL: &str = "ai-gateway.dev/workspace";
-
-/// The hex SHA-256 a snapshot holds for a gateway key's plaintext: what the operator
-/// and the CLI write and the data plane compares.
-pub fn key_sha256(plaintext: &str) -> String {
-    hex::encode(Sha256::digest(plaintext.as_bytes()))
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
