@@ -2,6 +2,7 @@
 
 use crate::body::{json_response, read_limited, ReadBodyError, ResponseBody};
 use crate::state::Gateway;
+use ai_gateway_snapshot::replies::ConfigReply;
 use ai_gateway_snapshot::Snapshot;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -38,7 +39,7 @@ pub async fn handle(
                     .circuit_open
                     .get_or_create(&vec![("provider", p.name.clone())])
                     .set(i64::from(
-                        p.breaker.state(now) == crate::upstream::breaker::BreakerState::Open,
+                        p.breaker.state(now) == crate::upstream::breaker::CircuitState::Open,
                     ));
             }
             let mut r = Response::new(crate::body::full(gw.services.metrics.render()));
@@ -54,7 +55,10 @@ pub async fn handle(
             authorize(token, &req)?;
             Ok(json_response(
                 StatusCode::OK,
-                &json!({"version": gw.compiled().version}),
+                &ConfigReply {
+                    error: None,
+                    version: Some(gw.compiled().version.clone()),
+                },
             ))
         }
         (&Method::PUT, "/admin/v1/config") => {
@@ -79,15 +83,27 @@ fn apply(gw: &Gateway, body: &[u8]) -> Response<ResponseBody> {
         Err(e) => {
             return json_response(
                 StatusCode::BAD_REQUEST,
-                &json!({"error": format!("not a snapshot document: {e}")}),
+                &ConfigReply {
+                    error: Some(format!("not a snapshot document: {e}")),
+                    version: None,
+                },
             )
         }
     };
     match gw.apply(snapshot) {
-        Ok(compiled) => json_response(StatusCode::OK, &json!({"version": compiled.version})),
+        Ok(compiled) => json_response(
+            StatusCode::OK,
+            &ConfigReply {
+                error: None,
+                version: Some(compiled.version.clone()),
+            },
+        ),
         Err(e) => json_response(
             StatusCode::UNPROCESSABLE_ENTITY,
-            &json!({"error": e.to_string(), "version": gw.compiled().version}),
+            &ConfigReply {
+                error: Some(e.to_string()),
+                version: Some(gw.compiled().version.clone()),
+            },
         ),
     }
 }

@@ -26,7 +26,7 @@ where
     BodyExt::boxed_unsync(StreamBody::new(stream.map_ok(Frame::data)))
 }
 
-pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<ResponseBody> {
+pub fn json_response(status: StatusCode, value: &impl serde::Serialize) -> Response<ResponseBody> {
     let bytes = serde_json::to_vec(value).unwrap_or_default();
     let mut response = Response::new(full(bytes));
     *response.status_mut() = status;

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod admission;
 pub mod audit;
 pub mod auth;
+pub mod authenticate;
 pub mod body;
 pub mod cache;
 pub mod compiled;

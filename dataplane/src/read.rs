@@ -2,8 +2,48 @@
 //! so no body the gateway could not read is forwarded unadmitted for a provider to read
 //! its own way; and token counts as providers accept them.
 
+use crate::body::{read_limited, ReadBodyError};
+use crate::compiled::CompiledConfig;
+use crate::context::RequestContext;
 use crate::error::GatewayError;
+use crate::state::Services;
+use bytes::Bytes;
 use serde::Deserialize;
+use std::time::Duration;
+
+/// The read stage: the body, within the size limit, the process-wide body budget and
+/// the read timeout. A caller already at a model-independent limit is refused first
+/// when the body may be large.
+pub async fn body(
+    compiled: &CompiledConfig,
+    services: &Services,
+    ctx: &mut RequestContext,
+    body: hyper::body::Incoming,
+    pending_sigv4: bool,
+) -> Result<Bytes, GatewayError> {
+    let limit = compiled.snapshot.gateway.max_request_bytes;
+    // The body's own bound: 0 for a GET, the declared length, or none when chunked.
+    let most = http_body::Body::size_hint(&body).upper();
+    if most.is_none_or(|n| n > crate::admission::EARLY_CHECK_BYTES) && !pending_sigv4 {
+        crate::admission::refuse_early(compiled, services, ctx).await?;
+    }
+    let read_for = Duration::from_millis(compiled.snapshot.gateway.body_read_timeout_ms);
+    let body = tokio::time::timeout(read_for, read_limited(body, limit, &services.bodies))
+        .await
+        .map_err(|_| {
+            GatewayError::BodyRead(format!(
+                "the request body did not arrive within {} ms",
+                read_for.as_millis()
+            ))
+        })?
+        .map_err(|e| match e {
+            ReadBodyError::TooLarge(limit) => GatewayError::BodyTooLarge { limit },
+            ReadBodyError::Io(m) => GatewayError::BodyRead(m),
+            ReadBodyError::NoRoom => GatewayError::Busy,
+        })?;
+
+    Ok(body)
+}
 
 /// A request body as every surface must take it: a JSON object in valid UTF-8, read
 /// into `T` strictly (a duplicate key is an error), so that no body the gateway could

@@ -1,8 +1,8 @@
 //! The listeners: the API on :8090 and admin on :8091, with graceful drain.
 
 use crate::admin;
-use crate::auth::Authenticated;
-use crate::body::{empty, read_limited, ReadBodyError, ResponseBody};
+pub use crate::authenticate::Peer;
+use crate::body::{empty, ResponseBody};
 use crate::context::RequestContext;
 use crate::doors::{
     account, anthropic_messages, bedrock_runtime, gemini_api, info, openai_chat, provider_api,
@@ -137,10 +137,6 @@ fn is_plain_path(rest: &str) -> bool {
         decoded != "." && decoded != ".." && !decoded.contains(['/', '\\'])
     })
 }
-
-/// The address a request's connection came from.
-#[derive(Debug, Clone, Copy)]
-pub struct Peer(pub std::net::IpAddr);
 
 /// Milliseconds on a clock private to this process: idle times are compared, never shown.
 fn clock_ms() -> u64 {
@@ -407,30 +403,7 @@ async fn route(
     if gw.is_draining() {
         return Err(GatewayError::ShuttingDown);
     }
-    let pending_sigv4 = match compiled.keys.authenticate(&parts.headers, query)? {
-        Authenticated::Caller(identity) => {
-            ctx.identity = Some(identity);
-            false
-        }
-        Authenticated::PendingTokenReview(token) => {
-            let client = parts.extensions.get::<Peer>().map(|p| p.0);
-            ctx.identity = Some(gw.services.tokens.identify(&token, client).await?);
-            false
-        }
-        Authenticated::PendingPodLookup => {
-            let peer = parts.extensions.get::<Peer>().ok_or_else(|| {
-                GatewayError::Unauthorized("the caller's address is unknown".into())
-            })?;
-            ctx.identity = Some(gw.services.pods.identify(peer.0).await?);
-            false
-        }
-        Authenticated::PendingSigV4 if path.starts_with("/v1/bedrock/") => true,
-        Authenticated::PendingSigV4 => {
-            return Err(GatewayError::Unauthorized(
-                "SigV4 signatures are accepted on /v1/bedrock only; send the gateway key as a bearer token".into(),
-            ))
-        }
-    };
+    let pending_sigv4 = crate::authenticate::caller(gw, ctx, &parts, path, query).await?;
     match (&method, path) {
         (&Method::GET, "/v1/models") => return Ok(openai_chat::models(&compiled)),
         (&Method::GET, "/v1/usage") => return account::usage(&compiled, &gw.services, ctx).await,
@@ -472,47 +445,9 @@ async fn route(
     if pending_sigv4 {
         compiled.keys.sigv4_claim(&parts.headers)?;
     }
-    let limit = compiled.snapshot.gateway.max_request_bytes;
-    // The body's own bound: 0 for a GET, the declared length, or none when chunked.
-    let most = http_body::Body::size_hint(&body).upper();
-    if most.is_none_or(|n| n > crate::admission::EARLY_CHECK_BYTES) && !pending_sigv4 {
-        crate::admission::refuse_early(&compiled, &gw.services, ctx).await?;
-    }
-    let read_for = Duration::from_millis(compiled.snapshot.gateway.body_read_timeout_ms);
-    let body = tokio::time::timeout(read_for, read_limited(body, limit, &gw.services.bodies))
-        .await
-        .map_err(|_| {
-            GatewayError::BodyRead(format!(
-                "the request body did not arrive within {} ms",
-                read_for.as_millis()
-            ))
-        })?
-        .map_err(|e| match e {
-            ReadBodyError::TooLarge(limit) => GatewayError::BodyTooLarge { limit },
-            ReadBodyError::Io(m) => GatewayError::BodyRead(m),
-            ReadBodyError::NoRoom => GatewayError::Busy,
-        })?;
-
+    let body = crate::read::body(&compiled, &gw.services, ctx, body, pending_sigv4).await?;
     if pending_sigv4 {
-        // AWS clients sign the request as they sent it: this host and this path.
-        let host = parts
-            .headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("localhost");
-        let target = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or(path);
-        let url = format!("http://{host}{target}");
-        ctx.identity = Some(compiled.keys.authenticate_sigv4(
-            &method,
-            &url,
-            &parts.headers,
-            &body,
-        )?);
-        gw.services.replays.first_use(&parts.headers)?;
+        crate::authenticate::signed_body(&compiled, &gw.services, ctx, &parts, &body)?;
     }
     if compiled.snapshot.gateway.log_bodies {
         ctx.usage = std::sync::Arc::new(crate::settle::UsageCell::capturing(body.clone()));

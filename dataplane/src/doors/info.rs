@@ -2,11 +2,12 @@
 
 use crate::body::{json_response, ResponseBody};
 use crate::compiled::CompiledConfig;
-use crate::upstream::breaker::BreakerState;
+use crate::upstream::breaker::CircuitState;
 use crate::upstream::Upstream;
+use ai_gateway_snapshot::replies::{ListObject, ProviderInfo, ProviderList, ProviderStatus};
 use ai_gateway_snapshot::ProviderKind;
 use http::{Response, StatusCode};
-use serde_json::{json, Value};
+use serde_json::json;
 
 pub fn health(compiled: &CompiledConfig) -> Response<ResponseBody> {
     let active = compiled
@@ -26,21 +27,28 @@ pub fn health(compiled: &CompiledConfig) -> Response<ResponseBody> {
 
 /// What any caller may learn of a provider: never where it is (an internal address is
 /// a target) or how it is reached.
-fn describe(p: &Upstream) -> Value {
-    json!({
-        "name": p.name,
-        "type": p.kind.as_str(),
-        "region": p.config.region,
-        "status": if p.inactive.is_some() { "inactive" } else { "active" },
-        "circuit": p.breaker.state(crate::upstream::breaker::now_ms()),
-        "reason": p.inactive,
-        "models": p.config.models,
-    })
+fn describe(p: &Upstream) -> ProviderInfo {
+    ProviderInfo {
+        name: p.name.clone(),
+        kind: p.kind,
+        region: p.config.region.clone(),
+        status: if p.inactive.is_some() {
+            ProviderStatus::Inactive
+        } else {
+            ProviderStatus::Active
+        },
+        circuit: p.breaker.state(crate::upstream::breaker::now_ms()),
+        reason: p.inactive.clone(),
+        models: p.config.models.clone(),
+    }
 }
 
 pub fn providers(compiled: &CompiledConfig) -> Response<ResponseBody> {
-    let data: Vec<Value> = compiled.providers.values().map(|p| describe(p)).collect();
-    json_response(StatusCode::OK, &json!({"object": "list", "data": data}))
+    let list = ProviderList {
+        object: ListObject::List,
+        data: compiled.providers.values().map(|p| describe(p)).collect(),
+    };
+    json_response(StatusCode::OK, &list)
 }
 
 /// The surface names users know (`claude`, `bedrock` …) or a provider's own name.
@@ -67,7 +75,7 @@ pub fn provider_health(compiled: &CompiledConfig, name: &str) -> Option<Response
     let now = crate::upstream::breaker::now_ms();
     let healthy = matching
         .iter()
-        .any(|p| p.inactive.is_none() && p.breaker.state(now) != BreakerState::Open);
+        .any(|p| p.inactive.is_none() && p.breaker.state(now) != CircuitState::Open);
     let status = if healthy {
         StatusCode::OK
     } else {

@@ -360,15 +360,15 @@ mod tests {
             }
         };
         let sent = [
-            &body["max_tokens"],
-            &body["max_completion_tokens"],
-            &body["inferenceConfig"]["maxTokens"],
-            &body["generationConfig"]["maxOutputTokens"],
-        ]
-        .into_iter()
-        .find_map(Value::as_u64)
-        .expect("an output cap is sent");
-        sent
+            body["max_tokens"].as_u64(),
+            body["max_completion_tokens"].as_u64(),
+            body["inferenceConfig"]["maxTokens"].as_u64(),
+            body["generationConfig"]["maxOutputTokens"].as_u64(),
+        ];
+        sent.into_iter()
+            .flatten()
+            .next()
+            .expect("an output cap is sent")
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! are refused at once (503) instead of waiting on a provider that is down; when the
 //! open period ends, one call probes it. State outlives config swaps.
 
+/// What `/v1/providers` and the `ai_gateway_circuit_open` gauge report.
+pub use ai_gateway_snapshot::replies::CircuitState;
 use ai_gateway_snapshot::CircuitBreaker;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -64,23 +66,13 @@ impl Breaker {
         }
     }
 
-    pub fn state(&self, now: u64) -> BreakerState {
+    pub fn state(&self, now: u64) -> CircuitState {
         match self.open_until.load(Ordering::Acquire) {
-            0 => BreakerState::Closed,
-            until if now < until => BreakerState::Open,
-            _ => BreakerState::HalfOpen,
+            0 => CircuitState::Closed,
+            until if now < until => CircuitState::Open,
+            _ => CircuitState::HalfOpen,
         }
     }
-}
-
-/// What `/v1/providers` and the `ai_gateway_circuit_open` gauge report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum BreakerState {
-    Closed,
-    Open,
-    /// The open period is over; the next call probes.
-    HalfOpen,
 }
 
 #[cfg(test)]
@@ -98,7 +90,7 @@ mod tests {
         assert_eq!(b.gate(&config, 1), Gate::Closed);
         b.record(false, &config, 1);
         assert_eq!(b.gate(&config, 2), Gate::Open(999));
-        assert_eq!(b.state(2), BreakerState::Open);
+        assert_eq!(b.state(2), CircuitState::Open);
         assert_eq!(b.gate(&config, 1_001), Gate::Probe);
         assert!(
             matches!(b.gate(&config, 1_002), Gate::Open(_)),
@@ -106,9 +98,9 @@ mod tests {
         );
         b.record(true, &config, 1_003);
         assert_eq!(b.gate(&config, 1_004), Gate::Closed);
-        assert_eq!(b.state(1_004), BreakerState::Closed);
+        assert_eq!(b.state(1_004), CircuitState::Closed);
         b.record(false, &config, 2_000);
         b.record(false, &config, 2_001);
-        assert_eq!(b.state(3_002), BreakerState::HalfOpen);
+        assert_eq!(b.state(3_002), CircuitState::HalfOpen);
     }
 }
