@@ -34,11 +34,7 @@ pub async fn admit(
             "max_tokens: {asked} exceeds this gateway's limit of {limit}"
         )));
     }
-    let Some(identity) = ctx.identity.as_ref() else {
-        return Ok(());
-    };
-    let model = ctx.model.as_deref().unwrap_or("");
-    ctx.price = services
+    let mut price = services
         .prices
         .price(&resolved.provider, &resolved.upstream_model);
     let estimate = TokenUsage {
@@ -48,8 +44,10 @@ pub async fn admit(
             .min(MAX_OUTPUT_RESERVATION),
         ..TokenUsage::default()
     };
-    // A stream cut before its usage arrives is still charged its prompt.
-    ctx.estimated_input_tokens = estimate.input;
+    let Some(identity) = ctx.identity() else {
+        return Ok(());
+    };
+    let model = ctx.model().unwrap_or("");
     // Model rules see the upstream id and every name the caller used for it.
     let client_name = model
         .split_once([':', '/'])
@@ -64,11 +62,14 @@ pub async fn admit(
     let checks = compiled
         .limits
         .checks_for(identity, &resolved.upstream_model, &names);
+    // A stream cut before its usage arrives is still charged its prompt.
+    ctx.estimated_input(estimate.input);
+    ctx.priced(price);
     if checks.is_empty() {
         return Ok(());
     }
     // A budget cannot be kept on a call whose cost is unknown.
-    if ctx.price.is_none() && checks.iter().any(|c| c.limits.budget_usd_per_day.is_some()) {
+    if price.is_none() && checks.iter().any(|c| c.limits.budget_usd_per_day.is_some()) {
         match compiled.snapshot.rate_limits.unpriced_models {
             UnpricedModels::Refuse => {
                 return Err(GatewayError::Forbidden(format!(
@@ -76,25 +77,27 @@ pub async fn admit(
                     resolved.upstream_model
                 )))
             }
-            UnpricedModels::HighestPrice => ctx.price = Some(services.prices.highest()),
+            UnpricedModels::HighestPrice => {
+                price = Some(services.prices.highest());
+                ctx.priced(price);
+            }
         }
     }
     let demand = Demand {
         tokens: estimate.input + estimate.output,
-        cost_micros: ctx.price.map(|p| cost_micros(&estimate, &p)).unwrap_or(0),
+        cost_micros: price.map(|p| cost_micros(&estimate, &p)).unwrap_or(0),
     };
     let windows = Windows::at(std::time::SystemTime::now());
     let fail_open = compiled.snapshot.rate_limits.store.fail_open;
     match services.store.admit(&checks, demand, windows).await {
         Ok(Admission::Admitted(reservation)) => {
-            ctx.quota = Some(reservation.quota);
-            ctx.reservation = Some(reservation);
+            ctx.admitted(reservation);
             Ok(())
         }
         Ok(Admission::Refused(refusal)) => Err(refused(services, ctx, refusal)),
         Err(e) if fail_open => {
             tracing::warn!(error = %e, "rate-limit store unavailable; admitting (fail_open)");
-            ctx.quota = Some(tightest_quota(&[], &[], &windows));
+            ctx.quota_left(tightest_quota(&[], &[], &windows));
             Ok(())
         }
         Err(e) => Err(GatewayError::LimitStoreUnavailable(e.to_string())),
@@ -141,7 +144,7 @@ pub async fn refuse_early(
     services: &Services,
     ctx: &mut RequestContext,
 ) -> Result<(), GatewayError> {
-    let Some(identity) = ctx.identity.as_ref() else {
+    let Some(identity) = ctx.identity() else {
         return Ok(());
     };
     // No model is known yet: only the rules that apply to every model.
@@ -171,7 +174,7 @@ fn refused(
             ("limit", refusal.kind.describe().replace(' ', "_")),
         ])
         .inc();
-    ctx.quota = Some(refusal.quota);
+    ctx.quota_left(refusal.quota);
     let limit = match refusal.kind {
         crate::limits::LimitKind::BudgetPerDay => format!("${:.2}", refusal.limit),
         _ => format!("{}", refusal.limit as u64),

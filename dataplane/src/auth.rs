@@ -124,7 +124,7 @@ impl KeyStore {
         headers: &HeaderMap,
         body: &[u8],
     ) -> Result<Identity, GatewayError> {
-        use crate::upstream::sigv4::{parse_authorization, signature_matches};
+        use crate::sigv4::{parse_authorization, signature_matches};
         let denied = GatewayError::Unauthorized;
         let key = self.sigv4_claim(headers)?;
         let auth = header(headers, AUTHORIZATION).unwrap_or_default();
@@ -151,11 +151,11 @@ impl KeyStore {
     /// (a known access key id, service `bedrock`, a current date) so that a stranger is
     /// refused before the body the signature covers is read.
     pub fn sigv4_claim(&self, headers: &HeaderMap) -> Result<&ApiKey, GatewayError> {
-        use crate::upstream::sigv4::{parse_amz_date, parse_authorization};
+        use crate::sigv4::{parse_amz_date, parse_authorization};
         let denied = GatewayError::Unauthorized;
         let auth = header(headers, AUTHORIZATION).unwrap_or_default();
         let presented = parse_authorization(auth).map_err(|e| denied(e.to_string()))?;
-        if presented.service != crate::upstream::sigv4::BEDROCK_SERVICE {
+        if presented.service != crate::sigv4::BEDROCK_SERVICE {
             return Err(denied(format!(
                 "signatures are accepted for service `bedrock` only, not `{}`",
                 presented.service
@@ -289,7 +289,7 @@ impl SigV4Replays {
     /// Records a verified request's signature; refuses one seen before.
     pub fn first_use(&self, headers: &HeaderMap) -> Result<(), GatewayError> {
         let signature = header(headers, AUTHORIZATION)
-            .and_then(|a| crate::upstream::sigv4::parse_authorization(a).ok())
+            .and_then(|a| crate::sigv4::parse_authorization(a).ok())
             .map(|p| p.signature.to_string())
             .unwrap_or_default();
         let entry = self.0.entry(signature).or_insert(());

@@ -25,19 +25,19 @@ pub async fn caller(
     let compiled = gw.compiled();
     let pending_sigv4 = match compiled.keys.authenticate(&parts.headers, query)? {
         Authenticated::Caller(identity) => {
-            ctx.identity = Some(identity);
+            ctx.identified(identity);
             false
         }
         Authenticated::PendingTokenReview(token) => {
             let client = parts.extensions.get::<Peer>().map(|p| p.0);
-            ctx.identity = Some(gw.services.tokens.identify(&token, client).await?);
+            ctx.identified(gw.services.tokens.identify(&token, client).await?);
             false
         }
         Authenticated::PendingPodLookup => {
             let peer = parts.extensions.get::<Peer>().ok_or_else(|| {
                 GatewayError::Unauthorized("the caller's address is unknown".into())
             })?;
-            ctx.identity = Some(gw.services.pods.identify(peer.0).await?);
+            ctx.identified(gw.services.pods.identify(peer.0).await?);
             false
         }
         Authenticated::PendingSigV4 if path.starts_with("/v1/bedrock/") => true,
@@ -72,12 +72,11 @@ pub fn signed_body(
         .map(|p| p.as_str())
         .unwrap_or(path);
     let url = format!("http://{host}{target}");
-    ctx.identity = Some(compiled.keys.authenticate_sigv4(
-        &parts.method,
-        &url,
-        &parts.headers,
-        body,
-    )?);
+    ctx.identified(
+        compiled
+            .keys
+            .authenticate_sigv4(&parts.method, &url, &parts.headers, body)?,
+    );
     services.replays.first_use(&parts.headers)?;
     Ok(())
 }

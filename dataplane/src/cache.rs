@@ -227,8 +227,8 @@ impl ResponseCache {
         let template = Cached {
             stream: content_type.starts_with("text/event-stream"),
             content_type,
-            provider: ctx.provider.clone().unwrap_or_default(),
-            upstream_model: ctx.upstream_model.clone().unwrap_or_default(),
+            provider: ctx.provider().unwrap_or_default().to_string(),
+            upstream_model: ctx.upstream_model().unwrap_or_default().to_string(),
             body: Bytes::new(),
             ttl: lookup.ttl,
         };
@@ -281,7 +281,7 @@ pub fn lookup_for(
         hash.update(bytes);
     };
     field(b"v1");
-    if let Some(id) = &ctx.identity {
+    if let Some(id) = ctx.identity() {
         field(id.key_id.as_deref().unwrap_or_default().as_bytes());
         field(id.user.as_bytes());
         field(id.team.as_deref().unwrap_or_default().as_bytes());
@@ -290,8 +290,8 @@ pub fn lookup_for(
     // The model the caller named, not the route that served it: equal routes sharing a
     // model's calls by weight give one answer.
     field(settings.partition.as_deref().unwrap_or_default().as_bytes());
-    field(ctx.endpoint.as_bytes());
-    field(ctx.model.as_deref().unwrap_or_default().as_bytes());
+    field(ctx.call_name().as_bytes());
+    field(ctx.model().unwrap_or_default().as_bytes());
     // A provider the caller named outright answers differently from the routed one.
     for name in ["anthropic-version", "anthropic-beta", "x-provider"] {
         field(
@@ -351,8 +351,7 @@ fn write_canonical(value: &serde_json::Value, out: &mut Vec<u8>) {
 
 /// The stored answer as a response: a stream is sent event by event, as it first came.
 pub fn replay(cached: &Cached, ctx: &mut RequestContext) -> Response<ResponseBody> {
-    ctx.provider = Some(cached.provider.clone());
-    ctx.upstream_model = Some(cached.upstream_model.clone());
+    ctx.routed(&cached.provider, &cached.upstream_model);
     let body = if cached.stream {
         let events: Vec<Result<Bytes, BoxError>> =
             split_events(&cached.body).into_iter().map(Ok).collect();
@@ -464,35 +463,21 @@ impl crate::body::BodyObserver for Tee {
     }
 }
 
-/// The cache stage: a cacheable call's key, and the cached answer when there is one.
-pub async fn from_cache(
+/// The cache stage: the stored answer to a cacheable call, when there is one.
+pub async fn answer_from_cache(
     cache: &ResponseCache,
-    settings: &CacheSettings,
     metrics: &crate::metrics::Metrics,
     ctx: &mut RequestContext,
-    routed: &crate::resolve::Routed,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> (Option<Lookup>, Option<Response<ResponseBody>>) {
-    let Some(lookup) = lookup_for(
-        settings,
-        ctx,
-        &routed.resolved,
-        routed.temperature,
-        headers,
-        body,
-    ) else {
-        return (None, None);
-    };
+    lookup: &Lookup,
+) -> Option<Response<ResponseBody>> {
     let hit = cache.get(&lookup.key, lookup.ttl).await;
-    ctx.cache_hit = Some(hit.is_some());
+    ctx.looked_up_cache(hit.is_some());
     let result = if hit.is_some() { "hit" } else { "miss" };
     metrics
         .cache_lookups
         .get_or_create(&vec![("result", result.to_string())])
         .inc();
-    let answer = hit.map(|cached| replay(&cached, ctx));
-    (Some(lookup), answer)
+    hit.map(|cached| replay(&cached, ctx))
 }
 
 /// Keeps a served answer for the next identical call, once it has reached the caller.

@@ -1,15 +1,17 @@
-//! What the gateway knows about one request as it moves through the stages.
+//! What the gateway knows about one request as it moves through the stages. Each stage
+//! records what it learnt through a method named for it (`identified`, `routed`,
+//! `admitted` …); settle reads it all at the end.
 
 use crate::auth::Identity;
 use crate::limits::{Quota, Reservation};
-use crate::settle::UsageCell;
+use crate::metered::UsageCell;
 use ai_gateway_snapshot::ModelPrice;
+use bytes::Bytes;
 use http::HeaderMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// The request id, as callers may send it and as the gateway answers and forwards it.
-pub const REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+pub use crate::header_values::REQUEST_ID;
 
 /// `req_<random per process><counter>`: unique without a random draw per request.
 fn new_request_id() -> String {
@@ -30,38 +32,67 @@ fn new_request_id() -> String {
     id
 }
 
+/// The call a request made, as audit records, metrics and cache keys name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    ChatCompletions,
+    ClaudeMessages,
+    ClaudeCountTokens,
+    BedrockNative,
+    GeminiNative,
+    OpenAiNative,
+    OllamaNative,
+}
+
+impl Endpoint {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ChatCompletions => "chat.completions",
+            Self::ClaudeMessages => "claude.messages",
+            Self::ClaudeCountTokens => "claude.count_tokens",
+            Self::BedrockNative => "bedrock.native",
+            Self::GeminiNative => "gemini.native",
+            Self::OpenAiNative => "openai.native",
+            Self::OllamaNative => "ollama.native",
+        }
+    }
+}
+
+/// Settles and audits a request that ends without an answer reaching its caller.
+pub trait Release: Send + Sync {
+    fn release(self: Arc<Self>, ctx: RequestContext);
+}
+
 pub struct RequestContext {
-    pub request_id: String,
+    request_id: String,
     /// The `x-request-id` the caller sent, if any.
-    pub client_request_id: Option<String>,
-    pub started: Instant,
-    /// The surface a metered call came in by (`chat.completions`, `claude.messages` …);
-    /// empty for requests that are not metered or audited (health, listings).
-    pub endpoint: &'static str,
-    pub identity: Option<Identity>,
+    client_request_id: Option<String>,
+    started: Instant,
+    /// The door the request came in by, named when no endpoint was reached.
+    door: &'static str,
+    endpoint: Option<Endpoint>,
+    identity: Option<Identity>,
     /// The model the caller asked for.
-    pub model: Option<String>,
-    pub stream: bool,
+    model: Option<String>,
+    stream: bool,
     /// Set once routing chose them; echoed as `x-ai-gateway-provider` / `-model`.
-    pub provider: Option<String>,
-    pub upstream_model: Option<String>,
-    pub price: Option<ModelPrice>,
-    pub reservation: Option<Reservation>,
+    provider: Option<String>,
+    upstream_model: Option<String>,
+    price: Option<ModelPrice>,
+    reservation: Option<Reservation>,
     /// Remaining quota, sent back as `x-ratelimit-*` headers.
-    pub quota: Option<Quota>,
-    pub usage: Arc<UsageCell>,
+    quota: Option<Quota>,
+    usage: Arc<UsageCell>,
     /// Providers tried before the one that answered.
-    pub fallbacks: Vec<String>,
+    fallbacks: Vec<String>,
     /// For cacheable calls: whether the answer came from the response cache.
-    pub cache_hit: Option<bool>,
+    cache_hit: Option<bool>,
     /// The prompt's tokens as admission estimated them: charged when a call ends
     /// without the provider having reported its own count.
-    pub estimated_input_tokens: u64,
-    /// For settling and auditing a request dropped before it completed.
-    pub store_for_release: Option<Arc<crate::state::Services>>,
-    /// Whether a [`crate::settle::Settlement`] has taken charge of settling and
-    /// auditing this request (or it is one that is never audited, like `/health`).
-    pub settled_elsewhere: bool,
+    estimated_input_tokens: u64,
+    /// Who settles this request if it is dropped unanswered; `None` once a settlement
+    /// has taken charge, or for requests that are never audited (`/health`).
+    release: Option<Arc<dyn Release>>,
 }
 
 /// The status an audit record gives a request whose caller went away before an
@@ -73,16 +104,13 @@ impl Drop for RequestContext {
     /// handler: its reservation (and concurrency slot) must still be given back, and
     /// the request audited, as every request is.
     fn drop(&mut self) {
-        if self.settled_elsewhere {
-            return;
-        }
-        let Some(services) = self.store_for_release.take() else {
+        let Some(release) = self.release.take() else {
             return;
         };
-        let mut ctx = std::mem::replace(self, RequestContext::new(&HeaderMap::new()));
-        ctx.store_for_release = None;
-        crate::settle::Settlement::new(services, ctx, CLIENT_CLOSED, Some("client_closed"))
-            .abandon();
+        release.release(std::mem::replace(
+            self,
+            RequestContext::new(&HeaderMap::new()),
+        ));
     }
 }
 
@@ -99,7 +127,8 @@ impl RequestContext {
             request_id: new_request_id(),
             client_request_id,
             started: Instant::now(),
-            endpoint: "",
+            door: "",
+            endpoint: None,
             identity: None,
             model: None,
             stream: false,
@@ -112,13 +141,152 @@ impl RequestContext {
             fallbacks: Vec::new(),
             cache_hit: None,
             estimated_input_tokens: 0,
-            store_for_release: None,
-            settled_elsewhere: false,
+            release: None,
         }
+    }
+
+    /// The request will be audited under `door`; `release` settles it if it is
+    /// dropped unanswered.
+    pub fn audited(&mut self, door: &'static str, release: Arc<dyn Release>) {
+        self.door = door;
+        self.release = Some(release);
+    }
+
+    /// A settlement has taken charge of this request: dropping it releases nothing.
+    pub fn settling(&mut self) {
+        self.release = None;
+    }
+
+    pub fn identified(&mut self, identity: Identity) {
+        self.identity = Some(identity);
+    }
+
+    /// The call is metered and audited as `endpoint`.
+    pub fn calls(&mut self, endpoint: Endpoint) {
+        self.endpoint = Some(endpoint);
+    }
+
+    /// The model the caller named, and whether it asked for a stream.
+    pub fn asks_for(&mut self, model: String, stream: bool) {
+        self.model = Some(model);
+        self.stream = stream;
     }
 
     pub fn routed(&mut self, provider: &str, upstream_model: &str) {
         self.provider = Some(provider.to_string());
         self.upstream_model = Some(upstream_model.to_string());
+    }
+
+    /// The provider that was tried failed before answering; the call moves on to the
+    /// next, at that provider's price.
+    pub fn failed_over(&mut self, provider: &str, upstream_model: &str, price: Option<ModelPrice>) {
+        if let Some(tried) = self.provider.take() {
+            self.fallbacks.push(tried);
+        }
+        self.routed(provider, upstream_model);
+        self.price = price;
+    }
+
+    /// What the call is charged per token, as admission found it.
+    pub fn priced(&mut self, price: Option<ModelPrice>) {
+        self.price = price;
+    }
+
+    /// The prompt's tokens as admission estimated them.
+    pub fn estimated_input(&mut self, tokens: u64) {
+        self.estimated_input_tokens = tokens;
+    }
+
+    /// The limits let the call through and hold `reservation` until it settles.
+    pub fn admitted(&mut self, reservation: Reservation) {
+        self.quota = Some(reservation.quota);
+        self.reservation = Some(reservation);
+    }
+
+    /// The quota the caller has left, for the `x-ratelimit-*` headers.
+    pub fn quota_left(&mut self, quota: Quota) {
+        self.quota = Some(quota);
+    }
+
+    /// Whether the response cache had the answer.
+    pub fn looked_up_cache(&mut self, hit: bool) {
+        self.cache_hit = Some(hit);
+    }
+
+    /// Keeps the request body (and later the answer) for the audit record.
+    pub fn captures_bodies(&mut self, request: Bytes) {
+        self.usage = Arc::new(UsageCell::capturing(request));
+    }
+
+    /// The reservation to settle, taken so nothing else settles it again.
+    pub fn take_reservation(&mut self) -> Option<Reservation> {
+        self.reservation.take()
+    }
+
+    pub fn request_id(&self) -> &str {
+        &self.request_id
+    }
+
+    pub fn client_request_id(&self) -> Option<&str> {
+        self.client_request_id.as_deref()
+    }
+
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    pub fn endpoint(&self) -> Option<Endpoint> {
+        self.endpoint
+    }
+
+    /// What the audit record and metrics call this request: its endpoint, or the door
+    /// it came in by when it got no further.
+    pub fn call_name(&self) -> &'static str {
+        self.endpoint.map_or(self.door, Endpoint::as_str)
+    }
+
+    pub fn identity(&self) -> Option<&Identity> {
+        self.identity.as_ref()
+    }
+
+    pub fn model(&self) -> Option<&str> {
+        self.model.as_deref()
+    }
+
+    pub fn stream(&self) -> bool {
+        self.stream
+    }
+
+    pub fn provider(&self) -> Option<&str> {
+        self.provider.as_deref()
+    }
+
+    pub fn upstream_model(&self) -> Option<&str> {
+        self.upstream_model.as_deref()
+    }
+
+    pub fn price(&self) -> Option<ModelPrice> {
+        self.price
+    }
+
+    pub fn quota(&self) -> Option<&Quota> {
+        self.quota.as_ref()
+    }
+
+    /// Where the answer's usage is recorded as it streams by.
+    pub fn usage(&self) -> &Arc<UsageCell> {
+        &self.usage
+    }
+
+    pub fn fallbacks(&self) -> &[String] {
+        &self.fallbacks
+    }
+
+    pub fn cache_hit(&self) -> Option<bool> {
+        self.cache_hit
+    }
+
+    pub fn estimated_input_tokens(&self) -> u64 {
+        self.estimated_input_tokens
     }
 }

@@ -108,7 +108,7 @@ pub fn event_stream(data: &[u8]) {
     converse.finish(None, &mut out);
     invoke.finish(None, &mut out);
     let mut watcher = crate::upstream::stream::eventstream::FrameWatcher::default();
-    let _ = watcher.feed(data, &crate::settle::UsageCell::default());
+    let _ = watcher.feed(data, &crate::metered::UsageCell::default());
 }
 
 /// A config file or pushed snapshot, and a SigV4 `Authorization` header.
@@ -117,8 +117,8 @@ pub fn config_and_headers(data: &[u8]) {
     if let Ok(snapshot) = ai_gateway_snapshot::parse_document(&text, |_| None) {
         let _ = snapshot.validate();
     }
-    let _ = crate::upstream::sigv4::parse_authorization(&text);
-    let _ = crate::upstream::sigv4::parse_amz_date(&text);
+    let _ = crate::sigv4::parse_authorization(&text);
+    let _ = crate::sigv4::parse_amz_date(&text);
 }
 
 /// SSE events as the gateway's stream path cuts them, `(event, data)`, from bytes

@@ -4,6 +4,9 @@
 use bytes::BytesMut;
 use http::HeaderValue;
 
+/// The request id, as callers may send it and as the gateway answers and forwards it.
+pub const REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
 pub struct HeaderValueBuf(BytesMut);
 
 impl HeaderValueBuf {

@@ -111,8 +111,7 @@ pub fn by_body(
     within_request_limits(&compiled.snapshot.gateway, &peek)?;
     let resolved = compiled.routes.resolve(&model, forced_provider(headers))?;
     ctx.routed(&resolved.provider.name, &resolved.upstream_model);
-    ctx.model = Some(model.clone());
-    ctx.stream = peek.stream;
+    ctx.asks_for(model.clone(), peek.stream);
     Ok(Routed {
         model,
         resolved,

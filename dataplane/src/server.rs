@@ -9,11 +9,8 @@ use crate::doors::{
     Inbound,
 };
 use crate::error::{ApiFormat, GatewayError};
-use crate::header_values::HeaderValueBuf;
-use crate::limits::quota_headers;
-use crate::settle::{Metering, Settlement};
 use crate::state::Gateway;
-use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -27,9 +24,6 @@ use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
-
-const ROUTED_PROVIDER: http::HeaderName = http::HeaderName::from_static("x-ai-gateway-provider");
-const ROUTED_MODEL: http::HeaderName = http::HeaderName::from_static("x-ai-gateway-model");
 
 /// A connection with no request in progress is closed once it has been idle this
 /// long: a slow client gets this long to send its request head, and idle keep-alive
@@ -264,73 +258,12 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Respon
     let mut ctx = RequestContext::new(req.headers());
     let door = door(req.uri().path());
     // Every request is settled and audited once, liveness probes aside.
-    match door {
-        Some(_) => ctx.store_for_release = Some(gw.services.clone()),
-        None => ctx.settled_elsewhere = true,
+    if let Some(door) = door {
+        ctx.audited(door, gw.services.clone());
     }
     let format = api_format(req.uri().path());
-    let (mut response, error) = match route(&gw, &mut ctx, req).await {
-        Ok(r) => (r, None),
-        Err(e) => {
-            if e.status().is_server_error() {
-                tracing::warn!(request_id = %ctx.request_id, error = %e, "request failed");
-            }
-            let mut r = e.render(format);
-            if let GatewayError::RateLimited {
-                retry_after_secs, ..
-            } = e
-            {
-                r.headers_mut()
-                    .insert("retry-after", HeaderValue::from(retry_after_secs));
-            }
-            (r, Some(e.kind()))
-        }
-    };
-    let headers = response.headers_mut();
-    // Room for the gateway's own headers (request id, route, cache, up to nine quota
-    // values) up front, not grown (and rehashed) in steps.
-    headers.reserve(16);
-    let mut values = HeaderValueBuf::with_capacity(192);
-    if let Some(quota) = &ctx.quota {
-        quota_headers(quota, format == ApiFormat::Anthropic, headers, &mut values);
-    }
-    if let Some(v) = values.text(&ctx.request_id) {
-        headers.insert(crate::context::REQUEST_ID, v);
-    }
-    if let Some(p) = ctx.provider.as_deref().and_then(|p| values.text(p)) {
-        headers.insert(ROUTED_PROVIDER, p);
-    }
-    if let Some(m) = ctx
-        .upstream_model
-        .as_deref()
-        .filter(|m| !m.is_empty())
-        .and_then(|m| values.text(m))
-    {
-        headers.insert(ROUTED_MODEL, m);
-    }
-    if let Some(hit) = ctx.cache_hit {
-        headers.insert(
-            "x-cache",
-            HeaderValue::from_static(if hit { "HIT" } else { "MISS" }),
-        );
-    }
-    // Calls settle their reservation and write their audit record when the body ends,
-    // so a stream is charged for what it produced.
-    let Some(door) = door else {
-        return response;
-    };
-    if ctx.endpoint.is_empty() {
-        ctx.endpoint = door;
-    }
-    let status = response.status().as_u16();
-    // A provider's own 5xx passed through is still a failure the record should name.
-    let error = error.or((status >= 500).then_some("upstream_status"));
-    let (parts, body) = response.into_parts();
-    let completion = Settlement::new(gw.services.clone(), ctx, status, error);
-    Response::from_parts(
-        parts,
-        crate::body::observed(body, Metering::new(completion)),
-    )
+    let served = route(&gw, &mut ctx, req).await;
+    crate::respond::respond(&gw.services, ctx, served, format, door.is_some())
 }
 
 /// The door a request came in by, as its audit record names it when no surface got
@@ -450,7 +383,7 @@ async fn route(
         crate::authenticate::signed_body(&compiled, &gw.services, ctx, &parts, &body)?;
     }
     if compiled.snapshot.gateway.log_bodies {
-        ctx.usage = std::sync::Arc::new(crate::settle::UsageCell::capturing(body.clone()));
+        ctx.captures_bodies(body.clone());
     }
     if matches!(surface, Surface::Chat) && method != Method::POST {
         return Err(GatewayError::NotFound {

@@ -8,78 +8,9 @@ use crate::limits::{Demand, ModelUsage, Reservation, Windows};
 use crate::metrics::CallLabels;
 use crate::pricing::cost_micros;
 use crate::state::Services;
-use crate::translate::TokenUsage;
 use bytes::Bytes;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
-
-/// Usage as the response streams by: what the provider reported, and how many content
-/// deltas went out (a floor for output tokens when a stream is cut short).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Metered {
-    pub usage: TokenUsage,
-    pub deltas: u64,
-}
-
-#[derive(Debug, Default)]
-pub struct UsageCell {
-    metered: Mutex<Metered>,
-    /// Set when the gateway opted in to logging bodies (`gateway.log_bodies`).
-    bodies: Option<Mutex<Bodies>>,
-}
-
-/// Request and (non-stream) response bodies, for gateways that audit them.
-#[derive(Debug, Default, Clone)]
-pub struct Bodies {
-    pub request: Option<Bytes>,
-    pub response: Option<Bytes>,
-}
-
-impl UsageCell {
-    /// A cell that also keeps the call's bodies for the audit record.
-    pub fn capturing(request: Bytes) -> Self {
-        Self {
-            metered: Mutex::default(),
-            bodies: Some(Mutex::new(Bodies {
-                request: Some(request),
-                response: None,
-            })),
-        }
-    }
-
-    /// Keeps a complete response body, if this call's bodies are audited.
-    pub fn capture_response(&self, body: &Bytes) {
-        if let Some(b) = &self.bodies {
-            b.lock().unwrap_or_else(|p| p.into_inner()).response = Some(body.clone());
-        }
-    }
-
-    pub fn bodies(&self) -> Option<Bodies> {
-        self.bodies
-            .as_ref()
-            .map(|b| b.lock().unwrap_or_else(|p| p.into_inner()).clone())
-    }
-
-    pub fn report(&self, usage: TokenUsage) {
-        self.lock().usage = usage;
-    }
-
-    pub fn update(&self, f: impl FnOnce(&mut TokenUsage)) {
-        f(&mut self.lock().usage);
-    }
-
-    pub fn delta(&self) {
-        self.lock().deltas += 1;
-    }
-
-    pub fn get(&self) -> Metered {
-        *self.lock()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Metered> {
-        self.metered.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
 
 pub struct Settlement {
     pub services: Arc<Services>,
@@ -96,7 +27,7 @@ impl Settlement {
         status: u16,
         error: Option<&'static str>,
     ) -> Self {
-        ctx.settled_elsewhere = true;
+        ctx.settling();
         Self {
             services,
             ctx,
@@ -119,12 +50,12 @@ impl Settlement {
             return;
         };
         // Settled here, so the context's drop has nothing left to release.
-        let reservation = self.ctx.reservation.take();
+        let reservation = self.ctx.take_reservation();
         let ctx = &self.ctx;
-        let latency = ctx.started.elapsed();
-        let ttft = self.first_byte.map(|t| t.duration_since(ctx.started));
-        let metered = ctx.usage.get();
-        let bodies = ctx.usage.bodies();
+        let latency = ctx.started().elapsed();
+        let ttft = self.first_byte.map(|t| t.duration_since(ctx.started()));
+        let metered = ctx.usage().get();
+        let bodies = ctx.usage().bodies();
         let mut usage = metered.usage;
         if (200..300).contains(&self.status) && (abandoned || usage.output == 0) {
             // A stream cut before its final usage produced at least a token per delta.
@@ -132,24 +63,24 @@ impl Settlement {
         }
         if (200..300).contains(&self.status)
             && usage.prompt_total() == 0
-            && ctx.cache_hit != Some(true)
+            && ctx.cache_hit() != Some(true)
         {
             // Providers that report usage only at the end (OpenAI, Bedrock Converse)
             // never did: the prompt was still sent, and is charged as estimated.
-            usage.input = ctx.estimated_input_tokens;
+            usage.input = ctx.estimated_input_tokens();
         }
-        let cost = ctx.price.map(|p| cost_micros(&usage, &p)).unwrap_or(0);
+        let cost = ctx.price().map(|p| cost_micros(&usage, &p)).unwrap_or(0);
         let services = &self.services;
-        let identity = ctx.identity.as_ref();
+        let identity = ctx.identity();
         let user = identity.map_or("anonymous", |i| i.user.as_str());
 
         let actual = Demand {
             tokens: usage.prompt_total() + usage.output,
             cost_micros: cost,
         };
-        let ledger_entry = match (&ctx.model, (200..300).contains(&self.status)) {
+        let ledger_entry = match (ctx.model(), (200..300).contains(&self.status)) {
             (Some(model), true) => Some((
-                model.as_str(),
+                model,
                 ModelUsage {
                     requests: 1,
                     tokens_in: usage.prompt_total(),
@@ -168,7 +99,7 @@ impl Settlement {
             .finish_at_once(reservation.as_ref(), actual, ledger)
         {
             let services = services.clone();
-            let request_id = ctx.request_id.clone();
+            let request_id = ctx.request_id().to_string();
             let ledger_entry =
                 ledger_entry.map(|(model, entry)| (user.to_string(), model.to_string(), entry));
             runtime.spawn(async move {
@@ -185,11 +116,11 @@ impl Settlement {
         }
 
         let m = &services.metrics;
-        let provider = ctx.provider.as_deref().unwrap_or_default();
-        if ctx.provider.is_some() {
+        let provider = ctx.provider().unwrap_or_default();
+        if ctx.provider().is_some() {
             // Caller-chosen names become label values: keep them short (the metrics
             // also cap how many distinct ones there are).
-            let model = ctx.model.as_deref().unwrap_or_default();
+            let model = ctx.model().unwrap_or_default();
             let model = match model.char_indices().nth(100) {
                 Some((cut, _)) => &model[..cut],
                 None => model,
@@ -197,7 +128,7 @@ impl Settlement {
             let series = m.call_series(&CallLabels {
                 provider,
                 model,
-                endpoint: ctx.endpoint,
+                endpoint: ctx.call_name(),
                 status: self.status,
                 user,
                 team: identity.and_then(|i| i.team.as_deref()).unwrap_or_default(),
@@ -232,18 +163,18 @@ impl Settlement {
         let record = AuditRecord {
             timestamp: std::time::SystemTime::now(),
             event: "ai_request",
-            request_id: &ctx.request_id,
-            client_request_id: ctx.client_request_id.as_deref(),
+            request_id: ctx.request_id(),
+            client_request_id: ctx.client_request_id(),
             user,
             team: identity.and_then(|i| i.team.as_deref()),
             workspace: identity.and_then(|i| i.workspace.as_deref()),
             key_id: identity.and_then(|i| i.key_id.as_deref()),
-            provider: ctx.provider.as_deref(),
-            model: ctx.model.as_deref().map(bounded_name),
-            upstream_model: ctx.upstream_model.as_deref().map(bounded_name),
-            endpoint: ctx.endpoint,
+            provider: ctx.provider(),
+            model: ctx.model().map(bounded_name),
+            upstream_model: ctx.upstream_model().map(bounded_name),
+            endpoint: ctx.call_name(),
             status: self.status,
-            stream: ctx.stream,
+            stream: ctx.stream(),
             request_tokens: usage.prompt_total(),
             response_tokens: usage.output,
             cache_read_tokens: usage.cache_read,
@@ -251,8 +182,8 @@ impl Settlement {
             cost_usd: cost as f64 / 1_000_000.0,
             latency_ms: latency.as_millis() as u64,
             ttft_ms: ttft.map(|t| t.as_millis() as u64),
-            cache_hit: ctx.cache_hit == Some(true),
-            fallbacks: &ctx.fallbacks,
+            cache_hit: ctx.cache_hit() == Some(true),
+            fallbacks: ctx.fallbacks(),
             error: self.error,
             abandoned,
             request_body: bodies
@@ -341,5 +272,19 @@ impl crate::body::BodyObserver for Metering {
 impl Drop for Metering {
     fn drop(&mut self) {
         self.finish(true);
+    }
+}
+
+/// A request dropped before its answer reached the caller is settled and audited as
+/// status 499.
+impl crate::context::Release for Services {
+    fn release(self: Arc<Self>, ctx: RequestContext) {
+        Settlement::new(
+            self,
+            ctx,
+            crate::context::CLIENT_CLOSED,
+            Some("client_closed"),
+        )
+        .abandon();
     }
 }

@@ -37,7 +37,7 @@ pub async fn usage(
     services: &Services,
     ctx: &mut RequestContext,
 ) -> Result<Response<ResponseBody>, GatewayError> {
-    let Some(identity) = ctx.identity.clone() else {
+    let Some(identity) = ctx.identity().cloned() else {
         return Err(GatewayError::Unauthorized("no caller identity".into()));
     };
     let windows = Windows::at(std::time::SystemTime::now());
@@ -59,7 +59,7 @@ pub async fn usage(
         .await
         .map_err(store_error)?;
     let quota = tightest_quota(&checks, &counters, &windows);
-    ctx.quota = Some(quota);
+    ctx.quota_left(quota);
     let day_start = std::time::UNIX_EPOCH + std::time::Duration::from_secs(windows.day * 86_400);
     let reply = UsageReply {
         user: identity.user,
@@ -82,7 +82,7 @@ pub async fn limits(
     services: &Services,
     ctx: &mut RequestContext,
 ) -> Result<Response<ResponseBody>, GatewayError> {
-    let Some(identity) = ctx.identity.clone() else {
+    let Some(identity) = ctx.identity().cloned() else {
         return Err(GatewayError::Unauthorized("no caller identity".into()));
     };
     let windows = Windows::at(std::time::SystemTime::now());
@@ -97,7 +97,7 @@ pub async fn limits(
         .zip(&counters)
         .map(|(check, c)| standing(check, c, &windows))
         .collect();
-    ctx.quota = Some(tightest_quota(&checks, &counters, &windows));
+    ctx.quota_left(tightest_quota(&checks, &counters, &windows));
     let reply = LimitsReply {
         user: identity.user,
         limits,

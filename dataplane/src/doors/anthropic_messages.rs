@@ -4,7 +4,7 @@
 use super::{serve_routed, Inbound};
 use crate::body::{json_response, ResponseBody};
 use crate::compiled::CompiledConfig;
-use crate::context::RequestContext;
+use crate::context::{Endpoint, RequestContext};
 use crate::error::GatewayError;
 use crate::exchange::{attempt, Call, Door, Exchange};
 use crate::routing::Resolved;
@@ -36,11 +36,11 @@ pub async fn handle(
     let path = upstream_path(inbound.rest);
     match (&inbound.method, path.as_str()) {
         (&Method::POST, "/v1/messages") => {
-            ctx.endpoint = "claude.messages";
+            ctx.calls(Endpoint::ClaudeMessages);
             messages(compiled, services, ctx, &path, &inbound).await
         }
         (&Method::POST, "/v1/messages/count_tokens") => {
-            ctx.endpoint = "claude.count_tokens";
+            ctx.calls(Endpoint::ClaudeCountTokens);
             count_tokens(compiled, services, ctx, &path, &inbound).await
         }
         // Model listing goes to an Anthropic provider; batches, files and the admin
@@ -117,7 +117,7 @@ async fn messages(
     )
     .await?;
     let call = Call {
-        stream: ctx.stream,
+        stream: ctx.stream(),
         ..as_sent(compiled, path, &routed.model, inbound)
     };
     serve_routed(compiled, services, ctx, &call, &routed).await

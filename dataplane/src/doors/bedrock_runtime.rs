@@ -6,7 +6,7 @@
 use super::Inbound;
 use crate::body::ResponseBody;
 use crate::compiled::CompiledConfig;
-use crate::context::RequestContext;
+use crate::context::{Endpoint, RequestContext};
 use crate::error::GatewayError;
 use crate::exchange::{attempt, Call, Door, Exchange};
 use crate::read::{token_count, Count};
@@ -104,10 +104,9 @@ pub async fn handle(
     };
     let door = Door::BedrockRuntime { operation };
     Exchange::for_pair(door, &resolved.provider)?;
-    ctx.endpoint = "bedrock.native";
+    ctx.calls(Endpoint::BedrockNative);
     ctx.routed(&resolved.provider.name, &resolved.upstream_model);
-    ctx.model = Some(model.clone());
-    ctx.stream = operation.ends_with("-stream");
+    ctx.asks_for(model.clone(), operation.ends_with("-stream"));
     let cap: OutputCap = crate::read::read_request(&body)?;
     if let Some(Count(n)) = &cap.messages {
         crate::resolve::within_message_limit(&compiled.snapshot.gateway, *n)?;
@@ -120,7 +119,7 @@ pub async fn handle(
         door,
         method: Method::POST,
         model: &model,
-        stream: ctx.stream,
+        stream: ctx.stream(),
         wants_usage_chunk: false,
         headers: inbound.headers,
         query: None,

@@ -5,7 +5,7 @@
 use super::Inbound;
 use crate::body::ResponseBody;
 use crate::compiled::CompiledConfig;
-use crate::context::RequestContext;
+use crate::context::{Endpoint, RequestContext};
 use crate::error::GatewayError;
 use crate::exchange::{attempt, Call, Door, Exchange};
 use crate::read::{token_count, Count};
@@ -106,10 +106,12 @@ pub async fn handle(
         method: call.method,
     };
     Exchange::for_pair(door, &resolved.provider)?;
-    ctx.endpoint = "gemini.native";
+    ctx.calls(Endpoint::GeminiNative);
     ctx.routed(&resolved.provider.name, &resolved.upstream_model);
-    ctx.model = Some(call.model.to_string());
-    ctx.stream = call.method == "streamGenerateContent";
+    ctx.asks_for(
+        call.model.to_string(),
+        call.method == "streamGenerateContent",
+    );
     let limits: RequestLimits = crate::read::read_request(&inbound.body)?;
     if let Some(Count(n)) = limits.contents {
         crate::resolve::within_message_limit(&compiled.snapshot.gateway, n)?;
@@ -128,7 +130,7 @@ pub async fn handle(
         door,
         method: Method::POST,
         model: call.model,
-        stream: ctx.stream,
+        stream: ctx.stream(),
         wants_usage_chunk: false,
         headers: inbound.headers,
         query: inbound.query,

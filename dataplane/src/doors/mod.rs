@@ -47,18 +47,20 @@ async fn serve_routed(
     call: &Call<'_>,
     routed: &Routed,
 ) -> Result<Response<ResponseBody>, GatewayError> {
-    let (lookup, cached) = crate::cache::from_cache(
-        &services.cache,
+    let lookup = crate::cache::lookup_for(
         &compiled.snapshot.cache,
-        &services.metrics,
         ctx,
-        routed,
+        &routed.resolved,
+        routed.temperature,
         call.headers,
         call.body,
-    )
-    .await;
-    if let Some(answer) = cached {
-        return Ok(answer);
+    );
+    if let Some(lookup) = &lookup {
+        let cached =
+            crate::cache::answer_from_cache(&services.cache, &services.metrics, ctx, lookup).await;
+        if let Some(answer) = cached {
+            return Ok(answer);
+        }
     }
     let served = fallback::serve(compiled, services, ctx, call, routed).await;
     crate::cache::into_cache(&services.cache, ctx, lookup.as_ref(), served)

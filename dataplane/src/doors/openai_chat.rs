@@ -4,7 +4,7 @@
 use super::{serve_routed, Inbound};
 use crate::body::{json_response, ResponseBody};
 use crate::compiled::CompiledConfig;
-use crate::context::RequestContext;
+use crate::context::{Endpoint, RequestContext};
 use crate::error::GatewayError;
 use crate::exchange::{Call, Door};
 use crate::state::Services;
@@ -17,7 +17,7 @@ pub async fn completions(
     ctx: &mut RequestContext,
     inbound: Inbound<'_>,
 ) -> Result<Response<ResponseBody>, GatewayError> {
-    ctx.endpoint = "chat.completions";
+    ctx.calls(Endpoint::ChatCompletions);
     let routed = crate::resolve::by_body(compiled, ctx, inbound.headers, &inbound.body)?;
     crate::admission::admit(
         compiled,
@@ -32,7 +32,7 @@ pub async fn completions(
         door: Door::OpenAiChat,
         method: Method::POST,
         model: &routed.model,
-        stream: ctx.stream,
+        stream: ctx.stream(),
         wants_usage_chunk: routed.wants_usage_chunk,
         headers: inbound.headers,
         query: None,

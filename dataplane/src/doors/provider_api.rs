@@ -4,7 +4,7 @@
 use super::Inbound;
 use crate::body::ResponseBody;
 use crate::compiled::CompiledConfig;
-use crate::context::RequestContext;
+use crate::context::{Endpoint, RequestContext};
 use crate::error::GatewayError;
 use crate::exchange::{attempt, Call, Door};
 use crate::resolve::{forced_provider, ModelPeek};
@@ -68,10 +68,10 @@ impl Family {
         }
     }
 
-    fn endpoint(self) -> &'static str {
+    fn endpoint(self) -> Endpoint {
         match self {
-            Self::OpenAi => "openai.native",
-            Self::Ollama => "ollama.native",
+            Self::OpenAi => Endpoint::OpenAiNative,
+            Self::Ollama => Endpoint::OllamaNative,
         }
     }
 
@@ -102,7 +102,7 @@ pub async fn handle(
     let Some(kind) = family.call(&inbound.method, inbound.rest) else {
         return Err(inbound.not_found(&format!("/v1/{}", family.name())));
     };
-    ctx.endpoint = family.endpoint();
+    ctx.calls(family.endpoint());
     // An inference body must be read the way the provider will read it: one the peek
     // cannot parse would otherwise be forwarded unadmitted and unmetered.
     let peek: Option<ModelPeek<'_>> = match kind {
@@ -122,8 +122,9 @@ pub async fn handle(
     ctx.routed(&provider.name, upstream_model.as_deref().unwrap_or(""));
     if let Some(peek) = &peek {
         crate::resolve::within_request_limits(&compiled.snapshot.gateway, peek)?;
-        ctx.model = client_model.clone();
-        ctx.stream = peek.stream;
+        if let Some(model) = &client_model {
+            ctx.asks_for(model.clone(), peek.stream);
+        }
     }
     let resolved = Resolved {
         provider,
@@ -148,7 +149,7 @@ pub async fn handle(
         door: Door::ProviderApi { path: inbound.rest },
         method: inbound.method.clone(),
         model: client_model.as_deref().unwrap_or(""),
-        stream: ctx.stream,
+        stream: ctx.stream(),
         wants_usage_chunk: peek
             .as_ref()
             .and_then(|p| p.stream_options.as_ref())

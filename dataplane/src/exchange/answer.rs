@@ -16,7 +16,7 @@ pub async fn proxied(
     provider: &str,
     mut resp: UpstreamResponse,
     protocol: StreamProtocol,
-    usage: std::sync::Arc<crate::settle::UsageCell>,
+    usage: std::sync::Arc<crate::metered::UsageCell>,
 ) -> Result<Response<ResponseBody>, GatewayError> {
     let status = resp.status();
     let headers = answer_headers(&mut resp);
@@ -60,7 +60,7 @@ pub async fn proxied(
 
 /// A translated JSON answer, kept for the audit record when bodies are logged.
 pub fn json_answer(ctx: &crate::context::RequestContext, bytes: Bytes) -> Response<ResponseBody> {
-    ctx.usage.capture_response(&bytes);
+    ctx.usage().capture_response(&bytes);
     let mut response = Response::new(crate::body::full(bytes));
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,

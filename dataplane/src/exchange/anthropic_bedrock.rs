@@ -7,7 +7,7 @@
 use super::{Call, Target, Translated};
 use crate::body::ResponseBody;
 use crate::error::GatewayError;
-use crate::settle::UsageCell;
+use crate::metered::UsageCell;
 use crate::translate::usage::{invoke_chunk, meter_claude_event, ClaudeEvent};
 use crate::translate::{SseOut, StreamTranslator, TokenUsage, TranslateError};
 use crate::upstream::{UpstreamRequest, UpstreamResponse};

@@ -5,7 +5,7 @@
 use super::{Call, Target, Translated};
 use crate::body::ResponseBody;
 use crate::error::GatewayError;
-use crate::settle::UsageCell;
+use crate::metered::UsageCell;
 use crate::translate::to_openai::assistant_message;
 use crate::translate::{finish_reasons, SseOut, StreamTranslator, TokenUsage, TranslateError};
 use crate::upstream::Upstream;

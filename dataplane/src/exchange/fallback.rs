@@ -33,9 +33,8 @@ pub async fn serve(
                 let Some(next) = fallbacks.next() else {
                     return Err(e);
                 };
-                ctx.fallbacks.push(target.provider.name.clone());
-                ctx.routed(&next.provider.name, &next.upstream_model);
-                ctx.price = services.prices.price(&next.provider, &next.upstream_model);
+                let price = services.prices.price(&next.provider, &next.upstream_model);
+                ctx.failed_over(&next.provider.name, &next.upstream_model, price);
                 target = next;
             }
             served => return served,

@@ -19,8 +19,8 @@ pub use answer::{event_stream_response, json_answer, proxied};
 use crate::body::ResponseBody;
 use crate::context::RequestContext;
 use crate::error::GatewayError;
+use crate::metered::UsageCell;
 use crate::routing::Resolved;
-use crate::settle::UsageCell;
 use crate::translate::{TokenUsage, TranslateError};
 use crate::upstream::{
     unless_failing, upstream_error, StreamProtocol, Upstream, UpstreamRequest, UpstreamResponse,
@@ -287,11 +287,11 @@ pub async fn attempt(
     let provider = &resolved.provider;
     let mut exchange = Exchange::for_pair(call.door, provider)?;
     let request = exchange.request(call, resolved)?;
-    let resp = provider.send(request, &ctx.request_id).await?;
+    let resp = provider.send(request, ctx.request_id()).await?;
     let pair = match exchange {
         Exchange::Passthrough { protocol } => {
             let resp = unless_failing(&provider.name, resp, fallback_left).await?;
-            return proxied(&provider.name, resp, protocol, ctx.usage.clone()).await;
+            return proxied(&provider.name, resp, protocol, ctx.usage().clone()).await;
         }
         Exchange::Translated(pair) => pair,
     };
@@ -302,7 +302,7 @@ pub async fn attempt(
         return Ok(event_stream_response(pair.stream(
             call,
             resp,
-            ctx.usage.clone(),
+            ctx.usage().clone(),
         )));
     }
     let protocol_error = |detail: String| GatewayError::UpstreamProtocol {
@@ -314,7 +314,7 @@ pub async fn attempt(
         .map_err(protocol_error)?;
     let translated = pair.plain(call, &answer);
     if let Some(usage) = translated.usage {
-        ctx.usage.report(usage);
+        ctx.usage().report(usage);
     }
     Ok(json_answer(ctx, translated.body.map_err(protocol_error)?))
 }

@@ -5,7 +5,7 @@
 use super::{Call, Target, Translated};
 use crate::body::ResponseBody;
 use crate::error::GatewayError;
-use crate::settle::UsageCell;
+use crate::metered::UsageCell;
 use crate::translate::from_openai::{content_parts, push_turn, PartStyle};
 use crate::translate::to_openai::ChunkWriter;
 use crate::translate::{unix_now, SseOut, StreamTranslator, TokenUsage, TranslateError};

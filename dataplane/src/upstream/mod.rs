@@ -5,7 +5,6 @@ pub mod breaker;
 pub mod client;
 pub mod paths;
 pub mod retry;
-pub mod sigv4;
 pub(crate) mod stream;
 
 pub use client::UpstreamResponse;
@@ -188,12 +187,12 @@ impl Upstream {
         body: &[u8],
     ) -> Result<(), GatewayError> {
         let c = &self.config;
-        let signer = sigv4::Signer {
+        let signer = crate::sigv4::Signer {
             access_key_id: c.access_key_id.as_deref().unwrap_or_default(),
             secret_access_key: c.secret_access_key.as_deref().unwrap_or_default(),
             session_token: c.session_token.as_deref().filter(|t| !t.is_empty()),
             region: c.region.as_deref().unwrap_or("us-east-1"),
-            service: sigv4::BEDROCK_SERVICE,
+            service: crate::sigv4::BEDROCK_SERVICE,
         };
         signer
             .apply(method, url, headers, body)
@@ -234,7 +233,7 @@ impl Upstream {
         }
         self.authorize(&mut req.headers);
         if let Ok(v) = HeaderValue::from_str(request_id) {
-            req.headers.insert(crate::context::REQUEST_ID, v);
+            req.headers.insert(crate::header_values::REQUEST_ID, v);
         }
         let uri = self
             .uri(&req.path_and_query)

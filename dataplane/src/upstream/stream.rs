@@ -3,7 +3,7 @@
 //! event is closed with an error event the caller's SDK will raise, never silently.
 
 use crate::body::{streaming, ResponseBody};
-use crate::settle::UsageCell;
+use crate::metered::UsageCell;
 use crate::translate::usage::usage_from_json;
 use crate::translate::{SseOut, StreamTranslator, TokenUsage};
 use crate::wire::anthropic;

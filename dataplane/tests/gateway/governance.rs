@@ -874,14 +874,14 @@ async fn a_request_dropped_before_it_completes_gives_its_reservation_back() {
     let rt = gw.gateway.compiled();
     let services = gw.gateway.services.clone();
     let mut ctx = RequestContext::new(&http::HeaderMap::new());
-    ctx.store_for_release = Some(services.clone());
-    ctx.identity = Some(ai_gateway::auth::Identity {
+    ctx.audited("chat.completions", services.clone());
+    ctx.identified(ai_gateway::auth::Identity {
         key_id: Some("k1".into()),
         user: "contractor1".into(),
         team: Some("platform".into()),
         workspace: Some("ws-abc123".into()),
     });
-    ctx.model = Some("claude-x".into());
+    ctx.asks_for("claude-x".into(), false);
     let resolved = rt.routes.resolve("claude-x", None).expect("routed");
     ai_gateway::admission::admit(&rt, &services, &mut ctx, &resolved, 100, Some(10))
         .await

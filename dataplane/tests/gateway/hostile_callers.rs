@@ -698,7 +698,7 @@ fn signed_bedrock_call(
     for (name, value) in extra {
         headers.insert(*name, value.parse().expect("value"));
     }
-    let signer = ai_gateway::upstream::sigv4::Signer {
+    let signer = ai_gateway::sigv4::Signer {
         access_key_id: GW_AKID,
         secret_access_key: "gateway-issued-secret-0123",
         session_token: None,

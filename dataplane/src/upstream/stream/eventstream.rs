@@ -1,7 +1,7 @@
 //! Watching Bedrock's AWS event-stream frames go by: completion and usage, without
 //! holding back a byte of the stream.
 
-use crate::settle::UsageCell;
+use crate::metered::UsageCell;
 use crate::translate::usage::{invoke_chunk, meter_claude_event, ClaudeEvent};
 use crate::translate::{SseOut, TokenUsage};
 use aws_smithy_eventstream::frame::{write_message_to, DecodedFrame, MessageFrameDecoder};
