@@ -6,7 +6,7 @@ use ai_gateway::exchange::{
     anthropic_openai, openai_anthropic, openai_bedrock, openai_gemini, Target,
 };
 use ai_gateway::translate::{SseOut, StreamTranslator};
-use ai_gateway::wire::{anthropic, openai};
+use ai_gateway::wire::{anthropic, bedrock, gemini, openai};
 use ai_gateway_snapshot::ProviderKind;
 use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
@@ -184,7 +184,7 @@ fn openai_requests_to_bedrock_converse() {
 #[test]
 fn bedrock_converse_responses_to_openai() {
     insta::glob!("fixtures/upstream/bedrock/converse*.json", |path| {
-        let resp: Value = read_json(path);
+        let resp: bedrock::ConverseResponse = read_json(path);
         let mut out = openai_bedrock::response(&resp, "claude-sonnet-4-5");
         out["id"] = Value::from("chatcmpl-test");
         insta::assert_snapshot!(pretty(&without_timestamps(out)));
@@ -265,7 +265,7 @@ fn openai_requests_to_gemini() {
 #[test]
 fn gemini_responses_to_openai() {
     insta::glob!("fixtures/upstream/gemini/generate_content*.json", |path| {
-        let resp: Value = read_json(path);
+        let resp: gemini::GenerateContentResponse = read_json(path);
         let out = openai_gemini::response(&resp, "gemini-2.5-flash");
         insta::assert_snapshot!(stable_call_ids(pretty(&without_timestamps(out))));
     });
