@@ -6,7 +6,7 @@ use crate::exchange::{
     anthropic_bedrock, anthropic_openai, openai_anthropic, openai_bedrock, openai_gemini, Target,
 };
 use crate::translate::{SseOut, StreamTranslator};
-use crate::wire::{anthropic, openai};
+use crate::wire::{anthropic, bedrock, gemini, openai};
 use ai_gateway_snapshot::ProviderKind;
 use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
 
@@ -57,9 +57,11 @@ pub fn provider_response(data: &[u8]) {
     if let Ok(resp) = serde_json::from_slice::<openai::ChatCompletion>(data) {
         let _ = anthropic_openai::response(&resp, "gpt-4o");
     }
-    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) {
-        let _ = openai_bedrock::response(&value, "claude-sonnet-4-5");
-        let _ = openai_gemini::response(&value, "gemini-2.5-pro");
+    if let Ok(resp) = serde_json::from_slice::<bedrock::ConverseResponse>(data) {
+        let _ = openai_bedrock::response(&resp, "claude-sonnet-4-5");
+    }
+    if let Ok(resp) = serde_json::from_slice::<gemini::GenerateContentResponse>(data) {
+        let _ = openai_gemini::response(&resp, "gemini-2.5-pro");
     }
 }
 

@@ -6,7 +6,7 @@ use ai_gateway::exchange::{
     anthropic_openai, openai_anthropic, openai_bedrock, openai_gemini, Target,
 };
 use ai_gateway::translate::{SseOut, StreamTranslator};
-use ai_gateway::wire::{anthropic, openai};
+use ai_gateway::wire::{anthropic, bedrock, gemini, openai};
 use ai_gateway_snapshot::ProviderKind;
 use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
@@ -131,7 +131,7 @@ fn claude_code_request_to_openai() {
 fn anthropic_responses_to_openai() {
     insta::glob!("fixtures/upstream/anthropic/message_*.json", |path| {
         let resp: anthropic::MessageResponse = read_json(path);
-        let out = openai_anthropic::response(&resp, "claude-sonnet-4-5");
+        let out = openai_anthropic::response(&resp, "claude-sonnet-4-5").expect("translates");
         insta::assert_snapshot!(pretty(&without_timestamps(out)));
     });
 }
@@ -184,8 +184,8 @@ fn openai_requests_to_bedrock_converse() {
 #[test]
 fn bedrock_converse_responses_to_openai() {
     insta::glob!("fixtures/upstream/bedrock/converse*.json", |path| {
-        let resp: Value = read_json(path);
-        let mut out = openai_bedrock::response(&resp, "claude-sonnet-4-5");
+        let resp: bedrock::ConverseResponse = read_json(path);
+        let mut out = openai_bedrock::response(&resp, "claude-sonnet-4-5").expect("translates");
         out["id"] = Value::from("chatcmpl-test");
         insta::assert_snapshot!(pretty(&without_timestamps(out)));
     });
@@ -265,8 +265,8 @@ fn openai_requests_to_gemini() {
 #[test]
 fn gemini_responses_to_openai() {
     insta::glob!("fixtures/upstream/gemini/generate_content*.json", |path| {
-        let resp: Value = read_json(path);
-        let out = openai_gemini::response(&resp, "gemini-2.5-flash");
+        let resp: gemini::GenerateContentResponse = read_json(path);
+        let out = openai_gemini::response(&resp, "gemini-2.5-flash").expect("translates");
         insta::assert_snapshot!(stable_call_ids(pretty(&without_timestamps(out))));
     });
 }

@@ -4,17 +4,14 @@
 //! is the Messages response, and the stream's `chunk` frames carry the Messages events.
 //! <https://docs.aws.amazon.com/bedrock/latest/userguide/model-parameters-anthropic-claude-messages.html>
 
-use super::{Call, Target, Translated};
-use crate::body::ResponseBody;
+use super::{Call, Target};
 use crate::error::GatewayError;
-use crate::metered::UsageCell;
 use crate::translate::usage::{invoke_chunk, meter_claude_event, ClaudeEvent};
 use crate::translate::{SseOut, StreamTranslator, TokenUsage, TranslateError};
-use crate::upstream::{UpstreamRequest, UpstreamResponse};
+use crate::upstream::UpstreamRequest;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method};
 use serde_json::{json, Map, Value};
-use std::sync::Arc;
 
 pub const BEDROCK_ANTHROPIC_VERSION: &str = "bedrock-2023-05-31";
 
@@ -66,23 +63,6 @@ pub(super) fn upstream_request(
         headers,
         body: Bytes::from(invoke),
     })
-}
-
-/// InvokeModel stream frames in, the Messages API's own events out.
-pub(super) fn stream(resp: UpstreamResponse, usage: Arc<UsageCell>) -> ResponseBody {
-    crate::upstream::eventstream_translated(
-        resp,
-        Box::new(InvokeStreamToMessages::default()),
-        usage,
-    )
-}
-
-/// The answer is a Messages answer already.
-pub(super) fn plain(answer: &Bytes) -> Translated {
-    Translated {
-        usage: crate::translate::usage::usage_from_bytes(answer),
-        body: Ok(answer.clone()),
-    }
 }
 
 /// A Messages request as it came: its body, and the caller's `anthropic-beta` header.

@@ -2,20 +2,17 @@
 //! OpenAI-compatible model (OpenAI, Ollama, vLLM …): the request goes out as a chat
 //! completion, the answer and its stream come back as Messages API events.
 
-use super::{Call, Target, Translated};
-use crate::body::ResponseBody;
+use super::{Call, Target};
 use crate::error::GatewayError;
-use crate::metered::UsageCell;
 use crate::translate::to_openai::assistant_message;
 use crate::translate::{finish_reasons, SseOut, StreamTranslator, TokenUsage, TranslateError};
 use crate::upstream::Upstream;
-use crate::upstream::{UpstreamRequest, UpstreamResponse};
+use crate::upstream::UpstreamRequest;
 use crate::wire::anthropic::{Block, Content, ImageSource, MessagesRequest, Role, ToolChoice};
 use crate::wire::openai::{ChatChunk, ChatCompletion};
 use ai_gateway_snapshot::ProviderKind;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
-use std::sync::Arc;
 
 /// How the upstream spells the output-token cap: OpenAI's current models accept only
 /// `max_completion_tokens`, while Ollama and most compatible servers know `max_tokens`.
@@ -52,24 +49,9 @@ pub(super) fn upstream_request(
     Ok((UpstreamRequest::json(path, &out), estimate))
 }
 
-/// Chat completion chunks in, Messages events out.
-pub(super) fn stream(
-    call: &Call<'_>,
-    input_estimate: u64,
-    resp: UpstreamResponse,
-    usage: Arc<UsageCell>,
-) -> ResponseBody {
-    let translator = StreamToAnthropic::new(call.model, input_estimate);
-    crate::upstream::translated_body(resp, Box::new(translator), usage)
-}
-
-/// A chat completion as a Messages answer.
-pub(super) fn plain(call: &Call<'_>, answer: &[u8]) -> Translated {
-    Translated::from_answer(
-        answer,
-        |c: &ChatCompletion| c.usage.as_ref().map(TokenUsage::from_openai),
-        |c| response(c, call.model),
-    )
+/// The usage a whole answer reports.
+pub fn usage(answer: &ChatCompletion) -> Option<TokenUsage> {
+    answer.usage.as_ref().map(TokenUsage::from_openai)
 }
 
 pub fn request(req: &MessagesRequest, target: &Target<'_>) -> Result<Value, TranslateError> {

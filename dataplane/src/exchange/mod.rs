@@ -216,25 +216,62 @@ impl Pair {
         resp: UpstreamResponse,
         usage: Arc<UsageCell>,
     ) -> ResponseBody {
+        use crate::upstream::{eventstream_translated, translated_body};
+        let (model, usage_chunk) = (call.model, call.wants_usage_chunk);
         match *self {
-            Self::ChatToAnthropic => openai_anthropic::stream(call, resp, usage),
-            Self::ChatToConverse => openai_bedrock::stream(call, resp, usage),
-            Self::ChatToGemini => openai_gemini::stream(call, resp, usage),
-            Self::MessagesToChat { input_estimate } => {
-                anthropic_openai::stream(call, input_estimate, resp, usage)
+            Self::ChatToAnthropic => {
+                let translator = openai_anthropic::StreamToOpenAi::new(model, usage_chunk);
+                translated_body(resp, Box::new(translator), usage)
             }
-            Self::MessagesToInvoke => anthropic_bedrock::stream(resp, usage),
+            Self::ChatToConverse => {
+                let translator = openai_bedrock::StreamToOpenAi::new(model, usage_chunk);
+                eventstream_translated(resp, Box::new(translator), usage)
+            }
+            Self::ChatToGemini => {
+                let translator = openai_gemini::StreamToOpenAi::new(model, usage_chunk);
+                translated_body(resp, Box::new(translator), usage)
+            }
+            Self::MessagesToChat { input_estimate } => {
+                let translator = anthropic_openai::StreamToAnthropic::new(model, input_estimate);
+                translated_body(resp, Box::new(translator), usage)
+            }
+            Self::MessagesToInvoke => {
+                let translator = anthropic_bedrock::InvokeStreamToMessages::default();
+                eventstream_translated(resp, Box::new(translator), usage)
+            }
         }
     }
 
     /// The whole answer, in the caller's API.
     fn plain(&self, call: &Call<'_>, answer: &Bytes) -> Translated {
+        let model = call.model;
         match self {
-            Self::ChatToAnthropic => openai_anthropic::plain(call, answer),
-            Self::ChatToConverse => openai_bedrock::plain(call, answer),
-            Self::ChatToGemini => openai_gemini::plain(call, answer),
-            Self::MessagesToChat { .. } => anthropic_openai::plain(call, answer),
-            Self::MessagesToInvoke => anthropic_bedrock::plain(answer),
+            Self::ChatToAnthropic => Translated::of(
+                answer,
+                model,
+                openai_anthropic::usage,
+                openai_anthropic::response,
+            ),
+            Self::ChatToConverse => Translated::of(
+                answer,
+                model,
+                openai_bedrock::usage,
+                openai_bedrock::response,
+            ),
+            Self::ChatToGemini => {
+                Translated::of(answer, model, openai_gemini::usage, openai_gemini::response)
+            }
+            Self::MessagesToChat { .. } => Translated::of(
+                answer,
+                model,
+                anthropic_openai::usage,
+                anthropic_openai::response,
+            ),
+            // Claude on Bedrock answers in the Messages API already.
+            Self::MessagesToInvoke => Translated {
+                usage: crate::translate::usage::usage_from_bytes(answer),
+                body: Ok(answer.clone()),
+            },
         }
     }
 }
@@ -246,11 +283,12 @@ pub struct Translated {
 }
 
 impl Translated {
-    /// The upstream's answer parsed as `T`, then translated.
-    pub fn from_answer<T: serde::de::DeserializeOwned>(
+    /// The provider's answer parsed as `T`, with the usage it reports, then translated.
+    fn of<T: serde::de::DeserializeOwned>(
         answer: &[u8],
-        usage: impl FnOnce(&T) -> Option<TokenUsage>,
-        translate: impl FnOnce(&T) -> Result<serde_json::Value, TranslateError>,
+        client_model: &str,
+        usage: fn(&T) -> Option<TokenUsage>,
+        translate: fn(&T, &str) -> Result<serde_json::Value, TranslateError>,
     ) -> Self {
         match serde_json::from_slice::<T>(answer) {
             Err(e) => Self {
@@ -259,7 +297,7 @@ impl Translated {
             },
             Ok(parsed) => Self {
                 usage: usage(&parsed),
-                body: translate(&parsed)
+                body: translate(&parsed, client_model)
                     .map(|v| Bytes::from(serde_json::to_vec(&v).unwrap_or_default()))
                     .map_err(|e| e.to_string()),
             },

@@ -2,21 +2,16 @@
 //! the request goes out as a Messages request, the answer (and its stream) comes back
 //! as a chat completion.
 
-use super::{Call, Target, Translated};
-use crate::body::ResponseBody;
+use super::{Call, Target};
 use crate::error::GatewayError;
-use crate::metered::UsageCell;
 use crate::translate::from_openai::{content_parts, push_turn, PartStyle};
-use crate::translate::to_openai::ChunkWriter;
-use crate::translate::{
-    finish_reasons, unix_now, SseOut, StreamTranslator, TokenUsage, TranslateError,
-};
-use crate::upstream::{UpstreamRequest, UpstreamResponse};
+use crate::translate::to_openai::{chat_completion, ChunkWriter};
+use crate::translate::{finish_reasons, SseOut, StreamTranslator, TokenUsage, TranslateError};
+use crate::upstream::UpstreamRequest;
 use crate::wire::anthropic::{self, Block, StreamEvent};
 use crate::wire::openai::{ChatRequest, Role};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
-use std::sync::Arc;
 
 const STYLE: PartStyle = PartStyle {
     text: |t| json!({"type": "text", "text": t}),
@@ -39,23 +34,9 @@ pub(super) fn upstream_request(
     ))
 }
 
-/// Messages events in, chat completion chunks out.
-pub(super) fn stream(
-    call: &Call<'_>,
-    resp: UpstreamResponse,
-    usage: Arc<UsageCell>,
-) -> ResponseBody {
-    let translator = StreamToOpenAi::new(call.model, call.wants_usage_chunk);
-    crate::upstream::translated_body(resp, Box::new(translator), usage)
-}
-
-/// A Messages answer as a chat completion.
-pub(super) fn plain(call: &Call<'_>, answer: &[u8]) -> Translated {
-    Translated::from_answer(
-        answer,
-        |m: &anthropic::MessageResponse| Some(TokenUsage::from_anthropic(&m.usage)),
-        |m| Ok(response(m, call.model)),
-    )
+/// The usage a whole answer reports.
+pub fn usage(answer: &anthropic::MessageResponse) -> Option<TokenUsage> {
+    Some(TokenUsage::from_anthropic(&answer.usage))
 }
 
 pub fn request(req: &ChatRequest, target: &Target<'_>) -> Result<Value, TranslateError> {
@@ -219,21 +200,18 @@ fn image_block(url: &str) -> Option<Value> {
     None
 }
 
-pub fn response(resp: &anthropic::MessageResponse, client_model: &str) -> Value {
+pub fn response(
+    resp: &anthropic::MessageResponse,
+    client_model: &str,
+) -> Result<Value, TranslateError> {
     let message = crate::translate::to_openai::assistant_message(&resp.content);
-    json!({
-        "id": resp.id,
-        "object": "chat.completion",
-        "created": unix_now(),
-        "model": client_model,
-        "choices": [{
-            "index": 0,
-            "message": message,
-            "logprobs": null,
-            "finish_reason": finish_reasons::anthropic_to_openai(resp.stop_reason.as_deref()),
-        }],
-        "usage": TokenUsage::from_anthropic(&resp.usage).to_openai(),
-    })
+    Ok(chat_completion(
+        Some(resp.id.clone()),
+        client_model,
+        message,
+        finish_reasons::anthropic_to_openai(resp.stop_reason.as_deref()),
+        TokenUsage::from_anthropic(&resp.usage),
+    ))
 }
 
 /// Anthropic SSE events in, OpenAI `chat.completion.chunk`s out.

@@ -2,18 +2,16 @@
 //! Titan and the rest of Bedrock's catalogue), stream included.
 //! <https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Converse.html>
 
-use super::{Call, Target, Translated};
-use crate::body::ResponseBody;
+use super::{Call, Target};
 use crate::error::GatewayError;
-use crate::metered::UsageCell;
-use crate::translate::from_openai::{content_parts, push_turn, PartStyle};
-use crate::translate::to_openai::ChunkWriter;
-use crate::translate::{unix_now, SseOut, StreamTranslator, TokenUsage, TranslateError};
-use crate::upstream::{UpstreamRequest, UpstreamResponse};
+use crate::translate::from_openai::{content_parts, PartStyle};
+use crate::translate::to_openai::{chat_completion, ChunkWriter};
+use crate::translate::{SseOut, StreamTranslator, TokenUsage, TranslateError};
+use crate::upstream::UpstreamRequest;
+use crate::wire::bedrock::{self, ContentBlock, ConverseResponse, ToolChoice};
 use crate::wire::openai::{ChatRequest, OneOrMany, Role};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
-use std::sync::Arc;
 
 const STYLE: PartStyle = PartStyle {
     text: |t| json!({"text": t}),
@@ -37,35 +35,31 @@ pub(super) fn upstream_request(
     Ok(UpstreamRequest::json(path, &out))
 }
 
-/// Converse stream frames in, chat completion chunks out.
-pub(super) fn stream(
-    call: &Call<'_>,
-    resp: UpstreamResponse,
-    usage: Arc<UsageCell>,
-) -> ResponseBody {
-    let translator = StreamToOpenAi::new(call.model, call.wants_usage_chunk);
-    crate::upstream::eventstream_translated(resp, Box::new(translator), usage)
+/// The usage a whole answer reports.
+pub fn usage(answer: &ConverseResponse) -> Option<TokenUsage> {
+    answer.usage.as_ref().map(TokenUsage::from_bedrock)
 }
 
-/// A Converse answer as a chat completion.
-pub(super) fn plain(call: &Call<'_>, answer: &[u8]) -> Translated {
-    Translated::from_answer(
-        answer,
-        |a: &Value| a.get("usage").map(TokenUsage::from_bedrock),
-        |a| Ok(response(a, call.model)),
-    )
-}
-
+/// Built typed, sent as a `Value`: `UpstreamRequest::json` takes one, and its sorted keys
+/// keep the bytes on the wire what they were.
 pub fn request(req: &ChatRequest, target: &Target<'_>) -> Result<Value, TranslateError> {
+    let body = converse_request(req, target)?;
+    serde_json::to_value(body).map_err(|e| TranslateError::new("body", e.to_string()))
+}
+
+fn converse_request(
+    req: &ChatRequest,
+    target: &Target<'_>,
+) -> Result<bedrock::ConverseRequest, TranslateError> {
     req.require_single_choice()?;
     let mut system = Vec::new();
-    let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
+    let mut messages: Vec<bedrock::Message> = Vec::new();
     for (i, msg) in req.messages.iter().enumerate() {
         let at = format!("messages[{i}]");
-        let blocks = content_parts(msg.content.as_ref(), &at, &STYLE)?;
+        let blocks = typed_blocks(content_parts(msg.content.as_ref(), &at, &STYLE)?, &at)?;
         match msg.role {
             Role::System | Role::Developer => system.extend(blocks),
-            Role::User => push_turn(&mut turns, "user", blocks),
+            Role::User => push_turn(&mut messages, bedrock::Role::User, blocks),
             Role::Assistant => {
                 let mut blocks = blocks;
                 for (j, call) in msg.tool_calls.iter().flatten().enumerate() {
@@ -75,109 +69,148 @@ pub fn request(req: &ChatRequest, target: &Target<'_>) -> Result<Value, Translat
                             "is not JSON",
                         )
                     })?;
-                    blocks.push(json!({"toolUse": {"toolUseId": call.id, "name": call.function.name, "input": input}}));
+                    blocks.push(ContentBlock {
+                        tool_use: Some(bedrock::ToolUse {
+                            tool_use_id: call.id.clone(),
+                            name: call.function.name.clone(),
+                            input,
+                            rest: Map::new(),
+                        }),
+                        ..ContentBlock::default()
+                    });
                 }
-                push_turn(&mut turns, "assistant", blocks);
+                push_turn(&mut messages, bedrock::Role::Assistant, blocks);
             }
             Role::Tool => {
                 let id = msg.required_tool_call_id(&at)?;
                 // A tool result must stay a toolResult for the model to see its call answered.
                 // Converse refuses an empty result: say so in text.
                 let content = if blocks.is_empty() {
-                    vec![json!({"text": ""})]
+                    vec![ContentBlock::text("")]
                 } else {
                     blocks
                 };
-                push_turn(
-                    &mut turns,
-                    "user",
-                    vec![json!({"toolResult": {"toolUseId": id, "content": content}})],
-                );
+                let result = ContentBlock {
+                    tool_result: Some(bedrock::ToolResult {
+                        tool_use_id: id.to_string(),
+                        content,
+                        rest: Map::new(),
+                    }),
+                    ..ContentBlock::default()
+                };
+                push_turn(&mut messages, bedrock::Role::User, vec![result]);
             }
         }
     }
-    let mut body = Map::new();
-    body.insert(
-        "messages".into(),
-        Value::Array(
-            turns
-                .into_iter()
-                .map(|(role, content)| json!({"role": role, "content": content}))
-                .collect(),
-        ),
-    );
-    if !system.is_empty() {
-        body.insert("system".into(), Value::Array(system));
-    }
-    let mut inference = Map::new();
-    inference.insert(
-        "maxTokens".into(),
-        json!(target.output_tokens(
+    let inference_config = bedrock::InferenceConfig {
+        max_tokens: target.output_tokens(
             req.max_completion_tokens
                 .or(req.max_tokens)
-                .unwrap_or(target.default_max_tokens)
-        )),
-    );
-    if let Some(t) = req.temperature {
-        inference.insert("temperature".into(), json!(t.min(1.0)));
-    }
-    if let Some(p) = req.top_p {
-        inference.insert("topP".into(), json!(p));
-    }
-    if let Some(stop) = &req.stop {
-        let sequences = match stop {
+                .unwrap_or(target.default_max_tokens),
+        ),
+        temperature: req.temperature.map(|t| t.min(1.0)),
+        top_p: req.top_p,
+        stop_sequences: req.stop.as_ref().map(|stop| match stop {
             OneOrMany::One(s) => vec![s.clone()],
             OneOrMany::Many(v) => v.clone(),
-        };
-        inference.insert("stopSequences".into(), json!(sequences));
-    }
-    body.insert("inferenceConfig".into(), Value::Object(inference));
+        }),
+    };
     // Converse refuses a history with tool use unless tools are declared; "none" keeps
     // them declared and only leaves the choice unset.
     let none = matches!(&req.tool_choice, Some(Value::String(s)) if s == "none");
-    let history_tools: Vec<String> = req
-        .messages
-        .iter()
-        .flat_map(|m| m.tool_calls.iter().flatten())
-        .map(|c| c.function.name.clone())
-        .collect();
-    if req.tools.is_none() && !history_tools.is_empty() {
-        let mut names = history_tools;
-        names.sort();
-        names.dedup();
-        let specs: Vec<Value> = names
+    let mut tool_config = None;
+    if req.tools.is_none() {
+        let mut names: Vec<&str> = req
+            .messages
             .iter()
-            .map(|n| json!({"toolSpec": {"name": n, "inputSchema": {"json": {"type": "object"}}}}))
+            .flat_map(|m| m.tool_calls.iter().flatten())
+            .map(|c| c.function.name.as_str())
             .collect();
-        body.insert("toolConfig".into(), json!({"tools": specs}));
+        if !names.is_empty() {
+            names.sort_unstable();
+            names.dedup();
+            tool_config = Some(bedrock::ToolConfig {
+                tools: names
+                    .into_iter()
+                    .map(|n| tool(n.to_string(), None, object_schema()))
+                    .collect(),
+                tool_choice: None,
+            });
+        }
     }
     if let Some(tools) = &req.tools {
-        let specs: Vec<Value> = tools
-            .iter()
-            .map(|t| {
-                let mut spec = json!({
-                    "name": t.function.name,
-                    "inputSchema": {"json": t.function.parameters.clone().unwrap_or_else(|| json!({"type": "object"}))},
-                });
-                if let Some(d) = &t.function.description {
-                    spec["description"] = json!(d);
-                }
-                json!({"toolSpec": spec})
-            })
-            .collect();
-        let mut config = json!({"tools": specs});
-        match &req.tool_choice {
-            _ if none => {}
-            Some(Value::String(s)) if s == "required" => config["toolChoice"] = json!({"any": {}}),
-            Some(Value::String(s)) if s == "auto" => config["toolChoice"] = json!({"auto": {}}),
-            Some(v) if v.pointer("/function/name").is_some() => {
-                config["toolChoice"] = json!({"tool": {"name": v.pointer("/function/name")}})
-            }
-            _ => {}
-        }
-        body.insert("toolConfig".into(), config);
+        let tool_choice = match &req.tool_choice {
+            _ if none => None,
+            Some(Value::String(s)) if s == "required" => Some(ToolChoice::Any {}),
+            Some(Value::String(s)) if s == "auto" => Some(ToolChoice::Auto {}),
+            Some(v) => v
+                .pointer("/function/name")
+                .and_then(Value::as_str)
+                .map(|name| ToolChoice::Tool {
+                    name: name.to_string(),
+                }),
+            None => None,
+        };
+        tool_config = Some(bedrock::ToolConfig {
+            tools: tools
+                .iter()
+                .map(|t| {
+                    tool(
+                        t.function.name.clone(),
+                        t.function.description.clone(),
+                        t.function.parameters.clone().unwrap_or_else(object_schema),
+                    )
+                })
+                .collect(),
+            tool_choice,
+        });
     }
-    Ok(Value::Object(body))
+    Ok(bedrock::ConverseRequest {
+        messages,
+        system,
+        inference_config,
+        tool_config,
+    })
+}
+
+fn tool(name: String, description: Option<String>, schema: Value) -> bedrock::Tool {
+    bedrock::Tool {
+        tool_spec: bedrock::ToolSpec {
+            name,
+            description,
+            input_schema: bedrock::InputSchema { json: schema },
+        },
+    }
+}
+
+/// The schema of a tool known only by name: any object.
+fn object_schema() -> Value {
+    json!({"type": "object"})
+}
+
+/// The shared content reader speaks `Value`; its parts are this file's STYLE, so they
+/// read back as blocks unless a style and the block type disagree.
+fn typed_blocks(parts: Vec<Value>, at: &str) -> Result<Vec<ContentBlock>, TranslateError> {
+    parts
+        .into_iter()
+        .map(|p| serde_json::from_value(p).map_err(|e| TranslateError::new(at, e.to_string())))
+        .collect()
+}
+
+/// Appends a turn, merging it into the previous one of the same role, as the shared
+/// `push_turn` does for untyped parts: Converse wants alternating turns.
+fn push_turn(messages: &mut Vec<bedrock::Message>, role: bedrock::Role, blocks: Vec<ContentBlock>) {
+    if blocks.is_empty() {
+        return;
+    }
+    match messages.last_mut() {
+        Some(last) if last.role == role => last.content.extend(blocks),
+        _ => messages.push(bedrock::Message {
+            role,
+            content: blocks,
+            rest: Map::new(),
+        }),
+    }
 }
 
 fn image_block(url: &str) -> Option<Value> {
@@ -199,22 +232,22 @@ fn finish_reason(stop_reason: Option<&str>) -> &'static str {
     }
 }
 
-pub fn response(resp: &Value, client_model: &str) -> Value {
+pub fn response(resp: &ConverseResponse, client_model: &str) -> Result<Value, TranslateError> {
     let mut text = String::new();
     let mut tool_calls = Vec::new();
-    for block in resp
-        .pointer("/output/message/content")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        if let Some(t) = block.get("text").and_then(Value::as_str) {
+    let blocks = resp
+        .output
+        .as_ref()
+        .and_then(|o| o.message.as_ref())
+        .map_or(&[][..], |m| &m.content[..]);
+    for block in blocks {
+        if let Some(t) = &block.text {
             text.push_str(t);
         }
-        if let Some(u) = block.get("toolUse") {
+        if let Some(u) = &block.tool_use {
             tool_calls.push(json!({
-                "id": u["toolUseId"], "type": "function",
-                "function": {"name": u["name"], "arguments": u["input"].to_string()},
+                "id": u.tool_use_id, "type": "function",
+                "function": {"name": u.name, "arguments": u.input.to_string()},
             }));
         }
     }
@@ -226,22 +259,18 @@ pub fn response(resp: &Value, client_model: &str) -> Value {
         message["tool_calls"] = Value::Array(tool_calls);
     }
     let usage = resp
-        .get("usage")
+        .usage
+        .as_ref()
         .map(TokenUsage::from_bedrock)
         .unwrap_or_default();
-    json!({
-        "id": format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
-        "object": "chat.completion",
-        "created": unix_now(),
-        "model": client_model,
-        "choices": [{
-            "index": 0,
-            "message": message,
-            "logprobs": null,
-            "finish_reason": finish_reason(resp.get("stopReason").and_then(Value::as_str)),
-        }],
-        "usage": usage.to_openai(),
-    })
+    let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
+    Ok(chat_completion(
+        Some(id),
+        client_model,
+        message,
+        finish_reason(resp.stop_reason.as_deref()),
+        usage,
+    ))
 }
 
 /// Converse-stream events (event type, JSON payload) in, OpenAI chunks out.
@@ -272,51 +301,58 @@ impl StreamToOpenAi {
 
 impl StreamTranslator for StreamToOpenAi {
     fn on_event(&mut self, event: &str, data: &str, out: &mut SseOut) {
-        let Ok(v) = serde_json::from_str::<Value>(data) else {
-            return;
-        };
-        let index = v
-            .get("contentBlockIndex")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
         match event {
-            "messageStart" => {
+            "messageStart" if parse::<bedrock::OtherEvent>(data).is_some() => {
                 self.writer
                     .delta(out, json!({"role": "assistant", "content": ""}), None)
             }
             "contentBlockStart" => {
-                if let Some(u) = v.pointer("/start/toolUse") {
+                let Some(e) = parse::<bedrock::ContentBlockStart>(data) else {
+                    return;
+                };
+                if let Some(u) = e.start.and_then(|s| s.tool_use) {
                     let call = self.tool_calls.len() as u32;
-                    self.tool_calls.insert(index, call);
+                    self.tool_calls.insert(e.content_block_index, call);
                     self.writer.delta(
                         out,
-                        json!({"tool_calls": [{"index": call, "id": u["toolUseId"], "type": "function",
-                                "function": {"name": u["name"], "arguments": ""}}]}),
+                        json!({"tool_calls": [{"index": call, "id": u.tool_use_id, "type": "function",
+                                "function": {"name": u.name, "arguments": ""}}]}),
                         None,
                     );
                 }
             }
             "contentBlockDelta" => {
-                if let Some(t) = v.pointer("/delta/text").and_then(Value::as_str) {
+                let Some(e) = parse::<bedrock::ContentBlockDelta>(data) else {
+                    return;
+                };
+                let Some(delta) = e.delta else {
+                    return;
+                };
+                if let Some(t) = delta.text {
                     self.writer.delta(out, json!({"content": t}), None);
-                } else if let (Some(args), Some(call)) = (
-                    v.pointer("/delta/toolUse/input").and_then(Value::as_str),
-                    self.tool_calls.get(&index),
-                ) {
+                } else if let (Some(u), Some(call)) =
+                    (delta.tool_use, self.tool_calls.get(&e.content_block_index))
+                {
                     self.writer.delta(
                         out,
-                        json!({"tool_calls": [{"index": call, "function": {"arguments": args}}]}),
+                        json!({"tool_calls": [{"index": call, "function": {"arguments": u.input}}]}),
                         None,
                     );
                 }
             }
             "messageStop" => {
-                let reason = finish_reason(v.get("stopReason").and_then(Value::as_str));
+                let Some(e) = parse::<bedrock::MessageStop>(data) else {
+                    return;
+                };
+                let reason = finish_reason(e.stop_reason.as_deref());
                 self.finish = Some(reason);
                 self.writer.delta(out, json!({}), Some(reason));
             }
             "metadata" => {
-                if let Some(u) = v.get("usage") {
+                let Some(e) = parse::<bedrock::Metadata>(data) else {
+                    return;
+                };
+                if let Some(u) = &e.usage {
                     self.usage = TokenUsage::from_bedrock(u);
                 }
                 if self.include_usage {
@@ -327,7 +363,10 @@ impl StreamTranslator for StreamToOpenAi {
             }
             // Exception frames: their type is the event name.
             other if other.ends_with("Exception") => {
-                let message = v.get("message").and_then(Value::as_str).unwrap_or(other);
+                let Some(e) = parse::<bedrock::OtherEvent>(data) else {
+                    return;
+                };
+                let message = e.message.as_deref().unwrap_or(other);
                 ChunkWriter::error(out, "server_error", message);
                 self.finished = true;
             }
@@ -350,4 +389,9 @@ impl StreamTranslator for StreamToOpenAi {
     fn usage(&self) -> TokenUsage {
         self.usage
     }
+}
+
+/// An event payload; one that does not parse is skipped, as a stream cannot refuse it.
+fn parse<T: serde::de::DeserializeOwned>(data: &str) -> Option<T> {
+    serde_json::from_str(data).ok()
 }

@@ -2,18 +2,16 @@
 //! `streamGenerateContent?alt=sse`).
 //! <https://ai.google.dev/api/generate-content>
 
-use super::{Call, Target, Translated};
-use crate::body::ResponseBody;
+use super::{Call, Target};
 use crate::error::GatewayError;
-use crate::metered::UsageCell;
-use crate::translate::from_openai::{content_parts, push_turn, PartStyle};
-use crate::translate::to_openai::ChunkWriter;
-use crate::translate::{unix_now, SseOut, StreamTranslator, TokenUsage, TranslateError};
-use crate::upstream::{UpstreamRequest, UpstreamResponse};
+use crate::translate::from_openai::{content_parts, PartStyle};
+use crate::translate::to_openai::{chat_completion, ChunkWriter};
+use crate::translate::{SseOut, StreamTranslator, TokenUsage, TranslateError};
+use crate::upstream::UpstreamRequest;
+use crate::wire::gemini::{self, Content, FunctionCallingMode, GenerateContentResponse, Part};
 use crate::wire::openai::{ChatRequest, Role};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
-use std::sync::Arc;
 
 const STYLE: PartStyle = PartStyle {
     text: |t| json!({"text": t}),
@@ -45,26 +43,22 @@ pub(super) fn upstream_request(
     Ok(UpstreamRequest::json(path, &out))
 }
 
-/// Gemini SSE in, chat completion chunks out.
-pub(super) fn stream(
-    call: &Call<'_>,
-    resp: UpstreamResponse,
-    usage: Arc<UsageCell>,
-) -> ResponseBody {
-    let translator = StreamToOpenAi::new(call.model, call.wants_usage_chunk);
-    crate::upstream::translated_body(resp, Box::new(translator), usage)
+/// The usage a whole answer reports.
+pub fn usage(answer: &GenerateContentResponse) -> Option<TokenUsage> {
+    answer.usage_metadata.as_ref().map(TokenUsage::from_gemini)
 }
 
-/// A generateContent answer as a chat completion.
-pub(super) fn plain(call: &Call<'_>, answer: &[u8]) -> Translated {
-    Translated::from_answer(
-        answer,
-        |a: &Value| a.get("usageMetadata").map(TokenUsage::from_gemini),
-        |a| Ok(response(a, call.model)),
-    )
-}
-
+/// Built typed, sent as a `Value`: `UpstreamRequest::json` takes one, and its sorted keys
+/// keep the bytes on the wire what they were.
 pub fn request(req: &ChatRequest, target: &Target<'_>) -> Result<Value, TranslateError> {
+    let body = generate_content_request(req, target)?;
+    serde_json::to_value(body).map_err(|e| TranslateError::new("body", e.to_string()))
+}
+
+fn generate_content_request(
+    req: &ChatRequest,
+    target: &Target<'_>,
+) -> Result<gemini::GenerateContentRequest, TranslateError> {
     req.require_single_choice()?;
     // Gemini answers a function by name; OpenAI tool messages carry only the call id.
     let names: HashMap<&str, &str> = req
@@ -74,10 +68,10 @@ pub fn request(req: &ChatRequest, target: &Target<'_>) -> Result<Value, Translat
         .map(|c| (c.id.as_str(), c.function.name.as_str()))
         .collect();
     let mut system = Vec::new();
-    let mut contents: Vec<(&'static str, Vec<Value>)> = Vec::new();
+    let mut contents: Vec<Content> = Vec::new();
     for (i, msg) in req.messages.iter().enumerate() {
         let at = format!("messages[{i}]");
-        let parts = content_parts(msg.content.as_ref(), &at, &STYLE)?;
+        let parts = typed_parts(content_parts(msg.content.as_ref(), &at, &STYLE)?, &at)?;
         match msg.role {
             Role::System | Role::Developer => system.extend(parts),
             Role::User => push_turn(&mut contents, "user", parts),
@@ -90,13 +84,20 @@ pub fn request(req: &ChatRequest, target: &Target<'_>) -> Result<Value, Translat
                             "is not JSON",
                         )
                     })?;
-                    let mut part =
-                        json!({"functionCall": {"name": call.function.name, "args": args}});
-                    // Gemini wants the signature of its own thinking back with each call.
-                    if let Some((_, signature)) = call.id.split_once(SIGNATURE_MARK) {
-                        part["thoughtSignature"] = json!(signature);
-                    }
-                    parts.push(part);
+                    parts.push(Part {
+                        function_call: Some(gemini::FunctionCall {
+                            id: None,
+                            name: call.function.name.clone(),
+                            args: Some(args),
+                            rest: Map::new(),
+                        }),
+                        // Gemini wants the signature of its own thinking back with each call.
+                        thought_signature: call
+                            .id
+                            .split_once(SIGNATURE_MARK)
+                            .map(|(_, signature)| signature.to_string()),
+                        ..Part::default()
+                    });
                 }
                 push_turn(&mut contents, "model", parts);
             }
@@ -108,80 +109,102 @@ pub fn request(req: &ChatRequest, target: &Target<'_>) -> Result<Value, Translat
                         format!("`{id}` answers no tool call in this conversation"),
                     )
                 })?;
-                let text: String = parts.iter().filter_map(|p| p["text"].as_str()).collect();
+                let text: String = parts.iter().filter_map(|p| p.text.as_deref()).collect();
                 let response = match serde_json::from_str::<Value>(&text) {
                     Ok(v) if v.is_object() => v,
                     _ => json!({"result": text}),
                 };
-                push_turn(
-                    &mut contents,
-                    "user",
-                    vec![json!({"functionResponse": {"name": name, "response": response}})],
-                );
+                let part = Part {
+                    function_response: Some(gemini::FunctionResponse {
+                        name: name.to_string(),
+                        response,
+                        rest: Map::new(),
+                    }),
+                    ..Part::default()
+                };
+                push_turn(&mut contents, "user", vec![part]);
             }
         }
     }
-    let mut body = Map::new();
-    body.insert(
-        "contents".into(),
-        Value::Array(
-            contents
-                .into_iter()
-                .map(|(role, parts)| json!({"role": role, "parts": parts}))
-                .collect(),
-        ),
-    );
-    if !system.is_empty() {
-        body.insert("systemInstruction".into(), json!({"parts": system}));
-    }
-    let mut config = Map::new();
-    if let Some(max) = req.max_completion_tokens.or(req.max_tokens) {
-        config.insert("maxOutputTokens".into(), json!(target.output_tokens(max)));
-    }
-    if let Some(t) = req.temperature {
-        config.insert("temperature".into(), json!(t));
-    }
-    if let Some(p) = req.top_p {
-        config.insert("topP".into(), json!(p));
-    }
-    if let Some(stop) = &req.stop {
-        config.insert("stopSequences".into(), json!(stop.to_vec()));
-    }
-    if !config.is_empty() {
-        body.insert("generationConfig".into(), Value::Object(config));
-    }
-    if let Some(tools) = &req.tools {
-        let declarations: Vec<Value> = tools
+    let system_instruction = (!system.is_empty()).then(|| Content {
+        role: None,
+        parts: system,
+        rest: Map::new(),
+    });
+    let config = gemini::GenerationConfig {
+        max_output_tokens: req
+            .max_completion_tokens
+            .or(req.max_tokens)
+            .map(|max| target.output_tokens(max)),
+        temperature: req.temperature,
+        top_p: req.top_p,
+        stop_sequences: req.stop.as_ref().map(|stop| stop.to_vec()),
+    };
+    let mut tools = None;
+    let mut tool_config = None;
+    if let Some(declared) = &req.tools {
+        let declarations = declared
             .iter()
-            .map(|t| {
-                let mut d = json!({"name": t.function.name});
-                if let Some(desc) = &t.function.description {
-                    d["description"] = json!(desc);
-                }
-                // Full JSON Schema, as OpenAI tools declare it.
-                if let Some(p) = &t.function.parameters {
-                    d["parametersJsonSchema"] = p.clone();
-                }
-                d
+            .map(|t| gemini::FunctionDeclaration {
+                name: t.function.name.clone(),
+                description: t.function.description.clone(),
+                parameters_json_schema: t.function.parameters.clone(),
             })
             .collect();
-        body.insert(
-            "tools".into(),
-            json!([{"functionDeclarations": declarations}]),
-        );
-        let mode = match &req.tool_choice {
-            Some(Value::String(s)) if s == "none" => Some(json!({"mode": "NONE"})),
-            Some(Value::String(s)) if s == "required" => Some(json!({"mode": "ANY"})),
+        tools = Some(vec![gemini::Tool {
+            function_declarations: declarations,
+        }]);
+        let config = |mode, allowed_function_names| gemini::FunctionCallingConfig {
+            mode,
+            allowed_function_names,
+        };
+        let calling = match &req.tool_choice {
+            Some(Value::String(s)) if s == "none" => Some(config(FunctionCallingMode::None, None)),
+            Some(Value::String(s)) if s == "required" => {
+                Some(config(FunctionCallingMode::Any, None))
+            }
             Some(v) => v
                 .pointer("/function/name")
-                .map(|n| json!({"mode": "ANY", "allowedFunctionNames": [n]})),
+                .and_then(Value::as_str)
+                .map(|n| config(FunctionCallingMode::Any, Some(vec![n.to_string()]))),
             None => None,
         };
-        if let Some(m) = mode {
-            body.insert("toolConfig".into(), json!({"functionCallingConfig": m}));
-        }
+        tool_config = calling.map(|function_calling_config| gemini::ToolConfig {
+            function_calling_config,
+        });
     }
-    Ok(Value::Object(body))
+    Ok(gemini::GenerateContentRequest {
+        contents,
+        system_instruction,
+        generation_config: (!config.is_empty()).then_some(config),
+        tools,
+        tool_config,
+    })
+}
+
+/// The shared content reader speaks `Value`; its parts are this file's STYLE, so they
+/// read back as parts unless the style and the part type disagree.
+fn typed_parts(parts: Vec<Value>, at: &str) -> Result<Vec<Part>, TranslateError> {
+    parts
+        .into_iter()
+        .map(|p| serde_json::from_value(p).map_err(|e| TranslateError::new(at, e.to_string())))
+        .collect()
+}
+
+/// Appends a turn, merging it into the previous one of the same role, as the shared
+/// `push_turn` does for untyped parts: Gemini wants alternating turns.
+fn push_turn(contents: &mut Vec<Content>, role: &str, parts: Vec<Part>) {
+    if parts.is_empty() {
+        return;
+    }
+    match contents.last_mut() {
+        Some(last) if last.role.as_deref() == Some(role) => last.parts.extend(parts),
+        _ => contents.push(Content {
+            role: Some(role.to_string()),
+            parts,
+            rest: Map::new(),
+        }),
+    }
 }
 
 /// Gemini names no call ids; ours must stay unique across the turns of a conversation,
@@ -218,35 +241,45 @@ fn call_id(given: Option<String>, index: usize, signature: Option<&str>) -> Stri
     }
 }
 
-fn candidate_parts(v: &Value) -> (String, Vec<(Option<String>, String, Value)>) {
+fn candidate_parts(v: &GenerateContentResponse) -> (String, Vec<(Option<String>, String, Value)>) {
     let mut text = String::new();
     let mut calls = Vec::new();
-    for part in v
-        .pointer("/candidates/0/content/parts")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        if part.get("thought").and_then(Value::as_bool) == Some(true) {
+    let parts = v
+        .candidates
+        .first()
+        .and_then(|c| c.content.as_ref())
+        .map_or(&[][..], |c| &c.parts[..]);
+    for part in parts {
+        if part.thought == Some(true) {
             continue;
         }
-        if let Some(t) = part.get("text").and_then(Value::as_str) {
+        if let Some(t) = &part.text {
             text.push_str(t);
         }
-        if let Some(call) = part.get("functionCall") {
-            let signature = part.get("thoughtSignature").and_then(Value::as_str);
-            let given = call.get("id").and_then(Value::as_str).map(str::to_string);
+        if let Some(call) = &part.function_call {
             calls.push((
-                Some(call_id(given, calls.len(), signature)),
-                call["name"].as_str().unwrap_or_default().to_string(),
-                call.get("args").cloned().unwrap_or_else(|| json!({})),
+                Some(call_id(
+                    call.id.clone(),
+                    calls.len(),
+                    part.thought_signature.as_deref(),
+                )),
+                call.name.clone(),
+                call.args.clone().unwrap_or_else(|| json!({})),
             ));
         }
     }
     (text, calls)
 }
 
-pub fn response(resp: &Value, client_model: &str) -> Value {
+/// The first candidate's finish reason, once Gemini has given one.
+fn finish_reason_of(v: &GenerateContentResponse) -> Option<&str> {
+    v.candidates.first()?.finish_reason.as_deref()
+}
+
+pub fn response(
+    resp: &GenerateContentResponse,
+    client_model: &str,
+) -> Result<Value, TranslateError> {
     let (text, calls) = candidate_parts(resp);
     let mut message = json!({"role": "assistant", "content": text});
     if !calls.is_empty() {
@@ -264,23 +297,20 @@ pub fn response(resp: &Value, client_model: &str) -> Value {
                 .collect(),
         );
     }
-    let reason = resp
-        .pointer("/candidates/0/finishReason")
-        .and_then(Value::as_str)
-        .unwrap_or("STOP");
+    let reason = finish_reason_of(resp).unwrap_or("STOP");
     let usage = resp
-        .get("usageMetadata")
+        .usage_metadata
+        .as_ref()
         .map(TokenUsage::from_gemini)
         .unwrap_or_default();
-    json!({
-        "id": resp.get("responseId").and_then(Value::as_str).map(|i| format!("chatcmpl-{i}")),
-        "object": "chat.completion",
-        "created": unix_now(),
-        "model": client_model,
-        "choices": [{"index": 0, "message": message, "logprobs": null,
-                     "finish_reason": finish_reason(reason, !calls.is_empty())}],
-        "usage": usage.to_openai(),
-    })
+    let id = resp.response_id.as_ref().map(|i| format!("chatcmpl-{i}"));
+    Ok(chat_completion(
+        id,
+        client_model,
+        message,
+        finish_reason(reason, !calls.is_empty()),
+        usage,
+    ))
 }
 
 /// Gemini `alt=sse` chunks in, OpenAI chunks out.
@@ -308,27 +338,25 @@ impl StreamToOpenAi {
 
 impl StreamTranslator for StreamToOpenAi {
     fn on_event(&mut self, _event: &str, data: &str, out: &mut SseOut) {
-        let Ok(v) = serde_json::from_str::<Value>(data) else {
+        // A chunk that does not parse is skipped, as a stream cannot refuse it.
+        let Ok(v) = serde_json::from_str::<GenerateContentResponse>(data) else {
             return;
         };
-        if let Some(error) = v.get("error") {
-            let message = error
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or("upstream error");
+        if let Some(error) = &v.error {
+            let message = error.message.as_deref().unwrap_or("upstream error");
             ChunkWriter::error(out, "server_error", message);
             self.finished = true;
             return;
         }
         if !self.started {
             self.started = true;
-            if let Some(id) = v.get("responseId").and_then(Value::as_str) {
+            if let Some(id) = &v.response_id {
                 self.writer.id = format!("chatcmpl-{id}");
             }
             self.writer
                 .delta(out, json!({"role": "assistant", "content": ""}), None);
         }
-        if let Some(u) = v.get("usageMetadata") {
+        if let Some(u) = &v.usage_metadata {
             self.usage = TokenUsage::from_gemini(u);
         }
         let (text, calls) = candidate_parts(&v);
@@ -346,10 +374,7 @@ impl StreamTranslator for StreamToOpenAi {
                 None,
             );
         }
-        if let Some(reason) = v
-            .pointer("/candidates/0/finishReason")
-            .and_then(Value::as_str)
-        {
+        if let Some(reason) = finish_reason_of(&v) {
             self.writer.delta(
                 out,
                 json!({}),
@@ -386,7 +411,8 @@ mod tests {
         let answer = json!({"candidates": [{"content": {"role": "model", "parts": [
             {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}, "thoughtSignature": "c2lnbmF0dXJl"}
         ]}, "finishReason": "STOP"}]});
-        let out = response(&answer, "gemini-3-pro");
+        let answer: GenerateContentResponse = serde_json::from_value(answer).expect("answer");
+        let out = response(&answer, "gemini-3-pro").expect("translates");
         let call = &out["choices"][0]["message"]["tool_calls"][0];
         let id = call["id"].as_str().expect("id");
         assert!(id.ends_with(".sig.c2lnbmF0dXJl"), "{id}");

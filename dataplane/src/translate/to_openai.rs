@@ -84,3 +84,21 @@ pub fn assistant_message(blocks: &[Block]) -> Value {
     }
     message
 }
+
+/// A whole chat completion with one choice, as OpenAI answers one.
+pub fn chat_completion(
+    id: Option<String>,
+    client_model: &str,
+    message: Value,
+    finish_reason: &str,
+    usage: TokenUsage,
+) -> Value {
+    json!({
+        "id": id,
+        "object": "chat.completion",
+        "created": unix_now(),
+        "model": client_model,
+        "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish_reason}],
+        "usage": usage.to_openai(),
+    })
+}

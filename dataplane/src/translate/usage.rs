@@ -1,7 +1,7 @@
 //! One token-usage shape for every provider, so cost and limits never care who answered.
 
 use super::members::Members;
-use crate::wire::{anthropic, openai};
+use crate::wire::{anthropic, bedrock, gemini, openai};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
@@ -57,33 +57,45 @@ impl TokenUsage {
         }
     }
 
-    /// Bedrock Converse `usage` and InvokeModel `amazon-bedrock-invocationMetrics`: like
-    /// Anthropic's, input excludes the cache reads and writes counted beside it.
-    pub fn from_bedrock(v: &Value) -> Self {
-        let n = |keys: &[&str]| {
-            keys.iter()
-                .find_map(|k| v.get(*k).and_then(Value::as_u64))
-                .unwrap_or(0)
-        };
+    /// Bedrock Converse's `usage`.
+    pub fn from_bedrock(u: &bedrock::Usage) -> Self {
         Self {
-            input: n(&["inputTokens", "inputTokenCount"]),
-            output: n(&["outputTokens", "outputTokenCount"]),
-            cache_read: n(&["cacheReadInputTokens", "cacheReadInputTokenCount"]),
-            cache_write: n(&["cacheWriteInputTokens", "cacheWriteInputTokenCount"]),
+            input: u.input_tokens.unwrap_or(0),
+            output: u.output_tokens.unwrap_or(0),
+            cache_read: u.cache_read_input_tokens.unwrap_or(0),
+            cache_write: u.cache_write_input_tokens.unwrap_or(0),
         }
     }
 
     /// Gemini `usageMetadata`: `promptTokenCount` includes the cached part; thinking
     /// tokens are billed as output.
-    pub fn from_gemini(v: &Value) -> Self {
-        let n = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
-        let cached = n("cachedContentTokenCount");
+    pub fn from_gemini(u: &gemini::UsageMetadata) -> Self {
+        let cached = u.cached_content_token_count.unwrap_or(0);
         Self {
-            input: n("promptTokenCount").saturating_sub(cached),
-            output: n("candidatesTokenCount") + n("thoughtsTokenCount"),
+            input: u.prompt_token_count.unwrap_or(0).saturating_sub(cached),
+            output: u.candidates_token_count.unwrap_or(0) + u.thoughts_token_count.unwrap_or(0),
             cache_read: cached,
             cache_write: 0,
         }
+    }
+
+    /// [`from_bedrock`](Self::from_bedrock) of a JSON document: Converse's names first,
+    /// then the `…TokenCount` of InvokeModel's invocation metrics (Converse sends both).
+    pub fn from_bedrock_json(v: &Value) -> Self {
+        let n = |names: [&str; 2]| names.iter().find_map(|k| v.get(*k).and_then(Value::as_u64));
+        Self::from_bedrock(&bedrock::Usage {
+            input_tokens: n(["inputTokens", "inputTokenCount"]),
+            output_tokens: n(["outputTokens", "outputTokenCount"]),
+            cache_read_input_tokens: n(["cacheReadInputTokens", "cacheReadInputTokenCount"]),
+            cache_write_input_tokens: n(["cacheWriteInputTokens", "cacheWriteInputTokenCount"]),
+            rest: serde_json::Map::new(),
+        })
+    }
+
+    /// [`from_gemini`](Self::from_gemini) of a JSON document; nothing when it is not usage.
+    pub fn from_gemini_json(v: &Value) -> Self {
+        gemini::UsageMetadata::deserialize(v)
+            .map_or_else(|_| Self::default(), |u| Self::from_gemini(&u))
     }
 
     pub fn prompt_total(&self) -> u64 {
@@ -314,11 +326,11 @@ fn usage_of(
             return Some(TokenUsage::from_openai(&u));
         }
         if u.get("inputTokens").is_some() {
-            return Some(TokenUsage::from_bedrock(u));
+            return Some(TokenUsage::from_bedrock_json(u));
         }
     }
     if let Some(m) = usage_metadata.filter(|m| m.is_object()) {
-        return Some(TokenUsage::from_gemini(m));
+        return Some(TokenUsage::from_gemini_json(m));
     }
     if prompt_eval_count.is_some() || eval_count.is_some() {
         return Some(TokenUsage {
@@ -354,7 +366,7 @@ pub enum ClaudeEvent {
 /// carries into `usage`.
 pub fn meter_claude_event(inner: &Value, usage: &mut TokenUsage) -> ClaudeEvent {
     if let Some(metrics) = inner.get("amazon-bedrock-invocationMetrics") {
-        *usage = TokenUsage::from_bedrock(metrics);
+        *usage = TokenUsage::from_bedrock_json(metrics);
     }
     match anthropic::StreamEvent::deserialize(inner) {
         Ok(anthropic::StreamEvent::MessageStart { message }) => {
@@ -405,7 +417,7 @@ mod tests {
         assert_eq!(usage_from_json(&bedrock), Some(expected));
         let metrics = json!({"inputTokenCount": 18, "outputTokenCount": 500,
             "cacheReadInputTokenCount": 2048, "cacheWriteInputTokenCount": 312});
-        assert_eq!(TokenUsage::from_bedrock(&metrics), expected);
+        assert_eq!(TokenUsage::from_bedrock_json(&metrics), expected);
         let gemini = json!({"usageMetadata": {"promptTokenCount": 1200, "cachedContentTokenCount": 1024,
             "candidatesTokenCount": 60, "thoughtsTokenCount": 20, "totalTokenCount": 1280}});
         assert_eq!(

@@ -1,6 +1,8 @@
 //! The wire formats the gateway reads and writes, as typed documents.
 
 pub mod anthropic;
+pub mod bedrock;
+pub mod gemini;
 pub mod openai;
 
 /// A request the target API cannot express, named by the field at fault.

@@ -58,7 +58,7 @@ fn observe(message: &Message, usage: &UsageCell) -> bool {
         Some("metadata") => {
             if let Some(u) = serde_json::from_slice::<serde_json::Value>(payload)
                 .ok()
-                .and_then(|v| v.get("usage").map(TokenUsage::from_bedrock))
+                .and_then(|v| v.get("usage").map(TokenUsage::from_bedrock_json))
             {
                 usage.report(u);
             }
