@@ -243,6 +243,17 @@ pub fn error_body(
         ApiFormat::Bedrock => json!({"message": message}),
     }
 }
+impl GatewayError {
+    /// No provider answers to `name`; the message lists the ones there are.
+    pub fn unknown_provider<'a>(name: &str, known: impl IntoIterator<Item = &'a String>) -> Self {
+        let known: Vec<&str> = known.into_iter().map(String::as_str).collect();
+        Self::UnknownProvider {
+            name: name.to_string(),
+            known: known.join(", "),
+        }
+    }
+}
+
 /// A request the provider's API cannot express: the caller's fault, named by its field
 /// path (`messages[2].content[0].image_url.url: …`).
 impl From<crate::wire::TranslateError> for GatewayError {

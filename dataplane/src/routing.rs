@@ -102,18 +102,10 @@ impl RouteTable {
     ) -> Result<Resolved, GatewayError> {
         check_model_name(model)?;
         if let Some(name) = forced_provider {
-            let provider =
-                self.providers
-                    .get(name)
-                    .ok_or_else(|| GatewayError::UnknownProvider {
-                        name: name.to_string(),
-                        known: self
-                            .providers
-                            .keys()
-                            .cloned()
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    })?;
+            let provider = self
+                .providers
+                .get(name)
+                .ok_or_else(|| GatewayError::unknown_provider(name, self.providers.keys()))?;
             let bare = strip_provider_prefix(model, name);
             return self
                 .best_route(bare, Some(name), true)

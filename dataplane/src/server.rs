@@ -9,7 +9,7 @@ use crate::doors::{
     Inbound,
 };
 use crate::error::{ApiFormat, GatewayError};
-use crate::state::Gateway;
+use crate::state::{Gateway, Serving};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -304,6 +304,10 @@ async fn route(
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, GatewayError> {
     let compiled = gw.compiled();
+    let serving = Serving {
+        compiled: &compiled,
+        services: &gw.services,
+    };
     let (parts, body) = req.into_parts();
     let path = parts.uri.path();
     let query = parts.uri.query();
@@ -339,8 +343,8 @@ async fn route(
     let pending_sigv4 = crate::authenticate::caller(gw, ctx, &parts, path, query).await?;
     match (&method, path) {
         (&Method::GET, "/v1/models") => return Ok(openai_chat::models(&compiled)),
-        (&Method::GET, "/v1/usage") => return account::usage(&compiled, &gw.services, ctx).await,
-        (&Method::GET, "/v1/limits") => return account::limits(&compiled, &gw.services, ctx).await,
+        (&Method::GET, "/v1/usage") => return account::usage(serving, ctx).await,
+        (&Method::GET, "/v1/limits") => return account::limits(serving, ctx).await,
         _ => {}
     }
 
@@ -398,15 +402,12 @@ async fn route(
         headers: &parts.headers,
         body,
     };
-    let services = &gw.services;
     match surface {
-        Surface::Chat => openai_chat::completions(&compiled, services, ctx, inbound).await,
-        Surface::Claude(_) => anthropic_messages::handle(&compiled, services, ctx, inbound).await,
-        Surface::Bedrock(_) => bedrock_runtime::handle(&compiled, services, ctx, inbound).await,
-        Surface::Gemini(_) => gemini_api::handle(&compiled, services, ctx, inbound).await,
-        Surface::Native(family, _) => {
-            provider_api::handle(&compiled, services, ctx, family, inbound).await
-        }
+        Surface::Chat => openai_chat::completions(serving, ctx, inbound).await,
+        Surface::Claude(_) => anthropic_messages::handle(serving, ctx, inbound).await,
+        Surface::Bedrock(_) => bedrock_runtime::handle(serving, ctx, inbound).await,
+        Surface::Gemini(_) => gemini_api::handle(serving, ctx, inbound).await,
+        Surface::Native(family, _) => provider_api::handle(serving, ctx, family, inbound).await,
     }
 }
 

@@ -40,6 +40,14 @@ pub enum StartError {
     Cache(#[from] crate::cache::CacheError),
 }
 
+/// What a request is served with: the compiled config it loaded once, and the services
+/// that outlive configs.
+#[derive(Clone, Copy)]
+pub struct Serving<'a> {
+    pub compiled: &'a CompiledConfig,
+    pub services: &'a Services,
+}
+
 pub struct Gateway {
     compiled: ArcSwap<CompiledConfig>,
     clients: ClientPool,

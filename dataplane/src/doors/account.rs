@@ -1,15 +1,16 @@
 //! `GET /v1/usage` and `GET /v1/limits`: the caller's own usage today and what remains.
 
-use crate::body::{json_response, ResponseBody};
-use crate::compiled::CompiledConfig;
+use super::Answer;
+use crate::auth::Identity;
+use crate::body::json_response;
 use crate::context::RequestContext;
 use crate::error::GatewayError;
-use crate::limits::{tightest_quota, Counters, ModelUsage, Windows};
-use crate::state::Services;
+use crate::limits::{tightest_quota, Check, Counters, ModelUsage, Windows};
+use crate::state::Serving;
 use ai_gateway_snapshot::replies::{
     LimitStanding, LimitsReply, Remaining, Usage, UsageReply, WindowUse,
 };
-use http::{Response, StatusCode};
+use http::StatusCode;
 
 fn usd(micros: u64) -> f64 {
     micros as f64 / 1_000_000.0
@@ -32,18 +33,12 @@ fn store_error(e: crate::limits::StoreError) -> GatewayError {
 
 /// The users' shape (`today`, `limit.requests_remaining`, `limit.tokens_remaining`),
 /// extended with cost, cache tokens and a per-model breakdown.
-pub async fn usage(
-    compiled: &CompiledConfig,
-    services: &Services,
-    ctx: &mut RequestContext,
-) -> Result<Response<ResponseBody>, GatewayError> {
-    let Some(identity) = ctx.identity().cloned() else {
-        return Err(GatewayError::Unauthorized("no caller identity".into()));
-    };
-    let windows = Windows::at(std::time::SystemTime::now());
-    let per_model = services
+pub async fn usage(serving: Serving<'_>, ctx: &mut RequestContext) -> Answer {
+    let caller = standing_of(serving, ctx).await?;
+    let per_model = serving
+        .services
         .store
-        .usage_day(&identity.user, windows.day)
+        .usage_day(&caller.identity.user, caller.windows.day)
         .await
         .map_err(store_error)?;
     let mut total = ModelUsage::default();
@@ -52,19 +47,14 @@ pub async fn usage(
         total.add(u);
         models.insert(model.clone(), usage_of(u));
     }
-    let checks = compiled.limits.checks(&identity, "");
-    let counters = services
-        .store
-        .counters(&checks, windows)
-        .await
-        .map_err(store_error)?;
-    let quota = tightest_quota(&checks, &counters, &windows);
+    let quota = tightest_quota(&caller.checks, &caller.counters, &caller.windows);
     ctx.quota_left(quota);
-    let day_start = std::time::UNIX_EPOCH + std::time::Duration::from_secs(windows.day * 86_400);
+    let day_start =
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(caller.windows.day * 86_400);
     let reply = UsageReply {
-        user: identity.user,
-        team: identity.team,
-        workspace: identity.workspace,
+        user: caller.identity.user,
+        team: caller.identity.team,
+        workspace: caller.identity.workspace,
         date: humantime::format_rfc3339_seconds(day_start).to_string()[..10].to_string(),
         today: usage_of(&total),
         models,
@@ -77,35 +67,55 @@ pub async fn usage(
 }
 
 /// Every limit that applies to the caller, with what is used and what remains.
-pub async fn limits(
-    compiled: &CompiledConfig,
-    services: &Services,
-    ctx: &mut RequestContext,
-) -> Result<Response<ResponseBody>, GatewayError> {
-    let Some(identity) = ctx.identity().cloned() else {
-        return Err(GatewayError::Unauthorized("no caller identity".into()));
-    };
-    let windows = Windows::at(std::time::SystemTime::now());
-    let checks = compiled.limits.checks(&identity, "");
-    let counters = services
-        .store
-        .counters(&checks, windows)
-        .await
-        .map_err(store_error)?;
-    let limits = checks
+pub async fn limits(serving: Serving<'_>, ctx: &mut RequestContext) -> Answer {
+    let caller = standing_of(serving, ctx).await?;
+    let limits = caller
+        .checks
         .iter()
-        .zip(&counters)
-        .map(|(check, c)| standing(check, c, &windows))
+        .zip(&caller.counters)
+        .map(|(check, c)| limit_standing(check, c, &caller.windows))
         .collect();
-    ctx.quota_left(tightest_quota(&checks, &counters, &windows));
+    ctx.quota_left(tightest_quota(
+        &caller.checks,
+        &caller.counters,
+        &caller.windows,
+    ));
     let reply = LimitsReply {
-        user: identity.user,
+        user: caller.identity.user,
         limits,
     };
     Ok(json_response(StatusCode::OK, &reply))
 }
 
-fn standing(check: &crate::limits::Check, c: &Counters, w: &Windows) -> LimitStanding {
+/// The caller, and where it stands against every limit that applies to it.
+struct Standing {
+    identity: Identity,
+    windows: Windows,
+    checks: Vec<Check>,
+    counters: Vec<Counters>,
+}
+
+async fn standing_of(serving: Serving<'_>, ctx: &RequestContext) -> Result<Standing, GatewayError> {
+    let Some(identity) = ctx.identity().cloned() else {
+        return Err(GatewayError::Unauthorized("no caller identity".into()));
+    };
+    let windows = Windows::at(std::time::SystemTime::now());
+    let checks = serving.compiled.limits.checks(&identity, "");
+    let counters = serving
+        .services
+        .store
+        .counters(&checks, windows)
+        .await
+        .map_err(store_error)?;
+    Ok(Standing {
+        identity,
+        windows,
+        checks,
+        counters,
+    })
+}
+
+fn limit_standing(check: &Check, c: &Counters, w: &Windows) -> LimitStanding {
     let l = &check.limits;
     let entry = |limit: Option<u64>, used: u64, reset_seconds: u64| {
         limit.map(|limit| WindowUse {

@@ -1,19 +1,19 @@
 //! `/v1/claude/*`: the Anthropic Messages API (`ANTHROPIC_BASE_URL=…/v1/claude`).
 //! Claude models pass through byte for byte; other models are translated.
 
-use super::{serve_routed, Inbound};
-use crate::body::{json_response, ResponseBody};
+use super::{route_by_body, serve_routed, Answer, Inbound};
+use crate::body::json_response;
 use crate::compiled::CompiledConfig;
 use crate::context::{Endpoint, RequestContext};
 use crate::error::GatewayError;
 use crate::exchange::{attempt, Call, Door, Exchange};
 use crate::routing::Resolved;
-use crate::state::Services;
+use crate::state::Serving;
 use crate::translate::tokens;
 use crate::upstream::Upstream;
 use crate::wire::anthropic;
 use ai_gateway_snapshot::ProviderKind;
-use http::{Method, Response, StatusCode};
+use http::{Method, StatusCode};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -28,25 +28,27 @@ pub fn upstream_path(rest: &str) -> String {
 }
 
 pub async fn handle(
-    compiled: &CompiledConfig,
-    services: &Services,
+    serving: Serving<'_>,
     ctx: &mut RequestContext,
     inbound: Inbound<'_>,
-) -> Result<Response<ResponseBody>, GatewayError> {
+) -> Answer {
     let path = upstream_path(inbound.rest);
+    let door = Door::AnthropicMessages { path: &path };
     match (&inbound.method, path.as_str()) {
         (&Method::POST, "/v1/messages") => {
             ctx.calls(Endpoint::ClaudeMessages);
-            messages(compiled, services, ctx, &path, &inbound).await
+            let routed = route_by_body(serving, ctx, &inbound).await?;
+            let call = inbound.call(serving, ctx, door, &routed.model);
+            serve_routed(serving, ctx, &call, &routed).await
         }
         (&Method::POST, "/v1/messages/count_tokens") => {
             ctx.calls(Endpoint::ClaudeCountTokens);
-            count_tokens(compiled, services, ctx, &path, &inbound).await
+            count_tokens(serving, ctx, door, &inbound).await
         }
         // Model listing goes to an Anthropic provider; batches, files and the admin
         // API would spend the gateway's key outside routing and limits, so they stay closed.
         (&Method::GET, p) if p == "/v1/models" || p.starts_with("/v1/models/") => {
-            let provider = default_anthropic(compiled)?.clone();
+            let provider = default_anthropic(serving.compiled)?.clone();
             ctx.routed(&provider.name, "");
             let listing = Resolved {
                 provider,
@@ -54,31 +56,10 @@ pub async fn handle(
                 fallback: Vec::new(),
                 cache_ttl_seconds: None,
             };
-            let call = as_sent(compiled, &path, "", &inbound);
+            let call = inbound.call(serving, ctx, door, "");
             attempt(&call, &listing, ctx, false).await
         }
         _ => Err(inbound.not_found("/v1/claude")),
-    }
-}
-
-/// The caller's request as it came: query string, `anthropic-*` headers and unknown
-/// body fields travel unchanged.
-fn as_sent<'a>(
-    compiled: &CompiledConfig,
-    path: &'a str,
-    model: &'a str,
-    inbound: &'a Inbound<'_>,
-) -> Call<'a> {
-    Call {
-        door: Door::AnthropicMessages { path },
-        method: inbound.method.clone(),
-        model,
-        stream: false,
-        wants_usage_chunk: false,
-        headers: inbound.headers,
-        query: inbound.query,
-        body: &inbound.body,
-        default_max_tokens: compiled.snapshot.gateway.default_max_tokens,
     }
 }
 
@@ -88,63 +69,24 @@ fn default_anthropic(compiled: &CompiledConfig) -> Result<&Arc<Upstream>, Gatewa
         .values()
         .filter(|p| p.kind == ProviderKind::Anthropic)
         .min_by_key(|p| p.inactive.is_some())
-        .ok_or_else(|| GatewayError::UnknownProvider {
-            name: "anthropic".into(),
-            known: compiled
-                .providers
-                .keys()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", "),
-        })
-}
-
-async fn messages(
-    compiled: &CompiledConfig,
-    services: &Services,
-    ctx: &mut RequestContext,
-    path: &str,
-    inbound: &Inbound<'_>,
-) -> Result<Response<ResponseBody>, GatewayError> {
-    let routed = crate::resolve::by_body(compiled, ctx, inbound.headers, &inbound.body)?;
-    crate::admission::admit(
-        compiled,
-        services,
-        ctx,
-        &routed.resolved,
-        inbound.body.len(),
-        routed.max_output_tokens,
-    )
-    .await?;
-    let call = Call {
-        stream: ctx.stream(),
-        ..as_sent(compiled, path, &routed.model, inbound)
-    };
-    serve_routed(compiled, services, ctx, &call, &routed).await
+        .ok_or_else(|| GatewayError::unknown_provider("anthropic", compiled.providers.keys()))
 }
 
 async fn count_tokens(
-    compiled: &CompiledConfig,
-    services: &Services,
+    serving: Serving<'_>,
     ctx: &mut RequestContext,
-    path: &str,
+    door: Door<'_>,
     inbound: &Inbound<'_>,
-) -> Result<Response<ResponseBody>, GatewayError> {
-    let routed = crate::resolve::by_body(compiled, ctx, inbound.headers, &inbound.body)?;
-    crate::admission::admit(
-        compiled,
-        services,
-        ctx,
-        &routed.resolved,
-        inbound.body.len(),
-        routed.max_output_tokens,
-    )
-    .await?;
+) -> Answer {
+    let routed = route_by_body(serving, ctx, inbound).await?;
     let provider = &routed.resolved.provider;
     // Refuses providers that cannot serve the Messages API at all.
-    Exchange::for_pair(Door::AnthropicMessages { path }, provider)?;
+    Exchange::for_pair(door, provider)?;
     if provider.kind == ProviderKind::Anthropic {
-        let call = as_sent(compiled, path, &routed.model, inbound);
+        let call = Call {
+            stream: false,
+            ..inbound.call(serving, ctx, door, &routed.model)
+        };
         return attempt(&call, &routed.resolved, ctx, false).await;
     }
     // Other providers have no Messages counting endpoint: count with a tokenizer.

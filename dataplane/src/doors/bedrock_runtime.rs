@@ -3,18 +3,16 @@
 //! `POST /v1/bedrock/invoke {"model_id", "body"}`. The caller's signature was checked
 //! on the way in; the gateway signs the call again with the route's credentials.
 
-use super::Inbound;
-use crate::body::ResponseBody;
-use crate::compiled::CompiledConfig;
+use super::{Answer, Inbound};
 use crate::context::{Endpoint, RequestContext};
 use crate::error::GatewayError;
 use crate::exchange::{attempt, Call, Door, Exchange};
 use crate::read::{token_count, Count};
 use crate::routing::Resolved;
-use crate::state::Services;
+use crate::state::Serving;
 use ai_gateway_snapshot::ProviderKind;
 use bytes::Bytes;
-use http::{Method, Response};
+use http::Method;
 use percent_encoding::percent_decode_str;
 use serde::Deserialize;
 
@@ -50,11 +48,11 @@ struct InferenceConfig {
 }
 
 pub async fn handle(
-    compiled: &CompiledConfig,
-    services: &Services,
+    serving: Serving<'_>,
     ctx: &mut RequestContext,
     inbound: Inbound<'_>,
-) -> Result<Response<ResponseBody>, GatewayError> {
+) -> Answer {
+    let compiled = serving.compiled;
     let not_found = || inbound.not_found("/v1/bedrock");
     if inbound.method != Method::POST {
         return Err(not_found());
@@ -87,14 +85,8 @@ pub async fn handle(
                 .values()
                 .find(|p| p.kind == ProviderKind::Bedrock)
                 .cloned()
-                .ok_or_else(|| GatewayError::UnknownProvider {
-                    name: "bedrock".into(),
-                    known: compiled
-                        .providers
-                        .keys()
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                .ok_or_else(|| {
+                    GatewayError::unknown_provider("bedrock", compiled.providers.keys())
                 })?,
             upstream_model: model.clone(),
             fallback: Vec::new(),
@@ -114,17 +106,12 @@ pub async fn handle(
     let max_output = cap
         .max_tokens
         .or(cap.inference_config.and_then(|c| c.max_tokens));
-    crate::admission::admit(compiled, services, ctx, &resolved, body.len(), max_output).await?;
+    super::admit(serving, ctx, &resolved, &body, max_output).await?;
     let call = Call {
-        door,
         method: Method::POST,
-        model: &model,
-        stream: ctx.stream(),
-        wants_usage_chunk: false,
-        headers: inbound.headers,
         query: None,
         body: &body,
-        default_max_tokens: compiled.snapshot.gateway.default_max_tokens,
+        ..inbound.call(serving, ctx, door, &model)
     };
     attempt(&call, &resolved, ctx, false).await
 }

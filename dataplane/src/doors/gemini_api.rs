@@ -2,16 +2,13 @@
 //! key swapped for the route's. The model named in the path is routed (and aliased)
 //! like any other.
 
-use super::Inbound;
-use crate::body::ResponseBody;
-use crate::compiled::CompiledConfig;
+use super::{Answer, Inbound};
 use crate::context::{Endpoint, RequestContext};
-use crate::error::GatewayError;
-use crate::exchange::{attempt, Call, Door, Exchange};
+use crate::exchange::{attempt, Door, Exchange};
 use crate::read::{token_count, Count};
-use crate::state::Services;
+use crate::state::Serving;
 use crate::upstream::paths::is_plain_segment;
-use http::{Method, Response};
+use http::Method;
 use serde::Deserialize;
 
 /// Model methods that generate or count; the rest of the API (files, tuning, caches)
@@ -90,15 +87,15 @@ fn parse(rest: &str) -> Option<ModelCall<'_>> {
 }
 
 pub async fn handle(
-    compiled: &CompiledConfig,
-    services: &Services,
+    serving: Serving<'_>,
     ctx: &mut RequestContext,
     inbound: Inbound<'_>,
-) -> Result<Response<ResponseBody>, GatewayError> {
+) -> Answer {
     let call = parse(inbound.rest)
         .filter(|_| inbound.method == Method::POST)
         .ok_or_else(|| inbound.not_found("/v1/gemini"))?;
-    let resolved = compiled
+    let resolved = serving
+        .compiled
         .routes
         .resolve(call.model, crate::resolve::forced_provider(inbound.headers))?;
     let door = Door::GeminiApi {
@@ -114,29 +111,11 @@ pub async fn handle(
     );
     let limits: RequestLimits = crate::read::read_request(&inbound.body)?;
     if let Some(Count(n)) = limits.contents {
-        crate::resolve::within_message_limit(&compiled.snapshot.gateway, n)?;
+        crate::resolve::within_message_limit(&serving.compiled.snapshot.gateway, n)?;
     }
     let max_output = limits.generation_config.and_then(|c| c.max_output_tokens);
-    crate::admission::admit(
-        compiled,
-        services,
-        ctx,
-        &resolved,
-        inbound.body.len(),
-        max_output,
-    )
-    .await?;
-    let call = Call {
-        door,
-        method: Method::POST,
-        model: call.model,
-        stream: ctx.stream(),
-        wants_usage_chunk: false,
-        headers: inbound.headers,
-        query: inbound.query,
-        body: &inbound.body,
-        default_max_tokens: compiled.snapshot.gateway.default_max_tokens,
-    };
+    super::admit(serving, ctx, &resolved, &inbound.body, max_output).await?;
+    let call = inbound.call(serving, ctx, door, call.model);
     attempt(&call, &resolved, ctx, false).await
 }
 

@@ -10,12 +10,12 @@ pub mod openai_chat;
 pub mod provider_api;
 
 use crate::body::ResponseBody;
-use crate::compiled::CompiledConfig;
 use crate::context::RequestContext;
 use crate::error::GatewayError;
-use crate::exchange::{fallback, Call};
+use crate::exchange::{fallback, Call, Door};
 use crate::resolve::Routed;
-use crate::state::Services;
+use crate::routing::Resolved;
+use crate::state::Serving;
 use bytes::Bytes;
 use http::{HeaderMap, Method, Response};
 
@@ -30,6 +30,9 @@ pub struct Inbound<'a> {
     pub body: Bytes,
 }
 
+/// What a door answers: the response, or the error to render in its caller's format.
+pub type Answer = Result<Response<ResponseBody>, GatewayError>;
+
 impl Inbound<'_> {
     fn not_found(&self, prefix: &str) -> GatewayError {
         GatewayError::NotFound {
@@ -37,16 +40,76 @@ impl Inbound<'_> {
             path: format!("{prefix}{}", self.rest),
         }
     }
+
+    /// The call as an exchange takes it, for `model` through `door`; a door changes
+    /// what differs (`stream`, `wants_usage_chunk`, the query it forwards).
+    fn call<'a>(
+        &'a self,
+        serving: Serving<'_>,
+        ctx: &RequestContext,
+        door: Door<'a>,
+        model: &'a str,
+    ) -> Call<'a> {
+        Call {
+            door,
+            method: self.method.clone(),
+            model,
+            stream: ctx.stream(),
+            wants_usage_chunk: false,
+            headers: self.headers,
+            query: self.query,
+            body: &self.body,
+            default_max_tokens: serving.compiled.snapshot.gateway.default_max_tokens,
+        }
+    }
+}
+
+/// The admit stage for a door's call: the caller's limits must fit its estimate.
+async fn admit(
+    serving: Serving<'_>,
+    ctx: &mut RequestContext,
+    resolved: &Resolved,
+    body: &Bytes,
+    max_output_tokens: Option<u64>,
+) -> Result<(), GatewayError> {
+    let Serving { compiled, services } = serving;
+    crate::admission::admit(
+        compiled,
+        services,
+        ctx,
+        resolved,
+        body.len(),
+        max_output_tokens,
+    )
+    .await
+}
+
+/// Routes a call by the model its body names, then admits it.
+async fn route_by_body(
+    serving: Serving<'_>,
+    ctx: &mut RequestContext,
+    inbound: &Inbound<'_>,
+) -> Result<Routed, GatewayError> {
+    let routed = crate::resolve::by_body(serving.compiled, ctx, inbound.headers, &inbound.body)?;
+    admit(
+        serving,
+        ctx,
+        &routed.resolved,
+        &inbound.body,
+        routed.max_output_tokens,
+    )
+    .await?;
+    Ok(routed)
 }
 
 /// A routed, admitted call: answered from the cache, or by the route's providers in turn.
 async fn serve_routed(
-    compiled: &CompiledConfig,
-    services: &Services,
+    serving: Serving<'_>,
     ctx: &mut RequestContext,
     call: &Call<'_>,
     routed: &Routed,
-) -> Result<Response<ResponseBody>, GatewayError> {
+) -> Answer {
+    let Serving { compiled, services } = serving;
     let lookup = crate::cache::lookup_for(
         &compiled.snapshot.cache,
         ctx,
@@ -62,6 +125,6 @@ async fn serve_routed(
             return Ok(answer);
         }
     }
-    let served = fallback::serve(compiled, services, ctx, call, routed).await;
+    let served = fallback::serve(serving, ctx, call, routed).await;
     crate::cache::into_cache(&services.cache, ctx, lookup.as_ref(), served)
 }

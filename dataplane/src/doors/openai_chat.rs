@@ -1,45 +1,28 @@
 //! `POST /v1/chat/completions` and `GET /v1/models`: the OpenAI chat API, served by
 //! every provider.
 
-use super::{serve_routed, Inbound};
+use super::{route_by_body, serve_routed, Answer, Inbound};
 use crate::body::{json_response, ResponseBody};
 use crate::compiled::CompiledConfig;
 use crate::context::{Endpoint, RequestContext};
-use crate::error::GatewayError;
 use crate::exchange::{Call, Door};
-use crate::state::Services;
-use http::{Method, Response, StatusCode};
+use crate::state::Serving;
+use http::{Response, StatusCode};
 use serde_json::json;
 
 pub async fn completions(
-    compiled: &CompiledConfig,
-    services: &Services,
+    serving: Serving<'_>,
     ctx: &mut RequestContext,
     inbound: Inbound<'_>,
-) -> Result<Response<ResponseBody>, GatewayError> {
+) -> Answer {
     ctx.calls(Endpoint::ChatCompletions);
-    let routed = crate::resolve::by_body(compiled, ctx, inbound.headers, &inbound.body)?;
-    crate::admission::admit(
-        compiled,
-        services,
-        ctx,
-        &routed.resolved,
-        inbound.body.len(),
-        routed.max_output_tokens,
-    )
-    .await?;
+    let routed = route_by_body(serving, ctx, &inbound).await?;
     let call = Call {
-        door: Door::OpenAiChat,
-        method: Method::POST,
-        model: &routed.model,
-        stream: ctx.stream(),
-        wants_usage_chunk: routed.wants_usage_chunk,
-        headers: inbound.headers,
         query: None,
-        body: &inbound.body,
-        default_max_tokens: compiled.snapshot.gateway.default_max_tokens,
+        wants_usage_chunk: routed.wants_usage_chunk,
+        ..inbound.call(serving, ctx, Door::OpenAiChat, &routed.model)
     };
-    serve_routed(compiled, services, ctx, &call, &routed).await
+    serve_routed(serving, ctx, &call, &routed).await
 }
 
 /// The models a caller can name: each route's exact names and each provider's listed

@@ -1,18 +1,17 @@
 //! `/v1/openai/*` and `/v1/ollama/*`: a provider's native API, forwarded as is with the
 //! provider's credentials in place of the caller's.
 
-use super::Inbound;
-use crate::body::ResponseBody;
+use super::{Answer, Inbound};
 use crate::compiled::CompiledConfig;
 use crate::context::{Endpoint, RequestContext};
 use crate::error::GatewayError;
 use crate::exchange::{attempt, Call, Door};
 use crate::resolve::{forced_provider, ModelPeek};
 use crate::routing::Resolved;
-use crate::state::Services;
+use crate::state::Serving;
 use crate::upstream::Upstream;
 use ai_gateway_snapshot::ProviderKind;
-use http::{Method, Response};
+use http::Method;
 use std::sync::Arc;
 
 /// Which providers a native surface reaches.
@@ -93,12 +92,12 @@ enum NativeCall {
 }
 
 pub async fn handle(
-    compiled: &CompiledConfig,
-    services: &Services,
+    serving: Serving<'_>,
     ctx: &mut RequestContext,
     family: Family,
     inbound: Inbound<'_>,
-) -> Result<Response<ResponseBody>, GatewayError> {
+) -> Answer {
+    let compiled = serving.compiled;
     let Some(kind) = family.call(&inbound.method, inbound.rest) else {
         return Err(inbound.not_found(&format!("/v1/{}", family.name())));
     };
@@ -136,28 +135,20 @@ pub async fn handle(
         Some(peek) => peek.max_output_tokens(),
         None => Some(0),
     };
-    crate::admission::admit(
-        compiled,
-        services,
-        ctx,
-        &resolved,
-        inbound.body.len(),
-        max_output,
-    )
-    .await?;
+    super::admit(serving, ctx, &resolved, &inbound.body, max_output).await?;
+    let wants_usage_chunk = peek
+        .as_ref()
+        .and_then(|p| p.stream_options.as_ref())
+        .is_some_and(|o| o.include_usage);
+    let model = client_model.as_deref().unwrap_or("");
     let call = Call {
-        door: Door::ProviderApi { path: inbound.rest },
-        method: inbound.method.clone(),
-        model: client_model.as_deref().unwrap_or(""),
-        stream: ctx.stream(),
-        wants_usage_chunk: peek
-            .as_ref()
-            .and_then(|p| p.stream_options.as_ref())
-            .is_some_and(|o| o.include_usage),
-        headers: inbound.headers,
-        query: inbound.query,
-        body: &inbound.body,
-        default_max_tokens: compiled.snapshot.gateway.default_max_tokens,
+        wants_usage_chunk,
+        ..inbound.call(
+            serving,
+            ctx,
+            Door::ProviderApi { path: inbound.rest },
+            model,
+        )
     };
     attempt(&call, &resolved, ctx, false).await
 }
@@ -191,11 +182,8 @@ fn choose(
     chosen
         .cloned()
         .map(|p| (p, model.map(str::to_string)))
-        .ok_or_else(|| GatewayError::UnknownProvider {
-            name: forced.unwrap_or(family.name()).to_string(),
-            known: candidates()
-                .map(|p| p.name.clone())
-                .collect::<Vec<_>>()
-                .join(", "),
+        .ok_or_else(|| {
+            let name = forced.unwrap_or(family.name());
+            GatewayError::unknown_provider(name, candidates().map(|p| &p.name))
         })
 }

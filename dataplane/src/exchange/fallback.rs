@@ -3,23 +3,22 @@
 
 use super::{attempt, Call};
 use crate::body::ResponseBody;
-use crate::compiled::CompiledConfig;
 use crate::context::RequestContext;
 use crate::error::GatewayError;
 use crate::resolve::Routed;
-use crate::state::Services;
+use crate::state::Serving;
 use http::Response;
 
 /// Serves a routed call from its provider, then from each fallback in turn; the
 /// request is re-pointed (audit, metrics, price) at each provider it moves on to.
 pub async fn serve(
-    compiled: &CompiledConfig,
-    services: &Services,
+    serving: Serving<'_>,
     ctx: &mut RequestContext,
     call: &Call<'_>,
     routed: &Routed,
 ) -> Result<Response<ResponseBody>, GatewayError> {
-    let mut fallbacks = compiled
+    let mut fallbacks = serving
+        .compiled
         .routes
         .fallbacks(&routed.model, &routed.resolved)
         .into_iter()
@@ -33,7 +32,10 @@ pub async fn serve(
                 let Some(next) = fallbacks.next() else {
                     return Err(e);
                 };
-                let price = services.prices.price(&next.provider, &next.upstream_model);
+                let price = serving
+                    .services
+                    .prices
+                    .price(&next.provider, &next.upstream_model);
                 ctx.failed_over(&next.provider.name, &next.upstream_model, price);
                 target = next;
             }

@@ -131,32 +131,29 @@ mod tests {
         }
     }
 
+    fn tokens(input: u64, output: u64, cache_read: u64, cache_write: u64) -> TokenUsage {
+        TokenUsage {
+            input,
+            output,
+            cache_read,
+            cache_write,
+        }
+    }
+
     #[test]
     fn cache_tokens_are_priced_at_their_own_rates() {
         // Claude Sonnet 4.5 list prices: $3 in, $15 out, $0.30 cache read, $3.75 cache write.
         let sonnet = price(3.0, 15.0, 0.30, 3.75);
-        let usage = TokenUsage {
-            input: 18,
-            output: 500,
-            cache_read: 2048,
-            cache_write: 312,
-        };
         // 18×3 + 500×15 + 2048×0.30 + 312×3.75 = 54 + 7500 + 614.4 + 1170 = 9338.4 µUSD
-        assert_eq!(cost_micros(&usage, &sonnet), 9338);
+        assert_eq!(cost_micros(&tokens(18, 500, 2048, 312), &sonnet), 9338);
     }
 
     #[test]
     fn openai_cached_input_is_not_charged_twice() {
         // GPT-4o: $2.50 in, $10 out, $1.25 cached input; usage from prompt_tokens 1200 with 1024 cached.
         let gpt4o = price(2.5, 10.0, 1.25, 0.0);
-        let usage = TokenUsage {
-            input: 176,
-            output: 80,
-            cache_read: 1024,
-            cache_write: 0,
-        };
         // 176×2.5 + 80×10 + 1024×1.25 = 440 + 800 + 1280 = 2520 µUSD
-        assert_eq!(cost_micros(&usage, &gpt4o), 2520);
+        assert_eq!(cost_micros(&tokens(176, 80, 1024, 0), &gpt4o), 2520);
     }
 
     #[test]

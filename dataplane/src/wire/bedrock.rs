@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// The Converse (and ConverseStream) request body.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ConverseRequest {
@@ -14,7 +15,6 @@ pub struct ConverseRequest {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub system: Vec<ContentBlock>,
     pub inference_config: InferenceConfig,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_config: Option<ToolConfig>,
 }
 
@@ -36,16 +36,13 @@ pub struct Message {
 
 /// One content block: exactly one of its members is set. A struct rather than an enum,
 /// so blocks the gateway does not know (reasoning, documents) are read, not refused.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ContentBlock {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub image: Option<ImageBlock>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_use: Option<ToolUse>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_result: Option<ToolResult>,
     #[serde(flatten)]
     pub rest: Map<String, Value>,
@@ -92,23 +89,21 @@ pub struct ToolResult {
     pub rest: Map<String, Value>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InferenceConfig {
     pub max_tokens: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub top_p: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_sequences: Option<Vec<String>>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ToolConfig {
     pub tools: Vec<Tool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_choice: Option<ToolChoice>,
 }
 
@@ -118,11 +113,11 @@ pub struct Tool {
     pub tool_spec: ToolSpec,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ToolSpec {
     pub name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     pub input_schema: InputSchema,
 }
@@ -142,38 +137,33 @@ pub enum ToolChoice {
 }
 
 /// The Converse answer.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ConverseResponse {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<Output>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_reason: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
     #[serde(flatten)]
     pub rest: Map<String, Value>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Output {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<Message>,
     #[serde(flatten)]
     pub rest: Map<String, Value>,
 }
 
 /// Token counts of a Converse answer or a stream's `metadata` event.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Usage {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub input_tokens: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub output_tokens: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_read_input_tokens: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_write_input_tokens: Option<u64>,
     #[serde(flatten)]
     pub rest: Map<String, Value>,
@@ -182,21 +172,21 @@ pub struct Usage {
 // ConverseStream event payloads, one per event type the translator acts on.
 // <https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_ConverseStreamOutput.html>
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ContentBlockStart {
     #[serde(default)]
     pub content_block_index: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub start: Option<BlockStart>,
     #[serde(flatten)]
     pub rest: Map<String, Value>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BlockStart {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_use: Option<ToolUseStart>,
     #[serde(flatten)]
     pub rest: Map<String, Value>,
@@ -211,23 +201,22 @@ pub struct ToolUseStart {
     pub rest: Map<String, Value>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ContentBlockDelta {
     #[serde(default)]
     pub content_block_index: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub delta: Option<BlockDelta>,
     #[serde(flatten)]
     pub rest: Map<String, Value>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BlockDelta {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_use: Option<ToolUseDelta>,
     #[serde(flatten)]
     pub rest: Map<String, Value>,
@@ -241,18 +230,18 @@ pub struct ToolUseDelta {
     pub rest: Map<String, Value>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageStop {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_reason: Option<String>,
     #[serde(flatten)]
     pub rest: Map<String, Value>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Metadata {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
     #[serde(flatten)]
     pub rest: Map<String, Value>,
@@ -260,9 +249,9 @@ pub struct Metadata {
 
 /// Any other event's payload (`messageStart`, the `…Exception` frames): untyped but
 /// for the message an exception carries.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Serialize, Deserialize)]
 pub struct OtherEvent {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     #[serde(flatten)]
     pub rest: Map<String, Value>,

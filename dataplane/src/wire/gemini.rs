@@ -7,24 +7,21 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// The generateContent (and streamGenerateContent) request body.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GenerateContentRequest {
     pub contents: Vec<Content>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub system_instruction: Option<Content>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub generation_config: Option<GenerationConfig>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub tools: Option<Vec<Tool>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_config: Option<ToolConfig>,
 }
 
 /// A turn; the system instruction is one without a role.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Content {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
     #[serde(default)]
     pub parts: Vec<Part>,
@@ -34,20 +31,15 @@ pub struct Content {
 
 /// One part: a single data member (text, inline data, call, response) set, plus the
 /// flags Gemini puts beside it (`thought`, `thoughtSignature`).
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Part {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub thought: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub thought_signature: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub inline_data: Option<Blob>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub function_call: Option<FunctionCall>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub function_response: Option<FunctionResponse>,
     #[serde(flatten)]
     pub rest: Map<String, Value>,
@@ -69,14 +61,13 @@ pub struct Blob {
     pub data: String,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Serialize, Deserialize)]
 pub struct FunctionCall {
     /// Set by some models only; the gateway makes one up otherwise.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     #[serde(default)]
     pub name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub args: Option<Value>,
     #[serde(flatten)]
     pub rest: Map<String, Value>,
@@ -90,16 +81,13 @@ pub struct FunctionResponse {
     pub rest: Map<String, Value>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GenerationConfig {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_output_tokens: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub top_p: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_sequences: Option<Vec<String>>,
 }
 
@@ -118,14 +106,13 @@ pub struct Tool {
     pub function_declarations: Vec<FunctionDeclaration>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FunctionDeclaration {
     pub name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// Full JSON Schema, as OpenAI tools declare it.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub parameters_json_schema: Option<Value>,
 }
 
@@ -135,11 +122,11 @@ pub struct ToolConfig {
     pub function_calling_config: FunctionCallingConfig,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FunctionCallingConfig {
     pub mode: FunctionCallingMode,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub allowed_function_names: Option<Vec<String>>,
 }
 
@@ -151,51 +138,45 @@ pub enum FunctionCallingMode {
 }
 
 /// A generateContent answer, or one chunk of its SSE stream.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GenerateContentResponse {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub candidates: Vec<Candidate>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub usage_metadata: Option<UsageMetadata>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub response_id: Option<String>,
     /// Set instead of the rest when a stream fails midway.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<Status>,
     #[serde(flatten)]
     pub rest: Map<String, Value>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Candidate {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<Content>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub finish_reason: Option<String>,
     #[serde(flatten)]
     pub rest: Map<String, Value>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UsageMetadata {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub prompt_token_count: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub cached_content_token_count: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub candidates_token_count: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub thoughts_token_count: Option<u64>,
     #[serde(flatten)]
     pub rest: Map<String, Value>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Status {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     #[serde(flatten)]
     pub rest: Map<String, Value>,
