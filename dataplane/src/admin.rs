@@ -37,7 +37,9 @@ pub async fn handle(
                 gw.services
                     .metrics
                     .circuit_open
-                    .get_or_create(&vec![("provider", p.name.clone())])
+                    .get_or_create(&crate::metrics::ProviderLabels {
+                        provider: p.name.clone(),
+                    })
                     .set(i64::from(
                         p.breaker.state(now) == crate::upstream::breaker::CircuitState::Open,
                     ));

@@ -169,10 +169,10 @@ fn refused(
     services
         .metrics
         .rate_limited
-        .get_or_create(&vec![
-            ("scope", refusal.scope.as_str().to_string()),
-            ("limit", refusal.kind.describe().replace(' ', "_")),
-        ])
+        .get_or_create(&crate::metrics::RateLimitLabels {
+            scope: refusal.scope.as_str(),
+            limit: refusal.kind.describe().replace(' ', "_"),
+        })
         .inc();
     ctx.quota_left(refusal.quota);
     let limit = match refusal.kind {

@@ -475,7 +475,7 @@ pub async fn answer_from_cache(
     let result = if hit.is_some() { "hit" } else { "miss" };
     metrics
         .cache_lookups
-        .get_or_create(&vec![("result", result.to_string())])
+        .get_or_create(&crate::metrics::CacheLabels { result })
         .inc();
     hit.map(|cached| replay(&cached, ctx))
 }

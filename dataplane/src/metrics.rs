@@ -3,6 +3,7 @@
 
 use crate::translate::TokenUsage;
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -12,25 +13,91 @@ use std::hash::{Hash, Hasher};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
-type Labels = Vec<(&'static str, String)>;
 type CostCounter = Counter<f64, AtomicU64>;
+
+/// One finished call: what served it, how it ended, and for whom.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub provider: String,
+    pub model: String,
+    pub endpoint: &'static str,
+    pub status: u16,
+    pub user: String,
+    pub team: String,
+}
+
+/// Who was served by what, for the series counted per caller.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallerLabels {
+    pub provider: String,
+    pub model: String,
+    pub user: String,
+    pub team: String,
+}
+
+/// A caller's tokens of one kind (`input`, `output`, `cache_read`, `cache_write`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenLabels {
+    pub gen_ai_token_type: &'static str,
+    #[prometheus(flatten)]
+    pub caller: CallerLabels,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelLabels {
+    pub provider: String,
+    pub model: String,
+}
+
+/// A 429: the scope of the limit reached and which of its limits.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RateLimitLabels {
+    pub scope: &'static str,
+    pub limit: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamErrorLabels {
+    pub provider: String,
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VersionLabels {
+    pub version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderLabels {
+    pub provider: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    pub status: u16,
+}
 
 pub struct Metrics {
     registry: Registry,
-    pub requests: Family<Labels, Counter>,
-    pub tokens: Family<Labels, Counter>,
-    pub cost_usd: Family<Labels, CostCounter>,
-    pub duration: Family<Labels, Histogram>,
-    pub ttft: Family<Labels, Histogram>,
-    pub rate_limited: Family<Labels, Counter>,
-    pub upstream_errors: Family<Labels, Counter>,
-    pub config_info: Family<Labels, Gauge>,
-    pub circuit_open: Family<Labels, Gauge>,
-    pub cache_lookups: Family<Labels, Counter>,
+    pub requests: Family<RequestLabels, Counter>,
+    pub tokens: Family<TokenLabels, Counter>,
+    pub cost_usd: Family<CallerLabels, CostCounter>,
+    pub duration: Family<ModelLabels, Histogram>,
+    pub ttft: Family<ModelLabels, Histogram>,
+    pub rate_limited: Family<RateLimitLabels, Counter>,
+    pub upstream_errors: Family<UpstreamErrorLabels, Counter>,
+    pub config_info: Family<VersionLabels, Gauge>,
+    pub circuit_open: Family<ProviderLabels, Gauge>,
+    pub cache_lookups: Family<CacheLabels, Counter>,
     pub audit_written: Counter,
     pub audit_failed: Counter,
     /// Requests answered before any provider was chosen (401, 404, 400 …), by status.
-    pub refused: Family<Labels, Counter>,
+    pub refused: Family<StatusLabels, Counter>,
     current_version: Mutex<Option<String>>,
     calls: RwLock<hashbrown::HashMap<CallKey, Arc<CallSeries>>>,
     models: LabelCap,
@@ -80,19 +147,19 @@ fn seconds_histogram() -> Histogram {
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::default();
-        let requests = Family::<Labels, Counter>::default();
-        let tokens = Family::<Labels, Counter>::default();
-        let cost_usd = Family::<Labels, CostCounter>::default();
-        let duration = Family::<Labels, Histogram>::new_with_constructor(seconds_histogram);
-        let ttft = Family::<Labels, Histogram>::new_with_constructor(seconds_histogram);
-        let rate_limited = Family::<Labels, Counter>::default();
-        let upstream_errors = Family::<Labels, Counter>::default();
-        let config_info = Family::<Labels, Gauge>::default();
-        let circuit_open = Family::<Labels, Gauge>::default();
-        let cache_lookups = Family::<Labels, Counter>::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        let tokens = Family::<TokenLabels, Counter>::default();
+        let cost_usd = Family::<CallerLabels, CostCounter>::default();
+        let duration = Family::<ModelLabels, Histogram>::new_with_constructor(seconds_histogram);
+        let ttft = Family::<ModelLabels, Histogram>::new_with_constructor(seconds_histogram);
+        let rate_limited = Family::<RateLimitLabels, Counter>::default();
+        let upstream_errors = Family::<UpstreamErrorLabels, Counter>::default();
+        let config_info = Family::<VersionLabels, Gauge>::default();
+        let circuit_open = Family::<ProviderLabels, Gauge>::default();
+        let cache_lookups = Family::<CacheLabels, Counter>::default();
         let audit_written = Counter::default();
         let audit_failed = Counter::default();
-        let refused = Family::<Labels, Counter>::default();
+        let refused = Family::<StatusLabels, Counter>::default();
         registry.register(
             "ai_gateway_refused_requests",
             "Requests answered before a provider was chosen, by status",
@@ -190,11 +257,13 @@ impl Metrics {
             .unwrap_or_else(|p| p.into_inner());
         if let Some(old) = current.take() {
             self.config_info
-                .get_or_create(&vec![("version", old)])
+                .get_or_create(&VersionLabels { version: old })
                 .set(0);
         }
         self.config_info
-            .get_or_create(&vec![("version", version.to_string())])
+            .get_or_create(&VersionLabels {
+                version: version.to_string(),
+            })
             .set(1);
         *current = Some(version.to_string());
     }
@@ -225,21 +294,21 @@ impl Metrics {
         {
             return series.clone();
         }
-        let by_model = vec![
-            ("provider", key.provider.clone()),
-            ("model", key.model.clone()),
-        ];
+        let by_model = ModelLabels {
+            provider: key.provider.clone(),
+            model: key.model.clone(),
+        };
         let series = Arc::new(CallSeries {
             requests: self
                 .requests
-                .get_or_create(&vec![
-                    ("provider", key.provider.clone()),
-                    ("model", key.model.clone()),
-                    ("endpoint", key.endpoint.to_string()),
-                    ("status", key.status.to_string()),
-                    ("user", key.user.clone()),
-                    ("team", key.team.clone()),
-                ])
+                .get_or_create(&RequestLabels {
+                    provider: key.provider.clone(),
+                    model: key.model.clone(),
+                    endpoint: key.endpoint,
+                    status: key.status,
+                    user: key.user.clone(),
+                    team: key.team.clone(),
+                })
                 .clone(),
             duration: self.duration.get_or_create(&by_model).clone(),
             ttft: self.ttft.get_or_create(&by_model).clone(),
@@ -282,13 +351,13 @@ struct CallKey {
 
 impl CallKey {
     /// Who was served by what, for the series counted per caller (tokens, cost).
-    fn caller_labels(&self) -> Labels {
-        vec![
-            ("provider", self.provider.clone()),
-            ("model", self.model.clone()),
-            ("user", self.user.clone()),
-            ("team", self.team.clone()),
-        ]
+    fn caller_labels(&self) -> CallerLabels {
+        CallerLabels {
+            provider: self.provider.clone(),
+            model: self.model.clone(),
+            user: self.user.clone(),
+            team: self.team.clone(),
+        }
     }
 
     fn labels(&self) -> CallLabels<'_> {
@@ -366,11 +435,13 @@ impl CallSeries {
         &self,
         metrics: &Metrics,
         cell: &'a OnceLock<Counter>,
-        name: &str,
+        name: &'static str,
     ) -> &'a Counter {
         cell.get_or_init(|| {
-            let mut labels = vec![("gen_ai_token_type", name.to_string())];
-            labels.extend(self.key.caller_labels());
+            let labels = TokenLabels {
+                gen_ai_token_type: name,
+                caller: self.key.caller_labels(),
+            };
             metrics.tokens.get_or_create(&labels).clone()
         })
     }

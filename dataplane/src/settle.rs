@@ -5,7 +5,7 @@
 use crate::audit::AuditRecord;
 use crate::context::RequestContext;
 use crate::limits::{Demand, ModelUsage, Reservation, Windows};
-use crate::metrics::CallLabels;
+use crate::metrics::{CallLabels, StatusLabels, UpstreamErrorLabels};
 use crate::pricing::cost_micros;
 use crate::state::Services;
 use bytes::Bytes;
@@ -145,15 +145,17 @@ impl Settlement {
         } else {
             // Refused before routing: no caller-chosen name becomes a label.
             m.refused
-                .get_or_create(&vec![("status", self.status.to_string())])
+                .get_or_create(&StatusLabels {
+                    status: self.status,
+                })
                 .inc();
         }
         if let Some(kind) = self.error.filter(|k| k.starts_with("upstream")) {
             m.upstream_errors
-                .get_or_create(&vec![
-                    ("provider", provider.to_string()),
-                    ("kind", kind.to_string()),
-                ])
+                .get_or_create(&UpstreamErrorLabels {
+                    provider: provider.to_string(),
+                    kind,
+                })
                 .inc();
         }
 
