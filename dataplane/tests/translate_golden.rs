@@ -3,7 +3,7 @@
 //! a case; `INSTA_UPDATE=always cargo test` writes its snapshot for review.
 
 use ai_gateway::exchange::{
-    anthropic_openai, openai_anthropic, openai_bedrock, openai_gemini, Target,
+    anthropic_bedrock, anthropic_openai, openai_anthropic, openai_bedrock, openai_gemini, Target,
 };
 use ai_gateway::translate::{SseOut, StreamTranslator};
 use ai_gateway::wire::{anthropic, bedrock, gemini, openai};
@@ -191,29 +191,33 @@ fn bedrock_converse_responses_to_openai() {
     });
 }
 
+/// Runs a recorded AWS event stream through a translator, frame by frame as the gateway
+/// feeds it (each event's type, or its exception type, with the JSON payload).
+fn translate_frames(path: &Path, mut translator: Box<dyn StreamTranslator>) -> String {
+    use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
+    let mut buf = bytes::BytesMut::from(&std::fs::read(path).expect("fixture")[..]);
+    let mut decoder = MessageFrameDecoder::new();
+    let mut out = SseOut::default();
+    while let Ok(DecodedFrame::Complete(m)) = decoder.decode_frame(&mut buf) {
+        let name = m
+            .headers()
+            .iter()
+            .find(|h| h.name().as_str() == ":event-type" || h.name().as_str() == ":exception-type")
+            .and_then(|h| h.value().as_string().ok())
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default();
+        translator.on_event(&name, &String::from_utf8_lossy(m.payload()), &mut out);
+    }
+    translator.finish(None, &mut out);
+    render_sse(&out.take())
+}
+
 #[test]
 fn bedrock_converse_streams_to_openai() {
-    use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
     insta::glob!("fixtures/upstream/bedrock/converse_stream*.bin", |path| {
-        let mut buf = bytes::BytesMut::from(&std::fs::read(path).expect("fixture")[..]);
-        let mut decoder = MessageFrameDecoder::new();
-        let mut translator = openai_bedrock::StreamToOpenAi::new("claude-sonnet-4-5", true);
-        let mut out = SseOut::default();
-        while let Ok(DecodedFrame::Complete(m)) = decoder.decode_frame(&mut buf) {
-            let name = m
-                .headers()
-                .iter()
-                .find(|h| {
-                    h.name().as_str() == ":event-type" || h.name().as_str() == ":exception-type"
-                })
-                .and_then(|h| h.value().as_string().ok())
-                .map(|s| s.as_str().to_string())
-                .unwrap_or_default();
-            translator.on_event(&name, &String::from_utf8_lossy(m.payload()), &mut out);
-        }
-        translator.finish(None, &mut out);
+        let translator = openai_bedrock::StreamToOpenAi::new("claude-sonnet-4-5", true);
         // The chunk id is generated per stream; everything else is fixed by the fixture.
-        let rendered: Vec<String> = render_sse(&out.take())
+        let rendered: Vec<String> = translate_frames(path, Box::new(translator))
             .lines()
             .map(|line| {
                 match line
@@ -230,6 +234,36 @@ fn bedrock_converse_streams_to_openai() {
             .collect();
         insta::assert_snapshot!(rendered.join("\n"));
     });
+}
+
+#[test]
+fn anthropic_requests_to_bedrock_invoke() {
+    insta::glob!("fixtures/requests/anthropic/*.json", |path| {
+        let body = std::fs::read(path).expect("fixture readable");
+        let messages = anthropic_bedrock::Messages {
+            body: &body,
+            // Claude Code's flags: only those Bedrock knows may travel.
+            anthropic_beta: Some("claude-code-20250219,interleaved-thinking-2025-05-14"),
+        };
+        let target = target(
+            "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+            ProviderKind::Bedrock,
+        );
+        let out = anthropic_bedrock::request(&messages, &target).expect("translates");
+        let out: Value = serde_json::from_slice(&out).expect("JSON");
+        insta::assert_snapshot!(pretty(&out));
+    });
+}
+
+#[test]
+fn bedrock_invoke_streams_to_messages() {
+    insta::glob!(
+        "fixtures/upstream/bedrock/invoke_anthropic_stream*.bin",
+        |path| {
+            let translator = anthropic_bedrock::InvokeStreamToMessages::default();
+            insta::assert_snapshot!(translate_frames(path, Box::new(translator)));
+        }
+    );
 }
 
 /// Gemini names no call ids, so the gateway mints random ones: pin them for snapshots.
