@@ -1,8 +1,9 @@
 //! The ai-gateway data plane.
 //!
-//! A request moves through small stages, each in its own module: the server accepts
-//! it, routing picks a provider, a surface adapts it (passing it through or
-//! translating it), upstream sends it and streams the answer back.
+//! A request moves through named stages, each in its own module: accept (`server`),
+//! `authenticate`, `read`, a door (`doors`) that `resolve`s the route, `admission`,
+//! `cache`, the `exchange` with the provider (passed through or translated, with retry,
+//! breaker and fallback), `respond`, and `settle`. `ARCHITECTURE.md` is the map.
 
 pub mod admin;
 pub mod admission;
