@@ -8,8 +8,14 @@ use crate::translate::to_openai::assistant_message;
 use crate::translate::{finish_reasons, SseOut, StreamTranslator, TokenUsage, TranslateError};
 use crate::upstream::Upstream;
 use crate::upstream::UpstreamRequest;
-use crate::wire::anthropic::{Block, Content, ImageSource, MessagesRequest, Role, ToolChoice};
-use crate::wire::openai::{ChatChunk, ChatCompletion};
+use crate::wire::anthropic::{
+    self, AnswerEvent, AssistantMessage, Block, BlockDelta, Content, ErrorDetail, ImageSource,
+    MessageDeltaBody, MessagesRequest, Role, ToolChoice,
+};
+use crate::wire::openai::{
+    self, ChatChunk, ChatCompletion, ChatContent, ChatMessage, ChatRequest, ChatTool, ContentPart,
+    FunctionDefinition, ImageUrl, OneOrMany, StreamOptions,
+};
 use ai_gateway_snapshot::ProviderKind;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -54,100 +60,102 @@ pub fn usage(answer: &ChatCompletion) -> Option<TokenUsage> {
     answer.usage.as_ref().map(TokenUsage::from_openai)
 }
 
+/// Built typed, sent as a `Value`, as `openai_bedrock::request` is.
 pub fn request(req: &MessagesRequest, target: &Target<'_>) -> Result<Value, TranslateError> {
-    let mut messages: Vec<Value> = Vec::new();
+    let body = chat_request(req, target)?;
+    serde_json::to_value(body).map_err(|e| TranslateError::new("body", e.to_string()))
+}
+
+fn chat_request(req: &MessagesRequest, target: &Target<'_>) -> Result<ChatRequest, TranslateError> {
+    let mut messages: Vec<ChatMessage> = Vec::new();
     if let Some(system) = &req.system {
         let text = system.joined_text();
         if !text.is_empty() {
-            messages.push(json!({"role": "system", "content": text}));
+            messages.push(ChatMessage::text(openai::Role::System, text));
         }
     }
     for (i, msg) in req.messages.iter().enumerate() {
         match (&msg.content, msg.role) {
             (Content::Text(text), Role::User) => {
-                messages.push(json!({"role": "user", "content": text}))
+                messages.push(ChatMessage::text(openai::Role::User, text))
             }
             (Content::Text(text), Role::Assistant) => {
-                messages.push(json!({"role": "assistant", "content": text}))
+                messages.push(ChatMessage::text(openai::Role::Assistant, text))
             }
             (Content::Blocks(blocks), Role::User) => user_turn(blocks, i, &mut messages)?,
             (Content::Blocks(blocks), Role::Assistant) => messages.push(assistant_message(blocks)),
-            (content, Role::System) => {
-                messages.push(json!({"role": "system", "content": content.joined_text()}))
-            }
+            (content, Role::System) => messages.push(ChatMessage::text(
+                openai::Role::System,
+                content.joined_text(),
+            )),
         }
     }
 
-    let mut body = Map::new();
-    body.insert("model".into(), json!(target.model));
-    body.insert("messages".into(), Value::Array(messages));
-    if let Some(max) = req.max_tokens {
-        let field = match MaxTokensField::of(target.kind) {
-            MaxTokensField::MaxTokens => "max_tokens",
-            MaxTokensField::MaxCompletionTokens => "max_completion_tokens",
-        };
-        body.insert(field.into(), json!(target.output_tokens(max)));
-    }
-    if let Some(t) = req.temperature {
-        body.insert("temperature".into(), json!(t));
-    }
-    if let Some(p) = req.top_p {
-        body.insert("top_p".into(), json!(p));
-    }
-    if let Some(stop) = &req.stop_sequences {
-        if !stop.is_empty() {
-            body.insert("stop".into(), json!(stop));
-        }
-    }
+    let max_tokens = req.max_tokens.map(|max| target.output_tokens(max));
+    let field = MaxTokensField::of(target.kind);
     // Server tools (web search …) have no schema: only Anthropic can run them.
-    let tools: Vec<Value> = req
+    let tools: Vec<ChatTool> = req
         .tools
         .iter()
         .flatten()
         .filter_map(|t| {
-            let schema = t.input_schema.clone()?;
-            let mut function = json!({"name": t.name, "parameters": schema});
-            if let Some(d) = &t.description {
-                function["description"] = json!(d);
-            }
-            Some(json!({"type": "function", "function": function}))
+            Some(ChatTool {
+                function: FunctionDefinition {
+                    name: t.name.clone(),
+                    description: t.description.clone(),
+                    parameters: Some(t.input_schema.clone()?),
+                },
+            })
         })
         .collect();
-    let has_tools = !tools.is_empty();
-    if has_tools {
-        body.insert("tools".into(), Value::Array(tools));
-    }
-    if let (Some(choice), true) = (&req.tool_choice, has_tools) {
-        let (choice, no_parallel) = match choice {
-            ToolChoice::Auto {
-                disable_parallel_tool_use,
-            } => (json!("auto"), *disable_parallel_tool_use),
-            ToolChoice::Any {
-                disable_parallel_tool_use,
-            } => (json!("required"), *disable_parallel_tool_use),
-            ToolChoice::Tool {
-                name,
-                disable_parallel_tool_use,
-            } => (
-                json!({"type": "function", "function": {"name": name}}),
-                *disable_parallel_tool_use,
-            ),
-            ToolChoice::None => (json!("none"), false),
-        };
-        body.insert("tool_choice".into(), choice);
-        if no_parallel {
-            body.insert("parallel_tool_calls".into(), json!(false));
-        }
-    }
-    if let Some(user) = req.metadata.as_ref().and_then(|m| m.user_id.as_ref()) {
-        body.insert("user".into(), json!(user));
-    }
-    if req.stream {
-        body.insert("stream".into(), json!(true));
+    let (tool_choice, no_parallel) = match (&req.tool_choice, tools.is_empty()) {
+        (Some(choice), false) => tool_choice(choice),
+        _ => (None, false),
+    };
+    Ok(ChatRequest {
+        model: target.model.to_string(),
+        messages,
+        stream: req.stream,
         // The gateway meters every stream, so it always asks for the usage chunk.
-        body.insert("stream_options".into(), json!({"include_usage": true}));
-    }
-    Ok(Value::Object(body))
+        stream_options: req.stream.then_some(StreamOptions {
+            include_usage: true,
+        }),
+        max_tokens: max_tokens.filter(|_| field == MaxTokensField::MaxTokens),
+        max_completion_tokens: max_tokens.filter(|_| field == MaxTokensField::MaxCompletionTokens),
+        temperature: req.temperature,
+        top_p: req.top_p,
+        stop: req
+            .stop_sequences
+            .clone()
+            .filter(|stop| !stop.is_empty())
+            .map(OneOrMany::Many),
+        tools: (!tools.is_empty()).then_some(tools),
+        tool_choice,
+        parallel_tool_calls: no_parallel.then_some(false),
+        user: req.metadata.as_ref().and_then(|m| m.user_id.clone()),
+        n: None,
+    })
+}
+
+/// The chat `tool_choice` for a Messages one, and whether it asked for one call at a time.
+fn tool_choice(choice: &ToolChoice) -> (Option<Value>, bool) {
+    let (choice, no_parallel) = match choice {
+        ToolChoice::Auto {
+            disable_parallel_tool_use,
+        } => (Value::from("auto"), *disable_parallel_tool_use),
+        ToolChoice::Any {
+            disable_parallel_tool_use,
+        } => (Value::from("required"), *disable_parallel_tool_use),
+        ToolChoice::Tool {
+            name,
+            disable_parallel_tool_use,
+        } => (
+            json!({"type": "function", "function": {"name": name}}),
+            *disable_parallel_tool_use,
+        ),
+        ToolChoice::None => (Value::from("none"), false),
+    };
+    (Some(choice), no_parallel)
 }
 
 /// One Anthropic user turn becomes the `tool` messages answering the previous
@@ -155,12 +163,12 @@ pub fn request(req: &MessagesRequest, target: &Target<'_>) -> Result<Value, Tran
 fn user_turn(
     blocks: &[Block],
     turn: usize,
-    messages: &mut Vec<Value>,
+    messages: &mut Vec<ChatMessage>,
 ) -> Result<(), TranslateError> {
-    let mut parts: Vec<Value> = Vec::new();
+    let mut parts: Vec<ContentPart> = Vec::new();
     for (j, block) in blocks.iter().enumerate() {
         match block {
-            Block::Text { text } => parts.push(json!({"type": "text", "text": text})),
+            Block::Text { text } => parts.push(ContentPart::Text { text: text.clone() }),
             Block::Image { source } => parts.push(image_part(source).ok_or_else(|| {
                 TranslateError::new(
                     format!("messages[{turn}].content[{j}].source"),
@@ -179,8 +187,7 @@ fn user_turn(
                 if *is_error && !text.starts_with("Error") {
                     text = format!("Error: {text}");
                 }
-                messages
-                    .push(json!({"role": "tool", "tool_call_id": tool_use_id, "content": text}));
+                messages.push(ChatMessage::tool_result(tool_use_id, text));
                 // Images a tool returned ride along in the user message that follows.
                 if let Some(Content::Blocks(inner)) = content {
                     parts.extend(inner.iter().filter_map(|b| match b {
@@ -195,24 +202,30 @@ fn user_turn(
     if parts.is_empty() {
         return Ok(());
     }
-    let only_text = parts.iter().all(|p| p["type"] == "text");
-    let content = if only_text {
-        let texts: Vec<&str> = parts.iter().filter_map(|p| p["text"].as_str()).collect();
-        json!(texts.join("\n\n"))
-    } else {
-        Value::Array(parts)
+    let texts: Option<Vec<&str>> = parts
+        .iter()
+        .map(|p| match p {
+            ContentPart::Text { text } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    let content = match texts {
+        Some(texts) => ChatContent::Text(texts.join("\n\n")),
+        None => ChatContent::Parts(parts),
     };
-    messages.push(json!({"role": "user", "content": content}));
+    messages.push(ChatMessage::new(openai::Role::User, content));
     Ok(())
 }
 
-fn image_part(source: &ImageSource) -> Option<Value> {
+fn image_part(source: &ImageSource) -> Option<ContentPart> {
     let url = match source {
         ImageSource::Base64 { media_type, data } => format!("data:{media_type};base64,{data}"),
         ImageSource::Url { url } => url.clone(),
         ImageSource::Other => return None,
     };
-    Some(json!({"type": "image_url", "image_url": {"url": url}}))
+    Some(ContentPart::ImageUrl {
+        image_url: ImageUrl { url },
+    })
 }
 
 /// Arguments a model produced that are not a JSON object still reach the client, as a
@@ -232,7 +245,7 @@ pub fn response(resp: &ChatCompletion, client_model: &str) -> Result<Value, Tran
         .choices
         .first()
         .ok_or_else(|| TranslateError::new("choices", "the upstream returned no choices"))?;
-    let mut content = Vec::new();
+    let mut content: Vec<Block> = Vec::new();
     let text = choice
         .message
         .content
@@ -240,13 +253,16 @@ pub fn response(resp: &ChatCompletion, client_model: &str) -> Result<Value, Tran
         .or(choice.message.refusal.as_deref())
         .unwrap_or("");
     if !text.is_empty() {
-        content.push(json!({"type": "text", "text": text}));
+        content.push(Block::Text {
+            text: text.to_string(),
+        });
     }
     for call in choice.message.tool_calls.iter().flatten() {
-        content.push(json!({
-            "type": "tool_use", "id": call.id, "name": call.function.name,
-            "input": tool_input(&call.function.arguments),
-        }));
+        content.push(Block::ToolUse {
+            id: call.id.clone(),
+            name: call.function.name.clone(),
+            input: tool_input(&call.function.arguments),
+        });
     }
     let usage = resp
         .usage
@@ -258,19 +274,48 @@ pub fn response(resp: &ChatCompletion, client_model: &str) -> Result<Value, Tran
         .tool_calls
         .as_ref()
         .is_some_and(|c| !c.is_empty());
-    Ok(json!({
-        "id": anthropic_message_id(&resp.id),
-        "type": "message",
-        "role": "assistant",
-        "model": client_model,
-        "content": content,
-        "stop_reason": match finish_reasons::openai_to_anthropic(choice.finish_reason.as_deref()) {
-            "end_turn" if has_tool_calls => "tool_use",
-            reason => reason,
-        },
-        "stop_sequence": null,
-        "usage": usage.to_anthropic(),
-    }))
+    let stop_reason = match finish_reasons::openai_to_anthropic(choice.finish_reason.as_deref()) {
+        "end_turn" if has_tool_calls => "tool_use",
+        reason => reason,
+    };
+    let answer = assistant_answer(
+        &resp.id,
+        client_model,
+        content,
+        Some(stop_reason),
+        full_usage(usage),
+    );
+    serde_json::to_value(answer).map_err(|e| TranslateError::new("body", e.to_string()))
+}
+
+/// The assistant message of an answer, or (empty, without a stop reason) of a stream's
+/// `message_start`.
+fn assistant_answer(
+    upstream_id: &str,
+    client_model: &str,
+    content: Vec<Block>,
+    stop_reason: Option<&'static str>,
+    usage: anthropic::Usage,
+) -> AssistantMessage {
+    AssistantMessage {
+        id: anthropic_message_id(upstream_id),
+        role: Role::Assistant,
+        model: client_model.to_string(),
+        content,
+        stop_reason,
+        stop_sequence: None,
+        usage,
+    }
+}
+
+/// Every count, as Anthropic reports a finished answer's usage.
+fn full_usage(u: TokenUsage) -> anthropic::Usage {
+    anthropic::Usage {
+        input_tokens: Some(u.input),
+        output_tokens: Some(u.output),
+        cache_creation_input_tokens: Some(u.cache_write),
+        cache_read_input_tokens: Some(u.cache_read),
+    }
 }
 
 fn anthropic_message_id(upstream_id: &str) -> String {
@@ -325,19 +370,13 @@ impl StreamToAnthropic {
             return;
         }
         self.started = true;
-        out.event(
-            "message_start",
-            &json!({"type": "message_start", "message": {
-                "id": anthropic_message_id(id),
-                "type": "message",
-                "role": "assistant",
-                "model": self.client_model,
-                "content": [],
-                "stop_reason": null,
-                "stop_sequence": null,
-                "usage": {"input_tokens": self.estimated_input, "output_tokens": 0},
-            }}),
-        );
+        let usage = anthropic::Usage {
+            input_tokens: Some(self.estimated_input),
+            output_tokens: Some(0),
+            ..anthropic::Usage::default()
+        };
+        let message = assistant_answer(id, &self.client_model, Vec::new(), None, usage);
+        emit(out, AnswerEvent::MessageStart { message });
     }
 
     fn close_open(&mut self, out: &mut SseOut) {
@@ -345,10 +384,7 @@ impl StreamToAnthropic {
             let index = match open {
                 OpenBlock::Text(i) | OpenBlock::Tool { block: i, .. } => i,
             };
-            out.event(
-                "content_block_stop",
-                &json!({"type": "content_block_stop", "index": index}),
-            );
+            emit(out, AnswerEvent::ContentBlockStop { index });
         }
     }
 
@@ -360,19 +396,23 @@ impl StreamToAnthropic {
                 let i = self.next_block;
                 self.next_block += 1;
                 self.open = Some(OpenBlock::Text(i));
-                out.event(
-                    "content_block_start",
-                    &json!({"type": "content_block_start", "index": i,
-                            "content_block": {"type": "text", "text": ""}}),
+                let content_block = Block::Text {
+                    text: String::new(),
+                };
+                emit(
+                    out,
+                    AnswerEvent::ContentBlockStart {
+                        index: i,
+                        content_block,
+                    },
                 );
                 i
             }
         };
-        out.event(
-            "content_block_delta",
-            &json!({"type": "content_block_delta", "index": index,
-                    "delta": {"type": "text_delta", "text": text}}),
-        );
+        let delta = BlockDelta::TextDelta {
+            text: text.to_string(),
+        };
+        emit(out, AnswerEvent::ContentBlockDelta { index, delta });
     }
 
     fn tool_fragment(&mut self, call: &crate::wire::openai::ToolCallDelta, out: &mut SseOut) {
@@ -403,21 +443,32 @@ impl StreamToAnthropic {
                     .clone()
                     .unwrap_or_else(|| format!("toolu_{}", uuid::Uuid::new_v4().simple()));
                 self.tool_ids.insert(call.index, id.clone());
-                let name = function.and_then(|f| f.name.clone()).unwrap_or_default();
-                out.event(
-                    "content_block_start",
-                    &json!({"type": "content_block_start", "index": b,
-                            "content_block": {"type": "tool_use", "id": id, "name": name, "input": {}}}),
+                let content_block = Block::ToolUse {
+                    id,
+                    name: function.and_then(|f| f.name.clone()).unwrap_or_default(),
+                    input: Value::Object(Map::new()),
+                };
+                emit(
+                    out,
+                    AnswerEvent::ContentBlockStart {
+                        index: b,
+                        content_block,
+                    },
                 );
                 b
             }
         };
         if let Some(args) = function.and_then(|f| f.arguments.as_deref()) {
             if !args.is_empty() {
-                out.event(
-                    "content_block_delta",
-                    &json!({"type": "content_block_delta", "index": block,
-                            "delta": {"type": "input_json_delta", "partial_json": args}}),
+                let delta = BlockDelta::InputJsonDelta {
+                    partial_json: args.to_string(),
+                };
+                emit(
+                    out,
+                    AnswerEvent::ContentBlockDelta {
+                        index: block,
+                        delta,
+                    },
                 );
             }
         }
@@ -433,15 +484,35 @@ impl StreamToAnthropic {
             input: self.estimated_input,
             ..TokenUsage::default()
         });
-        out.event(
-            "message_delta",
-            &json!({"type": "message_delta",
-                    "delta": {"stop_reason": self.stop_reason.unwrap_or("end_turn"), "stop_sequence": null},
-                    "usage": usage.to_anthropic()}),
+        let delta = MessageDeltaBody {
+            stop_reason: Some(self.stop_reason.unwrap_or("end_turn").to_string()),
+            stop_sequence: None,
+        };
+        emit(
+            out,
+            AnswerEvent::MessageDelta {
+                delta,
+                usage: Some(full_usage(usage)),
+            },
         );
-        out.event("message_stop", &json!({"type": "message_stop"}));
+        emit(out, AnswerEvent::MessageStop);
         self.ended = true;
     }
+
+    /// Ends the stream with an `error` event; nothing follows it.
+    fn fail(&mut self, message: String, out: &mut SseOut) {
+        let error = ErrorDetail {
+            kind: "api_error".to_string(),
+            message,
+        };
+        emit(out, AnswerEvent::Error { error });
+        self.ended = true;
+    }
+}
+
+/// One event, named by its type as Anthropic names them.
+fn emit(out: &mut SseOut, event: AnswerEvent) {
+    out.event(event.name(), &event);
 }
 
 impl StreamTranslator for StreamToAnthropic {
@@ -457,11 +528,7 @@ impl StreamTranslator for StreamToAnthropic {
         // Every chunk field is optional, so an error document must be recognised first.
         if let Ok(e) = serde_json::from_str::<crate::wire::openai::ErrorEnvelope>(data) {
             self.start("", out);
-            out.event(
-                "error",
-                &json!({"type": "error", "error": {"type": "api_error", "message": e.error.message()}}),
-            );
-            self.ended = true;
+            self.fail(e.error.message().to_string(), out);
             return;
         }
         let Ok(chunk) = serde_json::from_str::<ChatChunk>(data) else {
@@ -496,12 +563,10 @@ impl StreamTranslator for StreamToAnthropic {
             return;
         }
         let reason = failure.unwrap_or("the upstream closed the stream early");
-        out.event(
-            "error",
-            &json!({"type": "error", "error": {"type": "api_error",
-                    "message": format!("upstream stream ended before the response was complete: {reason}")}}),
+        self.fail(
+            format!("upstream stream ended before the response was complete: {reason}"),
+            out,
         );
-        self.ended = true;
     }
 
     fn usage(&self) -> TokenUsage {

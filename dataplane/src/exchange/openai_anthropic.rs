@@ -5,16 +5,21 @@
 use super::{Call, Target};
 use crate::error::GatewayError;
 use crate::translate::from_openai::{content_parts, push_turn, PartStyle};
-use crate::translate::to_openai::{chat_completion, ChunkWriter};
+use crate::translate::to_openai::{assistant_message, chat_completion, ChunkWriter};
 use crate::translate::{finish_reasons, SseOut, StreamTranslator, TokenUsage, TranslateError};
 use crate::upstream::UpstreamRequest;
-use crate::wire::anthropic::{self, Block, StreamEvent};
-use crate::wire::openai::{ChatRequest, Role};
-use serde_json::{json, Map, Value};
+use crate::wire::anthropic::{
+    self, Block, Content, ImageSource, Message, MessagesRequest, Metadata, StreamEvent, Tool,
+    ToolChoice,
+};
+use crate::wire::openai::{ChatRequest, ChunkDelta, Role};
+use serde_json::{json, Value};
 use std::collections::HashMap;
 
-const STYLE: PartStyle = PartStyle {
-    text: |t| json!({"type": "text", "text": t}),
+const STYLE: PartStyle<Block> = PartStyle {
+    text: |t| Block::Text {
+        text: t.to_string(),
+    },
     image: image_block,
     image_rule: "must be an http(s) URL or a base64 data URL",
 };
@@ -39,31 +44,36 @@ pub fn usage(answer: &anthropic::MessageResponse) -> Option<TokenUsage> {
     Some(TokenUsage::from_anthropic(&answer.usage))
 }
 
+/// Built typed, sent as a `Value`, as `openai_bedrock::request` is.
 pub fn request(req: &ChatRequest, target: &Target<'_>) -> Result<Value, TranslateError> {
+    let body = messages_request(req, target)?;
+    serde_json::to_value(body).map_err(|e| TranslateError::new("body", e.to_string()))
+}
+
+fn messages_request(
+    req: &ChatRequest,
+    target: &Target<'_>,
+) -> Result<MessagesRequest, TranslateError> {
     req.require_single_choice()?;
-    let mut system: Vec<Value> = Vec::new();
-    let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
+    let mut system: Vec<Block> = Vec::new();
+    let mut turns: Vec<(anthropic::Role, Vec<Block>)> = Vec::new();
     for (i, msg) in req.messages.iter().enumerate() {
         let at = format!("messages[{i}]");
+        let blocks = || content_parts(msg.content.as_ref(), &at, &STYLE);
         match msg.role {
             Role::System | Role::Developer => {
-                for block in content_parts(msg.content.as_ref(), &at, &STYLE)? {
-                    if block["type"] != "text" {
-                        return Err(TranslateError::new(
-                            &at,
-                            "system messages may hold text only",
-                        ));
-                    }
-                    system.push(block);
+                let blocks = blocks()?;
+                if !blocks.iter().all(|b| matches!(b, Block::Text { .. })) {
+                    return Err(TranslateError::new(
+                        &at,
+                        "system messages may hold text only",
+                    ));
                 }
+                system.extend(blocks);
             }
-            Role::User => push_turn(
-                &mut turns,
-                "user",
-                content_parts(msg.content.as_ref(), &at, &STYLE)?,
-            ),
+            Role::User => push_turn(&mut turns, anthropic::Role::User, blocks()?),
             Role::Assistant => {
-                let mut blocks = content_parts(msg.content.as_ref(), &at, &STYLE)?;
+                let mut blocks = blocks()?;
                 for (j, call) in msg.tool_calls.iter().flatten().enumerate() {
                     let input = call
                         .function
@@ -75,91 +85,82 @@ pub fn request(req: &ChatRequest, target: &Target<'_>) -> Result<Value, Translat
                                 "is not a JSON object",
                             )
                         })?;
-                    blocks.push(json!({
-                        "type": "tool_use", "id": call.id, "name": call.function.name, "input": input,
-                    }));
+                    blocks.push(Block::ToolUse {
+                        id: call.id.clone(),
+                        name: call.function.name.clone(),
+                        input,
+                    });
                 }
-                push_turn(&mut turns, "assistant", blocks);
+                push_turn(&mut turns, anthropic::Role::Assistant, blocks);
             }
             Role::Tool => {
                 let id = msg.required_tool_call_id(&at)?;
-                let content: Vec<Value> = content_parts(msg.content.as_ref(), &at, &STYLE)?;
                 // Tool results go back as tool_result blocks: flattened into text, an
                 // agent never sees its call answered and calls again.
-                push_turn(
-                    &mut turns,
-                    "user",
-                    vec![json!({"type": "tool_result", "tool_use_id": id, "content": content})],
-                );
+                let result = Block::ToolResult {
+                    tool_use_id: id.to_string(),
+                    content: Some(Content::Blocks(blocks()?)),
+                    is_error: false,
+                };
+                push_turn(&mut turns, anthropic::Role::User, vec![result]);
             }
         }
     }
 
-    let mut body = Map::new();
-    body.insert("model".into(), json!(target.model));
-    let messages: Vec<Value> = turns
-        .into_iter()
-        .map(|(role, content)| json!({"role": role, "content": content}))
-        .collect();
-    body.insert("messages".into(), Value::Array(messages));
-    if !system.is_empty() {
-        body.insert("system".into(), Value::Array(system));
-    }
     let max_tokens = req
         .max_completion_tokens
         .or(req.max_tokens)
         .unwrap_or(target.default_max_tokens);
-    let max_tokens = target.output_tokens(max_tokens);
-    body.insert("max_tokens".into(), json!(max_tokens));
-    if let Some(t) = req.temperature {
-        body.insert(
-            "temperature".into(),
-            json!(t.min(ANTHROPIC_MAX_TEMPERATURE)),
-        );
-    }
-    // Current Claude models refuse temperature and top_p together; temperature wins.
-    if let (Some(p), None) = (req.top_p, req.temperature) {
-        body.insert("top_p".into(), json!(p));
-    }
-    if let Some(stop) = &req.stop {
-        body.insert("stop_sequences".into(), json!(stop.to_vec()));
-    }
-    if let Some(tools) = &req.tools {
-        let tools: Vec<Value> = tools
+    let tools = req.tools.as_ref().map(|tools| {
+        tools
             .iter()
-            .map(|t| {
-                let mut tool = json!({
-                    "name": t.function.name,
-                    "input_schema": t.function.parameters.clone()
+            .map(|t| Tool {
+                name: t.function.name.clone(),
+                description: t.function.description.clone(),
+                input_schema: Some(
+                    t.function
+                        .parameters
+                        .clone()
                         .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
-                });
-                if let Some(d) = &t.function.description {
-                    tool["description"] = json!(d);
-                }
-                tool
+                ),
             })
-            .collect();
-        body.insert("tools".into(), Value::Array(tools));
-    }
-    if let Some(choice) = tool_choice(req)? {
-        body.insert("tool_choice".into(), choice);
-    }
-    if let Some(user) = &req.user {
-        body.insert("metadata".into(), json!({"user_id": user}));
-    }
-    if req.stream {
-        body.insert("stream".into(), json!(true));
-    }
-    Ok(Value::Object(body))
+            .collect()
+    });
+    Ok(MessagesRequest {
+        model: target.model.to_string(),
+        messages: turns
+            .into_iter()
+            .map(|(role, blocks)| Message {
+                role,
+                content: Content::Blocks(blocks),
+            })
+            .collect(),
+        system: (!system.is_empty()).then_some(Content::Blocks(system)),
+        max_tokens: Some(target.output_tokens(max_tokens)),
+        stop_sequences: req.stop.as_ref().map(|stop| stop.to_vec()),
+        temperature: req.temperature.map(|t| t.min(ANTHROPIC_MAX_TEMPERATURE)),
+        // Current Claude models refuse temperature and top_p together; temperature wins.
+        top_p: req.top_p.filter(|_| req.temperature.is_none()),
+        stream: req.stream,
+        tools,
+        tool_choice: tool_choice(req)?,
+        metadata: req.user.as_ref().map(|user| Metadata {
+            user_id: Some(user.clone()),
+        }),
+    })
 }
 
-fn tool_choice(req: &ChatRequest) -> Result<Option<Value>, TranslateError> {
-    let mut choice = match &req.tool_choice {
+fn tool_choice(req: &ChatRequest) -> Result<Option<ToolChoice>, TranslateError> {
+    let choice = match &req.tool_choice {
         None => None,
         Some(Value::String(s)) => match s.as_str() {
-            "auto" => Some(json!({"type": "auto"})),
-            "none" => Some(json!({"type": "none"})),
-            "required" => Some(json!({"type": "any"})),
+            "auto" => Some(ToolChoice::Auto {
+                disable_parallel_tool_use: false,
+            }),
+            "none" => Some(ToolChoice::None),
+            "required" => Some(ToolChoice::Any {
+                disable_parallel_tool_use: false,
+            }),
             other => {
                 return Err(TranslateError::new(
                     "tool_choice",
@@ -168,7 +169,10 @@ fn tool_choice(req: &ChatRequest) -> Result<Option<Value>, TranslateError> {
             }
         },
         Some(v) => match v.pointer("/function/name").and_then(Value::as_str) {
-            Some(name) => Some(json!({"type": "tool", "name": name})),
+            Some(name) => Some(ToolChoice::Tool {
+                name: name.to_string(),
+                disable_parallel_tool_use: false,
+            }),
             None => {
                 return Err(TranslateError::new(
                     "tool_choice",
@@ -178,40 +182,42 @@ fn tool_choice(req: &ChatRequest) -> Result<Option<Value>, TranslateError> {
         },
     };
     if req.parallel_tool_calls == Some(false) && req.tools.is_some() {
-        let c = choice.get_or_insert_with(|| json!({"type": "auto"}));
-        if c["type"] != "none" {
-            c["disable_parallel_tool_use"] = json!(true);
-        }
+        let choice = choice.unwrap_or(ToolChoice::Auto {
+            disable_parallel_tool_use: false,
+        });
+        return Ok(Some(choice.one_call_at_a_time()));
     }
     Ok(choice)
 }
 
-fn image_block(url: &str) -> Option<Value> {
-    if let Some(rest) = url.strip_prefix("data:") {
+fn image_block(url: &str) -> Option<Block> {
+    let source = if let Some(rest) = url.strip_prefix("data:") {
         let (media_type, data) = rest.split_once(";base64,")?;
-        return Some(json!({
-            "type": "image",
-            "source": {"type": "base64", "media_type": media_type, "data": data},
-        }));
-    }
-    if url.starts_with("https://") || url.starts_with("http://") {
-        return Some(json!({"type": "image", "source": {"type": "url", "url": url}}));
-    }
-    None
+        ImageSource::Base64 {
+            media_type: media_type.to_string(),
+            data: data.to_string(),
+        }
+    } else if url.starts_with("https://") || url.starts_with("http://") {
+        ImageSource::Url {
+            url: url.to_string(),
+        }
+    } else {
+        return None;
+    };
+    Some(Block::Image { source })
 }
 
 pub fn response(
     resp: &anthropic::MessageResponse,
     client_model: &str,
 ) -> Result<Value, TranslateError> {
-    let message = crate::translate::to_openai::assistant_message(&resp.content);
-    Ok(chat_completion(
+    chat_completion(
         Some(resp.id.clone()),
         client_model,
-        message,
+        assistant_message(&resp.content),
         finish_reasons::anthropic_to_openai(resp.stop_reason.as_deref()),
         TokenUsage::from_anthropic(&resp.usage),
-    ))
+    )
 }
 
 /// Anthropic SSE events in, OpenAI `chat.completion.chunk`s out.
@@ -235,7 +241,7 @@ impl StreamToOpenAi {
         }
     }
 
-    fn chunk(&self, out: &mut SseOut, delta: Value, finish_reason: Option<&str>) {
+    fn chunk(&self, out: &mut SseOut, delta: ChunkDelta, finish_reason: Option<&str>) {
         self.writer.delta(out, delta, finish_reason);
     }
 }
@@ -249,7 +255,7 @@ impl StreamTranslator for StreamToOpenAi {
             StreamEvent::MessageStart { message } => {
                 self.writer.id = message.id;
                 self.usage = TokenUsage::from_anthropic(&message.usage);
-                self.chunk(out, json!({"role": "assistant", "content": ""}), None);
+                self.chunk(out, ChunkDelta::opening(), None);
             }
             StreamEvent::ContentBlockStart {
                 index,
@@ -258,33 +264,21 @@ impl StreamTranslator for StreamToOpenAi {
                 Block::ToolUse { id, name, .. } => {
                     let call_index = self.tool_calls.len() as u32;
                     self.tool_calls.insert(index, call_index);
-                    self.chunk(
-                        out,
-                        json!({"tool_calls": [{
-                            "index": call_index, "id": id, "type": "function",
-                            "function": {"name": name, "arguments": ""},
-                        }]}),
-                        None,
-                    );
+                    self.chunk(out, ChunkDelta::call_start(call_index, id, name), None);
                 }
                 Block::Text { text } if !text.is_empty() => {
-                    self.chunk(out, json!({"content": text}), None)
+                    self.chunk(out, ChunkDelta::text(text), None)
                 }
                 _ => {}
             },
             StreamEvent::ContentBlockDelta { index, delta } => match delta {
                 anthropic::BlockDelta::TextDelta { text } => {
-                    self.chunk(out, json!({"content": text}), None)
+                    self.chunk(out, ChunkDelta::text(text), None)
                 }
                 anthropic::BlockDelta::InputJsonDelta { partial_json } => {
-                    if let Some(call_index) = self.tool_calls.get(&index) {
-                        self.chunk(
-                            out,
-                            json!({"tool_calls": [{
-                                "index": call_index, "function": {"arguments": partial_json},
-                            }]}),
-                            None,
-                        );
+                    if let Some(&call_index) = self.tool_calls.get(&index) {
+                        let delta = ChunkDelta::call_arguments(call_index, partial_json);
+                        self.chunk(out, delta, None);
                     }
                 }
                 anthropic::BlockDelta::Other => {}
@@ -294,7 +288,7 @@ impl StreamTranslator for StreamToOpenAi {
                     self.usage.merge_anthropic(&u);
                 }
                 let reason = finish_reasons::anthropic_to_openai(delta.stop_reason.as_deref());
-                self.chunk(out, json!({}), Some(reason));
+                self.chunk(out, ChunkDelta::default(), Some(reason));
             }
             StreamEvent::MessageStop => {
                 if self.include_usage {

@@ -264,13 +264,13 @@ pub fn response(resp: &ConverseResponse, client_model: &str) -> Result<Value, Tr
         .map(TokenUsage::from_bedrock)
         .unwrap_or_default();
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
-    Ok(chat_completion(
+    chat_completion(
         Some(id),
         client_model,
         message,
         finish_reason(resp.stop_reason.as_deref()),
         usage,
-    ))
+    )
 }
 
 /// Converse-stream events (event type, JSON payload) in, OpenAI chunks out.

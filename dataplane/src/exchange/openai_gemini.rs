@@ -304,13 +304,13 @@ pub fn response(
         .map(TokenUsage::from_gemini)
         .unwrap_or_default();
     let id = resp.response_id.as_ref().map(|i| format!("chatcmpl-{i}"));
-    Ok(chat_completion(
+    chat_completion(
         id,
         client_model,
         message,
         finish_reason(reason, !calls.is_empty()),
         usage,
-    ))
+    )
 }
 
 /// Gemini `alt=sse` chunks in, OpenAI chunks out.

@@ -4,20 +4,21 @@ use super::TranslateError;
 use crate::wire::openai::{ChatContent, ContentPart};
 use serde_json::Value;
 
-/// A target API's rendering of OpenAI message content: how it writes a text part, how
-/// it takes an image URL (None when it cannot), and what to tell a caller then.
-pub struct PartStyle {
-    pub text: fn(&str) -> Value,
-    pub image: fn(&str) -> Option<Value>,
+/// A target API's rendering of OpenAI message content as its part type `P`: how it
+/// writes a text part, how it takes an image URL (None when it cannot), and what to
+/// tell a caller then.
+pub struct PartStyle<P = Value> {
+    pub text: fn(&str) -> P,
+    pub image: fn(&str) -> Option<P>,
     pub image_rule: &'static str,
 }
 
 /// A message's content as the target API's parts, each fault named by its path.
-pub fn content_parts(
+pub fn content_parts<P>(
     content: Option<&ChatContent>,
     at: &str,
-    style: &PartStyle,
-) -> Result<Vec<Value>, TranslateError> {
+    style: &PartStyle<P>,
+) -> Result<Vec<P>, TranslateError> {
     match content {
         None => Ok(Vec::new()),
         Some(ChatContent::Text(s)) if s.is_empty() => Ok(Vec::new()),
@@ -46,11 +47,7 @@ pub fn content_parts(
 
 /// Appends a turn, merging it into the previous one of the same role: the target APIs
 /// want alternating turns, and tool results followed by a note are one user turn.
-pub fn push_turn(
-    turns: &mut Vec<(&'static str, Vec<Value>)>,
-    role: &'static str,
-    parts: Vec<Value>,
-) {
+pub fn push_turn<R: PartialEq, P>(turns: &mut Vec<(R, Vec<P>)>, role: R, parts: Vec<P>) {
     if parts.is_empty() {
         return;
     }

@@ -1,8 +1,13 @@
 //! Writing OpenAI chat answers from other APIs: stream chunks and assistant messages.
 
-use super::{unix_now, SseOut, TokenUsage};
+use super::{unix_now, SseOut, TokenUsage, TranslateError};
 use crate::wire::anthropic::Block;
-use serde_json::{json, Value};
+use crate::wire::openai::{
+    AnswerChoice, AnswerChunkChoice, ChatAnswer, ChatAnswerChunk, ChatMessage, ErrorObject,
+    ErrorReply, FunctionCall, ToolCall,
+};
+use serde::Serialize;
+use serde_json::Value;
 
 /// Writes `chat.completion.chunk` events for one translated stream.
 pub struct ChunkWriter {
@@ -20,33 +25,48 @@ impl ChunkWriter {
         }
     }
 
-    pub fn delta(&self, out: &mut SseOut, delta: Value, finish_reason: Option<&str>) {
-        out.data(&json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish_reason}],
-        }));
+    /// One choice's delta: a typed `ChunkDelta`, or JSON from a translator not yet typed.
+    pub fn delta<D: Serialize>(&self, out: &mut SseOut, delta: D, finish_reason: Option<&str>) {
+        out.data(&self.chunk(
+            vec![AnswerChunkChoice {
+                index: 0,
+                delta,
+                logprobs: None,
+                finish_reason,
+            }],
+            None,
+        ));
     }
 
     /// The final usage chunk callers ask for with `stream_options.include_usage`.
     pub fn usage(&self, out: &mut SseOut, usage: TokenUsage) {
-        out.data(&json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [],
-            "usage": usage.to_openai(),
-        }));
+        out.data(&self.chunk::<Value>(Vec::new(), Some(usage.to_openai())));
+    }
+
+    fn chunk<'a, D>(
+        &'a self,
+        choices: Vec<AnswerChunkChoice<'a, D>>,
+        usage: Option<Value>,
+    ) -> ChatAnswerChunk<'a, D> {
+        ChatAnswerChunk {
+            id: &self.id,
+            created: self.created,
+            model: &self.model,
+            choices,
+            usage,
+        }
     }
 
     /// An error mid-stream, as OpenAI sends one (no `[DONE]` follows).
     pub fn error(out: &mut SseOut, kind: &str, message: &str) {
-        out.data(
-            &json!({"error": {"message": message, "type": kind, "param": null, "code": null}}),
-        );
+        out.data(&ErrorReply {
+            error: ErrorObject {
+                message,
+                kind,
+                param: None,
+                code: None,
+            },
+        });
     }
 
     /// A stream that ended before its final event.
@@ -61,44 +81,46 @@ impl ChunkWriter {
 }
 
 /// An Anthropic assistant turn as an OpenAI assistant message: text joined, tool uses
-/// as tool calls (content is null when there is only tool use, as OpenAI sends it).
-pub fn assistant_message(blocks: &[Block]) -> Value {
+/// as tool calls.
+pub fn assistant_message(blocks: &[Block]) -> ChatMessage {
     let mut text = String::new();
     let mut tool_calls = Vec::new();
     for block in blocks {
         match block {
             Block::Text { text: t } => text.push_str(t),
-            Block::ToolUse { id, name, input } => tool_calls.push(json!({
-                "id": id, "type": "function",
-                "function": {"name": name, "arguments": input.to_string()},
-            })),
+            Block::ToolUse { id, name, input } => tool_calls.push(ToolCall {
+                id: id.clone(),
+                function: FunctionCall {
+                    name: name.clone(),
+                    arguments: input.to_string(),
+                },
+            }),
             _ => {}
         }
     }
-    let mut message = json!({"role": "assistant", "content": text});
-    if !tool_calls.is_empty() {
-        if text.is_empty() {
-            message["content"] = Value::Null;
-        }
-        message["tool_calls"] = Value::Array(tool_calls);
-    }
-    message
+    ChatMessage::assistant(text, tool_calls)
 }
 
-/// A whole chat completion with one choice, as OpenAI answers one.
-pub fn chat_completion(
+/// A whole chat completion with one choice, as OpenAI answers one; `message` is a
+/// typed `ChatMessage`, or JSON from a translator not yet typed.
+pub fn chat_completion<M: Serialize>(
     id: Option<String>,
     client_model: &str,
-    message: Value,
-    finish_reason: &str,
+    message: M,
+    finish_reason: &'static str,
     usage: TokenUsage,
-) -> Value {
-    json!({
-        "id": id,
-        "object": "chat.completion",
-        "created": unix_now(),
-        "model": client_model,
-        "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish_reason}],
-        "usage": usage.to_openai(),
-    })
+) -> Result<Value, TranslateError> {
+    let answer = ChatAnswer {
+        id,
+        created: unix_now(),
+        model: client_model.to_string(),
+        choices: [AnswerChoice {
+            index: 0,
+            message,
+            logprobs: None,
+            finish_reason,
+        }],
+        usage: usage.to_openai(),
+    };
+    serde_json::to_value(answer).map_err(|e| TranslateError::new("body", e.to_string()))
 }

@@ -1,27 +1,42 @@
-//! The OpenAI Chat Completions wire types the gateway reads.
+//! The OpenAI Chat Completions wire types the gateway reads and writes.
 //! <https://platform.openai.com/docs/api-reference/chat>
+//!
+//! The request and its messages serve both ways: read from a chat caller, written for
+//! a Messages caller served by an OpenAI-compatible model. Answers, chunks and errors
+//! the gateway writes have their own types; fields it does not set are left out.
 
 use super::TranslateError;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ChatRequest {
     pub model: String,
     pub messages: Vec<ChatMessage>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stream: bool,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_options: Option<StreamOptions>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_completion_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub top_p: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub stop: Option<OneOrMany>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tools: Option<Vec<ChatTool>>,
+    /// Kept as JSON: a mode string or a named function, read by each translator.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_choice: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub parallel_tool_calls: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub n: Option<u32>,
 }
 
@@ -63,13 +78,13 @@ impl FunctionCall {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct StreamOptions {
     #[serde(default)]
     pub include_usage: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum OneOrMany {
     One(String),
@@ -86,7 +101,7 @@ impl OneOrMany {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     System,
@@ -96,25 +111,64 @@ pub enum Role {
     Tool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ChatMessage {
     pub role: Role,
+    /// Written even when None: OpenAI sends `"content": null` beside tool calls.
     #[serde(default)]
     pub content: Option<ChatContent>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<Vec<ToolCall>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+impl ChatMessage {
+    pub fn new(role: Role, content: ChatContent) -> Self {
+        Self {
+            role,
+            content: Some(content),
+            tool_calls: None,
+            tool_call_id: None,
+        }
+    }
+
+    /// A message of plain text.
+    pub fn text(role: Role, text: impl Into<String>) -> Self {
+        Self::new(role, ChatContent::Text(text.into()))
+    }
+
+    /// An assistant turn: its text, and its tool calls if any (content is null when
+    /// there is only tool use, as OpenAI sends it).
+    pub fn assistant(text: String, tool_calls: Vec<ToolCall>) -> Self {
+        if tool_calls.is_empty() {
+            return Self::text(Role::Assistant, text);
+        }
+        Self {
+            role: Role::Assistant,
+            content: (!text.is_empty()).then_some(ChatContent::Text(text)),
+            tool_calls: Some(tool_calls),
+            tool_call_id: None,
+        }
+    }
+
+    /// A tool's answer to the call `id`.
+    pub fn tool_result(id: impl Into<String>, text: String) -> Self {
+        Self {
+            tool_call_id: Some(id.into()),
+            ..Self::text(Role::Tool, text)
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum ChatContent {
     Text(String),
     Parts(Vec<ContentPart>),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ContentPart {
     Text {
@@ -123,38 +177,105 @@ pub enum ContentPart {
     ImageUrl {
         image_url: ImageUrl,
     },
-    #[serde(other)]
+    /// Read only; the gateway never writes one.
+    #[serde(other, skip_serializing)]
     Unsupported,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ImageUrl {
     pub url: String,
 }
 
-#[derive(Debug, Deserialize)]
+/// `type` is written as `function` and not read: a struct tag is ignored when read.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename = "function")]
 pub struct ToolCall {
     pub id: String,
     pub function: FunctionCall,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct FunctionCall {
     pub name: String,
     #[serde(default)]
     pub arguments: String,
 }
 
-#[derive(Debug, Deserialize)]
+/// `type` is written as `function` and not read, as on [`ToolCall`].
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename = "function")]
 pub struct ChatTool {
     pub function: FunctionDefinition,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct FunctionDefinition {
     pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub parameters: Option<Value>,
+}
+
+/// A whole `chat.completion` with one choice, as the gateway answers a chat caller.
+/// `M` is the message: typed, or JSON from a translator not yet typed.
+#[derive(Debug, Serialize)]
+#[serde(tag = "object", rename = "chat.completion")]
+pub struct ChatAnswer<M = ChatMessage> {
+    pub id: Option<String>,
+    pub created: u64,
+    pub model: String,
+    pub choices: [AnswerChoice<M>; 1],
+    /// As `TokenUsage::to_openai` writes it.
+    pub usage: Value,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AnswerChoice<M> {
+    pub index: u32,
+    pub message: M,
+    /// The gateway reports no log probabilities: always null.
+    pub logprobs: Option<Value>,
+    pub finish_reason: &'static str,
+}
+
+/// One `chat.completion.chunk` the gateway writes; `D` is its delta, as on
+/// [`ChatAnswer`]. The usage chunk has no choices.
+#[derive(Debug, Serialize)]
+#[serde(tag = "object", rename = "chat.completion.chunk")]
+pub struct ChatAnswerChunk<'a, D = ChunkDelta> {
+    pub id: &'a str,
+    pub created: u64,
+    pub model: &'a str,
+    pub choices: Vec<AnswerChunkChoice<'a, D>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Value>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AnswerChunkChoice<'a, D> {
+    pub index: u32,
+    pub delta: D,
+    /// Always null, as on [`AnswerChoice`].
+    pub logprobs: Option<Value>,
+    /// Null until the last content chunk.
+    pub finish_reason: Option<&'a str>,
+}
+
+/// An error as OpenAI writes one, mid-stream included.
+#[derive(Debug, Serialize)]
+pub struct ErrorReply<'a> {
+    pub error: ErrorObject<'a>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ErrorObject<'a> {
+    pub message: &'a str,
+    #[serde(rename = "type")]
+    pub kind: &'a str,
+    pub param: Option<&'a str>,
+    pub code: Option<&'a str>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -214,29 +335,92 @@ pub struct ChunkChoice {
     pub finish_reason: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// A chunk's delta, read from a server and written to a chat caller; fields not set
+/// are left out, and `{}` is the delta that carries only a finish reason.
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct ChunkDelta {
-    #[serde(default)]
+    /// Written on the first chunk only; not read, so no server's spelling breaks a chunk.
+    #[serde(skip_deserializing, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<Vec<ToolCallDelta>>,
 }
 
-#[derive(Debug, Deserialize)]
+impl ChunkDelta {
+    /// The first delta of an answer: the assistant role, no text yet.
+    pub fn opening() -> Self {
+        Self {
+            role: Some(Role::Assistant),
+            content: Some(String::new()),
+            tool_calls: None,
+        }
+    }
+
+    pub fn text(text: impl Into<String>) -> Self {
+        Self {
+            content: Some(text.into()),
+            ..Self::default()
+        }
+    }
+
+    /// Tool call `index` begins: its id and name, arguments to follow.
+    pub fn call_start(index: u32, id: impl Into<String>, name: impl Into<String>) -> Self {
+        Self::call(ToolCallDelta {
+            index,
+            id: Some(id.into()),
+            kind: Some("function"),
+            function: Some(FunctionDelta {
+                name: Some(name.into()),
+                arguments: Some(String::new()),
+            }),
+        })
+    }
+
+    /// More of tool call `index`'s JSON arguments.
+    pub fn call_arguments(index: u32, arguments: impl Into<String>) -> Self {
+        Self::call(ToolCallDelta {
+            index,
+            id: None,
+            kind: None,
+            function: Some(FunctionDelta {
+                name: None,
+                arguments: Some(arguments.into()),
+            }),
+        })
+    }
+
+    fn call(call: ToolCallDelta) -> Self {
+        Self {
+            tool_calls: Some(vec![call]),
+            ..Self::default()
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ToolCallDelta {
     #[serde(default)]
     pub index: u32,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    #[serde(default)]
+    /// `function` on a call's first fragment; written only, as `role` on the delta.
+    #[serde(
+        rename = "type",
+        skip_deserializing,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub kind: Option<&'static str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub function: Option<FunctionDelta>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct FunctionDelta {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arguments: Option<String>,
 }
 
@@ -259,5 +443,38 @@ impl ErrorDetail {
         match self {
             Self::Object { message } | Self::Text(message) => message,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tool_calls_are_read_with_any_type_or_none_and_written_as_function() {
+        let read: Vec<ToolCall> = serde_json::from_value(json!([
+            {"id": "a", "function": {"name": "ls", "arguments": "{}"}},
+            {"id": "b", "type": "custom", "function": {"name": "pwd"}},
+        ]))
+        .expect("both read");
+        assert_eq!(
+            serde_json::to_value(&read[1]).expect("writes"),
+            json!({"type": "function", "id": "b", "function": {"name": "pwd", "arguments": ""}})
+        );
+    }
+
+    #[test]
+    fn an_assistant_message_with_only_tool_calls_writes_null_content() {
+        let call = ToolCall {
+            id: "a".into(),
+            function: FunctionCall {
+                name: "ls".into(),
+                arguments: "{}".into(),
+            },
+        };
+        let written = serde_json::to_value(ChatMessage::assistant(String::new(), vec![call]))
+            .expect("writes");
+        assert_eq!(written["content"], Value::Null);
+        assert_eq!(written["tool_calls"][0]["type"], "function");
     }
 }
