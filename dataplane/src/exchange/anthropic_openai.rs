@@ -283,7 +283,7 @@ pub fn response(resp: &ChatCompletion, client_model: &str) -> Result<Value, Tran
         client_model,
         content,
         Some(stop_reason),
-        full_usage(usage),
+        TokenUsage::to_anthropic(usage),
     );
     serde_json::to_value(answer).map_err(|e| TranslateError::new("body", e.to_string()))
 }
@@ -305,16 +305,6 @@ fn assistant_answer(
         stop_reason,
         stop_sequence: None,
         usage,
-    }
-}
-
-/// Every count, as Anthropic reports a finished answer's usage.
-fn full_usage(u: TokenUsage) -> anthropic::Usage {
-    anthropic::Usage {
-        input_tokens: Some(u.input),
-        output_tokens: Some(u.output),
-        cache_creation_input_tokens: Some(u.cache_write),
-        cache_read_input_tokens: Some(u.cache_read),
     }
 }
 
@@ -492,7 +482,7 @@ impl StreamToAnthropic {
             out,
             AnswerEvent::MessageDelta {
                 delta,
-                usage: Some(full_usage(usage)),
+                usage: Some(TokenUsage::to_anthropic(usage)),
             },
         );
         emit(out, AnswerEvent::MessageStop);

@@ -111,13 +111,13 @@ impl TokenUsage {
         })
     }
 
-    pub fn to_anthropic(self) -> Value {
-        json!({
-            "input_tokens": self.input,
-            "cache_creation_input_tokens": self.cache_write,
-            "cache_read_input_tokens": self.cache_read,
-            "output_tokens": self.output,
-        })
+    pub fn to_anthropic(self) -> anthropic::Usage {
+        anthropic::Usage {
+            input_tokens: Some(self.input),
+            output_tokens: Some(self.output),
+            cache_creation_input_tokens: Some(self.cache_write),
+            cache_read_input_tokens: Some(self.cache_read),
+        }
     }
 }
 
@@ -398,7 +398,7 @@ mod tests {
         assert_eq!(usage.input, 176);
         assert_eq!(usage.cache_read, 1024);
         assert_eq!(usage.prompt_total(), 1200);
-        assert_eq!(usage.to_anthropic()["input_tokens"], 176);
+        assert_eq!(usage.to_anthropic().input_tokens, Some(176));
     }
 
     #[test]
