@@ -221,6 +221,7 @@ pub struct AIGatewayStatus {
 #[x_kube(
     cel,
     validation = Rule::new("self.type != 'bedrock' || has(self.region)").message("a bedrock route needs a region"),
+    validation = Rule::new("self.type != 'vertex' || (has(self.region) && has(self.project))").message("a vertex route needs a project and a region"),
     validation = Rule::new("(has(self.models) && size(self.models) > 0) || (has(self.aliases) && size(self.aliases) > 0)").message("a route serves at least one model or alias")
 )]
 pub struct ProviderRouteSpec {
@@ -230,10 +231,14 @@ pub struct ProviderRouteSpec {
     pub r#type: ProviderKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
-    /// AWS region (Bedrock).
+    /// AWS region (Bedrock), or Vertex AI location (`us-east5`, `global`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
     pub region: Option<String>,
+    /// Google Cloud project (Vertex AI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
+    pub project: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_ref: Option<CredentialsRef>,
     /// Model names and globs this provider serves (`claude-*`); a route of aliases
@@ -321,6 +326,10 @@ pub struct CredentialsRef {
     pub secret_access_key_key: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_token_key: Option<String>,
+    /// The key holding a Google service-account key's JSON (Vertex AI); without it the
+    /// data plane asks the metadata server (workload identity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_key_key: Option<String>,
 }
 
 /// Limits for the callers of a gateway.

@@ -17,6 +17,7 @@ fn target(model: &str, kind: ProviderKind) -> Target<'_> {
         kind,
         default_max_tokens: 4096,
         max_output_tokens: Some(8192),
+        vertex: None,
     }
 }
 

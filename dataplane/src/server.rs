@@ -6,7 +6,7 @@ use crate::body::{empty, ResponseBody};
 use crate::context::RequestContext;
 use crate::doors::{
     account, anthropic_messages, bedrock_runtime, gemini_api, info, openai_chat, provider_api,
-    Inbound,
+    vertex_ai, Inbound,
 };
 use crate::error::{ApiFormat, GatewayError};
 use crate::state::{Gateway, Serving};
@@ -278,6 +278,7 @@ fn door(path: &str) -> Option<&'static str> {
         p if p.starts_with("/v1/gemini") => "gemini",
         p if p.starts_with("/v1/openai") => "openai.native",
         p if p.starts_with("/v1/ollama") => "ollama.native",
+        p if p.starts_with("/v1/vertex") => "vertex",
         _ => "other",
     };
     Some(door)
@@ -285,11 +286,13 @@ fn door(path: &str) -> Option<&'static str> {
 
 /// The API whose error shape a path's caller expects.
 fn api_format(path: &str) -> ApiFormat {
-    if path.starts_with("/v1/claude") {
+    if path.starts_with("/v1/claude")
+        || (path.starts_with("/v1/vertex/") && path.contains("/publishers/anthropic/"))
+    {
         ApiFormat::Anthropic
     } else if path.starts_with("/v1/ollama/api/") {
         ApiFormat::Ollama
-    } else if path.starts_with("/v1/gemini") {
+    } else if path.starts_with("/v1/gemini") || path.starts_with("/v1/vertex/") {
         ApiFormat::Gemini
     } else if path.starts_with("/v1/bedrock") {
         ApiFormat::Bedrock
@@ -360,6 +363,8 @@ async fn route(
         Surface::Gemini(rest)
     } else if let Some(rest) = path.strip_prefix("/v1/bedrock") {
         Surface::Bedrock(rest)
+    } else if let Some(rest) = path.strip_prefix("/v1/vertex") {
+        Surface::Vertex(rest)
     } else {
         return Err(GatewayError::NotFound {
             method: method.to_string(),
@@ -367,7 +372,11 @@ async fn route(
         });
     };
     let rest = match &surface {
-        Surface::Claude(r) | Surface::Native(_, r) | Surface::Gemini(r) | Surface::Bedrock(r) => *r,
+        Surface::Claude(r)
+        | Surface::Native(_, r)
+        | Surface::Gemini(r)
+        | Surface::Bedrock(r)
+        | Surface::Vertex(r) => *r,
         Surface::Chat => "",
     };
     if !is_plain_path(rest) {
@@ -407,6 +416,7 @@ async fn route(
         Surface::Claude(_) => anthropic_messages::handle(serving, ctx, inbound).await,
         Surface::Bedrock(_) => bedrock_runtime::handle(serving, ctx, inbound).await,
         Surface::Gemini(_) => gemini_api::handle(serving, ctx, inbound).await,
+        Surface::Vertex(_) => vertex_ai::handle(serving, ctx, inbound).await,
         Surface::Native(family, _) => provider_api::handle(serving, ctx, family, inbound).await,
     }
 }
@@ -414,6 +424,7 @@ async fn route(
 enum Surface<'a> {
     Chat,
     Bedrock(&'a str),
+    Vertex(&'a str),
     Gemini(&'a str),
     Claude(&'a str),
     Native(provider_api::Family, &'a str),

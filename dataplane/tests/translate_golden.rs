@@ -20,6 +20,7 @@ fn target(model: &str, kind: ProviderKind) -> Target<'_> {
         kind,
         default_max_tokens: 4096,
         max_output_tokens: None,
+        vertex: None,
     }
 }
 

@@ -160,6 +160,9 @@ pub enum ProviderKind {
     Ollama,
     Bedrock,
     Gemini,
+    /// Google Vertex AI: Claude through Anthropic's publisher models, Gemini through
+    /// Google's, in one GCP project and region.
+    Vertex,
 }
 
 impl ProviderKind {
@@ -172,6 +175,7 @@ impl ProviderKind {
             Self::Ollama => "ollama",
             Self::Bedrock => "bedrock",
             Self::Gemini => "gemini",
+            Self::Vertex => "vertex",
         }
     }
 
@@ -186,6 +190,10 @@ impl ProviderKind {
                 "https://bedrock-runtime.{}.amazonaws.com",
                 region.unwrap_or("us-east-1")
             )),
+            Self::Vertex => Some(match region {
+                Some("global") | None => "https://aiplatform.googleapis.com".into(),
+                Some(region) => format!("https://{region}-aiplatform.googleapis.com"),
+            }),
             Self::OpenaiCompatible | Self::AzureOpenai => None,
         }
     }
@@ -200,9 +208,16 @@ pub struct Provider {
     pub base_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key: Option<String>,
-    /// AWS region (Bedrock).
+    /// AWS region (Bedrock), or Vertex AI location (`us-east5`, `global`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
+    /// Google Cloud project (Vertex AI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// A Google service-account key (its JSON) for Vertex AI; without one, tokens come
+    /// from the metadata server (workload identity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_key: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_key_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -240,6 +255,8 @@ impl Provider {
             base_url: None,
             api_key: None,
             region: None,
+            project: None,
+            service_account_key: None,
             access_key_id: None,
             secret_access_key: None,
             session_token: None,

@@ -270,6 +270,13 @@ impl Provider {
                 );
             }
         }
+        if self.kind == Vertex {
+            for (field, value) in [("project", &self.project), ("region", &self.region)] {
+                if value.as_deref().is_none_or(str::is_empty) {
+                    found.add(field, "required for type vertex");
+                }
+            }
+        }
         let t = self.timeouts;
         if t.first_byte_ms > t.total_ms {
             found.add("timeouts.first_byte_ms", "may not exceed total_ms");

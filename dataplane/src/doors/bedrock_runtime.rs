@@ -95,7 +95,7 @@ pub async fn handle(
         Err(e) => return Err(e),
     };
     let door = Door::BedrockRuntime { operation };
-    Exchange::for_pair(door, &resolved.provider)?;
+    Exchange::for_pair(door, &resolved.provider, &resolved.upstream_model)?;
     ctx.calls(Endpoint::BedrockNative);
     ctx.routed(&resolved.provider.name, &resolved.upstream_model);
     ctx.asks_for(model.clone(), operation.ends_with("-stream"));

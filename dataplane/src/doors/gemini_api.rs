@@ -11,9 +11,10 @@ use crate::upstream::paths::is_plain_segment;
 use http::Method;
 use serde::Deserialize;
 
-/// Model methods that generate or count; the rest of the API (files, tuning, caches)
+/// Model methods that generate or count (Vertex AI serves the same ones for Google's
+/// models); the rest of the API (files, tuning, caches)
 /// would spend the key outside routing and limits.
-const METHODS: &[&str] = &[
+pub(super) const METHODS: &[&str] = &[
     "generateContent",
     "streamGenerateContent",
     "countTokens",
@@ -23,10 +24,10 @@ const METHODS: &[&str] = &[
 
 /// `/v1beta/models/gemini-2.5-flash:generateContent` → its parts; a path without an
 /// API version gets `v1beta`, the version the Gemini docs use.
-struct ModelCall<'a> {
-    version: &'a str,
-    model: &'a str,
-    method: &'a str,
+pub(super) struct ModelCall<'a> {
+    pub version: &'a str,
+    pub model: &'a str,
+    pub method: &'a str,
 }
 
 /// The fields of a Gemini request the gateway holds to its limits.
@@ -94,6 +95,17 @@ pub async fn handle(
     let call = parse(inbound.rest)
         .filter(|_| inbound.method == Method::POST)
         .ok_or_else(|| inbound.not_found("/v1/gemini"))?;
+    model_call(serving, ctx, &inbound, call).await
+}
+
+/// A Gemini model method, whichever door named it (`/v1/gemini`, or Vertex AI's
+/// publisher path for Google's models).
+pub(super) async fn model_call(
+    serving: Serving<'_>,
+    ctx: &mut RequestContext,
+    inbound: &Inbound<'_>,
+    call: ModelCall<'_>,
+) -> Answer {
     let resolved = serving
         .compiled
         .routes
@@ -102,7 +114,7 @@ pub async fn handle(
         version: call.version,
         method: call.method,
     };
-    Exchange::for_pair(door, &resolved.provider)?;
+    Exchange::for_pair(door, &resolved.provider, &resolved.upstream_model)?;
     ctx.calls(Endpoint::GeminiNative);
     ctx.routed(&resolved.provider.name, &resolved.upstream_model);
     ctx.asks_for(

@@ -8,14 +8,17 @@ pub mod gemini_api;
 pub mod info;
 pub mod openai_chat;
 pub mod provider_api;
+pub mod vertex_ai;
 
 use crate::body::ResponseBody;
+use crate::compiled::CompiledConfig;
 use crate::context::RequestContext;
 use crate::error::GatewayError;
-use crate::exchange::{fallback, Call, Door};
+use crate::exchange::{fallback, Call, Door, Exchange};
 use crate::resolve::Routed;
 use crate::routing::Resolved;
 use crate::state::Serving;
+use crate::upstream::Upstream;
 use bytes::Bytes;
 use http::{HeaderMap, Method, Response};
 
@@ -127,4 +130,31 @@ async fn serve_routed(
     }
     let served = fallback::serve(serving, ctx, call, routed).await;
     crate::cache::into_cache(&services.cache, ctx, lookup.as_ref(), served)
+}
+
+/// Every model a caller may name through `door`, with the provider that serves it: the
+/// routes' exact names and aliases, and the models providers declare (those a glob
+/// route serves), for active providers that can serve the door.
+pub fn catalogue(compiled: &CompiledConfig, door: Door<'_>) -> Vec<(String, String)> {
+    let serves = |p: &Upstream, model: &str| {
+        p.inactive.is_none() && Exchange::for_pair(door, p, model).is_ok()
+    };
+    let mut entries: Vec<(String, String)> = compiled
+        .routes
+        .exact_models()
+        .filter(|(m, p)| serves(p, m))
+        .map(|(m, p)| (m.to_string(), p.name.clone()))
+        .collect();
+    for p in compiled.providers.values() {
+        entries.extend(
+            p.config
+                .models
+                .iter()
+                .filter(|m| serves(p, m))
+                .map(|m| (m.clone(), p.name.clone())),
+        );
+    }
+    entries.sort();
+    entries.dedup_by(|a, b| a.0 == b.0);
+    entries
 }

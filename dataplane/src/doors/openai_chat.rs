@@ -25,21 +25,9 @@ pub async fn completions(
     serve_routed(serving, ctx, &call, &routed).await
 }
 
-/// The models a caller can name: each route's exact names and each provider's listed
-/// models, for providers that can serve.
+/// The models a caller can name, in OpenAI's list shape.
 pub fn models(compiled: &CompiledConfig) -> Response<ResponseBody> {
-    let mut entries: Vec<(String, String)> = compiled
-        .routes
-        .exact_models()
-        .filter(|(_, p)| p.inactive.is_none())
-        .map(|(m, p)| (m.to_string(), p.name.clone()))
-        .collect();
-    for p in compiled.providers.values().filter(|p| p.inactive.is_none()) {
-        entries.extend(p.config.models.iter().map(|m| (m.clone(), p.name.clone())));
-    }
-    entries.sort();
-    entries.dedup_by(|a, b| a.0 == b.0);
-    let data: Vec<_> = entries
+    let data: Vec<_> = super::catalogue(compiled, Door::OpenAiChat)
         .into_iter()
         .map(|(id, owner)| json!({"id": id, "object": "model", "created": 0, "owned_by": owner}))
         .collect();

@@ -172,6 +172,7 @@ mod tests {
             kind: ai_gateway_snapshot::ProviderKind::Bedrock,
             default_max_tokens: 4096,
             max_output_tokens: None,
+            vertex: None,
         };
         let messages = Messages {
             body: body.as_bytes(),

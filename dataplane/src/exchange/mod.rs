@@ -13,6 +13,7 @@ pub mod openai_anthropic;
 pub mod openai_bedrock;
 pub mod openai_gemini;
 pub mod passthrough;
+pub mod vertex;
 
 pub use answer::{event_stream_response, json_answer, proxied};
 
@@ -22,6 +23,7 @@ use crate::error::GatewayError;
 use crate::metered::UsageCell;
 use crate::routing::Resolved;
 use crate::translate::{TokenUsage, TranslateError};
+use crate::upstream::paths::{is_google_model, VertexLocation};
 use crate::upstream::{
     unless_failing, upstream_error, StreamProtocol, Upstream, UpstreamRequest, UpstreamResponse,
 };
@@ -85,6 +87,8 @@ pub struct Target<'a> {
     pub default_max_tokens: u32,
     /// The provider's own ceiling (`max_output_tokens`), applied to every translated call.
     pub max_output_tokens: Option<u32>,
+    /// Set when the provider is Vertex AI: the API is reached through its publisher paths.
+    pub vertex: Option<VertexLocation<'a>>,
 }
 
 impl<'a> Target<'a> {
@@ -94,6 +98,7 @@ impl<'a> Target<'a> {
             kind: resolved.provider.kind,
             default_max_tokens: call.default_max_tokens,
             max_output_tokens: resolved.provider.config.max_output_tokens,
+            vertex: resolved.provider.vertex(),
         }
     }
 
@@ -137,10 +142,16 @@ const OPENAI_LIKE: [ProviderKind; 4] = [
 ];
 
 impl Exchange {
-    /// The matrix: how a door is served by a kind of provider.
-    pub fn for_pair(door: Door<'_>, provider: &Upstream) -> Result<Self, GatewayError> {
+    /// The matrix: how a door is served by a kind of provider (for Vertex AI, by whose
+    /// model it is: Google's or Anthropic's).
+    pub fn for_pair(
+        door: Door<'_>,
+        provider: &Upstream,
+        model: &str,
+    ) -> Result<Self, GatewayError> {
         use ProviderKind as Kind;
         let openai_like = OPENAI_LIKE.contains(&provider.kind);
+        let google_model = is_google_model(model);
         let passthrough = Self::Passthrough {
             protocol: StreamProtocol::OpenAiSse,
         };
@@ -149,7 +160,13 @@ impl Exchange {
             (Door::OpenAiChat, Kind::Anthropic) => Pair::ChatToAnthropic,
             (Door::OpenAiChat, Kind::Bedrock) => Pair::ChatToConverse,
             (Door::OpenAiChat, Kind::Gemini) => Pair::ChatToGemini,
+            (Door::OpenAiChat, Kind::Vertex) if google_model => Pair::ChatToGemini,
+            (Door::OpenAiChat, Kind::Vertex) => Pair::ChatToAnthropic,
             (Door::AnthropicMessages { .. }, Kind::Anthropic) => return Ok(passthrough),
+            (Door::AnthropicMessages { .. }, Kind::Vertex) if !google_model => {
+                return Ok(passthrough)
+            }
+            (Door::GeminiApi { .. }, Kind::Vertex) if google_model => return Ok(passthrough),
             (Door::AnthropicMessages { .. }, Kind::Bedrock) => Pair::MessagesToInvoke,
             (Door::AnthropicMessages { .. }, _) if openai_like => {
                 Pair::MessagesToChat { input_estimate: 0 }
@@ -323,7 +340,7 @@ pub async fn attempt(
     fallback_left: bool,
 ) -> Result<Response<ResponseBody>, GatewayError> {
     let provider = &resolved.provider;
-    let mut exchange = Exchange::for_pair(call.door, provider)?;
+    let mut exchange = Exchange::for_pair(call.door, provider, &resolved.upstream_model)?;
     let request = exchange.request(call, resolved)?;
     let resp = provider.send(request, ctx.request_id()).await?;
     let pair = match exchange {
@@ -369,6 +386,7 @@ mod tests {
             kind,
             default_max_tokens: 4096,
             max_output_tokens: Some(1000),
+            vertex: None,
         };
         let body: Value = if chat {
             let req = json!({"model": "m", "max_tokens": asked, "messages": [{"role": "user", "content": "hi"}]});

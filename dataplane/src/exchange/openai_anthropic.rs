@@ -33,9 +33,18 @@ pub(super) fn upstream_request(
     target: &Target<'_>,
 ) -> Result<UpstreamRequest, GatewayError> {
     let req: ChatRequest = super::parse(call)?;
+    let body = request(&req, target)?;
+    let Some(vertex) = target.vertex else {
+        return Ok(UpstreamRequest::json("/v1/messages".into(), &body));
+    };
+    let Value::Object(doc) = body else {
+        return Err(TranslateError::new("body", "is not a JSON object").into());
+    };
+    let method = super::vertex::method(req.stream);
+    let path = vertex.model_path("anthropic", target.model, method);
     Ok(UpstreamRequest::json(
-        "/v1/messages".into(),
-        &request(&req, target)?,
+        path,
+        &Value::Object(super::vertex::messages_body(doc)),
     ))
 }
 

@@ -35,11 +35,18 @@ pub(super) fn upstream_request(
         )));
     }
     let out = request(&req, target)?;
-    let path = if req.stream {
-        format!("/v1beta/models/{model}:streamGenerateContent?alt=sse")
+    let method = if req.stream {
+        "streamGenerateContent"
     } else {
-        format!("/v1beta/models/{model}:generateContent")
+        "generateContent"
     };
+    let mut path = match target.vertex {
+        Some(vertex) => vertex.model_path("google", model, method),
+        None => format!("/v1beta/models/{model}:{method}"),
+    };
+    if req.stream {
+        path.push_str("?alt=sse");
+    }
     Ok(UpstreamRequest::json(path, &out))
 }
 
@@ -430,6 +437,7 @@ mod tests {
             kind: ai_gateway_snapshot::ProviderKind::Gemini,
             default_max_tokens: 4096,
             max_output_tokens: None,
+            vertex: None,
         };
         let body = request(&next, &target).expect("translates");
         let model_turn = &body["contents"][1]["parts"][0];

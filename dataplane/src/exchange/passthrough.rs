@@ -2,7 +2,7 @@
 //! to the provider's id), with the provider's credentials in place of the caller's, and
 //! the answer comes back as the provider sent it.
 
-use super::{Call, Door};
+use super::{vertex, Call, Door};
 use crate::error::GatewayError;
 use crate::routing::Resolved;
 use crate::upstream::{forwardable_headers, paths, StreamProtocol, UpstreamRequest};
@@ -24,7 +24,14 @@ pub fn request(
             StreamProtocol::OpenAiSse,
         ),
         Door::AnthropicMessages { path } => {
-            (with_query(path, call.query), StreamProtocol::AnthropicSse)
+            let path = match provider.vertex() {
+                None => with_query(path, call.query),
+                Some(vertex) if is_count_tokens(path) => {
+                    vertex.model_path("anthropic", "count-tokens", "rawPredict")
+                }
+                Some(vertex) => vertex.model_path("anthropic", model, vertex::method(call.stream)),
+            };
+            (path, StreamProtocol::AnthropicSse)
         }
         Door::BedrockRuntime { operation } => {
             // The caller's signature covered its own request; the gateway signs its own.
@@ -47,7 +54,10 @@ pub fn request(
                     "`{model}` is not a Gemini model id"
                 )));
             }
-            let path = format!("/{version}/models/{model}:{method}");
+            let path = match provider.vertex() {
+                Some(vertex) => vertex.model_path("google", model, method),
+                None => format!("/{version}/models/{model}:{method}"),
+            };
             (with_query(&path, call.query), StreamProtocol::GeminiSse)
         }
         Door::ProviderApi { path } => {
@@ -66,6 +76,13 @@ pub fn request(
     };
     let mut body = match call.door {
         Door::BedrockRuntime { .. } | Door::GeminiApi { .. } => call.body.clone(),
+        Door::AnthropicMessages { path }
+            if provider.vertex().is_some() && !is_count_tokens(path) =>
+        {
+            let doc: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(call.body)
+                .map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
+            Bytes::from(serde_json::to_vec(&vertex::messages_body(doc)).unwrap_or_default())
+        }
         _ => with_model(call.body.clone(), call.model, model)?,
     };
     // Chat streams are metered from their usage chunk: ask for it, and keep it from a
@@ -86,6 +103,10 @@ pub fn request(
         body,
     };
     Ok((request, protocol))
+}
+
+fn is_count_tokens(path: &str) -> bool {
+    path.ends_with("/count_tokens")
 }
 
 fn with_query(path: &str, query: Option<&str>) -> String {

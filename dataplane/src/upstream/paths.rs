@@ -28,3 +28,33 @@ pub fn is_plain_segment(model: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
 }
+
+/// A Vertex AI project and location: the prefix of every publisher model's path.
+#[derive(Debug, Clone, Copy)]
+pub struct VertexLocation<'a> {
+    pub project: &'a str,
+    pub region: &'a str,
+}
+
+/// Vertex model ids carry a version after `@` (`claude-sonnet-4-5@20250929`), which a
+/// path segment may hold as it is.
+const VERTEX_MODEL_ID: &AsciiSet = &MODEL_ID.remove(b'@');
+
+impl VertexLocation<'_> {
+    /// `/v1/projects/{project}/locations/{region}/publishers/{publisher}/models/{model}:{method}`.
+    pub fn model_path(&self, publisher: &str, model: &str, method: &str) -> String {
+        format!(
+            "/v1/projects/{}/locations/{}/publishers/{publisher}/models/{}:{method}",
+            utf8_percent_encode(self.project, MODEL_ID),
+            utf8_percent_encode(self.region, MODEL_ID),
+            utf8_percent_encode(model, VERTEX_MODEL_ID),
+        )
+    }
+}
+
+/// Whether a Vertex model is one of Google's (served by `generateContent`) rather than a
+/// partner's such as Claude (served by `rawPredict`).
+pub fn is_google_model(model: &str) -> bool {
+    let model = model.trim_start_matches("google/");
+    model.starts_with("gemini") || model.starts_with("gemma")
+}

@@ -79,6 +79,16 @@ impl Upstream {
         http::Uri::from_parts(parts).map_err(|e| e.to_string())
     }
 
+    /// Where a Vertex AI provider serves its publishers' models.
+    pub fn vertex(&self) -> Option<super::paths::VertexLocation<'_>> {
+        match (self.kind, &self.config.project, &self.config.region) {
+            (ProviderKind::Vertex, Some(project), Some(region)) => {
+                Some(super::paths::VertexLocation { project, region })
+            }
+            _ => None,
+        }
+    }
+
     pub fn speaks_openai(&self) -> bool {
         matches!(
             self.kind,
@@ -156,6 +166,8 @@ fn inactive_reason(p: &Provider) -> Option<String> {
         ("session_token", &p.session_token),
         ("base_url", &p.base_url),
         ("region", &p.region),
+        ("project", &p.project),
+        ("service_account_key", &p.service_account_key),
     ];
     for (field, value) in credentials {
         if let Some(var) = value.as_deref().and_then(unresolved_reference) {

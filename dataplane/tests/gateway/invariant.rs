@@ -70,6 +70,19 @@ fn doors() -> Vec<Door> {
             error_shape: |v| v["error"]["message"].is_string() && v["error"]["status"].is_string(),
         },
         Door {
+            name: "vertex anthropic",
+            path: "/v1/vertex/v1/projects/p/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5@20250929:rawPredict",
+            valid: json!({"anthropic_version": "vertex-2023-10-16", "max_tokens": 20,
+                          "messages": [{"role": "user", "content": "hi"}]}),
+            error_shape: |v| v["type"] == "error" && v["error"]["message"].is_string(),
+        },
+        Door {
+            name: "vertex google",
+            path: "/v1/vertex/v1beta1/projects/p/locations/us-east5/publishers/google/models/gemini-2.5-pro:generateContent",
+            valid: json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}),
+            error_shape: |v| v["error"]["message"].is_string() && v["error"]["status"].is_string(),
+        },
+        Door {
             name: "bedrock",
             path: "/v1/bedrock/model/us.anthropic.claude-sonnet-4-5-20250929-v1:0/invoke",
             valid: json!({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 20,

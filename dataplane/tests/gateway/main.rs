@@ -19,3 +19,4 @@ mod process;
 mod response_cache;
 mod soak;
 mod streaming;
+mod vertex_surface;

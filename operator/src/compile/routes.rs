@@ -79,6 +79,7 @@ fn provider_of(
     let mut provider = Provider::new(s.r#type);
     provider.base_url = s.endpoint.clone();
     provider.region = s.region.clone();
+    provider.project = s.project.clone();
     provider.timeouts = s.timeouts.unwrap_or_default();
     provider.retries = s.retries.unwrap_or_default();
     provider.circuit_breaker = s.circuit_breaker.unwrap_or_default();
@@ -211,6 +212,10 @@ fn resolve_credentials(
             &mut provider.secret_access_key,
         ),
         (&creds.session_token_key, &mut provider.session_token),
+        (
+            &creds.service_account_key_key,
+            &mut provider.service_account_key,
+        ),
     ];
     let mut missing = Vec::new();
     for (key, slot) in wanted {
