@@ -3,6 +3,7 @@
 
 pub mod breaker;
 pub mod client;
+pub mod google_auth;
 pub mod paths;
 pub mod retry;
 pub(crate) mod stream;
