@@ -125,8 +125,12 @@ fn init_tracing(args: &Args) {
         .clone()
         .or_else(|| std::env::var("AUDIT_LOG_LEVEL").ok())
         .unwrap_or_else(|| "info".into());
-    let filter = tracing_subscriber::EnvFilter::try_new(&level)
+    let mut filter = tracing_subscriber::EnvFilter::try_new(&level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // yup-oauth2 logs Google's token answers, access tokens included, at debug.
+    if let Ok(quiet) = "yup_oauth2=info".parse() {
+        filter = filter.add_directive(quiet);
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -406,36 +406,8 @@ mod tests {
 
     /// A throwaway 2048-bit RSA key (`openssl genpkey -algorithm RSA`), made for these
     /// tests only; it signs for no real account.
-    const TEST_PRIVATE_KEY: &str = "\
------BEGIN PRIVATE KEY-----\n\
-MIIEvgIBADANBgkqhkiG9w0BAQEFAASCBKgwggSkAgEAAoIBAQCmtTWUaAnmeDqv\n\
-zreQaXDgWKWrZGhWLo6JI4/XTbE2LhwyjgLQKlVTClZ/SlF2bZdz+oybMV4xAxaa\n\
-lSXaIPkcWhpWqGk/L2BaOI1L1sRn+n6GYmLZ6kbKNs2iRcBtmoCbxY4EUdV3w+Gk\n\
-kzteL8BSX5yrG/N8CcNWnEUuOjPxWIuvT7zsHnI1MGi/gb6IEhXOa1sHlTCBSbXD\n\
-RCRfYDPZiy1VWubwXyCrc2O3wrc0FpD5+84dnend9eqxZ+xXKSBfT+feJSnrYmLO\n\
-gJKD/5ux6esE2sK6hy/fjeAw7bYOnj/bneKaqm+60/F/5vw5mOPzFj6l+syhJxFc\n\
-TqjaNa3pAgMBAAECggEAHUBjp+g/gHitN4cKr6TIwRzc6P+DzUd7DDY4uZsw0qRx\n\
-ny9K8BLViO4h8lDsjV66egfHHz4g3HHByBsOmsE5ZM+smnMPkJ40BnCw3lNPgD00\n\
-cUkXNkyE4luOZoBdvP2kvnCCNGDVl5+/2pxZCPRRB0MuntmXNjcSVwKxouRkk97g\n\
-lN466n72Hvku4oK968EQxbUaJ/pgilfHmkVI6RX7XTtZAuBjpsIdUouwoTuWzjdO\n\
-HTZD8d0thKF/MoV55/Pp48HNl7FNxkF6jr+tsvUXH1DOHM8IS4g5BZPtJP4NMlNL\n\
-8RpRugNCPNzzmXu1yGd2jRKchXOWVoSyrjMC0a+XmQKBgQDSjMeNiNeXXA4TNDFC\n\
-1VYV8LXOGen3nMWPCN6RwGsGO8TKoCLbhldlVxcSYTF+K7Ij9xreUDgzJTFp7AoZ\n\
-/pQ/9FFPlRHdOGfrt29McFteKdzw/FkJLsKmvJyoNempRJw+2KWWQSUBWtanajLC\n\
-VtUIKtOna0AZuszESbDbw0fedQKBgQDKsasspQHw1UxeHy+SEkhQtC65hzgYQHve\n\
-/9V9dsQxL0BXde5Eqxh7Y9USunwSvFI1UqgZSM2XEdY9BxzrPICTzM8JKgiXp0Yu\n\
-jlR7vzq3rFEcUzbYRA/bf6RG3UfgqGGoOPXPB8mGSA3Auw7b+MEZW5L/l2zXvaVr\n\
-UVW6X8WLJQKBgQCAw7gGxvmSh6nT9MdrqCzNnjiRoyeDV006/KGhYZwSY9smUGkA\n\
-+Ffakjh59Rbforl/ZU/5RfYY0VY3ATPsUdU4h6JymSgjsqtbbQOUK+K048VLXAjX\n\
-pNFGR3NHLDGKY3tqs/QQwCZxfaxpFnmUgKYoKIjoip7ZHXS9VpPi0rrRQQKBgGDp\n\
-2CVNdAMZiR0LniwiT68+p4SPkZOO6WszOXl2mtHFfOcUfOsaP2dn0U3WGlK+9jOG\n\
-pNcKBzqvDZc6WmpjEDsa1vbTwS35jcXeyagtQ77kRhfb9cIrsMVLX1l+ncpd1+ud\n\
-6HGnkISC2QiIp88nPfSI410Porv4cipAxlOJTSN9AoGBAI5Yn774AG1P2dwqXkwp\n\
-zp34Y1u9EUoHjq/ELxzdsTDJq+50lw/WFWF8Fr+7IjTOciP3/yhevx+NJU1CSR7n\n\
-e6krT2DTJenUkjlMLSWJoaHkDeVBADzgOiH3dds/Eo0O0TasDm2VkoWZR4/jsRwF\n\
-88Q+GJ7XpZ3Utr8JyHJ8zrGv\n\
------END PRIVATE KEY-----\n\
-";
+    const TEST_PRIVATE_KEY: &str =
+        include_str!("../../tests/fixtures/google/test_service_account_key.pem");
 
     const CLIENT_EMAIL: &str = "gateway@test-project.iam.gserviceaccount.com";
 

@@ -232,6 +232,18 @@ impl Upstream {
                 reason: reason.clone(),
             });
         }
+        if let Some(google) = &self.google {
+            let token = google.access_token().await.map_err(|detail| {
+                GatewayError::UpstreamUnreachable {
+                    provider: self.name.clone(),
+                    detail: format!("no Google access token: {detail}"),
+                }
+            })?;
+            if let Ok(mut bearer) = HeaderValue::try_from(format!("Bearer {token}")) {
+                bearer.set_sensitive(true);
+                req.headers.insert(header::AUTHORIZATION, bearer);
+            }
+        }
         self.authorize(&mut req.headers);
         if let Ok(v) = HeaderValue::from_str(request_id) {
             req.headers.insert(crate::header_values::REQUEST_ID, v);

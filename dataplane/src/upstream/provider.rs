@@ -2,6 +2,7 @@
 //! resolved, and the HTTP client and circuit breaker it shares across config swaps.
 
 use super::client::{self, HttpClient};
+use super::google_auth::GoogleTokens;
 use ai_gateway_snapshot::{unresolved_reference, Provider, ProviderKind};
 use hyper_util::client::proxy::matcher::Matcher;
 use std::collections::HashMap;
@@ -26,6 +27,35 @@ pub struct Upstream {
     pub breaker: Arc<super::breaker::Breaker>,
     /// Credentials and configured headers, see [`super::provider_headers`].
     pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// A Vertex AI provider's OAuth2 tokens (none when its `api_key` is a fixed token).
+    pub google: Option<Arc<GoogleCredentials>>,
+}
+
+/// A Vertex AI provider's token source, made on first use (a service-account key is
+/// parsed then) and kept across config swaps while the key stays the same, so its
+/// cached token outlives them.
+pub struct GoogleCredentials {
+    service_account_key: Option<String>,
+    tokens: tokio::sync::OnceCell<Result<GoogleTokens, String>>,
+}
+
+impl GoogleCredentials {
+    /// A valid access token, fetched or from the cache.
+    pub async fn access_token(&self) -> Result<Arc<str>, String> {
+        let tokens = self
+            .tokens
+            .get_or_init(|| async {
+                match &self.service_account_key {
+                    Some(key) => GoogleTokens::from_service_account_key(key)
+                        .await
+                        .map_err(|e| e.to_string()),
+                    None => Ok(GoogleTokens::from_metadata_server(None)),
+                }
+            })
+            .await
+            .as_ref()?;
+        tokens.access_token().await.map_err(|e| e.to_string())
+    }
 }
 
 impl Upstream {
@@ -54,6 +84,8 @@ impl Upstream {
             client: pool.client(config.timeouts.connect_ms),
             breaker: pool.breaker(name),
             headers: super::provider_headers(config),
+            google: (config.kind == ProviderKind::Vertex && config.api_key.is_none())
+                .then(|| pool.google(name, config.service_account_key.as_deref())),
             config: config.clone(),
         }
     }
@@ -105,6 +137,8 @@ impl Upstream {
 pub struct ClientPool {
     clients: Mutex<HashMap<u64, HttpClient>>,
     breakers: Mutex<HashMap<String, Arc<super::breaker::Breaker>>>,
+    /// By provider name, with the service-account key it was made from.
+    google: Mutex<HashMap<String, Arc<GoogleCredentials>>>,
     proxies: Arc<Matcher>,
 }
 
@@ -113,6 +147,7 @@ impl Default for ClientPool {
         Self {
             clients: Mutex::default(),
             breakers: Mutex::default(),
+            google: Mutex::default(),
             proxies: client::proxies_from_env(),
         }
     }
@@ -122,6 +157,21 @@ impl ClientPool {
     fn breaker(&self, provider: &str) -> Arc<super::breaker::Breaker> {
         let mut breakers = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
         breakers.entry(provider.to_string()).or_default().clone()
+    }
+
+    fn google(&self, provider: &str, key: Option<&str>) -> Arc<GoogleCredentials> {
+        let mut google = self.google.lock().unwrap_or_else(|p| p.into_inner());
+        match google.get(provider) {
+            Some(kept) if kept.service_account_key.as_deref() == key => kept.clone(),
+            _ => {
+                let made = Arc::new(GoogleCredentials {
+                    service_account_key: key.map(str::to_string),
+                    tokens: tokio::sync::OnceCell::new(),
+                });
+                google.insert(provider.to_string(), made.clone());
+                made
+            }
+        }
     }
 
     fn client(&self, connect_ms: u64) -> HttpClient {

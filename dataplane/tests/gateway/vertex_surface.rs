@@ -275,3 +275,94 @@ async fn claude_codes_model_picker_sees_the_gateways_own_catalogue() {
     assert_eq!(missing.status(), 404);
     assert!(vertex.received().is_empty() && anthropic.received().is_empty());
 }
+
+/// A service-account key whose tokens come from `token_uri`.
+fn service_account_key(token_uri: &str) -> String {
+    let pem = String::from_utf8(fixture("google/test_service_account_key.pem")).expect("pem");
+    json!({
+        "type": "service_account",
+        "project_id": "gw-project",
+        "private_key_id": "0123456789abcdef",
+        "private_key": pem,
+        "client_email": "gateway@gw-project.iam.gserviceaccount.com",
+        "client_id": "1234567890",
+        "token_uri": token_uri,
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn a_service_account_key_is_exchanged_for_tokens_that_are_refreshed_before_they_expire() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let issued = Arc::new(AtomicUsize::new(0));
+    let counter = issued.clone();
+    // Tokens that live 30 s: inside the refresh margin, so each call needs a new one.
+    let google = FakeUpstream::start(move |req| {
+        let body = String::from_utf8_lossy(&req.body);
+        if !body.contains("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer") {
+            return Reply::json(400, r#"{"error": "unsupported_grant_type"}"#);
+        }
+        let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+        Reply::json(
+            200,
+            json!({"access_token": format!("tok-{n}"), "expires_in": 30, "token_type": "Bearer"})
+                .to_string(),
+        )
+    })
+    .await;
+    let vertex = FakeUpstream::start(vertex_reply).await;
+    let key = service_account_key(&format!("{}/token", google.url()));
+    let gw = TestGateway::start(&format!(
+        r#"
+providers:
+  vertex: {{ type: vertex, base_url: "{}", project: gw-project, region: us-east5,
+            service_account_key: '{key}' }}
+routes:
+  - {{ models: ["claude-*"], provider: vertex }}
+"#,
+        vertex.url()
+    ))
+    .await;
+    for expected in ["Bearer tok-1", "Bearer tok-2"] {
+        let resp = post(format!("{}/v1/claude/v1/messages", gw.url), messages(false)).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(vertex.last().header("authorization"), Some(expected));
+    }
+    assert_eq!(issued.load(Ordering::SeqCst), 2);
+    assert_eq!(google.last().path, "/token");
+}
+
+#[tokio::test]
+async fn a_token_endpoint_that_refuses_is_a_502_naming_the_provider() {
+    let google = FakeUpstream::start(|_| {
+        Reply::json(
+            400,
+            r#"{"error": "invalid_grant", "error_description": "Invalid JWT Signature."}"#,
+        )
+    })
+    .await;
+    let vertex = FakeUpstream::start(vertex_reply).await;
+    let key = service_account_key(&format!("{}/token", google.url()));
+    let gw = TestGateway::start(&format!(
+        r#"
+providers:
+  vertex: {{ type: vertex, base_url: "{}", project: gw-project, region: us-east5,
+            service_account_key: '{key}' }}
+routes:
+  - {{ models: ["claude-*"], provider: vertex }}
+"#,
+        vertex.url()
+    ))
+    .await;
+    let resp = post(format!("{}/v1/claude/v1/messages", gw.url), messages(false)).await;
+    assert_eq!(resp.status(), 502);
+    let error: Value = resp.json().await.expect("json");
+    let message = error["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("vertex") && message.contains("invalid_grant"),
+        "{message}"
+    );
+    assert!(!message.contains("PRIVATE KEY"), "{message}");
+    assert!(vertex.received().is_empty());
+}
