@@ -90,6 +90,12 @@ impl KeyStore {
         let sigv4 =
             header(headers, AUTHORIZATION).is_some_and(|v| v.starts_with("AWS4-HMAC-SHA256"));
         if sigv4 && self.mode == AuthMode::Keys {
+            // boto3 and the aws cli sign whatever credentials they find: a signature
+            // with ones the gateway never issued, beside a gateway key in `x-api-key`,
+            // is the key's. A signature from a gateway-issued pair wins when it is one.
+            if self.sigv4_claim(headers).is_err() && header(headers, API_KEY).is_some() {
+                return self.by_key(headers, query).map(Authenticated::Caller);
+            }
             return Ok(Authenticated::PendingSigV4);
         }
         if self.mode == AuthMode::Kubernetes {

@@ -144,6 +144,65 @@ async fn a_wrong_secret_or_missing_signature_is_refused_in_bedrocks_format() {
 }
 
 #[tokio::test]
+async fn a_signature_with_credentials_the_gateway_never_issued_is_taken_with_a_gateway_key() {
+    let upstream =
+        FakeUpstream::start(|_| Reply::json(200, fixture("upstream/bedrock/converse.json"))).await;
+    let gw = TestGateway::start(&config(&upstream.url(), "")).await;
+    let url = format!(
+        "{}/v1/bedrock/model/amazon.nova-lite-v1%3A0/converse",
+        gw.url
+    );
+    let body = json!({"messages": [{"role": "user", "content": [{"text": "hi"}]}]}).to_string();
+    // What boto3 sends when the workspace has AWS credentials of its own.
+    let signed = |extra: Option<&str>| {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            "host",
+            gw.url.trim_start_matches("http://").parse().expect("host"),
+        );
+        headers.insert("content-type", "application/json".parse().expect("value"));
+        if let Some(key) = extra {
+            headers.insert("x-api-key", key.parse().expect("value"));
+        }
+        let signer = ai_gateway::sigv4::Signer {
+            access_key_id: "AKIAWORKSPACEOWN",
+            secret_access_key: "the-workspaces-own-secret",
+            session_token: None,
+            region: "us-east-1",
+            service: ai_gateway::sigv4::BEDROCK_SERVICE,
+        };
+        signer
+            .apply(&http::Method::POST, &url, &mut headers, body.as_bytes())
+            .expect("signs");
+        headers
+    };
+    let send = |headers: http::HeaderMap| {
+        client()
+            .post(&url)
+            .headers(headers)
+            .body(body.clone())
+            .send()
+    };
+
+    let resp = send(signed(Some("gw_contractor1"))).await.expect("answers");
+    assert_eq!(resp.status(), 200);
+    let sent = upstream.last();
+    let auth = sent.header("authorization").expect("signed");
+    assert!(
+        auth.starts_with(&format!("AWS4-HMAC-SHA256 Credential={PROVIDER_AKID}/")),
+        "signed anew with the route's key: {auth}"
+    );
+    assert!(sent.header("x-api-key").is_none(), "the gateway key stays");
+
+    // Without the key, or with one the gateway does not know, the signature alone decides.
+    for key in [None, Some("gw_unknown")] {
+        let resp = send(signed(key)).await.expect("answers");
+        assert_eq!(resp.status(), 401, "{key:?}");
+    }
+    assert_eq!(upstream.received().len(), 1);
+}
+
+#[tokio::test]
 async fn the_users_json_envelope_invokes_the_named_model() {
     let upstream = FakeUpstream::start(|_| {
         Reply::json(200, fixture("upstream/bedrock/invoke_anthropic.json"))
