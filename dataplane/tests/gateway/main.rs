@@ -19,4 +19,5 @@ mod process;
 mod response_cache;
 mod soak;
 mod streaming;
+mod vertex_clients;
 mod vertex_surface;
