@@ -22,6 +22,9 @@ pub struct AuditRecord<'a> {
     pub request_id: &'a str,
     /// The caller's own `x-request-id`, which it chose and may have reused.
     pub client_request_id: Option<&'a str>,
+    /// Claude Code's session (`X-Claude-Code-Session-Id`) and agent, when it sent them.
+    pub session_id: Option<&'a str>,
+    pub agent_id: Option<&'a str>,
     pub user: &'a str,
     pub team: Option<&'a str>,
     pub workspace: Option<&'a str>,
@@ -60,6 +63,8 @@ impl AuditRecord<'_> {
         f.str("event", Some(self.event));
         f.str("request_id", Some(self.request_id));
         f.str("client_request_id", self.client_request_id);
+        f.str("session_id", self.session_id);
+        f.str("agent_id", self.agent_id);
         f.str("user", Some(self.user));
         f.str("team", self.team);
         f.str("workspace", self.workspace);
@@ -384,6 +389,8 @@ mod tests {
             event: "ai_request",
             request_id: "req_1",
             client_request_id: Some("trace-7"),
+            session_id: Some("3f6c1e2a-sess"),
+            agent_id: None,
             user: "ana \"the admin\"\n\u{1F600}",
             team: Some("platform"),
             workspace: None,
@@ -423,6 +430,8 @@ mod tests {
                 "event": "ai_request",
                 "request_id": "req_1",
                 "client_request_id": "trace-7",
+                "session_id": "3f6c1e2a-sess",
+                "agent_id": null,
                 "user": "ana \"the admin\"\n\u{1F600}",
                 "team": "platform",
                 "workspace": null,

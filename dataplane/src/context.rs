@@ -58,6 +58,19 @@ impl Endpoint {
     }
 }
 
+const SESSION_ID: http::HeaderName = http::HeaderName::from_static("x-claude-code-session-id");
+const AGENT_ID: http::HeaderName = http::HeaderName::from_static("x-claude-code-agent-id");
+
+/// A caller-chosen id kept for the record when it is a sane token: short, printable,
+/// no spaces.
+fn sane_token(headers: &HeaderMap, name: &http::HeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+}
+
 /// Settles and audits a request that ends without an answer reaching its caller.
 pub trait Release: Send + Sync {
     fn release(self: Arc<Self>, ctx: RequestContext);
@@ -67,6 +80,9 @@ pub struct RequestContext {
     request_id: String,
     /// The `x-request-id` the caller sent, if any.
     client_request_id: Option<String>,
+    /// Claude Code's session and agent ids, for attribution (never a metric label).
+    session_id: Option<String>,
+    agent_id: Option<String>,
     started: Instant,
     /// The door the request came in by, named when no endpoint was reached.
     door: &'static str,
@@ -118,14 +134,11 @@ impl RequestContext {
     pub fn new(headers: &HeaderMap) -> Self {
         // The gateway's own id names the request (a caller could reuse or forge one);
         // the caller's, when it is a sane token, is kept beside it so traces join up.
-        let client_request_id = headers
-            .get(REQUEST_ID)
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-            .map(str::to_string);
         Self {
             request_id: new_request_id(),
-            client_request_id,
+            client_request_id: sane_token(headers, &REQUEST_ID),
+            session_id: sane_token(headers, &SESSION_ID),
+            agent_id: sane_token(headers, &AGENT_ID),
             started: Instant::now(),
             door: "",
             endpoint: None,
@@ -229,6 +242,14 @@ impl RequestContext {
 
     pub fn client_request_id(&self) -> Option<&str> {
         self.client_request_id.as_deref()
+    }
+
+    pub fn session_id(&self) -> Option<&str> {
+        self.session_id.as_deref()
+    }
+
+    pub fn agent_id(&self) -> Option<&str> {
+        self.agent_id.as_deref()
     }
 
     pub fn started(&self) -> Instant {

@@ -346,7 +346,9 @@ async fn route(
     let pending_sigv4 = crate::authenticate::caller(gw, ctx, &parts, path, query).await?;
     match (&method, path) {
         (&Method::GET, "/v1/models") => return Ok(openai_chat::models(&compiled)),
-        (&Method::GET, "/v1/usage") => return account::usage(serving, ctx).await,
+        (&Method::GET, "/v1/usage") => {
+            return account::usage(serving, ctx, forwarded_query.as_deref()).await
+        }
         (&Method::GET, "/v1/limits") => return account::limits(serving, ctx).await,
         _ => {}
     }

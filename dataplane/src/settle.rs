@@ -4,7 +4,7 @@
 
 use crate::audit::AuditRecord;
 use crate::context::RequestContext;
-use crate::limits::{Demand, ModelUsage, Reservation, Windows};
+use crate::limits::{Demand, Ledger, LedgerEntry, ModelUsage, Reservation, Windows};
 use crate::metrics::{CallLabels, StatusLabels, UpstreamErrorLabels};
 use crate::pricing::cost_micros;
 use crate::state::Services;
@@ -78,40 +78,36 @@ impl Settlement {
             tokens: usage.prompt_total() + usage.output,
             cost_micros: cost,
         };
-        let ledger_entry = match (ctx.model(), (200..300).contains(&self.status)) {
-            (Some(model), true) => Some((
-                model,
-                ModelUsage {
-                    requests: 1,
-                    tokens_in: usage.prompt_total(),
-                    tokens_out: usage.output,
-                    cache_read_tokens: usage.cache_read,
-                    cache_write_tokens: usage.cache_write,
-                    cost_micros: cost,
-                },
-            )),
-            _ => None,
+        let line = ModelUsage {
+            requests: 1,
+            tokens_in: usage.prompt_total(),
+            tokens_out: usage.output,
+            cache_read_tokens: usage.cache_read,
+            cache_write_tokens: usage.cache_write,
+            cost_micros: cost,
         };
         let day = Windows::at(std::time::SystemTime::now()).day;
-        let ledger = ledger_entry.map(|(model, entry)| (user, day, model, entry));
+        let entry = |ledger, name| LedgerEntry {
+            ledger,
+            user,
+            day,
+            name,
+            usage: line,
+        };
+        let mut ledger = Vec::with_capacity(2);
+        if (200..300).contains(&self.status) {
+            ledger.extend(ctx.model().map(|m| entry(Ledger::Models, m)));
+            ledger.extend(ctx.session_id().map(|s| entry(Ledger::Sessions, s)));
+        }
         if !services
             .store
-            .finish_at_once(reservation.as_ref(), actual, ledger)
+            .finish_at_once(reservation.as_ref(), actual, &ledger)
         {
             let services = services.clone();
             let request_id = ctx.request_id().to_string();
-            let ledger_entry =
-                ledger_entry.map(|(model, entry)| (user.to_string(), model.to_string(), entry));
+            let ledger: Vec<OwnedEntry> = ledger.iter().map(OwnedEntry::from).collect();
             runtime.spawn(async move {
-                settle_remotely(
-                    &services,
-                    &request_id,
-                    reservation,
-                    actual,
-                    ledger_entry,
-                    day,
-                )
-                .await
+                settle_remotely(&services, &request_id, reservation, actual, ledger).await
             });
         }
 
@@ -167,6 +163,8 @@ impl Settlement {
             event: "ai_request",
             request_id: ctx.request_id(),
             client_request_id: ctx.client_request_id(),
+            session_id: ctx.session_id(),
+            agent_id: ctx.agent_id(),
             user,
             team: identity.and_then(|i| i.team.as_deref()),
             workspace: identity.and_then(|i| i.workspace.as_deref()),
@@ -224,17 +222,49 @@ async fn settle_remotely(
     request_id: &str,
     reservation: Option<Reservation>,
     actual: Demand,
-    ledger_entry: Option<(String, String, ModelUsage)>,
-    day: u64,
+    ledger: Vec<OwnedEntry>,
 ) {
     if let Some(reservation) = &reservation {
         if let Err(e) = services.store.settle(reservation, actual).await {
             tracing::error!(request_id, error = %e, "could not settle a rate-limit reservation");
         }
     }
-    if let Some((user, model, entry)) = ledger_entry {
-        if let Err(e) = services.store.record_usage(&user, day, &model, entry).await {
+    for line in &ledger {
+        if let Err(e) = services.store.record_usage(&line.entry()).await {
             tracing::error!(request_id, error = %e, "could not record usage");
+        }
+    }
+}
+
+/// A ledger line kept for a settlement that finishes in a task of its own.
+struct OwnedEntry {
+    ledger: Ledger,
+    user: String,
+    day: u64,
+    name: String,
+    usage: ModelUsage,
+}
+
+impl From<&LedgerEntry<'_>> for OwnedEntry {
+    fn from(e: &LedgerEntry<'_>) -> Self {
+        Self {
+            ledger: e.ledger,
+            user: e.user.to_string(),
+            day: e.day,
+            name: e.name.to_string(),
+            usage: e.usage,
+        }
+    }
+}
+
+impl OwnedEntry {
+    fn entry(&self) -> LedgerEntry<'_> {
+        LedgerEntry {
+            ledger: self.ledger,
+            user: &self.user,
+            day: self.day,
+            name: &self.name,
+            usage: self.usage,
         }
     }
 }

@@ -103,6 +103,9 @@ pub struct UsageReply {
     pub today: Usage,
     #[serde(default)]
     pub models: BTreeMap<String, Usage>,
+    /// By Claude Code session, with `?group_by=session`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<BTreeMap<String, Usage>>,
     #[serde(default)]
     pub limit: Remaining,
 }

@@ -5,7 +5,7 @@ use crate::auth::Identity;
 use crate::body::json_response;
 use crate::context::RequestContext;
 use crate::error::GatewayError;
-use crate::limits::{tightest_quota, Check, Counters, ModelUsage, Windows};
+use crate::limits::{tightest_quota, Check, Counters, Ledger, ModelUsage, Windows};
 use crate::state::Serving;
 use ai_gateway_snapshot::replies::{
     LimitStanding, LimitsReply, Remaining, Usage, UsageReply, WindowUse,
@@ -33,14 +33,23 @@ fn store_error(e: crate::limits::StoreError) -> GatewayError {
 
 /// The users' shape (`today`, `limit.requests_remaining`, `limit.tokens_remaining`),
 /// extended with cost, cache tokens and a per-model breakdown.
-pub async fn usage(serving: Serving<'_>, ctx: &mut RequestContext) -> Answer {
+pub async fn usage(serving: Serving<'_>, ctx: &mut RequestContext, query: Option<&str>) -> Answer {
     let caller = standing_of(serving, ctx).await?;
-    let per_model = serving
-        .services
-        .store
-        .usage_day(&caller.identity.user, caller.windows.day)
-        .await
-        .map_err(store_error)?;
+    let day = |ledger| {
+        serving
+            .services
+            .store
+            .usage_day(ledger, &caller.identity.user, caller.windows.day)
+    };
+    let per_model = day(Ledger::Models).await.map_err(store_error)?;
+    let by_session = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .any(|pair| pair == "group_by=session");
+    let sessions = match by_session {
+        true => Some(day(Ledger::Sessions).await.map_err(store_error)?),
+        false => None,
+    };
     let mut total = ModelUsage::default();
     let mut models = std::collections::BTreeMap::new();
     for (model, u) in &per_model {
@@ -58,6 +67,7 @@ pub async fn usage(serving: Serving<'_>, ctx: &mut RequestContext) -> Answer {
         date: humantime::format_rfc3339_seconds(day_start).to_string()[..10].to_string(),
         today: usage_of(&total),
         models,
+        sessions: sessions.map(|s| s.iter().map(|(id, u)| (id.clone(), usage_of(u))).collect()),
         limit: Remaining {
             requests_remaining: quota.requests.map(|(_, r, _)| r),
             tokens_remaining: quota.tokens.map(|(_, r, _)| r),

@@ -83,6 +83,9 @@ pub fn request(
                 .map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
             Bytes::from(serde_json::to_vec(&vertex::messages_body(doc)).unwrap_or_default())
         }
+        Door::AnthropicMessages { .. } => {
+            vertex::without_version(with_model(call.body.clone(), call.model, model)?)?
+        }
         _ => with_model(call.body.clone(), call.model, model)?,
     };
     // Chat streams are metered from their usage chunk: ask for it, and keep it from a

@@ -4,6 +4,8 @@
 //! body into Vertex's and back.
 //! <https://cloud.google.com/vertex-ai/generative-ai/docs/partner-models/claude>
 
+use crate::error::GatewayError;
+use bytes::Bytes;
 use serde_json::{Map, Value};
 
 /// The `anthropic_version` Vertex requires in the body.
@@ -26,13 +28,25 @@ pub fn messages_body(mut doc: Map<String, Value>) -> Map<String, Value> {
     doc
 }
 
-/// A Vertex caller's body as the Messages API takes it: the path's model in, Vertex's
-/// `anthropic_version` out, and a stream asked for by the method kept in the body.
+/// A Vertex caller's body as the Messages API takes it: the path's model in, and a
+/// stream asked for by the method kept in the body. Its `anthropic_version` stays, for a
+/// Vertex provider to receive as sent; [`without_version`] drops it for Anthropic.
 pub fn from_vertex(mut doc: Map<String, Value>, model: &str, stream: bool) -> Map<String, Value> {
-    doc.remove("anthropic_version");
     doc.insert("model".into(), Value::from(model));
     if stream {
         doc.insert("stream".into(), Value::Bool(true));
     }
     doc
+}
+
+/// A Messages body without the `anthropic_version` a Vertex caller put in it, which
+/// Anthropic's own API refuses. Untouched (not re-serialised) when there is none.
+pub fn without_version(body: Bytes) -> Result<Bytes, GatewayError> {
+    if memchr::memmem::find(&body, b"\"anthropic_version\"").is_none() {
+        return Ok(body);
+    }
+    let mut doc: Map<String, Value> =
+        serde_json::from_slice(&body).map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
+    doc.remove("anthropic_version");
+    Ok(Bytes::from(serde_json::to_vec(&doc).unwrap_or_default()))
 }

@@ -1,10 +1,10 @@
 //! Counters in this replica's memory: exact for one replica. Each subject's counters
 //! sit behind their own shard lock, so callers of different subjects never contend.
 
-use super::ModelUsage;
 use super::{
     refusal_for, tightest_quota, Admission, Check, Counters, Demand, Reservation, Windows,
 };
+use super::{Ledger, LedgerEntry, ModelUsage};
 use dashmap::DashMap;
 use std::collections::BTreeMap;
 
@@ -44,13 +44,16 @@ impl Slot {
     }
 }
 
+/// One ledger: user → day → name → usage.
+type Book = DashMap<String, BTreeMap<u64, BTreeMap<String, ModelUsage>>, crate::FastHasher>;
+
 #[derive(Default)]
 pub struct MemoryStore {
     slots: DashMap<String, Slot, crate::FastHasher>,
     /// The UTC day of the last sweep of idle subjects.
     swept_day: std::sync::atomic::AtomicU64,
-    /// user → day → usage per model.
-    ledger: DashMap<String, BTreeMap<u64, BTreeMap<String, ModelUsage>>, crate::FastHasher>,
+    /// user → day → usage per model, and per session ([`Ledger`] is the index).
+    ledgers: [Book; 2],
     /// The UTC day of the last usage recorded.
     ledger_day: std::sync::atomic::AtomicU64,
 }
@@ -158,35 +161,50 @@ impl MemoryStore {
         }
     }
 
-    pub(super) fn record_usage(&self, user: &str, day: u64, model: &str, usage: ModelUsage) {
+    pub(super) fn record_usage(&self, entry: &LedgerEntry<'_>) {
+        let LedgerEntry {
+            ledger,
+            user,
+            day,
+            name,
+            usage,
+        } = *entry;
         // Yesterday stays readable; older days are dropped as the ledger rolls over.
         let previous = self
             .ledger_day
             .swap(day, std::sync::atomic::Ordering::Relaxed);
         if previous != day {
-            self.ledger.retain(|_, days| {
-                days.retain(|d, _| *d + 1 >= day);
-                !days.is_empty()
-            });
+            for book in &self.ledgers {
+                book.retain(|_, days| {
+                    days.retain(|d, _| *d + 1 >= day);
+                    !days.is_empty()
+                });
+            }
         }
-        let mut days = match self.ledger.get_mut(user) {
+        let book = &self.ledgers[ledger as usize];
+        let mut days = match book.get_mut(user) {
             Some(days) => days,
-            None => self.ledger.entry(user.to_string()).or_default(),
+            None => book.entry(user.to_string()).or_default(),
         };
-        let models = days.entry(day).or_default();
-        let full = models.len() >= super::MAX_LEDGER_MODELS;
-        match models.get_mut(model) {
-            Some(entry) => entry.add(&usage),
-            None if full => models
+        let names = days.entry(day).or_default();
+        let full = names.len() >= ledger.most();
+        match names.get_mut(name) {
+            Some(line) => line.add(&usage),
+            None if full => names
                 .entry(super::OTHER_MODELS.to_string())
                 .or_default()
                 .add(&usage),
-            None => models.entry(model.to_string()).or_default().add(&usage),
+            None => names.entry(name.to_string()).or_default().add(&usage),
         }
     }
 
-    pub(super) fn usage_day(&self, user: &str, day: u64) -> BTreeMap<String, ModelUsage> {
-        self.ledger
+    pub(super) fn usage_day(
+        &self,
+        ledger: Ledger,
+        user: &str,
+        day: u64,
+    ) -> BTreeMap<String, ModelUsage> {
+        self.ledgers[ledger as usize]
             .get(user)
             .and_then(|days| days.get(&day).cloned())
             .unwrap_or_default()
@@ -257,28 +275,39 @@ mod tests {
     #[test]
     fn the_usage_ledger_sums_per_model_and_keeps_only_today_and_yesterday() {
         let store = MemoryStore::default();
-        let one = ModelUsage {
-            requests: 1,
-            tokens_in: 10,
-            ..ModelUsage::default()
+        let record = |ledger, user, day, name| {
+            store.record_usage(&LedgerEntry {
+                ledger,
+                user,
+                day,
+                name,
+                usage: ModelUsage {
+                    requests: 1,
+                    tokens_in: 10,
+                    ..ModelUsage::default()
+                },
+            })
         };
-        store.record_usage("ana", 1, "m", one);
-        store.record_usage("bo", 1, "m", one);
-        store.record_usage("ana", 2, "m", one);
-        store.record_usage("ana", 2, "m", one);
-        assert_eq!(store.usage_day("ana", 2)["m"].tokens_in, 20);
+        record(Ledger::Models, "ana", 1, "m");
+        record(Ledger::Models, "bo", 1, "m");
+        record(Ledger::Models, "ana", 2, "m");
+        record(Ledger::Models, "ana", 2, "m");
+        record(Ledger::Sessions, "ana", 2, "s-1");
+        let models = |user, day| store.usage_day(Ledger::Models, user, day);
+        assert_eq!(models("ana", 2)["m"].tokens_in, 20);
+        assert_eq!(models("ana", 1)["m"].requests, 1, "yesterday is kept");
         assert_eq!(
-            store.usage_day("ana", 1)["m"].requests,
+            store.usage_day(Ledger::Sessions, "ana", 2)["s-1"].requests,
             1,
-            "yesterday is kept"
+            "sessions have a ledger of their own"
         );
-        store.record_usage("ana", 3, "m", one);
-        assert!(store.usage_day("ana", 1).is_empty());
-        assert!(store.usage_day("bo", 1).is_empty());
+        record(Ledger::Models, "ana", 3, "m");
+        assert!(models("ana", 1).is_empty());
+        assert!(models("bo", 1).is_empty());
         assert!(
-            !store.ledger.contains_key("bo"),
+            !store.ledgers[Ledger::Models as usize].contains_key("bo"),
             "idle callers are forgotten"
         );
-        assert_eq!(store.usage_day("ana", 2)["m"].requests, 2);
+        assert_eq!(models("ana", 2)["m"].requests, 2);
     }
 }

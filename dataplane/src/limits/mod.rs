@@ -265,6 +265,39 @@ impl LimitKind {
     }
 }
 
+/// Which of a caller's daily ledgers an entry goes to: usage by model, or by the
+/// session it was spent in (Claude Code's `X-Claude-Code-Session-Id`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ledger {
+    Models,
+    Sessions,
+}
+
+impl Ledger {
+    /// Distinct names one caller's ledger keeps per day; further ones are summed under
+    /// [`OTHER_MODELS`].
+    fn most(self) -> usize {
+        match self {
+            Self::Models => MAX_LEDGER_MODELS,
+            Self::Sessions => MAX_LEDGER_SESSIONS,
+        }
+    }
+}
+
+/// One call's line in a caller's daily ledger.
+#[derive(Debug, Clone, Copy)]
+pub struct LedgerEntry<'a> {
+    pub ledger: Ledger,
+    pub user: &'a str,
+    pub day: u64,
+    /// The model, or the session.
+    pub name: &'a str,
+    pub usage: ModelUsage,
+}
+
+/// Distinct sessions one caller's ledger keeps per day.
+pub const MAX_LEDGER_SESSIONS: usize = 256;
+
 /// Distinct models one caller's ledger keeps per day; further models are summed under
 /// [`OTHER_MODELS`], so caller-chosen model names cannot grow it without bound.
 pub const MAX_LEDGER_MODELS: usize = 64;
@@ -354,7 +387,7 @@ impl Store {
         &self,
         reservation: Option<&Reservation>,
         actual: Demand,
-        ledger: Option<(&str, u64, &str, ModelUsage)>,
+        ledger: &[LedgerEntry<'_>],
     ) -> bool {
         let Store::Memory(m) = self else {
             return false;
@@ -362,37 +395,32 @@ impl Store {
         if let Some(reservation) = reservation {
             m.settle(reservation, actual);
         }
-        if let Some((user, day, model, usage)) = ledger {
-            m.record_usage(user, day, model, usage);
+        for entry in ledger {
+            m.record_usage(entry);
         }
         true
     }
 
     /// Adds one call to its caller's daily usage ledger.
-    pub async fn record_usage(
-        &self,
-        user: &str,
-        day: u64,
-        model: &str,
-        usage: ModelUsage,
-    ) -> Result<(), StoreError> {
+    pub async fn record_usage(&self, entry: &LedgerEntry<'_>) -> Result<(), StoreError> {
         match self {
             Store::Memory(m) => {
-                m.record_usage(user, day, model, usage);
+                m.record_usage(entry);
                 Ok(())
             }
-            Store::Redis(r) => r.record_usage(user, day, model, usage).await,
+            Store::Redis(r) => r.record_usage(entry).await,
         }
     }
 
     pub async fn usage_day(
         &self,
+        ledger: Ledger,
         user: &str,
         day: u64,
     ) -> Result<BTreeMap<String, ModelUsage>, StoreError> {
         match self {
-            Store::Memory(m) => Ok(m.usage_day(user, day)),
-            Store::Redis(r) => r.usage_day(user, day).await,
+            Store::Memory(m) => Ok(m.usage_day(ledger, user, day)),
+            Store::Redis(r) => r.usage_day(ledger, user, day).await,
         }
     }
 

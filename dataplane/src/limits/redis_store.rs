@@ -1,10 +1,10 @@
 //! Counters in Redis, shared by every replica: one Lua script checks and reserves all
 //! of a request's counters atomically in one round trip; another settles them.
 
-use super::ModelUsage;
 use super::{
     Admission, Check, Counters, Demand, LimitKind, Quota, Refusal, Reservation, StoreError, Windows,
 };
+use super::{Ledger, LedgerEntry, ModelUsage};
 use redis::aio::ConnectionManager;
 use redis::Script;
 use std::collections::{BTreeMap, HashMap};
@@ -219,23 +219,21 @@ impl RedisStore {
         Ok(())
     }
 
-    fn ledger_key(&self, user: &str, day: u64) -> String {
-        format!("aigw:usage:{day}:{user}")
+    fn ledger_key(&self, ledger: Ledger, user: &str, day: u64) -> String {
+        match ledger {
+            Ledger::Models => format!("aigw:usage:{day}:{user}"),
+            Ledger::Sessions => format!("aigw:sessions:{day}:{user}"),
+        }
     }
 
-    pub(super) async fn record_usage(
-        &self,
-        user: &str,
-        day: u64,
-        model: &str,
-        u: ModelUsage,
-    ) -> Result<(), StoreError> {
-        let key = self.ledger_key(user, day);
+    pub(super) async fn record_usage(&self, entry: &LedgerEntry<'_>) -> Result<(), StoreError> {
+        let key = self.ledger_key(entry.ledger, entry.user, entry.day);
+        let u = entry.usage;
         let mut conn = self.conn().await?;
         self.ledger
             .key(key)
-            .arg(model)
-            .arg(super::MAX_LEDGER_MODELS * LEDGER_FIELDS.len())
+            .arg(entry.name)
+            .arg(entry.ledger.most() * LEDGER_FIELDS.len())
             .arg(super::OTHER_MODELS)
             .arg(KEY_TTL_SECS)
             .arg(&[
@@ -253,12 +251,13 @@ impl RedisStore {
 
     pub(super) async fn usage_day(
         &self,
+        ledger: Ledger,
         user: &str,
         day: u64,
     ) -> Result<BTreeMap<String, ModelUsage>, StoreError> {
         let mut conn = self.conn().await?;
         let fields: HashMap<String, u64> = redis::cmd("HGETALL")
-            .arg(self.ledger_key(user, day))
+            .arg(self.ledger_key(ledger, user, day))
             .query_async(&mut conn)
             .await?;
         let mut out: BTreeMap<String, ModelUsage> = BTreeMap::new();

@@ -172,15 +172,19 @@ async fn the_vertex_door_routes_the_paths_model_to_whichever_provider_serves_it(
     assert_eq!(sent.json()["stream"], true);
     assert!(sent.json().get("anthropic_version").is_none());
 
-    // Served by Vertex: the gateway's project and region, not the caller's.
+    // Served by Vertex: the gateway's project and region, not the caller's; the body's
+    // fields as the caller sent them.
     let resp = post(
         format!("{}{caller_path}/claude-sonnet-4-5:rawPredict", gw.url),
-        json!({"anthropic_version": "vertex-2023-10-16", "max_tokens": 64,
+        json!({"anthropic_version": "vertex-2099-01-01", "max_tokens": 64,
                "messages": [{"role": "user", "content": "hi"}]}),
     )
     .await;
     assert_eq!(resp.status(), 200);
-    assert_eq!(vertex.last().path, format!("{RAW_PREDICT}:rawPredict"));
+    let sent = vertex.last();
+    assert_eq!(sent.path, format!("{RAW_PREDICT}:rawPredict"));
+    assert_eq!(sent.json()["anthropic_version"], "vertex-2099-01-01");
+    assert!(sent.json().get("model").is_none());
 
     // Google's models through the same door, as google-genai's vertexai client calls them.
     let resp = post(
