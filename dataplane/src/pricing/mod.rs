@@ -197,6 +197,10 @@ mod tests {
             "gemini-2.5-pro",
             "gpt-4o",
             "gpt-4o-mini",
+            // Vertex AI names a version after `@`.
+            "claude-sonnet-4-5@20250929",
+            "claude-sonnet-4@20250514",
+            "claude-opus-4@20250514",
         ] {
             assert!(lookup(model).is_some(), "no price for {model}");
         }

@@ -387,6 +387,10 @@ async fn claude_code_on_bedrock_gets_messages_events_back() {
         body["tools"], recorded["body"]["tools"],
         "tools travel unchanged"
     );
+    assert_eq!(
+        body["system"], recorded["body"]["system"],
+        "the system blocks, Claude Code's attribution block among them, travel unchanged"
+    );
 
     // count_tokens is answered by the gateway in the Messages format.
     let count: Value = client()
