@@ -466,6 +466,99 @@ async fn claude_code_cli_runs_on_a_bedrock_route() {
         && r["sigv4"]["verified_double_encoded"] == true));
 }
 
+/// The real Claude Code CLI in its Bedrock mode (`CLAUDE_CODE_USE_BEDROCK=1`): it signs
+/// InvokeModel calls with a gateway-issued pair; the gateway checks that signature, signs
+/// again with the route's AWS credentials, and the provider gets Claude Code's body as
+/// sent.
+#[tokio::test]
+async fn claude_code_in_bedrock_mode_signs_with_a_gateway_issued_pair() {
+    let claude = std::env::var("CLAUDE_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| "/root/.cache/claude-code/node_modules/.bin/claude".into());
+    if !claude.exists() || !python_has(&["boto3"]) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install Claude Code"
+        );
+        eprintln!("SKIPPED: Claude Code CLI not installed");
+        return;
+    }
+    let fake = PythonFake::start(
+        "fake_aws_gemini_capture.py",
+        &[
+            "--aws-credentials",
+            &format!("{PROVIDER_AKID}:{PROVIDER_SECRET}"),
+        ],
+    );
+    let gw = TestGateway::start(&config(&format!("http://127.0.0.1:{}", fake.port), "")).await;
+    let model = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
+    let home = crate::process::tempdir();
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new(&claude)
+            .args(["-p", "say hi"])
+            .current_dir(&home)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", home.path())
+            .env("CLAUDE_CODE_USE_BEDROCK", "1")
+            .env(
+                "ANTHROPIC_BEDROCK_BASE_URL",
+                format!("{}/v1/bedrock", gw.url),
+            )
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", GW_AKID)
+            .env("AWS_SECRET_ACCESS_KEY", GW_SECRET)
+            .env("ANTHROPIC_MODEL", model)
+            .env("ANTHROPIC_SMALL_FAST_MODEL", model)
+            .env("DISABLE_TELEMETRY", "1")
+            .env("DISABLE_ERROR_REPORTING", "1")
+            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+            .env("CLAUDE_CODE_MAX_RETRIES", "0")
+            .stdin(std::process::Stdio::null())
+            .output(),
+    )
+    .await
+    .expect("claude finishes")
+    .expect("claude runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "claude -p failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!stdout.trim().is_empty());
+    let requests = fake.requests();
+    let turn = requests
+        .iter()
+        .find(|r| {
+            r["path"]
+                .as_str()
+                .is_some_and(|p| p.ends_with("/invoke-with-response-stream"))
+        })
+        .unwrap_or_else(|| panic!("Claude Code's turn reached Bedrock: {requests:?}"));
+    assert_eq!(
+        turn["path"],
+        "/model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/invoke-with-response-stream"
+    );
+    assert_eq!(turn["sigv4"]["access_key"], PROVIDER_AKID, "{turn}");
+    assert_eq!(turn["sigv4"]["verified_double_encoded"], true, "{turn}");
+    assert!(
+        !turn["headers"].to_string().contains(GW_SECRET)
+            && !turn["headers"].to_string().contains(GW_AKID),
+        "the caller's credentials stay at the gateway: {turn}"
+    );
+    let body = &turn["body"];
+    assert!(body["anthropic_version"].is_string(), "{body}");
+    assert!(
+        body["system"][0]["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("x-anthropic-billing-header")),
+        "Claude Code's attribution block as sent: {body}"
+    );
+    assert!(body["tools"].as_array().is_some_and(|t| !t.is_empty()));
+}
+
 /// The openai SDK on `/v1/chat/completions`, served by Bedrock's Converse API.
 #[tokio::test]
 async fn openai_sdk_reaches_bedrock_through_converse() {

@@ -819,6 +819,18 @@ async fn official_clients_work_through_the_gateway() {
         assert_eq!(recorded_header(turn, "x-api-key"), Some("sk-ant-real"));
         assert!(recorded_header(turn, "anthropic-beta").is_some_and(|b| !b.is_empty()));
         assert!(
+            turn["body"]["model"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("claude-")),
+            "{turn}"
+        );
+        assert!(
+            turn["body"]["system"][0]["text"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("x-anthropic-billing-header")),
+            "Claude Code's attribution block as sent: {turn}"
+        );
+        assert!(
             turn["body"]["tools"]
                 .as_array()
                 .is_some_and(|t| !t.is_empty()),
