@@ -21,6 +21,7 @@ pub mod exchange;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod header_values;
+pub mod intelligence;
 pub mod limits;
 pub mod metered;
 pub mod metrics;

@@ -1,0 +1,3 @@
+//! Routing intelligence: choosing the model for the task.
+
+pub mod classify;
