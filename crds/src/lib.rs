@@ -4,8 +4,8 @@
 //! `crds/yaml/` is generated from these types by `crdgen`, never edited by hand.
 
 use ai_gateway_snapshot::{
-    AuditSink, AuthMode, CacheSettings, CircuitBreaker, LimitRule, LimitStoreKind, ModelPrice,
-    ProviderKind, Retries, Timeouts, UnpricedModels,
+    AuditSink, AuthMode, AutoRouting, CacheSettings, CircuitBreaker, LimitRule, LimitStoreKind,
+    ModelPrice, ProviderKind, Retries, Timeouts, UnpricedModels,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -75,6 +75,10 @@ pub struct AIGatewaySpec {
     /// unless set otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<CacheSettings>,
+    /// `model: "auto"`: the models of the simple and complex tiers (on, Sonnet and Opus,
+    /// unless set otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_routing: Option<AutoRouting>,
 }
 
 fn default_replicas() -> i32 {

@@ -33,6 +33,8 @@ pub struct AuditRecord<'a> {
     pub model: Option<&'a str>,
     pub upstream_model: Option<&'a str>,
     pub endpoint: &'a str,
+    /// For `model: "auto"`: why the model was chosen (`complex: stack_trace, code`).
+    pub route_reason: Option<&'a str>,
     pub status: u16,
     pub stream: bool,
     /// All prompt tokens, cached ones included.
@@ -73,6 +75,7 @@ impl AuditRecord<'_> {
         f.str("model", self.model);
         f.str("upstream_model", self.upstream_model);
         f.str("endpoint", Some(self.endpoint));
+        f.str("route_reason", self.route_reason);
         f.number("status", u64::from(self.status));
         f.bool("stream", self.stream);
         f.number("request_tokens", self.request_tokens);
@@ -399,6 +402,7 @@ mod tests {
             model: Some("claude-sonnet"),
             upstream_model: Some("claude-sonnet-4-5"),
             endpoint: "claude.messages",
+            route_reason: None,
             status: 200,
             stream: true,
             request_tokens: 1200,
@@ -440,6 +444,7 @@ mod tests {
                 "model": "claude-sonnet",
                 "upstream_model": "claude-sonnet-4-5",
                 "endpoint": "claude.messages",
+                "route_reason": null,
                 "status": 200,
                 "stream": true,
                 "request_tokens": 1200,

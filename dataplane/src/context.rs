@@ -101,6 +101,9 @@ pub struct RequestContext {
     usage: Arc<UsageCell>,
     /// Providers tried before the one that answered.
     fallbacks: Vec<String>,
+    /// For `model: "auto"`: the tier chosen and why (`complex: stack_trace, code`).
+    auto_tier: Option<&'static str>,
+    route_reason: Option<String>,
     /// For cacheable calls: whether the answer came from the response cache.
     cache_hit: Option<bool>,
     /// The prompt's tokens as admission estimated them: charged when a call ends
@@ -152,6 +155,8 @@ impl RequestContext {
             quota: None,
             usage: Arc::default(),
             fallbacks: Vec::new(),
+            auto_tier: None,
+            route_reason: None,
             cache_hit: None,
             estimated_input_tokens: 0,
             release: None,
@@ -198,6 +203,12 @@ impl RequestContext {
         }
         self.routed(provider, upstream_model);
         self.price = price;
+    }
+
+    /// `model: "auto"` chose `tier` for `reason`.
+    pub fn auto_routed(&mut self, tier: &'static str, reason: String) {
+        self.auto_tier = Some(tier);
+        self.route_reason = Some(reason);
     }
 
     /// What the call is charged per token, as admission found it.
@@ -301,6 +312,14 @@ impl RequestContext {
 
     pub fn fallbacks(&self) -> &[String] {
         &self.fallbacks
+    }
+
+    pub fn auto_tier(&self) -> Option<&'static str> {
+        self.auto_tier
+    }
+
+    pub fn route_reason(&self) -> Option<&str> {
+        self.route_reason.as_deref()
     }
 
     pub fn cache_hit(&self) -> Option<bool> {

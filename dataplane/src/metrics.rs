@@ -77,6 +77,12 @@ pub struct CacheLabels {
     pub result: &'static str,
 }
 
+/// The tier `model: "auto"` chose.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AutoRouteLabels {
+    pub tier: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabels {
     pub status: u16,
@@ -94,6 +100,7 @@ pub struct Metrics {
     pub config_info: Family<VersionLabels, Gauge>,
     pub circuit_open: Family<ProviderLabels, Gauge>,
     pub cache_lookups: Family<CacheLabels, Counter>,
+    pub auto_routes: Family<AutoRouteLabels, Counter>,
     pub audit_written: Counter,
     pub audit_failed: Counter,
     /// Requests answered before any provider was chosen (401, 404, 400 …), by status.
@@ -157,6 +164,7 @@ impl Default for Metrics {
         let config_info = Family::<VersionLabels, Gauge>::default();
         let circuit_open = Family::<ProviderLabels, Gauge>::default();
         let cache_lookups = Family::<CacheLabels, Counter>::default();
+        let auto_routes = Family::<AutoRouteLabels, Counter>::default();
         let audit_written = Counter::default();
         let audit_failed = Counter::default();
         let refused = Family::<StatusLabels, Counter>::default();
@@ -216,6 +224,11 @@ impl Default for Metrics {
             cache_lookups.clone(),
         );
         registry.register(
+            "ai_gateway_auto_routes",
+            "Calls naming model auto, by the tier chosen for them",
+            auto_routes.clone(),
+        );
+        registry.register(
             "ai_gateway_audit_records_written",
             "Audit records written",
             audit_written.clone(),
@@ -237,6 +250,7 @@ impl Default for Metrics {
             config_info,
             circuit_open,
             cache_lookups,
+            auto_routes,
             audit_written,
             audit_failed,
             refused,

@@ -4,6 +4,7 @@
 use crate::compiled::CompiledConfig;
 use crate::context::RequestContext;
 use crate::error::GatewayError;
+use crate::intelligence::skills::SystemPrompt;
 use crate::read::{null_as_false, token_count, Count};
 use http::HeaderMap;
 use serde::Deserialize;
@@ -27,6 +28,12 @@ pub struct ModelPeek<'a> {
     pub messages: Option<Count>,
     #[serde(default)]
     pub temperature: Option<f64>,
+    /// The gateway's own per-call switch for `model: "auto"`; never forwarded.
+    #[serde(default)]
+    pub smart_routing: Option<bool>,
+    /// A skill asked for in the body (also `X-Gateway-Skill`); never forwarded.
+    #[serde(borrow, default)]
+    pub skill: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -55,6 +62,9 @@ pub struct Routed {
     pub temperature: Option<f64>,
     /// The output cap the caller asked for, if any.
     pub max_output_tokens: Option<u64>,
+    /// The body rewritten for the provider (an `auto` call's chosen model, the gateway's
+    /// own fields removed); `None` when it goes as it came.
+    pub provider_body: Option<bytes::Bytes>,
 }
 
 pub fn peek_model(body: &[u8]) -> Result<ModelPeek<'_>, GatewayError> {
@@ -105,11 +115,49 @@ pub fn by_body(
     ctx: &mut RequestContext,
     headers: &HeaderMap,
     body: &[u8],
+    system_prompt: SystemPrompt,
 ) -> Result<Routed, GatewayError> {
+    use crate::intelligence::{auto, provider_body, skills};
     let peek = peek_model(body)?;
-    let model = required_model(&peek)?.to_string();
+    let asked = required_model(&peek)?;
+    let skill = skills::requested(headers, peek.skill.as_deref())
+        .map(skills::find)
+        .transpose()?;
+    let auto = auto::choose(
+        &compiled.snapshot.auto_routing,
+        asked,
+        headers,
+        peek.smart_routing,
+        skill,
+        body,
+    );
+    // A provider sees the chosen model and the skill's prompt, never the gateway's own
+    // fields.
+    let rewritten =
+        auto.is_some() || skill.is_some() || peek.smart_routing.is_some() || peek.skill.is_some();
+    let provider_body = match rewritten {
+        true => Some(provider_body(
+            body,
+            auto.as_ref().map(|c| c.model.as_str()),
+            skill.map(|s| (s, system_prompt)),
+        )?),
+        false => None,
+    };
+    let model = auto
+        .as_ref()
+        .map_or(asked, |c| c.model.as_str())
+        .to_string();
+    if let Some(chosen) = auto {
+        ctx.auto_routed(chosen.tier.as_str(), chosen.reason);
+    }
     within_request_limits(&compiled.snapshot.gateway, &peek)?;
-    let resolved = compiled.routes.resolve(&model, forced_provider(headers))?;
+    let resolved = match compiled.routes.resolve(&model, forced_provider(headers)) {
+        Err(GatewayError::UnknownModel { .. }) if family_alias(&model).is_some() => {
+            let full = family_alias(&model).unwrap_or_default();
+            compiled.routes.resolve(full, forced_provider(headers))?
+        }
+        resolved => resolved?,
+    };
     ctx.routed(&resolved.provider.name, &resolved.upstream_model);
     ctx.asks_for(model.clone(), peek.stream);
     Ok(Routed {
@@ -121,7 +169,19 @@ pub fn by_body(
             .is_some_and(|o| o.include_usage),
         temperature: peek.temperature,
         max_output_tokens: peek.max_output_tokens(),
+        provider_body,
     })
+}
+
+/// The short names the users' documents use for Claude's families, when no route
+/// claims them itself.
+fn family_alias(model: &str) -> Option<&'static str> {
+    match model {
+        "sonnet" => Some("claude-sonnet-4-5"),
+        "opus" => Some("claude-opus-4-5"),
+        "haiku" => Some("claude-haiku-4-5"),
+        _ => None,
+    }
 }
 
 pub fn forced_provider(headers: &HeaderMap) -> Option<&str> {

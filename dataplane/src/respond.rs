@@ -15,6 +15,8 @@ use std::sync::Arc;
 
 const ROUTED_PROVIDER: http::HeaderName = http::HeaderName::from_static("x-ai-gateway-provider");
 const ROUTED_MODEL: http::HeaderName = http::HeaderName::from_static("x-ai-gateway-model");
+/// Why `model: "auto"` chose the model it did.
+const ROUTE_REASON: http::HeaderName = http::HeaderName::from_static("x-ai-gateway-route-reason");
 
 pub fn respond(
     services: &Arc<Services>,
@@ -60,6 +62,9 @@ pub fn respond(
         .and_then(|m| values.text(m))
     {
         headers.insert(ROUTED_MODEL, m);
+    }
+    if let Some(reason) = ctx.route_reason().and_then(|r| values.text(r)) {
+        headers.insert(ROUTE_REASON, reason);
     }
     if let Some(hit) = ctx.cache_hit() {
         headers.insert(

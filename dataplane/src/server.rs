@@ -272,7 +272,7 @@ fn door(path: &str) -> Option<&'static str> {
     let door = match path {
         "/health" => return None,
         "/v1/chat/completions" => "chat.completions",
-        "/v1/models" | "/v1/usage" | "/v1/limits" => "account",
+        "/v1/models" | "/v1/skills" | "/v1/usage" | "/v1/limits" => "account",
         p if p.starts_with("/v1/claude") => "claude",
         p if p.starts_with("/v1/bedrock") => "bedrock",
         p if p.starts_with("/v1/gemini") => "gemini",
@@ -346,6 +346,7 @@ async fn route(
     let pending_sigv4 = crate::authenticate::caller(gw, ctx, &parts, path, query).await?;
     match (&method, path) {
         (&Method::GET, "/v1/models") => return Ok(openai_chat::models(&compiled)),
+        (&Method::GET, "/v1/skills") => return Ok(info::skills()),
         (&Method::GET, "/v1/usage") => {
             return account::usage(serving, ctx, forwarded_query.as_deref()).await
         }

@@ -5,7 +5,7 @@
 use crate::audit::AuditRecord;
 use crate::context::RequestContext;
 use crate::limits::{Demand, Ledger, LedgerEntry, ModelUsage, Reservation, Windows};
-use crate::metrics::{CallLabels, StatusLabels, UpstreamErrorLabels};
+use crate::metrics::{AutoRouteLabels, CallLabels, StatusLabels, UpstreamErrorLabels};
 use crate::pricing::cost_micros;
 use crate::state::Services;
 use bytes::Bytes;
@@ -146,6 +146,9 @@ impl Settlement {
                 })
                 .inc();
         }
+        if let Some(tier) = ctx.auto_tier() {
+            m.auto_routes.get_or_create(&AutoRouteLabels { tier }).inc();
+        }
         if let Some(kind) = self.error.filter(|k| k.starts_with("upstream")) {
             m.upstream_errors
                 .get_or_create(&UpstreamErrorLabels {
@@ -173,6 +176,7 @@ impl Settlement {
             model: ctx.model().map(bounded_name),
             upstream_model: ctx.upstream_model().map(bounded_name),
             endpoint: ctx.call_name(),
+            route_reason: ctx.route_reason(),
             status: self.status,
             stream: ctx.stream(),
             request_tokens: usage.prompt_total(),

@@ -115,6 +115,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Compiled {
             path: spec.audit.path.clone(),
         },
         cache: cache_settings(gateway),
+        auto_routing: spec.auto_routing.clone().unwrap_or_default(),
     };
     snapshot.version = Some(snapshot.content_hash());
     gateway_verdicts.push(validity(&snapshot));

@@ -41,6 +41,34 @@ pub struct Snapshot {
     pub audit: Audit,
     #[serde(default)]
     pub cache: CacheSettings,
+    #[serde(default)]
+    pub auto_routing: AutoRouting,
+}
+
+/// `model: "auto"` (or `"smartroute"`): the gateway scores the request and sends it to
+/// the model of its tier, a routed model like any other (limits, fallback and
+/// translation apply).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct AutoRouting {
+    pub enabled: bool,
+    /// The model for requests that look simple.
+    #[cfg_attr(feature = "schema", schemars(length(max = 256)))]
+    pub simple: String,
+    /// The model for complex reasoning, architecture and debugging.
+    #[cfg_attr(feature = "schema", schemars(length(max = 256)))]
+    pub complex: String,
+}
+
+impl Default for AutoRouting {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            simple: "claude-sonnet-4-5".into(),
+            complex: "claude-opus-4-5".into(),
+        }
+    }
 }
 
 impl Snapshot {

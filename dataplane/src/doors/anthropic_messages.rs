@@ -6,6 +6,7 @@ use crate::body::json_response;
 use crate::context::{Endpoint, RequestContext};
 use crate::error::GatewayError;
 use crate::exchange::{attempt, Call, Door, Exchange};
+use crate::intelligence::skills::SystemPrompt;
 use crate::state::Serving;
 use crate::translate::tokens;
 use crate::wire::anthropic;
@@ -26,17 +27,19 @@ pub fn upstream_path(rest: &str) -> String {
 pub async fn handle(
     serving: Serving<'_>,
     ctx: &mut RequestContext,
-    inbound: Inbound<'_>,
+    mut inbound: Inbound<'_>,
 ) -> Answer {
     let path = upstream_path(inbound.rest);
-    match (&inbound.method, path.as_str()) {
-        (&Method::POST, "/v1/messages") => messages(serving, ctx, &inbound).await,
-        (&Method::POST, "/v1/messages/count_tokens") => count_tokens(serving, ctx, &inbound).await,
+    match (inbound.method.clone(), path.as_str()) {
+        (Method::POST, "/v1/messages") => messages(serving, ctx, &mut inbound).await,
+        (Method::POST, "/v1/messages/count_tokens") => {
+            count_tokens(serving, ctx, &mut inbound).await
+        }
         // The gateway's own catalogue, so Claude Code's model picker shows what the
         // platform team routed; batches, files and the admin API would spend the
         // gateway's key outside routing and limits, so they stay closed.
-        (&Method::GET, "/v1/models") => Ok(json_response(StatusCode::OK, &model_list(serving))),
-        (&Method::GET, p) if p.starts_with("/v1/models/") => {
+        (Method::GET, "/v1/models") => Ok(json_response(StatusCode::OK, &model_list(serving))),
+        (Method::GET, p) if p.starts_with("/v1/models/") => {
             let id = &p["/v1/models/".len()..];
             model_list(serving)
                 .data
@@ -54,10 +57,10 @@ pub async fn handle(
 pub(super) async fn messages(
     serving: Serving<'_>,
     ctx: &mut RequestContext,
-    inbound: &Inbound<'_>,
+    inbound: &mut Inbound<'_>,
 ) -> Answer {
     ctx.calls(Endpoint::ClaudeMessages);
-    let routed = route_by_body(serving, ctx, inbound).await?;
+    let routed = route_by_body(serving, ctx, inbound, SystemPrompt::AnthropicSystem).await?;
     let door = Door::AnthropicMessages {
         path: "/v1/messages",
     };
@@ -133,13 +136,13 @@ fn display_name(id: &str) -> String {
 pub(super) async fn count_tokens(
     serving: Serving<'_>,
     ctx: &mut RequestContext,
-    inbound: &Inbound<'_>,
+    inbound: &mut Inbound<'_>,
 ) -> Answer {
     ctx.calls(Endpoint::ClaudeCountTokens);
     let door = Door::AnthropicMessages {
         path: "/v1/messages/count_tokens",
     };
-    let routed = route_by_body(serving, ctx, inbound).await?;
+    let routed = route_by_body(serving, ctx, inbound, SystemPrompt::AnthropicSystem).await?;
     let provider = &routed.resolved.provider;
     // Refuses providers that cannot serve the Messages API at all.
     Exchange::for_pair(door, provider, &routed.resolved.upstream_model)?;

@@ -89,3 +89,11 @@ pub fn provider_health(compiled: &CompiledConfig, name: &str) -> Option<Response
         }),
     ))
 }
+
+/// `GET /v1/skills`: the skills a caller may ask for with `X-Gateway-Skill`.
+pub fn skills() -> Response<ResponseBody> {
+    json_response(
+        StatusCode::OK,
+        &json!({"object": "list", "data": crate::intelligence::skills::BUILT_IN}),
+    )
+}

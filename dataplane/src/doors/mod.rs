@@ -15,6 +15,7 @@ use crate::compiled::CompiledConfig;
 use crate::context::RequestContext;
 use crate::error::GatewayError;
 use crate::exchange::{fallback, Call, Door, Exchange};
+use crate::intelligence::skills::SystemPrompt;
 use crate::resolve::Routed;
 use crate::routing::Resolved;
 use crate::state::Serving;
@@ -87,13 +88,24 @@ async fn admit(
     .await
 }
 
-/// Routes a call by the model its body names, then admits it.
+/// Routes a call by the model its body names (the body rewritten when the gateway chose
+/// the model), then admits it.
 async fn route_by_body(
     serving: Serving<'_>,
     ctx: &mut RequestContext,
-    inbound: &Inbound<'_>,
+    inbound: &mut Inbound<'_>,
+    system_prompt: SystemPrompt,
 ) -> Result<Routed, GatewayError> {
-    let routed = crate::resolve::by_body(serving.compiled, ctx, inbound.headers, &inbound.body)?;
+    let mut routed = crate::resolve::by_body(
+        serving.compiled,
+        ctx,
+        inbound.headers,
+        &inbound.body,
+        system_prompt,
+    )?;
+    if let Some(body) = routed.provider_body.take() {
+        inbound.body = body;
+    }
     admit(
         serving,
         ctx,

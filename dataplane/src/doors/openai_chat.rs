@@ -6,6 +6,7 @@ use crate::body::{json_response, ResponseBody};
 use crate::compiled::CompiledConfig;
 use crate::context::{Endpoint, RequestContext};
 use crate::exchange::{Call, Door};
+use crate::intelligence::skills::SystemPrompt;
 use crate::state::Serving;
 use http::{Response, StatusCode};
 use serde_json::json;
@@ -13,10 +14,10 @@ use serde_json::json;
 pub async fn completions(
     serving: Serving<'_>,
     ctx: &mut RequestContext,
-    inbound: Inbound<'_>,
+    mut inbound: Inbound<'_>,
 ) -> Answer {
     ctx.calls(Endpoint::ChatCompletions);
-    let routed = route_by_body(serving, ctx, &inbound).await?;
+    let routed = route_by_body(serving, ctx, &mut inbound, SystemPrompt::OpenAiMessages).await?;
     let call = Call {
         query: None,
         wants_usage_chunk: routed.wants_usage_chunk,

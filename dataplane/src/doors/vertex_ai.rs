@@ -72,17 +72,17 @@ pub async fn handle(
         }
         // Vertex counts Claude's tokens at a model of its own; the body names the model.
         _ if call.model == "count-tokens" => {
-            let inbound = as_messages(&inbound, |doc| {
+            let mut inbound = as_messages(&inbound, |doc| {
                 doc.remove("anthropic_version");
             })?;
-            anthropic_messages::count_tokens(serving, ctx, &inbound).await
+            anthropic_messages::count_tokens(serving, ctx, &mut inbound).await
         }
         _ => {
             let stream = call.method == "streamRawPredict";
-            let inbound = as_messages(&inbound, |doc| {
+            let mut inbound = as_messages(&inbound, |doc| {
                 *doc = vertex::from_vertex(std::mem::take(doc), call.model, stream);
             })?;
-            anthropic_messages::messages(serving, ctx, &inbound).await
+            anthropic_messages::messages(serving, ctx, &mut inbound).await
         }
     }
 }

@@ -1,3 +1,32 @@
-//! Routing intelligence: choosing the model for the task.
+//! Routing intelligence: choosing the model for the task (`auto`, by `classify`) and
+//! shaping the request with a curated `skills` prompt.
 
+pub mod auto;
 pub mod classify;
+pub mod skills;
+
+use crate::error::GatewayError;
+use bytes::Bytes;
+use serde_json::{Map, Value};
+use skills::{Skill, SystemPrompt};
+
+/// The body a provider may see after the gateway's own choices: the model it chose,
+/// the skill's prompt in the system prompt, and none of the gateway's own fields
+/// (`smart_routing`, `skill`).
+pub fn provider_body(
+    body: &[u8],
+    model: Option<&str>,
+    skill: Option<(&Skill, SystemPrompt)>,
+) -> Result<Bytes, GatewayError> {
+    let mut doc: Map<String, Value> =
+        serde_json::from_slice(body).map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
+    doc.remove("smart_routing");
+    doc.remove("skill");
+    if let Some(model) = model {
+        doc.insert("model".into(), Value::from(model));
+    }
+    if let Some((skill, place)) = skill {
+        skills::apply(&mut doc, skill, place);
+    }
+    Ok(Bytes::from(serde_json::to_vec(&doc).unwrap_or_default()))
+}

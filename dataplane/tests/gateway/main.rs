@@ -2,6 +2,7 @@
 //! provider's wire format byte for byte and record what they received.
 
 mod attribution;
+mod auto_routing;
 mod bedrock_surface;
 mod claude_surface;
 mod failures;

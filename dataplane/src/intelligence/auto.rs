@@ -1,0 +1,164 @@
+//! `model: "auto"` (or `"smartroute"`): the request is scored by the classifier and sent
+//! to its tier's model, which is then routed like any model a caller names. A caller
+//! turns it off per call with `X-Gateway-Smart-Routing: 0` or `"smart_routing": false`
+//! (its request then goes to the simple tier); the body field never reaches a provider.
+
+use super::classify::{classify, Tier};
+use super::skills::Skill;
+use ai_gateway_snapshot::AutoRouting;
+use http::HeaderMap;
+
+/// The model names that ask the gateway to choose.
+const AUTO_MODELS: [&str; 2] = ["auto", "smartroute"];
+
+const SMART_ROUTING: http::HeaderName = http::HeaderName::from_static("x-gateway-smart-routing");
+
+/// What the gateway chose for an `auto` call, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoChoice {
+    pub model: String,
+    pub tier: Tier,
+    /// For `x-ai-gateway-route-reason` and the audit record: `complex: stack_trace, code`.
+    pub reason: String,
+}
+
+/// The tier's model for a call naming `auto`; `None` for any other model, or when the
+/// gateway's auto routing is off (the name is then routed, or refused, as it is).
+pub fn choose(
+    settings: &AutoRouting,
+    asked: &str,
+    headers: &HeaderMap,
+    body_switch: Option<bool>,
+    skill: Option<&Skill>,
+    body: &[u8],
+) -> Option<AutoChoice> {
+    if !settings.enabled || !AUTO_MODELS.contains(&asked) {
+        return None;
+    }
+    let tier_model = |tier: Tier| match tier {
+        Tier::Simple => settings.simple.clone(),
+        Tier::Complex => settings.complex.clone(),
+    };
+    // `architecture-review` needs the deep tier, `quick-fix` not, whatever the prompt.
+    if let Some((skill, tier)) = skill.and_then(|s| Some((s, s.tier?))) {
+        let tier = if tier == "complex" {
+            Tier::Complex
+        } else {
+            Tier::Simple
+        };
+        return Some(AutoChoice {
+            model: tier_model(tier),
+            tier,
+            reason: format!("{}: skill {}", tier.as_str(), skill.id),
+        });
+    }
+    let header_switch = headers
+        .get(SMART_ROUTING)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| !matches!(v.trim(), "0" | "false" | "off"));
+    if header_switch.or(body_switch) == Some(false) {
+        return Some(AutoChoice {
+            model: settings.simple.clone(),
+            tier: Tier::Simple,
+            reason: "simple: smart_routing_off".into(),
+        });
+    }
+    let verdict = classify(body);
+    let model = tier_model(verdict.tier);
+    let signals = match verdict.reasons.is_empty() {
+        true => "no_signal".to_string(),
+        false => verdict.reasons.join(", "),
+    };
+    Some(AutoChoice {
+        model,
+        tier: verdict.tier,
+        reason: format!("{}: {signals}", verdict.tier.as_str()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn settings() -> AutoRouting {
+        AutoRouting::default()
+    }
+
+    #[test]
+    fn only_auto_names_are_chosen_for_and_only_when_auto_routing_is_on() {
+        let body =
+            json!({"model": "auto", "messages": [{"role": "user", "content": "hi"}]}).to_string();
+        let headers = HeaderMap::new();
+        assert!(choose(&settings(), "gpt-4o", &headers, None, None, body.as_bytes()).is_none());
+        let off = AutoRouting {
+            enabled: false,
+            ..settings()
+        };
+        assert!(choose(&off, "auto", &headers, None, None, body.as_bytes()).is_none());
+        let chosen = choose(
+            &settings(),
+            "smartroute",
+            &headers,
+            None,
+            None,
+            body.as_bytes(),
+        )
+        .expect("chosen");
+        assert!(
+            chosen.reason.starts_with(chosen.tier.as_str()),
+            "{chosen:?}"
+        );
+    }
+
+    #[test]
+    fn a_caller_turns_it_off_per_call_by_header_or_body_field() {
+        let hard = json!({"model": "auto", "messages": [{"role": "user",
+            "content": "Design the architecture for a multi-region, concurrency-safe payments ledger and explain the trade-offs of each consistency model in depth."}]})
+        .to_string();
+        let mut headers = HeaderMap::new();
+        headers.insert(SMART_ROUTING, http::HeaderValue::from_static("0"));
+        let chosen =
+            choose(&settings(), "auto", &headers, None, None, hard.as_bytes()).expect("chosen");
+        assert_eq!(chosen.model, "claude-sonnet-4-5");
+        assert_eq!(chosen.reason, "simple: smart_routing_off");
+        let chosen = choose(
+            &settings(),
+            "auto",
+            &HeaderMap::new(),
+            Some(false),
+            None,
+            hard.as_bytes(),
+        )
+        .expect("chosen");
+        assert_eq!(chosen.tier, Tier::Simple);
+    }
+
+    #[test]
+    fn the_provider_never_sees_the_gateways_own_fields() {
+        let body = json!({"model": "auto", "smart_routing": true, "skill": "x", "messages": []})
+            .to_string();
+        let out = super::super::provider_body(body.as_bytes(), Some("claude-opus-4-5"), None)
+            .expect("rewrites");
+        let out: serde_json::Value = serde_json::from_slice(&out).expect("json");
+        assert_eq!(out, json!({"model": "claude-opus-4-5", "messages": []}));
+    }
+
+    #[test]
+    fn a_skill_may_decide_the_tier() {
+        let body =
+            json!({"model": "auto", "messages": [{"role": "user", "content": "hi"}]}).to_string();
+        let skill = super::super::skills::find("security-audit").expect("built in");
+        let chosen = choose(
+            &settings(),
+            "auto",
+            &HeaderMap::new(),
+            None,
+            Some(skill),
+            body.as_bytes(),
+        )
+        .expect("chosen");
+        assert_eq!(chosen.model, "claude-opus-4-5");
+        assert_eq!(chosen.reason, "complex: skill security-audit");
+    }
+}

@@ -1,0 +1,212 @@
+//! `model: "auto"`: the gateway picks the tier's model by the request's complexity,
+//! says so in its answer, audit record and metrics, and the provider sees only the
+//! model it chose.
+
+use crate::fakes::{anthropic_reply, audit_records, client, FakeUpstream, TestGateway};
+use serde_json::{json, Value};
+
+fn config(anthropic: &str, audit: &std::path::Path) -> String {
+    format!(
+        r#"
+providers:
+  anthropic: {{ type: anthropic, base_url: "{anthropic}", api_key: sk-ant-real }}
+routes:
+  - {{ models: ["claude-*"], provider: anthropic }}
+audit: {{ sink: file, path: "{}" }}
+"#,
+        audit.display()
+    )
+}
+
+fn hard_question() -> String {
+    format!(
+        "Our payments service deadlocks under load. Review the architecture and design a \
+         concurrency-safe refactor; explain the trade-offs and prove the ordering is \
+         consistent.\n```rust\n{}\n```\nthread 'main' panicked at src/ledger.rs:88:14:\n\
+         called `Result::unwrap()` on an `Err` value: PoisonError\nstack backtrace:\n\
+         0: rust_begin_unwind\n1: core::panicking::panic_fmt\n",
+        "fn transfer(a: &Mutex<Account>, b: &Mutex<Account>) { let x = a.lock(); let y = b.lock(); }\n"
+            .repeat(40)
+    )
+}
+
+#[tokio::test]
+async fn auto_picks_the_tier_says_why_and_the_provider_sees_only_the_chosen_model() {
+    let anthropic = FakeUpstream::start(anthropic_reply).await;
+    let dir = crate::process::tempdir();
+    let audit = dir.path().join("audit.jsonl");
+    let gw = TestGateway::start(&config(&anthropic.url(), &audit)).await;
+    let chat = |content: String, extra: Value| {
+        let mut body = json!({"model": "auto", "messages": [{"role": "user", "content": content}]});
+        if let Value::Object(fields) = extra {
+            body.as_object_mut().expect("object").extend(fields);
+        }
+        client()
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .json(&body)
+            .send()
+    };
+
+    let simple = chat("What is the capital of France?".into(), json!({}))
+        .await
+        .expect("answers");
+    assert_eq!(simple.status(), 200);
+    assert_eq!(simple.headers()["x-ai-gateway-model"], "claude-sonnet-4-5");
+    let reason = simple.headers()["x-ai-gateway-route-reason"]
+        .to_str()
+        .expect("text")
+        .to_string();
+    assert!(reason.starts_with("simple"), "{reason}");
+    assert_eq!(anthropic.last().json()["model"], "claude-sonnet-4-5");
+
+    let complex = chat(hard_question(), json!({})).await.expect("answers");
+    assert_eq!(complex.status(), 200);
+    assert_eq!(complex.headers()["x-ai-gateway-model"], "claude-opus-4-5");
+    let reason = complex.headers()["x-ai-gateway-route-reason"]
+        .to_str()
+        .expect("text")
+        .to_string();
+    assert!(reason.starts_with("complex: "), "{reason}");
+
+    // Turned off per call: the simple tier, and the switch never reaches the provider.
+    let off = chat(hard_question(), json!({"smart_routing": false}))
+        .await
+        .expect("answers");
+    assert_eq!(off.headers()["x-ai-gateway-model"], "claude-sonnet-4-5");
+    let off = client()
+        .post(format!("{}/v1/claude/v1/messages", gw.url))
+        .header("x-gateway-smart-routing", "0")
+        .json(
+            &json!({"model": "auto", "max_tokens": 32, "smart_routing": true,
+                      "messages": [{"role": "user", "content": hard_question()}]}),
+        )
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(off.status(), 200);
+    assert_eq!(
+        off.headers()["x-ai-gateway-route-reason"],
+        "simple: smart_routing_off"
+    );
+    let sent = anthropic.last().json();
+    assert_eq!(sent["model"], "claude-sonnet-4-5");
+    assert!(sent.get("smart_routing").is_none(), "{sent}");
+
+    // The users' short names work without a route of their own.
+    let opus = client()
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .json(&json!({"model": "opus", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(opus.status(), 200);
+    assert_eq!(opus.headers()["x-ai-gateway-model"], "claude-opus-4-5");
+
+    let records = audit_records(&audit, 5).await;
+    let reasons: Vec<&str> = records
+        .iter()
+        .filter_map(|r| r["route_reason"].as_str())
+        .collect();
+    assert_eq!(reasons.len(), 4, "{records:?}");
+    assert!(reasons[1].starts_with("complex"));
+    let metrics = client()
+        .get(format!("{}/metrics", gw.admin_url))
+        .send()
+        .await
+        .expect("answers")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains(r#"ai_gateway_auto_routes_total{tier="complex"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"ai_gateway_auto_routes_total{tier="simple"} 3"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_skill_shapes_the_system_prompt_and_may_decide_the_tier() {
+    let anthropic = FakeUpstream::start(anthropic_reply).await;
+    let dir = crate::process::tempdir();
+    let gw = TestGateway::start(&config(&anthropic.url(), &dir.path().join("audit.jsonl"))).await;
+    let resp = client()
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .header("x-gateway-skill", "security-audit")
+        .json(&json!({"model": "auto", "messages": [
+            {"role": "system", "content": "You review our code."},
+            {"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-ai-gateway-model"], "claude-opus-4-5");
+    assert_eq!(
+        resp.headers()["x-ai-gateway-route-reason"],
+        "complex: skill security-audit"
+    );
+    let sent = anthropic.last().json();
+    let system = sent["system"].to_string();
+    assert!(system.contains("Audit for vulnerabilities"), "{system}");
+    assert!(system.contains("You review our code."), "{system}");
+
+    // Claude Code's attribution block stays first; the skill field never leaves.
+    let attribution = json!({"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1"});
+    let resp = client()
+        .post(format!("{}/v1/claude/v1/messages", gw.url))
+        .json(
+            &json!({"model": "claude-sonnet-4-5", "max_tokens": 16, "skill": "quick-fix",
+            "system": [attribution.clone(), {"type": "text", "text": "You are Claude Code."}],
+            "messages": [{"role": "user", "content": "fix the typo"}]}),
+        )
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(resp.status(), 200);
+    let sent = anthropic.last().json();
+    assert_eq!(sent["system"][0], attribution);
+    assert!(sent["system"][1]["text"]
+        .as_str()
+        .is_some_and(|t| t.starts_with("Make the smallest change")));
+    assert!(sent.get("skill").is_none());
+
+    let unknown = client()
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .header("x-gateway-skill", "mind-reading")
+        .json(
+            &json!({"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(unknown.status(), 400);
+    let error: Value = unknown.json().await.expect("json");
+    let message = error["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("mind-reading") && message.contains("brainstorming"),
+        "{message}"
+    );
+
+    let listed: Value = client()
+        .get(format!("{}/v1/skills", gw.url))
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("json");
+    let ids: Vec<&str> = listed["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter_map(|s| s["id"].as_str())
+        .collect();
+    assert_eq!(ids.len(), 8);
+    assert!(ids.contains(&"architecture-review"));
+    assert!(
+        listed["data"][0].get("prompt").is_none(),
+        "prompts stay in the gateway"
+    );
+}
