@@ -210,3 +210,46 @@ async fn a_skill_shapes_the_system_prompt_and_may_decide_the_tier() {
         "prompts stay in the gateway"
     );
 }
+
+/// The official OpenAI SDK, unmodified: `model="auto"` and a skill header.
+#[tokio::test]
+async fn the_openai_sdk_names_auto_and_a_skill() {
+    if !crate::process::python_has(&["openai"]) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install the openai SDK"
+        );
+        eprintln!("SKIPPED: the openai SDK is not installed");
+        return;
+    }
+    let anthropic = FakeUpstream::start(anthropic_reply).await;
+    let dir = crate::process::tempdir();
+    let gw = TestGateway::start(&config(&anthropic.url(), &dir.path().join("audit.jsonl"))).await;
+    let cases = crate::process::run_client(
+        "openai_auto_skill.py",
+        &[&format!("{}/v1", gw.url), "gw-key"],
+    )
+    .await;
+    let by_case = |name: &str| {
+        cases
+            .iter()
+            .find(|c| c["case"] == name)
+            .unwrap_or_else(|| panic!("{name} in {cases:?}"))
+            .clone()
+    };
+    let simple = by_case("auto_simple");
+    assert_eq!(simple["model_header"], "claude-sonnet-4-5", "{simple}");
+    assert!(simple["content"].as_str().is_some_and(|c| !c.is_empty()));
+    let skill = by_case("auto_skill");
+    assert_eq!(skill["model_header"], "claude-opus-4-5", "{skill}");
+    assert_eq!(skill["reason"], "complex: skill architecture-review");
+    let off = by_case("auto_off");
+    assert_eq!(off["reason"], "simple: smart_routing_off", "{off}");
+    let sent: Vec<Value> = anthropic.received().iter().map(|r| r.json()).collect();
+    assert!(sent.iter().all(|b| b.get("smart_routing").is_none()));
+    assert!(
+        sent[1]["system"].to_string().contains("Analyse the design"),
+        "{}",
+        sent[1]
+    );
+}
