@@ -34,6 +34,31 @@ pub struct ModelPeek<'a> {
     /// A skill asked for in the body (also `X-Gateway-Skill`); never forwarded.
     #[serde(borrow, default)]
     pub skill: Option<Cow<'a, str>>,
+    /// `"provider": "local"`, as the users' documents route: like `X-Provider`, and not
+    /// forwarded. Anything but a string (OpenRouter's provider preferences) is left as is.
+    #[serde(borrow, default)]
+    pub provider: Option<ProviderField<'a>>,
+}
+
+/// A body's `provider` member: a provider's name, or something that is not ours.
+pub enum ProviderField<'a> {
+    Name(Cow<'a, str>),
+    Other,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for ProviderField<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either<'a> {
+            Name(#[serde(borrow)] Cow<'a, str>),
+            Other(serde::de::IgnoredAny),
+        }
+        Ok(match Either::deserialize(d)? {
+            Either::Name(name) => Self::Name(name),
+            Either::Other(_) => Self::Other,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -133,16 +158,25 @@ pub fn by_body(
     );
     // A provider sees the chosen model and the skill's prompt, never the gateway's own
     // fields.
-    let rewritten =
-        auto.is_some() || skill.is_some() || peek.smart_routing.is_some() || peek.skill.is_some();
+    let body_provider = match &peek.provider {
+        Some(ProviderField::Name(name)) => Some(name.as_ref()),
+        _ => None,
+    };
+    let rewritten = auto.is_some()
+        || skill.is_some()
+        || body_provider.is_some()
+        || peek.smart_routing.is_some()
+        || peek.skill.is_some();
     let provider_body = match rewritten {
         true => Some(provider_body(
             body,
             auto.as_ref().map(|c| c.model.as_str()),
             skill.map(|s| (s, system_prompt)),
+            body_provider.is_some(),
         )?),
         false => None,
     };
+    let forced = forced_provider(headers).or(body_provider);
     let model = auto
         .as_ref()
         .map_or(asked, |c| c.model.as_str())
@@ -151,10 +185,10 @@ pub fn by_body(
         ctx.auto_routed(chosen.tier.as_str(), chosen.reason);
     }
     within_request_limits(&compiled.snapshot.gateway, &peek)?;
-    let resolved = match compiled.routes.resolve(&model, forced_provider(headers)) {
+    let resolved = match compiled.routes.resolve(&model, forced) {
         Err(GatewayError::UnknownModel { .. }) if family_alias(&model).is_some() => {
             let full = family_alias(&model).unwrap_or_default();
-            compiled.routes.resolve(full, forced_provider(headers))?
+            compiled.routes.resolve(full, forced)?
         }
         resolved => resolved?,
     };

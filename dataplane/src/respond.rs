@@ -15,6 +15,8 @@ use std::sync::Arc;
 
 const ROUTED_PROVIDER: http::HeaderName = http::HeaderName::from_static("x-ai-gateway-provider");
 const ROUTED_MODEL: http::HeaderName = http::HeaderName::from_static("x-ai-gateway-model");
+const VIA_GATEWAY: http::HeaderName = http::HeaderName::from_static("x-gateway");
+const X_PROVIDER: http::HeaderName = http::HeaderName::from_static("x-provider");
 /// Why `model: "auto"` chose the model it did.
 const ROUTE_REASON: http::HeaderName = http::HeaderName::from_static("x-ai-gateway-route-reason");
 
@@ -53,8 +55,11 @@ pub fn respond(
     if let Some(v) = values.text(ctx.request_id()) {
         headers.insert(REQUEST_ID, v);
     }
+    // The users' documents' names for the gateway's own headers, beside ours.
+    headers.insert(VIA_GATEWAY, HeaderValue::from_static("ai-gateway"));
     if let Some(p) = ctx.provider().and_then(|p| values.text(p)) {
-        headers.insert(ROUTED_PROVIDER, p);
+        headers.insert(ROUTED_PROVIDER, p.clone());
+        headers.insert(X_PROVIDER, p);
     }
     if let Some(m) = ctx
         .upstream_model()

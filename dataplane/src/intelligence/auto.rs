@@ -136,9 +136,9 @@ mod tests {
 
     #[test]
     fn the_provider_never_sees_the_gateways_own_fields() {
-        let body = json!({"model": "auto", "smart_routing": true, "skill": "x", "messages": []})
+        let body = json!({"model": "auto", "smart_routing": true, "skill": "x", "provider": "local", "messages": []})
             .to_string();
-        let out = super::super::provider_body(body.as_bytes(), Some("claude-opus-4-5"), None)
+        let out = super::super::provider_body(body.as_bytes(), Some("claude-opus-4-5"), None, true)
             .expect("rewrites");
         let out: serde_json::Value = serde_json::from_slice(&out).expect("json");
         assert_eq!(out, json!({"model": "claude-opus-4-5", "messages": []}));

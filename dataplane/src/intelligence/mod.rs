@@ -12,16 +12,20 @@ use skills::{Skill, SystemPrompt};
 
 /// The body a provider may see after the gateway's own choices: the model it chose,
 /// the skill's prompt in the system prompt, and none of the gateway's own fields
-/// (`smart_routing`, `skill`).
+/// (`smart_routing`, `skill`, and `provider` when it named one).
 pub fn provider_body(
     body: &[u8],
     model: Option<&str>,
     skill: Option<(&Skill, SystemPrompt)>,
+    named_provider: bool,
 ) -> Result<Bytes, GatewayError> {
     let mut doc: Map<String, Value> =
         serde_json::from_slice(body).map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
     doc.remove("smart_routing");
     doc.remove("skill");
+    if named_provider {
+        doc.remove("provider");
+    }
     if let Some(model) = model {
         doc.insert("model".into(), Value::from(model));
     }

@@ -17,6 +17,8 @@ const RESET_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-reset-re
 const LIMIT_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-limit-tokens");
 const REMAINING_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-tokens");
 const RESET_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-reset-tokens");
+/// The users' documents' single name: requests left in the tightest window.
+const REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
 const ANTHROPIC_REQUESTS: [HeaderName; 3] = [
     HeaderName::from_static("anthropic-ratelimit-requests-limit"),
     HeaderName::from_static("anthropic-ratelimit-requests-remaining"),
@@ -47,6 +49,9 @@ pub fn quota_headers(
             ANTHROPIC_TOKENS,
         ),
     ];
+    if let Some((_, remaining, _)) = quota.requests {
+        headers.insert(REMAINING, values.number(remaining));
+    }
     for (counter, [limit_name, remaining_name, reset_name], anthropic_names) in counters {
         let Some((limit, remaining, reset)) = counter else {
             continue;

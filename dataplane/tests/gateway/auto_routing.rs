@@ -253,3 +253,65 @@ async fn the_openai_sdk_names_auto_and_a_skill() {
         sent[1]
     );
 }
+
+#[tokio::test]
+async fn the_users_documents_headers_and_provider_field_work_beside_ours() {
+    let anthropic = FakeUpstream::start(anthropic_reply).await;
+    let local = crate::fakes::fake_openai().await;
+    let gw = TestGateway::start(&format!(
+        r#"
+providers:
+  anthropic: {{ type: anthropic, base_url: "{}", api_key: sk-ant-real }}
+  local: {{ type: ollama, base_url: "{}" }}
+routes:
+  - {{ models: ["claude-*"], provider: anthropic }}
+  - {{ models: ["qwen*"], provider: local }}
+rate_limits:
+  default: {{ requests_per_minute: 50 }}
+"#,
+        anthropic.url(),
+        local.url()
+    ))
+    .await;
+    crate::fakes::within_one_rate_window().await;
+    let resp = client()
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .json(&json!({"model": "qwen2.5-coder", "provider": "local",
+                      "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-gateway"], "ai-gateway");
+    assert_eq!(resp.headers()["x-provider"], "local");
+    assert_eq!(resp.headers()["x-ratelimit-remaining"], "49");
+    let sent = local.last().json();
+    assert!(
+        sent.get("provider").is_none(),
+        "the routing field stays: {sent}"
+    );
+
+    // A provider the body names that is not configured is refused, naming those that are.
+    let resp = client()
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .json(&json!({"model": "qwen2.5-coder", "provider": "nowhere",
+                      "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(resp.status(), 404);
+
+    // OpenRouter-style provider preferences are not ours: they travel untouched.
+    let resp = client()
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .json(
+            &json!({"model": "qwen2.5-coder", "provider": {"order": ["x"]},
+                      "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(local.last().json()["provider"], json!({"order": ["x"]}));
+    assert!(anthropic.received().is_empty());
+}
