@@ -5,7 +5,7 @@
 
 use ai_gateway_snapshot::{
     AuditSink, AuthMode, AutoRouting, CacheSettings, CircuitBreaker, LimitRule, LimitStoreKind,
-    ModelPrice, ProviderKind, Retries, Timeouts, UnpricedModels,
+    ModelPrice, ProviderKind, Retries, SkillConfig, Timeouts, UnpricedModels,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -79,6 +79,11 @@ pub struct AIGatewaySpec {
     /// unless set otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_routing: Option<AutoRouting>,
+    /// Skills of this gateway's own, by id (`X-Gateway-Skill: <id>`), beside the
+    /// built-in ones.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 64))]
+    pub skills: BTreeMap<String, SkillConfig>,
 }
 
 fn default_replicas() -> i32 {

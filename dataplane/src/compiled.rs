@@ -3,6 +3,7 @@
 //! behind an `ArcSwap` by every request.
 
 use crate::auth::KeyStore;
+use crate::intelligence::skills::Catalogue;
 use crate::limits::LimitPlan;
 use crate::routing::RouteTable;
 use crate::upstream::{ClientPool, Upstream};
@@ -17,6 +18,7 @@ pub struct CompiledConfig {
     pub routes: RouteTable,
     pub keys: KeyStore,
     pub limits: LimitPlan,
+    pub skills: Catalogue,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +39,7 @@ impl CompiledConfig {
             version: snapshot.effective_version(),
             keys: KeyStore::new(&snapshot.auth),
             limits: LimitPlan::new(&snapshot.rate_limits),
+            skills: Catalogue::new(&snapshot.skills),
             snapshot,
             providers,
             routes,

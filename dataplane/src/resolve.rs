@@ -146,7 +146,7 @@ pub fn by_body(
     let peek = peek_model(body)?;
     let asked = required_model(&peek)?;
     let skill = skills::requested(headers, peek.skill.as_deref())
-        .map(skills::find)
+        .map(|id| compiled.skills.find(id))
         .transpose()?;
     let auto = auto::choose(
         &compiled.snapshot.auto_routing,

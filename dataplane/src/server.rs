@@ -346,7 +346,7 @@ async fn route(
     let pending_sigv4 = crate::authenticate::caller(gw, ctx, &parts, path, query).await?;
     match (&method, path) {
         (&Method::GET, "/v1/models") => return Ok(openai_chat::models(&compiled)),
-        (&Method::GET, "/v1/skills") => return Ok(info::skills()),
+        (&Method::GET, "/v1/skills") => return Ok(info::skills(&compiled)),
         (&Method::GET, "/v1/usage") => {
             return account::usage(serving, ctx, forwarded_query.as_deref()).await
         }

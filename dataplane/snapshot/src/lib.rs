@@ -43,6 +43,34 @@ pub struct Snapshot {
     pub cache: CacheSettings,
     #[serde(default)]
     pub auto_routing: AutoRouting,
+    /// Skills of this gateway's own, by id, beside the built-in ones (a built-in id
+    /// here replaces the built-in skill).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub skills: BTreeMap<String, SkillConfig>,
+}
+
+/// A skill: a prompt put into a request's system prompt when a caller asks for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct SkillConfig {
+    #[cfg_attr(feature = "schema", schemars(length(max = 16384)))]
+    pub prompt: String,
+    /// What it is for, as `GET /v1/skills` lists it.
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(length(max = 256)))]
+    pub purpose: String,
+    /// The tier a `model: "auto"` call with this skill takes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<SkillTier>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub enum SkillTier {
+    Simple,
+    Complex,
 }
 
 /// `model: "auto"` (or `"smartroute"`): the gateway scores the request and sends it to

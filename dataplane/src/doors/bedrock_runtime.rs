@@ -7,6 +7,7 @@ use super::{Answer, Inbound};
 use crate::context::{Endpoint, RequestContext};
 use crate::error::GatewayError;
 use crate::exchange::{attempt, Call, Door, Exchange};
+use crate::intelligence::skills::SystemPrompt;
 use crate::read::{token_count, Count};
 use crate::routing::Resolved;
 use crate::state::Serving;
@@ -107,6 +108,15 @@ pub async fn handle(
         .max_tokens
         .or(cap.inference_config.and_then(|c| c.max_tokens));
     super::admit(serving, ctx, &resolved, &body, max_output).await?;
+    // A Converse body keeps its system prompt as blocks of text; InvokeModel's is
+    // Claude's Messages body.
+    let place = match operation.starts_with("converse") {
+        true => SystemPrompt::ConverseSystem,
+        false => SystemPrompt::AnthropicSystem,
+    };
+    let skilled =
+        crate::intelligence::skills::native_body(&compiled.skills, inbound.headers, &body, place)?;
+    let body = skilled.unwrap_or(body);
     let call = Call {
         method: Method::POST,
         query: None,

@@ -127,7 +127,16 @@ pub(super) async fn model_call(
     }
     let max_output = limits.generation_config.and_then(|c| c.max_output_tokens);
     super::admit(serving, ctx, &resolved, &inbound.body, max_output).await?;
-    let call = inbound.call(serving, ctx, door, call.model);
+    let skilled = crate::intelligence::skills::native_body(
+        &serving.compiled.skills,
+        inbound.headers,
+        &inbound.body,
+        crate::intelligence::skills::SystemPrompt::GeminiInstruction,
+    )?;
+    let call = crate::exchange::Call {
+        body: skilled.as_ref().unwrap_or(&inbound.body),
+        ..inbound.call(serving, ctx, door, call.model)
+    };
     attempt(&call, &resolved, ctx, false).await
 }
 

@@ -91,9 +91,9 @@ pub fn provider_health(compiled: &CompiledConfig, name: &str) -> Option<Response
 }
 
 /// `GET /v1/skills`: the skills a caller may ask for with `X-Gateway-Skill`.
-pub fn skills() -> Response<ResponseBody> {
+pub fn skills(compiled: &CompiledConfig) -> Response<ResponseBody> {
     json_response(
         StatusCode::OK,
-        &json!({"object": "list", "data": crate::intelligence::skills::BUILT_IN}),
+        &json!({"object": "list", "data": compiled.skills.all()}),
     )
 }

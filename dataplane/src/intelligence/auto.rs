@@ -148,7 +148,8 @@ mod tests {
     fn a_skill_may_decide_the_tier() {
         let body =
             json!({"model": "auto", "messages": [{"role": "user", "content": "hi"}]}).to_string();
-        let skill = super::super::skills::find("security-audit").expect("built in");
+        let catalogue = super::super::skills::Catalogue::new(&Default::default());
+        let skill = catalogue.find("security-audit").expect("built in");
         let chosen = choose(
             &settings(),
             "auto",

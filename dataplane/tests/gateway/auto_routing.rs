@@ -315,3 +315,62 @@ rate_limits:
     assert_eq!(local.last().json()["provider"], json!({"order": ["x"]}));
     assert!(anthropic.received().is_empty());
 }
+
+#[tokio::test]
+async fn a_gateways_own_skills_reach_the_native_surfaces_too() {
+    let gemini = FakeUpstream::start(|_| {
+        crate::fakes::Reply::json(
+            200,
+            crate::fakes::fixture("upstream/gemini/generate_content.json"),
+        )
+    })
+    .await;
+    let gw = TestGateway::start(&format!(
+        r#"
+providers:
+  gemini: {{ type: gemini, base_url: "{}", api_key: gm-real-key }}
+routes:
+  - {{ models: ["gemini-*"], provider: gemini }}
+skills:
+  sql-review: {{ prompt: "Review the SQL for missing indexes.", purpose: "queries", tier: complex }}
+"#,
+        gemini.url()
+    ))
+    .await;
+    let resp = client()
+        .post(format!(
+            "{}/v1/gemini/v1beta/models/gemini-2.5-flash:generateContent",
+            gw.url
+        ))
+        .header("x-gateway-skill", "sql-review")
+        .json(
+            &json!({"contents": [{"role": "user", "parts": [{"text": "SELECT * FROM t"}]}],
+                      "systemInstruction": {"parts": [{"text": "Be brief."}]}}),
+        )
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(resp.status(), 200);
+    let sent = gemini.last().json();
+    assert_eq!(
+        sent["systemInstruction"]["parts"],
+        json!([{"text": "Review the SQL for missing indexes."}, {"text": "Be brief."}])
+    );
+    let listed: Value = client()
+        .get(format!("{}/v1/skills", gw.url))
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("json");
+    let ours = listed["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .find(|s| s["id"] == "sql-review")
+        .cloned()
+        .expect("listed");
+    assert_eq!(ours["tier"], "complex");
+    assert_eq!(listed["data"].as_array().map(Vec::len), Some(9));
+}
