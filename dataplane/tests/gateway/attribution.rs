@@ -2,7 +2,7 @@
 //! is counted per caller — in the audit record and `/v1/usage?group_by=session`, never
 //! as a metric label.
 
-use crate::fakes::{anthropic_reply, audit_records, client, FakeUpstream, TestGateway};
+use crate::fakes::{anthropic_reply, audit_records, client, get_json, FakeUpstream, TestGateway};
 use ai_gateway_snapshot::key_sha256;
 use serde_json::{json, Value};
 
@@ -74,27 +74,11 @@ audit: {{ sink: file, path: "{}" }}
     assert_eq!(sessions, [&json!(SESSION), &json!(SESSION), &Value::Null]);
     assert_eq!(records[0]["agent_id"], "main");
 
-    let usage: Value = client()
-        .get(format!("{}/v1/usage?group_by=session", gw.url))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .expect("answers")
-        .json()
-        .await
-        .expect("json");
+    let usage = get_json(format!("{}/v1/usage?group_by=session", gw.url), Some(KEY)).await;
     assert_eq!(usage["today"]["requests"], 3);
     assert_eq!(usage["sessions"][SESSION]["requests"], 2, "{usage}");
     assert_eq!(usage["sessions"].as_object().map(|s| s.len()), Some(1));
-    let plain: Value = client()
-        .get(format!("{}/v1/usage", gw.url))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .expect("answers")
-        .json()
-        .await
-        .expect("json");
+    let plain = get_json(format!("{}/v1/usage", gw.url), Some(KEY)).await;
     assert!(plain.get("sessions").is_none(), "only when asked for");
 
     let metrics = client()

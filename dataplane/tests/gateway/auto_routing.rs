@@ -2,7 +2,7 @@
 //! says so in its answer, audit record and metrics, and the provider sees only the
 //! model it chose.
 
-use crate::fakes::{anthropic_reply, audit_records, client, FakeUpstream, TestGateway};
+use crate::fakes::{anthropic_reply, audit_records, client, get_json, FakeUpstream, TestGateway};
 use serde_json::{json, Value};
 
 fn config(anthropic: &str, audit: &std::path::Path) -> String {
@@ -189,14 +189,7 @@ async fn a_skill_shapes_the_system_prompt_and_may_decide_the_tier() {
         "{message}"
     );
 
-    let listed: Value = client()
-        .get(format!("{}/v1/skills", gw.url))
-        .send()
-        .await
-        .expect("answers")
-        .json()
-        .await
-        .expect("json");
+    let listed = get_json(format!("{}/v1/skills", gw.url), None).await;
     let ids: Vec<&str> = listed["data"]
         .as_array()
         .expect("data")
@@ -356,14 +349,7 @@ skills:
         sent["systemInstruction"]["parts"],
         json!([{"text": "Review the SQL for missing indexes."}, {"text": "Be brief."}])
     );
-    let listed: Value = client()
-        .get(format!("{}/v1/skills", gw.url))
-        .send()
-        .await
-        .expect("answers")
-        .json()
-        .await
-        .expect("json");
+    let listed = get_json(format!("{}/v1/skills", gw.url), None).await;
     let ours = listed["data"]
         .as_array()
         .expect("data")

@@ -282,6 +282,21 @@ impl Drop for TestGateway {
     }
 }
 
+/// `GET url` (with a bearer key when given) and its JSON answer.
+pub async fn get_json(url: String, key: Option<&str>) -> serde_json::Value {
+    let mut request = client().get(url);
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    request
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("json")
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder().build().expect("client")
 }
