@@ -71,6 +71,14 @@ pub struct AIGatewaySpec {
     /// choose among the routes and never reach a model no route names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub routed_models_only: Option<bool>,
+    /// The model a chat call that names none gets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub default_model: Option<String>,
+    /// Models (names or globs) local providers (Ollama) may serve; others get a 400.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256), inner(length(max = 256)))]
+    pub local_models: Vec<String>,
     /// Response cache for deterministic calls (temperature 0); on, in memory, one hour,
     /// unless set otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]

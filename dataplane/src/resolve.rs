@@ -144,7 +144,17 @@ pub fn by_body(
 ) -> Result<Routed, GatewayError> {
     use crate::intelligence::{auto, provider_body, skills};
     let peek = peek_model(body)?;
-    let asked = required_model(&peek)?;
+    let settings = &compiled.snapshot.gateway;
+    let named = peek.model.as_deref().filter(|m| !m.is_empty());
+    // A call naming no model gets the gateway's default, when it has one.
+    let defaulted = match (named, &settings.default_model) {
+        (None, Some(default)) => Some(default.as_str()),
+        _ => None,
+    };
+    let asked = match defaulted {
+        Some(default) => default,
+        None => required_model(&peek)?,
+    };
     let skill = skills::requested(headers, peek.skill.as_deref())
         .map(|id| compiled.skills.find(id))
         .transpose()?;
@@ -162,7 +172,8 @@ pub fn by_body(
         Some(ProviderField::Name(name)) => Some(name.as_ref()),
         _ => None,
     };
-    let rewritten = auto.is_some()
+    let chosen_model = auto.as_ref().map(|c| c.model.as_str()).or(defaulted);
+    let rewritten = chosen_model.is_some()
         || skill.is_some()
         || body_provider.is_some()
         || peek.smart_routing.is_some()
@@ -170,7 +181,7 @@ pub fn by_body(
     let provider_body = match rewritten {
         true => Some(provider_body(
             body,
-            auto.as_ref().map(|c| c.model.as_str()),
+            chosen_model,
             skill.map(|s| (s, system_prompt)),
             body_provider.is_some(),
         )?),
@@ -192,6 +203,9 @@ pub fn by_body(
         }
         resolved => resolved?,
     };
+    if resolved.provider.kind == ai_gateway_snapshot::ProviderKind::Ollama {
+        within_local_models(settings, &resolved.upstream_model)?;
+    }
     ctx.routed(&resolved.provider.name, &resolved.upstream_model);
     ctx.asks_for(model.clone(), peek.stream);
     Ok(Routed {
@@ -205,6 +219,25 @@ pub fn by_body(
         max_output_tokens: peek.max_output_tokens(),
         provider_body,
     })
+}
+
+/// A local model must be on the gateway's list, when it keeps one.
+fn within_local_models(
+    settings: &ai_gateway_snapshot::GatewaySettings,
+    model: &str,
+) -> Result<(), GatewayError> {
+    let allowed = settings.local_models.is_empty()
+        || settings
+            .local_models
+            .iter()
+            .any(|m| m == model || glob::Pattern::new(m).is_ok_and(|p| p.matches(model)));
+    if allowed {
+        return Ok(());
+    }
+    Err(GatewayError::InvalidRequest(format!(
+        "model: `{model}` is not on this gateway's list of local models ({})",
+        settings.local_models.join(", ")
+    )))
 }
 
 /// The short names the users' documents use for Claude's families, when no route

@@ -156,6 +156,8 @@ fn gateway_settings(spec: &AIGatewaySpec) -> GatewaySettings {
         max_tokens_limit: spec.max_tokens_limit.unwrap_or(defaults.max_tokens_limit),
         body_read_timeout_ms: defaults.body_read_timeout_ms,
         routed_models_only: spec.routed_models_only.unwrap_or_default(),
+        default_model: spec.default_model.clone(),
+        local_models: spec.local_models.clone(),
         // Room for at least one request of the largest size.
         max_buffered_request_bytes: defaults.max_buffered_request_bytes.max(max_request_bytes),
     }

@@ -141,6 +141,13 @@ pub struct GatewaySettings {
     /// body that finds no room is refused with 503 rather than risk the process's
     /// memory. Set when the gateway starts; a later config does not change it.
     pub max_buffered_request_bytes: u64,
+    /// The model a chat call that names none gets (off unless set).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_model: Option<String>,
+    /// Models (names or globs) local providers (Ollama) may serve; any other is refused
+    /// with a 400. Empty: no list.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub local_models: Vec<String>,
 }
 
 impl Default for GatewaySettings {
@@ -154,6 +161,8 @@ impl Default for GatewaySettings {
             body_read_timeout_ms: 120_000,
             max_buffered_request_bytes: 128 * 1024 * 1024,
             routed_models_only: false,
+            default_model: None,
+            local_models: Vec::new(),
         }
     }
 }

@@ -360,3 +360,47 @@ skills:
     assert_eq!(ours["tier"], "complex");
     assert_eq!(listed["data"].as_array().map(Vec::len), Some(9));
 }
+
+#[tokio::test]
+async fn a_default_model_and_a_local_model_list_as_the_users_documents_describe() {
+    let local = crate::fakes::fake_openai().await;
+    let gw = TestGateway::start(&format!(
+        r#"
+gateway:
+  default_model: qwen2.5-coder
+  local_models: ["qwen2.5-*"]
+providers:
+  local: {{ type: ollama, base_url: "{}" }}
+routes:
+  - {{ models: ["qwen*", "llama*"], provider: local }}
+"#,
+        local.url()
+    ))
+    .await;
+    let chat = |body: Value| {
+        client()
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .json(&body)
+            .send()
+    };
+    // No model named: the default, which the provider sees in the body.
+    let resp = chat(json!({"messages": [{"role": "user", "content": "hi"}]}))
+        .await
+        .expect("answers");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(local.last().json()["model"], "qwen2.5-coder");
+
+    // A local model off the list is refused, naming the list, before any provider call.
+    let calls = local.received().len();
+    let resp = chat(json!({"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}]}))
+        .await
+        .expect("answers");
+    assert_eq!(resp.status(), 400);
+    let error: Value = resp.json().await.expect("json");
+    let message = error["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("llama3.2") && message.contains("qwen2.5-*"),
+        "{message}"
+    );
+    assert_eq!(local.received().len(), calls);
+}
