@@ -10,6 +10,7 @@
 //!   service proxy, so nothing needs a port-forward.
 
 mod args;
+mod env;
 mod error;
 mod keys;
 mod providers;
@@ -18,7 +19,7 @@ mod render;
 mod usage;
 
 pub use args::{
-    Cli, Command, CreateArgs, Format, KeysCommand, UsageArgs, DEFAULT_GATEWAY, KEY_ENV,
+    Cli, Command, CreateArgs, EnvArgs, Format, KeysCommand, UsageArgs, DEFAULT_GATEWAY, KEY_ENV,
 };
 pub use error::{CliError, ProxyFailure};
 pub use keys::{new_key, KEY_PREFIX};
@@ -84,6 +85,7 @@ pub async fn run(cli: &Cli, client: Client, out: Out<'_>, err: Out<'_>) -> Resul
         Command::Keys(KeysCommand::Revoke { name }) => session.revoke_key(name, out, err).await,
         Command::Providers => session.providers(out, err).await,
         Command::Usage(args) => session.usage(args, out).await,
+        Command::Env(args) => session.env(args, out).await,
     }
 }
 

@@ -773,3 +773,40 @@ fn kubectl_plugin_surface_parses() {
         "--user is required"
     );
 }
+
+#[tokio::test]
+async fn env_prints_the_exports_a_workspace_needs_at_the_gateways_service() {
+    let (task, mut api) = start(parse(&["-n", NS, "env", "--key", "gw_abc"]));
+    let mut gw = gateway(None);
+    gw["spec"]["service"] = json!({"type": "ClusterIP", "port": 9000});
+    api.expect("GET", GW_PATH, 200, gw).await;
+    let outcome = finish(task, &mut api).await;
+    outcome.result.expect("printed");
+    let base = format!("http://{GW}.{NS}.svc:9000");
+    for line in [
+        format!("export ANTHROPIC_BASE_URL='{base}/v1/claude'"),
+        format!("export ANTHROPIC_VERTEX_BASE_URL='{base}/v1/vertex/v1'"),
+        format!("export AWS_ENDPOINT_URL_BEDROCK_RUNTIME='{base}/v1/bedrock'"),
+        "export OPENAI_API_KEY='gw_abc'".to_string(),
+    ] {
+        assert!(
+            outcome.out.lines().any(|l| l == line),
+            "{line} in\n{}",
+            outcome.out
+        );
+    }
+
+    // With the URL given, nothing is asked of the cluster.
+    let (task, mut api) = start(parse(&[
+        "env",
+        "--url",
+        "http://gw.example:8090/",
+        "-o",
+        "json",
+    ]));
+    let outcome = finish(task, &mut api).await;
+    outcome.result.expect("printed");
+    let vars: Value = serde_json::from_str(&outcome.out).expect("json");
+    assert_eq!(vars["OPENAI_BASE_URL"], "http://gw.example:8090/v1");
+    assert!(vars.get("OPENAI_API_KEY").is_none());
+}

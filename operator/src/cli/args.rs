@@ -51,6 +51,18 @@ pub enum Command {
     Providers,
     /// A caller's usage today and the limits that remain
     Usage(UsageArgs),
+    /// The exports a workspace needs to reach this gateway with every client
+    Env(EnvArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EnvArgs {
+    /// The gateway key to export for the SDKs (ANTHROPIC_AUTH_TOKEN, OPENAI_API_KEY, GEMINI_API_KEY)
+    #[arg(long)]
+    pub key: Option<String>,
+    /// The gateway's URL as the workspace reaches it (default: its Service's DNS name)
+    #[arg(long)]
+    pub url: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
