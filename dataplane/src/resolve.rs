@@ -38,6 +38,9 @@ pub struct ModelPeek<'a> {
     /// forwarded. Anything but a string (OpenRouter's provider preferences) is left as is.
     #[serde(borrow, default)]
     pub provider: Option<ProviderField<'a>>,
+    /// Present in a Vertex caller's Messages body; Anthropic's own API refuses it.
+    #[serde(default)]
+    pub anthropic_version: Option<serde::de::IgnoredAny>,
 }
 
 /// A body's `provider` member: a provider's name, or something that is not ours.
@@ -90,6 +93,8 @@ pub struct Routed {
     /// The body rewritten for the provider (an `auto` call's chosen model, the gateway's
     /// own fields removed); `None` when it goes as it came.
     pub provider_body: Option<bytes::Bytes>,
+    /// The body names an `anthropic_version` (a Vertex caller's), which only Vertex takes.
+    pub anthropic_version: bool,
 }
 
 pub fn peek_model(body: &[u8]) -> Result<ModelPeek<'_>, GatewayError> {
@@ -196,12 +201,14 @@ pub fn by_body(
         ctx.auto_routed(chosen.tier.as_str(), chosen.reason);
     }
     within_request_limits(&compiled.snapshot.gateway, &peek)?;
-    let resolved = match compiled.routes.resolve(&model, forced) {
-        Err(GatewayError::UnknownModel { .. }) if family_alias(&model).is_some() => {
-            let full = family_alias(&model).unwrap_or_default();
+    let resolved = match (
+        compiled.routes.resolve(&model, forced),
+        family_alias(&model),
+    ) {
+        (Err(GatewayError::UnknownModel { .. }), Some(full)) => {
             compiled.routes.resolve(full, forced)?
         }
-        resolved => resolved?,
+        (resolved, _) => resolved?,
     };
     if resolved.provider.kind == ai_gateway_snapshot::ProviderKind::Ollama {
         within_local_models(settings, &resolved.upstream_model)?;
@@ -218,6 +225,7 @@ pub fn by_body(
         temperature: peek.temperature,
         max_output_tokens: peek.max_output_tokens(),
         provider_body,
+        anthropic_version: peek.anthropic_version.is_some(),
     })
 }
 

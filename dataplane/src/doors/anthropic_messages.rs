@@ -64,7 +64,10 @@ pub(super) async fn messages(
     let door = Door::AnthropicMessages {
         path: "/v1/messages",
     };
-    let call = inbound.call(serving, ctx, door, &routed.model);
+    let call = Call {
+        anthropic_version: routed.anthropic_version,
+        ..inbound.call(serving, ctx, door, &routed.model)
+    };
     serve_routed(serving, ctx, &call, &routed).await
 }
 

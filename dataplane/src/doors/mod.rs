@@ -64,6 +64,7 @@ impl Inbound<'_> {
             query: self.query,
             body: &self.body,
             default_max_tokens: serving.compiled.snapshot.gateway.default_max_tokens,
+            anthropic_version: false,
         }
     }
 }

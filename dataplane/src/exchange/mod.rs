@@ -76,6 +76,8 @@ pub struct Call<'a> {
     pub body: &'a Bytes,
     /// `gateway.default_max_tokens`, for APIs that require an output cap.
     pub default_max_tokens: u32,
+    /// The body carries a Vertex caller's `anthropic_version`, dropped for Anthropic.
+    pub anthropic_version: bool,
 }
 
 /// What a translated request needs to know of the provider that serves it.

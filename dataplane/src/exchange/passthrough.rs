@@ -83,7 +83,7 @@ pub fn request(
                 .map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
             Bytes::from(serde_json::to_vec(&vertex::messages_body(doc)).unwrap_or_default())
         }
-        Door::AnthropicMessages { .. } => {
+        Door::AnthropicMessages { .. } if call.anthropic_version => {
             vertex::without_version(with_model(call.body.clone(), call.model, model)?)?
         }
         _ => with_model(call.body.clone(), call.model, model)?,

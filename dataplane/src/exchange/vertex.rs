@@ -40,11 +40,8 @@ pub fn from_vertex(mut doc: Map<String, Value>, model: &str, stream: bool) -> Ma
 }
 
 /// A Messages body without the `anthropic_version` a Vertex caller put in it, which
-/// Anthropic's own API refuses. Untouched (not re-serialised) when there is none.
+/// Anthropic's own API refuses.
 pub fn without_version(body: Bytes) -> Result<Bytes, GatewayError> {
-    if memchr::memmem::find(&body, b"\"anthropic_version\"").is_none() {
-        return Ok(body);
-    }
     let mut doc: Map<String, Value> =
         serde_json::from_slice(&body).map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
     doc.remove("anthropic_version");

@@ -408,15 +408,12 @@ async fn claude_code_on_bedrock_gets_messages_events_back() {
 /// The real Claude Code CLI, unmodified, against a Bedrock route.
 #[tokio::test]
 async fn claude_code_cli_runs_on_a_bedrock_route() {
-    let claude = std::env::var("CLAUDE_BIN")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| "/root/.cache/claude-code/node_modules/.bin/claude".into());
-    if !claude.exists() || !python_has(&["boto3"]) {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must install Claude Code"
-        );
-        eprintln!("SKIPPED: Claude Code CLI not installed");
+    let Some(claude) = crate::process::claude_code_cli() else {
+        return;
+    };
+    if !python_has(&["boto3"]) {
+        assert!(std::env::var_os("CI").is_none(), "CI must install boto3");
+        eprintln!("SKIPPED: boto3 not installed");
         return;
     }
     let fake = PythonFake::start(
@@ -431,34 +428,15 @@ async fn claude_code_cli_runs_on_a_bedrock_route() {
         fake.port
     )))
     .await;
-    let home = crate::process::tempdir();
-    let out = tokio::time::timeout(
-        Duration::from_secs(120),
-        tokio::process::Command::new(&claude)
-            .args(["-p", "say hi"])
-            .current_dir(&home)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", home.path())
-            .env("ANTHROPIC_BASE_URL", format!("{}/v1/claude", gw.url))
-            .env("ANTHROPIC_API_KEY", "gw-test-key")
-            .env("DISABLE_TELEMETRY", "1")
-            .env("DISABLE_ERROR_REPORTING", "1")
-            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-            .env("CLAUDE_CODE_MAX_RETRIES", "0")
-            .stdin(std::process::Stdio::null())
-            .output(),
+    let base = format!("{}/v1/claude", gw.url);
+    crate::process::claude_says_hi(
+        &claude,
+        &[
+            ("ANTHROPIC_BASE_URL", &base),
+            ("ANTHROPIC_API_KEY", "gw-test-key"),
+        ],
     )
-    .await
-    .expect("claude finishes")
-    .expect("claude runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "claude -p failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!stdout.trim().is_empty());
+    .await;
     let requests = fake.requests();
     assert!(requests.iter().any(|r| r["path"]
         .as_str()
@@ -472,15 +450,12 @@ async fn claude_code_cli_runs_on_a_bedrock_route() {
 /// sent.
 #[tokio::test]
 async fn claude_code_in_bedrock_mode_signs_with_a_gateway_issued_pair() {
-    let claude = std::env::var("CLAUDE_BIN")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| "/root/.cache/claude-code/node_modules/.bin/claude".into());
-    if !claude.exists() || !python_has(&["boto3"]) {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must install Claude Code"
-        );
-        eprintln!("SKIPPED: Claude Code CLI not installed");
+    let Some(claude) = crate::process::claude_code_cli() else {
+        return;
+    };
+    if !python_has(&["boto3"]) {
+        assert!(std::env::var_os("CI").is_none(), "CI must install boto3");
+        eprintln!("SKIPPED: boto3 not installed");
         return;
     }
     let fake = PythonFake::start(
@@ -492,42 +467,20 @@ async fn claude_code_in_bedrock_mode_signs_with_a_gateway_issued_pair() {
     );
     let gw = TestGateway::start(&config(&format!("http://127.0.0.1:{}", fake.port), "")).await;
     let model = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
-    let home = crate::process::tempdir();
-    let out = tokio::time::timeout(
-        Duration::from_secs(120),
-        tokio::process::Command::new(&claude)
-            .args(["-p", "say hi"])
-            .current_dir(&home)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", home.path())
-            .env("CLAUDE_CODE_USE_BEDROCK", "1")
-            .env(
-                "ANTHROPIC_BEDROCK_BASE_URL",
-                format!("{}/v1/bedrock", gw.url),
-            )
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", GW_AKID)
-            .env("AWS_SECRET_ACCESS_KEY", GW_SECRET)
-            .env("ANTHROPIC_MODEL", model)
-            .env("ANTHROPIC_SMALL_FAST_MODEL", model)
-            .env("DISABLE_TELEMETRY", "1")
-            .env("DISABLE_ERROR_REPORTING", "1")
-            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-            .env("CLAUDE_CODE_MAX_RETRIES", "0")
-            .stdin(std::process::Stdio::null())
-            .output(),
+    let base = format!("{}/v1/bedrock", gw.url);
+    crate::process::claude_says_hi(
+        &claude,
+        &[
+            ("CLAUDE_CODE_USE_BEDROCK", "1"),
+            ("ANTHROPIC_BEDROCK_BASE_URL", &base),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", GW_AKID),
+            ("AWS_SECRET_ACCESS_KEY", GW_SECRET),
+            ("ANTHROPIC_MODEL", model),
+            ("ANTHROPIC_SMALL_FAST_MODEL", model),
+        ],
     )
-    .await
-    .expect("claude finishes")
-    .expect("claude runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "claude -p failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!stdout.trim().is_empty());
+    .await;
     let requests = fake.requests();
     let turn = requests
         .iter()

@@ -781,36 +781,16 @@ async fn official_clients_work_through_the_gateway() {
         }
     }
 
-    let claude = std::env::var("CLAUDE_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from("/root/.cache/claude-code/node_modules/.bin/claude"));
-    if claude.exists() {
-        let home = tempdir();
-        let out = tokio::process::Command::new(&claude)
-            .args(["-p", "say hi"])
-            .current_dir(&home)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", home.path())
-            .env("ANTHROPIC_BASE_URL", format!("{}/v1/claude", gw.url))
-            .env("ANTHROPIC_API_KEY", "gw-test-key")
-            .env("DISABLE_TELEMETRY", "1")
-            .env("DISABLE_ERROR_REPORTING", "1")
-            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-            .env("CLAUDE_CODE_MAX_RETRIES", "0")
-            .stdin(Stdio::null())
-            .output();
-        let out = tokio::time::timeout(Duration::from_secs(120), out)
-            .await
-            .expect("claude finishes")
-            .expect("claude runs");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "claude -p failed: {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(!stdout.trim().is_empty());
+    if let Some(claude) = claude_code_cli() {
+        let base = format!("{}/v1/claude", gw.url);
+        claude_says_hi(
+            &claude,
+            &[
+                ("ANTHROPIC_BASE_URL", &base),
+                ("ANTHROPIC_API_KEY", "gw-test-key"),
+            ],
+        )
+        .await;
         let from_claude = fake.requests().split_off(sdk_requests.len());
         let turn = from_claude
             .iter()
@@ -836,17 +816,62 @@ async fn official_clients_work_through_the_gateway() {
                 .is_some_and(|t| !t.is_empty()),
             "Claude Code's tools reach Anthropic"
         );
-    } else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must install Claude Code"
-        );
-        eprintln!(
-            "SKIPPED: Claude Code CLI not installed at {}",
-            claude.display()
-        );
     }
     drop(fake);
+}
+
+/// The Claude Code CLI `.ci/run` installs (`CLAUDE_BIN`). `None`, said on stderr, where
+/// it is missing; only a run outside CI may skip for that.
+pub fn claude_code_cli() -> Option<PathBuf> {
+    let claude = std::env::var("CLAUDE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from("/root/.cache/claude-code/node_modules/.bin/claude"));
+    if claude.exists() {
+        return Some(claude);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must install Claude Code"
+    );
+    eprintln!(
+        "SKIPPED: Claude Code CLI not installed at {}",
+        claude.display()
+    );
+    None
+}
+
+/// `claude -p "say hi"` with nothing of this process's environment but `PATH`, a home of
+/// its own, no telemetry or retries, and `vars`; fails the test unless it succeeded and
+/// printed an answer.
+pub async fn claude_says_hi(claude: &std::path::Path, vars: &[(&str, &str)]) {
+    let home = tempdir();
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new(claude)
+            .args(["-p", "say hi"])
+            .current_dir(&home)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", home.path())
+            .env("DISABLE_TELEMETRY", "1")
+            .env("DISABLE_ERROR_REPORTING", "1")
+            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+            .env("CLAUDE_CODE_MAX_RETRIES", "0")
+            .envs(vars.iter().copied())
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("claude finishes")
+    .expect("claude runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "claude -p failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!stdout.trim().is_empty());
 }
 
 /// A header of a request a Python fake recorded, whatever case the sender gave it.

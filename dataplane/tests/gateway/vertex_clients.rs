@@ -3,12 +3,11 @@
 //! `vertexai=True`, each with a gateway key, each checked by what the fake provider got.
 //! `.ci/run` installs the clients; elsewhere a test says it skipped.
 
-use crate::fakes::{anthropic_reply, fixture, FakeUpstream, Recorded, Reply, TestGateway};
-use crate::process::{python_has, run_client, tempdir};
+use crate::fakes::{anthropic_reply, FakeUpstream, Recorded, TestGateway};
+use crate::process::{python_has, run_client};
+use crate::vertex_surface::vertex_reply;
 use ai_gateway_snapshot::key_sha256;
 use serde_json::Value;
-use std::path::PathBuf;
-use std::time::Duration;
 
 const GATEWAY_KEY: &str = "gw-test-key";
 const VERTEX_TOKEN: &str = "ya29.provider-token";
@@ -42,19 +41,6 @@ auth:
     )
 }
 
-/// A fake Vertex AI: Claude answers in the Messages API's shape, Gemini in its own.
-fn vertex_reply(req: &Recorded) -> Reply {
-    match (
-        req.path.contains("/publishers/google/"),
-        req.path.contains(":stream"),
-    ) {
-        (true, true) => Reply::sse(&fixture("upstream/gemini/stream_generate_content.sse")),
-        (true, false) => Reply::json(200, fixture("upstream/gemini/generate_content.json")),
-        (false, true) => Reply::sse(&fixture("upstream/anthropic/stream_text.sse")),
-        (false, false) => Reply::json(200, fixture("upstream/anthropic/message_text.json")),
-    }
-}
-
 /// No request the provider received carries the caller's gateway key.
 fn assert_no_gateway_key(received: &[Recorded]) {
     for r in received {
@@ -71,30 +57,15 @@ fn assert_no_gateway_key(received: &[Recorded]) {
     }
 }
 
-fn claude_bin() -> PathBuf {
-    std::env::var("CLAUDE_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| "/root/.cache/claude-code/node_modules/.bin/claude".into())
-}
-
 /// `claude -p` in Vertex mode (`CLAUDE_CODE_USE_VERTEX`, Google auth skipped, the gateway
 /// key as a custom header) calls `streamRawPredict` under the caller's project and region;
 /// the gateway serves that model from Anthropic's own API. The key goes either way the
 /// gateway takes one (`Authorization: Bearer` or `x-api-key`).
 #[tokio::test]
 async fn claude_code_in_vertex_mode_reaches_anthropic_through_the_vertex_door() {
-    let claude = claude_bin();
-    if !claude.exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must install Claude Code"
-        );
-        eprintln!(
-            "SKIPPED: Claude Code CLI not installed at {}",
-            claude.display()
-        );
+    let Some(claude) = crate::process::claude_code_cli() else {
         return;
-    }
+    };
     let vertex = FakeUpstream::start(vertex_reply).await;
     let anthropic = FakeUpstream::start(anthropic_reply).await;
     let gw = TestGateway::start(&config(&vertex.url(), &anthropic.url())).await;
@@ -138,45 +109,21 @@ async fn claude_code_in_vertex_mode_reaches_anthropic_through_the_vertex_door() 
     }
 }
 
-/// `claude -p "say hi"` in Vertex mode against the gateway; fails the test unless it
-/// printed an answer.
+/// `claude -p "say hi"` in Vertex mode against the gateway.
 async fn claude_code_in_vertex_mode(claude: &std::path::Path, gateway: &str, key_header: &str) {
-    let home = tempdir();
-    let out = tokio::time::timeout(
-        Duration::from_secs(120),
-        tokio::process::Command::new(claude)
-            .args(["-p", "say hi"])
-            .current_dir(&home)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", home.path())
-            .env("CLAUDE_CODE_USE_VERTEX", "1")
-            .env(
-                "ANTHROPIC_VERTEX_BASE_URL",
-                format!("{gateway}/v1/vertex/v1"),
-            )
-            .env("ANTHROPIC_VERTEX_PROJECT_ID", CALLERS_PROJECT)
-            .env("CLOUD_ML_REGION", CALLERS_REGION)
-            .env("CLAUDE_CODE_SKIP_VERTEX_AUTH", "1")
-            .env("ANTHROPIC_CUSTOM_HEADERS", key_header)
-            .env("DISABLE_TELEMETRY", "1")
-            .env("DISABLE_ERROR_REPORTING", "1")
-            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-            .env("CLAUDE_CODE_MAX_RETRIES", "0")
-            .stdin(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .output(),
+    let base = format!("{gateway}/v1/vertex/v1");
+    crate::process::claude_says_hi(
+        claude,
+        &[
+            ("CLAUDE_CODE_USE_VERTEX", "1"),
+            ("ANTHROPIC_VERTEX_BASE_URL", &base),
+            ("ANTHROPIC_VERTEX_PROJECT_ID", CALLERS_PROJECT),
+            ("CLOUD_ML_REGION", CALLERS_REGION),
+            ("CLAUDE_CODE_SKIP_VERTEX_AUTH", "1"),
+            ("ANTHROPIC_CUSTOM_HEADERS", key_header),
+        ],
     )
-    .await
-    .expect("claude finishes")
-    .expect("claude runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "claude -p failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!stdout.trim().is_empty());
+    .await;
 }
 
 /// `AnthropicVertex` with an access token (no Google credentials): a message and a

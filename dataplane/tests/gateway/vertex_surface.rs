@@ -10,7 +10,7 @@ const RAW_PREDICT: &str =
     "/v1/projects/gw-project/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5@20250929";
 
 /// A fake Vertex AI: Claude answers in the Messages API's shape, Gemini in its own.
-fn vertex_reply(req: &crate::fakes::Recorded) -> Reply {
+pub fn vertex_reply(req: &crate::fakes::Recorded) -> Reply {
     if req.path.contains("/publishers/google/") {
         if req.path.contains(":streamGenerateContent") {
             Reply::sse(&fixture("upstream/gemini/stream_generate_content.sse"))
@@ -280,6 +280,22 @@ async fn claude_codes_model_picker_sees_the_gateways_own_catalogue() {
     assert!(vertex.received().is_empty() && anthropic.received().is_empty());
 }
 
+/// A gateway whose Vertex provider holds a service-account key issued by `google`.
+async fn with_service_account_key(vertex: &FakeUpstream, google: &FakeUpstream) -> TestGateway {
+    let key = service_account_key(&format!("{}/token", google.url()));
+    TestGateway::start(&format!(
+        r#"
+providers:
+  vertex: {{ type: vertex, base_url: "{}", project: gw-project, region: us-east5,
+            service_account_key: '{key}' }}
+routes:
+  - {{ models: ["claude-*"], provider: vertex }}
+"#,
+        vertex.url()
+    ))
+    .await
+}
+
 /// A service-account key whose tokens come from `token_uri`.
 fn service_account_key(token_uri: &str) -> String {
     let pem = String::from_utf8(fixture("google/test_service_account_key.pem")).expect("pem");
@@ -316,18 +332,7 @@ async fn a_service_account_key_is_exchanged_for_tokens_that_are_refreshed_before
     })
     .await;
     let vertex = FakeUpstream::start(vertex_reply).await;
-    let key = service_account_key(&format!("{}/token", google.url()));
-    let gw = TestGateway::start(&format!(
-        r#"
-providers:
-  vertex: {{ type: vertex, base_url: "{}", project: gw-project, region: us-east5,
-            service_account_key: '{key}' }}
-routes:
-  - {{ models: ["claude-*"], provider: vertex }}
-"#,
-        vertex.url()
-    ))
-    .await;
+    let gw = with_service_account_key(&vertex, &google).await;
     for expected in ["Bearer tok-1", "Bearer tok-2"] {
         let resp = post(format!("{}/v1/claude/v1/messages", gw.url), messages(false)).await;
         assert_eq!(resp.status(), 200);
@@ -347,18 +352,7 @@ async fn a_token_endpoint_that_refuses_is_a_502_naming_the_provider() {
     })
     .await;
     let vertex = FakeUpstream::start(vertex_reply).await;
-    let key = service_account_key(&format!("{}/token", google.url()));
-    let gw = TestGateway::start(&format!(
-        r#"
-providers:
-  vertex: {{ type: vertex, base_url: "{}", project: gw-project, region: us-east5,
-            service_account_key: '{key}' }}
-routes:
-  - {{ models: ["claude-*"], provider: vertex }}
-"#,
-        vertex.url()
-    ))
-    .await;
+    let gw = with_service_account_key(&vertex, &google).await;
     let resp = post(format!("{}/v1/claude/v1/messages", gw.url), messages(false)).await;
     assert_eq!(resp.status(), 502);
     let error: Value = resp.json().await.expect("json");
