@@ -4,8 +4,9 @@
 //! `crds/yaml/` is generated from these types by `crdgen`, never edited by hand.
 
 use ai_gateway_snapshot::{
-    AuditSink, AuthMode, AutoRouting, CacheSettings, CircuitBreaker, LimitRule, LimitStoreKind,
-    ModelPrice, ProviderKind, Retries, SkillConfig, Timeouts, UnpricedModels,
+    AuditSink, AuthMode, AutoRouting, CacheSettings, CascadeMode, CircuitBreaker, LimitRule,
+    LimitStoreKind, ModelPrice, ProviderKind, Retries, SkillConfig, Timeouts, TokenReduction,
+    UnpricedModels,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -84,9 +85,13 @@ pub struct AIGatewaySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<CacheSettings>,
     /// `model: "auto"`: the models of the simple and complex tiers (on, Sonnet and Opus,
-    /// unless set otherwise).
+    /// unless set otherwise), an optional local tier, and the cascade between them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_routing: Option<AutoRouting>,
+    /// Prefix-stable rewrites that cut billed input tokens (file dedupe, IDE
+    /// boilerplate, diff-first, prompt-cache breakpoints); all off unless set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_reduction: Option<TokenReduction>,
     /// Skills of this gateway's own, by id (`X-Gateway-Skill: <id>`), beside the
     /// built-in ones.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -298,6 +303,13 @@ pub struct ProviderRouteSpec {
     /// cache TTL when unset); 0 never caches them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_ttl_seconds: Option<u64>,
+    /// Token reduction for calls this route serves, instead of the gateway's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_reduction: Option<TokenReduction>,
+    /// The cascade mode for `auto` calls whose tier this route serves, instead of the
+    /// gateway's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cascade: Option<CascadeMode>,
     /// Extra headers sent to the provider on every call, e.g. the Cloudflare Access
     /// service token in front of an Ollama. Values from a Secret are never logged.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

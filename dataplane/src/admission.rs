@@ -13,7 +13,7 @@ use ai_gateway_snapshot::UnpricedModels;
 
 /// JSON bodies run at roughly four bytes per token; counting exactly on every request
 /// would cost more than the estimate is worth, and settlement corrects it.
-const BYTES_PER_TOKEN: u64 = 4;
+pub const BYTES_PER_TOKEN: u64 = 4;
 
 /// No model writes more than this in one answer; a larger `max_tokens` is a typo or an
 /// attack on the counters, and is reserved as this much.

@@ -4,6 +4,7 @@
 //! finishing requests wait for room instead of dropping records; a failed write is
 //! counted and logged. Closing the log writes out what is buffered.
 
+use crate::context::CascadeOutcome;
 use ai_gateway_snapshot::{Audit, AuditSink};
 use prometheus_client::metrics::counter::Counter;
 use std::borrow::Cow;
@@ -46,6 +47,10 @@ pub struct AuditRecord<'a> {
     pub latency_ms: u64,
     pub ttft_ms: Option<u64>,
     pub cache_hit: bool,
+    /// Input tokens token reduction took out of the request (estimated).
+    pub tokens_saved: u64,
+    /// How a cascade went, for calls that went through one.
+    pub cascade: Option<&'a CascadeOutcome>,
     pub fallbacks: &'a [String],
     pub error: Option<&'static str>,
     /// The caller went away before the answer was complete; tokens produced so far are charged.
@@ -90,6 +95,13 @@ impl AuditRecord<'_> {
             None => f.str("ttft_ms", None),
         }
         f.bool("cache_hit", self.cache_hit);
+        if self.tokens_saved > 0 {
+            f.number("tokens_saved", self.tokens_saved);
+        }
+        if let Some(cascade) = self.cascade {
+            f.key("cascade");
+            write_cascade(cascade, f.out);
+        }
         f.key("fallbacks");
         let _ = serde_json::to_writer(&mut *f.out, self.fallbacks);
         f.str("error", self.error);
@@ -102,6 +114,33 @@ impl AuditRecord<'_> {
         }
         f.out.push(b'}');
     }
+}
+
+/// A cascade's routing outcome as one JSON object: the tiers, whether and why it
+/// escalated, the quality score and the judged attempt.
+pub fn write_cascade(c: &CascadeOutcome, out: &mut Vec<u8>) {
+    let mut f = JsonFields::open(out);
+    f.str("initial_tier", Some(c.initial_tier));
+    f.str("final_tier", Some(c.final_tier));
+    f.bool("escalated", c.escalated);
+    f.key("reasons");
+    let _ = serde_json::to_writer(&mut *f.out, &c.reasons);
+    f.key("quality_score");
+    let _ = serde_json::to_writer(&mut *f.out, &c.quality_score);
+    f.key("judged");
+    let a = &c.judged;
+    let mut g = JsonFields::open(f.out);
+    g.str("tier", Some(a.tier));
+    g.str("model", Some(&a.model));
+    g.str("provider", Some(&a.provider));
+    g.number("status", u64::from(a.status));
+    g.number("latency_ms", a.latency_ms);
+    g.number("request_tokens", a.usage.prompt_total());
+    g.number("response_tokens", a.usage.output);
+    g.key("cost_usd");
+    let _ = serde_json::to_writer(&mut *g.out, &(a.cost_micros as f64 / 1_000_000.0));
+    g.out.push(b'}');
+    f.out.push(b'}');
 }
 
 /// `"YYYY-MM-DDTHH:MM:SS.mmmZ"`, quoted. The date and time up to the second are
@@ -266,11 +305,17 @@ impl AuditLog {
     /// Adds a record's line when the buffer has room; otherwise hands the line back,
     /// for [`AuditLog::append_when_room`].
     pub fn try_record(&self, record: &AuditRecord<'_>) -> Option<Vec<u8>> {
-        let shared = self.shared.as_ref()?;
+        self.shared.as_ref()?;
         // Serialised outside the lock, so concurrent finishers only wait for a copy.
         let mut line = Vec::with_capacity(640);
         record.write_json(&mut line);
         line.push(b'\n');
+        self.try_append(line)
+    }
+
+    /// Adds a whole line when the buffer has room; otherwise hands it back.
+    pub fn try_append(&self, line: Vec<u8>) -> Option<Vec<u8>> {
+        let shared = self.shared.as_ref()?;
         if shared.append_if_room(&line) {
             None
         } else {
@@ -304,6 +349,46 @@ impl AuditLog {
         if let Some(handle) = handle {
             handle.thread().unpark();
             let _ = handle.join();
+        }
+    }
+}
+
+/// The cascades' routing outcomes file (`auto_routing.cascade.outcomes_file`): one JSON
+/// line per cascade, written like the audit log, opened when a cascade first names it
+/// (and again when the config names another).
+#[derive(Default)]
+pub struct OutcomesLog(Mutex<Option<(String, Arc<AuditLog>)>>);
+
+impl OutcomesLog {
+    /// Appends `line` to the file at `path`; a line the writer has no room for is
+    /// dropped and counted as failed, never waited for.
+    pub fn append(&self, path: &str, line: Vec<u8>, counters: &AuditCounters) {
+        let log = {
+            let mut open = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            match open.as_ref() {
+                Some((at, log)) if at == path => log.clone(),
+                _ => {
+                    let config = Audit {
+                        sink: AuditSink::File,
+                        path: Some(path.to_string()),
+                    };
+                    match AuditLog::start(&config, counters.clone()) {
+                        Ok(log) => {
+                            let log = Arc::new(log);
+                            *open = Some((path.to_string(), log.clone()));
+                            log
+                        }
+                        Err(e) => {
+                            tracing::error!(path, error = %e, "cannot open the cascade outcomes file");
+                            counters.failed.inc();
+                            return;
+                        }
+                    }
+                }
+            }
+        };
+        if log.try_append(line).is_some() {
+            counters.failed.inc();
         }
     }
 }
@@ -413,6 +498,8 @@ mod tests {
             latency_ms: 812,
             ttft_ms: None,
             cache_hit: false,
+            tokens_saved: 0,
+            cascade: None,
             fallbacks,
             error: None,
             abandoned: false,

@@ -5,6 +5,7 @@
 use crate::auth::Identity;
 use crate::limits::{Quota, Reservation};
 use crate::metered::UsageCell;
+use crate::translate::TokenUsage;
 use ai_gateway_snapshot::ModelPrice;
 use bytes::Bytes;
 use http::HeaderMap;
@@ -71,6 +72,34 @@ fn sane_token(headers: &HeaderMap, name: &http::HeaderName) -> Option<String> {
         .map(str::to_string)
 }
 
+/// One tier's attempt in a cascade, as the routing outcome records it.
+#[derive(Debug, Clone)]
+pub struct CascadeAttempt {
+    pub tier: &'static str,
+    pub model: String,
+    pub provider: String,
+    pub status: u16,
+    pub latency_ms: u64,
+    pub usage: TokenUsage,
+    pub cost_micros: u64,
+}
+
+/// How a cascade went: the tier it started and ended at, whether and why it escalated,
+/// and the judged attempt. Written to the audit record and the outcomes file, so a
+/// learned router can be trained from it.
+#[derive(Debug, Clone)]
+pub struct CascadeOutcome {
+    pub initial_tier: &'static str,
+    pub final_tier: &'static str,
+    pub escalated: bool,
+    /// What the check found wrong with the cheaper answer (or `error`, `status`).
+    pub reasons: Vec<&'static str>,
+    pub quality_score: f64,
+    /// The cheaper tier's attempt; the final one is the call's own usage.
+    pub judged: CascadeAttempt,
+    pub outcomes_file: Option<String>,
+}
+
 /// Settles and audits a request that ends without an answer reaching its caller.
 pub trait Release: Send + Sync {
     fn release(self: Arc<Self>, ctx: RequestContext);
@@ -94,6 +123,8 @@ pub struct RequestContext {
     /// Set once routing chose them; echoed as `x-ai-gateway-provider` / `-model`.
     provider: Option<String>,
     upstream_model: Option<String>,
+    /// Whether the provider that answered runs locally (Ollama), for `X-Model-Source`.
+    local_model: Option<bool>,
     price: Option<ModelPrice>,
     reservation: Option<Reservation>,
     /// Remaining quota, sent back as `x-ratelimit-*` headers.
@@ -104,6 +135,10 @@ pub struct RequestContext {
     /// For `model: "auto"`: the tier chosen and why (`complex: stack_trace, code`).
     auto_tier: Option<&'static str>,
     route_reason: Option<String>,
+    /// Set when the call went through a cascade.
+    cascade: Option<Box<CascadeOutcome>>,
+    /// Input tokens token reduction took out of the request (estimated).
+    tokens_saved: u64,
     /// For cacheable calls: whether the answer came from the response cache.
     cache_hit: Option<bool>,
     /// The prompt's tokens as admission estimated them: charged when a call ends
@@ -150,6 +185,7 @@ impl RequestContext {
             stream: false,
             provider: None,
             upstream_model: None,
+            local_model: None,
             price: None,
             reservation: None,
             quota: None,
@@ -157,6 +193,8 @@ impl RequestContext {
             fallbacks: Vec::new(),
             auto_tier: None,
             route_reason: None,
+            cascade: None,
+            tokens_saved: 0,
             cache_hit: None,
             estimated_input_tokens: 0,
             release: None,
@@ -209,6 +247,39 @@ impl RequestContext {
     pub fn auto_routed(&mut self, tier: &'static str, reason: String) {
         self.auto_tier = Some(tier);
         self.route_reason = Some(reason);
+    }
+
+    /// The provider that answered runs locally (`true`) or is a cloud API.
+    pub fn served_from(&mut self, local: bool) {
+        self.local_model = Some(local);
+    }
+
+    /// The cascade's cheaper answer passed its check and is the one the caller gets.
+    pub fn cascade_kept(&mut self, outcome: CascadeOutcome) {
+        self.cascade = Some(Box::new(outcome));
+    }
+
+    /// The cheaper answer failed: the call starts again at `tier`'s `model`, metered
+    /// afresh (the judged attempt's usage stays in `outcome`, charged at settlement).
+    pub fn cascade_escalated(
+        &mut self,
+        outcome: CascadeOutcome,
+        tier: &'static str,
+        reason: String,
+    ) {
+        self.cascade = Some(Box::new(outcome));
+        self.auto_tier = Some(tier);
+        self.route_reason = Some(reason);
+        self.fallbacks.clear();
+        self.usage = Arc::new(match self.usage.bodies().and_then(|b| b.request) {
+            Some(request) => UsageCell::capturing(request),
+            None => UsageCell::default(),
+        });
+    }
+
+    /// Token reduction took about `tokens` input tokens out of the request.
+    pub fn reduced(&mut self, tokens: u64) {
+        self.tokens_saved = tokens;
     }
 
     /// What the call is charged per token, as admission found it.
@@ -297,6 +368,12 @@ impl RequestContext {
         self.upstream_model.as_deref()
     }
 
+    /// `local` or `cloud`, once a provider was chosen.
+    pub fn model_source(&self) -> Option<&'static str> {
+        self.local_model
+            .map(|local| if local { "local" } else { "cloud" })
+    }
+
     pub fn price(&self) -> Option<ModelPrice> {
         self.price
     }
@@ -320,6 +397,14 @@ impl RequestContext {
 
     pub fn route_reason(&self) -> Option<&str> {
         self.route_reason.as_deref()
+    }
+
+    pub fn cascade(&self) -> Option<&CascadeOutcome> {
+        self.cascade.as_deref()
+    }
+
+    pub fn tokens_saved(&self) -> u64 {
+        self.tokens_saved
     }
 
     pub fn cache_hit(&self) -> Option<bool> {

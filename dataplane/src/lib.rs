@@ -1,9 +1,10 @@
 //! The ai-gateway data plane.
 //!
 //! A request moves through named stages, each in its own module: accept (`server`),
-//! `authenticate`, `read`, a door (`doors`) that `resolve`s the route, `admission`,
-//! `cache`, the `exchange` with the provider (passed through or translated, with retry,
-//! breaker and fallback), `respond`, and `settle`. `ARCHITECTURE.md` is the map.
+//! `authenticate`, `read`, a door (`doors`) that `resolve`s the route (with the
+//! `intelligence` of `auto` routing, skills and token reduction), `admission`, `cache`,
+//! the `cascade` of an `auto` call, the `exchange` with the provider (passed through or
+//! translated, with retry, breaker and fallback), `respond`, and `settle`. `ARCHITECTURE.md` is the map.
 
 pub mod admin;
 pub mod admission;
@@ -12,6 +13,7 @@ pub mod auth;
 pub mod authenticate;
 pub mod body;
 pub mod cache;
+pub mod cascade;
 pub mod compiled;
 pub mod config;
 pub mod context;

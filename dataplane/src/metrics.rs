@@ -83,6 +83,13 @@ pub struct AutoRouteLabels {
     pub tier: &'static str,
 }
 
+/// Where a cascade started and ended (`simple` → `complex` when it escalated).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CascadeLabels {
+    pub initial_tier: &'static str,
+    pub final_tier: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabels {
     pub status: u16,
@@ -101,6 +108,9 @@ pub struct Metrics {
     pub circuit_open: Family<ProviderLabels, Gauge>,
     pub cache_lookups: Family<CacheLabels, Counter>,
     pub auto_routes: Family<AutoRouteLabels, Counter>,
+    pub cascades: Family<CascadeLabels, Counter>,
+    /// Input tokens token reduction took out of requests (estimated).
+    pub tokens_saved: Counter,
     pub audit_written: Counter,
     pub audit_failed: Counter,
     /// Requests answered before any provider was chosen (401, 404, 400 …), by status.
@@ -151,6 +161,17 @@ fn seconds_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.005, 2.0, 18))
 }
 
+impl Metrics {
+    /// The written and failed counts audit writers (the audit log, the outcomes file)
+    /// keep.
+    pub fn audit_counters(&self) -> crate::audit::AuditCounters {
+        crate::audit::AuditCounters {
+            written: self.audit_written.clone(),
+            failed: self.audit_failed.clone(),
+        }
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::default();
@@ -165,6 +186,8 @@ impl Default for Metrics {
         let circuit_open = Family::<ProviderLabels, Gauge>::default();
         let cache_lookups = Family::<CacheLabels, Counter>::default();
         let auto_routes = Family::<AutoRouteLabels, Counter>::default();
+        let cascades = Family::<CascadeLabels, Counter>::default();
+        let tokens_saved = Counter::default();
         let audit_written = Counter::default();
         let audit_failed = Counter::default();
         let refused = Family::<StatusLabels, Counter>::default();
@@ -229,6 +252,16 @@ impl Default for Metrics {
             auto_routes.clone(),
         );
         registry.register(
+            "ai_gateway_cascades",
+            "Cascaded auto calls, by the tier they started and ended at",
+            cascades.clone(),
+        );
+        registry.register(
+            "ai_gateway_tokens_saved",
+            "Input tokens token reduction took out of requests (estimated)",
+            tokens_saved.clone(),
+        );
+        registry.register(
             "ai_gateway_audit_records_written",
             "Audit records written",
             audit_written.clone(),
@@ -251,6 +284,8 @@ impl Default for Metrics {
             circuit_open,
             cache_lookups,
             auto_routes,
+            cascades,
+            tokens_saved,
             audit_written,
             audit_failed,
             refused,

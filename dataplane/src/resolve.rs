@@ -4,7 +4,7 @@
 use crate::compiled::CompiledConfig;
 use crate::context::RequestContext;
 use crate::error::GatewayError;
-use crate::intelligence::skills::SystemPrompt;
+use crate::intelligence::system_prompt::SystemPrompt;
 use crate::read::{null_as_false, token_count, Count};
 use http::HeaderMap;
 use serde::Deserialize;
@@ -95,6 +95,27 @@ pub struct Routed {
     pub provider_body: Option<bytes::Bytes>,
     /// The body names an `anthropic_version` (a Vertex caller's), which only Vertex takes.
     pub anthropic_version: bool,
+    /// The token reduction in force for this call: the route's, or the gateway's.
+    pub token_reduction: ai_gateway_snapshot::TokenReduction,
+    /// The tier `auto` chose, when a cascade may start from it (no provider was forced).
+    pub cascade_from: Option<crate::intelligence::auto::AutoTier>,
+}
+
+impl Routed {
+    /// A call the gateway itself sends on to `model` (a cascade's next tier).
+    pub fn to(model: String, resolved: crate::routing::Resolved) -> Self {
+        Self {
+            model,
+            resolved,
+            wants_usage_chunk: false,
+            temperature: None,
+            max_output_tokens: None,
+            provider_body: None,
+            anthropic_version: false,
+            token_reduction: Default::default(),
+            cascade_from: None,
+        }
+    }
 }
 
 pub fn peek_model(body: &[u8]) -> Result<ModelPeek<'_>, GatewayError> {
@@ -197,6 +218,7 @@ pub fn by_body(
         .as_ref()
         .map_or(asked, |c| c.model.as_str())
         .to_string();
+    let cascade_from = auto.as_ref().filter(|_| forced.is_none()).map(|c| c.tier);
     if let Some(chosen) = auto {
         ctx.auto_routed(chosen.tier.as_str(), chosen.reason);
     }
@@ -215,6 +237,9 @@ pub fn by_body(
     }
     ctx.routed(&resolved.provider.name, &resolved.upstream_model);
     ctx.asks_for(model.clone(), peek.stream);
+    let resolved_reduction = resolved
+        .token_reduction
+        .unwrap_or(compiled.snapshot.token_reduction);
     Ok(Routed {
         model,
         resolved,
@@ -226,6 +251,8 @@ pub fn by_body(
         max_output_tokens: peek.max_output_tokens(),
         provider_body,
         anthropic_version: peek.anthropic_version.is_some(),
+        token_reduction: resolved_reduction,
+        cascade_from,
     })
 }
 

@@ -17,6 +17,7 @@ const ROUTED_PROVIDER: http::HeaderName = http::HeaderName::from_static("x-ai-ga
 const ROUTED_MODEL: http::HeaderName = http::HeaderName::from_static("x-ai-gateway-model");
 const VIA_GATEWAY: http::HeaderName = http::HeaderName::from_static("x-gateway");
 const X_PROVIDER: http::HeaderName = http::HeaderName::from_static("x-provider");
+const MODEL_SOURCE: http::HeaderName = http::HeaderName::from_static("x-model-source");
 /// Why `model: "auto"` chose the model it did.
 const ROUTE_REASON: http::HeaderName = http::HeaderName::from_static("x-ai-gateway-route-reason");
 
@@ -60,6 +61,9 @@ pub fn respond(
     if let Some(p) = ctx.provider().and_then(|p| values.text(p)) {
         headers.insert(ROUTED_PROVIDER, p.clone());
         headers.insert(X_PROVIDER, p);
+    }
+    if let Some(source) = ctx.model_source() {
+        headers.insert(MODEL_SOURCE, HeaderValue::from_static(source));
     }
     if let Some(m) = ctx
         .upstream_model()

@@ -3,7 +3,7 @@
 
 use crate::error::GatewayError;
 use crate::upstream::Upstream;
-use ai_gateway_snapshot::{is_glob, Snapshot};
+use ai_gateway_snapshot::{is_glob, CascadeMode, Snapshot, TokenReduction};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -15,6 +15,8 @@ struct CompiledRoute {
     weight: u32,
     fallback: Vec<String>,
     cache_ttl_seconds: Option<u64>,
+    token_reduction: Option<TokenReduction>,
+    cascade: Option<CascadeMode>,
 }
 
 pub struct RouteTable {
@@ -37,6 +39,24 @@ pub struct Resolved {
     pub fallback: Vec<String>,
     /// The route's own cache TTL, when it sets one.
     pub cache_ttl_seconds: Option<u64>,
+    /// The route's own token reduction, when it sets one.
+    pub token_reduction: Option<TokenReduction>,
+    /// The route's own cascade mode for `auto` calls, when it sets one.
+    pub cascade: Option<CascadeMode>,
+}
+
+impl Resolved {
+    /// A provider reached without a route (its own API, named by path).
+    pub fn unrouted(provider: Arc<Upstream>, upstream_model: String) -> Self {
+        Self {
+            provider,
+            upstream_model,
+            fallback: Vec::new(),
+            cache_ttl_seconds: None,
+            token_reduction: None,
+            cascade: None,
+        }
+    }
 }
 
 impl RouteTable {
@@ -69,6 +89,8 @@ impl RouteTable {
                 weight: route.weight,
                 fallback: route.fallback.clone(),
                 cache_ttl_seconds: route.cache_ttl_seconds,
+                token_reduction: route.token_reduction,
+                cascade: route.cascade,
             });
         }
         for indexes in exact.values_mut() {
@@ -135,12 +157,10 @@ impl RouteTable {
         if self.routed_only {
             return Err(self.unknown(asked));
         }
-        Ok(Resolved {
-            provider: provider.clone(),
-            upstream_model: upstream_model.to_string(),
-            fallback: Vec::new(),
-            cache_ttl_seconds: None,
-        })
+        Ok(Resolved::unrouted(
+            provider.clone(),
+            upstream_model.to_string(),
+        ))
     }
 
     fn unknown(&self, model: &str) -> GatewayError {
@@ -211,6 +231,8 @@ impl RouteTable {
             upstream_model,
             fallback,
             cache_ttl_seconds: route.cache_ttl_seconds,
+            token_reduction: route.token_reduction,
+            cascade: route.cascade,
         })
     }
 

@@ -263,6 +263,13 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Respon
     }
     let format = api_format(req.uri().path());
     let served = route(&gw, &mut ctx, req).await;
+    let local = ctx
+        .provider()
+        .and_then(|p| gw.compiled().providers.get(p).map(|u| u.kind))
+        .map(|kind| kind == ai_gateway_snapshot::ProviderKind::Ollama);
+    if let Some(local) = local {
+        ctx.served_from(local);
+    }
     crate::respond::respond(&gw.services, ctx, served, format, door.is_some())
 }
 

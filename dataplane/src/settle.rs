@@ -3,11 +3,14 @@
 //! are updated, and the audit record is written, all off the response path.
 
 use crate::audit::AuditRecord;
-use crate::context::RequestContext;
+use crate::context::{CascadeOutcome, RequestContext};
 use crate::limits::{Demand, Ledger, LedgerEntry, ModelUsage, Reservation, Windows};
-use crate::metrics::{AutoRouteLabels, CallLabels, StatusLabels, UpstreamErrorLabels};
+use crate::metrics::{
+    AutoRouteLabels, CallLabels, CascadeLabels, StatusLabels, UpstreamErrorLabels,
+};
 use crate::pricing::cost_micros;
 use crate::state::Services;
+use crate::translate::TokenUsage;
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Instant;
@@ -70,34 +73,48 @@ impl Settlement {
             usage.input = ctx.estimated_input_tokens();
         }
         let cost = ctx.price().map(|p| cost_micros(&usage, &p)).unwrap_or(0);
+        // A cascade that escalated ran the cheaper tier too: the caller pays for both.
+        let judged = ctx.cascade().filter(|c| c.escalated).map(|c| &c.judged);
+        let (total, total_cost) = match judged {
+            Some(a) => (usage.plus(&a.usage), cost + a.cost_micros),
+            None => (usage, cost),
+        };
         let services = &self.services;
         let identity = ctx.identity();
         let user = identity.map_or("anonymous", |i| i.user.as_str());
 
         let actual = Demand {
-            tokens: usage.prompt_total() + usage.output,
-            cost_micros: cost,
+            tokens: total.prompt_total() + total.output,
+            cost_micros: total_cost,
         };
-        let line = ModelUsage {
+        let line = |usage: &TokenUsage, cost_micros: u64, tokens_saved: u64| ModelUsage {
             requests: 1,
             tokens_in: usage.prompt_total(),
             tokens_out: usage.output,
             cache_read_tokens: usage.cache_read,
             cache_write_tokens: usage.cache_write,
-            cost_micros: cost,
+            cost_micros,
+            tokens_saved,
         };
         let day = Windows::at(std::time::SystemTime::now()).day;
-        let entry = |ledger, name| LedgerEntry {
+        let entry = |ledger, name, usage| LedgerEntry {
             ledger,
             user,
             day,
             name,
-            usage: line,
+            usage,
         };
-        let mut ledger = Vec::with_capacity(2);
+        let saved = ctx.tokens_saved();
+        let mut ledger = Vec::with_capacity(3);
         if (200..300).contains(&self.status) {
-            ledger.extend(ctx.model().map(|m| entry(Ledger::Models, m)));
-            ledger.extend(ctx.session_id().map(|s| entry(Ledger::Sessions, s)));
+            let this = line(&usage, cost, saved);
+            ledger.extend(ctx.model().map(|m| entry(Ledger::Models, m, this)));
+            let both = line(&total, total_cost, saved);
+            ledger.extend(ctx.session_id().map(|s| entry(Ledger::Sessions, s, both)));
+        }
+        if let Some(a) = judged {
+            let cheaper = line(&a.usage, a.cost_micros, 0);
+            ledger.push(entry(Ledger::Models, &a.model, cheaper));
         }
         if !services
             .store
@@ -149,6 +166,40 @@ impl Settlement {
         if let Some(tier) = ctx.auto_tier() {
             m.auto_routes.get_or_create(&AutoRouteLabels { tier }).inc();
         }
+        if let Some(cascade) = ctx.cascade() {
+            m.cascades
+                .get_or_create(&CascadeLabels {
+                    initial_tier: cascade.initial_tier,
+                    final_tier: cascade.final_tier,
+                })
+                .inc();
+        }
+        if let Some(a) = judged {
+            let series = m.call_series(&CallLabels {
+                provider: &a.provider,
+                model: &a.model,
+                endpoint: ctx.call_name(),
+                status: a.status,
+                user,
+                team: identity.and_then(|i| i.team.as_deref()).unwrap_or_default(),
+            });
+            series.requests.inc();
+            series.add_tokens(m, &a.usage);
+            if a.cost_micros > 0 {
+                series.add_cost(m, a.cost_micros as f64 / 1_000_000.0);
+            }
+        }
+        if saved > 0 {
+            m.tokens_saved.inc_by(saved);
+        }
+        if let Some((path, cascade)) = ctx
+            .cascade()
+            .and_then(|c| Some((c.outcomes_file.as_deref()?, c)))
+        {
+            services
+                .outcomes
+                .append(path, outcome_line(ctx, cascade, user), &m.audit_counters());
+        }
         if let Some(kind) = self.error.filter(|k| k.starts_with("upstream")) {
             m.upstream_errors
                 .get_or_create(&UpstreamErrorLabels {
@@ -179,14 +230,16 @@ impl Settlement {
             route_reason: ctx.route_reason(),
             status: self.status,
             stream: ctx.stream(),
-            request_tokens: usage.prompt_total(),
-            response_tokens: usage.output,
-            cache_read_tokens: usage.cache_read,
-            cache_write_tokens: usage.cache_write,
-            cost_usd: cost as f64 / 1_000_000.0,
+            request_tokens: total.prompt_total(),
+            response_tokens: total.output,
+            cache_read_tokens: total.cache_read,
+            cache_write_tokens: total.cache_write,
+            cost_usd: total_cost as f64 / 1_000_000.0,
             latency_ms: latency.as_millis() as u64,
             ttft_ms: ttft.map(|t| t.as_millis() as u64),
             cache_hit: ctx.cache_hit() == Some(true),
+            tokens_saved: saved,
+            cascade: ctx.cascade(),
             fallbacks: ctx.fallbacks(),
             error: self.error,
             abandoned,
@@ -204,6 +257,23 @@ impl Settlement {
             runtime.spawn(async move { services.audit.append_when_room(line).await });
         }
     }
+}
+
+/// One line of the outcomes file: who asked, when, and how the cascade went.
+fn outcome_line(ctx: &RequestContext, cascade: &CascadeOutcome, user: &str) -> Vec<u8> {
+    let mut line = Vec::with_capacity(384);
+    line.extend_from_slice(b"{\"request_id\":");
+    let _ = serde_json::to_writer(&mut line, ctx.request_id());
+    line.extend_from_slice(b",\"user\":");
+    let _ = serde_json::to_writer(&mut line, user);
+    line.extend_from_slice(b",\"final_model\":");
+    let _ = serde_json::to_writer(&mut line, &ctx.model().map(bounded_name));
+    line.extend_from_slice(b",\"latency_ms\":");
+    let _ = serde_json::to_writer(&mut line, &(ctx.started().elapsed().as_millis() as u64));
+    line.extend_from_slice(b",\"outcome\":");
+    crate::audit::write_cascade(cascade, &mut line);
+    line.extend_from_slice(b"}\n");
+    line
 }
 
 /// A caller-chosen name as a record carries it: at most 256 bytes, cut on a

@@ -1,7 +1,7 @@
 //! The gateway's shared state: the compiled config behind an atomic pointer, and the
 //! services that outlive every config swap (counters, audit log, metrics).
 
-use crate::audit::{AuditCounters, AuditLog};
+use crate::audit::AuditLog;
 use crate::compiled::{CompileError, CompiledConfig};
 use crate::limits::{Store, StoreError};
 use crate::metrics::Metrics;
@@ -17,6 +17,8 @@ pub struct Services {
     pub store: Store,
     pub metrics: Metrics,
     pub audit: AuditLog,
+    /// The cascades' routing outcomes file, when the config names one.
+    pub outcomes: crate::audit::OutcomesLog,
     pub prices: PriceTable,
     pub tokens: crate::tokenreview::TokenReviewer,
     pub pods: crate::pods::PodDirectory,
@@ -60,13 +62,11 @@ impl Gateway {
     /// change limits and routes but keep the counters and the sink.
     pub async fn new(snapshot: Snapshot) -> Result<Self, StartError> {
         let metrics = Metrics::default();
-        let audit_counters = AuditCounters {
-            written: metrics.audit_written.clone(),
-            failed: metrics.audit_failed.clone(),
-        };
+        let audit_counters = metrics.audit_counters();
         let services = Arc::new(Services {
             store: Store::from_config(&snapshot.rate_limits)?,
             audit: AuditLog::start(&snapshot.audit, audit_counters)?,
+            outcomes: Default::default(),
             prices: PriceTable::builtin()?,
             tokens: Default::default(),
             pods: Default::default(),

@@ -43,6 +43,8 @@ pub struct Snapshot {
     pub cache: CacheSettings,
     #[serde(default)]
     pub auto_routing: AutoRouting,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub token_reduction: TokenReduction,
     /// Skills of this gateway's own, by id, beside the built-in ones (a built-in id
     /// here replaces the built-in skill).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -69,6 +71,8 @@ pub struct SkillConfig {
 #[serde(rename_all = "lowercase")]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum SkillTier {
+    /// The local tier when the gateway has one, else the simple tier.
+    Local,
     Simple,
     Complex,
 }
@@ -87,6 +91,13 @@ pub struct AutoRouting {
     /// The model for complex reasoning, architecture and debugging.
     #[cfg_attr(feature = "schema", schemars(length(max = 256)))]
     pub complex: String,
+    /// A local model (Ollama) tried first for requests that look simple; the simple
+    /// tier is then what a cascade escalates to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(length(max = 256)))]
+    pub local: Option<String>,
+    /// Try the cheaper tier first and escalate when its answer fails a quality check.
+    pub cascade: Cascade,
 }
 
 impl Default for AutoRouting {
@@ -95,8 +106,81 @@ impl Default for AutoRouting {
             enabled: true,
             simple: "claude-sonnet-4-5".into(),
             complex: "claude-opus-4-5".into(),
+            local: None,
+            cascade: Cascade::default(),
         }
     }
+}
+
+/// A FrugalGPT-style cascade for `auto` calls: the chosen (cheaper) tier answers first;
+/// an answer that fails the check is replaced by the next tier's. Off by default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Cascade {
+    pub mode: CascadeMode,
+    /// An answer shorter than this (in characters) fails, unless the question was short.
+    pub min_response_chars: u32,
+    /// Each cascade's outcome is appended here as one JSON line (for training a router).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(length(max = 1024)))]
+    pub outcomes_file: Option<String>,
+}
+
+impl Default for Cascade {
+    fn default() -> Self {
+        Self {
+            mode: CascadeMode::None,
+            min_response_chars: 100,
+            outcomes_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub enum CascadeMode {
+    /// Answer from the chosen tier only.
+    #[default]
+    None,
+    /// Judge the cheaper answer by heuristics (length, refusals, code asked for and
+    /// missing, repetition, truncation) and escalate when it fails.
+    Heuristic,
+}
+
+/// Rewrites that cut the input tokens a provider bills, each prefix-stable: a turn's
+/// rewritten request begins with the previous turn's rewritten request, so provider
+/// prompt caches keep hitting. All off unless turned on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct TokenReduction {
+    /// A file (tool result or fenced block) repeated unchanged later in a conversation
+    /// is replaced by a reference to its first appearance.
+    pub dedupe_files: bool,
+    /// A paragraph an IDE repeats in every turn (Continue's, Cursor's instructions) is
+    /// kept where it first appears and dropped from later messages.
+    pub strip_boilerplate: bool,
+    /// The system prompt asks for edits as unified diffs rather than whole files.
+    pub diff_first: bool,
+    /// OpenAI-format calls served by Claude (Anthropic, Vertex, Bedrock) get prompt-cache
+    /// breakpoints on the system prompt, the tools and the conversation so far.
+    pub cache_breakpoints: bool,
+    /// Also rewrite Anthropic Messages callers (Claude Code), whose calls otherwise pass
+    /// through untouched. Their system-prompt attribution block and `anthropic-*`
+    /// headers are never altered.
+    pub messages_api: bool,
+}
+
+impl TokenReduction {
+    pub fn any(&self) -> bool {
+        self.dedupe_files || self.strip_boilerplate || self.diff_first || self.cache_breakpoints
+    }
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 impl Snapshot {
@@ -451,6 +535,12 @@ pub struct Route {
     /// Overrides `cache.ttl_seconds` for this route; 0 never caches its answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_ttl_seconds: Option<u64>,
+    /// Overrides the gateway's `token_reduction` for calls this route serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_reduction: Option<TokenReduction>,
+    /// Overrides `auto_routing.cascade.mode` for `auto` calls whose tier this route serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cascade: Option<CascadeMode>,
 }
 
 fn default_priority() -> u32 {

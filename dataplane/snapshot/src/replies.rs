@@ -121,6 +121,8 @@ pub struct Usage {
     pub cache_read_tokens: u64,
     pub cache_write_tokens: u64,
     pub cost_usd: f64,
+    /// Input tokens token reduction took out (estimated).
+    pub tokens_saved: u64,
 }
 
 /// What the tightest request and token limits leave; `None` where none applies.

@@ -24,6 +24,7 @@ fn usage_of(u: &ModelUsage) -> Usage {
         cache_read_tokens: u.cache_read_tokens,
         cache_write_tokens: u.cache_write_tokens,
         cost_usd: usd(u.cost_micros),
+        tokens_saved: u.tokens_saved,
     }
 }
 

@@ -6,7 +6,7 @@ use crate::body::json_response;
 use crate::context::{Endpoint, RequestContext};
 use crate::error::GatewayError;
 use crate::exchange::{attempt, Call, Door, Exchange};
-use crate::intelligence::skills::SystemPrompt;
+use crate::intelligence::system_prompt::SystemPrompt;
 use crate::state::Serving;
 use crate::translate::tokens;
 use crate::wire::anthropic;

@@ -7,7 +7,7 @@ use super::{Answer, Inbound};
 use crate::context::{Endpoint, RequestContext};
 use crate::error::GatewayError;
 use crate::exchange::{attempt, Call, Door, Exchange};
-use crate::intelligence::skills::SystemPrompt;
+use crate::intelligence::system_prompt::SystemPrompt;
 use crate::read::{token_count, Count};
 use crate::routing::Resolved;
 use crate::state::Serving;
@@ -80,8 +80,8 @@ pub async fn handle(
     {
         Ok(r) => r,
         // Bedrock ids are many and versioned: an unrouted one goes to the Bedrock provider as is.
-        Err(GatewayError::UnknownModel { .. }) => Resolved {
-            provider: compiled
+        Err(GatewayError::UnknownModel { .. }) => Resolved::unrouted(
+            compiled
                 .providers
                 .values()
                 .find(|p| p.kind == ProviderKind::Bedrock)
@@ -89,10 +89,8 @@ pub async fn handle(
                 .ok_or_else(|| {
                     GatewayError::unknown_provider("bedrock", compiled.providers.keys())
                 })?,
-            upstream_model: model.clone(),
-            fallback: Vec::new(),
-            cache_ttl_seconds: None,
-        },
+            model.clone(),
+        ),
         Err(e) => return Err(e),
     };
     let door = Door::BedrockRuntime { operation };

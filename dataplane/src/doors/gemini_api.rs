@@ -131,7 +131,7 @@ pub(super) async fn model_call(
         &serving.compiled.skills,
         inbound.headers,
         &inbound.body,
-        crate::intelligence::skills::SystemPrompt::GeminiInstruction,
+        crate::intelligence::system_prompt::SystemPrompt::GeminiInstruction,
     )?;
     let call = crate::exchange::Call {
         body: skilled.as_ref().unwrap_or(&inbound.body),

@@ -15,7 +15,7 @@ use crate::compiled::CompiledConfig;
 use crate::context::RequestContext;
 use crate::error::GatewayError;
 use crate::exchange::{fallback, Call, Door, Exchange};
-use crate::intelligence::skills::SystemPrompt;
+use crate::intelligence::system_prompt::SystemPrompt;
 use crate::resolve::Routed;
 use crate::routing::Resolved;
 use crate::state::Serving;
@@ -65,6 +65,7 @@ impl Inbound<'_> {
             body: &self.body,
             default_max_tokens: serving.compiled.snapshot.gateway.default_max_tokens,
             anthropic_version: false,
+            cache_breakpoints: false,
         }
     }
 }
@@ -107,6 +108,7 @@ async fn route_by_body(
     if let Some(body) = routed.provider_body.take() {
         inbound.body = body;
     }
+    reduce_tokens(ctx, inbound, &routed, system_prompt)?;
     admit(
         serving,
         ctx,
@@ -116,6 +118,32 @@ async fn route_by_body(
     )
     .await?;
     Ok(routed)
+}
+
+/// The reduce stage: the conversation rewritten as the call's `token_reduction` asks
+/// (chat callers; Messages callers only when it says so), before admission counts it.
+fn reduce_tokens(
+    ctx: &mut RequestContext,
+    inbound: &mut Inbound<'_>,
+    routed: &Routed,
+    system_prompt: SystemPrompt,
+) -> Result<(), GatewayError> {
+    let settings = &routed.token_reduction;
+    let applies = match system_prompt {
+        SystemPrompt::OpenAiMessages => true,
+        SystemPrompt::AnthropicSystem => settings.messages_api,
+        SystemPrompt::ConverseSystem | SystemPrompt::GeminiInstruction => false,
+    };
+    if !applies {
+        return Ok(());
+    }
+    if let Some((body, done)) =
+        crate::intelligence::reduced_body(&inbound.body, settings, system_prompt)?
+    {
+        ctx.reduced(done.saved_bytes / crate::admission::BYTES_PER_TOKEN);
+        inbound.body = body;
+    }
+    Ok(())
 }
 
 /// A routed, admitted call: answered from the cache, or by the route's providers in turn.
@@ -141,7 +169,10 @@ async fn serve_routed(
             return Ok(answer);
         }
     }
-    let served = fallback::serve(serving, ctx, call, routed).await;
+    let served = match crate::cascade::plan(serving, routed) {
+        Some(plan) => crate::cascade::serve(serving, ctx, call, routed, plan).await,
+        None => fallback::serve(serving, ctx, call, routed).await,
+    };
     crate::cache::into_cache(&services.cache, ctx, lookup.as_ref(), served)
 }
 

@@ -6,7 +6,7 @@ use crate::body::{json_response, ResponseBody};
 use crate::compiled::CompiledConfig;
 use crate::context::{Endpoint, RequestContext};
 use crate::exchange::{Call, Door};
-use crate::intelligence::skills::SystemPrompt;
+use crate::intelligence::system_prompt::SystemPrompt;
 use crate::state::Serving;
 use http::{Response, StatusCode};
 use serde_json::json;
@@ -21,6 +21,7 @@ pub async fn completions(
     let call = Call {
         query: None,
         wants_usage_chunk: routed.wants_usage_chunk,
+        cache_breakpoints: routed.token_reduction.cache_breakpoints,
         ..inbound.call(serving, ctx, Door::OpenAiChat, &routed.model)
     };
     serve_routed(serving, ctx, &call, &routed).await

@@ -125,12 +125,7 @@ pub async fn handle(
             ctx.asks_for(model.clone(), peek.stream);
         }
     }
-    let resolved = Resolved {
-        provider,
-        upstream_model: upstream_model.unwrap_or_default(),
-        fallback: Vec::new(),
-        cache_ttl_seconds: None,
-    };
+    let resolved = Resolved::unrouted(provider, upstream_model.unwrap_or_default());
     let max_output = match &peek {
         Some(peek) => peek.max_output_tokens(),
         None => Some(0),

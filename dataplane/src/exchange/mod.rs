@@ -78,6 +78,8 @@ pub struct Call<'a> {
     pub default_max_tokens: u32,
     /// The body carries a Vertex caller's `anthropic_version`, dropped for Anthropic.
     pub anthropic_version: bool,
+    /// A chat call served by Claude gets prompt-cache breakpoints (`token_reduction`).
+    pub cache_breakpoints: bool,
 }
 
 /// What a translated request needs to know of the provider that serves it.

@@ -33,7 +33,10 @@ pub(super) fn upstream_request(
     target: &Target<'_>,
 ) -> Result<UpstreamRequest, GatewayError> {
     let req: ChatRequest = super::parse(call)?;
-    let body = request(&req, target)?;
+    let mut body = request(&req, target)?;
+    if let (true, Value::Object(doc)) = (call.cache_breakpoints, &mut body) {
+        crate::intelligence::prompt_cache::mark_messages_request(doc);
+    }
     let Some(vertex) = target.vertex else {
         return Ok(UpstreamRequest::json("/v1/messages".into(), &body));
     };

@@ -25,7 +25,10 @@ pub(super) fn upstream_request(
     target: &Target<'_>,
 ) -> Result<UpstreamRequest, GatewayError> {
     let req: ChatRequest = super::parse(call)?;
-    let out = request(&req, target)?;
+    let mut out = request(&req, target)?;
+    if let (true, Value::Object(doc)) = (call.cache_breakpoints, &mut out) {
+        crate::intelligence::prompt_cache::mark_converse_request(doc, target.model);
+    }
     let operation = if req.stream {
         "converse-stream"
     } else {

@@ -5,7 +5,7 @@
 
 use super::classify::{classify, Tier};
 use super::skills::Skill;
-use ai_gateway_snapshot::AutoRouting;
+use ai_gateway_snapshot::{AutoRouting, SkillTier};
 use http::HeaderMap;
 
 /// The model names that ask the gateway to choose.
@@ -13,11 +13,48 @@ const AUTO_MODELS: [&str; 2] = ["auto", "smartroute"];
 
 const SMART_ROUTING: http::HeaderName = http::HeaderName::from_static("x-gateway-smart-routing");
 
+/// The tiers an `auto` call can take, cheapest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoTier {
+    /// The gateway's local model, when it has one: requests that look simple go there.
+    Local,
+    Simple,
+    Complex,
+}
+
+impl AutoTier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Simple => "simple",
+            Self::Complex => "complex",
+        }
+    }
+
+    /// The tier a cascade escalates to when this one's answer fails.
+    pub fn next(self) -> Option<Self> {
+        match self {
+            Self::Local => Some(Self::Simple),
+            Self::Simple => Some(Self::Complex),
+            Self::Complex => None,
+        }
+    }
+
+    /// The tier's model in `settings`; the local tier falls back to the simple one.
+    pub fn model(self, settings: &AutoRouting) -> &str {
+        match (self, &settings.local) {
+            (Self::Local, Some(local)) => local,
+            (Self::Local | Self::Simple, _) => &settings.simple,
+            (Self::Complex, _) => &settings.complex,
+        }
+    }
+}
+
 /// What the gateway chose for an `auto` call, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AutoChoice {
     pub model: String,
-    pub tier: Tier,
+    pub tier: AutoTier,
     /// For `x-ai-gateway-route-reason` and the audit record: `complex: stack_trace, code`.
     pub reason: String,
 }
@@ -35,45 +72,42 @@ pub fn choose(
     if !settings.enabled || !AUTO_MODELS.contains(&asked) {
         return None;
     }
-    let tier_model = |tier: Tier| match tier {
-        Tier::Simple => settings.simple.clone(),
-        Tier::Complex => settings.complex.clone(),
+    // A simple request goes to the local model first, when the gateway has one.
+    let cheapest = match settings.local {
+        Some(_) => AutoTier::Local,
+        None => AutoTier::Simple,
+    };
+    let chosen = |tier: AutoTier, why: &str| AutoChoice {
+        model: tier.model(settings).to_string(),
+        tier,
+        reason: format!("{}: {why}", tier.as_str()),
     };
     // `architecture-review` needs the deep tier, `quick-fix` not, whatever the prompt.
     if let Some((skill, tier)) = skill.and_then(|s| Some((s, s.tier?))) {
-        let tier = if tier == "complex" {
-            Tier::Complex
-        } else {
-            Tier::Simple
+        let tier = match tier {
+            SkillTier::Local => cheapest,
+            SkillTier::Simple => AutoTier::Simple,
+            SkillTier::Complex => AutoTier::Complex,
         };
-        return Some(AutoChoice {
-            model: tier_model(tier),
-            tier,
-            reason: format!("{}: skill {}", tier.as_str(), skill.id),
-        });
+        return Some(chosen(tier, &format!("skill {}", skill.id)));
     }
     let header_switch = headers
         .get(SMART_ROUTING)
         .and_then(|v| v.to_str().ok())
         .map(|v| !matches!(v.trim(), "0" | "false" | "off"));
     if header_switch.or(body_switch) == Some(false) {
-        return Some(AutoChoice {
-            model: settings.simple.clone(),
-            tier: Tier::Simple,
-            reason: "simple: smart_routing_off".into(),
-        });
+        return Some(chosen(AutoTier::Simple, "smart_routing_off"));
     }
     let verdict = classify(body);
-    let model = tier_model(verdict.tier);
     let signals = match verdict.reasons.is_empty() {
         true => "no_signal".to_string(),
         false => verdict.reasons.join(", "),
     };
-    Some(AutoChoice {
-        model,
-        tier: verdict.tier,
-        reason: format!("{}: {signals}", verdict.tier.as_str()),
-    })
+    let tier = match verdict.tier {
+        Tier::Simple => cheapest,
+        Tier::Complex => AutoTier::Complex,
+    };
+    Some(chosen(tier, &signals))
 }
 
 #[cfg(test)]
@@ -131,7 +165,7 @@ mod tests {
             hard.as_bytes(),
         )
         .expect("chosen");
-        assert_eq!(chosen.tier, Tier::Simple);
+        assert_eq!(chosen.tier, AutoTier::Simple);
     }
 
     #[test]
@@ -161,5 +195,52 @@ mod tests {
         .expect("chosen");
         assert_eq!(chosen.model, "claude-opus-4-5");
         assert_eq!(chosen.reason, "complex: skill security-audit");
+    }
+
+    #[test]
+    fn a_local_tier_takes_simple_requests_and_quick_fixes_and_escalates_to_simple() {
+        let local = AutoRouting {
+            local: Some("local:qwen2.5-coder".into()),
+            ..settings()
+        };
+        let body =
+            json!({"model": "auto", "messages": [{"role": "user", "content": "hi"}]}).to_string();
+        let chosen = choose(
+            &local,
+            "auto",
+            &HeaderMap::new(),
+            None,
+            None,
+            body.as_bytes(),
+        )
+        .expect("chosen");
+        assert_eq!(
+            (chosen.model.as_str(), chosen.tier),
+            ("local:qwen2.5-coder", AutoTier::Local)
+        );
+        assert_eq!(chosen.tier.next(), Some(AutoTier::Simple));
+        let catalogue = super::super::skills::Catalogue::new(&Default::default());
+        let quick_fix = catalogue.find("quick-fix").expect("built in");
+        let chosen = choose(
+            &local,
+            "auto",
+            &HeaderMap::new(),
+            None,
+            Some(quick_fix),
+            body.as_bytes(),
+        )
+        .expect("chosen");
+        assert_eq!(chosen.reason, "local: skill quick-fix");
+        // Without a local model, `quick-fix` is the simple tier's.
+        let chosen = choose(
+            &settings(),
+            "auto",
+            &HeaderMap::new(),
+            None,
+            Some(quick_fix),
+            body.as_bytes(),
+        )
+        .expect("chosen");
+        assert_eq!(chosen.model, "claude-sonnet-4-5");
     }
 }

@@ -3,19 +3,16 @@
 //! request's system prompt, in whichever API the caller speaks; a skill may also decide
 //! the tier of a `model: "auto"` call.
 
+use super::system_prompt::{self, SystemPrompt};
 use crate::error::GatewayError;
 use ai_gateway_snapshot::{SkillConfig, SkillTier};
 use http::HeaderMap;
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 const SKILL_HEADER: http::HeaderName = http::HeaderName::from_static("x-gateway-skill");
-
-/// Claude Code's billing attribution travels as the first system block; a skill goes
-/// after it, never before or into it.
-const ATTRIBUTION_PREFIX: &str = "x-anthropic-billing-header";
 
 /// One skill: its id, what it is for, its prompt, and the tier it asks for.
 #[derive(Debug, Clone, Serialize)]
@@ -24,8 +21,8 @@ pub struct Skill {
     pub purpose: Cow<'static, str>,
     #[serde(skip)]
     pub prompt: Cow<'static, str>,
-    /// `complex` or `simple` for a `model: "auto"` call; `None` lets the classifier decide.
-    pub tier: Option<&'static str>,
+    /// The tier of a `model: "auto"` call; `None` lets the classifier decide.
+    pub tier: Option<SkillTier>,
 }
 
 /// The skills the users' documents list, with prompts written for this gateway.
@@ -76,7 +73,7 @@ pub const BUILT_IN: [Skill; 8] = [
             message whose subject says what changed and whose body says why; never \
             suggest force-pushing a shared branch.",
         ),
-        tier: Some("simple"),
+        tier: Some(SkillTier::Simple),
     },
     Skill {
         id: Cow::Borrowed("concise-planning"),
@@ -97,7 +94,7 @@ pub const BUILT_IN: [Skill; 8] = [
             alternatives with their trade-offs, and state the decision you would make and \
             what would change your mind.",
         ),
-        tier: Some("complex"),
+        tier: Some(SkillTier::Complex),
     },
     Skill {
         id: Cow::Borrowed("quick-fix"),
@@ -107,7 +104,7 @@ pub const BUILT_IN: [Skill; 8] = [
             alone (a unified diff when code is involved) and one sentence of explanation; \
             do not refactor or reformat anything else.",
         ),
-        tier: Some("simple"),
+        tier: Some(SkillTier::Local),
     },
     Skill {
         id: Cow::Borrowed("security-audit"),
@@ -118,22 +115,9 @@ pub const BUILT_IN: [Skill; 8] = [
             dependency risks and missing input bounds. For each finding give its severity, \
             the exact location, how it could be exploited, and the fix.",
         ),
-        tier: Some("complex"),
+        tier: Some(SkillTier::Complex),
     },
 ];
-
-/// Where the caller's API keeps its system prompt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SystemPrompt {
-    /// OpenAI chat: a `system` message first in `messages`.
-    OpenAiMessages,
-    /// Anthropic Messages (and InvokeModel's Anthropic body): a `system` string or blocks.
-    AnthropicSystem,
-    /// Bedrock Converse: `system: [{"text": …}]`.
-    ConverseSystem,
-    /// Gemini: `systemInstruction: {"parts": [{"text": …}]}`.
-    GeminiInstruction,
-}
 
 /// A native API's body with the skill the caller's `X-Gateway-Skill` header asks for;
 /// `None` when it asks for none.
@@ -176,10 +160,7 @@ impl Catalogue {
             id: Cow::Owned(id.clone()),
             purpose: Cow::Owned(c.purpose.clone()),
             prompt: Cow::Owned(c.prompt.clone()),
-            tier: c.tier.map(|t| match t {
-                SkillTier::Simple => "simple",
-                SkillTier::Complex => "complex",
-            }),
+            tier: c.tier,
         }));
         Self(skills)
     }
@@ -203,55 +184,13 @@ impl Catalogue {
 /// `doc` with the skill's prompt in its system prompt and its `skill` field gone.
 pub fn apply(doc: &mut Map<String, Value>, skill: &Skill, place: SystemPrompt) {
     doc.remove("skill");
-    let prompt = skill.prompt.as_ref();
-    match place {
-        SystemPrompt::OpenAiMessages => {
-            if let Some(Value::Array(messages)) = doc.get_mut("messages") {
-                messages.insert(0, json!({"role": "system", "content": prompt}));
-            }
-        }
-        SystemPrompt::AnthropicSystem => {
-            let block = json!({"type": "text", "text": prompt});
-            let blocks = match doc.remove("system") {
-                None | Some(Value::Null) => vec![block],
-                Some(Value::String(text)) => vec![block, json!({"type": "text", "text": text})],
-                Some(Value::Array(mut blocks)) => {
-                    let after_attribution = blocks
-                        .first()
-                        .and_then(|b| b["text"].as_str())
-                        .is_some_and(|t| t.starts_with(ATTRIBUTION_PREFIX));
-                    blocks.insert(usize::from(after_attribution), block);
-                    blocks
-                }
-                Some(other) => vec![block, other],
-            };
-            doc.insert("system".into(), Value::Array(blocks));
-        }
-        SystemPrompt::ConverseSystem => {
-            let block = json!({"text": prompt});
-            match doc.get_mut("system") {
-                Some(Value::Array(blocks)) => blocks.insert(0, block),
-                _ => {
-                    doc.insert("system".into(), Value::Array(vec![block]));
-                }
-            }
-        }
-        SystemPrompt::GeminiInstruction => {
-            let part = json!({"text": prompt});
-            let instruction = doc
-                .entry("systemInstruction")
-                .or_insert_with(|| json!({"parts": []}));
-            match instruction.get_mut("parts") {
-                Some(Value::Array(parts)) => parts.insert(0, part),
-                _ => *instruction = json!({"parts": [part]}),
-            }
-        }
-    }
+    system_prompt::insert(doc, skill.prompt.as_ref(), place);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn applied(body: Value, place: SystemPrompt) -> Value {
         let Value::Object(mut doc) = body else {
@@ -360,7 +299,7 @@ mod tests {
         );
         assert_eq!(
             catalogue.find("sql-review").expect("ours").tier,
-            Some("complex")
+            Some(SkillTier::Complex)
         );
     }
 }

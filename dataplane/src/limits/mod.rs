@@ -313,6 +313,8 @@ pub struct ModelUsage {
     pub cache_read_tokens: u64,
     pub cache_write_tokens: u64,
     pub cost_micros: u64,
+    /// Input tokens token reduction took out (estimated).
+    pub tokens_saved: u64,
 }
 
 impl ModelUsage {
@@ -323,6 +325,7 @@ impl ModelUsage {
         self.cache_read_tokens += other.cache_read_tokens;
         self.cache_write_tokens += other.cache_write_tokens;
         self.cost_micros += other.cost_micros;
+        self.tokens_saved += other.tokens_saved;
     }
 }
 

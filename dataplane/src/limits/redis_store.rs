@@ -70,17 +70,25 @@ return 1
 "#;
 
 /// The ledger's fields per model, in the order [`LEDGER`] takes their values.
-const LEDGER_FIELDS: [&str; 6] = ["requests", "in", "out", "cache_read", "cache_write", "cost"];
+const LEDGER_FIELDS: [&str; 7] = [
+    "requests",
+    "in",
+    "out",
+    "cache_read",
+    "cache_write",
+    "cost",
+    "saved",
+];
 
 /// KEYS: the caller's ledger hash for the day. ARGV: model, most fields the hash may
-/// hold, the model counted instead past that, ttl, then the six values of
+/// hold, the model counted instead past that, ttl, then the seven values of
 /// [`LEDGER_FIELDS`]. A model new to a full ledger is summed under the other name.
 const LEDGER: &str = r#"
 local key, model, most, other, ttl = KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 if redis.call('HEXISTS', key, model .. '|requests') == 0 and redis.call('HLEN', key) >= most then
   model = other
 end
-local fields = {'requests', 'in', 'out', 'cache_read', 'cache_write', 'cost'}
+local fields = {'requests', 'in', 'out', 'cache_read', 'cache_write', 'cost', 'saved'}
 for i, field in ipairs(fields) do
   redis.call('HINCRBY', key, model .. '|' .. field, ARGV[4 + i])
 end
@@ -243,6 +251,7 @@ impl RedisStore {
                 u.cache_read_tokens,
                 u.cache_write_tokens,
                 u.cost_micros,
+                u.tokens_saved,
             ])
             .invoke_async::<()>(&mut conn)
             .await?;
@@ -273,6 +282,7 @@ impl RedisStore {
                 "cache_read" => entry.cache_read_tokens = value,
                 "cache_write" => entry.cache_write_tokens = value,
                 "cost" => entry.cost_micros = value,
+                "saved" => entry.tokens_saved = value,
                 _ => {}
             }
         }

@@ -98,6 +98,16 @@ impl TokenUsage {
             .map_or_else(|_| Self::default(), |u| Self::from_gemini(&u))
     }
 
+    /// Two calls' usage together.
+    pub fn plus(&self, other: &TokenUsage) -> TokenUsage {
+        TokenUsage {
+            input: self.input + other.input,
+            output: self.output + other.output,
+            cache_read: self.cache_read + other.cache_read,
+            cache_write: self.cache_write + other.cache_write,
+        }
+    }
+
     pub fn prompt_total(&self) -> u64 {
         self.input + self.cache_read + self.cache_write
     }

@@ -250,6 +250,8 @@ fn snapshot_routes(name: &str, s: &ProviderRouteSpec, fallback: &[String]) -> Ve
         weight: s.weight,
         fallback: fallback.to_vec(),
         cache_ttl_seconds: s.cache_ttl_seconds,
+        token_reduction: s.token_reduction,
+        cascade: s.cascade,
     };
     let mut routes = Vec::new();
     if !s.models.is_empty() {
