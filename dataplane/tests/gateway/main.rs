@@ -4,6 +4,7 @@
 mod attribution;
 mod auto_routing;
 mod bedrock_surface;
+mod cascade;
 mod claude_surface;
 mod failures;
 mod fakes;
