@@ -22,5 +22,6 @@ mod process;
 mod response_cache;
 mod soak;
 mod streaming;
+mod token_reduction;
 mod vertex_clients;
 mod vertex_surface;

@@ -875,7 +875,7 @@ pub async fn claude_says_hi(claude: &std::path::Path, vars: &[(&str, &str)]) {
 }
 
 /// A header of a request a Python fake recorded, whatever case the sender gave it.
-fn recorded_header<'a>(request: &'a Value, name: &str) -> Option<&'a str> {
+pub fn recorded_header<'a>(request: &'a Value, name: &str) -> Option<&'a str> {
     request["headers"]
         .as_object()?
         .iter()
