@@ -60,7 +60,10 @@ fn evaluate(name: &str, set: &str) -> (usize, f64) {
     let total: usize = confusion.iter().flatten().sum();
     let correct = confusion[0][0] + confusion[1][1];
     let accuracy = correct as f64 / total as f64;
-    println!("{name}: {total} prompts, accuracy {:.1} %", accuracy * 100.0);
+    println!(
+        "{name}: {total} prompts, accuracy {:.1} %",
+        accuracy * 100.0
+    );
     println!("                  predicted simple  predicted complex");
     println!(
         "labelled simple   {:>16}  {:>17}",
