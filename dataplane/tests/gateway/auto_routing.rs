@@ -404,3 +404,41 @@ routes:
     );
     assert_eq!(local.received().len(), calls);
 }
+
+#[tokio::test]
+async fn a_local_tier_answers_simple_requests_and_says_where_the_model_runs() {
+    let anthropic = FakeUpstream::start(anthropic_reply).await;
+    let ollama = crate::fakes::fake_openai().await;
+    let gw = TestGateway::start(&format!(
+        r#"
+providers:
+  anthropic: {{ type: anthropic, base_url: "{}", api_key: sk-ant-real }}
+  local: {{ type: ollama, base_url: "{}" }}
+routes:
+  - {{ models: ["claude-*"], provider: anthropic }}
+auto_routing: {{ local: "local:qwen2.5-coder" }}
+"#,
+        anthropic.url(),
+        ollama.url()
+    ))
+    .await;
+    let ask = |content: String| {
+        client()
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .json(&json!({"model": "auto", "messages": [{"role": "user", "content": content}]}))
+            .send()
+    };
+    let simple = ask("What is the capital of France?".into())
+        .await
+        .expect("answers");
+    assert_eq!(simple.status(), 200);
+    assert_eq!(simple.headers()["x-model-source"], "local");
+    assert_eq!(simple.headers()["x-provider"], "local");
+    assert!(simple.headers()["x-ai-gateway-route-reason"]
+        .to_str()
+        .is_ok_and(|r| r.starts_with("local: ")));
+    assert_eq!(ollama.last().json()["model"], "qwen2.5-coder");
+    let complex = ask(hard_question()).await.expect("answers");
+    assert_eq!(complex.headers()["x-model-source"], "cloud");
+    assert_eq!(complex.headers()["x-ai-gateway-model"], "claude-opus-4-5");
+}
