@@ -9,7 +9,7 @@
 
 use crate::body::ResponseBody;
 use crate::context::{CascadeAttempt, CascadeOutcome, RequestContext};
-use crate::doors::Answer;
+use crate::error::GatewayError;
 use crate::exchange::{fallback, Call, Door};
 use crate::intelligence::auto::AutoTier;
 use crate::intelligence::judge::{judge, AnswerSeen, Judgement, Question};
@@ -68,7 +68,7 @@ pub async fn serve(
     call: &Call<'_>,
     routed: &Routed,
     plan: Plan,
-) -> Answer {
+) -> Result<Response<ResponseBody>, GatewayError> {
     let started = Instant::now();
     let first = match fallback::serve(serving, ctx, call, routed).await {
         Err(e) if !e.allows_fallback() => return Err(e),
@@ -138,7 +138,7 @@ async fn escalate(
     ctx: &mut RequestContext,
     call: &Call<'_>,
     plan: &Plan,
-) -> Answer {
+) -> Result<Response<ResponseBody>, GatewayError> {
     let resolved = serving.compiled.routes.resolve(&plan.model, None)?;
     let price = serving
         .services
