@@ -160,7 +160,7 @@ impl Pass<'_> {
         }
     }
 
-    fn learn_paragraphs(&mut self, text: &mut String) {
+    fn learn_paragraphs(&mut self, text: &str) {
         if !self.settings.strip_boilerplate {
             return;
         }
