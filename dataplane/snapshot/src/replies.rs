@@ -202,7 +202,7 @@ mod tests {
     #[test]
     fn usage_and_limits_keep_their_shape() {
         let usage = json!({"requests": 12, "tokens_in": 3400, "tokens_out": 1200,
-            "cache_read_tokens": 0, "cache_write_tokens": 5, "cost_usd": 0.042});
+            "cache_read_tokens": 0, "cache_write_tokens": 5, "cost_usd": 0.042, "tokens_saved": 96});
         round_trip::<UsageReply>(json!({
             "user": "alice", "team": "platform", "workspace": null, "date": "2025-06-01",
             "today": usage, "models": {"claude-sonnet-4-5": usage},
