@@ -104,7 +104,7 @@ fn limiter(c: &mut Criterion) {
     let mut group = c.benchmark_group("rate_limit_check");
 
     let (plan_mem, rl) = plan("{ kind: memory }");
-    let memory = Store::from_config(&rl).expect("memory store");
+    let memory = Store::from_config(&rl, None).expect("memory store");
     let mut n = 0u64;
     group.bench_function("memory: admit + settle (global + user)", |b| {
         b.to_async(&rt).iter(|| {
@@ -116,7 +116,7 @@ fn limiter(c: &mut Criterion) {
     match redis() {
         Some(server) => {
             let (plan_redis, rl) = plan(&format!("{{ kind: redis, url: \"{}\" }}", server.1));
-            let store = Store::from_config(&rl).expect("redis store");
+            let store = Store::from_config(&rl, None).expect("redis store");
             let mut n = 0u64;
             group.bench_function("redis: admit + settle (global + user)", |b| {
                 b.to_async(&rt).iter(|| {

@@ -56,6 +56,11 @@ struct Args {
     #[arg(long, env = "AI_GATEWAY_DRAIN_SECONDS", default_value_t = 30)]
     drain_seconds: u64,
 
+    /// Where the embedded store keeps today's counters, the usage ledger and keys made
+    /// with `ai-gateway keys` (one gateway process per directory).
+    #[arg(long, env = "AI_GATEWAY_DATA_DIR", default_value = "ai-gateway-data")]
+    data_dir: PathBuf,
+
     /// Validate the config, print its version and exit.
     #[arg(long)]
     check: bool,
@@ -146,7 +151,7 @@ async fn run(
     args: Args,
     snapshot: ai_gateway_snapshot::Snapshot,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let gw = Arc::new(Gateway::new(snapshot).await?);
+    let gw = Arc::new(Gateway::with_data_dir(snapshot, Some(&args.data_dir)).await?);
     ai_gateway::state::log_providers(&gw.compiled());
     warn_unenforced(&gw.compiled().snapshot);
     if let Some(path) = &args.config {
@@ -207,6 +212,7 @@ async fn run(
     let _ = stop_tx.send(true);
     let _ = tokio::join!(api_task, admin_task);
     gw.services.audit.close();
+    gw.services.store.close();
     tracing::info!("stopped");
     Ok(())
 }

@@ -61,10 +61,18 @@ impl Gateway {
     /// The rate-limit store and audit sink come from the first snapshot; later swaps
     /// change limits and routes but keep the counters and the sink.
     pub async fn new(snapshot: Snapshot) -> Result<Self, StartError> {
+        Self::with_data_dir(snapshot, None).await
+    }
+
+    /// A gateway whose embedded store keeps its counters and ledger in `data_dir`.
+    pub async fn with_data_dir(
+        snapshot: Snapshot,
+        data_dir: Option<&std::path::Path>,
+    ) -> Result<Self, StartError> {
         let metrics = Metrics::default();
         let audit_counters = metrics.audit_counters();
         let services = Arc::new(Services {
-            store: Store::from_config(&snapshot.rate_limits)?,
+            store: Store::from_config(&snapshot.rate_limits, data_dir)?,
             audit: AuditLog::start(&snapshot.audit, audit_counters)?,
             outcomes: Default::default(),
             prices: PriceTable::builtin()?,

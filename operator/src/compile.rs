@@ -97,6 +97,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Compiled {
         inputs.secrets,
         &mut gateway_verdicts,
     );
+    gateway_verdicts.push(store::shared_or_degraded(spec.replicas, &rate_limits.store));
     let keys = keys::api_keys(inputs.key_secrets, &mut gateway_verdicts);
 
     let mut snapshot = Snapshot {

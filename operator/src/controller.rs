@@ -469,9 +469,10 @@ async fn write_gateway_status(
         ),
         None => Verdict::fail("ConfigApplied", "Pending", serving),
     });
+    // Degraded is a warning beside Ready, not a reason for it to fail.
     let ready_verdict = verdicts
         .iter()
-        .find(|v| !v.status)
+        .find(|v| !v.status && v.r#type != "Degraded")
         .map(|v| Verdict::fail("Ready", v.reason, v.message.clone()))
         .unwrap_or_else(|| Verdict::ok("Ready", "Ready"));
     verdicts.push(ready_verdict);

@@ -168,6 +168,9 @@ fn container_port(name: &str, port: i32) -> ContainerPort {
     }
 }
 
+/// Where the data plane's embedded store keeps its journal.
+const DATA_DIR: &str = "/var/lib/ai-gateway";
+
 fn dataplane_container(gw: &AIGateway, image: &str, mounts: Vec<VolumeMount>) -> Container {
     let names = Names::of(gw);
     Container {
@@ -184,6 +187,8 @@ fn dataplane_container(gw: &AIGateway, image: &str, mounts: Vec<VolumeMount>) ->
                 &format!("0.0.0.0:{ADMIN_PORT}"),
                 "--listen",
                 &format!("0.0.0.0:{HTTP_PORT}"),
+                "--data-dir",
+                DATA_DIR,
             ]
             .map(str::to_string)
             .to_vec(),
@@ -239,6 +244,19 @@ pub fn deployment(gw: &AIGateway, default_image: &str) -> Deployment {
         read_only: Some(true),
         ..VolumeMount::default()
     }];
+    // The embedded store's journal: it outlives a container restart (a crash, an OOM
+    // kill) within the pod; a replica that moves starts its day's counters afresh,
+    // which is why more than one replica wants Redis.
+    volumes.push(Volume {
+        name: "data".into(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Volume::default()
+    });
+    mounts.push(VolumeMount {
+        name: "data".into(),
+        mount_path: DATA_DIR.into(),
+        ..VolumeMount::default()
+    });
     if let Some(dir) = audit_dir(gw) {
         volumes.push(Volume {
             name: "audit".into(),
@@ -456,9 +474,9 @@ mod tests {
             "img",
         ));
         let pod = &d["spec"]["template"]["spec"];
-        assert_eq!(pod["volumes"][1], json!({"name": "audit", "emptyDir": {}}));
+        assert_eq!(pod["volumes"][2], json!({"name": "audit", "emptyDir": {}}));
         assert_eq!(
-            pod["containers"][0]["volumeMounts"][1],
+            pod["containers"][0]["volumeMounts"][2],
             json!({"name": "audit", "mountPath": "/var/log/ai-gateway"})
         );
         let stdout = sent(deployment(&gateway(json!({})), "img"));
@@ -466,7 +484,28 @@ mod tests {
             stdout["spec"]["template"]["spec"]["volumes"]
                 .as_array()
                 .map(Vec::len),
-            Some(1)
+            Some(2)
         );
+    }
+
+    #[test]
+    fn the_embedded_store_gets_a_writable_data_directory() {
+        let d = sent(deployment(&gateway(json!({})), "img"));
+        let pod = &d["spec"]["template"]["spec"];
+        assert_eq!(pod["volumes"][1], json!({"name": "data", "emptyDir": {}}));
+        let container = &pod["containers"][0];
+        assert_eq!(
+            container["volumeMounts"][1],
+            json!({"name": "data", "mountPath": "/var/lib/ai-gateway"})
+        );
+        let args: Vec<&str> = container["args"]
+            .as_array()
+            .expect("args")
+            .iter()
+            .filter_map(|a| a.as_str())
+            .collect();
+        assert!(args
+            .windows(2)
+            .any(|w| w == ["--data-dir", "/var/lib/ai-gateway"]));
     }
 }

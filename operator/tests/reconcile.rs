@@ -428,7 +428,9 @@ async fn a_new_gateway_gets_its_objects_a_pushed_snapshot_and_status() {
             "--admin-listen",
             "0.0.0.0:8091",
             "--listen",
-            "0.0.0.0:8090"
+            "0.0.0.0:8090",
+            "--data-dir",
+            "/var/lib/ai-gateway"
         ])
     );
     assert_eq!(

@@ -762,8 +762,11 @@ pub struct LimitStore {
 #[serde(rename_all = "lowercase")]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum LimitStoreKind {
-    /// Exact on one replica.
+    /// Exact on one replica, and kept in the data directory (`--data-dir`) across
+    /// restarts when the process has one.
     #[default]
+    Embedded,
+    /// Exact on one replica; forgotten on restart.
     Memory,
     /// Exact across replicas.
     Redis,

@@ -17,6 +17,8 @@ struct Slot {
     tokens_day: u64,
     cost_micros_day: u64,
     concurrent: u64,
+    /// The day's counters changed since the journal last took them.
+    changed: bool,
 }
 
 impl Slot {
@@ -45,7 +47,42 @@ impl Slot {
 }
 
 /// One ledger: user → day → name → usage.
-type Book = DashMap<String, BTreeMap<u64, BTreeMap<String, ModelUsage>>, crate::FastHasher>;
+type Book = DashMap<String, Days, crate::FastHasher>;
+
+/// One user's ledger lines by day, and whether they changed since the journal last
+/// took them.
+#[derive(Debug, Default)]
+struct Days {
+    by_day: BTreeMap<u64, BTreeMap<String, ModelUsage>>,
+    changed: bool,
+}
+
+/// A day's counter of one subject, as the journal keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DayCounter {
+    pub key: String,
+    pub day: u64,
+    pub tokens: u64,
+    pub cost_micros: u64,
+}
+
+/// One line of a ledger, as the journal keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerLine {
+    pub ledger: Ledger,
+    pub user: String,
+    pub day: u64,
+    pub name: String,
+    pub usage: ModelUsage,
+}
+
+/// What changed since the journal last looked, as absolute values: writing it twice
+/// counts nothing twice.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Changes {
+    pub counters: Vec<DayCounter>,
+    pub ledger: Vec<LedgerLine>,
+}
 
 #[derive(Default)]
 pub struct MemoryStore {
@@ -100,6 +137,7 @@ impl MemoryStore {
             slot.tokens_day = slot.tokens_day.saturating_add(demand.tokens);
             slot.cost_micros_day = slot.cost_micros_day.saturating_add(demand.cost_micros);
             slot.concurrent += 1;
+            slot.changed = true;
             after.push(slot.counters());
             taken.push(check);
         }
@@ -149,6 +187,7 @@ impl MemoryStore {
                 }
             }
             if slot.day == w.day {
+                slot.changed = true;
                 slot.tokens_day = adjust(slot.tokens_day);
                 slot.cost_micros_day = slot
                     .cost_micros_day
@@ -176,8 +215,8 @@ impl MemoryStore {
         if previous != day {
             for book in &self.ledgers {
                 book.retain(|_, days| {
-                    days.retain(|d, _| *d + 1 >= day);
-                    !days.is_empty()
+                    days.by_day.retain(|d, _| *d + 1 >= day);
+                    !days.by_day.is_empty()
                 });
             }
         }
@@ -186,7 +225,8 @@ impl MemoryStore {
             Some(days) => days,
             None => book.entry(user.to_string()).or_default(),
         };
-        let names = days.entry(day).or_default();
+        days.changed = true;
+        let names = days.by_day.entry(day).or_default();
         let full = names.len() >= ledger.most();
         match names.get_mut(name) {
             Some(line) => line.add(&usage),
@@ -206,8 +246,67 @@ impl MemoryStore {
     ) -> BTreeMap<String, ModelUsage> {
         self.ledgers[ledger as usize]
             .get(user)
-            .and_then(|days| days.get(&day).cloned())
+            .and_then(|days| days.by_day.get(&day).cloned())
             .unwrap_or_default()
+    }
+
+    /// Every day counter and ledger line changed since the last call, marked as taken.
+    pub fn take_changes(&self) -> Changes {
+        let mut changes = Changes::default();
+        for mut slot in self.slots.iter_mut() {
+            if !std::mem::take(&mut slot.changed) {
+                continue;
+            }
+            changes.counters.push(DayCounter {
+                key: slot.key().clone(),
+                day: slot.day,
+                tokens: slot.tokens_day,
+                cost_micros: slot.cost_micros_day,
+            });
+        }
+        for (book, ledger) in self.ledgers.iter().zip(Ledger::ALL) {
+            for mut days in book.iter_mut() {
+                if !std::mem::take(&mut days.changed) {
+                    continue;
+                }
+                let user = days.key().clone();
+                for (day, names) in &days.by_day {
+                    changes
+                        .ledger
+                        .extend(names.iter().map(|(name, usage)| LedgerLine {
+                            ledger,
+                            user: user.clone(),
+                            day: *day,
+                            name: name.clone(),
+                            usage: *usage,
+                        }));
+                }
+            }
+        }
+        changes
+    }
+
+    /// Counters and ledger lines as a journal kept them, read back at start.
+    pub fn restore(&self, kept: Changes) {
+        for c in kept.counters {
+            let mut slot = self.slots.entry(c.key).or_default();
+            if c.day >= slot.day {
+                slot.day = c.day;
+                slot.tokens_day = c.tokens;
+                slot.cost_micros_day = c.cost_micros;
+            }
+        }
+        for line in kept.ledger {
+            self.ledgers[line.ledger as usize]
+                .entry(line.user)
+                .or_default()
+                .by_day
+                .entry(line.day)
+                .or_default()
+                .insert(line.name, line.usage);
+            self.ledger_day
+                .fetch_max(line.day, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     pub(super) fn counters(&self, key: &str, windows: Windows) -> Counters {

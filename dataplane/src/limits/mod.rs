@@ -5,16 +5,20 @@
 //! changes a limit applies on the next request without resetting anyone's usage.
 
 mod headers;
+pub mod journal;
 mod memory;
 mod redis_store;
 
 pub use headers::{quota_headers, Quota};
-pub use memory::MemoryStore;
+pub use journal::Journal;
+pub use memory::{Changes, MemoryStore};
 pub use redis_store::RedisStore;
 
 use crate::auth::Identity;
 use ai_gateway_snapshot::{LimitStoreKind, Limits, RateLimits, Subject};
 use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The rules of one snapshot, ready to match requests.
@@ -208,6 +212,8 @@ pub enum StoreError {
     Redis(#[from] redis::RedisError),
     #[error("redis answered something unexpected: {0}")]
     Protocol(String),
+    #[error("embedded store: {0}")]
+    Journal(String),
 }
 
 /// Counter values of one subject within the current windows.
@@ -274,6 +280,8 @@ pub enum Ledger {
 }
 
 impl Ledger {
+    pub const ALL: [Ledger; 2] = [Ledger::Models, Ledger::Sessions];
+
     /// Distinct names one caller's ledger keeps per day; further ones are summed under
     /// [`OTHER_MODELS`].
     fn most(self) -> usize {
@@ -329,18 +337,41 @@ impl ModelUsage {
     }
 }
 
-/// Where counters live: one replica's memory, or Redis shared by all replicas.
+/// Where counters live: one replica's memory (kept in its data directory by the
+/// embedded store's journal), or Redis shared by all replicas.
 pub enum Store {
-    Memory(MemoryStore),
+    Memory(Arc<MemoryStore>),
+    Embedded(Arc<MemoryStore>, Arc<Journal>),
     Redis(Box<RedisStore>),
 }
 
 impl Store {
-    pub fn from_config(config: &RateLimits) -> Result<Self, StoreError> {
-        Ok(match (config.store.kind, config.store.url.as_deref()) {
-            (LimitStoreKind::Redis, Some(url)) => Store::Redis(Box::new(RedisStore::new(url)?)),
-            _ => Store::Memory(MemoryStore::default()),
-        })
+    /// The configured store; `embedded` is kept in `data_dir` when the process has one
+    /// (and is memory only when it has none).
+    pub fn from_config(config: &RateLimits, data_dir: Option<&Path>) -> Result<Self, StoreError> {
+        Ok(
+            match (config.store.kind, config.store.url.as_deref(), data_dir) {
+                (LimitStoreKind::Redis, Some(url), _) => {
+                    Store::Redis(Box::new(RedisStore::new(url)?))
+                }
+                (LimitStoreKind::Embedded, _, Some(dir)) => {
+                    let journal = Arc::new(Journal::open(dir)?);
+                    let memory = Arc::new(MemoryStore::default());
+                    let today = Windows::at(SystemTime::now()).day;
+                    memory.restore(journal.load(today.saturating_sub(1))?);
+                    journal.start_writer(memory.clone());
+                    Store::Embedded(memory, journal)
+                }
+                _ => Store::Memory(Arc::default()),
+            },
+        )
+    }
+
+    /// Writes out what the embedded store has not yet kept; nothing for the others.
+    pub fn close(&self) {
+        if let Store::Embedded(_, journal) = self {
+            journal.close();
+        }
     }
 
     pub async fn admit(
@@ -359,7 +390,7 @@ impl Store {
             }));
         }
         match self {
-            Store::Memory(m) => Ok(m.admit(checks, demand, windows)),
+            Store::Memory(m) | Store::Embedded(m, _) => Ok(m.admit(checks, demand, windows)),
             Store::Redis(r) => r.admit(checks, demand, windows).await,
         }
     }
@@ -375,7 +406,7 @@ impl Store {
             return Ok(());
         }
         match self {
-            Store::Memory(m) => {
+            Store::Memory(m) | Store::Embedded(m, _) => {
                 m.settle(reservation, actual);
                 Ok(())
             }
@@ -392,7 +423,7 @@ impl Store {
         actual: Demand,
         ledger: &[LedgerEntry<'_>],
     ) -> bool {
-        let Store::Memory(m) = self else {
+        let (Store::Memory(m) | Store::Embedded(m, _)) = self else {
             return false;
         };
         if let Some(reservation) = reservation {
@@ -407,7 +438,7 @@ impl Store {
     /// Adds one call to its caller's daily usage ledger.
     pub async fn record_usage(&self, entry: &LedgerEntry<'_>) -> Result<(), StoreError> {
         match self {
-            Store::Memory(m) => {
+            Store::Memory(m) | Store::Embedded(m, _) => {
                 m.record_usage(entry);
                 Ok(())
             }
@@ -422,7 +453,7 @@ impl Store {
         day: u64,
     ) -> Result<BTreeMap<String, ModelUsage>, StoreError> {
         match self {
-            Store::Memory(m) => Ok(m.usage_day(ledger, user, day)),
+            Store::Memory(m) | Store::Embedded(m, _) => Ok(m.usage_day(ledger, user, day)),
             Store::Redis(r) => r.usage_day(ledger, user, day).await,
         }
     }
@@ -447,7 +478,9 @@ impl Store {
         windows: Windows,
     ) -> Result<Vec<Counters>, StoreError> {
         match self {
-            Store::Memory(m) => Ok(checks.iter().map(|c| m.counters(&c.key, windows)).collect()),
+            Store::Memory(m) | Store::Embedded(m, _) => {
+                Ok(checks.iter().map(|c| m.counters(&c.key, windows)).collect())
+            }
             Store::Redis(r) => r.counters(checks, windows).await,
         }
     }

@@ -16,6 +16,8 @@ fn repo_path(rel: &str) -> PathBuf {
 
 pub struct Running {
     child: Child,
+    /// The embedded store's data directory, one per process.
+    pub data_dir: tempfile::TempDir,
     pub api: String,
     pub admin: String,
     log: mpsc::Receiver<String>,
@@ -45,10 +47,12 @@ impl Running {
     }
 
     fn launch(mut command: Command, args: &[String], env: &[(&str, &str)]) -> Self {
+        let data_dir = tempdir();
         let mut child = command
             .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("AI_GATEWAY_DATA_DIR", data_dir.path())
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -63,6 +67,7 @@ impl Running {
         });
         let mut running = Self {
             child,
+            data_dir,
             api: String::new(),
             admin: String::new(),
             log,
@@ -349,8 +354,10 @@ async fn the_log_level_sets_what_the_log_keeps() {
     ] {
         let port = free_port().to_string();
         // Killed however the test ends.
+        let data_dir = tempdir();
         let mut child = tokio::process::Command::new(BIN)
             .env_clear()
+            .env("AI_GATEWAY_DATA_DIR", data_dir.path())
             .env("AI_GATEWAY_PORT", &port)
             .env("AI_GATEWAY_ADMIN_LISTEN", "127.0.0.1:0")
             .envs(levels.iter().copied())

@@ -48,3 +48,26 @@ pub(super) fn limit_store(
         fail_open: store.fail_open,
     }
 }
+
+/// `Degraded` (a condition that does not make the gateway un-Ready): more than one
+/// replica counting in its own store gives every caller its limits once per replica.
+pub(super) fn shared_or_degraded(replicas: i32, store: &LimitStore) -> Verdict {
+    if replicas > 1 && store.kind != LimitStoreKind::Redis {
+        return Verdict {
+            r#type: "Degraded",
+            status: true,
+            reason: "PerReplicaLimits",
+            message: format!(
+                "{replicas} replicas each count limits in their own store: a caller gets up to \
+                 {replicas}× their limits; set rateLimitStore.kind: redis (or the chart's \
+                 redis.enabled) or one replica"
+            ),
+        };
+    }
+    Verdict {
+        r#type: "Degraded",
+        status: false,
+        reason: "LimitsExact",
+        message: String::new(),
+    }
+}
