@@ -248,7 +248,8 @@ mod tests {
             tokens: 100,
             cost_micros: 7,
         };
-        let crate::limits::Admission::Admitted(r) = memory.admit(&[check.clone()], demand, w)
+        let crate::limits::Admission::Admitted(r) =
+            memory.admit(std::slice::from_ref(&check), demand, w)
         else {
             panic!("admitted")
         };

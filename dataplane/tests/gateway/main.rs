@@ -6,6 +6,7 @@ mod auto_routing;
 mod bedrock_surface;
 mod cascade;
 mod claude_surface;
+mod durable_store;
 mod failures;
 mod fakes;
 mod gemini_surface;

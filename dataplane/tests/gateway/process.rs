@@ -17,7 +17,7 @@ fn repo_path(rel: &str) -> PathBuf {
 pub struct Running {
     child: Child,
     /// The embedded store's data directory, one per process.
-    pub data_dir: tempfile::TempDir,
+    _data_dir: tempfile::TempDir,
     pub api: String,
     pub admin: String,
     log: mpsc::Receiver<String>,
@@ -67,7 +67,7 @@ impl Running {
         });
         let mut running = Self {
             child,
-            data_dir,
+            _data_dir: data_dir,
             api: String::new(),
             admin: String::new(),
             log,
