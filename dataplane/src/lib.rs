@@ -24,6 +24,7 @@ pub mod exchange;
 pub mod fuzzing;
 pub mod header_values;
 pub mod intelligence;
+pub mod keystore;
 pub mod limits;
 pub mod metered;
 pub mod metrics;

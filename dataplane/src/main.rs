@@ -58,12 +58,62 @@ struct Args {
 
     /// Where the embedded store keeps today's counters, the usage ledger and keys made
     /// with `ai-gateway keys` (one gateway process per directory).
-    #[arg(long, env = "AI_GATEWAY_DATA_DIR", default_value = "ai-gateway-data")]
+    #[arg(
+        long,
+        env = "AI_GATEWAY_DATA_DIR",
+        default_value = "ai-gateway-data",
+        global = true
+    )]
     data_dir: PathBuf,
 
     /// Validate the config, print its version and exit.
     #[arg(long)]
     check: bool,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Gateway keys without a cluster, kept in the data directory; a running gateway
+    /// serves them within a second. In a cluster, use `kubectl aigw keys`.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum KeysAction {
+    /// Make a key and print it (the only time it is shown).
+    Create {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        team: Option<String>,
+        #[arg(long)]
+        workspace: Option<String>,
+        #[arg(long)]
+        label: Option<String>,
+        /// The key's own limit, in requests per minute.
+        #[arg(long, value_name = "RPM")]
+        rate_limit: Option<u64>,
+        /// Also make an AWS-style pair (access key id, secret) for SigV4 clients (boto3).
+        #[arg(long)]
+        sigv4: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the keys (never their plaintext).
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key by id.
+    Revoke { id: String },
 }
 
 const ENV_HELP: &str = "\
@@ -83,6 +133,9 @@ references in a config file):
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::Keys { action }) = &args.command {
+        return keys(&args.data_dir, action);
+    }
     init_tracing(&args);
     let snapshot = match &args.config {
         Some(path) => config::load_file(path),
@@ -147,11 +200,97 @@ fn init_tracing(args: &Args) {
     }
 }
 
+/// `ai-gateway keys …` against the data directory.
+fn keys(data_dir: &std::path::Path, action: &KeysAction) -> ExitCode {
+    use ai_gateway::keystore::{KeyStore, NewKey};
+    let store = match KeyStore::open(data_dir) {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("ai-gateway keys: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let done = match action {
+        KeysAction::Create {
+            user,
+            team,
+            workspace,
+            label,
+            rate_limit,
+            sigv4,
+            json,
+        } => store
+            .create(&NewKey {
+                user: user.clone(),
+                team: team.clone(),
+                workspace: workspace.clone(),
+                label: label.clone(),
+                rate_limit: *rate_limit,
+                sigv4: *sigv4,
+            })
+            .map(|made| match json {
+                true => println!("{}", serde_json::to_string(&made).unwrap_or_default()),
+                false => {
+                    println!("id:  {}\nkey: {}", made.id, made.key);
+                    if let Some(secret) = &made.sigv4_secret {
+                        println!(
+                            "aws_access_key_id:     {}\naws_secret_access_key: {secret}",
+                            made.id
+                        );
+                    }
+                    println!("Shown once: keep it now. The gateway serves it within a second.");
+                }
+            }),
+        KeysAction::List { json } => store.list().map(|keys| match json {
+            true => println!("{}", serde_json::to_string(&keys).unwrap_or_default()),
+            false => {
+                println!(
+                    "{:<28} {:<16} {:<16} {:<16} {:>8}  STATE",
+                    "ID", "USER", "TEAM", "WORKSPACE", "RPM"
+                );
+                for k in keys {
+                    let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+                    println!(
+                        "{:<28} {:<16} {:<16} {:<16} {:>8}  {}",
+                        k.id,
+                        k.user,
+                        dash(&k.team),
+                        dash(&k.workspace),
+                        k.rate_limit.map_or("-".into(), |n| n.to_string()),
+                        if k.revoked_at.is_some() {
+                            "revoked"
+                        } else {
+                            "active"
+                        }
+                    );
+                }
+            }
+        }),
+        KeysAction::Revoke { id } => store.revoke(id).and_then(|revoked| match revoked {
+            true => {
+                println!("revoked {id}");
+                Ok(())
+            }
+            false => Err(ai_gateway::keystore::KeyStoreError::Invalid(format!(
+                "no active key `{id}`"
+            ))),
+        }),
+    };
+    match done {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ai-gateway keys: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 async fn run(
     args: Args,
     snapshot: ai_gateway_snapshot::Snapshot,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let gw = Arc::new(Gateway::with_data_dir(snapshot, Some(&args.data_dir)).await?);
+    gw.watch_stored_keys();
     ai_gateway::state::log_providers(&gw.compiled());
     warn_unenforced(&gw.compiled().snapshot);
     if let Some(path) = &args.config {

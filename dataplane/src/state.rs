@@ -3,6 +3,7 @@
 
 use crate::audit::AuditLog;
 use crate::compiled::{CompileError, CompiledConfig};
+use crate::keystore::StoredKeys;
 use crate::limits::{Store, StoreError};
 use crate::metrics::Metrics;
 use crate::pricing::{PriceTable, PriceTableError};
@@ -40,7 +41,12 @@ pub enum StartError {
     Audit(#[from] std::io::Error),
     #[error(transparent)]
     Cache(#[from] crate::cache::CacheError),
+    #[error(transparent)]
+    KeyStore(#[from] crate::keystore::KeyStoreError),
 }
+
+/// How often a running gateway looks for keys made or revoked in its key store.
+pub const KEY_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// What a request is served with: the compiled config it loaded once, and the services
 /// that outlive configs.
@@ -55,6 +61,10 @@ pub struct Gateway {
     clients: ClientPool,
     pub services: Arc<Services>,
     draining: AtomicBool,
+    /// Where the embedded store and the key store live, when the process has one.
+    pub data_dir: Option<std::path::PathBuf>,
+    /// The config as given (before the key store's keys join it), and those keys.
+    given: std::sync::Mutex<(Snapshot, StoredKeys)>,
 }
 
 impl Gateway {
@@ -84,13 +94,20 @@ impl Gateway {
             metrics,
         });
         let clients = ClientPool::default();
-        let compiled = CompiledConfig::compile(snapshot, &clients)?;
+        let stored = match data_dir {
+            Some(dir) => crate::keystore::KeyStore::open(dir)?.stored()?,
+            None => StoredKeys::default(),
+        };
+        let merged = crate::keystore::with_stored_keys(snapshot.clone(), &stored);
+        let compiled = CompiledConfig::compile(merged, &clients)?;
         services.metrics.config_applied(&compiled.version);
         Ok(Self {
             compiled: ArcSwap::from_pointee(compiled),
             clients,
             services,
             draining: AtomicBool::new(false),
+            data_dir: data_dir.map(std::path::Path::to_path_buf),
+            given: std::sync::Mutex::new((snapshot, stored)),
         })
     }
 
@@ -105,6 +122,11 @@ impl Gateway {
     /// or breakers. Content decides, not the `version:` label: an edit that forgets to
     /// change it is applied all the same.
     pub fn apply(&self, snapshot: Snapshot) -> Result<Arc<CompiledConfig>, CompileError> {
+        let snapshot = {
+            let mut given = self.given.lock().unwrap_or_else(|p| p.into_inner());
+            given.0 = snapshot.clone();
+            crate::keystore::with_stored_keys(snapshot, &given.1)
+        };
         let current = self.compiled.load_full();
         if snapshot == current.snapshot {
             return Ok(current);
@@ -117,6 +139,57 @@ impl Gateway {
         self.services.metrics.config_applied(&compiled.version);
         log_providers(&compiled);
         Ok(compiled)
+    }
+
+    /// Serves the key store's keys as they are now, beside the config's.
+    pub fn stored_keys_changed(&self, keys: StoredKeys) {
+        let given = {
+            let mut given = self.given.lock().unwrap_or_else(|p| p.into_inner());
+            if given.1 == keys {
+                return;
+            }
+            given.1 = keys;
+            given.0.clone()
+        };
+        if let Err(e) = self.apply(given) {
+            tracing::error!(error = %e, "the key store's keys could not be applied");
+        }
+    }
+
+    /// Reads the key store every [`KEY_POLL`] while the gateway lives, so keys made or
+    /// revoked with `ai-gateway keys` or the admin API are served within a second.
+    pub fn watch_stored_keys(self: &Arc<Self>) {
+        let Some(dir) = self.data_dir.clone() else {
+            return;
+        };
+        let gateway = Arc::downgrade(self);
+        let spawned = std::thread::Builder::new()
+            .name("key-store".into())
+            .spawn(move || {
+                let store = match crate::keystore::KeyStore::open(&dir) {
+                    Ok(store) => store,
+                    Err(e) => return tracing::error!(error = %e, "cannot watch the key store"),
+                };
+                let mut seen = None;
+                loop {
+                    std::thread::sleep(KEY_POLL);
+                    let Some(gateway) = gateway.upgrade() else {
+                        return;
+                    };
+                    let version = store.version().ok();
+                    if version.is_some() && version == seen {
+                        continue;
+                    }
+                    seen = version;
+                    match store.stored() {
+                        Ok(keys) => gateway.stored_keys_changed(keys),
+                        Err(e) => tracing::error!(error = %e, "cannot read the key store"),
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot watch the key store");
+        }
     }
 
     pub fn start_draining(&self) {

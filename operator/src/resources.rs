@@ -193,18 +193,26 @@ fn dataplane_container(gw: &AIGateway, image: &str, mounts: Vec<VolumeMount>) ->
             .map(str::to_string)
             .to_vec(),
         ),
-        env: Some(vec![EnvVar {
-            name: "AI_GATEWAY_ADMIN_TOKEN".into(),
-            value_from: Some(EnvVarSource {
-                secret_key_ref: Some(SecretKeySelector {
-                    name: names.admin_secret,
-                    key: TOKEN_KEY.into(),
-                    ..SecretKeySelector::default()
+        env: Some(vec![
+            // Keys here are Secrets: the admin API's key operations point to the CLI.
+            EnvVar {
+                name: "AI_GATEWAY_KEYS_IN_CLUSTER".into(),
+                value: Some("1".into()),
+                ..EnvVar::default()
+            },
+            EnvVar {
+                name: "AI_GATEWAY_ADMIN_TOKEN".into(),
+                value_from: Some(EnvVarSource {
+                    secret_key_ref: Some(SecretKeySelector {
+                        name: names.admin_secret,
+                        key: TOKEN_KEY.into(),
+                        ..SecretKeySelector::default()
+                    }),
+                    ..EnvVarSource::default()
                 }),
-                ..EnvVarSource::default()
-            }),
-            ..EnvVar::default()
-        }]),
+                ..EnvVar::default()
+            },
+        ]),
         ports: Some(vec![
             container_port("http", HTTP_PORT),
             container_port("admin", ADMIN_PORT),

@@ -434,7 +434,7 @@ async fn a_new_gateway_gets_its_objects_a_pushed_snapshot_and_status() {
         ])
     );
     assert_eq!(
-        container["env"][0]["valueFrom"]["secretKeyRef"],
+        container["env"][1]["valueFrom"]["secretKeyRef"],
         json!({"name": "ai-gateway-admin", "key": "token"})
     );
     assert_eq!(

@@ -13,6 +13,24 @@ pub const WORKSPACE_LABEL: &str = "ai-gateway.dev/workspace";
 /// The key selector of a gateway that names none.
 pub const DEFAULT_KEY_SELECTOR: &str = "ai-gateway.dev/key=true";
 
+/// Every key the gateway's tools issue starts with this.
+pub const KEY_PREFIX: &str = "gw_";
+
+/// A new gateway key: `gw_` and 64 hex digits (256 random bits from two UUIDv4s, less
+/// their 12 fixed version bits).
+pub fn new_key() -> String {
+    format!("{KEY_PREFIX}{}", random_hex())
+}
+
+/// 64 random hex digits: a key's body, or a SigV4 secret.
+pub fn random_hex() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
 /// The hex SHA-256 a snapshot holds for a gateway key's plaintext: what the operator
 /// and the CLI write and the data plane compares.
 pub fn key_sha256(plaintext: &str) -> String {

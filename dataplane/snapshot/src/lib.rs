@@ -12,7 +12,8 @@ mod validate;
 
 pub use document::{expand_env, parse_document, unresolved_reference, LoadError};
 pub use keys::{
-    key_sha256, KeySelector, DEFAULT_KEY_SELECTOR, TEAM_LABEL, USER_LABEL, WORKSPACE_LABEL,
+    key_sha256, new_key, random_hex, KeySelector, DEFAULT_KEY_SELECTOR, KEY_PREFIX, TEAM_LABEL,
+    USER_LABEL, WORKSPACE_LABEL,
 };
 pub use validate::{is_glob, Problem, Problems};
 

@@ -14,6 +14,7 @@ mod governance;
 mod hardening;
 mod hostile_callers;
 mod invariant;
+mod keys_cli;
 mod kubernetes_auth;
 mod native_surfaces;
 mod openai_surface;

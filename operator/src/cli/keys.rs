@@ -13,23 +13,9 @@ use serde::Serialize;
 use serde_json::json;
 use std::collections::BTreeMap;
 
-/// Every key the CLI issues starts with this.
-pub const KEY_PREFIX: &str = "gw_";
+use ai_gateway_snapshot::random_hex;
+pub use ai_gateway_snapshot::{new_key, KEY_PREFIX};
 const FIELD_MANAGER: &str = "kubectl-aigw";
-
-/// A new gateway key: `gw_` and 64 hex digits (256 random bits from two UUIDv4s, less
-/// their 12 fixed version bits).
-pub fn new_key() -> String {
-    format!("{KEY_PREFIX}{}", random_hex())
-}
-
-fn random_hex() -> String {
-    format!(
-        "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    )
-}
 
 /// Whether `value` starts and ends with a character `alphanumeric` accepts.
 fn edges_are(value: &str, alphanumeric: impl Fn(char) -> bool) -> bool {

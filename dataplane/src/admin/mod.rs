@@ -1,4 +1,7 @@
-//! The admin listener (:8091): liveness, readiness, and the operator's config push.
+//! The admin listener (:8091): liveness, readiness, metrics, the operator's config push,
+//! and (behind the admin token) the key store's keys.
+
+mod keys;
 
 use crate::body::{json_response, read_limited, ReadBodyError, ResponseBody};
 use crate::state::Gateway;
@@ -73,9 +76,27 @@ pub async fn handle(
                 })?;
             Ok(apply(gw, &body))
         }
+        (&Method::GET, "/admin/v1/keys") => {
+            authorize(token, &req)?;
+            Ok(keys::list(gw))
+        }
+        (&Method::POST, "/admin/v1/keys") => {
+            authorize(token, &req)?;
+            let body = read_limited(req.into_body(), MAX_KEY_REQUEST_BYTES, &gw.services.bodies)
+                .await
+                .map_err(|_| StatusCode::PAYLOAD_TOO_LARGE)?;
+            Ok(keys::create(gw, &body))
+        }
+        (&Method::DELETE, path) if path.starts_with("/admin/v1/keys/") => {
+            authorize(token, &req)?;
+            Ok(keys::revoke(gw, &path["/admin/v1/keys/".len()..]))
+        }
         _ => Err(StatusCode::NOT_FOUND),
     }
 }
+
+/// A key request is a few names and numbers.
+const MAX_KEY_REQUEST_BYTES: u64 = 16 * 1024;
 
 /// Validates and swaps in a pushed snapshot; an invalid one is refused with every
 /// problem listed and the current config keeps serving.
