@@ -353,6 +353,50 @@ impl AuditLog {
     }
 }
 
+/// The last requests that ended in an error, and today's rate-limit refusals, on this
+/// replica: what the dashboard shows beside the usage it reads from the store.
+#[derive(Default)]
+pub struct RecentTrouble {
+    errors: Mutex<std::collections::VecDeque<ai_gateway_snapshot::replies::ErrorEntry>>,
+    /// The UTC day `rate_limited` counts, and its count.
+    rate_limited: Mutex<(u64, u64)>,
+}
+
+/// Errors kept for the dashboard.
+const RECENT_ERRORS: usize = 50;
+
+impl RecentTrouble {
+    pub fn record(&self, entry: ai_gateway_snapshot::replies::ErrorEntry, day: u64) {
+        if entry.status == 429 {
+            let mut counted = self.rate_limited.lock().unwrap_or_else(|p| p.into_inner());
+            if counted.0 != day {
+                *counted = (day, 0);
+            }
+            counted.1 += 1;
+        }
+        let mut errors = self.errors.lock().unwrap_or_else(|p| p.into_inner());
+        if errors.len() == RECENT_ERRORS {
+            errors.pop_front();
+        }
+        errors.push_back(entry);
+    }
+
+    /// The newest `n` errors, newest first.
+    pub fn last(&self, n: usize) -> Vec<ai_gateway_snapshot::replies::ErrorEntry> {
+        let errors = self.errors.lock().unwrap_or_else(|p| p.into_inner());
+        errors.iter().rev().take(n).cloned().collect()
+    }
+
+    pub fn rate_limited_on(&self, day: u64) -> u64 {
+        let counted = self.rate_limited.lock().unwrap_or_else(|p| p.into_inner());
+        if counted.0 == day {
+            counted.1
+        } else {
+            0
+        }
+    }
+}
+
 /// The cascades' routing outcomes file (`auto_routing.cascade.outcomes_file`): one JSON
 /// line per cascade, written like the audit log, opened when a cascade first names it
 /// (and again when the config names another).

@@ -46,3 +46,14 @@ impl CompiledConfig {
         })
     }
 }
+
+impl CompiledConfig {
+    /// Every provider as callers and the admin API see it: kind, region, whether it is
+    /// active and its breaker's state; never where it is or how it is reached.
+    pub fn provider_list(&self) -> ai_gateway_snapshot::replies::ProviderList {
+        ai_gateway_snapshot::replies::ProviderList {
+            object: ai_gateway_snapshot::replies::ListObject::List,
+            data: self.providers.values().map(|p| p.info()).collect(),
+        }
+    }
+}

@@ -4,7 +4,9 @@
 
 use crate::audit::AuditRecord;
 use crate::context::{CascadeOutcome, RequestContext};
-use crate::limits::{Demand, Ledger, LedgerEntry, ModelUsage, Reservation, Windows};
+use crate::limits::{
+    CallSlice, Demand, Ledger, LedgerEntry, ModelUsage, Reservation, Windows, ALL_CALLERS,
+};
 use crate::metrics::{
     AutoRouteLabels, CallLabels, CascadeLabels, StatusLabels, UpstreamErrorLabels,
 };
@@ -105,16 +107,48 @@ impl Settlement {
             usage,
         };
         let saved = ctx.tokens_saved();
-        let mut ledger = Vec::with_capacity(3);
-        if (200..300).contains(&self.status) {
+        // Who spent it, for the admin API's cost reports: one slice per attempt.
+        let slice = |provider: &str, model: &str| {
+            CallSlice {
+                user: user.to_string(),
+                team: identity.and_then(|i| i.team.clone()).unwrap_or_default(),
+                workspace: identity
+                    .and_then(|i| i.workspace.clone())
+                    .unwrap_or_default(),
+                key: identity.and_then(|i| i.key_id.clone()).unwrap_or_default(),
+                provider: provider.to_string(),
+                model: bounded_name(model).to_string(),
+                session: ctx.session_id().unwrap_or_default().to_string(),
+            }
+            .name()
+        };
+        let succeeded = (200..300).contains(&self.status);
+        let this_slice = succeeded.then(|| {
+            slice(
+                ctx.provider().unwrap_or_default(),
+                ctx.model().unwrap_or_default(),
+            )
+        });
+        let judged_slice = judged.map(|a| slice(&a.provider, &a.model));
+        let mut ledger = Vec::with_capacity(5);
+        let everyone = |name, usage| LedgerEntry {
+            ledger: Ledger::Calls,
+            user: ALL_CALLERS,
+            day,
+            name,
+            usage,
+        };
+        if succeeded {
             let this = line(&usage, cost, saved);
             ledger.extend(ctx.model().map(|m| entry(Ledger::Models, m, this)));
             let both = line(&total, total_cost, saved);
             ledger.extend(ctx.session_id().map(|s| entry(Ledger::Sessions, s, both)));
+            ledger.extend(this_slice.as_deref().map(|name| everyone(name, this)));
         }
         if let Some(a) = judged {
             let cheaper = line(&a.usage, a.cost_micros, 0);
             ledger.push(entry(Ledger::Models, &a.model, cheaper));
+            ledger.extend(judged_slice.as_deref().map(|name| everyone(name, cheaper)));
         }
         if !services
             .store
@@ -207,6 +241,21 @@ impl Settlement {
                     kind,
                 })
                 .inc();
+        }
+
+        if let Some(error) = self.error {
+            services.trouble.record(
+                ai_gateway_snapshot::replies::ErrorEntry {
+                    timestamp: humantime::format_rfc3339_millis(std::time::SystemTime::now())
+                        .to_string(),
+                    request_id: ctx.request_id().to_string(),
+                    user: bounded_name(user).to_string(),
+                    model: ctx.model().map(|m| bounded_name(m).to_string()),
+                    status: self.status,
+                    error: error.to_string(),
+                },
+                day,
+            );
         }
 
         if !services.audit.enabled() {

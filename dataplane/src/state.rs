@@ -20,6 +20,8 @@ pub struct Services {
     pub audit: AuditLog,
     /// The cascades' routing outcomes file, when the config names one.
     pub outcomes: crate::audit::OutcomesLog,
+    /// The last errors and today's rate-limit refusals, for the dashboard.
+    pub trouble: crate::audit::RecentTrouble,
     pub prices: PriceTable,
     pub tokens: crate::tokenreview::TokenReviewer,
     pub pods: crate::pods::PodDirectory,
@@ -85,6 +87,7 @@ impl Gateway {
             store: Store::from_config(&snapshot.rate_limits, data_dir)?,
             audit: AuditLog::start(&snapshot.audit, audit_counters)?,
             outcomes: Default::default(),
+            trouble: Default::default(),
             prices: PriceTable::builtin()?,
             tokens: Default::default(),
             pods: Default::default(),

@@ -168,6 +168,90 @@ pub struct WindowUse<T> {
     pub reset_seconds: u64,
 }
 
+/// A usage line of a report: a user, team, workspace, key, model, provider or session,
+/// and what it used.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UsageRow {
+    pub group: String,
+    pub usage: Usage,
+}
+
+/// `GET /admin/v1/usage`: every caller's usage and cost over a range of days (UTC),
+/// grouped; rows by cost, then requests.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AdminUsageReply {
+    /// `YYYY-MM-DD`, both included.
+    pub since: String,
+    pub until: String,
+    pub group_by: String,
+    #[serde(default)]
+    pub rows: Vec<UsageRow>,
+    #[serde(default)]
+    pub total: Usage,
+}
+
+/// A daily limit a subject has spent much of.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BudgetStanding {
+    /// The counter's subject, e.g. `user:ana` or `team:platform`.
+    pub subject: String,
+    /// `budget_usd_per_day` or `tokens_per_day`.
+    pub kind: String,
+    pub used: f64,
+    pub limit: f64,
+    pub percent: f64,
+}
+
+/// A recent request that ended in an error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorEntry {
+    pub timestamp: String,
+    pub request_id: String,
+    pub user: String,
+    #[serde(default)]
+    pub model: Option<String>,
+    pub status: u16,
+    pub error: String,
+}
+
+/// `GET /admin/v1/overview`: what the dashboard shows.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OverviewReply {
+    pub date: String,
+    #[serde(default)]
+    pub today: Usage,
+    #[serde(default)]
+    pub by_team: Vec<UsageRow>,
+    #[serde(default)]
+    pub by_user: Vec<UsageRow>,
+    #[serde(default)]
+    pub top_models: Vec<UsageRow>,
+    /// Calls refused by a rate limit today, on this replica.
+    #[serde(default)]
+    pub rate_limited_today: u64,
+    #[serde(default)]
+    pub providers: Vec<ProviderInfo>,
+    #[serde(default)]
+    pub budgets: Vec<BudgetStanding>,
+    #[serde(default)]
+    pub last_errors: Vec<ErrorEntry>,
+}
+
+/// `GET /admin/v1/routes`: the routes as compiled, fallbacks included.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RoutesReply {
+    #[serde(default)]
+    pub routes: Vec<crate::Route>,
+}
+
+/// `GET /admin/v1/limits`: the limits in force and where they are counted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LimitsInForce {
+    pub store: crate::LimitStoreKind,
+    #[serde(default)]
+    pub rules: Vec<crate::LimitRule>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

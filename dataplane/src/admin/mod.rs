@@ -2,6 +2,10 @@
 //! and (behind the admin token) the key store's keys.
 
 mod keys;
+mod reports;
+
+/// The dashboard: one page, built into the binary.
+const DASHBOARD: &str = "placeholder";
 
 use crate::body::{json_response, read_limited, ReadBodyError, ResponseBody};
 use crate::state::Gateway;
@@ -75,6 +79,41 @@ pub async fn handle(
                     _ => StatusCode::PAYLOAD_TOO_LARGE,
                 })?;
             Ok(apply(gw, &body))
+        }
+        (&Method::GET, "/admin/dashboard") => {
+            // The page holds no data: it asks the API below with the admin token.
+            let mut page = Response::new(crate::body::full(DASHBOARD));
+            page.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            page.headers_mut().insert(
+                "content-security-policy",
+                http::HeaderValue::from_static(
+                    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:",
+                ),
+            );
+            Ok(page)
+        }
+        (&Method::GET, "/admin/v1/providers") => {
+            authorize(token, &req)?;
+            Ok(reports::providers(gw))
+        }
+        (&Method::GET, "/admin/v1/routes") => {
+            authorize(token, &req)?;
+            Ok(reports::routes(gw))
+        }
+        (&Method::GET, "/admin/v1/limits") => {
+            authorize(token, &req)?;
+            Ok(reports::limits(gw))
+        }
+        (&Method::GET, "/admin/v1/usage") => {
+            authorize(token, &req)?;
+            Ok(reports::usage(gw, req.uri().query()).await)
+        }
+        (&Method::GET, "/admin/v1/overview") => {
+            authorize(token, &req)?;
+            Ok(reports::overview(gw).await)
         }
         (&Method::GET, "/admin/v1/keys") => {
             authorize(token, &req)?;

@@ -4,7 +4,6 @@ use crate::body::{json_response, ResponseBody};
 use crate::compiled::CompiledConfig;
 use crate::upstream::breaker::CircuitState;
 use crate::upstream::Upstream;
-use ai_gateway_snapshot::replies::{ListObject, ProviderInfo, ProviderList, ProviderStatus};
 use ai_gateway_snapshot::ProviderKind;
 use http::{Response, StatusCode};
 use serde_json::json;
@@ -27,28 +26,8 @@ pub fn health(compiled: &CompiledConfig) -> Response<ResponseBody> {
 
 /// What any caller may learn of a provider: never where it is (an internal address is
 /// a target) or how it is reached.
-fn describe(p: &Upstream) -> ProviderInfo {
-    ProviderInfo {
-        name: p.name.clone(),
-        kind: p.kind,
-        region: p.config.region.clone(),
-        status: if p.inactive.is_some() {
-            ProviderStatus::Inactive
-        } else {
-            ProviderStatus::Active
-        },
-        circuit: p.breaker.state(crate::upstream::breaker::now_ms()),
-        reason: p.inactive.clone(),
-        models: p.config.models.clone(),
-    }
-}
-
 pub fn providers(compiled: &CompiledConfig) -> Response<ResponseBody> {
-    let list = ProviderList {
-        object: ListObject::List,
-        data: compiled.providers.values().map(|p| describe(p)).collect(),
-    };
-    json_response(StatusCode::OK, &list)
+    json_response(StatusCode::OK, &compiled.provider_list())
 }
 
 /// The surface names users know (`claude`, `bedrock` …) or a provider's own name.
@@ -85,7 +64,7 @@ pub fn provider_health(compiled: &CompiledConfig, name: &str) -> Option<Response
         status,
         &json!({
             "status": if healthy { "healthy" } else { "unavailable" },
-            "providers": matching.iter().map(|p| describe(p)).collect::<Vec<_>>(),
+            "providers": matching.iter().map(|p| p.info()).collect::<Vec<_>>(),
         }),
     ))
 }

@@ -88,38 +88,37 @@ impl Journal {
             kept.counters.push(row.map_err(sql)?);
         }
         let mut ledger = conn
-            .prepare(
-                "SELECT ledger, user, day, name, requests, tokens_in, tokens_out, cache_read,
-                        cache_write, cost_micros, tokens_saved FROM ledger WHERE day >= ?1",
-            )
+            .prepare(&format!(
+                "SELECT {LEDGER_COLUMNS} FROM ledger WHERE day >= ?1"
+            ))
             .map_err(sql)?;
         let rows = ledger
-            .query_map(params![since_day as i64], |r| {
-                let n = |i: usize| r.get::<_, i64>(i).map(|v| v as u64);
-                Ok(LedgerLine {
-                    ledger: match r.get::<_, i64>(0)? {
-                        1 => Ledger::Sessions,
-                        _ => Ledger::Models,
-                    },
-                    user: r.get(1)?,
-                    day: n(2)?,
-                    name: r.get(3)?,
-                    usage: ModelUsage {
-                        requests: n(4)?,
-                        tokens_in: n(5)?,
-                        tokens_out: n(6)?,
-                        cache_read_tokens: n(7)?,
-                        cache_write_tokens: n(8)?,
-                        cost_micros: n(9)?,
-                        tokens_saved: n(10)?,
-                    },
-                })
-            })
+            .query_map(params![since_day as i64], ledger_line)
             .map_err(sql)?;
         for row in rows {
             kept.ledger.push(row.map_err(sql)?);
         }
         Ok(kept)
+    }
+
+    /// One day's lines of one ledger, for days no longer held in memory.
+    pub fn usage_day(
+        &self,
+        ledger: Ledger,
+        user: &str,
+        day: u64,
+    ) -> Result<std::collections::BTreeMap<String, ModelUsage>, StoreError> {
+        let conn = self.lock();
+        let mut query = conn
+            .prepare_cached(&format!(
+                "SELECT {LEDGER_COLUMNS} FROM ledger WHERE ledger = ?1 AND user = ?2 AND day = ?3"
+            ))
+            .map_err(sql)?;
+        let rows = query
+            .query_map(params![ledger.index(), user, day as i64], ledger_line)
+            .map_err(sql)?;
+        rows.map(|row| row.map(|l| (l.name, l.usage)).map_err(sql))
+            .collect()
     }
 
     /// Writes `changes` in one transaction.
@@ -157,7 +156,7 @@ impl Journal {
             for l in &changes.ledger {
                 let u = &l.usage;
                 line.execute(params![
-                    l.ledger as i64,
+                    l.ledger.index(),
                     l.user,
                     l.day as i64,
                     l.name,
@@ -213,6 +212,29 @@ impl Journal {
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+const LEDGER_COLUMNS: &str = "ledger, user, day, name, requests, tokens_in, tokens_out, \
+    cache_read, cache_write, cost_micros, tokens_saved";
+
+/// A row of [`LEDGER_COLUMNS`].
+fn ledger_line(r: &rusqlite::Row<'_>) -> rusqlite::Result<LedgerLine> {
+    let n = |i: usize| r.get::<_, i64>(i).map(|v| v as u64);
+    Ok(LedgerLine {
+        ledger: Ledger::from_index(r.get(0)?),
+        user: r.get(1)?,
+        day: n(2)?,
+        name: r.get(3)?,
+        usage: ModelUsage {
+            requests: n(4)?,
+            tokens_in: n(5)?,
+            tokens_out: n(6)?,
+            cache_read_tokens: n(7)?,
+            cache_write_tokens: n(8)?,
+            cost_micros: n(9)?,
+            tokens_saved: n(10)?,
+        },
+    })
 }
 
 /// The journal's database file in a data directory.

@@ -90,7 +90,7 @@ pub struct MemoryStore {
     /// The UTC day of the last sweep of idle subjects.
     swept_day: std::sync::atomic::AtomicU64,
     /// user → day → usage per model, and per session ([`Ledger`] is the index).
-    ledgers: [Book; 2],
+    ledgers: [Book; Ledger::ALL.len()],
     /// The UTC day of the last usage recorded.
     ledger_day: std::sync::atomic::AtomicU64,
 }

@@ -277,10 +277,19 @@ impl LimitKind {
 pub enum Ledger {
     Models,
     Sessions,
+    /// Every caller's calls, under [`ALL_CALLERS`], by who, which key, provider, model
+    /// and session ([`CallSlice`]): what the admin API's cost reports group.
+    Calls,
 }
 
+/// The "user" the [`Ledger::Calls`] ledger is kept under: one book for the gateway.
+pub const ALL_CALLERS: &str = "*";
+
+/// Distinct slices the calls ledger keeps per day.
+pub const MAX_LEDGER_SLICES: usize = 10_000;
+
 impl Ledger {
-    pub const ALL: [Ledger; 2] = [Ledger::Models, Ledger::Sessions];
+    pub const ALL: [Ledger; 3] = [Ledger::Models, Ledger::Sessions, Ledger::Calls];
 
     /// Distinct names one caller's ledger keeps per day; further ones are summed under
     /// [`OTHER_MODELS`].
@@ -288,6 +297,67 @@ impl Ledger {
         match self {
             Self::Models => MAX_LEDGER_MODELS,
             Self::Sessions => MAX_LEDGER_SESSIONS,
+            Self::Calls => MAX_LEDGER_SLICES,
+        }
+    }
+
+    /// The journal's number for this ledger.
+    pub fn index(self) -> i64 {
+        self as i64
+    }
+
+    pub fn from_index(index: i64) -> Self {
+        match index {
+            1 => Self::Sessions,
+            2 => Self::Calls,
+            _ => Self::Models,
+        }
+    }
+}
+
+/// Who spent a call, as the calls ledger names a line: user, team, workspace, key,
+/// provider, model and session, joined by a separator no name carries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallSlice {
+    pub user: String,
+    pub team: String,
+    pub workspace: String,
+    pub key: String,
+    pub provider: String,
+    pub model: String,
+    pub session: String,
+}
+
+const SLICE_SEPARATOR: char = '\u{1f}';
+
+impl CallSlice {
+    pub fn name(&self) -> String {
+        let clean = |v: &str| v.replace(SLICE_SEPARATOR, " ");
+        [
+            &self.user,
+            &self.team,
+            &self.workspace,
+            &self.key,
+            &self.provider,
+            &self.model,
+            &self.session,
+        ]
+        .map(|v| clean(v))
+        .join(&SLICE_SEPARATOR.to_string())
+    }
+
+    /// A line's name read back; the ledger's overflow line (`other`) is all `other`.
+    pub fn parse(name: &str) -> Self {
+        let mut parts = name.split(SLICE_SEPARATOR).map(str::to_string);
+        let mut next = || parts.next().unwrap_or_else(|| OTHER_MODELS.to_string());
+        Self {
+            user: next(),
+            team: next(),
+            workspace: next(),
+            key: next(),
+            provider: next(),
+            model: next(),
+            session: next(),
         }
     }
 }
@@ -453,6 +523,10 @@ impl Store {
         day: u64,
     ) -> Result<BTreeMap<String, ModelUsage>, StoreError> {
         match self {
+            // Memory holds today and yesterday; the journal every day before.
+            Store::Embedded(_, journal) if day + 1 < Windows::at(SystemTime::now()).day => {
+                journal.usage_day(ledger, user, day)
+            }
             Store::Memory(m) | Store::Embedded(m, _) => Ok(m.usage_day(ledger, user, day)),
             Store::Redis(r) => r.usage_day(ledger, user, day).await,
         }

@@ -231,6 +231,7 @@ impl RedisStore {
         match ledger {
             Ledger::Models => format!("aigw:usage:{day}:{user}"),
             Ledger::Sessions => format!("aigw:sessions:{day}:{user}"),
+            Ledger::Calls => format!("aigw:calls:{day}"),
         }
     }
 

@@ -59,6 +59,26 @@ impl GoogleCredentials {
 }
 
 impl Upstream {
+    /// The provider as callers and the admin API see it: kind, region, whether it is
+    /// active and its breaker's state now.
+    pub fn info(&self) -> ai_gateway_snapshot::replies::ProviderInfo {
+        use ai_gateway_snapshot::replies::{ProviderInfo, ProviderStatus};
+        ProviderInfo {
+            name: self.name.clone(),
+            kind: self.kind,
+            region: self.config.region.clone(),
+            status: match self.inactive {
+                Some(_) => ProviderStatus::Inactive,
+                None => ProviderStatus::Active,
+            },
+            circuit: self.breaker.state(super::breaker::now_ms()),
+            reason: self.inactive.clone(),
+            models: self.config.models.clone(),
+        }
+    }
+}
+
+impl Upstream {
     /// A provider ready to call, on the pool's shared client and breaker.
     pub fn new(name: &str, config: &Provider, pool: &ClientPool) -> Self {
         let base_url = config

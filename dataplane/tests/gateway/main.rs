@@ -1,6 +1,7 @@
 //! The gateway on an ephemeral loopback port in front of fake upstreams that speak each
 //! provider's wire format byte for byte and record what they received.
 
+mod admin_reports;
 mod attribution;
 mod auto_routing;
 mod bedrock_surface;
