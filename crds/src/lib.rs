@@ -4,9 +4,9 @@
 //! `crds/yaml/` is generated from these types by `crdgen`, never edited by hand.
 
 use ai_gateway_snapshot::{
-    AuditSink, AuthMode, AutoRouting, CacheSettings, CascadeMode, CircuitBreaker, LimitRule,
-    LimitStoreKind, ModelPrice, ProviderKind, Retries, SkillConfig, Timeouts, TokenReduction,
-    UnpricedModels,
+    AuditSink, AuthMode, AutoRouting, BudgetAlerts, CacheSettings, CascadeMode, CircuitBreaker,
+    LimitRule, LimitStoreKind, ModelPrice, ProviderKind, Retries, SkillConfig, Timeouts,
+    TokenReduction, UnpricedModels,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -88,6 +88,10 @@ pub struct AIGatewaySpec {
     /// unless set otherwise), an optional local tier, and the cascade between them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_routing: Option<AutoRouting>,
+    /// Alerts at shares of a daily limit (80 % and 100 % unless set), with an optional
+    /// Slack-compatible webhook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_alerts: Option<BudgetAlerts>,
     /// Prefix-stable rewrites that cut billed input tokens (file dedupe, IDE
     /// boilerplate, diff-first, prompt-cache breakpoints); all off unless set.
     #[serde(default, skip_serializing_if = "Option::is_none")]

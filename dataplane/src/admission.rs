@@ -92,6 +92,15 @@ pub async fn admit(
     match services.store.admit(&checks, demand, windows).await {
         Ok(Admission::Admitted(reservation)) => {
             ctx.admitted(reservation);
+            let daily: Vec<_> = checks
+                .into_iter()
+                .filter(|c| {
+                    c.limits.tokens_per_day.is_some() || c.limits.budget_usd_per_day.is_some()
+                })
+                .collect();
+            if !daily.is_empty() && !compiled.budget_alerts.thresholds_percent.is_empty() {
+                ctx.watches_budgets(daily, compiled.budget_alerts.clone());
+            }
             Ok(())
         }
         Ok(Admission::Refused(refusal)) => Err(refused(services, ctx, refusal)),

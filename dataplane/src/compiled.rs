@@ -19,6 +19,8 @@ pub struct CompiledConfig {
     pub keys: KeyStore,
     pub limits: LimitPlan,
     pub skills: Catalogue,
+    /// Shared with the calls that watch their daily limits.
+    pub budget_alerts: Arc<ai_gateway_snapshot::BudgetAlerts>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +38,7 @@ impl CompiledConfig {
         }
         let routes = RouteTable::new(&snapshot, &providers);
         Ok(Self {
+            budget_alerts: Arc::new(snapshot.budget_alerts.clone()),
             version: snapshot.effective_version(),
             keys: KeyStore::new(&snapshot.auth),
             limits: LimitPlan::new(&snapshot.rate_limits),

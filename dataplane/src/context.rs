@@ -137,6 +137,11 @@ pub struct RequestContext {
     route_reason: Option<String>,
     /// Set when the call went through a cascade.
     cascade: Option<Box<CascadeOutcome>>,
+    /// The daily limits this call counts against, watched for budget alerts.
+    budget_watch: Option<(
+        Vec<crate::limits::Check>,
+        Arc<ai_gateway_snapshot::BudgetAlerts>,
+    )>,
     /// Input tokens token reduction took out of the request (estimated).
     tokens_saved: u64,
     /// For cacheable calls: whether the answer came from the response cache.
@@ -194,6 +199,7 @@ impl RequestContext {
             auto_tier: None,
             route_reason: None,
             cascade: None,
+            budget_watch: None,
             tokens_saved: 0,
             cache_hit: None,
             estimated_input_tokens: 0,
@@ -290,6 +296,25 @@ impl RequestContext {
     /// The prompt's tokens as admission estimated them.
     pub fn estimated_input(&mut self, tokens: u64) {
         self.estimated_input_tokens = tokens;
+    }
+
+    /// The call counts against these daily limits: settlement looks for alerts.
+    pub fn watches_budgets(
+        &mut self,
+        checks: Vec<crate::limits::Check>,
+        settings: Arc<ai_gateway_snapshot::BudgetAlerts>,
+    ) {
+        self.budget_watch = Some((checks, settings));
+    }
+
+    /// The daily limits to look at for alerts, taken once.
+    pub fn take_budget_watch(
+        &mut self,
+    ) -> Option<(
+        Vec<crate::limits::Check>,
+        Arc<ai_gateway_snapshot::BudgetAlerts>,
+    )> {
+        self.budget_watch.take()
     }
 
     /// The limits let the call through and hold `reservation` until it settles.

@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod admission;
+pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod authenticate;

@@ -90,6 +90,13 @@ pub struct CascadeLabels {
     pub final_tier: &'static str,
 }
 
+/// A budget alert: which daily limit, at which share.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BudgetAlertLabels {
+    pub kind: &'static str,
+    pub threshold: u8,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabels {
     pub status: u16,
@@ -109,6 +116,7 @@ pub struct Metrics {
     pub cache_lookups: Family<CacheLabels, Counter>,
     pub auto_routes: Family<AutoRouteLabels, Counter>,
     pub cascades: Family<CascadeLabels, Counter>,
+    pub budget_alerts: Family<BudgetAlertLabels, Counter>,
     /// Input tokens token reduction took out of requests (estimated).
     pub tokens_saved: Counter,
     pub audit_written: Counter,
@@ -187,6 +195,7 @@ impl Default for Metrics {
         let cache_lookups = Family::<CacheLabels, Counter>::default();
         let auto_routes = Family::<AutoRouteLabels, Counter>::default();
         let cascades = Family::<CascadeLabels, Counter>::default();
+        let budget_alerts = Family::<BudgetAlertLabels, Counter>::default();
         let tokens_saved = Counter::default();
         let audit_written = Counter::default();
         let audit_failed = Counter::default();
@@ -257,6 +266,11 @@ impl Default for Metrics {
             cascades.clone(),
         );
         registry.register(
+            "ai_gateway_budget_alerts",
+            "Budget alerts raised, by daily limit and share reached",
+            budget_alerts.clone(),
+        );
+        registry.register(
             "ai_gateway_tokens_saved",
             "Input tokens token reduction took out of requests (estimated)",
             tokens_saved.clone(),
@@ -285,6 +299,7 @@ impl Default for Metrics {
             cache_lookups,
             auto_routes,
             cascades,
+            budget_alerts,
             tokens_saved,
             audit_written,
             audit_failed,

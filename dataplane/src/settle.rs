@@ -56,6 +56,7 @@ impl Settlement {
         };
         // Settled here, so the context's drop has nothing left to release.
         let reservation = self.ctx.take_reservation();
+        let budget_watch = self.ctx.take_budget_watch();
         let ctx = &self.ctx;
         let latency = ctx.started().elapsed();
         let ttft = self.first_byte.map(|t| t.duration_since(ctx.started()));
@@ -243,6 +244,13 @@ impl Settlement {
                 .inc();
         }
 
+        if let Some((checks, settings)) = budget_watch.filter(|_| succeeded) {
+            runtime.spawn(crate::alerts::after_call(
+                services.clone(),
+                checks,
+                settings,
+            ));
+        }
         if let Some(error) = self.error {
             services.trouble.record(
                 ai_gateway_snapshot::replies::ErrorEntry {

@@ -22,6 +22,8 @@ pub struct Services {
     pub outcomes: crate::audit::OutcomesLog,
     /// The last errors and today's rate-limit refusals, for the dashboard.
     pub trouble: crate::audit::RecentTrouble,
+    /// Budget alerts raised today, and the webhook client.
+    pub raised: crate::alerts::Raised,
     pub prices: PriceTable,
     pub tokens: crate::tokenreview::TokenReviewer,
     pub pods: crate::pods::PodDirectory,
@@ -88,6 +90,7 @@ impl Gateway {
             audit: AuditLog::start(&snapshot.audit, audit_counters)?,
             outcomes: Default::default(),
             trouble: Default::default(),
+            raised: Default::default(),
             prices: PriceTable::builtin()?,
             tokens: Default::default(),
             pods: Default::default(),

@@ -118,6 +118,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Compiled {
         cache: cache_settings(gateway),
         auto_routing: spec.auto_routing.clone().unwrap_or_default(),
         token_reduction: spec.token_reduction.unwrap_or_default(),
+        budget_alerts: spec.budget_alerts.clone().unwrap_or_default(),
         skills: spec.skills.clone(),
     };
     snapshot.version = Some(snapshot.content_hash());

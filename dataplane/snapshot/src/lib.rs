@@ -46,6 +46,8 @@ pub struct Snapshot {
     pub auto_routing: AutoRouting,
     #[serde(default, skip_serializing_if = "is_default")]
     pub token_reduction: TokenReduction,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub budget_alerts: BudgetAlerts,
     /// Skills of this gateway's own, by id, beside the built-in ones (a built-in id
     /// here replaces the built-in skill).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -148,6 +150,31 @@ pub enum CascadeMode {
     /// Judge the cheaper answer by heuristics (length, refusals, code asked for and
     /// missing, repetition, truncation) and escalate when it fails.
     Heuristic,
+}
+
+/// Alerts when a subject (user, team, workspace, key) has spent a share of a daily
+/// limit (tokens or USD): an audit event, a metric and, when set, a webhook, once per
+/// threshold per day per subject.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct BudgetAlerts {
+    /// Percentages of a daily limit that raise an alert.
+    #[cfg_attr(feature = "schema", schemars(length(max = 8)))]
+    pub thresholds_percent: Vec<u8>,
+    /// A Slack-compatible incoming webhook (`{"text": …}` is POSTed to it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(length(max = 2048)))]
+    pub webhook_url: Option<String>,
+}
+
+impl Default for BudgetAlerts {
+    fn default() -> Self {
+        Self {
+            thresholds_percent: vec![80, 100],
+            webhook_url: None,
+        }
+    }
 }
 
 /// Rewrites that cut the input tokens a provider bills, each prefix-stable: a turn's

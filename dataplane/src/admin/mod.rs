@@ -5,7 +5,7 @@ mod keys;
 mod reports;
 
 /// The dashboard: one page, built into the binary.
-const DASHBOARD: &str = "placeholder";
+const DASHBOARD: &str = include_str!("dashboard.html");
 
 use crate::body::{json_response, read_limited, ReadBodyError, ResponseBody};
 use crate::state::Gateway;
