@@ -80,6 +80,10 @@ pub struct AIGatewaySpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 256), inner(length(max = 256)))]
     pub local_models: Vec<String>,
+    /// Browser origins allowed to call the gateway from a web page (CORS), or `*`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 512)))]
+    pub cors_origins: Vec<String>,
     /// Response cache for deterministic calls (temperature 0); on, in memory, one hour,
     /// unless set otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]

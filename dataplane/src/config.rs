@@ -80,6 +80,13 @@ pub fn from_environment() -> Result<Snapshot, ConfigError> {
             source,
         })?;
     snapshot = with_gateway_api_keys(snapshot);
+    // The users' documents' one switch for shared state: limits (and the response
+    // cache) in Redis, so every replica counts alike.
+    if let Some(url) = env_var("REDIS_URL").filter(|u| !u.trim().is_empty()) {
+        snapshot.rate_limits.store.kind = ai_gateway_snapshot::LimitStoreKind::Redis;
+        snapshot.rate_limits.store.url = Some(url.trim().to_string());
+        snapshot.cache.store = ai_gateway_snapshot::CacheStoreKind::Redis;
+    }
     if let Some(rpm) = env_var("RATE_LIMIT_RPM") {
         let rpm: u64 = rpm
             .trim()

@@ -18,6 +18,7 @@ pub mod cascade;
 pub mod compiled;
 pub mod config;
 pub mod context;
+pub mod cors;
 pub mod doors;
 pub mod error;
 pub mod exchange;

@@ -127,6 +127,7 @@ references in a config file):
   GOOGLE_API_KEY          enables the `gemini` provider (gemini-*)
   RATE_LIMIT_RPM          default requests per minute per user (default 60; built-in config only)
   GATEWAY_API_KEY         gateway key(s), comma-separated: turns auth `none` into key auth
+  REDIS_URL               limits and the response cache shared in Redis (built-in config only)
   AUDIT_LOG_LEVEL         same as --log-level (AI_GATEWAY_LOG_LEVEL wins when both are set)
   HTTPS_PROXY, ALL_PROXY  egress proxy for https providers (CONNECT tunnel)
   NO_PROXY                hosts reached directly";

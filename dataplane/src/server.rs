@@ -255,6 +255,11 @@ async fn close_idle(connections: Arc<OpenConnections>, idle: Duration) {
 }
 
 pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<ResponseBody> {
+    if crate::cors::is_preflight(req.method(), req.headers()) {
+        return crate::cors::preflight(&gw.compiled().snapshot.gateway.cors_origins, req.headers());
+    }
+    // Only a browser sends an Origin; the answer may need its CORS headers.
+    let origin = req.headers().get(http::header::ORIGIN).cloned();
     let mut ctx = RequestContext::new(req.headers());
     let door = door(req.uri().path());
     // Every request is settled and audited once, liveness probes aside.
@@ -270,7 +275,12 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Respon
     if let Some(local) = local {
         ctx.served_from(local);
     }
-    crate::respond::respond(&gw.services, ctx, served, format, door.is_some())
+    let mut response = crate::respond::respond(&gw.services, ctx, served, format, door.is_some());
+    if let Some(origin) = origin {
+        let origins = &gw.compiled().snapshot.gateway.cors_origins;
+        crate::cors::expose(origins, origin, response.headers_mut());
+    }
+    response
 }
 
 /// The door a request came in by, as its audit record names it when no surface got

@@ -161,6 +161,7 @@ fn gateway_settings(spec: &AIGatewaySpec) -> GatewaySettings {
         routed_models_only: spec.routed_models_only.unwrap_or_default(),
         default_model: spec.default_model.clone(),
         local_models: spec.local_models.clone(),
+        cors_origins: spec.cors_origins.clone(),
         // Room for at least one request of the largest size.
         max_buffered_request_bytes: defaults.max_buffered_request_bytes.max(max_request_bytes),
     }

@@ -260,6 +260,10 @@ pub struct GatewaySettings {
     /// with a 400. Empty: no list.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub local_models: Vec<String>,
+    /// Browser origins (`https://app.example.com`, or `*`) allowed to call the gateway
+    /// from a web page (CORS). Empty: none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for GatewaySettings {
@@ -275,6 +279,7 @@ impl Default for GatewaySettings {
             routed_models_only: false,
             default_model: None,
             local_models: Vec::new(),
+            cors_origins: Vec::new(),
         }
     }
 }

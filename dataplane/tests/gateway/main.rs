@@ -8,6 +8,7 @@ mod bedrock_surface;
 mod budget_alerts;
 mod cascade;
 mod claude_surface;
+mod cors;
 mod dashboard;
 mod durable_store;
 mod failures;

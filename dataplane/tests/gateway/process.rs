@@ -1099,3 +1099,37 @@ async fn an_open_gateway_listens_on_loopback_and_gateway_api_key_closes_it() {
     assert_eq!(usage(Some("gw-second-key")).await, 200);
     assert_eq!(usage(Some("gw-first-key")).await, 200);
 }
+
+/// The users' REDIS_URL in a zero-config start: limits counted in Redis, shared by
+/// every gateway pointed at it, as the admin API reports.
+#[tokio::test]
+async fn redis_url_in_the_environment_shares_limits_through_redis() {
+    let Some(redis) = crate::fakes::RedisServer::start_or_skip() else {
+        return;
+    };
+    let env = [
+        ("AI_GATEWAY_PORT", "0"),
+        ("AI_GATEWAY_ADMIN_LISTEN", "127.0.0.1:0"),
+        ("AI_GATEWAY_ADMIN_TOKEN", "admin-t"),
+        ("GATEWAY_API_KEY", "gw-shared-key"),
+        ("REDIS_URL", redis.url.as_str()),
+    ];
+    let gw = Running::start_from_environment(&env);
+    let limits: Value = client()
+        .get(format!("{}/admin/v1/limits", gw.admin))
+        .bearer_auth("admin-t")
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(limits["store"], "redis", "{limits}");
+    let usage = client()
+        .get(format!("{}/v1/usage", gw.api))
+        .bearer_auth("gw-shared-key")
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(usage.status(), 200, "the ledger is read from Redis");
+}
