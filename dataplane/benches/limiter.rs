@@ -1,6 +1,8 @@
 //! What a rate-limit check costs per request: admission plus settlement, against the
-//! in-memory store and against a real Redis (`REDIS_URL`, or a `redis-server` on PATH
-//! started on a free loopback port for the run).
+//! in-memory store, the embedded store (memory journaled to SQLite once a second by a
+//! thread of its own) and a real Redis (`REDIS_URL`, or a `redis-server` on PATH started
+//! on a free loopback port for the run). The tail of memory against embedded is
+//! sampled call by call, while the journal writes, and printed as p50/p99/max.
 //!
 //! `cargo bench -p ai-gateway-dataplane --bench limiter`
 
@@ -113,6 +115,24 @@ fn limiter(c: &mut Criterion) {
         })
     });
 
+    let data = tempfile::tempdir().expect("tempdir");
+    let (plan_embedded, rl) = plan("{ kind: embedded }");
+    let embedded = Store::from_config(&rl, Some(data.path())).expect("embedded store");
+    let mut n = 0u64;
+    group.bench_function("embedded: admit + settle (global + user)", |b| {
+        b.to_async(&rt).iter(|| {
+            n += 1;
+            check(&plan_embedded, &embedded, n)
+        })
+    });
+    for (name, plan, store) in [
+        ("memory", &plan_mem, &memory),
+        ("embedded", &plan_embedded, &embedded),
+    ] {
+        tail(&rt, name, plan, store);
+    }
+    embedded.close();
+
     match redis() {
         Some(server) => {
             let (plan_redis, rl) = plan(&format!("{{ kind: redis, url: \"{}\" }}", server.1));
@@ -128,6 +148,32 @@ fn limiter(c: &mut Criterion) {
         None => eprintln!("SKIPPED redis: no REDIS_URL and no redis-server on PATH"),
     }
     group.finish();
+}
+
+/// Admit + settle timed one by one over four seconds (four journal writes of 500
+/// callers' counters each).
+fn tail(rt: &tokio::runtime::Runtime, name: &str, plan: &LimitPlan, store: &Store) {
+    let mut samples = Vec::with_capacity(1 << 20);
+    let until = std::time::Instant::now() + Duration::from_secs(4);
+    let mut n = 0u64;
+    rt.block_on(async {
+        while std::time::Instant::now() < until {
+            n += 1;
+            let started = std::time::Instant::now();
+            check(plan, store, n).await;
+            samples.push(started.elapsed());
+        }
+    });
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize];
+    println!(
+        "{name}: {} calls, p50 {:?}, p99 {:?}, p99.9 {:?}, max {:?}",
+        samples.len(),
+        at(0.5),
+        at(0.99),
+        at(0.999),
+        samples[samples.len() - 1]
+    );
 }
 
 criterion_group!(benches, limiter);

@@ -227,13 +227,13 @@ impl Settlement {
         if saved > 0 {
             m.tokens_saved.inc_by(saved);
         }
-        if let Some((path, cascade)) = ctx
-            .cascade()
-            .and_then(|c| Some((c.outcomes_file.as_deref()?, c)))
-        {
-            services
-                .outcomes
-                .append(path, outcome_line(ctx, cascade, user), &m.audit_counters());
+        if let Some(cascade) = ctx.cascade() {
+            let line = outcome_line(ctx, cascade, user);
+            // Kept with the usage ledger (embedded store), and in a file when named.
+            services.store.keep_outcome(&line);
+            if let Some(path) = cascade.outcomes_file.as_deref() {
+                services.outcomes.append(path, line, &m.audit_counters());
+            }
         }
         if let Some(kind) = self.error.filter(|k| k.starts_with("upstream")) {
             m.upstream_errors

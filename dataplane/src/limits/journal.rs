@@ -29,7 +29,12 @@ CREATE TABLE IF NOT EXISTS ledger (
   cache_read INTEGER NOT NULL, cache_write INTEGER NOT NULL, cost_micros INTEGER NOT NULL,
   tokens_saved INTEGER NOT NULL,
   PRIMARY KEY (ledger, user, day, name));
+CREATE TABLE IF NOT EXISTS routing_outcomes (at INTEGER NOT NULL, outcome TEXT NOT NULL);
 ";
+
+/// Routing outcomes waiting for the next write; past this many, new ones are dropped
+/// (and logged) rather than held without bound.
+const MAX_PENDING_OUTCOMES: usize = 100_000;
 
 pub struct Journal {
     conn: Mutex<Connection>,
@@ -37,6 +42,8 @@ pub struct Journal {
     _lock: File,
     closed: AtomicBool,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Cascade outcomes (JSON lines) to write with the next batch.
+    outcomes: Mutex<Vec<String>>,
 }
 
 impl Journal {
@@ -64,6 +71,7 @@ impl Journal {
             _lock: lock,
             closed: AtomicBool::new(false),
             writer: Mutex::new(None),
+            outcomes: Mutex::default(),
         })
     }
 
@@ -192,11 +200,56 @@ impl Journal {
         }
     }
 
+    /// Queues a routing outcome for the next write.
+    pub fn keep_outcome(&self, line: &[u8]) {
+        let mut pending = self.outcomes.lock().unwrap_or_else(|p| p.into_inner());
+        if pending.len() >= MAX_PENDING_OUTCOMES {
+            tracing::warn!("routing outcomes are not being written; dropping one");
+            return;
+        }
+        pending.push(String::from_utf8_lossy(line).trim_end().to_string());
+    }
+
+    /// The routing outcomes kept so far, oldest first.
+    pub fn outcomes(&self) -> Result<Vec<String>, StoreError> {
+        let conn = self.lock();
+        let mut query = conn
+            .prepare("SELECT outcome FROM routing_outcomes ORDER BY rowid")
+            .map_err(sql)?;
+        let rows = query.query_map([], |r| r.get(0)).map_err(sql)?;
+        rows.map(|r| r.map_err(sql)).collect()
+    }
+
     fn flush(&self, memory: &MemoryStore) {
         let changes = memory.take_changes();
         if let Err(e) = self.write(&changes) {
             tracing::error!(error = %e, "could not write the store journal");
         }
+        let outcomes =
+            std::mem::take(&mut *self.outcomes.lock().unwrap_or_else(|p| p.into_inner()));
+        if let Err(e) = self.write_outcomes(&outcomes) {
+            tracing::error!(error = %e, "could not write routing outcomes");
+        }
+    }
+
+    fn write_outcomes(&self, outcomes: &[String]) -> Result<(), StoreError> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(sql)?;
+        {
+            let mut insert = tx
+                .prepare_cached("INSERT INTO routing_outcomes (at, outcome) VALUES (?1, ?2)")
+                .map_err(sql)?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            for line in outcomes {
+                insert.execute(params![now, line]).map_err(sql)?;
+            }
+        }
+        tx.commit().map_err(sql)
     }
 
     /// Writes what is left and stops the writer: a clean shutdown loses nothing.
@@ -308,6 +361,12 @@ mod tests {
         assert_eq!(
             restored.usage_day(Ledger::Models, "ana", w.day)["claude-sonnet-4-5"].tokens_in,
             60
+        );
+        journal.keep_outcome(b"{\"escalated\":true}\n");
+        journal.flush(&restored);
+        assert_eq!(
+            journal.outcomes().expect("outcomes"),
+            ["{\"escalated\":true}"]
         );
     }
 }

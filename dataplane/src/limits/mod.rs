@@ -437,6 +437,14 @@ impl Store {
         )
     }
 
+    /// Keeps a cascade's routing outcome (one JSON line) with the usage ledger, for a
+    /// learned router to be trained from; only the embedded store keeps them.
+    pub fn keep_outcome(&self, line: &[u8]) {
+        if let Store::Embedded(_, journal) = self {
+            journal.keep_outcome(line);
+        }
+    }
+
     /// Writes out what the embedded store has not yet kept; nothing for the others.
     pub fn close(&self) {
         if let Store::Embedded(_, journal) = self {
