@@ -810,3 +810,89 @@ async fn env_prints_the_exports_a_workspace_needs_at_the_gateways_service() {
     assert_eq!(vars["OPENAI_BASE_URL"], "http://gw.example:8090/v1");
     assert!(vars.get("OPENAI_API_KEY").is_none());
 }
+
+#[tokio::test]
+async fn usage_of_everyone_sums_each_data_planes_admin_report() {
+    use base64::Engine;
+    let (task, mut api) = start(parse(&[
+        "-n",
+        NS,
+        "usage",
+        "--all",
+        "--group-by",
+        "team",
+        "--since",
+        "7d",
+    ]));
+    let token = base64::engine::general_purpose::STANDARD.encode("adm1n-token");
+    api.expect(
+        "GET",
+        &format!("{SECRETS}/ai-gateway-admin"),
+        200,
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "ai-gateway-admin", "namespace": NS},
+               "data": {"token": token}}),
+    )
+    .await;
+    let ready = |name: &str, ready: &str| {
+        json!({"metadata": {"name": name, "namespace": NS},
+               "status": {"conditions": [{"type": "Ready", "status": ready}]}})
+    };
+    let listed = api
+        .expect(
+            "GET",
+            "/api/v1/namespaces/ai/pods",
+            200,
+            json!({"apiVersion": "v1", "kind": "PodList", "metadata": {},
+                   "items": [ready("dp-b", "True"), ready("dp-a", "True"), ready("dp-c", "False")]}),
+        )
+        .await;
+    assert!(listed.uri.contains("labelSelector="), "{}", listed.uri);
+    let pod = |name: &str| format!("/api/v1/namespaces/ai/pods/{name}:8091/proxy");
+    api.expect(
+        "GET",
+        &format!("{}/admin/v1/limits", pod("dp-a")),
+        200,
+        json!({"store": "embedded", "rules": []}),
+    )
+    .await;
+    let usage = |requests: u64, cost: f64| {
+        json!({"requests": requests, "tokens_in": 100 * requests, "tokens_out": 10 * requests,
+               "cache_read_tokens": 0, "cache_write_tokens": 0, "cost_usd": cost, "tokens_saved": 0})
+    };
+    let mut seen = Vec::new();
+    for (name, platform, data) in [("dp-a", 3, 1), ("dp-b", 2, 4)] {
+        let report = json!({
+            "since": "2026-11-27", "until": "2026-12-03", "group_by": "team",
+            "rows": [{"group": "platform", "usage": usage(platform, 0.5)},
+                     {"group": "data", "usage": usage(data, 0.25)}],
+            "total": usage(platform + data, 0.75),
+        });
+        seen.push(
+            api.expect("GET", &format!("{}/admin/v1/usage", pod(name)), 200, report)
+                .await,
+        );
+    }
+    let outcome = finish(task, &mut api).await;
+    outcome.result.expect("usage --all");
+    for s in &seen {
+        assert!(s.uri.ends_with("?group_by=team&since=7d"), "{}", s.uri);
+        assert_eq!(
+            s.headers
+                .get("x-ai-gateway-admin-token")
+                .and_then(|v| v.to_str().ok()),
+            Some("adm1n-token")
+        );
+    }
+    let out = &outcome.out;
+    assert!(
+        out.contains("2026-11-27 to 2026-12-03 (UTC), by team, from 2 data planes"),
+        "{out}"
+    );
+    assert_eq!(
+        row(out, "platform"),
+        ["platform", "5", "500", "50", "$1.0000"]
+    );
+    assert_eq!(row(out, "data"), ["data", "5", "500", "50", "$0.5000"]);
+    assert_eq!(row(out, "total"), ["total", "10", "1000", "100", "$1.5000"]);
+}

@@ -173,11 +173,18 @@ fn apply(gw: &Gateway, body: &[u8]) -> Response<ResponseBody> {
 /// Config pushes need the admin bearer token; with none configured they are refused.
 fn authorize(token: Option<&str>, req: &Request<Incoming>) -> Result<(), StatusCode> {
     let expected = token.ok_or(StatusCode::FORBIDDEN)?;
-    let presented = req
-        .headers()
+    // The API server's proxy (kubectl aigw) consumes `Authorization`: the token may
+    // come in a header of its own.
+    let headers = req.headers();
+    let presented = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
+        .or_else(|| {
+            headers
+                .get("x-ai-gateway-admin-token")
+                .and_then(|v| v.to_str().ok())
+        })
         .ok_or(StatusCode::UNAUTHORIZED)?;
     if bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
         Ok(())

@@ -104,4 +104,16 @@ pub struct UsageArgs {
     /// The caller's gateway key (prefer the environment variable: arguments end up in shell history)
     #[arg(long, env = KEY_ENV, hide_env_values = true)]
     pub key: Option<String>,
+    /// Every caller's usage, from the admin API (needs read access to the gateway's admin-token Secret)
+    #[arg(long)]
+    pub all: bool,
+    /// With --all: user, team, workspace, key, model, provider or session
+    #[arg(long, default_value = "user", requires = "all")]
+    pub group_by: String,
+    /// With --all: the first day, YYYY-MM-DD or Nd (the last N days)
+    #[arg(long, default_value = "1d", requires = "all")]
+    pub since: String,
+    /// With --all: the last day, YYYY-MM-DD (default today)
+    #[arg(long, requires = "all")]
+    pub until: Option<String>,
 }

@@ -20,6 +20,8 @@ pub enum CliError {
         value: String,
         why: &'static str,
     },
+    #[error("no Ready data plane of gateway `{0}` to ask")]
+    NoDataPlane(String),
     #[error("no gateway key: pass --key or set {KEY_ENV}")]
     NoKey,
     #[error("the gateway rejected the key: {0}")]

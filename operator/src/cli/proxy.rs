@@ -5,6 +5,10 @@ use super::{ProxyFailure, Session};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+/// The header the admin token travels in through the API server's proxy, which
+/// consumes `Authorization` itself.
+const ADMIN_TOKEN_HEADER: &str = "x-ai-gateway-admin-token";
+
 impl Session {
     /// GET `path` on the gateway Service's `http` port through the API server. The key
     /// travels as `x-api-key`: the API server consumes `Authorization` itself.
@@ -13,19 +17,39 @@ impl Session {
         path: &str,
         key: Option<&str>,
     ) -> Result<T, ProxyFailure> {
+        let target = format!("services/{}:http", self.gateway);
+        let header = key.map(|k| ("x-api-key", k));
+        self.proxy_get_from(&target, path, header).await
+    }
+
+    /// GET `path` on one data-plane pod's admin port, with the admin token.
+    pub(super) async fn admin_get<T: DeserializeOwned>(
+        &self,
+        pod: &str,
+        path: &str,
+        token: &str,
+    ) -> Result<T, ProxyFailure> {
+        let target = format!("pods/{pod}:8091");
+        self.proxy_get_from(&target, path, Some((ADMIN_TOKEN_HEADER, token)))
+            .await
+    }
+
+    async fn proxy_get_from<T: DeserializeOwned>(
+        &self,
+        target: &str,
+        path: &str,
+        header: Option<(&str, &str)>,
+    ) -> Result<T, ProxyFailure> {
         let failure = |status: Option<u16>, message: String, from_api_server: bool| ProxyFailure {
             path: path.to_string(),
             status,
             message,
             from_api_server,
         };
-        let uri = format!(
-            "/api/v1/namespaces/{}/services/{}:http/proxy{path}",
-            self.namespace, self.gateway
-        );
+        let uri = format!("/api/v1/namespaces/{}/{target}/proxy{path}", self.namespace);
         let mut request = http::Request::get(uri).header(http::header::ACCEPT, "application/json");
-        if let Some(key) = key {
-            request = request.header("x-api-key", key);
+        if let Some((name, value)) = header {
+            request = request.header(name, value);
         }
         let request = request
             .body(kube::client::Body::from(Vec::new()))

@@ -3,13 +3,19 @@
 
 use super::render::{json_out, number, or_dash, table};
 use super::{CliError, Format, Out, Session, UsageArgs};
-use ai_gateway_snapshot::replies::{LimitStanding, LimitsReply, UsageReply, WindowUse};
+use ai_gateway_snapshot::replies::{
+    AdminUsageReply, LimitStanding, LimitsInForce, LimitsReply, Usage, UsageReply, WindowUse,
+};
+use ai_gateway_snapshot::LimitStoreKind;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::json;
 
 impl Session {
     pub(super) async fn usage(&self, args: &UsageArgs, out: Out<'_>) -> Result<(), CliError> {
+        if args.all {
+            return self.usage_of_everyone(args, out).await;
+        }
         let key = args
             .key
             .as_deref()
@@ -40,6 +46,146 @@ impl Session {
             }
         })
     }
+}
+
+impl Session {
+    /// `usage --all`: every caller's usage from the admin API of each ready data plane
+    /// (one is enough when they share Redis; otherwise each counts its own calls, and
+    /// their reports are summed).
+    async fn usage_of_everyone(&self, args: &UsageArgs, out: Out<'_>) -> Result<(), CliError> {
+        let token = self.admin_token().await?;
+        let pods = self.ready_pods().await?;
+        let Some(first) = pods.first() else {
+            return Err(CliError::NoDataPlane(self.gateway.clone()));
+        };
+        let mut query = format!("group_by={}&since={}", args.group_by, args.since);
+        if let Some(until) = &args.until {
+            query.push_str(&format!("&until={until}"));
+        }
+        let path = format!("/admin/v1/usage?{query}");
+        let limits: LimitsInForce = self
+            .admin_get(first, "/admin/v1/limits", &token)
+            .await
+            .map_err(CliError::Proxy)?;
+        let shared = limits.store == LimitStoreKind::Redis;
+        let asked = if shared { &pods[..1] } else { &pods[..] };
+        let mut merged: Option<AdminUsageReply> = None;
+        for pod in asked {
+            let report: AdminUsageReply = self
+                .admin_get(pod, &path, &token)
+                .await
+                .map_err(CliError::Proxy)?;
+            merged = Some(match merged {
+                None => report,
+                Some(sum) => sum_reports(sum, report),
+            });
+        }
+        let report = merged.unwrap_or_default();
+        if self.format == Format::Json {
+            return json_out(out, &report);
+        }
+        writeln!(
+            out,
+            "{} to {} (UTC), by {}, from {} data plane{}",
+            report.since,
+            report.until,
+            report.group_by,
+            asked.len(),
+            if asked.len() == 1 { "" } else { "s" }
+        )?;
+        let upper = report.group_by.to_uppercase();
+        let mut rows: Vec<Vec<String>> = report
+            .rows
+            .iter()
+            .map(|r| usage_row(&r.group, &r.usage))
+            .collect();
+        rows.push(usage_row("total", &report.total));
+        table(
+            out,
+            &[&upper, "REQUESTS", "TOKENS IN", "TOKENS OUT", "COST"],
+            &rows,
+        )?;
+        Ok(())
+    }
+
+    async fn admin_token(&self) -> Result<String, CliError> {
+        let name = format!("{}-admin", self.gateway);
+        let secret = self
+            .secrets()
+            .get_opt(&name)
+            .await?
+            .ok_or_else(|| CliError::KeyNotFound {
+                name: name.clone(),
+                namespace: self.namespace.clone(),
+            })?;
+        crate::compile::secret_value(&secret, crate::resources::TOKEN_KEY).ok_or(
+            CliError::KeyNotFound {
+                name,
+                namespace: self.namespace.clone(),
+            },
+        )
+    }
+
+    /// The gateway's data-plane pods that are Ready, by name.
+    async fn ready_pods(&self) -> Result<Vec<String>, CliError> {
+        use k8s_openapi::api::core::v1::Pod;
+        let api: kube::Api<Pod> = kube::Api::namespaced(self.client.clone(), &self.namespace);
+        let selector = format!(
+            "app.kubernetes.io/name=ai-gateway,app.kubernetes.io/instance={}",
+            self.gateway
+        );
+        let pods = api
+            .list(&kube::api::ListParams::default().labels(&selector))
+            .await?;
+        let ready = |pod: &Pod| {
+            pod.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        };
+        let mut names: Vec<String> = pods
+            .items
+            .iter()
+            .filter(|p| ready(p))
+            .filter_map(|p| p.metadata.name.clone())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+}
+
+/// Two data planes' reports of the same range and grouping, added up.
+fn sum_reports(mut sum: AdminUsageReply, other: AdminUsageReply) -> AdminUsageReply {
+    for row in other.rows {
+        match sum.rows.iter_mut().find(|r| r.group == row.group) {
+            Some(mine) => add(&mut mine.usage, &row.usage),
+            None => sum.rows.push(row),
+        }
+    }
+    add(&mut sum.total, &other.total);
+    sum.rows
+        .sort_by(|a, b| b.usage.cost_usd.total_cmp(&a.usage.cost_usd));
+    sum
+}
+
+fn add(to: &mut Usage, u: &Usage) {
+    to.requests += u.requests;
+    to.tokens_in += u.tokens_in;
+    to.tokens_out += u.tokens_out;
+    to.cache_read_tokens += u.cache_read_tokens;
+    to.cache_write_tokens += u.cache_write_tokens;
+    to.cost_usd += u.cost_usd;
+    to.tokens_saved += u.tokens_saved;
+}
+
+fn usage_row(group: &str, u: &Usage) -> Vec<String> {
+    vec![
+        group.to_string(),
+        number(&u.requests),
+        number(&u.tokens_in),
+        number(&u.tokens_out),
+        format!("${:.4}", u.cost_usd),
+    ]
 }
 
 fn write_usage(out: Out<'_>, usage: &UsageReply) -> std::io::Result<()> {
