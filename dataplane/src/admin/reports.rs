@@ -7,7 +7,7 @@ use crate::body::{json_response, ResponseBody};
 use crate::limits::{CallSlice, Ledger, ModelUsage, Windows, ALL_CALLERS};
 use crate::state::Gateway;
 use ai_gateway_snapshot::replies::{
-    AdminUsageReply, BudgetStanding, LimitsInForce, OverviewReply, RoutesReply, Usage, UsageRow,
+    AdminUsageReply, BudgetStanding, LimitsInForce, OverviewReply, RoutesReply, UsageRow,
 };
 use http::{Response, StatusCode};
 use serde_json::json;
@@ -86,18 +86,6 @@ fn date_of(day: u64) -> String {
     humantime::format_rfc3339_seconds(at).to_string()[..10].to_string()
 }
 
-fn reply_usage(u: &ModelUsage) -> Usage {
-    Usage {
-        requests: u.requests,
-        tokens_in: u.tokens_in,
-        tokens_out: u.tokens_out,
-        cache_read_tokens: u.cache_read_tokens,
-        cache_write_tokens: u.cache_write_tokens,
-        cost_usd: u.cost_micros as f64 / 1_000_000.0,
-        tokens_saved: u.tokens_saved,
-    }
-}
-
 /// Rows by cost, then requests, then name.
 fn rows(groups: BTreeMap<String, ModelUsage>) -> Vec<UsageRow> {
     let mut sorted: Vec<(String, ModelUsage)> = groups.into_iter().collect();
@@ -110,7 +98,7 @@ fn rows(groups: BTreeMap<String, ModelUsage>) -> Vec<UsageRow> {
         .into_iter()
         .map(|(group, u)| UsageRow {
             group,
-            usage: reply_usage(&u),
+            usage: u.reply(),
         })
         .collect()
 }
@@ -243,7 +231,7 @@ pub async fn usage(gw: &Gateway, query: Option<&str>) -> Response<ResponseBody> 
         until: date_of(until),
         group_by: group.name().to_string(),
         rows: rows(groups),
-        total: reply_usage(&total),
+        total: total.reply(),
     };
     if !csv {
         return json_response(StatusCode::OK, &reply);
@@ -307,7 +295,7 @@ pub async fn overview(gw: &Gateway) -> Response<ResponseBody> {
     let compiled = gw.compiled();
     let reply = OverviewReply {
         date: date_of(windows.day),
-        today: reply_usage(&today),
+        today: today.reply(),
         by_team: top(GroupBy::Team),
         by_user: top(GroupBy::User),
         top_models: top(GroupBy::Model),

@@ -7,25 +7,11 @@ use crate::context::RequestContext;
 use crate::error::GatewayError;
 use crate::limits::{tightest_quota, Check, Counters, Ledger, ModelUsage, Windows};
 use crate::state::Serving;
-use ai_gateway_snapshot::replies::{
-    LimitStanding, LimitsReply, Remaining, Usage, UsageReply, WindowUse,
-};
+use ai_gateway_snapshot::replies::{LimitStanding, LimitsReply, Remaining, UsageReply, WindowUse};
 use http::StatusCode;
 
 fn usd(micros: u64) -> f64 {
     micros as f64 / 1_000_000.0
-}
-
-fn usage_of(u: &ModelUsage) -> Usage {
-    Usage {
-        requests: u.requests,
-        tokens_in: u.tokens_in,
-        tokens_out: u.tokens_out,
-        cache_read_tokens: u.cache_read_tokens,
-        cache_write_tokens: u.cache_write_tokens,
-        cost_usd: usd(u.cost_micros),
-        tokens_saved: u.tokens_saved,
-    }
 }
 
 fn store_error(e: crate::limits::StoreError) -> GatewayError {
@@ -55,7 +41,7 @@ pub async fn usage(serving: Serving<'_>, ctx: &mut RequestContext, query: Option
     let mut models = std::collections::BTreeMap::new();
     for (model, u) in &per_model {
         total.add(u);
-        models.insert(model.clone(), usage_of(u));
+        models.insert(model.clone(), u.reply());
     }
     let quota = tightest_quota(&caller.checks, &caller.counters, &caller.windows);
     ctx.quota_left(quota);
@@ -66,9 +52,9 @@ pub async fn usage(serving: Serving<'_>, ctx: &mut RequestContext, query: Option
         team: caller.identity.team,
         workspace: caller.identity.workspace,
         date: humantime::format_rfc3339_seconds(day_start).to_string()[..10].to_string(),
-        today: usage_of(&total),
+        today: total.reply(),
         models,
-        sessions: sessions.map(|s| s.iter().map(|(id, u)| (id.clone(), usage_of(u))).collect()),
+        sessions: sessions.map(|s| s.iter().map(|(id, u)| (id.clone(), u.reply())).collect()),
         limit: Remaining {
             requests_remaining: quota.requests.map(|(_, r, _)| r),
             tokens_remaining: quota.tokens.map(|(_, r, _)| r),

@@ -178,21 +178,26 @@ mod tests {
         assert_eq!(out, json!({"model": "claude-opus-4-5", "messages": []}));
     }
 
-    #[test]
-    fn a_skill_may_decide_the_tier() {
+    /// What `auto` chooses for "hi" under `settings`, with the built-in `skill`, if any.
+    fn hi(settings: &AutoRouting, skill: Option<&str>) -> AutoChoice {
         let body =
             json!({"model": "auto", "messages": [{"role": "user", "content": "hi"}]}).to_string();
         let catalogue = super::super::skills::Catalogue::new(&Default::default());
-        let skill = catalogue.find("security-audit").expect("built in");
-        let chosen = choose(
-            &settings(),
+        let skill = skill.map(|id| catalogue.find(id).expect("built in"));
+        choose(
+            settings,
             "auto",
             &HeaderMap::new(),
             None,
-            Some(skill),
+            skill,
             body.as_bytes(),
         )
-        .expect("chosen");
+        .expect("chosen")
+    }
+
+    #[test]
+    fn a_skill_may_decide_the_tier() {
+        let chosen = hi(&settings(), Some("security-audit"));
         assert_eq!(chosen.model, "claude-opus-4-5");
         assert_eq!(chosen.reason, "complex: skill security-audit");
     }
@@ -203,44 +208,20 @@ mod tests {
             local: Some("local:qwen2.5-coder".into()),
             ..settings()
         };
-        let body =
-            json!({"model": "auto", "messages": [{"role": "user", "content": "hi"}]}).to_string();
-        let chosen = choose(
-            &local,
-            "auto",
-            &HeaderMap::new(),
-            None,
-            None,
-            body.as_bytes(),
-        )
-        .expect("chosen");
+        let chosen = hi(&local, None);
         assert_eq!(
             (chosen.model.as_str(), chosen.tier),
             ("local:qwen2.5-coder", AutoTier::Local)
         );
         assert_eq!(chosen.tier.next(), Some(AutoTier::Simple));
-        let catalogue = super::super::skills::Catalogue::new(&Default::default());
-        let quick_fix = catalogue.find("quick-fix").expect("built in");
-        let chosen = choose(
-            &local,
-            "auto",
-            &HeaderMap::new(),
-            None,
-            Some(quick_fix),
-            body.as_bytes(),
-        )
-        .expect("chosen");
-        assert_eq!(chosen.reason, "local: skill quick-fix");
+        assert_eq!(
+            hi(&local, Some("quick-fix")).reason,
+            "local: skill quick-fix"
+        );
         // Without a local model, `quick-fix` is the simple tier's.
-        let chosen = choose(
-            &settings(),
-            "auto",
-            &HeaderMap::new(),
-            None,
-            Some(quick_fix),
-            body.as_bytes(),
-        )
-        .expect("chosen");
-        assert_eq!(chosen.model, "claude-sonnet-4-5");
+        assert_eq!(
+            hi(&settings(), Some("quick-fix")).model,
+            "claude-sonnet-4-5"
+        );
     }
 }

@@ -396,6 +396,19 @@ pub struct ModelUsage {
 }
 
 impl ModelUsage {
+    /// The line as the usage replies (`/v1/usage`, the admin reports) carry it.
+    pub fn reply(&self) -> ai_gateway_snapshot::replies::Usage {
+        ai_gateway_snapshot::replies::Usage {
+            requests: self.requests,
+            tokens_in: self.tokens_in,
+            tokens_out: self.tokens_out,
+            cache_read_tokens: self.cache_read_tokens,
+            cache_write_tokens: self.cache_write_tokens,
+            cost_usd: self.cost_micros as f64 / 1_000_000.0,
+            tokens_saved: self.tokens_saved,
+        }
+    }
+
     pub fn add(&mut self, other: &ModelUsage) {
         self.requests += other.requests;
         self.tokens_in += other.tokens_in;
