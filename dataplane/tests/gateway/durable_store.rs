@@ -1,6 +1,7 @@
 //! The embedded store across a crash: the gateway killed with SIGKILL mid-load and
-//! started again on the same data directory has counted every call that finished more
-//! than a second before the kill, none twice, and still holds today's daily budgets.
+//! started again on the same data directory has counted every call that finished well
+//! before the kill (the journal writes once a second), none twice, and still holds
+//! today's daily budgets.
 
 use crate::fakes::{anthropic_reply, client, usage_of, FakeUpstream};
 use crate::process::{tempdir, Running};
@@ -68,7 +69,7 @@ async fn a_killed_gateway_comes_back_with_its_counts_and_budgets() {
 
     // Ana's load, four at a time, each success stamped with when it finished.
     let finished: Arc<Mutex<Vec<Instant>>> = Arc::default();
-    let stop = Instant::now() + Duration::from_millis(2500);
+    let stop = Instant::now() + Duration::from_millis(4500);
     let workers: Vec<_> = (0..4)
         .map(|_| {
             let (api, finished) = (first.api.clone(), finished.clone());
@@ -83,7 +84,7 @@ async fn a_killed_gateway_comes_back_with_its_counts_and_budgets() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(2000)).await;
+    tokio::time::sleep(Duration::from_millis(4000)).await;
     let killed_at = Instant::now();
     drop(first); // SIGKILL, mid-load
     for worker in workers {
@@ -93,7 +94,8 @@ async fn a_killed_gateway_comes_back_with_its_counts_and_budgets() {
     let completed = finished.len() as u64;
     let settled_a_second_before = finished
         .iter()
-        .filter(|t| killed_at.duration_since(**t) > Duration::from_millis(1300))
+        // Written within a second of finishing; a second more for a busy machine.
+        .filter(|t| killed_at.duration_since(**t) > Duration::from_millis(2000))
         .count() as u64;
     assert!(settled_a_second_before > 0, "load ran long enough");
 
