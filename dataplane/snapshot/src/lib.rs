@@ -419,6 +419,10 @@ pub struct Provider {
     /// for more (Claude Code asks for 32k–64k) are lowered to it instead of refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_output_tokens: Option<u32>,
+    /// A PEM file of certificate authorities this provider's TLS certificate may chain
+    /// to, besides the public roots (webpki's): a provider behind an internal CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
     #[serde(default)]
     pub timeouts: Timeouts,
     #[serde(default)]
@@ -446,6 +450,7 @@ impl Provider {
             headers: BTreeMap::new(),
             models: Vec::new(),
             max_output_tokens: None,
+            ca_file: None,
             timeouts: Timeouts::default(),
             retries: Retries::default(),
             circuit_breaker: CircuitBreaker::default(),

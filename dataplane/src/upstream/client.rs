@@ -33,13 +33,57 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Builds a client whose new connections give up after `connect`.
 pub fn build(connect: Duration, proxies: Arc<Matcher>) -> HttpClient {
+    let https = HttpsConnectorBuilder::new().with_webpki_roots();
+    pooled(connect, proxies, https)
+}
+
+/// A client that also trusts the certificate authorities in the PEM file at `ca_file`
+/// (a provider behind an internal CA); an unreadable file or one without a certificate
+/// is an error naming it.
+pub fn build_trusting(
+    connect: Duration,
+    proxies: Arc<Matcher>,
+    ca_file: &str,
+) -> Result<HttpClient, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let pem = std::fs::read(ca_file).map_err(|e| format!("ca_file `{ca_file}`: {e}"))?;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let mut added = 0;
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| format!("ca_file `{ca_file}`: {e}"))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("ca_file `{ca_file}`: {e}"))?;
+        added += 1;
+    }
+    if added == 0 {
+        return Err(format!("ca_file `{ca_file}` holds no certificate"));
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let https = HttpsConnectorBuilder::new().with_tls_config(tls);
+    Ok(pooled(connect, proxies, https))
+}
+
+/// The pooled client over `https` (HTTP/1.1 and HTTP/2, chosen by ALPN).
+fn pooled(
+    connect: Duration,
+    proxies: Arc<Matcher>,
+    https: hyper_rustls::HttpsConnectorBuilder<hyper_rustls::builderstates::WantsSchemes>,
+) -> HttpClient {
     let mut tcp = HttpConnector::new();
     // The TLS layer above hands it https URIs.
     tcp.enforce_http(false);
     tcp.set_nodelay(true);
     tcp.set_connect_timeout(Some(connect));
-    let https = HttpsConnectorBuilder::new()
-        .with_webpki_roots()
+    let https = https
         .https_or_http()
         .enable_http1()
         .enable_http2()

@@ -94,6 +94,9 @@ impl Upstream {
             .ok()
             .filter(|u| u.scheme().is_some() && u.authority().is_some());
         let host = base_uri.as_ref().and_then(host_header);
+        let (client, untrusted) =
+            pool.client(config.timeouts.connect_ms, config.ca_file.as_deref());
+        let inactive = inactive.or(untrusted);
         Self {
             name: name.to_string(),
             kind: config.kind,
@@ -101,7 +104,7 @@ impl Upstream {
             host,
             base_url,
             inactive,
-            client: pool.client(config.timeouts.connect_ms),
+            client,
             breaker: pool.breaker(name),
             headers: super::provider_headers(config),
             google: (config.kind == ProviderKind::Vertex && config.api_key.is_none())
@@ -155,7 +158,8 @@ impl Upstream {
 /// What outlives snapshots: HTTP clients (one per connect timeout, so a config swap
 /// keeps warm upstream connections) and each provider's circuit state.
 pub struct ClientPool {
-    clients: Mutex<HashMap<u64, HttpClient>>,
+    /// By connect timeout and CA file.
+    clients: Mutex<HashMap<(u64, Option<String>), HttpClient>>,
     breakers: Mutex<HashMap<String, Arc<super::breaker::Breaker>>>,
     /// By provider name, with the service-account key it was made from.
     google: Mutex<HashMap<String, Arc<GoogleCredentials>>>,
@@ -194,14 +198,27 @@ impl ClientPool {
         }
     }
 
-    fn client(&self, connect_ms: u64) -> HttpClient {
+    /// The client for a connect timeout and, when set, a CA file; with the reason the
+    /// provider cannot be served when that file is unusable (then a client that trusts
+    /// only the public roots, which the inactive provider never uses).
+    fn client(&self, connect_ms: u64, ca_file: Option<&str>) -> (HttpClient, Option<String>) {
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        clients
-            .entry(connect_ms)
-            .or_insert_with(|| {
-                client::build(Duration::from_millis(connect_ms), self.proxies.clone())
-            })
-            .clone()
+        let key = (connect_ms, ca_file.map(str::to_string));
+        if let Some(client) = clients.get(&key) {
+            return (client.clone(), None);
+        }
+        let connect = Duration::from_millis(connect_ms);
+        let built = match ca_file {
+            Some(file) => client::build_trusting(connect, self.proxies.clone(), file),
+            None => Ok(client::build(connect, self.proxies.clone())),
+        };
+        match built {
+            Ok(client) => {
+                clients.insert(key, client.clone());
+                (client, None)
+            }
+            Err(reason) => (client::build(connect, self.proxies.clone()), Some(reason)),
+        }
     }
 }
 

@@ -28,6 +28,7 @@ mod process;
 mod response_cache;
 mod soak;
 mod streaming;
+mod tls_upstream;
 mod token_reduction;
 mod vertex_clients;
 mod vertex_surface;

@@ -1,0 +1,209 @@
+//! Providers over TLS: loopback fakes serving HTTPS with a test CA, HTTP/2 or HTTP/1.1
+//! chosen by ALPN. A provider's `ca_file` is trusted beside the public roots;
+//! connections are reused, HTTP/2 calls share one connection; a certificate the
+//! gateway cannot trust is a clean 502 naming the provider.
+
+use crate::fakes::{client, fixture, TestGateway};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_rustls::rustls;
+
+/// A test CA and a `localhost` certificate it signed.
+struct TestPki {
+    ca_pem: String,
+    leaf_der: Vec<u8>,
+    leaf_key_der: Vec<u8>,
+}
+
+fn pki() -> TestPki {
+    let ca_key = rcgen::KeyPair::generate().expect("key");
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "ai-gateway test CA");
+    let ca_cert = ca.self_signed(&ca_key).expect("CA");
+    let leaf_key = rcgen::KeyPair::generate().expect("key");
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .expect("params")
+        .signed_by(&leaf_key, &ca_cert, &ca_key)
+        .expect("leaf");
+    TestPki {
+        ca_pem: ca_cert.pem(),
+        leaf_der: leaf.der().to_vec(),
+        leaf_key_der: leaf_key.serialize_der(),
+    }
+}
+
+/// An HTTPS fake Anthropic: counts connections and requests, notes each connection's
+/// ALPN protocol, and answers after `delay` (so concurrent calls overlap).
+struct TlsFake {
+    port: u16,
+    connections: Arc<AtomicUsize>,
+    requests: Arc<AtomicUsize>,
+    protocols: Arc<Mutex<Vec<String>>>,
+}
+
+async fn tls_fake(pki: &TestPki, alpn: &[&[u8]], delay: Duration) -> TlsFake {
+    let key = rustls::pki_types::PrivateKeyDer::try_from(pki.leaf_key_der.clone()).expect("key");
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(vec![pki.leaf_der.clone().into()], key)
+    .expect("server config");
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let fake = TlsFake {
+        port,
+        connections: Arc::default(),
+        requests: Arc::default(),
+        protocols: Arc::default(),
+    };
+    let (connections, requests, protocols) = (
+        fake.connections.clone(),
+        fake.requests.clone(),
+        fake.protocols.clone(),
+    );
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, requests, protocols) =
+                (acceptor.clone(), requests.clone(), protocols.clone());
+            connections.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let protocol = tls
+                    .get_ref()
+                    .1
+                    .alpn_protocol()
+                    .map(|p| String::from_utf8_lossy(p).to_string())
+                    .unwrap_or_default();
+                protocols.lock().expect("lock").push(protocol);
+                let service = hyper::service::service_fn(move |_req: http::Request<Incoming>| {
+                    let requests = requests.clone();
+                    async move {
+                        requests.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(delay).await;
+                        let body = fixture("upstream/anthropic/message_text.json");
+                        Ok::<_, std::convert::Infallible>(
+                            http::Response::builder()
+                                .header("content-type", "application/json")
+                                .body(Full::new(Bytes::from(body)))
+                                .expect("response"),
+                        )
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    fake
+}
+
+async fn gateway(port: u16, ca_file: Option<&std::path::Path>) -> TestGateway {
+    let ca = ca_file.map_or(String::new(), |f| format!(", ca_file: \"{}\"", f.display()));
+    TestGateway::start(&format!(
+        "providers:\n  secure: {{ type: anthropic, base_url: \"https://localhost:{port}\", api_key: sk-ant-real, retries: {{ attempts: 0 }}{ca} }}\nroutes:\n  - {{ models: [\"claude-*\"], provider: secure }}\n"
+    ))
+    .await
+}
+
+async fn chat(gw: &TestGateway) -> (u16, Value) {
+    let resp = client()
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .json(
+            &json!({"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .send()
+        .await
+        .expect("answers");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or_default())
+}
+
+fn ca_file(pki: &TestPki) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = crate::process::tempdir();
+    let path = dir.path().join("ca.pem");
+    std::fs::write(&path, &pki.ca_pem).expect("write");
+    (dir, path)
+}
+
+#[tokio::test]
+async fn http2_calls_share_one_connection_to_a_provider_behind_a_private_ca() {
+    let pki = pki();
+    let fake = tls_fake(&pki, &[b"h2", b"http/1.1"], Duration::from_millis(200)).await;
+    let (_dir, ca) = ca_file(&pki);
+    let gw = gateway(fake.port, Some(&ca)).await;
+    for _ in 0..3 {
+        assert_eq!(chat(&gw).await.0, 200);
+    }
+    let together: Vec<_> = (0..8).map(|_| chat(&gw)).collect();
+    for (status, _) in futures_util::future::join_all(together).await {
+        assert_eq!(status, 200);
+    }
+    assert_eq!(fake.requests.load(Ordering::SeqCst), 11);
+    assert_eq!(
+        fake.connections.load(Ordering::SeqCst),
+        1,
+        "eight concurrent calls multiplexed on the first connection"
+    );
+    assert_eq!(*fake.protocols.lock().expect("lock"), ["h2"]);
+}
+
+#[tokio::test]
+async fn an_http1_provider_gets_its_connection_reused() {
+    let pki = pki();
+    let fake = tls_fake(&pki, &[b"http/1.1"], Duration::ZERO).await;
+    let (_dir, ca) = ca_file(&pki);
+    let gw = gateway(fake.port, Some(&ca)).await;
+    for _ in 0..4 {
+        assert_eq!(chat(&gw).await.0, 200);
+    }
+    assert_eq!(fake.connections.load(Ordering::SeqCst), 1);
+    assert_eq!(*fake.protocols.lock().expect("lock"), ["http/1.1"]);
+}
+
+#[tokio::test]
+async fn an_untrusted_certificate_is_a_clean_502_naming_the_provider() {
+    let pki = pki();
+    let fake = tls_fake(&pki, &[b"h2", b"http/1.1"], Duration::ZERO).await;
+    let gw = gateway(fake.port, None).await;
+    let (status, body) = chat(&gw).await;
+    assert_eq!(status, 502, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("`secure`"), "{message}");
+    assert!(message.to_lowercase().contains("certificate"), "{message}");
+    assert_eq!(fake.requests.load(Ordering::SeqCst), 0);
+
+    // A CA file that is not there makes the provider inactive, saying why.
+    let missing = gateway(fake.port, Some(std::path::Path::new("/nonexistent/ca.pem"))).await;
+    let providers: Value = client()
+        .get(format!("{}/v1/providers", missing.url))
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(providers["data"][0]["status"], "inactive");
+    assert!(providers["data"][0]["reason"]
+        .as_str()
+        .is_some_and(|r| r.contains("ca_file `/nonexistent/ca.pem`")));
+}
