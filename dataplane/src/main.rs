@@ -2,8 +2,14 @@ use ai_gateway::{config, server, state::Gateway};
 
 // Request handling allocates many small short-lived buffers; mimalloc serves them
 // with far less contention and fragmentation than the system allocator.
+#[cfg(not(feature = "dhat-heap"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// With `--features dhat-heap`: every allocation recorded, for where memory goes.
+#[cfg(feature = "dhat-heap")]
+#[global_allocator]
+static ALLOCATOR: dhat::Alloc = dhat::Alloc;
 use clap::Parser;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -133,6 +139,8 @@ references in a config file):
   NO_PROXY                hosts reached directly";
 
 fn main() -> ExitCode {
+    #[cfg(feature = "dhat-heap")]
+    let _profiler = dhat::Profiler::new_heap();
     let args = Args::parse();
     if let Some(Command::Keys { action }) = &args.command {
         return keys(&args.data_dir, action);

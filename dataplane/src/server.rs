@@ -267,7 +267,10 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Respon
         ctx.audited(door, gw.services.clone());
     }
     let format = api_format(req.uri().path());
-    let served = route(&gw, &mut ctx, req).await;
+    // Boxed: every stage's state lives in this future, tens of kilobytes, and hyper
+    // keeps a connection's handler allocation while the answer streams. On the heap it
+    // is freed as soon as the answer's head is ready.
+    let served = Box::pin(route(&gw, &mut ctx, req)).await;
     let local = ctx
         .provider()
         .and_then(|p| gw.compiled().providers.get(p).map(|u| u.kind))

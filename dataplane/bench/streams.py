@@ -1,0 +1,249 @@
+#!/usr/bin/env python3
+"""Memory per open stream: N streamed calls held open at once through the gateway, each
+kept alive by a slow loopback upstream that sends one Anthropic event a second, and the
+gateway's RSS before, with all N open, and after they close; /health's latency while
+they are open. Then M idle keep-alive connections and their RSS.
+
+usage: streams.py GATEWAY_BIN STREAMS [IDLE] [--door=chat|claude|both] [--profile]
+
+--profile: GATEWAY_BIN is a `--features dhat-heap` build; with the streams open it is
+stopped (SIGTERM) so dhat writes its heap profile, and the allocation sites holding the
+most bytes at the heap's peak are printed, by the frames of the gateway's own code.
+
+Everything runs on 127.0.0.1 and stops by itself. The gateway needs two descriptors a
+stream (caller and upstream); this machine allows a process 20,000, so STREAMS stays
+under about 9,500. Prints one JSON object.
+"""
+import asyncio
+import json
+import os
+import re
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+EVENT_EVERY = 1.0
+BATCH = 250
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class SlowAnthropic:
+    """Answers every Messages call with a stream that never ends on its own: one
+    content_block_delta a second until the gateway hangs up."""
+
+    def __init__(self):
+        self.open = 0
+
+    async def handle(self, reader, writer):
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))
+            await reader.readexactly(length)
+            writer.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                b"transfer-encoding: chunked\r\n\r\n"
+            )
+
+            def chunk(event, data):
+                payload = f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+                return b"%x\r\n%s\r\n" % (len(payload), payload)
+
+            writer.write(chunk("message_start", {"type": "message_start", "message": {
+                "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+                "content": [], "stop_reason": None, "usage": {"input_tokens": 12, "output_tokens": 1}}}))
+            writer.write(chunk("content_block_start", {"type": "content_block_start", "index": 0,
+                                                       "content_block": {"type": "text", "text": ""}}))
+            self.open += 1
+            while True:
+                writer.write(chunk("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                                           "delta": {"type": "text_delta", "text": "tick "}}))
+                await writer.drain()
+                await asyncio.sleep(EVENT_EVERY)
+        except (ConnectionError, asyncio.IncompleteReadError, AttributeError):
+            pass
+        finally:
+            writer.close()
+
+
+async def hold_stream(port, path, body, opened, stop):
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        f"POST {path} HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\n"
+        f"anthropic-version: 2023-06-01\r\ncontent-length: {len(body)}\r\n\r\n".encode() + body
+    )
+    await writer.drain()
+    seen = b""
+    while b"content_block_delta" not in seen and b"chat.completion.chunk" not in seen:
+        data = await reader.read(4096)
+        if not data:
+            raise ConnectionError(f"closed before the first event: {seen[:300]!r}")
+        seen = (seen + data)[-8192:]
+    opened.append(1)
+    try:
+        while not stop.is_set():
+            data = await asyncio.wait_for(reader.read(4096), timeout=5)
+            if not data:
+                break
+    except asyncio.TimeoutError:
+        pass
+    writer.close()
+
+
+async def health_ms(port, n=20):
+    samples = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /health HTTP/1.1\r\nhost: gw\r\nconnection: close\r\n\r\n")
+        await writer.drain()
+        await reader.read()
+        writer.close()
+        samples.append((time.perf_counter() - t0) * 1000)
+        await asyncio.sleep(0.05)
+    samples.sort()
+    return {"p50": round(samples[len(samples) // 2], 2), "max": round(samples[-1], 2)}
+
+
+def heap_peak_sites(path, top=25):
+    """The allocation sites live at dhat's global peak, biggest first, each named by its
+    first frames inside this project (or hyper/tokio when none)."""
+    with open(path) as f:
+        profile = json.load(f)
+    frames = profile["ftbl"]
+    sites = []
+    for pp in profile["pps"]:
+        held = pp.get("gb", 0)
+        if not held:
+            continue
+        names = [frames[i] for i in pp["fs"]]
+        ours = [n for n in names if "ai_gateway" in n][:3]
+        shown = ours or [n for n in names if "hyper" in n or "tokio" in n][:2] or names[:2]
+        sites.append((held, pp.get("gbk", 0), [re.sub(r"\s*\(.*?\)$", "", n)[:160] for n in shown]))
+    sites.sort(key=lambda s: -s[0])
+    total = sum(s[0] for s in sites)
+    return {"peak_bytes": total, "sites": [
+        {"bytes": b, "blocks": k, "frames": fr} for b, k, fr in sites[:top]]}
+
+
+async def run(bin_path, streams, idle, doors, profile=False):
+    upstream = SlowAnthropic()
+    up_port = free_port()
+    server = await asyncio.start_server(upstream.handle, "127.0.0.1", up_port, backlog=4096)
+    work = tempfile.mkdtemp()
+    config = os.path.join(work, "gateway.yaml")
+    with open(config, "w") as f:
+        f.write(
+            f'providers:\n  anthropic: {{ type: anthropic, base_url: "http://127.0.0.1:{up_port}", api_key: sk }}\n'
+            'routes:\n  - { models: ["claude-*"], provider: anthropic }\n'
+            "rate_limits:\n  store: { kind: memory }\naudit: { sink: none }\n"
+        )
+    gw_port = free_port()
+    gw = subprocess.Popen(
+        [bin_path, "--config", config, "--listen", f"127.0.0.1:{gw_port}",
+         "--admin-listen", "127.0.0.1:0", "--data-dir", os.path.join(work, "data"),
+         "--drain-seconds", "1"],
+        cwd=work,
+        env={"PATH": os.environ.get("PATH", ""), "AI_GATEWAY_LOG_LEVEL": "error"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", gw_port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        chat = json.dumps({"model": "claude-sonnet-4-5", "stream": True, "max_tokens": 64,
+                           "messages": [{"role": "user", "content": "count"}]}).encode()
+        paths = {"chat": ("/v1/chat/completions", chat), "claude": ("/v1/claude/v1/messages", chat)}
+        chosen = ["chat", "claude"] if doors == "both" else [doors]
+        # Warm the allocator and the connection code paths before the baseline.
+        warm_stop, warm_open = asyncio.Event(), []
+        warm = [asyncio.create_task(hold_stream(gw_port, *paths[chosen[i % len(chosen)]], warm_open, warm_stop))
+                for i in range(50)]
+        while len(warm_open) < 50:
+            await asyncio.sleep(0.05)
+        warm_stop.set()
+        await asyncio.gather(*warm, return_exceptions=True)
+        await asyncio.sleep(2)
+        before = rss_kib(gw.pid)
+        stop, opened = asyncio.Event(), []
+        tasks = []
+        t0 = time.perf_counter()
+        for i in range(streams):
+            path, body = paths[chosen[i % len(chosen)]]
+            tasks.append(asyncio.create_task(hold_stream(gw_port, path, body, opened, stop)))
+            if i % BATCH == BATCH - 1:
+                while len(opened) < i + 1 - BATCH // 2:
+                    await asyncio.sleep(0.02)
+        while len(opened) < streams and time.perf_counter() - t0 < 120:
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(3)
+        held = rss_kib(gw.pid)
+        health = await health_ms(gw_port)
+        if profile:
+            gw.terminate()
+            for _ in range(600):
+                if gw.poll() is not None:
+                    break
+                await asyncio.sleep(0.1)
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            return {"streams": streams, "open": len(opened),
+                    "heap": heap_peak_sites(os.path.join(work, "dhat-heap.json"))}
+        stop.set()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        failures = [repr(r) for r in results if isinstance(r, Exception)]
+        await asyncio.sleep(3)
+        after = rss_kib(gw.pid)
+        report = {
+            "streams": streams, "open": len(opened), "doors": chosen,
+            "rss_kib": {"before": before, "held": held, "after": after},
+            "kib_per_stream": round((held - before) / max(1, len(opened)), 1),
+            "health_ms_while_held": health, "failures": len(failures),
+            "first_failure": failures[0] if failures else None,
+        }
+        if idle:
+            base = rss_kib(gw.pid)
+            sockets = []
+            for _ in range(idle):
+                s = socket.create_connection(("127.0.0.1", gw_port))
+                sockets.append(s)
+            await asyncio.sleep(2)
+            report["idle"] = {"connections": idle, "rss_kib": rss_kib(gw.pid),
+                              "kib_per_connection": round((rss_kib(gw.pid) - base) / idle, 2)}
+            for s in sockets:
+                s.close()
+        return report
+    finally:
+        gw.kill()
+        gw.wait()
+        server.close()
+
+
+def main():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    profile = "--profile" in sys.argv
+    door = next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--door=")), "both")
+    bin_path, streams = args[0], int(args[1])
+    idle = int(args[2]) if len(args) > 2 else 0
+    print(json.dumps(asyncio.run(run(bin_path, streams, idle, door, profile))))
+
+
+if __name__ == "__main__":
+    main()
