@@ -5,7 +5,7 @@
 use crate::audit::AuditRecord;
 use crate::context::{CascadeOutcome, RequestContext};
 use crate::limits::{
-    CallSlice, Demand, Ledger, LedgerEntry, ModelUsage, Reservation, Windows, ALL_CALLERS,
+    slice_name, Demand, Ledger, LedgerEntry, ModelUsage, Reservation, Windows, ALL_CALLERS,
 };
 use crate::metrics::{
     AutoRouteLabels, CallLabels, CascadeLabels, StatusLabels, UpstreamErrorLabels,
@@ -110,18 +110,19 @@ impl Settlement {
         let saved = ctx.tokens_saved();
         // Who spent it, for the admin API's cost reports: one slice per attempt.
         let slice = |provider: &str, model: &str| {
-            CallSlice {
-                user: user.to_string(),
-                team: identity.and_then(|i| i.team.clone()).unwrap_or_default(),
-                workspace: identity
-                    .and_then(|i| i.workspace.clone())
+            slice_name([
+                user,
+                identity.and_then(|i| i.team.as_deref()).unwrap_or_default(),
+                identity
+                    .and_then(|i| i.workspace.as_deref())
                     .unwrap_or_default(),
-                key: identity.and_then(|i| i.key_id.clone()).unwrap_or_default(),
-                provider: provider.to_string(),
-                model: bounded_name(model).to_string(),
-                session: ctx.session_id().unwrap_or_default().to_string(),
-            }
-            .name()
+                identity
+                    .and_then(|i| i.key_id.as_deref())
+                    .unwrap_or_default(),
+                provider,
+                bounded_name(model),
+                ctx.session_id().unwrap_or_default(),
+            ])
         };
         let succeeded = (200..300).contains(&self.status);
         let this_slice = succeeded.then(|| {

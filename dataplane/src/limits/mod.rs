@@ -330,10 +330,25 @@ pub struct CallSlice {
 
 const SLICE_SEPARATOR: char = '\u{1f}';
 
+/// A calls-ledger line's name from user, team, workspace, key, provider, model and
+/// session, in one allocation (it is made for every call).
+pub fn slice_name(parts: [&str; 7]) -> String {
+    let mut name = String::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            name.push(SLICE_SEPARATOR);
+        }
+        match part.contains(SLICE_SEPARATOR) {
+            true => name.push_str(&part.replace(SLICE_SEPARATOR, " ")),
+            false => name.push_str(part),
+        }
+    }
+    name
+}
+
 impl CallSlice {
     pub fn name(&self) -> String {
-        let clean = |v: &str| v.replace(SLICE_SEPARATOR, " ");
-        [
+        slice_name([
             &self.user,
             &self.team,
             &self.workspace,
@@ -341,9 +356,7 @@ impl CallSlice {
             &self.provider,
             &self.model,
             &self.session,
-        ]
-        .map(|v| clean(v))
-        .join(&SLICE_SEPARATOR.to_string())
+        ])
     }
 
     /// A line's name read back; the ledger's overflow line (`other`) is all `other`.
