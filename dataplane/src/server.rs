@@ -14,7 +14,6 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
@@ -47,15 +46,14 @@ pub async fn serve<F, H, Fut>(
     H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<ResponseBody>> + Send + 'static,
 {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    // No hyper header-read timeout: it arms a timer for every request head, a
-    // measurable share of a call's cost. The idle sweep below covers slow heads.
-    builder
-        .http1()
-        .header_read_timeout(None)
-        .max_buf_size(MAX_HEAD_BYTES);
-    builder
-        .http2()
+    // One protocol per connection, chosen by its first bytes: a task sized to HTTP/1
+    // alone (most callers) holds kilobytes less for every open stream than one that
+    // could be either. No hyper header-read timeout: it arms a timer for every request
+    // head, a measurable share of a call's cost. The idle sweep below covers slow heads.
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1.header_read_timeout(None).max_buf_size(MAX_HEAD_BYTES);
+    let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    http2
         .timer(TokioTimer::new())
         .max_header_list_size(MAX_HEAD_BYTES as u32);
     let graceful = GracefulShutdown::new();
@@ -88,11 +86,21 @@ pub async fn serve<F, H, Fut>(
                         Ok::<_, Infallible>(response.map(|body| Tracked { body, _in_flight: in_flight }))
                     }
                 });
-                let io = crate::tcp::Tcp::new(stream, writes);
-                let conn = builder.serve_connection(io, service);
-                let conn = graceful.watch(conn.into_owned());
+                let (http1, http2, watcher) = (http1.clone(), http2.clone(), graceful.watcher());
                 let task = tokio::spawn(async move {
-                    if let Err(e) = conn.await {
+                    let prior_knowledge = speaks_http2(&stream).await;
+                    let io = crate::tcp::Tcp::new(stream, writes);
+                    let ended: Result<(), hyper::Error> = match prior_knowledge {
+                        true => {
+                            let conn = http2.serve_connection(io, service);
+                            Box::pin(watcher.watch(conn)).await
+                        }
+                        false => {
+                            let conn = http1.serve_connection(io, service);
+                            Box::pin(watcher.watch(conn)).await
+                        }
+                    };
+                    if let Err(e) = ended {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
                 });
@@ -111,6 +119,23 @@ pub async fn serve<F, H, Fut>(
             seconds = drain.as_secs(),
             "drain timed out; closing remaining connections"
         );
+    }
+}
+
+/// Whether a connection opens with HTTP/2's prior-knowledge preface (`PRI * HTTP/2.0`);
+/// anything else, or a connection that closes first, is served as HTTP/1.
+async fn speaks_http2(stream: &tokio::net::TcpStream) -> bool {
+    const PREFACE: &[u8] = b"PRI ";
+    let mut first = [0u8; 4];
+    loop {
+        match stream.peek(&mut first).await {
+            Ok(n) if n >= PREFACE.len() => return first == PREFACE,
+            // A few bytes so far that could still be the preface: wait for the rest.
+            Ok(n) if n > 0 && PREFACE.starts_with(&first[..n]) => {
+                tokio::time::sleep(Duration::from_millis(1)).await
+            }
+            _ => return false,
+        }
     }
 }
 

@@ -17,6 +17,7 @@ mod gemini_surface;
 mod governance;
 mod hardening;
 mod hostile_callers;
+mod http_versions;
 mod invariant;
 mod keys_cli;
 mod kubernetes_auth;
