@@ -51,7 +51,10 @@ pub async fn serve<F, H, Fut>(
     // could be either. No hyper header-read timeout: it arms a timer for every request
     // head, a measurable share of a call's cost. The idle sweep below covers slow heads.
     let mut http1 = hyper::server::conn::http1::Builder::new();
-    http1.header_read_timeout(None).max_buf_size(MAX_HEAD_BYTES);
+    http1
+        .header_read_timeout(None)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .max_header_size(MAX_HEAD_BYTES);
     let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     http2
         .timer(TokioTimer::new())
