@@ -5,6 +5,7 @@ wrk.method = "POST"
 wrk.body = f:read("*a")
 f:close()
 wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer " .. (os.getenv("BENCH_KEY") or "")
 if os.getenv("BENCH_STREAM") == "1" then
   wrk.headers["X-Bench-Stream"] = "1"
 end

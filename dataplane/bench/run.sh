@@ -27,6 +27,9 @@
 #   BENCH_MAX_CONNS  connections for the max-throughput runs [64]
 #   BENCH_STREAM_REQUESTS / BENCH_STREAM_CONC  TTFB runs [2000 / 4]
 #   BENCH_KEEP=1     keep the temp dir (configs, logs) after the run
+#   BENCH_GOVERNED=1 the gateway in the production shape: a gateway key on every call,
+#                    limits checked and settled, a file audit log (gateway-governed.yaml.in);
+#                    results to RESULTS-governed.md
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -52,6 +55,13 @@ FIXED_CONNS="${BENCH_FIXED_CONNS:-4}"
 QUIET_WAIT="${BENCH_QUIET_WAIT:-45}"
 WARMUP=1
 RESULTS_MD="$HERE/RESULTS.md"
+GOVERNED="${BENCH_GOVERNED:-0}"
+# Sent on every call (nginx and the fake upstream ignore it); the gateway checks it.
+export BENCH_KEY=gw_bench_key
+KEY_SHA=$(printf %s "$BENCH_KEY" | sha256sum | cut -d' ' -f1)
+if [[ $GOVERNED == 1 ]]; then
+    RESULTS_MD="$HERE/RESULTS-governed.md"
+fi
 
 log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -102,14 +112,19 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 render() {
-    sed -e "s#@DIR@#$WORK#g" -e "s/@FAKE_PORT@/$FAKE_PORT/g" -e "s/@PROXY_PORT@/$PROXY_PORT/g" "$1" > "$2"
+    sed -e "s#@DIR@#$WORK#g" -e "s/@FAKE_PORT@/$FAKE_PORT/g" -e "s/@PROXY_PORT@/$PROXY_PORT/g" \
+        -e "s/@KEY_SHA@/$KEY_SHA/g" "$1" > "$2"
 }
 FIX="$REPO/dataplane/tests/fixtures/upstream/openai"
 cp "$FIX/chat_text.json" "$WORK/www/static/chat.json"
 cp "$FIX/stream_text.sse" "$WORK/www/static/stream.sse"
 render "$HERE/fake-upstream.nginx.conf.in" "$WORK/fake.conf"
 render "$HERE/nginx-proxy.nginx.conf.in" "$WORK/proxy.conf"
-render "$HERE/gateway.yaml.in" "$WORK/gateway.yaml"
+if [[ $GOVERNED == 1 ]]; then
+    render "$HERE/gateway-governed.yaml.in" "$WORK/gateway.yaml"
+else
+    render "$HERE/gateway.yaml.in" "$WORK/gateway.yaml"
+fi
 printf '%s' '{"model":"bench-model","messages":[{"role":"user","content":"Say hi in one short sentence."}]}' > "$WORK/body.json"
 printf '%s' '{"model":"bench-model","stream":true,"messages":[{"role":"user","content":"Say hi in one short sentence."}]}' > "$WORK/body-stream.json"
 
@@ -141,9 +156,9 @@ TARGETS=(direct nginx gateway)
 
 # Sanity: each target answers both shapes with 200 and the expected body.
 for t in "${TARGETS[@]}"; do
-    out=$(curl -s -w '\n%{http_code}' --max-time 5 -H 'Content-Type: application/json' --data-binary "@$WORK/body.json" "${URL[$t]}")
+    out=$(curl -s -w '\n%{http_code}' --max-time 5 -H 'Content-Type: application/json' -H "Authorization: Bearer $BENCH_KEY" --data-binary "@$WORK/body.json" "${URL[$t]}")
     [[ "${out##*$'\n'}" == 200 && "$out" == *'"chat.completion"'* ]] || die "$t non-stream sanity check failed: $out"
-    out=$(curl -s -N -w '\n%{http_code} %{content_type}' --max-time 5 -H 'Content-Type: application/json' -H 'X-Bench-Stream: 1' --data-binary "@$WORK/body-stream.json" "${URL[$t]}")
+    out=$(curl -s -N -w '\n%{http_code} %{content_type}' --max-time 5 -H 'Content-Type: application/json' -H "Authorization: Bearer $BENCH_KEY" -H 'X-Bench-Stream: 1' --data-binary "@$WORK/body-stream.json" "${URL[$t]}")
     [[ "${out##*$'\n'}" == "200 text/event-stream"* && "$out" == *'data: [DONE]'* ]] || die "$t stream sanity check failed: $out"
 done
 log "servers up: fake :$FAKE_PORT, nginx proxy :$PROXY_PORT, gateway :$GW_PORT (pid $GW_PID)"
@@ -214,7 +229,7 @@ fixed_run() { # mode target round
     s0=$(snap)
     timeout $((SECONDS_FIXED + WARMUP + 30)) "${PIN_LOAD[@]}" h2load --h1 -t 1 -c "$FIXED_CONNS" \
         --rps "$PER_CONN" -D "$SECONDS_FIXED" --warm-up-time "$WARMUP" \
-        -d "$body" -H 'Content-Type: application/json' "${hdr[@]}" \
+        -d "$body" -H 'Content-Type: application/json' -H "Authorization: Bearer $BENCH_KEY" "${hdr[@]}" \
         --log-file "$logf" "${URL[$t]}" > "$WORK/out/h2-$mode-$t-$round.txt" 2>&1 \
         || die "h2load failed: $(tail -5 "$WORK/out/h2-$mode-$t-$round.txt")"
     s1=$(snap)

@@ -5,6 +5,7 @@ usage: stream_client.py URL BODY_FILE REQUESTS CONCURRENCY [WARMUP]
 """
 import asyncio
 import json
+import os
 import sys
 import time
 
@@ -23,7 +24,8 @@ def r(v):
 
 
 async def main(url, body, n, conc, warmup):
-    headers = {"Content-Type": "application/json", "X-Bench-Stream": "1"}
+    headers = {"Content-Type": "application/json", "X-Bench-Stream": "1",
+               "Authorization": "Bearer " + os.environ.get("BENCH_KEY", "")}
     connector = aiohttp.TCPConnector(limit=conc)
     ttfb, ttlb = [], []
     errors = 0
