@@ -311,6 +311,12 @@ kill -0 "$GW_PID" 2>/dev/null || die "the gateway died during the run: $(tail -2
     echo "pinned=$([[ ${#PIN_LOAD[@]} -gt 0 ]] && echo yes || echo no)"
 } > "$WORK/out/meta.txt"
 $PY "$HERE/report.py" render "$WORK/out" > "$WORK/RESULTS.md"
+if [[ $GOVERNED == 1 ]]; then
+    # The report's setup paragraph describes the open configuration; say which ran.
+    sed -i '1a\
+\
+**Production shape** (`BENCH_GOVERNED=1`, `gateway-governed.yaml.in`): every call carries a gateway key, the key is checked, per-user and global limits (requests, tokens a minute, tokens a day) are checked and settled in memory, and every call writes its audit line to a file; where the setup below says auth `none` and audit to stdout, read that instead.' "$WORK/RESULTS.md"
+fi
 cp "$WORK/RESULTS.md" "$RESULTS_MD"
 cat "$RESULTS_MD"
 log "written to $RESULTS_MD"
