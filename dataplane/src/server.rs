@@ -3,6 +3,7 @@
 use crate::admin;
 pub use crate::authenticate::Peer;
 use crate::body::{empty, ResponseBody};
+use crate::compiled::CompiledConfig;
 use crate::context::RequestContext;
 use crate::doors::{
     account, anthropic_messages, bedrock_runtime, gemini_api, info, openai_chat, provider_api,
@@ -283,8 +284,11 @@ async fn close_idle(connections: Arc<OpenConnections>, idle: Duration) {
 }
 
 pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<ResponseBody> {
+    // One config from start to finish: the stages, the model's source and CORS agree.
+    let compiled = gw.compiled();
+    let cors_origins = &compiled.snapshot.gateway.cors_origins;
     if crate::cors::is_preflight(req.method(), req.headers()) {
-        return crate::cors::preflight(&gw.compiled().snapshot.gateway.cors_origins, req.headers());
+        return crate::cors::preflight(cors_origins, req.headers());
     }
     // Only a browser sends an Origin; the answer may need its CORS headers.
     let origin = req.headers().get(http::header::ORIGIN).cloned();
@@ -295,21 +299,20 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Respon
         ctx.audited(door, gw.services.clone());
     }
     let format = api_format(req.uri().path());
-    // Boxed: every stage's state lives in this future, tens of kilobytes, and hyper
-    // keeps a connection's handler allocation while the answer streams. On the heap it
-    // is freed as soon as the answer's head is ready.
-    let served = Box::pin(route(&gw, &mut ctx, req)).await;
+    // Boxed: every stage's state lives in this future, about 9 KiB, and hyper keeps a
+    // connection's handler allocation while the answer streams. On the heap it is
+    // freed as soon as the answer's head is ready.
+    let served = Box::pin(route(&gw, &compiled, &mut ctx, req)).await;
     let local = ctx
         .provider()
-        .and_then(|p| gw.compiled().providers.get(p).map(|u| u.kind))
+        .and_then(|p| compiled.providers.get(p).map(|u| u.kind))
         .map(|kind| kind == ai_gateway_snapshot::ProviderKind::Ollama);
     if let Some(local) = local {
         ctx.served_from(local);
     }
     let mut response = crate::respond::respond(&gw.services, ctx, served, format, door.is_some());
     if let Some(origin) = origin {
-        let origins = &gw.compiled().snapshot.gateway.cors_origins;
-        crate::cors::expose(origins, origin, response.headers_mut());
+        crate::cors::expose(cors_origins, origin, response.headers_mut());
     }
     response
 }
@@ -351,12 +354,12 @@ fn api_format(path: &str) -> ApiFormat {
 
 async fn route(
     gw: &Gateway,
+    compiled: &CompiledConfig,
     ctx: &mut RequestContext,
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, GatewayError> {
-    let compiled = gw.compiled();
     let serving = Serving {
-        compiled: &compiled,
+        compiled,
         services: &gw.services,
     };
     let (parts, body) = req.into_parts();
@@ -368,8 +371,8 @@ async fn route(
 
     // Requests that read no body and need no caller identity.
     match (&method, path) {
-        (&Method::GET, "/health") => return Ok(info::health(&compiled)),
-        (&Method::GET, "/v1/providers") => return Ok(info::providers(&compiled)),
+        (&Method::GET, "/health") => return Ok(info::health(compiled)),
+        (&Method::GET, "/v1/providers") => return Ok(info::providers(compiled)),
         // Claude Code probes its base URL with an unauthenticated HEAD before it starts.
         (&Method::HEAD | &Method::GET, "/v1/claude" | "/v1/claude/") => {
             return Ok(Response::new(empty()))
@@ -382,7 +385,7 @@ async fn route(
             .and_then(|p| p.strip_suffix("/health"))
         {
             if !name.contains('/') {
-                if let Some(r) = info::provider_health(&compiled, name) {
+                if let Some(r) = info::provider_health(compiled, name) {
                     return Ok(r);
                 }
             }
@@ -393,8 +396,8 @@ async fn route(
     }
     let pending_sigv4 = crate::authenticate::caller(gw, ctx, &parts, path, query).await?;
     match (&method, path) {
-        (&Method::GET, "/v1/models") => return Ok(openai_chat::models(&compiled)),
-        (&Method::GET, "/v1/skills") => return Ok(info::skills(&compiled)),
+        (&Method::GET, "/v1/models") => return Ok(openai_chat::models(compiled)),
+        (&Method::GET, "/v1/skills") => return Ok(info::skills(compiled)),
         (&Method::GET, "/v1/usage") => {
             return account::usage(serving, ctx, forwarded_query.as_deref()).await
         }
@@ -442,9 +445,9 @@ async fn route(
     if pending_sigv4 {
         compiled.keys.sigv4_claim(&parts.headers)?;
     }
-    let body = crate::read::body(&compiled, &gw.services, ctx, body, pending_sigv4).await?;
+    let body = crate::read::body(compiled, &gw.services, ctx, body, pending_sigv4).await?;
     if pending_sigv4 {
-        crate::authenticate::signed_body(&compiled, &gw.services, ctx, &parts, &body)?;
+        crate::authenticate::signed_body(compiled, &gw.services, ctx, &parts, &body)?;
     }
     if compiled.snapshot.gateway.log_bodies {
         ctx.captures_bodies(body.clone());

@@ -125,6 +125,19 @@ pub struct Usage {
     pub tokens_saved: u64,
 }
 
+impl Usage {
+    /// Two counts of the same thing together (two data planes' reports of one day).
+    pub fn add(&mut self, other: &Usage) {
+        self.requests += other.requests;
+        self.tokens_in += other.tokens_in;
+        self.tokens_out += other.tokens_out;
+        self.cache_read_tokens += other.cache_read_tokens;
+        self.cache_write_tokens += other.cache_write_tokens;
+        self.cost_usd += other.cost_usd;
+        self.tokens_saved += other.tokens_saved;
+    }
+}
+
 /// What the tightest request and token limits leave; `None` where none applies.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]

@@ -81,14 +81,7 @@ audit: {{ sink: file, path: "{}" }}
     let plain = get_json(format!("{}/v1/usage", gw.url), Some(KEY)).await;
     assert!(plain.get("sessions").is_none(), "only when asked for");
 
-    let metrics = client()
-        .get(format!("{}/metrics", gw.admin_url))
-        .send()
-        .await
-        .expect("answers")
-        .text()
-        .await
-        .expect("text");
+    let metrics = crate::fakes::metrics_text(&gw).await;
     assert!(
         !metrics.contains(SESSION),
         "a session is never a metric label"

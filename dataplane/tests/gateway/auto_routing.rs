@@ -109,14 +109,7 @@ async fn auto_picks_the_tier_says_why_and_the_provider_sees_only_the_chosen_mode
         .collect();
     assert_eq!(reasons.len(), 4, "{records:?}");
     assert!(reasons[1].starts_with("complex"));
-    let metrics = client()
-        .get(format!("{}/metrics", gw.admin_url))
-        .send()
-        .await
-        .expect("answers")
-        .text()
-        .await
-        .expect("text");
+    let metrics = crate::fakes::metrics_text(&gw).await;
     assert!(
         metrics.contains(r#"ai_gateway_auto_routes_total{tier="complex"} 1"#),
         "{metrics}"

@@ -77,14 +77,7 @@ audit: {{ sink: file, path: "{}" }}
     assert_eq!(alerts.len(), 2, "{records:?}");
     assert_eq!(alerts[0]["threshold_percent"], 80);
     assert_eq!(alerts[0]["subject"], "user:ana");
-    let metrics = client()
-        .get(format!("{}/metrics", gw.admin_url))
-        .send()
-        .await
-        .expect("answers")
-        .text()
-        .await
-        .expect("text");
+    let metrics = crate::fakes::metrics_text(&gw).await;
     assert!(
         metrics
             .contains(r#"ai_gateway_budget_alerts_total{kind="tokens_per_day",threshold="100"} 1"#),

@@ -129,14 +129,7 @@ async fn a_failing_cheap_answer_escalates_and_both_attempts_are_charged() {
     assert_eq!(outcomes[0]["user"], "ana");
     assert_eq!(outcomes[0]["outcome"]["escalated"], true);
     assert_eq!(outcomes[0]["final_model"], "claude-opus-4-5");
-    let metrics = client()
-        .get(format!("{}/metrics", gw.admin_url))
-        .send()
-        .await
-        .expect("answers")
-        .text()
-        .await
-        .expect("text");
+    let metrics = crate::fakes::metrics_text(&gw).await;
     assert!(
         metrics
             .contains(r#"ai_gateway_cascades_total{initial_tier="simple",final_tier="complex"} 1"#),

@@ -478,14 +478,7 @@ async fn the_circuit_opens_after_consecutive_failures_and_says_so() {
         .await
         .expect("answers");
     assert_eq!(health.status(), 503);
-    let metrics = client()
-        .get(format!("{}/metrics", gw.admin_url))
-        .send()
-        .await
-        .expect("answers")
-        .text()
-        .await
-        .expect("text");
+    let metrics = crate::fakes::metrics_text(&gw).await;
     assert!(
         metrics.contains("ai_gateway_circuit_open{provider=\"anthropic\"} 1"),
         "{metrics}"

@@ -282,6 +282,18 @@ impl Drop for TestGateway {
     }
 }
 
+/// The gateway's Prometheus metrics, as the admin port serves them.
+pub async fn metrics_text(gw: &TestGateway) -> String {
+    client()
+        .get(format!("{}/metrics", gw.admin_url))
+        .send()
+        .await
+        .expect("answers")
+        .text()
+        .await
+        .expect("text")
+}
+
 /// `GET url` (with a bearer key when given) and its JSON answer.
 pub async fn get_json(url: String, key: Option<&str>) -> serde_json::Value {
     let mut request = client().get(url);

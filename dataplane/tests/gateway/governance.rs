@@ -394,14 +394,7 @@ async fn every_call_is_audited_with_the_users_field_names_and_metrics_count_it()
         .ends_with('Z'));
     assert!(!text.contains("secret prompt"), "prompts are not logged");
 
-    let metrics = client()
-        .get(format!("{}/metrics", gw.admin_url))
-        .send()
-        .await
-        .expect("answers")
-        .text()
-        .await
-        .expect("text");
+    let metrics = crate::fakes::metrics_text(&gw).await;
     assert!(metrics.contains("ai_gateway_requests_total{provider=\"anthropic\",model=\"claude-sonnet-4-5\",endpoint=\"chat.completions\",status=\"200\",user=\"contractor1\",team=\"platform\"} 1"), "{metrics}");
     assert!(
         metrics.contains("gen_ai_client_token_usage_total{gen_ai_token_type=\"output\""),

@@ -148,14 +148,7 @@ async fn chat_turns_reach_claude_smaller_with_breakpoints_and_each_begins_with_t
         saved[0] + saved[1],
         "{usage}"
     );
-    let metrics = client()
-        .get(format!("{}/metrics", gw.admin_url))
-        .send()
-        .await
-        .expect("answers")
-        .text()
-        .await
-        .expect("text");
+    let metrics = crate::fakes::metrics_text(&gw).await;
     assert!(
         metrics.contains(&format!(
             "ai_gateway_tokens_saved_total {}",

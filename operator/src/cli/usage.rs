@@ -158,24 +158,14 @@ impl Session {
 fn sum_reports(mut sum: AdminUsageReply, other: AdminUsageReply) -> AdminUsageReply {
     for row in other.rows {
         match sum.rows.iter_mut().find(|r| r.group == row.group) {
-            Some(mine) => add(&mut mine.usage, &row.usage),
+            Some(mine) => mine.usage.add(&row.usage),
             None => sum.rows.push(row),
         }
     }
-    add(&mut sum.total, &other.total);
+    sum.total.add(&other.total);
     sum.rows
         .sort_by(|a, b| b.usage.cost_usd.total_cmp(&a.usage.cost_usd));
     sum
-}
-
-fn add(to: &mut Usage, u: &Usage) {
-    to.requests += u.requests;
-    to.tokens_in += u.tokens_in;
-    to.tokens_out += u.tokens_out;
-    to.cache_read_tokens += u.cache_read_tokens;
-    to.cache_write_tokens += u.cache_write_tokens;
-    to.cost_usd += u.cost_usd;
-    to.tokens_saved += u.tokens_saved;
 }
 
 fn usage_row(group: &str, u: &Usage) -> Vec<String> {
