@@ -218,3 +218,29 @@ auto_routing:
     assert!(named.status().is_server_error(), "{}", named.status());
     assert_eq!(up.received().len(), 1, "only the escalation reached Opus");
 }
+
+#[tokio::test]
+async fn an_answer_too_long_to_hold_is_passed_on_whole_and_unjudged() {
+    // Sonnet writes 5 MiB: more than a cascade holds to judge.
+    let long = "word ".repeat(1 << 20);
+    let anthropic = FakeUpstream::start(move |req| answer(req, &long)).await;
+    let dir = crate::process::tempdir();
+    let gw = TestGateway::start(&config(&anthropic.url(), dir.path())).await;
+    let resp = client()
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .bearer_auth(KEY)
+        .json(&json!({"model": "auto", "messages": [{"role": "user", "content": "Tell me everything."}]}))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.expect("json");
+    let content = body["choices"][0]["message"]["content"]
+        .as_str()
+        .expect("text");
+    assert_eq!(content.len(), 5 << 20, "the whole answer");
+    assert_eq!(anthropic.received().len(), 1, "no escalation");
+    let records = audit_records(&dir.path().join("audit.jsonl"), 1).await;
+    assert_eq!(records[0]["cascade"]["reasons"], json!(["unjudged_long"]));
+    assert_eq!(records[0]["cascade"]["escalated"], false);
+}
