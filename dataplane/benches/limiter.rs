@@ -40,15 +40,11 @@ async fn check(plan: &LimitPlan, store: &Store, n: u64) {
     let windows = Windows::at(SystemTime::now());
     match store.admit(&checks, demand, windows).await {
         Ok(Admission::Admitted(r)) => {
-            let _ = store
-                .settle(
-                    &r,
-                    Demand {
-                        tokens: 1_200,
-                        cost_micros: 6_000,
-                    },
-                )
-                .await;
+            let used = Demand {
+                tokens: 1_200,
+                cost_micros: 6_000,
+            };
+            let _ = store.finish(Some(&r), used, &[]).await;
         }
         Ok(Admission::Refused(_)) => panic!("the benchmark limits are never reached"),
         Err(e) => panic!("store failed: {e}"),

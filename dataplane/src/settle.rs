@@ -356,15 +356,13 @@ async fn settle_remotely(
     actual: Demand,
     ledger: Vec<OwnedEntry>,
 ) {
-    if let Some(reservation) = &reservation {
-        if let Err(e) = services.store.settle(reservation, actual).await {
-            tracing::error!(request_id, error = %e, "could not settle a rate-limit reservation");
-        }
-    }
-    for line in &ledger {
-        if let Err(e) = services.store.record_usage(&line.entry()).await {
-            tracing::error!(request_id, error = %e, "could not record usage");
-        }
+    let ledger: Vec<LedgerEntry<'_>> = ledger.iter().map(OwnedEntry::entry).collect();
+    if let Err(e) = services
+        .store
+        .finish(reservation.as_ref(), actual, &ledger)
+        .await
+    {
+        tracing::error!(request_id, error = %e, "could not settle a call's limits and usage");
     }
 }
 

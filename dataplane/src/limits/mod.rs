@@ -191,7 +191,7 @@ pub struct Refusal {
     pub quota: Quota,
 }
 
-/// An admitted request's hold on its counters, released by [`Store::settle`].
+/// An admitted request's hold on its counters, released by [`Store::finish`].
 #[derive(Debug, Clone)]
 pub struct Reservation {
     pub keys: Vec<String>,
@@ -499,28 +499,8 @@ impl Store {
         }
     }
 
-    /// Replaces the reservation with what the call really used, and releases its
-    /// concurrency slot.
-    pub async fn settle(
-        &self,
-        reservation: &Reservation,
-        actual: Demand,
-    ) -> Result<(), StoreError> {
-        if reservation.keys.is_empty() {
-            return Ok(());
-        }
-        match self {
-            Store::Memory(m) | Store::Embedded(m, _) => {
-                m.settle(reservation, actual);
-                Ok(())
-            }
-            Store::Redis(r) => r.settle(reservation, actual).await,
-        }
-    }
-
-    /// [`Store::settle`] and [`Store::record_usage`] for a finished call, done at once
-    /// when the counters are in memory; `false` (nothing done) when they are in Redis,
-    /// for the caller to await them off its path.
+    /// [`Store::finish`] done at once when the counters are in memory; `false` (nothing
+    /// done) when they are in Redis, for the caller to await it off its path.
     pub fn finish_at_once(
         &self,
         reservation: Option<&Reservation>,
@@ -539,14 +519,20 @@ impl Store {
         true
     }
 
-    /// Adds one call to its caller's daily usage ledger.
-    pub async fn record_usage(&self, entry: &LedgerEntry<'_>) -> Result<(), StoreError> {
+    /// A finished call: its reservation replaced with what it really used (and its
+    /// concurrency slot released), and its lines added to the usage ledgers.
+    pub async fn finish(
+        &self,
+        reservation: Option<&Reservation>,
+        actual: Demand,
+        ledger: &[LedgerEntry<'_>],
+    ) -> Result<(), StoreError> {
         match self {
-            Store::Memory(m) | Store::Embedded(m, _) => {
-                m.record_usage(entry);
+            Store::Redis(r) => r.finish(reservation, actual, ledger).await,
+            _ => {
+                self.finish_at_once(reservation, actual, ledger);
                 Ok(())
             }
-            Store::Redis(r) => r.record_usage(entry).await,
         }
     }
 

@@ -45,31 +45,7 @@ end
 return out
 "#;
 
-/// KEYS: the reservation's counter hashes. ARGV: minute, day, token delta, cost delta,
-/// concurrency release (1 or 0). A window that has rolled over is left alone.
-const SETTLE: &str = r#"
-local m, d, dt, dc, rel = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-for _, key in ipairs(KEYS) do
-  local h = redis.call('HMGET', key, 'm', 'd')
-  if tonumber(h[1]) == m then
-    local v = redis.call('HINCRBY', key, 'tm', dt)
-    if v < 0 then redis.call('HSET', key, 'tm', 0) end
-  end
-  if tonumber(h[2]) == d then
-    local v = redis.call('HINCRBY', key, 'td', dt)
-    if v < 0 then redis.call('HSET', key, 'td', 0) end
-    v = redis.call('HINCRBY', key, 'cd', dc)
-    if v < 0 then redis.call('HSET', key, 'cd', 0) end
-  end
-  if rel == 1 then
-    local v = redis.call('HINCRBY', key, 'cc', -1)
-    if v < 0 then redis.call('HSET', key, 'cc', 0) end
-  end
-end
-return 1
-"#;
-
-/// The ledger's fields per model, in the order [`LEDGER`] takes their values.
+/// The ledger's fields per model, in the order [`FINISH`] takes their values.
 const LEDGER_FIELDS: [&str; 7] = [
     "requests",
     "in",
@@ -80,19 +56,43 @@ const LEDGER_FIELDS: [&str; 7] = [
     "saved",
 ];
 
-/// KEYS: the caller's ledger hash for the day. ARGV: model, most fields the hash may
-/// hold, the model counted instead past that, ttl, then the seven values of
-/// [`LEDGER_FIELDS`]. A model new to a full ledger is summed under the other name.
-const LEDGER: &str = r#"
-local key, model, most, other, ttl = KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
-if redis.call('HEXISTS', key, model .. '|requests') == 0 and redis.call('HLEN', key) >= most then
-  model = other
+/// A finished call in one round trip: its reservation settled and its usage ledger
+/// lines added. KEYS: the reservation's counter hashes, then one ledger hash per line.
+/// ARGV: the number of counter hashes, minute, day, token delta, cost delta,
+/// concurrency release (1 or 0), ttl, then per ledger line: its name, most fields the
+/// hash may hold, the name counted instead past that, and the seven values of
+/// [`LEDGER_FIELDS`]. A counter window that has rolled over is left alone; a name new
+/// to a full ledger is summed under the other name.
+const FINISH: &str = r#"
+local n, m, d = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local dt, dc, rel, ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local function add_floored(key, field, delta)
+  local v = redis.call('HINCRBY', key, field, delta)
+  if v < 0 then redis.call('HSET', key, field, 0) end
+end
+for i = 1, n do
+  local key = KEYS[i]
+  local h = redis.call('HMGET', key, 'm', 'd')
+  if tonumber(h[1]) == m then add_floored(key, 'tm', dt) end
+  if tonumber(h[2]) == d then
+    add_floored(key, 'td', dt)
+    add_floored(key, 'cd', dc)
+  end
+  if rel == 1 then add_floored(key, 'cc', -1) end
 end
 local fields = {'requests', 'in', 'out', 'cache_read', 'cache_write', 'cost', 'saved'}
-for i, field in ipairs(fields) do
-  redis.call('HINCRBY', key, model .. '|' .. field, ARGV[4 + i])
+local a = 8
+for i = n + 1, #KEYS do
+  local key, name, most, other = KEYS[i], ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2]
+  if redis.call('HEXISTS', key, name .. '|requests') == 0 and redis.call('HLEN', key) >= most then
+    name = other
+  end
+  for f, field in ipairs(fields) do
+    redis.call('HINCRBY', key, name .. '|' .. field, ARGV[a + 2 + f])
+  end
+  redis.call('EXPIRE', key, ttl)
+  a = a + 3 + #fields
 end
-redis.call('EXPIRE', key, ttl)
 return 1
 "#;
 
@@ -101,8 +101,7 @@ pub struct RedisStore {
     /// Connected on first use; the manager reconnects by itself after a failure.
     conn: OnceCell<ConnectionManager>,
     admit: Script,
-    settle: Script,
-    ledger: Script,
+    finish: Script,
     prefix: String,
 }
 
@@ -112,8 +111,7 @@ impl RedisStore {
             client: redis::Client::open(url)?,
             conn: OnceCell::new(),
             admit: Script::new(ADMIT),
-            settle: Script::new(SETTLE),
-            ledger: Script::new(LEDGER),
+            finish: Script::new(FINISH),
             prefix: "aigw:limit:".into(),
         })
     }
@@ -211,17 +209,59 @@ impl RedisStore {
         ))
     }
 
-    pub(super) async fn settle(&self, r: &Reservation, actual: Demand) -> Result<(), StoreError> {
-        let mut invocation = self.settle.prepare_invoke();
-        for key in &r.keys {
+    /// Settles `reservation` against what the call used and adds its ledger lines,
+    /// in one script call: one round trip a finished call.
+    pub(super) async fn finish(
+        &self,
+        reservation: Option<&Reservation>,
+        actual: Demand,
+        ledger: &[LedgerEntry<'_>],
+    ) -> Result<(), StoreError> {
+        let counter_keys = reservation.map_or(&[][..], |r| &r.keys[..]);
+        if counter_keys.is_empty() && ledger.is_empty() {
+            return Ok(());
+        }
+        let mut invocation = self.finish.prepare_invoke();
+        for key in counter_keys {
             invocation.key(self.key(key));
         }
+        for entry in ledger {
+            invocation.key(self.ledger_key(entry.ledger, entry.user, entry.day));
+        }
+        let (minute, day, delta_tokens, delta_cost, release) = match reservation {
+            Some(r) => (
+                r.windows.minute,
+                r.windows.day,
+                actual.tokens as i64 - r.demand.tokens as i64,
+                actual.cost_micros as i64 - r.demand.cost_micros as i64,
+                i64::from(r.holds_concurrency),
+            ),
+            None => (0, 0, 0, 0, 0),
+        };
         invocation
-            .arg(r.windows.minute)
-            .arg(r.windows.day)
-            .arg(actual.tokens as i64 - r.demand.tokens as i64)
-            .arg(actual.cost_micros as i64 - r.demand.cost_micros as i64)
-            .arg(i64::from(r.holds_concurrency));
+            .arg(counter_keys.len())
+            .arg(minute)
+            .arg(day)
+            .arg(delta_tokens)
+            .arg(delta_cost)
+            .arg(release)
+            .arg(KEY_TTL_SECS);
+        for entry in ledger {
+            let u = entry.usage;
+            invocation
+                .arg(entry.name)
+                .arg(entry.ledger.most() * LEDGER_FIELDS.len())
+                .arg(super::OTHER_MODELS)
+                .arg(&[
+                    u.requests,
+                    u.tokens_in,
+                    u.tokens_out,
+                    u.cache_read_tokens,
+                    u.cache_write_tokens,
+                    u.cost_micros,
+                    u.tokens_saved,
+                ]);
+        }
         let mut conn = self.conn().await?;
         let _: i64 = invocation.invoke_async(&mut conn).await?;
         Ok(())
@@ -233,30 +273,6 @@ impl RedisStore {
             Ledger::Sessions => format!("aigw:sessions:{day}:{user}"),
             Ledger::Calls => format!("aigw:calls:{day}"),
         }
-    }
-
-    pub(super) async fn record_usage(&self, entry: &LedgerEntry<'_>) -> Result<(), StoreError> {
-        let key = self.ledger_key(entry.ledger, entry.user, entry.day);
-        let u = entry.usage;
-        let mut conn = self.conn().await?;
-        self.ledger
-            .key(key)
-            .arg(entry.name)
-            .arg(entry.ledger.most() * LEDGER_FIELDS.len())
-            .arg(super::OTHER_MODELS)
-            .arg(KEY_TTL_SECS)
-            .arg(&[
-                u.requests,
-                u.tokens_in,
-                u.tokens_out,
-                u.cache_read_tokens,
-                u.cache_write_tokens,
-                u.cost_micros,
-                u.tokens_saved,
-            ])
-            .invoke_async::<()>(&mut conn)
-            .await?;
-        Ok(())
     }
 
     pub(super) async fn usage_day(
