@@ -17,6 +17,8 @@ const KEY_TTL_SECS: u64 = 2 * 86_400;
 /// (micro-USD), ttl, then per key: rpm, tpm, tpd, concurrency, budget (micro-USD),
 /// each -1 when unlimited. Returns {0, counters…} when admitted (the counters after
 /// the reservation, 5 per key), or {index, kind} of the first refusing key (1-based).
+/// A hash's expiry is renewed when it starts a day, not on every call: each command a
+/// script runs is CPU on the store every replica shares.
 const ADMIT: &str = r#"
 local m, d, dt, dc, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local state = {}
@@ -26,6 +28,7 @@ for i, key in ipairs(KEYS) do
   if tonumber(h[1]) == m then rm = tonumber(h[2]) or 0; tm = tonumber(h[3]) or 0 end
   if tonumber(h[4]) == d then td = tonumber(h[5]) or 0; cd = tonumber(h[6]) or 0 end
   local cc = tonumber(h[7]) or 0
+  local new_day = tonumber(h[4]) ~= d
   local b = 5 + (i - 1) * 5
   local rpm, tpm, tpd, conc, budget = tonumber(ARGV[b+1]), tonumber(ARGV[b+2]), tonumber(ARGV[b+3]), tonumber(ARGV[b+4]), tonumber(ARGV[b+5])
   if rpm >= 0 and rm + 1 > rpm then return {i, 1, rm, tm, td, cd, cc} end
@@ -33,13 +36,13 @@ for i, key in ipairs(KEYS) do
   if tpm >= 0 and tm >= tpm then return {i, 2, rm, tm, td, cd, cc} end
   if tpd >= 0 and td >= tpd then return {i, 3, rm, tm, td, cd, cc} end
   if budget >= 0 and cd >= budget then return {i, 5, rm, tm, td, cd, cc} end
-  state[i] = {rm, tm, td, cd, cc}
+  state[i] = {rm, tm, td, cd, cc, new_day}
 end
 local out = {0}
 for i, key in ipairs(KEYS) do
   local s = state[i]
   redis.call('HSET', key, 'm', m, 'rm', s[1] + 1, 'tm', s[2] + dt, 'd', d, 'td', s[3] + dt, 'cd', s[4] + dc, 'cc', s[5] + 1)
-  redis.call('EXPIRE', key, ttl)
+  if s[6] then redis.call('EXPIRE', key, ttl) end
   table.insert(out, s[1] + 1); table.insert(out, s[2] + dt); table.insert(out, s[3] + dt); table.insert(out, s[4] + dc); table.insert(out, s[5] + 1)
 end
 return out
@@ -62,7 +65,9 @@ const LEDGER_FIELDS: [&str; 7] = [
 /// concurrency release (1 or 0), ttl, then per ledger line: its name, most fields the
 /// hash may hold, the name counted instead past that, and the seven values of
 /// [`LEDGER_FIELDS`]. A counter window that has rolled over is left alone; a name new
-/// to a full ledger is summed under the other name.
+/// to a full ledger is summed under the other name; a zero adds nothing and is skipped
+/// (Redis runs every command a script calls, so each one is CPU on the shared store),
+/// except `requests`, whose field marks the name as present.
 const FINISH: &str = r#"
 local n, m, d = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local dt, dc, rel, ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -84,13 +89,15 @@ local fields = {'requests', 'in', 'out', 'cache_read', 'cache_write', 'cost', 's
 local a = 8
 for i = n + 1, #KEYS do
   local key, name, most, other = KEYS[i], ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2]
-  if redis.call('HEXISTS', key, name .. '|requests') == 0 and redis.call('HLEN', key) >= most then
+  local known = redis.call('HEXISTS', key, name .. '|requests') == 1
+  if not known and redis.call('HLEN', key) >= most then
     name = other
   end
   for f, field in ipairs(fields) do
-    redis.call('HINCRBY', key, name .. '|' .. field, ARGV[a + 2 + f])
+    local v = ARGV[a + 2 + f]
+    if f == 1 or v ~= '0' then redis.call('HINCRBY', key, name .. '|' .. field, v) end
   end
-  redis.call('EXPIRE', key, ttl)
+  if not known then redis.call('EXPIRE', key, ttl) end
   a = a + 3 + #fields
 end
 return 1

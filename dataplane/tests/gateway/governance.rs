@@ -516,6 +516,28 @@ async fn two_replicas_sharing_redis_enforce_one_limit() {
     let usage = usage_today(&a.url).await;
     assert_eq!(usage["today"]["requests"], 12);
     assert_eq!(usage["limit"]["requests_remaining"], 0);
+
+    // Every hash the replicas wrote, counters and ledgers, expires: a shared Redis
+    // does not grow day after day.
+    let client = redis::Client::open(redis.url.as_str()).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connects");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("aigw:*")
+        .query_async(&mut conn)
+        .await
+        .expect("keys");
+    assert!(keys.len() >= 3, "counters and ledgers: {keys:?}");
+    for key in keys {
+        let ttl: i64 = redis::cmd("TTL")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .expect("ttl");
+        assert!(ttl > 0, "{key} never expires (ttl {ttl})");
+    }
 }
 
 #[tokio::test]
