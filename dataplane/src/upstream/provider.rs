@@ -17,8 +17,10 @@ pub struct Upstream {
     pub base_url: String,
     /// `base_url` parsed once: calls reuse its scheme and host, and add their path to its.
     base_uri: Option<http::Uri>,
-    /// The `host` header of every call, made once (the HTTP client would format it anew
-    /// for each request).
+    /// The `host` header of every call to a plain-HTTP base URL, made once (the HTTP
+    /// client would format it anew for each request). None for HTTPS: ALPN may pick
+    /// HTTP/2, where the authority travels as `:authority` and a `host` beside it is a
+    /// duplicate that servers such as nginx refuse with 400.
     pub host: Option<http::HeaderValue>,
     pub config: Provider,
     /// Why the provider cannot serve (an unset credential variable, a missing key).
@@ -93,7 +95,10 @@ impl Upstream {
         let base_uri = http::Uri::try_from(base_url.as_str())
             .ok()
             .filter(|u| u.scheme().is_some() && u.authority().is_some());
-        let host = base_uri.as_ref().and_then(host_header);
+        let host = base_uri
+            .as_ref()
+            .filter(|u| u.scheme_str() == Some("http"))
+            .and_then(host_header);
         let (client, untrusted) =
             pool.client(config.timeouts.connect_ms, config.ca_file.as_deref());
         let inactive = inactive.or(untrusted);

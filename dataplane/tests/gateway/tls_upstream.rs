@@ -48,6 +48,8 @@ struct TlsFake {
     connections: Arc<AtomicUsize>,
     requests: Arc<AtomicUsize>,
     protocols: Arc<Mutex<Vec<String>>>,
+    /// Where each request said it was going: `host` header and URI authority.
+    targets: Arc<Mutex<Vec<(Option<String>, Option<String>)>>>,
 }
 
 async fn tls_fake(pki: &TestPki, alpn: &[&[u8]], delay: Duration) -> TlsFake {
@@ -69,19 +71,25 @@ async fn tls_fake(pki: &TestPki, alpn: &[&[u8]], delay: Duration) -> TlsFake {
         connections: Arc::default(),
         requests: Arc::default(),
         protocols: Arc::default(),
+        targets: Arc::default(),
     };
-    let (connections, requests, protocols) = (
+    let (connections, requests, protocols, targets) = (
         fake.connections.clone(),
         fake.requests.clone(),
         fake.protocols.clone(),
+        fake.targets.clone(),
     );
     tokio::spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
                 return;
             };
-            let (acceptor, requests, protocols) =
-                (acceptor.clone(), requests.clone(), protocols.clone());
+            let (acceptor, requests, protocols, targets) = (
+                acceptor.clone(),
+                requests.clone(),
+                protocols.clone(),
+                targets.clone(),
+            );
             connections.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else {
@@ -94,8 +102,14 @@ async fn tls_fake(pki: &TestPki, alpn: &[&[u8]], delay: Duration) -> TlsFake {
                     .map(|p| String::from_utf8_lossy(p).to_string())
                     .unwrap_or_default();
                 protocols.lock().expect("lock").push(protocol);
-                let service = hyper::service::service_fn(move |_req: http::Request<Incoming>| {
+                let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
                     let requests = requests.clone();
+                    let host = req
+                        .headers()
+                        .get("host")
+                        .map(|h| h.to_str().unwrap_or("?").to_string());
+                    let authority = req.uri().authority().map(|a| a.to_string());
+                    targets.lock().expect("lock").push((host, authority));
                     async move {
                         requests.fetch_add(1, Ordering::SeqCst);
                         tokio::time::sleep(delay).await;
@@ -165,6 +179,12 @@ async fn http2_calls_share_one_connection_to_a_provider_behind_a_private_ca() {
         "eight concurrent calls multiplexed on the first connection"
     );
     assert_eq!(*fake.protocols.lock().expect("lock"), ["h2"]);
+    // HTTP/2 names the server in `:authority` alone: a `host` header beside it is a
+    // duplicate that nginx (and so many real front ends) refuses with 400.
+    let authority = format!("localhost:{}", fake.port);
+    for target in fake.targets.lock().expect("lock").iter() {
+        assert_eq!(*target, (None, Some(authority.clone())));
+    }
 }
 
 #[tokio::test]
@@ -178,6 +198,10 @@ async fn an_http1_provider_gets_its_connection_reused() {
     }
     assert_eq!(fake.connections.load(Ordering::SeqCst), 1);
     assert_eq!(*fake.protocols.lock().expect("lock"), ["http/1.1"]);
+    let host = format!("localhost:{}", fake.port);
+    for (sent_host, _) in fake.targets.lock().expect("lock").iter() {
+        assert_eq!(sent_host.as_deref(), Some(host.as_str()));
+    }
 }
 
 #[tokio::test]
