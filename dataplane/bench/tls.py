@@ -80,7 +80,9 @@ def fake_conf(work):
     server {{ listen 127.0.0.1:{DOORS['plain']} backlog=4096; {location} }}
     server {{ listen 127.0.0.1:{DOORS['tls']} ssl backlog=4096; {tls} {location} }}
     server {{ listen 127.0.0.1:{DOORS['h2']} ssl http2 backlog=4096; {tls} {location} }}
-    server {{ listen 127.0.0.1:{DOORS['close']} ssl backlog=4096; keepalive_timeout 0; {tls} {location} }}
+    log_format handshake "$ssl_protocol $ssl_session_reused";
+    server {{ listen 127.0.0.1:{DOORS['close']} ssl backlog=4096; keepalive_timeout 0;
+              access_log {work}/handshakes.log handshake; {tls} {location} }}
 }}
 """
 
@@ -102,6 +104,7 @@ def proxy_conf(work):
             proxy_ssl_verify on;
             proxy_ssl_name 127.0.0.1;
             proxy_ssl_session_reuse on;
+            proxy_ssl_protocols TLSv1.2 TLSv1.3;  # 1.22 offers up to 1.2 unless told
         }}
     }}"""
     return common_http(work, "proxy") + servers + "\n}\n"
@@ -131,6 +134,23 @@ def upstream_connections(port):
     return len([line for line in out.splitlines() if line.strip()])
 
 
+def handshake_lines(work):
+    try:
+        with open(os.path.join(work, "handshakes.log")) as f:
+            return f.readlines()
+    except FileNotFoundError:
+        return []
+
+
+def handshake_summary(lines):
+    """What the closing door saw: TLS version and how many sessions were resumed."""
+    if not lines:
+        return None
+    versions = sorted({line.split()[0] for line in lines if line.strip()})
+    resumed = sum(1 for line in lines if line.split()[1:2] == ["r"])
+    return f"{'/'.join(versions)}, {resumed / len(lines):.0%} resumed"
+
+
 def run_path(work, label, url, body, proxy_pid, door):
     rounds = []
     for r in range(ROUNDS):
@@ -139,6 +159,7 @@ def run_path(work, label, url, body, proxy_pid, door):
         sampler = threading.Timer(SECONDS / 2, lambda: seen.append(upstream_connections(DOORS[door])))
         sampler.start()
         t0 = time.time()
+        handshakes_before = handshake_lines(work)
         res = wrk_all(body, "", [url], SECONDS, CONNS)[0]
         wall = time.time() - t0
         sampler.join()
@@ -151,6 +172,7 @@ def run_path(work, label, url, body, proxy_pid, door):
             "core1": busy_share(busy0, busy1, "cpu1") if "cpu1" in busy0 else None,
             "upstream_conns": seen[0] if seen else None,
             "other_cpu": other_cpu(others0, others1, wall),
+            "handshakes": handshake_summary(handshake_lines(work)[len(handshakes_before):]),
         })
         log(f"{label}: {rounds[-1]['rps']:,.0f} req/s, {rounds[-1]['cpu_us_per_call']:.1f} µs CPU a call, "
             f"{rounds[-1]['upstream_conns']} upstream connections")
@@ -229,20 +251,20 @@ def render(rep):
          "- rerun: `bash dataplane/bench/tls.sh` (about 3 minutes)",
          "- the fake upstream (nginx, core 0) serves the OpenAI chat fixture on four doors: plain HTTP; HTTPS/1.1; "
          "HTTPS with HTTP/2 by ALPN; HTTPS/1.1 closing every connection after one answer, so each call pays a "
-         "TLS handshake (TLS 1.3, ECDSA P-256, session resumption on both sides). nginx (proxy_ssl_verify, keepalive "
-         "256, no HTTP/2 upstream) and the gateway (`ca_file`, auth off, audit to /dev/null) each run alone on core 1.\n",
+         "TLS handshake (ECDSA P-256; *handshakes* says which TLS version and how many were resumed). nginx "
+         "(proxy_ssl_verify, TLS 1.2 and 1.3 offered, session reuse, keepalive 256, no HTTP/2 upstream) and the gateway (`ca_file`, auth off, audit to /dev/null) each run alone on core 1.\n",
          f"wrk, {CONNS} keep-alive connections, {SECONDS} s after a 1 s warm-up, {ROUNDS} rounds; the median round. "
          "*CPU/call* = the proxy's own CPU time per call; *upstream conns* = established connections to the door "
          "midway through the run; *other CPU* above 10 % of a core marks a round `*`.\n",
-         "| path | req/s | req/s by round | CPU/call µs | p50 ms | p99 ms | upstream conns | non-2xx | core 0 busy | core 1 busy | other CPU |",
-         "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+         "| path | req/s | req/s by round | CPU/call µs | p50 ms | p99 ms | upstream conns | handshakes | non-2xx | core 0 busy | core 1 busy | other CPU |",
+         "|---|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
     by = {}
     for row in rep["rows"]:
         m = row["median"]
         by[row["label"]] = m
         rounds = " / ".join(f"{r['rps']:,.0f}{'*' if r['other_cpu'] > 0.10 else ''}" for r in row["rounds"])
         w.append(f"| {row['label']} | {m['rps']:,.0f} | {rounds} | {m['cpu_us_per_call']:.1f} | {m['p50_ms']:.2f} | "
-                 f"{m['p99_ms']:.2f} | {m['upstream_conns']} | {m['non2xx'] + m['errors']} | {m['core0']:.0%} | "
+                 f"{m['p99_ms']:.2f} | {m['upstream_conns']} | {m['handshakes'] or '—'} | {m['non2xx'] + m['errors']} | {m['core0']:.0%} | "
                  f"{m['core1']:.0%} | {m['other_cpu']:.0%} |")
     w.append("\n## Reading\n")
     for who in ("nginx", "ai-gateway"):
