@@ -323,6 +323,27 @@ pub struct ProviderRouteSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
     pub headers: Vec<RouteHeader>,
+    /// Certificate authorities the provider's TLS certificate may chain to, besides
+    /// the public roots: a provider behind an internal CA, or an egress proxy that
+    /// re-signs TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<UpstreamTls>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    cel,
+    validation = Rule::new("!has(self.caCertificates) || self.caCertificates.contains('-----BEGIN CERTIFICATE-----')").message("caCertificates holds PEM certificates (-----BEGIN CERTIFICATE-----)")
+)]
+pub struct UpstreamTls {
+    /// PEM certificates of the extra certificate authorities.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 65536))]
+    pub ca_certificates: Option<String>,
+    /// Also trust the data-plane image's own certificate store.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub system_roots: bool,
 }
 
 /// One header for the provider: a literal value, or a Secret's key.

@@ -94,3 +94,20 @@ fn pod_identity_needs_kubernetes_mode() {
     );
     assert!(AuthSpec::validate_cel(&json!({"mode": "keys"}), None).is_ok());
 }
+
+#[test]
+fn a_route_trusting_a_ca_must_give_pem_certificates() {
+    let route =
+        |tls| json!({"gatewayRef": "gw", "type": "ollama", "models": ["local:*"], "tls": tls});
+    let why = rejection(ProviderRouteSpec::validate_cel(
+        &route(json!({"caCertificates": "MIIBdzCCAR2gAwIBAgIU"})),
+        None,
+    ));
+    assert!(
+        why.contains("caCertificates holds PEM certificates"),
+        "{why}"
+    );
+    let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    assert!(ProviderRouteSpec::validate_cel(&route(json!({"caCertificates": pem})), None).is_ok());
+    assert!(ProviderRouteSpec::validate_cel(&route(json!({"systemRoots": true})), None).is_ok());
+}

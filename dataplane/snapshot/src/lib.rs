@@ -423,6 +423,15 @@ pub struct Provider {
     /// to, besides the public roots (webpki's): a provider behind an internal CA.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<String>,
+    /// The same as `ca_file`, the PEM text itself (what the operator writes from a
+    /// ProviderRoute's `tls.caCertificates`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_pem: Option<String>,
+    /// Also trust the host's certificate store (`SSL_CERT_FILE` / `SSL_CERT_DIR`, else
+    /// the system bundle): an egress proxy that re-signs TLS with a company CA the
+    /// image was built with.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub system_roots: bool,
     #[serde(default)]
     pub timeouts: Timeouts,
     #[serde(default)]
@@ -451,6 +460,8 @@ impl Provider {
             models: Vec::new(),
             max_output_tokens: None,
             ca_file: None,
+            ca_pem: None,
+            system_roots: false,
             timeouts: Timeouts::default(),
             retries: Retries::default(),
             circuit_breaker: CircuitBreaker::default(),

@@ -37,36 +37,91 @@ pub fn build(connect: Duration, proxies: Arc<Matcher>) -> HttpClient {
     pooled(connect, proxies, https)
 }
 
-/// A client that also trusts the certificate authorities in the PEM file at `ca_file`
-/// (a provider behind an internal CA); an unreadable file or one without a certificate
-/// is an error naming it.
-pub fn build_trusting(
-    connect: Duration,
-    proxies: Arc<Matcher>,
-    ca_file: &str,
-) -> Result<HttpClient, String> {
+/// Certificate authorities a provider's TLS certificate may chain to beyond the
+/// public roots (webpki's bundle, always trusted).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Trust {
+    /// A PEM file of extra CAs.
+    pub ca_file: Option<String>,
+    /// PEM text of extra CAs.
+    pub ca_pem: Option<String>,
+    /// The host's certificate store as well.
+    pub system_roots: bool,
+}
+
+impl Trust {
+    pub fn of(provider: &ai_gateway_snapshot::Provider) -> Self {
+        Self {
+            ca_file: provider.ca_file.clone(),
+            ca_pem: provider.ca_pem.clone(),
+            system_roots: provider.system_roots,
+        }
+    }
+
+    fn is_public_only(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The root store: webpki's, the host's when asked, and the CAs named; an
+    /// unreadable file, bad PEM or a source without a certificate is an error naming it.
+    fn roots(&self) -> Result<rustls::RootCertStore, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        if self.system_roots {
+            let found = rustls_native_certs::load_native_certs();
+            if found.certs.is_empty() {
+                let why = found.errors.first().map(ToString::to_string);
+                return Err(format!(
+                    "system_roots: no certificate in the host's store{}",
+                    why.map(|w| format!(" ({w})")).unwrap_or_default()
+                ));
+            }
+            // One bad certificate in a system bundle must not distrust the rest.
+            roots.add_parsable_certificates(found.certs);
+        }
+        if let Some(file) = &self.ca_file {
+            let pem = std::fs::read(file).map_err(|e| format!("ca_file `{file}`: {e}"))?;
+            add_pem(&mut roots, &pem).map_err(|e| format!("ca_file `{file}`{e}"))?;
+        }
+        if let Some(pem) = &self.ca_pem {
+            add_pem(&mut roots, pem.as_bytes()).map_err(|e| format!("ca_pem{e}"))?;
+        }
+        Ok(roots)
+    }
+}
+
+/// Adds every certificate of `pem` to `roots`; the error (`: why`) when one is bad or
+/// there is none.
+fn add_pem(roots: &mut rustls::RootCertStore, pem: &[u8]) -> Result<(), String> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::CertificateDer;
-    let pem = std::fs::read(ca_file).map_err(|e| format!("ca_file `{ca_file}`: {e}"))?;
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     let mut added = 0;
-    for cert in CertificateDer::pem_slice_iter(&pem) {
-        let cert = cert.map_err(|e| format!("ca_file `{ca_file}`: {e}"))?;
-        roots
-            .add(cert)
-            .map_err(|e| format!("ca_file `{ca_file}`: {e}"))?;
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|e| format!(": {e}"))?;
+        roots.add(cert).map_err(|e| format!(": {e}"))?;
         added += 1;
     }
     if added == 0 {
-        return Err(format!("ca_file `{ca_file}` holds no certificate"));
+        return Err(" holds no certificate".into());
+    }
+    Ok(())
+}
+
+/// A client that trusts `trust`'s certificate authorities besides the public roots.
+pub fn build_trusting(
+    connect: Duration,
+    proxies: Arc<Matcher>,
+    trust: &Trust,
+) -> Result<HttpClient, String> {
+    if trust.is_public_only() {
+        return Ok(build(connect, proxies));
     }
     let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .map_err(|e| e.to_string())?
-    .with_root_certificates(roots)
+    .with_root_certificates(trust.roots()?)
     .with_no_client_auth();
     let https = HttpsConnectorBuilder::new().with_tls_config(tls);
     Ok(pooled(connect, proxies, https))

@@ -100,7 +100,7 @@ impl Upstream {
             .filter(|u| u.scheme_str() == Some("http"))
             .and_then(host_header);
         let (client, untrusted) =
-            pool.client(config.timeouts.connect_ms, config.ca_file.as_deref());
+            pool.client(config.timeouts.connect_ms, client::Trust::of(config));
         let inactive = inactive.or(untrusted);
         Self {
             name: name.to_string(),
@@ -164,7 +164,7 @@ impl Upstream {
 /// keeps warm upstream connections) and each provider's circuit state.
 pub struct ClientPool {
     /// By connect timeout and CA file.
-    clients: Mutex<HashMap<(u64, Option<String>), HttpClient>>,
+    clients: Mutex<HashMap<(u64, client::Trust), HttpClient>>,
     breakers: Mutex<HashMap<String, Arc<super::breaker::Breaker>>>,
     /// By provider name, with the service-account key it was made from.
     google: Mutex<HashMap<String, Arc<GoogleCredentials>>>,
@@ -203,21 +203,17 @@ impl ClientPool {
         }
     }
 
-    /// The client for a connect timeout and, when set, a CA file; with the reason the
-    /// provider cannot be served when that file is unusable (then a client that trusts
+    /// The client for a connect timeout and the CAs a provider trusts; with the reason
+    /// the provider cannot be served when those are unusable (then a client that trusts
     /// only the public roots, which the inactive provider never uses).
-    fn client(&self, connect_ms: u64, ca_file: Option<&str>) -> (HttpClient, Option<String>) {
+    fn client(&self, connect_ms: u64, trust: client::Trust) -> (HttpClient, Option<String>) {
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        let key = (connect_ms, ca_file.map(str::to_string));
+        let key = (connect_ms, trust);
         if let Some(client) = clients.get(&key) {
             return (client.clone(), None);
         }
         let connect = Duration::from_millis(connect_ms);
-        let built = match ca_file {
-            Some(file) => client::build_trusting(connect, self.proxies.clone(), file),
-            None => Ok(client::build(connect, self.proxies.clone())),
-        };
-        match built {
+        match client::build_trusting(connect, self.proxies.clone(), &key.1) {
             Ok(client) => {
                 clients.insert(key, client.clone());
                 (client, None)

@@ -34,6 +34,10 @@ impl Running {
         Self::launch(Command::new(BIN), &with_config(config, extra), &[])
     }
 
+    pub fn start_with_env(config: &Path, env: &[(&str, &str)]) -> Self {
+        Self::launch(Command::new(BIN), &with_config(config, &[]), env)
+    }
+
     /// As an operator would run it on a one-core machine or pod: pinned to one CPU.
     pub fn start_on_one_core(config: &Path, env: &[(&str, &str)]) -> Self {
         let mut pinned = Command::new("taskset");

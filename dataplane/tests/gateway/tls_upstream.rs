@@ -43,13 +43,15 @@ fn pki() -> TestPki {
 
 /// An HTTPS fake Anthropic: counts connections and requests, notes each connection's
 /// ALPN protocol, and answers after `delay` (so concurrent calls overlap).
+/// Where a request said it was going: its `host` header and its URI's authority.
+type Target = (Option<String>, Option<String>);
+
 struct TlsFake {
     port: u16,
     connections: Arc<AtomicUsize>,
     requests: Arc<AtomicUsize>,
     protocols: Arc<Mutex<Vec<String>>>,
-    /// Where each request said it was going: `host` header and URI authority.
-    targets: Arc<Mutex<Vec<(Option<String>, Option<String>)>>>,
+    targets: Arc<Mutex<Vec<Target>>>,
 }
 
 async fn tls_fake(pki: &TestPki, alpn: &[&[u8]], delay: Duration) -> TlsFake {
@@ -140,11 +142,13 @@ async fn gateway(port: u16, ca_file: Option<&std::path::Path>) -> TestGateway {
 }
 
 async fn chat(gw: &TestGateway) -> (u16, Value) {
+    chat_at(&gw.url, "claude-sonnet-4-5").await
+}
+
+async fn chat_at(url: &str, model: &str) -> (u16, Value) {
     let resp = client()
-        .post(format!("{}/v1/chat/completions", gw.url))
-        .json(
-            &json!({"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "hi"}]}),
-        )
+        .post(format!("{url}/v1/chat/completions"))
+        .json(&json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}))
         .send()
         .await
         .expect("answers");
@@ -230,4 +234,42 @@ async fn an_untrusted_certificate_is_a_clean_502_naming_the_provider() {
     assert!(providers["data"][0]["reason"]
         .as_str()
         .is_some_and(|r| r.contains("ca_file `/nonexistent/ca.pem`")));
+}
+
+/// The two other ways to trust a private CA: the host's certificate store
+/// (`system_roots`, here the test CA named by `SSL_CERT_FILE`, as in an image built
+/// with a company CA) and the PEM text inline (`ca_pem`, what the operator writes from
+/// a ProviderRoute's `tls.caCertificates`). A provider with neither still refuses the
+/// certificate.
+#[tokio::test]
+async fn system_roots_and_an_inline_pem_trust_a_private_ca() {
+    let pki = pki();
+    let fake = tls_fake(&pki, &[b"h2", b"http/1.1"], Duration::ZERO).await;
+    let (dir, ca) = ca_file(&pki);
+    let base = format!("https://localhost:{}", fake.port);
+    let pem = serde_json::to_string(&pki.ca_pem).expect("json string");
+    let config = dir.path().join("gateway.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "providers:\n\
+             \x20 system: {{ type: anthropic, base_url: \"{base}\", api_key: k, system_roots: true }}\n\
+             \x20 inline: {{ type: anthropic, base_url: \"{base}\", api_key: k, ca_pem: {pem} }}\n\
+             \x20 public: {{ type: anthropic, base_url: \"{base}\", api_key: k, retries: {{ attempts: 0 }} }}\n\
+             routes:\n\
+             \x20 - {{ models: [\"claude-system\"], provider: system }}\n\
+             \x20 - {{ models: [\"claude-inline\"], provider: inline }}\n\
+             \x20 - {{ models: [\"claude-public\"], provider: public }}\n"
+        ),
+    )
+    .expect("config");
+    let gw = crate::process::Running::start_with_env(
+        &config,
+        &[("SSL_CERT_FILE", ca.to_str().expect("utf-8 path"))],
+    );
+    assert_eq!(chat_at(&gw.api, "claude-system").await.0, 200);
+    assert_eq!(chat_at(&gw.api, "claude-inline").await.0, 200);
+    let (status, body) = chat_at(&gw.api, "claude-public").await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(fake.requests.load(Ordering::SeqCst), 2);
 }

@@ -85,6 +85,10 @@ fn provider_of(
     provider.circuit_breaker = s.circuit_breaker.unwrap_or_default();
     provider.pricing = s.pricing.clone();
     provider.max_output_tokens = s.max_output_tokens;
+    if let Some(tls) = &s.tls {
+        provider.ca_pem = tls.ca_certificates.clone();
+        provider.system_roots = tls.system_roots;
+    }
     resolve_headers(&mut provider, s, secrets)?;
     check_provider(&provider)?;
     resolve_credentials(&mut provider, s, secrets)?;
