@@ -5,6 +5,12 @@ gateway's RSS before, with all N open, and after they close; /health's latency w
 they are open. Then M idle keep-alive connections and their RSS.
 
 usage: streams.py GATEWAY_BIN STREAMS [IDLE] [--door=chat|claude|both] [--profile]
+                  [--upstream=h2 [--max-streams=N]]
+
+--upstream=h2: the slow upstream speaks HTTP/2 over TLS (a test CA made with openssl,
+given to the gateway as `ca_file`; Python's `h2` package), as real providers do, so the
+streams share upstream connections; it advertises N concurrent streams a connection
+[100000]. Without it, HTTP/1.1: one upstream connection a stream.
 
 --profile: GATEWAY_BIN is a `--features dhat-heap` build; with the streams open it is
 stopped (SIGTERM) so dhat writes its heap profile, and the allocation sites holding the
@@ -78,6 +84,98 @@ class SlowAnthropic:
             writer.close()
 
 
+def anthropic_events():
+    """The slow stream's opening events and its repeated one, as SSE bytes."""
+    def event(name, data):
+        return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+
+    opening = event("message_start", {"type": "message_start", "message": {
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+        "content": [], "stop_reason": None, "usage": {"input_tokens": 12, "output_tokens": 1}}}) + \
+        event("content_block_start", {"type": "content_block_start", "index": 0,
+                                      "content_block": {"type": "text", "text": ""}})
+    tick = event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                         "delta": {"type": "text_delta", "text": "tick "}})
+    return opening, tick
+
+
+class SlowAnthropicH2:
+    """The same slow stream over TLS with HTTP/2 by ALPN, as real providers serve: every
+    call a stream on one shared connection. Advertises MAX_STREAMS concurrent streams
+    (real front ends say 100 to 256; `--max-streams`)."""
+
+    def __init__(self, max_streams):
+        self.open = 0
+        self.max_streams = max_streams
+
+    async def handle(self, reader, writer):
+        import h2.config
+        import h2.connection
+        import h2.events
+        import h2.settings
+
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+        conn.initiate_connection()
+        conn.update_settings({h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: self.max_streams})
+        opening, tick = anthropic_events()
+        tickers = {}
+
+        async def ticker(sid):
+            conn.send_headers(sid, [(":status", "200"), ("content-type", "text/event-stream")])
+            conn.send_data(sid, opening)
+            self.open += 1
+            try:
+                while True:
+                    conn.send_data(sid, tick)
+                    writer.write(conn.data_to_send())
+                    await writer.drain()
+                    await asyncio.sleep(EVENT_EVERY)
+            except Exception:
+                pass
+            finally:
+                self.open -= 1
+
+        try:
+            writer.write(conn.data_to_send())
+            while data := await reader.read(65536):
+                for ev in conn.receive_data(data):
+                    if isinstance(ev, h2.events.DataReceived):
+                        conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                    elif isinstance(ev, h2.events.StreamEnded):
+                        tickers[ev.stream_id] = asyncio.create_task(ticker(ev.stream_id))
+                    elif isinstance(ev, h2.events.StreamReset):
+                        task = tickers.pop(ev.stream_id, None)
+                        if task:
+                            task.cancel()
+                writer.write(conn.data_to_send())
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            for task in tickers.values():
+                task.cancel()
+            writer.close()
+
+
+def test_pki(work):
+    """A test CA and a certificate for 127.0.0.1 (openssl), for the HTTP/2 upstream."""
+    def run(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=work)
+
+    run("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ca.key")
+    run("req", "-x509", "-new", "-key", "ca.key", "-days", "2", "-subj", "/CN=streams CA", "-out", "ca.pem")
+    run("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "up.key")
+    run("req", "-new", "-key", "up.key", "-subj", "/CN=127.0.0.1", "-out", "up.csr")
+    with open(os.path.join(work, "san.ext"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\n")
+    run("x509", "-req", "-in", "up.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+        "-days", "2", "-extfile", "san.ext", "-out", "up.pem")
+    import ssl
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(os.path.join(work, "up.pem"), os.path.join(work, "up.key"))
+    context.set_alpn_protocols(["h2"])
+    return context, os.path.join(work, "ca.pem")
+
+
 async def hold_stream(port, path, body, opened, stop):
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(
@@ -100,6 +198,13 @@ async def hold_stream(port, path, body, opened, stop):
     except asyncio.TimeoutError:
         pass
     writer.close()
+
+
+def upstream_connections(port):
+    """Connections the gateway holds to the upstream (those with the port as their peer)."""
+    out = subprocess.run(["ss", "-Htn", "state", "established", f"( dport = :{port} )"],
+                         capture_output=True, text=True).stdout
+    return len([line for line in out.splitlines() if line.strip()])
 
 
 async def health_ms(port, n=20):
@@ -138,15 +243,23 @@ def heap_peak_sites(path, top=25):
         {"bytes": b, "blocks": k, "frames": fr} for b, k, fr in sites[:top]]}
 
 
-async def run(bin_path, streams, idle, doors, profile=False):
-    upstream = SlowAnthropic()
+async def run(bin_path, streams, idle, doors, profile=False, h2_streams=0):
     up_port = free_port()
-    server = await asyncio.start_server(upstream.handle, "127.0.0.1", up_port, backlog=4096)
     work = tempfile.mkdtemp()
+    if h2_streams:
+        upstream = SlowAnthropicH2(h2_streams)
+        tls, ca = test_pki(work)
+        server = await asyncio.start_server(upstream.handle, "127.0.0.1", up_port, backlog=4096, ssl=tls)
+        base_url = f"https://127.0.0.1:{up_port}"
+        trust = f', ca_file: "{ca}"'
+    else:
+        upstream = SlowAnthropic()
+        server = await asyncio.start_server(upstream.handle, "127.0.0.1", up_port, backlog=4096)
+        base_url, trust = f"http://127.0.0.1:{up_port}", ""
     config = os.path.join(work, "gateway.yaml")
     with open(config, "w") as f:
         f.write(
-            f'providers:\n  anthropic: {{ type: anthropic, base_url: "http://127.0.0.1:{up_port}", api_key: sk }}\n'
+            f'providers:\n  anthropic: {{ type: anthropic, base_url: "{base_url}", api_key: sk{trust} }}\n'
             'routes:\n  - { models: ["claude-*"], provider: anthropic }\n'
             "rate_limits:\n  store: { kind: memory }\naudit: { sink: none }\n"
         )
@@ -214,6 +327,8 @@ async def run(bin_path, streams, idle, doors, profile=False):
             "rss_kib": {"before": before, "held": held, "after": after},
             "kib_per_stream": round((held - before) / max(1, len(opened)), 1),
             "health_ms_while_held": health, "failures": len(failures),
+            "upstream": f"https, HTTP/2, {h2_streams} streams a connection" if h2_streams else "http/1.1",
+            "upstream_connections": upstream_connections(up_port),
             "first_failure": failures[0] if failures else None,
         }
         if idle:
@@ -242,7 +357,11 @@ def main():
     door = next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--door=")), "both")
     bin_path, streams = args[0], int(args[1])
     idle = int(args[2]) if len(args) > 2 else 0
-    print(json.dumps(asyncio.run(run(bin_path, streams, idle, door, profile))))
+    h2_streams = 0
+    if "--upstream=h2" in sys.argv:
+        h2_streams = int(next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--max-streams=")),
+                              "100000"))
+    print(json.dumps(asyncio.run(run(bin_path, streams, idle, door, profile, h2_streams))))
 
 
 if __name__ == "__main__":

@@ -19,22 +19,152 @@ use hyper_util::client::proxy::matcher::Matcher;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tower_service::Service;
 
-pub type HttpClient = Client<HttpsConnector<Dialer>, Full<Bytes>>;
+pub type HttpClient = Client<Noticing, Full<Bytes>>;
 
 /// A provider's answer, its body still to arrive.
-pub type UpstreamResponse = http::Response<hyper::body::Incoming>;
+pub type UpstreamResponse = http::Response<LaneBody>;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Builds a client whose new connections give up after `connect`.
 pub fn build(connect: Duration, proxies: Arc<Matcher>) -> HttpClient {
-    let https = HttpsConnectorBuilder::new().with_webpki_roots();
-    pooled(connect, proxies, https)
+    pooled(public_lanes(connect, proxies).connector)
+}
+
+/// Calls one lane carries at once before another opens beside it. HTTP/2 puts every
+/// call to a provider on one connection and hyper queues those past the server's
+/// SETTINGS_MAX_CONCURRENT_STREAMS rather than dialling again, so an agent's stream
+/// would wait minutes for another to end; 100 is the least RFC 9113 asks servers to
+/// allow.
+pub const CALLS_PER_LANE: usize = 100;
+
+/// The clients of one provider address and TLS configuration: each lane a pooled
+/// client (its own connections) carrying at most [`CALLS_PER_LANE`] calls; a new lane
+/// opens when all are full. They share one TLS config, and so its session cache.
+pub struct Lanes {
+    connector: Noticing,
+    lanes: std::sync::Mutex<Vec<Lane>>,
+}
+
+struct Lane {
+    client: HttpClient,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl Lanes {
+    fn new(connector: HttpsConnector<Dialer>) -> Self {
+        Self {
+            connector: Noticing {
+                inner: connector,
+                http2: Arc::default(),
+            },
+            lanes: std::sync::Mutex::default(),
+        }
+    }
+
+    /// Sends `request` on the first lane with room, opening one when none has.
+    pub async fn request(
+        &self,
+        request: http::Request<Full<Bytes>>,
+    ) -> Result<UpstreamResponse, hyper_util::client::legacy::Error> {
+        let (client, slot) = self.pick();
+        let response = client.request(request).await?;
+        Ok(response.map(|inner| LaneBody { inner, _slot: slot }))
+    }
+
+    fn pick(&self) -> (HttpClient, LaneSlot) {
+        let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
+        // Slots are only taken under the lock, so a lane seen with room has it.
+        if let Some(lane) = lanes
+            .iter()
+            .find(|l| l.in_flight.load(Ordering::Relaxed) < CALLS_PER_LANE)
+        {
+            lane.in_flight.fetch_add(1, Ordering::Relaxed);
+            return (lane.client.clone(), LaneSlot(lane.in_flight.clone()));
+        }
+        // A server known to speak HTTP/2: the new lane's burst waits for one connection.
+        let http2_only = self.connector.http2.load(Ordering::Relaxed);
+        let lane = Lane {
+            client: pooled_as(self.connector.clone(), http2_only),
+            in_flight: Arc::new(AtomicUsize::new(1)),
+        };
+        let picked = (lane.client.clone(), LaneSlot(lane.in_flight.clone()));
+        lanes.push(lane);
+        picked
+    }
+}
+
+/// The connector under a provider's lanes, noting when a connection negotiates HTTP/2
+/// (by ALPN) so that lanes opened later dial once for a burst of calls.
+#[derive(Clone)]
+pub struct Noticing {
+    inner: HttpsConnector<Dialer>,
+    http2: Arc<std::sync::atomic::AtomicBool>,
+}
+
+type TlsStream = <HttpsConnector<Dialer> as Service<Uri>>::Response;
+
+impl Service<Uri> for Noticing {
+    type Response = TlsStream;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<TlsStream, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, dst: Uri) -> Self::Future {
+        let connecting = self.inner.call(dst);
+        let http2 = self.http2.clone();
+        Box::pin(async move {
+            let stream = connecting.await?;
+            if stream.connected().is_negotiated_h2() {
+                http2.store(true, Ordering::Relaxed);
+            }
+            Ok(stream)
+        })
+    }
+}
+
+/// A call's place in its lane, given back when the answer's body is dropped.
+struct LaneSlot(Arc<AtomicUsize>);
+
+impl Drop for LaneSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// An answer's body holding its call's place in the lane until it is done with.
+pub struct LaneBody {
+    inner: hyper::body::Incoming,
+    _slot: LaneSlot,
+}
+
+impl http_body::Body for LaneBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Certificate authorities a provider's TLS certificate may chain to beyond the
@@ -107,14 +237,11 @@ fn add_pem(roots: &mut rustls::RootCertStore, pem: &[u8]) -> Result<(), String> 
     Ok(())
 }
 
-/// A client that trusts `trust`'s certificate authorities besides the public roots.
-pub fn build_trusting(
-    connect: Duration,
-    proxies: Arc<Matcher>,
-    trust: &Trust,
-) -> Result<HttpClient, String> {
+/// Lanes whose connections trust `trust`'s certificate authorities besides the
+/// public roots, and give up connecting after `connect`.
+pub fn lanes(connect: Duration, proxies: Arc<Matcher>, trust: &Trust) -> Result<Lanes, String> {
     if trust.is_public_only() {
-        return Ok(build(connect, proxies));
+        return Ok(public_lanes(connect, proxies));
     }
     let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
@@ -124,26 +251,44 @@ pub fn build_trusting(
     .with_root_certificates(trust.roots()?)
     .with_no_client_auth();
     let https = HttpsConnectorBuilder::new().with_tls_config(tls);
-    Ok(pooled(connect, proxies, https))
+    Ok(Lanes::new(connector(connect, proxies, https)))
 }
 
-/// The pooled client over `https` (HTTP/1.1 and HTTP/2, chosen by ALPN).
-fn pooled(
+/// Lanes trusting the public roots alone.
+pub fn public_lanes(connect: Duration, proxies: Arc<Matcher>) -> Lanes {
+    let https = HttpsConnectorBuilder::new().with_webpki_roots();
+    Lanes::new(connector(connect, proxies, https))
+}
+
+/// The connector under every client: TCP (or a proxy's tunnel), then TLS offering
+/// HTTP/2 and HTTP/1.1 by ALPN for https URIs.
+fn connector(
     connect: Duration,
     proxies: Arc<Matcher>,
     https: hyper_rustls::HttpsConnectorBuilder<hyper_rustls::builderstates::WantsSchemes>,
-) -> HttpClient {
+) -> HttpsConnector<Dialer> {
     let mut tcp = HttpConnector::new();
     // The TLS layer above hands it https URIs.
     tcp.enforce_http(false);
     tcp.set_nodelay(true);
     tcp.set_connect_timeout(Some(connect));
-    let https = https
+    https
         .https_or_http()
         .enable_http1()
         .enable_http2()
-        .wrap_connector(Dialer { tcp, proxies });
+        .wrap_connector(Dialer { tcp, proxies })
+}
+
+/// A pooled client over `https`: connections kept alive for reuse.
+fn pooled(https: Noticing) -> HttpClient {
+    pooled_as(https, false)
+}
+
+/// [`pooled`]; `http2_only` for a server known to speak HTTP/2, so that calls arriving
+/// together while it connects wait for that one connection instead of each dialling.
+fn pooled_as(https: Noticing, http2_only: bool) -> HttpClient {
     Client::builder(TokioExecutor::new())
+        .http2_only(http2_only)
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(1024)

@@ -1,7 +1,7 @@
 //! One configured provider, ready to call: its base URL parsed once, credentials
 //! resolved, and the HTTP client and circuit breaker it shares across config swaps.
 
-use super::client::{self, HttpClient};
+use super::client::{self, Lanes};
 use super::google_auth::GoogleTokens;
 use ai_gateway_snapshot::{unresolved_reference, Provider, ProviderKind};
 use hyper_util::client::proxy::matcher::Matcher;
@@ -25,7 +25,7 @@ pub struct Upstream {
     pub config: Provider,
     /// Why the provider cannot serve (an unset credential variable, a missing key).
     pub inactive: Option<String>,
-    pub client: HttpClient,
+    pub client: Arc<Lanes>,
     pub breaker: Arc<super::breaker::Breaker>,
     /// Credentials and configured headers, see [`super::provider_headers`].
     pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
@@ -99,8 +99,18 @@ impl Upstream {
             .as_ref()
             .filter(|u| u.scheme_str() == Some("http"))
             .and_then(host_header);
-        let (client, untrusted) =
-            pool.client(config.timeouts.connect_ms, client::Trust::of(config));
+        let address = base_uri.as_ref().map_or_else(String::new, |u| {
+            format!(
+                "{}://{}",
+                u.scheme_str().unwrap_or_default(),
+                u.authority().map_or("", |a| a.as_str())
+            )
+        });
+        let (client, untrusted) = pool.client(
+            address,
+            config.timeouts.connect_ms,
+            client::Trust::of(config),
+        );
         let inactive = inactive.or(untrusted);
         Self {
             name: name.to_string(),
@@ -160,11 +170,12 @@ impl Upstream {
     }
 }
 
-/// What outlives snapshots: HTTP clients (one per connect timeout, so a config swap
-/// keeps warm upstream connections) and each provider's circuit state.
+/// What outlives snapshots: HTTP clients (lanes per provider address, connect timeout
+/// and trust, so a config swap keeps warm upstream connections) and each provider's
+/// circuit state.
 pub struct ClientPool {
-    /// By connect timeout and CA file.
-    clients: Mutex<HashMap<(u64, client::Trust), HttpClient>>,
+    /// By provider address (scheme and authority), connect timeout and trusted CAs.
+    clients: Mutex<HashMap<(String, u64, client::Trust), Arc<Lanes>>>,
     breakers: Mutex<HashMap<String, Arc<super::breaker::Breaker>>>,
     /// By provider name, with the service-account key it was made from.
     google: Mutex<HashMap<String, Arc<GoogleCredentials>>>,
@@ -203,22 +214,31 @@ impl ClientPool {
         }
     }
 
-    /// The client for a connect timeout and the CAs a provider trusts; with the reason
+    /// The lanes for a provider address, connect timeout and the CAs it trusts; with the reason
     /// the provider cannot be served when those are unusable (then a client that trusts
     /// only the public roots, which the inactive provider never uses).
-    fn client(&self, connect_ms: u64, trust: client::Trust) -> (HttpClient, Option<String>) {
+    fn client(
+        &self,
+        address: String,
+        connect_ms: u64,
+        trust: client::Trust,
+    ) -> (Arc<Lanes>, Option<String>) {
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        let key = (connect_ms, trust);
-        if let Some(client) = clients.get(&key) {
-            return (client.clone(), None);
+        let key = (address, connect_ms, trust);
+        if let Some(lanes) = clients.get(&key) {
+            return (lanes.clone(), None);
         }
         let connect = Duration::from_millis(connect_ms);
-        match client::build_trusting(connect, self.proxies.clone(), &key.1) {
-            Ok(client) => {
-                clients.insert(key, client.clone());
-                (client, None)
+        match client::lanes(connect, self.proxies.clone(), &key.2) {
+            Ok(lanes) => {
+                let lanes = Arc::new(lanes);
+                clients.insert(key, lanes.clone());
+                (lanes, None)
             }
-            Err(reason) => (client::build(connect, self.proxies.clone()), Some(reason)),
+            Err(reason) => (
+                Arc::new(client::public_lanes(connect, self.proxies.clone())),
+                Some(reason),
+            ),
         }
     }
 }

@@ -52,9 +52,30 @@ struct TlsFake {
     requests: Arc<AtomicUsize>,
     protocols: Arc<Mutex<Vec<String>>>,
     targets: Arc<Mutex<Vec<Target>>>,
+    /// The most requests it held at once.
+    peak: Arc<AtomicUsize>,
 }
 
-async fn tls_fake(pki: &TestPki, alpn: &[&[u8]], delay: Duration) -> TlsFake {
+/// How a fake answers: after `delay`, or as soon as `release_at` requests are held at
+/// once; over HTTP/2 it lets a connection carry `max_streams` at a time.
+#[derive(Clone, Copy)]
+struct Answering {
+    delay: Duration,
+    release_at: usize,
+    max_streams: u32,
+}
+
+impl Answering {
+    fn after(delay: Duration) -> Self {
+        Self {
+            delay,
+            release_at: usize::MAX,
+            max_streams: 1000,
+        }
+    }
+}
+
+async fn tls_fake(pki: &TestPki, alpn: &[&[u8]], answering: Answering) -> TlsFake {
     let key = rustls::pki_types::PrivateKeyDer::try_from(pki.leaf_key_der.clone()).expect("key");
     let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
@@ -74,23 +95,28 @@ async fn tls_fake(pki: &TestPki, alpn: &[&[u8]], delay: Duration) -> TlsFake {
         requests: Arc::default(),
         protocols: Arc::default(),
         targets: Arc::default(),
+        peak: Arc::default(),
     };
-    let (connections, requests, protocols, targets) = (
+    let (connections, requests, protocols, targets, peak) = (
         fake.connections.clone(),
         fake.requests.clone(),
         fake.protocols.clone(),
         fake.targets.clone(),
+        fake.peak.clone(),
     );
+    let held = Arc::new(AtomicUsize::new(0));
     tokio::spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
                 return;
             };
-            let (acceptor, requests, protocols, targets) = (
+            let (acceptor, requests, protocols, targets, peak, held) = (
                 acceptor.clone(),
                 requests.clone(),
                 protocols.clone(),
                 targets.clone(),
+                peak.clone(),
+                held.clone(),
             );
             connections.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
@@ -112,9 +138,18 @@ async fn tls_fake(pki: &TestPki, alpn: &[&[u8]], delay: Duration) -> TlsFake {
                         .map(|h| h.to_str().unwrap_or("?").to_string());
                     let authority = req.uri().authority().map(|a| a.to_string());
                     targets.lock().expect("lock").push((host, authority));
+                    let (peak, held) = (peak.clone(), held.clone());
                     async move {
                         requests.fetch_add(1, Ordering::SeqCst);
-                        tokio::time::sleep(delay).await;
+                        let now = held.fetch_add(1, Ordering::SeqCst) + 1;
+                        peak.fetch_max(now, Ordering::SeqCst);
+                        let until = tokio::time::Instant::now() + answering.delay;
+                        while peak.load(Ordering::SeqCst) < answering.release_at
+                            && tokio::time::Instant::now() < until
+                        {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                        held.fetch_sub(1, Ordering::SeqCst);
                         let body = fixture("upstream/anthropic/message_text.json");
                         Ok::<_, std::convert::Infallible>(
                             http::Response::builder()
@@ -124,9 +159,12 @@ async fn tls_fake(pki: &TestPki, alpn: &[&[u8]], delay: Duration) -> TlsFake {
                         )
                     }
                 });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tls), service)
-                    .await;
+                let mut builder =
+                    hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                builder
+                    .http2()
+                    .max_concurrent_streams(answering.max_streams);
+                let _ = builder.serve_connection(TokioIo::new(tls), service).await;
             });
         }
     });
@@ -166,7 +204,12 @@ fn ca_file(pki: &TestPki) -> (tempfile::TempDir, std::path::PathBuf) {
 #[tokio::test]
 async fn http2_calls_share_one_connection_to_a_provider_behind_a_private_ca() {
     let pki = pki();
-    let fake = tls_fake(&pki, &[b"h2", b"http/1.1"], Duration::from_millis(200)).await;
+    let fake = tls_fake(
+        &pki,
+        &[b"h2", b"http/1.1"],
+        Answering::after(Duration::from_millis(200)),
+    )
+    .await;
     let (_dir, ca) = ca_file(&pki);
     let gw = gateway(fake.port, Some(&ca)).await;
     for _ in 0..3 {
@@ -194,7 +237,7 @@ async fn http2_calls_share_one_connection_to_a_provider_behind_a_private_ca() {
 #[tokio::test]
 async fn an_http1_provider_gets_its_connection_reused() {
     let pki = pki();
-    let fake = tls_fake(&pki, &[b"http/1.1"], Duration::ZERO).await;
+    let fake = tls_fake(&pki, &[b"http/1.1"], Answering::after(Duration::ZERO)).await;
     let (_dir, ca) = ca_file(&pki);
     let gw = gateway(fake.port, Some(&ca)).await;
     for _ in 0..4 {
@@ -211,7 +254,12 @@ async fn an_http1_provider_gets_its_connection_reused() {
 #[tokio::test]
 async fn an_untrusted_certificate_is_a_clean_502_naming_the_provider() {
     let pki = pki();
-    let fake = tls_fake(&pki, &[b"h2", b"http/1.1"], Duration::ZERO).await;
+    let fake = tls_fake(
+        &pki,
+        &[b"h2", b"http/1.1"],
+        Answering::after(Duration::ZERO),
+    )
+    .await;
     let gw = gateway(fake.port, None).await;
     let (status, body) = chat(&gw).await;
     assert_eq!(status, 502, "{body}");
@@ -244,7 +292,12 @@ async fn an_untrusted_certificate_is_a_clean_502_naming_the_provider() {
 #[tokio::test]
 async fn system_roots_and_an_inline_pem_trust_a_private_ca() {
     let pki = pki();
-    let fake = tls_fake(&pki, &[b"h2", b"http/1.1"], Duration::ZERO).await;
+    let fake = tls_fake(
+        &pki,
+        &[b"h2", b"http/1.1"],
+        Answering::after(Duration::ZERO),
+    )
+    .await;
     let (dir, ca) = ca_file(&pki);
     let base = format!("https://localhost:{}", fake.port);
     let pem = serde_json::to_string(&pki.ca_pem).expect("json string");
@@ -272,4 +325,50 @@ async fn system_roots_and_an_inline_pem_trust_a_private_ca() {
     let (status, body) = chat_at(&gw.api, "claude-public").await;
     assert_eq!(status, 502, "{body}");
     assert_eq!(fake.requests.load(Ordering::SeqCst), 2);
+}
+
+/// A provider's HTTP/2 front end carries so many streams a connection (100 to 256 at
+/// real ones): calls past that open another connection instead of queueing behind
+/// agents' streams that may last minutes.
+#[tokio::test]
+async fn calls_past_a_connections_stream_limit_open_another_connection() {
+    let pki = pki();
+    let calls = 150;
+    let fake = tls_fake(
+        &pki,
+        &[b"h2"],
+        Answering {
+            delay: Duration::from_secs(10),
+            release_at: calls,
+            max_streams: 100,
+        },
+    )
+    .await;
+    let (_dir, ca) = ca_file(&pki);
+    let gw = gateway(fake.port, Some(&ca)).await;
+    // A first call finds the provider speaks HTTP/2 (it is answered after the wait:
+    // the fake holds calls until `calls` are in at once, so this one is slow).
+    let first = tokio::spawn({
+        let url = gw.url.clone();
+        async move { chat_at(&url, "claude-sonnet-4-5").await.0 }
+    });
+    while fake.peak.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let started = std::time::Instant::now();
+    let together: Vec<_> = (1..calls).map(|_| chat(&gw)).collect();
+    for (status, body) in futures_util::future::join_all(together).await {
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(first.await.expect("first call"), 200);
+    assert_eq!(
+        fake.peak.load(Ordering::SeqCst),
+        calls,
+        "every call reached the provider at once"
+    );
+    assert_eq!(fake.connections.load(Ordering::SeqCst), 2);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "none waited for a stream to end"
+    );
 }
