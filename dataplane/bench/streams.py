@@ -306,6 +306,7 @@ async def run(bin_path, streams, idle, doors, profile=False, h2_streams=0):
             await asyncio.sleep(0.1)
         await asyncio.sleep(3)
         held = rss_kib(gw.pid)
+        held_upstream = upstream_connections(up_port)
         health = await health_ms(gw_port)
         if profile:
             gw.terminate()
@@ -328,7 +329,7 @@ async def run(bin_path, streams, idle, doors, profile=False, h2_streams=0):
             "kib_per_stream": round((held - before) / max(1, len(opened)), 1),
             "health_ms_while_held": health, "failures": len(failures),
             "upstream": f"https, HTTP/2, {h2_streams} streams a connection" if h2_streams else "http/1.1",
-            "upstream_connections": upstream_connections(up_port),
+            "upstream_connections": held_upstream,
             "first_failure": failures[0] if failures else None,
         }
         if idle:
