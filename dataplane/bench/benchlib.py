@@ -129,3 +129,35 @@ def wrk_all(body, key, urls, seconds, conns, stream=False):
     return results
 
 
+
+
+def make_test_pki(work):
+    """A test CA (ca.pem) and an ECDSA P-256 certificate for 127.0.0.1 signed by it
+    (server.pem, server.key), made with openssl in `work`."""
+    def run(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=work)
+
+    run("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ca.key")
+    run("req", "-x509", "-new", "-key", "ca.key", "-days", "2", "-subj", "/CN=bench test CA", "-out", "ca.pem")
+    run("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "server.key")
+    run("req", "-new", "-key", "server.key", "-subj", "/CN=127.0.0.1", "-out", "server.csr")
+    with open(os.path.join(work, "san.ext"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+        "-days", "2", "-extfile", "san.ext", "-out", "server.pem")
+
+
+def repo_rev():
+    return subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True).stdout.strip()
+
+
+def write_results(work, report, render, name, log):
+    """Keeps the raw figures in `work`, prints the report and writes it to bench/`name`."""
+    with open(os.path.join(work, "report.json"), "w") as f:
+        json.dump(report, f, indent=1)
+    text = render(report)
+    print(text)
+    with open(os.path.join(HERE, name), "w") as f:
+        f.write(text)
+    log(f"raw figures: {work}/report.json")

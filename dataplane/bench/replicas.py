@@ -13,7 +13,6 @@ About 4 minutes, plus up to a minute waiting for a fresh rate-limit minute.
 """
 import asyncio
 import hashlib
-import json
 import os
 import signal
 import socket
@@ -23,7 +22,8 @@ import tempfile
 import time
 
 from benchlib import (HERE, PIN_LOAD, PIN_PROXY as PIN_GW, REPO, Procs, all_cpu, busy_share,
-                      core_busy, cpu_of, logger, other_cpu, wait_port, wrk_all as wrk_urls)
+                      core_busy, cpu_of, logger, other_cpu, repo_rev, wait_port, write_results,
+                      wrk_all as wrk_urls)
 
 log = logger("replicas")
 KEY = "gw_replicas_bench_key"
@@ -324,8 +324,7 @@ def main():
     with open(os.path.join(work, "fake.conf"), "w") as f:
         f.write(conf)
     report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "binary": binary,
-              "build": build, "rev": subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"],
-                                                    capture_output=True, text=True).stdout.strip(),
+              "build": build, "rev": repo_rev(),
               "redis": subprocess.run(["redis-server", "--version"], capture_output=True,
                                       text=True).stdout.strip()}
     try:
@@ -346,13 +345,7 @@ def main():
         report["restart"], redis = restart(procs, binary, work, redis, start_redis)
     finally:
         procs.stop_all()
-    with open(os.path.join(work, "report.json"), "w") as f:
-        json.dump(report, f, indent=1)
-    text = render(report)
-    print(text)
-    with open(os.path.join(HERE, "RESULTS-replicas.md"), "w") as f:
-        f.write(text)
-    log(f"raw figures: {work}/report.json")
+    write_results(work, report, render, "RESULTS-replicas.md", log)
 
 
 def throughput(procs, binary, work):

@@ -156,22 +156,14 @@ class SlowAnthropicH2:
             writer.close()
 
 
-def test_pki(work):
-    """A test CA and a certificate for 127.0.0.1 (openssl), for the HTTP/2 upstream."""
-    def run(*args):
-        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=work)
-
-    run("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ca.key")
-    run("req", "-x509", "-new", "-key", "ca.key", "-days", "2", "-subj", "/CN=streams CA", "-out", "ca.pem")
-    run("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "up.key")
-    run("req", "-new", "-key", "up.key", "-subj", "/CN=127.0.0.1", "-out", "up.csr")
-    with open(os.path.join(work, "san.ext"), "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1\n")
-    run("x509", "-req", "-in", "up.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-        "-days", "2", "-extfile", "san.ext", "-out", "up.pem")
+def upstream_tls(work):
+    """TLS for the HTTP/2 upstream: its server context and the CA file the gateway trusts."""
     import ssl
+    from benchlib import make_test_pki
+
+    make_test_pki(work)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(os.path.join(work, "up.pem"), os.path.join(work, "up.key"))
+    context.load_cert_chain(os.path.join(work, "server.pem"), os.path.join(work, "server.key"))
     context.set_alpn_protocols(["h2"])
     return context, os.path.join(work, "ca.pem")
 
@@ -248,7 +240,7 @@ async def run(bin_path, streams, idle, doors, profile=False, h2_streams=0):
     work = tempfile.mkdtemp()
     if h2_streams:
         upstream = SlowAnthropicH2(h2_streams)
-        tls, ca = test_pki(work)
+        tls, ca = upstream_tls(work)
         server = await asyncio.start_server(upstream.handle, "127.0.0.1", up_port, backlog=4096, ssl=tls)
         base_url = f"https://127.0.0.1:{up_port}"
         trust = f', ca_file: "{ca}"'

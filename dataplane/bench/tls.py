@@ -11,15 +11,14 @@ and the gateway each reach the doors; the proxy under test has core 1, wrk and t
 core 0. Auth off and the audit log to /dev/null, so the rows differ by the upstream
 only. Results to stdout and to RESULTS-tls.md; about 3 minutes.
 """
-import json
 import os
 import subprocess
 import tempfile
 import threading
 import time
 
-from benchlib import (HERE, PIN_LOAD, PIN_PROXY, REPO, Procs, all_cpu, busy_share, core_busy,
-                      cpu_of, logger, other_cpu, wait_port, wrk_all)
+from benchlib import (PIN_LOAD, PIN_PROXY, REPO, Procs, all_cpu, busy_share, core_busy, cpu_of,
+                      logger, make_test_pki, other_cpu, repo_rev, wait_port, write_results, wrk_all)
 
 log = logger("tls")
 BASE = int(os.environ.get("BENCH_PORT_BASE", "18400"))
@@ -29,20 +28,6 @@ GW_PORT, ADMIN_PORT = BASE + 20, BASE + 21
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
 CONNS = int(os.environ.get("BENCH_CONNS", "64"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
-
-
-def make_certs(work):
-    def run(*args):
-        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=work)
-
-    run("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ca.key")
-    run("req", "-x509", "-new", "-key", "ca.key", "-days", "2", "-subj", "/CN=bench test CA", "-out", "ca.pem")
-    run("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "server.key")
-    run("req", "-new", "-key", "server.key", "-subj", "/CN=127.0.0.1", "-out", "server.csr")
-    with open(os.path.join(work, "san.ext"), "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
-    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-        "-days", "2", "-extfile", "san.ext", "-out", "server.pem")
 
 
 def common_http(work, name):
@@ -190,7 +175,7 @@ def main():
     with open(os.path.join(REPO, "dataplane/tests/fixtures/upstream/openai/chat_text.json"), "rb") as a, \
             open(os.path.join(work, "www", "static", "chat.json"), "wb") as b:
         b.write(a.read())
-    make_certs(work)
+    make_test_pki(work)
     for name, text in (("fake.conf", fake_conf(work)), ("proxy.conf", proxy_conf(work)),
                        ("gateway.yaml", gateway_conf(work))):
         with open(os.path.join(work, name), "w") as f:
@@ -231,17 +216,10 @@ def main():
         procs.stop_all()
     report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "binary": binary,
               "build": os.environ.get("AI_GATEWAY_BIN_BUILD", "release build"),
-              "rev": subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True,
-                                    text=True).stdout.strip(),
+              "rev": repo_rev(),
               "nginx": subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip(),
               "rows": rows}
-    with open(os.path.join(work, "report.json"), "w") as f:
-        json.dump(report, f, indent=1)
-    text = render(report)
-    print(text)
-    with open(os.path.join(HERE, "RESULTS-tls.md"), "w") as f:
-        f.write(text)
-    log(f"raw figures: {work}/report.json")
+    write_results(work, report, render, "RESULTS-tls.md", log)
 
 
 def render(rep):
