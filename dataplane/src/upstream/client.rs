@@ -34,7 +34,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Builds a client whose new connections give up after `connect`.
 pub fn build(connect: Duration, proxies: Arc<Matcher>) -> HttpClient {
-    pooled(public_lanes(connect, proxies).connector)
+    pooled(Noticing::new(public_connector(connect, proxies)), false)
 }
 
 /// Calls one lane carries at once before another opens beside it. HTTP/2 puts every
@@ -60,10 +60,7 @@ struct Lane {
 impl Lanes {
     fn new(connector: HttpsConnector<Dialer>) -> Self {
         Self {
-            connector: Noticing {
-                inner: connector,
-                http2: Arc::default(),
-            },
+            connector: Noticing::new(connector),
             lanes: std::sync::Mutex::default(),
         }
     }
@@ -91,7 +88,7 @@ impl Lanes {
         // A server known to speak HTTP/2: the new lane's burst waits for one connection.
         let http2_only = self.connector.http2.load(Ordering::Relaxed);
         let lane = Lane {
-            client: pooled_as(self.connector.clone(), http2_only),
+            client: pooled(self.connector.clone(), http2_only),
             in_flight: Arc::new(AtomicUsize::new(1)),
         };
         let picked = (lane.client.clone(), LaneSlot(lane.in_flight.clone()));
@@ -106,6 +103,15 @@ impl Lanes {
 pub struct Noticing {
     inner: HttpsConnector<Dialer>,
     http2: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Noticing {
+    fn new(inner: HttpsConnector<Dialer>) -> Self {
+        Self {
+            inner,
+            http2: Arc::default(),
+        }
+    }
 }
 
 type TlsStream = <HttpsConnector<Dialer> as Service<Uri>>::Response;
@@ -256,8 +262,15 @@ pub fn lanes(connect: Duration, proxies: Arc<Matcher>, trust: &Trust) -> Result<
 
 /// Lanes trusting the public roots alone.
 pub fn public_lanes(connect: Duration, proxies: Arc<Matcher>) -> Lanes {
-    let https = HttpsConnectorBuilder::new().with_webpki_roots();
-    Lanes::new(connector(connect, proxies, https))
+    Lanes::new(public_connector(connect, proxies))
+}
+
+fn public_connector(connect: Duration, proxies: Arc<Matcher>) -> HttpsConnector<Dialer> {
+    connector(
+        connect,
+        proxies,
+        HttpsConnectorBuilder::new().with_webpki_roots(),
+    )
 }
 
 /// The connector under every client: TCP (or a proxy's tunnel), then TLS offering
@@ -279,14 +292,10 @@ fn connector(
         .wrap_connector(Dialer { tcp, proxies })
 }
 
-/// A pooled client over `https`: connections kept alive for reuse.
-fn pooled(https: Noticing) -> HttpClient {
-    pooled_as(https, false)
-}
-
-/// [`pooled`]; `http2_only` for a server known to speak HTTP/2, so that calls arriving
-/// together while it connects wait for that one connection instead of each dialling.
-fn pooled_as(https: Noticing, http2_only: bool) -> HttpClient {
+/// A pooled client over `https`: connections kept alive for reuse. `http2_only` for a
+/// server known to speak HTTP/2, so that calls arriving together while it connects
+/// wait for that one connection instead of each dialling.
+fn pooled(https: Noticing, http2_only: bool) -> HttpClient {
     Client::builder(TokioExecutor::new())
         .http2_only(http2_only)
         .pool_timer(TokioTimer::new())

@@ -214,9 +214,9 @@ impl ClientPool {
         }
     }
 
-    /// The lanes for a provider address, connect timeout and the CAs it trusts; with the reason
-    /// the provider cannot be served when those are unusable (then a client that trusts
-    /// only the public roots, which the inactive provider never uses).
+    /// The lanes for a provider address, connect timeout and the CAs it trusts; with
+    /// the reason the provider cannot be served when those are unusable (then lanes
+    /// that trust only the public roots, which the inactive provider never uses).
     fn client(
         &self,
         address: String,
