@@ -50,6 +50,10 @@ pub const CALLS_PER_LANE: usize = 100;
 pub struct Lanes {
     connector: Noticing,
     lanes: std::sync::Mutex<Vec<Lane>>,
+    /// A first call is dialling: calls arriving meanwhile wait for its connection
+    /// (at most `connect`), which they share if it speaks HTTP/2.
+    first_contact: std::sync::atomic::AtomicBool,
+    connect: Duration,
 }
 
 struct Lane {
@@ -58,10 +62,12 @@ struct Lane {
 }
 
 impl Lanes {
-    fn new(connector: HttpsConnector<Dialer>) -> Self {
+    fn new(connector: HttpsConnector<Dialer>, connect: Duration) -> Self {
         Self {
             connector: Noticing::new(connector),
             lanes: std::sync::Mutex::default(),
+            first_contact: std::sync::atomic::AtomicBool::new(false),
+            connect,
         }
     }
 
@@ -70,6 +76,14 @@ impl Lanes {
         &self,
         request: http::Request<Full<Bytes>>,
     ) -> Result<UpstreamResponse, hyper_util::client::legacy::Error> {
+        // Until a connection has been made nobody knows whether the server speaks
+        // HTTP/2, and hyper would dial once for every call of a burst: a gateway
+        // starting under load would open hundreds of TLS connections to a provider
+        // that needs one.
+        if self.first_contact.swap(true, Ordering::Relaxed) && !*self.connector.made.borrow() {
+            let mut made = self.connector.made.subscribe();
+            let _ = tokio::time::timeout(self.connect, made.wait_for(|made| *made)).await;
+        }
         let (client, slot) = self.pick();
         let response = client.request(request).await?;
         Ok(response.map(|inner| LaneBody { inner, _slot: slot }))
@@ -103,6 +117,8 @@ impl Lanes {
 pub struct Noticing {
     inner: HttpsConnector<Dialer>,
     http2: Arc<std::sync::atomic::AtomicBool>,
+    /// Set once a connection attempt has ended, made or not.
+    made: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Noticing {
@@ -110,6 +126,7 @@ impl Noticing {
         Self {
             inner,
             http2: Arc::default(),
+            made: Arc::new(tokio::sync::watch::Sender::new(false)),
         }
     }
 }
@@ -127,13 +144,17 @@ impl Service<Uri> for Noticing {
 
     fn call(&mut self, dst: Uri) -> Self::Future {
         let connecting = self.inner.call(dst);
-        let http2 = self.http2.clone();
+        let (http2, made) = (self.http2.clone(), self.made.clone());
         Box::pin(async move {
-            let stream = connecting.await?;
-            if stream.connected().is_negotiated_h2() {
-                http2.store(true, Ordering::Relaxed);
+            let connected = connecting.await;
+            if let Ok(stream) = &connected {
+                if stream.connected().is_negotiated_h2() {
+                    http2.store(true, Ordering::Relaxed);
+                }
             }
-            Ok(stream)
+            // A failed attempt frees the waiting calls too: each then dials for itself.
+            made.send_replace(true);
+            connected
         })
     }
 }
@@ -257,12 +278,12 @@ pub fn lanes(connect: Duration, proxies: Arc<Matcher>, trust: &Trust) -> Result<
     .with_root_certificates(trust.roots()?)
     .with_no_client_auth();
     let https = HttpsConnectorBuilder::new().with_tls_config(tls);
-    Ok(Lanes::new(connector(connect, proxies, https)))
+    Ok(Lanes::new(connector(connect, proxies, https), connect))
 }
 
 /// Lanes trusting the public roots alone.
 pub fn public_lanes(connect: Duration, proxies: Arc<Matcher>) -> Lanes {
-    Lanes::new(public_connector(connect, proxies))
+    Lanes::new(public_connector(connect, proxies), connect)
 }
 
 fn public_connector(connect: Duration, proxies: Arc<Matcher>) -> HttpsConnector<Dialer> {

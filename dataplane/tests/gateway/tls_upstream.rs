@@ -372,3 +372,25 @@ async fn calls_past_a_connections_stream_limit_open_another_connection() {
         "none waited for a stream to end"
     );
 }
+
+/// A gateway that starts under load does not open a connection per call to a provider
+/// that needs one: the calls of a first burst wait for the first connection, and share
+/// it once it speaks HTTP/2.
+#[tokio::test]
+async fn a_first_burst_of_calls_shares_one_connection() {
+    let pki = pki();
+    let fake = tls_fake(
+        &pki,
+        &[b"h2", b"http/1.1"],
+        Answering::after(Duration::from_millis(100)),
+    )
+    .await;
+    let (_dir, ca) = ca_file(&pki);
+    let gw = gateway(fake.port, Some(&ca)).await;
+    let burst: Vec<_> = (0..40).map(|_| chat(&gw)).collect();
+    for (status, body) in futures_util::future::join_all(burst).await {
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(fake.requests.load(Ordering::SeqCst), 40);
+    assert_eq!(fake.connections.load(Ordering::SeqCst), 1);
+}
