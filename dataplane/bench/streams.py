@@ -354,6 +354,10 @@ def main():
     idle = int(args[2]) if len(args) > 2 else 0
     h2_streams = 0
     if "--upstream=h2" in sys.argv:
+        try:
+            import h2  # noqa: F401
+        except ImportError:
+            subprocess.run([sys.executable, "-m", "pip", "install", "-q", "h2"], check=True)
         h2_streams = int(next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--max-streams=")),
                               "100000"))
     print(json.dumps(asyncio.run(run(bin_path, streams, idle, door, profile, h2_streams))))
