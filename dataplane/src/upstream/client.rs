@@ -80,7 +80,8 @@ impl Lanes {
         // HTTP/2, and hyper would dial once for every call of a burst: a gateway
         // starting under load would open hundreds of TLS connections to a provider
         // that needs one.
-        if self.first_contact.swap(true, Ordering::Relaxed) && !*self.connector.made.borrow() {
+        // Once a connection has been made this is one shared read, no write, a call.
+        if !*self.connector.made.borrow() && self.first_contact.swap(true, Ordering::Relaxed) {
             let mut made = self.connector.made.subscribe();
             let _ = tokio::time::timeout(self.connect, made.wait_for(|made| *made)).await;
         }

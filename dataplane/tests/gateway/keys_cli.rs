@@ -2,7 +2,7 @@
 //! directory, and the same on the admin API; a running gateway serves a new key, its
 //! rate limit and a revocation within a second, and turns an open gateway to key auth.
 
-use crate::fakes::{anthropic_reply, client, FakeUpstream};
+use crate::fakes::{anthropic_reply, client, get_json, FakeUpstream};
 use crate::process::{tempdir, Running};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -49,19 +49,24 @@ async fn becomes(gateway: &str, key: Option<&str>, want: u16) {
     }
 }
 
+/// A config file in `dir` routing `claude-*` to the Anthropic fake at `upstream`.
+fn anthropic_config(dir: &std::path::Path, upstream: &str) -> std::path::PathBuf {
+    let path = dir.join("gateway.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "providers:\n  anthropic: {{ type: anthropic, base_url: \"{upstream}\", api_key: sk-ant-real }}\nroutes:\n  - {{ models: [\"claude-*\"], provider: anthropic }}\n"
+        ),
+    )
+    .expect("write");
+    path
+}
+
 #[tokio::test]
 async fn keys_made_by_the_cli_are_served_limited_and_revoked_within_a_second() {
     let upstream = FakeUpstream::start(anthropic_reply).await;
     let dir = tempdir();
-    let path = dir.path().join("gateway.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "providers:\n  anthropic: {{ type: anthropic, base_url: \"{}\", api_key: sk-ant-real }}\nroutes:\n  - {{ models: [\"claude-*\"], provider: anthropic }}\n",
-            upstream.url()
-        ),
-    )
-    .expect("write");
+    let path = anthropic_config(dir.path(), &upstream.url());
     let data = tempdir();
     let data_dir = data.path().to_str().expect("path").to_string();
     let gw = Running::start_with(&path, &["--data-dir", &data_dir]);
@@ -113,15 +118,7 @@ async fn keys_made_by_the_cli_are_served_limited_and_revoked_within_a_second() {
 async fn the_admin_api_makes_lists_and_revokes_keys_behind_its_token() {
     let upstream = FakeUpstream::start(anthropic_reply).await;
     let dir = tempdir();
-    let path = dir.path().join("gateway.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "providers:\n  anthropic: {{ type: anthropic, base_url: \"{}\", api_key: sk-ant-real }}\nroutes:\n  - {{ models: [\"claude-*\"], provider: anthropic }}\n",
-            upstream.url()
-        ),
-    )
-    .expect("write");
+    let path = anthropic_config(dir.path(), &upstream.url());
     let data = tempdir();
     let data_dir = data.path().to_str().expect("path").to_string();
     let gw = Running::start_with(
@@ -153,15 +150,7 @@ async fn the_admin_api_makes_lists_and_revokes_keys_behind_its_token() {
     assert_eq!(status(&gw.api, Some(&key)).await, 200);
     assert_eq!(status(&gw.api, None).await, 401);
 
-    let listed: Value = client()
-        .get(&keys_url)
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .expect("answers")
-        .json()
-        .await
-        .expect("json");
+    let listed = get_json(keys_url.clone(), Some(ADMIN_TOKEN)).await;
     assert_eq!(listed["keys"][0]["workspace"], "ws-7");
     assert!(!listed.to_string().contains(&key));
 

@@ -1119,15 +1119,8 @@ async fn redis_url_in_the_environment_shares_limits_through_redis() {
         ("REDIS_URL", redis.url.as_str()),
     ];
     let gw = Running::start_from_environment(&env);
-    let limits: Value = client()
-        .get(format!("{}/admin/v1/limits", gw.admin))
-        .bearer_auth("admin-t")
-        .send()
-        .await
-        .expect("answers")
-        .json()
-        .await
-        .expect("json");
+    let limits =
+        crate::fakes::get_json(format!("{}/admin/v1/limits", gw.admin), Some("admin-t")).await;
     assert_eq!(limits["store"], "redis", "{limits}");
     let usage = client()
         .get(format!("{}/v1/usage", gw.api))

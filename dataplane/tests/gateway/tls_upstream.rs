@@ -3,7 +3,7 @@
 //! connections are reused, HTTP/2 calls share one connection; a certificate the
 //! gateway cannot trust is a clean 502 naming the provider.
 
-use crate::fakes::{client, fixture, TestGateway};
+use crate::fakes::{client, fixture, get_json, TestGateway};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -201,17 +201,26 @@ fn ca_file(pki: &TestPki) -> (tempfile::TempDir, std::path::PathBuf) {
     (dir, path)
 }
 
+/// A gateway whose provider is the fake behind its private CA, with the fake and the
+/// CA file's directory (kept for the test's length).
+async fn behind_private_ca(
+    alpn: &[&[u8]],
+    answering: Answering,
+) -> (TlsFake, TestGateway, tempfile::TempDir) {
+    let pki = pki();
+    let fake = tls_fake(&pki, alpn, answering).await;
+    let (dir, ca) = ca_file(&pki);
+    let gw = gateway(fake.port, Some(&ca)).await;
+    (fake, gw, dir)
+}
+
 #[tokio::test]
 async fn http2_calls_share_one_connection_to_a_provider_behind_a_private_ca() {
-    let pki = pki();
-    let fake = tls_fake(
-        &pki,
+    let (fake, gw, _dir) = behind_private_ca(
         &[b"h2", b"http/1.1"],
         Answering::after(Duration::from_millis(200)),
     )
     .await;
-    let (_dir, ca) = ca_file(&pki);
-    let gw = gateway(fake.port, Some(&ca)).await;
     for _ in 0..3 {
         assert_eq!(chat(&gw).await.0, 200);
     }
@@ -236,10 +245,8 @@ async fn http2_calls_share_one_connection_to_a_provider_behind_a_private_ca() {
 
 #[tokio::test]
 async fn an_http1_provider_gets_its_connection_reused() {
-    let pki = pki();
-    let fake = tls_fake(&pki, &[b"http/1.1"], Answering::after(Duration::ZERO)).await;
-    let (_dir, ca) = ca_file(&pki);
-    let gw = gateway(fake.port, Some(&ca)).await;
+    let (fake, gw, _dir) =
+        behind_private_ca(&[b"http/1.1"], Answering::after(Duration::ZERO)).await;
     for _ in 0..4 {
         assert_eq!(chat(&gw).await.0, 200);
     }
@@ -270,14 +277,7 @@ async fn an_untrusted_certificate_is_a_clean_502_naming_the_provider() {
 
     // A CA file that is not there makes the provider inactive, saying why.
     let missing = gateway(fake.port, Some(std::path::Path::new("/nonexistent/ca.pem"))).await;
-    let providers: Value = client()
-        .get(format!("{}/v1/providers", missing.url))
-        .send()
-        .await
-        .expect("answers")
-        .json()
-        .await
-        .expect("json");
+    let providers = get_json(format!("{}/v1/providers", missing.url), None).await;
     assert_eq!(providers["data"][0]["status"], "inactive");
     assert!(providers["data"][0]["reason"]
         .as_str()
@@ -309,10 +309,12 @@ async fn system_roots_and_an_inline_pem_trust_a_private_ca() {
              \x20 system: {{ type: anthropic, base_url: \"{base}\", api_key: k, system_roots: true }}\n\
              \x20 inline: {{ type: anthropic, base_url: \"{base}\", api_key: k, ca_pem: {pem} }}\n\
              \x20 public: {{ type: anthropic, base_url: \"{base}\", api_key: k, retries: {{ attempts: 0 }} }}\n\
+             \x20 garbled: {{ type: anthropic, base_url: \"{base}\", api_key: k, ca_pem: \"not a certificate\" }}\n\
              routes:\n\
              \x20 - {{ models: [\"claude-system\"], provider: system }}\n\
              \x20 - {{ models: [\"claude-inline\"], provider: inline }}\n\
-             \x20 - {{ models: [\"claude-public\"], provider: public }}\n"
+             \x20 - {{ models: [\"claude-public\"], provider: public }}\n\
+             \x20 - {{ models: [\"claude-garbled\"], provider: garbled }}\n"
         ),
     )
     .expect("config");
@@ -324,6 +326,20 @@ async fn system_roots_and_an_inline_pem_trust_a_private_ca() {
     assert_eq!(chat_at(&gw.api, "claude-inline").await.0, 200);
     let (status, body) = chat_at(&gw.api, "claude-public").await;
     assert_eq!(status, 502, "{body}");
+    // PEM text without a certificate leaves its provider out, saying why.
+    let providers = get_json(format!("{}/v1/providers", gw.api), None).await;
+    let garbled = providers["data"]
+        .as_array()
+        .and_then(|all| all.iter().find(|p| p["name"] == "garbled"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(garbled["status"], "inactive", "{providers}");
+    assert!(
+        garbled["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("ca_pem holds no certificate")),
+        "{garbled}"
+    );
     assert_eq!(fake.requests.load(Ordering::SeqCst), 2);
 }
 
@@ -332,10 +348,8 @@ async fn system_roots_and_an_inline_pem_trust_a_private_ca() {
 /// agents' streams that may last minutes.
 #[tokio::test]
 async fn calls_past_a_connections_stream_limit_open_another_connection() {
-    let pki = pki();
     let calls = 150;
-    let fake = tls_fake(
-        &pki,
+    let (fake, gw, _dir) = behind_private_ca(
         &[b"h2"],
         Answering {
             delay: Duration::from_secs(10),
@@ -344,8 +358,6 @@ async fn calls_past_a_connections_stream_limit_open_another_connection() {
         },
     )
     .await;
-    let (_dir, ca) = ca_file(&pki);
-    let gw = gateway(fake.port, Some(&ca)).await;
     // A first call finds the provider speaks HTTP/2 (it is answered after the wait:
     // the fake holds calls until `calls` are in at once, so this one is slow).
     let first = tokio::spawn({
@@ -378,15 +390,11 @@ async fn calls_past_a_connections_stream_limit_open_another_connection() {
 /// it once it speaks HTTP/2.
 #[tokio::test]
 async fn a_first_burst_of_calls_shares_one_connection() {
-    let pki = pki();
-    let fake = tls_fake(
-        &pki,
+    let (fake, gw, _dir) = behind_private_ca(
         &[b"h2", b"http/1.1"],
         Answering::after(Duration::from_millis(100)),
     )
     .await;
-    let (_dir, ca) = ca_file(&pki);
-    let gw = gateway(fake.port, Some(&ca)).await;
     let burst: Vec<_> = (0..40).map(|_| chat(&gw)).collect();
     for (status, body) in futures_util::future::join_all(burst).await {
         assert_eq!(status, 200, "{body}");
