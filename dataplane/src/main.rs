@@ -1,10 +1,13 @@
 use ai_gateway::{config, server, state::Gateway};
 
-// Request handling allocates many small short-lived buffers; mimalloc serves them
-// with far less contention and fragmentation than the system allocator.
+// Request handling allocates many small short-lived buffers, which jemalloc serves as
+// fast as mimalloc and a tenth faster than glibc. Each open stream holds hyper's 8 KiB
+// connection buffers with a few hundred bytes in them; jemalloc leaves the rest of those
+// pages untouched, so not resident: 17 KiB a stream against mimalloc's 29 (STREAMS.md).
+// Its background thread returns freed pages, not the request that happens to free them.
 #[cfg(not(feature = "dhat-heap"))]
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// With `--features dhat-heap`: every allocation recorded, for where memory goes.
 #[cfg(feature = "dhat-heap")]

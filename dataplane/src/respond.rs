@@ -18,6 +18,9 @@ const ROUTED_MODEL: http::HeaderName = http::HeaderName::from_static("x-ai-gatew
 const VIA_GATEWAY: http::HeaderName = http::HeaderName::from_static("x-gateway");
 const X_PROVIDER: http::HeaderName = http::HeaderName::from_static("x-provider");
 const MODEL_SOURCE: http::HeaderName = http::HeaderName::from_static("x-model-source");
+/// The most headers `respond` writes besides the quota's: request id, `x-gateway`, the
+/// provider twice, model source, model, route reason and cache.
+const GATEWAY_HEADERS: usize = 8;
 /// Why `model: "auto"` chose the model it did.
 const ROUTE_REASON: http::HeaderName = http::HeaderName::from_static("x-ai-gateway-route-reason");
 
@@ -46,9 +49,12 @@ pub fn respond(
         }
     };
     let headers = response.headers_mut();
-    // Room for the gateway's own headers (request id, route, cache, up to nine quota
-    // values) up front, not grown (and rehashed) in steps.
-    headers.reserve(16);
+    // Room for the headers below up front, not grown (and rehashed) in steps, and no
+    // more: hyper keeps this map for the connection's life, every open stream included.
+    let quota_count = ctx
+        .quota()
+        .map_or(0, |q| q.header_count(format == ApiFormat::Anthropic));
+    headers.reserve(GATEWAY_HEADERS + quota_count);
     let mut values = HeaderValueBuf::with_capacity(192);
     if let Some(quota) = ctx.quota() {
         quota_headers(quota, format == ApiFormat::Anthropic, headers, &mut values);

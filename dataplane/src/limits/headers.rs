@@ -10,6 +10,15 @@ pub struct Quota {
     pub tokens: Option<(u64, u64, u64)>,
 }
 
+impl Quota {
+    /// How many headers [`quota_headers`] writes for this quota, for sizing the map once.
+    pub fn header_count(&self, anthropic: bool) -> usize {
+        let per_counter = if anthropic { 6 } else { 3 };
+        let counters = usize::from(self.requests.is_some()) + usize::from(self.tokens.is_some());
+        usize::from(self.requests.is_some()) + counters * per_counter
+    }
+}
+
 /// Names as constants: a header name given as text is parsed again on every insert.
 const LIMIT_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-limit-requests");
 const REMAINING_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-requests");
@@ -117,6 +126,29 @@ mod tests {
         assert_eq!(headers[REMAINING_TOKENS], "10");
         for n in [1, 37, 60] {
             assert_eq!(seconds(n), format!("{n}s").as_str());
+        }
+    }
+
+    #[test]
+    fn the_header_count_is_what_is_written() {
+        let counter = Some((60, 59, 30));
+        for (requests, tokens) in [
+            (counter, counter),
+            (counter, None),
+            (None, counter),
+            (None, None),
+        ] {
+            let quota = Quota { requests, tokens };
+            for anthropic in [false, true] {
+                let mut headers = HeaderMap::new();
+                let mut values = HeaderValueBuf::with_capacity(256);
+                quota_headers(&quota, anthropic, &mut headers, &mut values);
+                assert_eq!(
+                    headers.len(),
+                    quota.header_count(anthropic),
+                    "{quota:?} anthropic={anthropic}"
+                );
+            }
         }
     }
 }
