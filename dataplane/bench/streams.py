@@ -2,7 +2,8 @@
 """Memory per open stream: N streamed calls held open at once through the gateway, each
 kept alive by a slow loopback upstream that sends one Anthropic event a second, and the
 gateway's RSS before, with all N open, and after they close; /health's latency while
-they are open. Then M idle keep-alive connections and their RSS.
+they are open. Then M idle connections and their RSS: M never used, then M kept alive
+after one call each (`GET /v1/models`).
 
 usage: streams.py GATEWAY_BIN STREAMS [IDLE] [--door=chat|claude|both] [--profile]
                   [--upstream=h2 [--max-streams=N]]
@@ -237,6 +238,31 @@ def heap_peak_sites(path, top=25):
         {"bytes": b, "blocks": k, "frames": fr} for b, k, fr in sites[:top]]}
 
 
+async def idle_connections(pid, port, n, path):
+    """RSS of `n` connections held open with nothing in progress: never used (`path`
+    None), or kept alive after one call to `path` each, as clients' pooled connections
+    are between calls."""
+    base = rss_kib(pid)
+    sockets = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port))
+        sockets.append(s)
+        if path:
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: gateway\r\nAccept: */*\r\n\r\n".encode())
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                chunk = s.recv(65536)
+                if not chunk:
+                    raise RuntimeError(f"{path}: connection closed before the answer")
+                answer += chunk
+    await asyncio.sleep(2)
+    held = rss_kib(pid)
+    for s in sockets:
+        s.close()
+    await asyncio.sleep(2)
+    return {"rss_kib": held, "kib_per_connection": round((held - base) / n, 2)}
+
+
 async def run(bin_path, streams, idle, doors, profile=False, h2_streams=0):
     up_port = free_port()
     work = tempfile.mkdtemp()
@@ -327,16 +353,11 @@ async def run(bin_path, streams, idle, doors, profile=False, h2_streams=0):
             "first_failure": failures[0] if failures else None,
         }
         if idle:
-            base = rss_kib(gw.pid)
-            sockets = []
-            for _ in range(idle):
-                s = socket.create_connection(("127.0.0.1", gw_port))
-                sockets.append(s)
-            await asyncio.sleep(2)
-            report["idle"] = {"connections": idle, "rss_kib": rss_kib(gw.pid),
-                              "kib_per_connection": round((rss_kib(gw.pid) - base) / idle, 2)}
-            for s in sockets:
-                s.close()
+            report["idle"] = {
+                "connections": idle,
+                "never_used": await idle_connections(gw.pid, gw_port, idle, None),
+                "after_one_call": await idle_connections(gw.pid, gw_port, idle, "/v1/models"),
+            }
         return report
     finally:
         gw.kill()
