@@ -11,15 +11,15 @@ use crate::doors::{
 };
 use crate::error::{ApiFormat, GatewayError};
 use crate::state::{Gateway, Serving};
+use crate::tcp::Tcp;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -44,7 +44,24 @@ pub async fn serve<F, H, Fut>(
     idle: Duration,
 ) where
     F: Future<Output = ()>,
-    H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + Unpin + 'static,
+    Fut: Future<Output = Response<ResponseBody>> + Send + 'static,
+{
+    let connections = Arc::new(OpenConnections::default());
+    serve_watched(listener, handler, shutdown, drain, idle, connections).await
+}
+
+/// [`serve`], with the listener's open connections where the caller can count them.
+async fn serve_watched<F, H, Fut>(
+    listener: TcpListener,
+    handler: H,
+    shutdown: F,
+    drain: Duration,
+    idle: Duration,
+    connections: Arc<OpenConnections>,
+) where
+    F: Future<Output = ()>,
+    H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + Unpin + 'static,
     Fut: Future<Output = Response<ResponseBody>> + Send + 'static,
 {
     // One protocol per connection, chosen by its first bytes: a task sized to HTTP/1
@@ -60,9 +77,10 @@ pub async fn serve<F, H, Fut>(
     http2
         .timer(TokioTimer::new())
         .max_header_list_size(MAX_HEAD_BYTES as u32);
-    let graceful = GracefulShutdown::new();
-    let connections = Arc::new(OpenConnections::default());
-    let sweeper = tokio::spawn(close_idle(connections.clone(), idle));
+    // Connections watch this; they finish what is in flight and close once it changes,
+    // and the drain waits for every one to drop its receiver.
+    let (drain_tx, _) = tokio::sync::watch::channel(());
+    let sweeper = tokio::spawn(sweep(connections.clone(), idle));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -80,7 +98,7 @@ pub async fn serve<F, H, Fut>(
                 let handler = handler.clone();
                 let activity = Arc::new(Activity::new());
                 let watched = Arc::downgrade(&activity);
-                let writes = Writes(activity.clone());
+                let for_connection = activity.clone();
                 let service = service_fn(move |mut req: Request<Incoming>| {
                     req.extensions_mut().insert(Peer(peer.ip()));
                     let handler = handler.clone();
@@ -90,18 +108,24 @@ pub async fn serve<F, H, Fut>(
                         Ok::<_, Infallible>(response.map(|body| Tracked { body, _in_flight: in_flight }))
                     }
                 });
-                let (http1, http2, watcher) = (http1.clone(), http2.clone(), graceful.watcher());
+                let (http1, http2, mut drain) = (http1.clone(), http2.clone(), drain_tx.subscribe());
                 let task = tokio::spawn(async move {
                     let prior_knowledge = speaks_http2(&stream).await;
-                    let io = crate::tcp::Tcp::new(stream, writes);
                     let ended: Result<(), hyper::Error> = match prior_knowledge {
                         true => {
-                            let conn = http2.serve_connection(io, service);
-                            Box::pin(watcher.watch(conn)).await
+                            let io = Tcp::new(stream, Writes(for_connection));
+                            let mut conn = Box::pin(http2.serve_connection(io, service));
+                            tokio::select! {
+                                ended = &mut conn => ended,
+                                _ = drain.changed() => {
+                                    conn.as_mut().graceful_shutdown();
+                                    conn.await
+                                }
+                            }
                         }
                         false => {
-                            let conn = http1.serve_connection(io, service);
-                            Box::pin(watcher.watch(conn)).await
+                            let parking = Parking { activity: for_connection, after: park_after(idle) };
+                            Box::pin(serve_http1(stream, &http1, service, parking, &mut drain)).await
                         }
                     };
                     if let Err(e) = ended {
@@ -115,7 +139,8 @@ pub async fn serve<F, H, Fut>(
     }
     sweeper.abort();
     drop(listener);
-    if tokio::time::timeout(drain, graceful.shutdown())
+    drain_tx.send_replace(());
+    if tokio::time::timeout(drain, drain_tx.closed())
         .await
         .is_err()
     {
@@ -173,6 +198,12 @@ fn clock_ms() -> u64 {
 struct Activity {
     in_flight: AtomicUsize,
     quiet_since_ms: AtomicU64,
+    /// An answer's bytes wait for a slow reader: the connection is not idle yet.
+    write_waiting: AtomicBool,
+    /// Held by its socket alone until the client sends again.
+    parked: AtomicBool,
+    /// The sweep asking an idle HTTP/1 connection to park.
+    park: tokio::sync::Notify,
 }
 
 impl Activity {
@@ -180,11 +211,32 @@ impl Activity {
         Self {
             in_flight: AtomicUsize::new(0),
             quiet_since_ms: AtomicU64::new(clock_ms()),
+            write_waiting: AtomicBool::new(false),
+            parked: AtomicBool::new(false),
+            park: tokio::sync::Notify::new(),
         }
     }
 
     fn stir(&self) {
         self.quiet_since_ms.fetch_max(clock_ms(), Ordering::AcqRel);
+    }
+
+    fn quiet_ms(&self, now: u64) -> u64 {
+        now.saturating_sub(self.quiet_since_ms.load(Ordering::Acquire))
+    }
+
+    /// Nothing in flight and no answer's bytes going out for `after`. A reader that has
+    /// stopped reading counts as idle: its connection is closed like any other.
+    fn idle_for(&self, after: Duration) -> bool {
+        // The count first: having seen it drop to zero, the idle time read is the one
+        // stored before it dropped.
+        self.in_flight.load(Ordering::Acquire) == 0
+            && self.quiet_ms(clock_ms()) >= after.as_millis() as u64
+    }
+
+    /// Idle for `after` with nothing of an answer left in hyper's buffers.
+    fn parkable(&self, after: Duration) -> bool {
+        self.idle_for(after) && !self.write_waiting.load(Ordering::Acquire)
     }
 }
 
@@ -192,8 +244,85 @@ impl Activity {
 struct Writes(Arc<Activity>);
 
 impl crate::tcp::OnWrite for Writes {
-    fn wrote(&self) {
-        self.0.stir();
+    fn wrote(&self, sent: bool) {
+        self.0.write_waiting.store(!sent, Ordering::Release);
+        if sent {
+            self.0.stir();
+        }
+    }
+}
+
+/// An idle HTTP/1 connection keeps hyper's buffers (a read buffer and a head write
+/// buffer, 8 KiB each, and the last answer's header map): nearly 10 KiB for every
+/// pooled client connection between calls. Parked, it is its socket alone.
+fn park_after(idle: Duration) -> Duration {
+    (idle / 6).max(Duration::from_millis(10))
+}
+
+struct Parking {
+    activity: Arc<Activity>,
+    after: Duration,
+}
+
+/// Serves an HTTP/1 connection; when the sweep finds it idle, takes the socket back
+/// from hyper, waits for the client's next bytes with nothing else held, and serves
+/// them with a new hyper connection. On drain, finishes what is in flight and closes.
+async fn serve_http1<S, B>(
+    mut stream: tokio::net::TcpStream,
+    http1: &hyper::server::conn::http1::Builder,
+    mut service: S,
+    parking: Parking,
+    drain: &mut tokio::sync::watch::Receiver<()>,
+) -> Result<(), hyper::Error>
+where
+    S: hyper::service::HttpService<Incoming, ResBody = B> + Unpin,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let Parking { activity, after } = parking;
+    let mut replay = bytes::Bytes::new();
+    loop {
+        let io = Tcp::replaying(stream, Writes(activity.clone()), replay);
+        let mut conn = http1.serve_connection(io, service);
+        let parts = loop {
+            tokio::select! {
+                biased;
+                ended = &mut conn => return ended,
+                _ = drain.changed() => {
+                    std::pin::Pin::new(&mut conn).graceful_shutdown();
+                    return conn.await;
+                }
+                () = activity.park.notified() => {
+                    if activity.parkable(after) {
+                        break conn.into_parts();
+                    }
+                }
+            }
+        };
+        let (socket, unread) = parts.io.into_parts();
+        (stream, service) = (socket, parts.service);
+        // Bytes hyper had read and not parsed (a head still arriving), then what it had
+        // not taken of an earlier replay: the next connection reads them first.
+        replay = match (parts.read_buf.is_empty(), unread.is_empty()) {
+            (_, true) => parts.read_buf,
+            (true, false) => unread,
+            (false, false) => [parts.read_buf, unread].concat().into(),
+        };
+        if !replay.is_empty() {
+            continue;
+        }
+        activity.parked.store(true, Ordering::Release);
+        tokio::select! {
+            // A close is readable too: the next connection reads the end and stops.
+            readable = stream.readable() => {
+                if readable.is_err() {
+                    return Ok(());
+                }
+            }
+            _ = drain.changed() => return Ok(()),
+        }
+        activity.parked.store(false, Ordering::Release);
     }
 }
 
@@ -249,36 +378,47 @@ struct OpenConnections(Mutex<Vec<(Weak<Activity>, tokio::task::AbortHandle)>>);
 
 impl OpenConnections {
     fn watch(&self, activity: Weak<Activity>, task: tokio::task::AbortHandle) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((activity, task));
+        self.lock().push((activity, task));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(Weak<Activity>, tokio::task::AbortHandle)>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    #[cfg(test)]
+    fn parked(&self) -> usize {
+        self.lock()
+            .iter()
+            .filter_map(|(activity, _)| activity.upgrade())
+            .filter(|activity| activity.parked.load(Ordering::Acquire))
+            .count()
     }
 }
 
-/// Closes connections idle past `idle`, checking a few times per period: one timer per
-/// listener rather than one per request head.
-async fn close_idle(connections: Arc<OpenConnections>, idle: Duration) {
-    let limit_ms = idle.as_millis() as u64;
-    let mut tick = tokio::time::interval((idle / 4).max(Duration::from_millis(10)));
+/// Closes connections idle past `idle` and asks those idle a sixth of that to park,
+/// checking every sixth: one timer per listener rather than one per connection.
+async fn sweep(connections: Arc<OpenConnections>, idle: Duration) {
+    let park = park_after(idle);
+    let mut tick = tokio::time::interval(park);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let now = clock_ms();
-        let mut open = connections.0.lock().unwrap_or_else(|p| p.into_inner());
-        open.retain(|(activity, task)| {
+        connections.lock().retain(|(activity, task)| {
             // Gone once the connection's task has ended.
             let Some(activity) = activity.upgrade() else {
                 return false;
             };
-            // The count first: having seen it drop to zero, the idle time read is the
-            // one stored before it dropped.
-            let idle_too_long = activity.in_flight.load(Ordering::Acquire) == 0
-                && now.saturating_sub(activity.quiet_since_ms.load(Ordering::Acquire)) >= limit_ms;
-            if idle_too_long {
-                task.abort();
+            if activity.in_flight.load(Ordering::Acquire) > 0 {
+                return true;
             }
-            !idle_too_long
+            if activity.idle_for(idle) {
+                task.abort();
+                return false;
+            }
+            if activity.parkable(park) && !activity.parked.load(Ordering::Acquire) {
+                activity.park.notify_one();
+            }
+            true
         });
     }
 }
@@ -514,7 +654,7 @@ mod tests {
     /// A listener closing connections idle for `idle`.
     async fn listener<H, Fut>(idle: Duration, handler: H) -> std::net::SocketAddr
     where
-        H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+        H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + Unpin + 'static,
         Fut: Future<Output = Response<ResponseBody>> + Send + 'static,
     {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -527,6 +667,98 @@ mod tests {
             idle,
         ));
         addr
+    }
+
+    /// A listener whose handler answers with the request's path and `x-part` header,
+    /// and its open connections, to count the parked ones.
+    async fn echoing_listener(idle: Duration) -> (std::net::SocketAddr, Arc<OpenConnections>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let connections = Arc::new(OpenConnections::default());
+        let echo = |req: Request<Incoming>| async move {
+            let part = req.headers().get("x-part").map(|v| v.as_bytes().to_vec());
+            let text = format!(
+                "{} {}",
+                req.uri().path(),
+                String::from_utf8_lossy(&part.unwrap_or_default())
+            );
+            Response::new(crate::body::full(text))
+        };
+        tokio::spawn(serve_watched(
+            listener,
+            echo,
+            std::future::pending(),
+            Duration::from_secs(1),
+            idle,
+            connections.clone(),
+        ));
+        (addr, connections)
+    }
+
+    /// Reads one answer with a `content-length` body; its body.
+    async fn read_answer(conn: &mut TcpStream) -> String {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            let text = String::from_utf8_lossy(&got).to_string();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .expect("a content-length");
+                if body.len() >= length {
+                    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+                    return body.to_string();
+                }
+            }
+            let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf))
+                .await
+                .expect("an answer")
+                .expect("read");
+            assert!(n > 0, "closed before the answer: {text}");
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_idle_keep_alive_connection_is_parked_and_serves_its_next_call() {
+        // Parked after a sixth of the idle limit, closed after all of it.
+        let idle = Duration::from_millis(1200);
+        let (addr, connections) = echoing_listener(idle).await;
+        let mut conn = TcpStream::connect(addr).await.expect("connect");
+        conn.write_all(b"GET /first HTTP/1.1\r\nhost: gw\r\nx-part: one\r\n\r\n")
+            .await
+            .expect("write");
+        assert_eq!(read_answer(&mut conn).await, "/first one");
+        assert_eq!(connections.parked(), 0, "in use, not parked");
+        tokio::time::sleep(idle / 2).await;
+        assert_eq!(connections.parked(), 1, "idle past the park delay");
+        conn.write_all(b"GET /second HTTP/1.1\r\nhost: gw\r\nx-part: two\r\n\r\n")
+            .await
+            .expect("write");
+        assert_eq!(read_answer(&mut conn).await, "/second two");
+        assert_eq!(connections.parked(), 0, "woken by the call");
+        // Parking does not keep a connection past the idle limit.
+        read_until_closed(&mut conn)
+            .await
+            .expect("an idle connection is still closed at the limit");
+    }
+
+    #[tokio::test]
+    async fn a_request_head_arriving_across_park_checks_is_read_whole() {
+        let idle = Duration::from_millis(1200);
+        let (addr, connections) = echoing_listener(idle).await;
+        let mut conn = TcpStream::connect(addr).await.expect("connect");
+        conn.write_all(b"GET /split HTTP/1.1\r\nhost: gw\r\nx-pa")
+            .await
+            .expect("write");
+        // Several park checks pass while the head is incomplete: the bytes already read
+        // are handed from one hyper connection to the next, never dropped.
+        tokio::time::sleep(idle / 2).await;
+        assert_eq!(connections.parked(), 0, "a started head is not parked");
+        conn.write_all(b"rt: joined\r\n\r\n").await.expect("write");
+        assert_eq!(read_answer(&mut conn).await, "/split joined");
     }
 
     /// Its handler answers after `SLOW` with a stream that goes silent for `SLOW`

@@ -6,33 +6,47 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::net::TcpStream;
 
-/// Told after each write that sent at least one byte.
+/// Told after each write: `sent` when it sent at least one byte, not when the socket
+/// was full and the bytes wait.
 pub trait OnWrite: Unpin {
-    fn wrote(&self);
+    fn wrote(&self, sent: bool);
 }
 
 impl OnWrite for () {
-    fn wrote(&self) {}
+    fn wrote(&self, _sent: bool) {}
 }
 
 pub struct Tcp<W = ()> {
     io: hyper_util::rt::TokioIo<TcpStream>,
     on_write: W,
+    /// Bytes read from the socket before, given out again ahead of it: what an earlier
+    /// connection on this socket had read and not parsed.
+    replay: bytes::Bytes,
 }
 
 impl<W: OnWrite> Tcp<W> {
     pub fn new(stream: TcpStream, on_write: W) -> Self {
+        Self::replaying(stream, on_write, bytes::Bytes::new())
+    }
+
+    pub fn replaying(stream: TcpStream, on_write: W, replay: bytes::Bytes) -> Self {
         Self {
             io: hyper_util::rt::TokioIo::new(stream),
             on_write,
+            replay,
         }
     }
 
+    /// The socket, and the replay bytes not given out yet.
+    pub fn into_parts(self) -> (TcpStream, bytes::Bytes) {
+        (self.io.into_inner(), self.replay)
+    }
+
     fn written(&self, result: Poll<std::io::Result<usize>>) -> Poll<std::io::Result<usize>> {
-        if let Poll::Ready(Ok(n)) = &result {
-            if *n > 0 {
-                self.on_write.wrote();
-            }
+        match &result {
+            Poll::Ready(Ok(n)) => self.on_write.wrote(*n > 0),
+            Poll::Pending => self.on_write.wrote(false),
+            Poll::Ready(Err(_)) => {}
         }
         result
     }
@@ -42,9 +56,15 @@ impl<W: OnWrite> hyper::rt::Read for Tcp<W> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        buf: hyper::rt::ReadBufCursor<'_>,
+        mut buf: hyper::rt::ReadBufCursor<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+        let this = self.get_mut();
+        if !this.replay.is_empty() {
+            let n = this.replay.len().min(buf.remaining());
+            buf.put_slice(&this.replay.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.io).poll_read(cx, buf)
     }
 }
 
