@@ -284,13 +284,15 @@ where
     let mut replay = bytes::Bytes::new();
     loop {
         let io = Tcp::replaying(stream, Writes(activity.clone()), replay);
-        let mut conn = http1.serve_connection(io, service);
+        // Boxed apart from this future, so that parked, the connection's state is freed
+        // rather than kept as this future's largest variant.
+        let mut conn = Box::new(http1.serve_connection(io, service));
         let parts = loop {
             tokio::select! {
                 biased;
-                ended = &mut conn => return ended,
+                ended = &mut *conn => return ended,
                 _ = drain.changed() => {
-                    std::pin::Pin::new(&mut conn).graceful_shutdown();
+                    Pin::new(&mut *conn).graceful_shutdown();
                     return conn.await;
                 }
                 () = activity.park.notified() => {
@@ -304,8 +306,10 @@ where
         (stream, service) = (socket, parts.service);
         // Bytes hyper had read and not parsed (a head still arriving), then what it had
         // not taken of an earlier replay: the next connection reads them first.
+        // An empty one is dropped, not kept: it may still hold hyper's whole buffer.
         replay = match (parts.read_buf.is_empty(), unread.is_empty()) {
-            (_, true) => parts.read_buf,
+            (true, true) => bytes::Bytes::new(),
+            (false, true) => bytes::Bytes::copy_from_slice(&parts.read_buf),
             (true, false) => unread,
             (false, false) => [parts.read_buf, unread].concat().into(),
         };
