@@ -736,7 +736,8 @@ mod tests {
             .expect("write");
         assert_eq!(read_answer(&mut conn).await, "/first one");
         assert_eq!(connections.parked(), 0, "in use, not parked");
-        tokio::time::sleep(idle / 2).await;
+        // Two sweeps past the park delay, well before the idle limit.
+        tokio::time::sleep(idle * 3 / 4).await;
         assert_eq!(connections.parked(), 1, "idle past the park delay");
         conn.write_all(b"GET /second HTTP/1.1\r\nhost: gw\r\nx-part: two\r\n\r\n")
             .await
