@@ -256,8 +256,9 @@ async def idle_connections(pid, port, n, path):
                     raise RuntimeError(f"{path}: connection closed before the answer")
                 answer += chunk
     report = {}
-    # Right after, and once the gateway has parked them (a sixth of its 30 s idle
-    # limit, found by a sweep that runs as often).
+    # Right after, and once the gateway has parked them (5-10 s into the quiet: a sixth
+    # of its 30 s idle limit, found by a sweep that runs as often) and jemalloc has
+    # given the freed pages back (its decay, about 10 s more); before the 30 s close.
     for wait, name in ((2, "after_2s"), (23, "after_25s")):
         await asyncio.sleep(wait)
         held = rss_kib(pid)

@@ -221,22 +221,20 @@ impl Activity {
         self.quiet_since_ms.fetch_max(clock_ms(), Ordering::AcqRel);
     }
 
-    fn quiet_ms(&self, now: u64) -> u64 {
-        now.saturating_sub(self.quiet_since_ms.load(Ordering::Acquire))
-    }
-
-    /// Nothing in flight and no answer's bytes going out for `after`. A reader that has
-    /// stopped reading counts as idle: its connection is closed like any other.
-    fn idle_for(&self, after: Duration) -> bool {
+    /// Nothing in flight and no answer's bytes going out for `after`, at `now_ms` on
+    /// [`clock_ms`]. A reader that has stopped reading counts as idle: its connection
+    /// is closed like any other.
+    fn idle_for(&self, after: Duration, now_ms: u64) -> bool {
         // The count first: having seen it drop to zero, the idle time read is the one
         // stored before it dropped.
         self.in_flight.load(Ordering::Acquire) == 0
-            && self.quiet_ms(clock_ms()) >= after.as_millis() as u64
+            && now_ms.saturating_sub(self.quiet_since_ms.load(Ordering::Acquire))
+                >= after.as_millis() as u64
     }
 
     /// Idle for `after` with nothing of an answer left in hyper's buffers.
-    fn parkable(&self, after: Duration) -> bool {
-        self.idle_for(after) && !self.write_waiting.load(Ordering::Acquire)
+    fn parkable(&self, after: Duration, now_ms: u64) -> bool {
+        self.idle_for(after, now_ms) && !self.write_waiting.load(Ordering::Acquire)
     }
 }
 
@@ -296,7 +294,7 @@ where
                     return conn.await;
                 }
                 () = activity.park.notified() => {
-                    if activity.parkable(after) {
+                    if activity.parkable(after, clock_ms()) {
                         break conn.into_parts();
                     }
                 }
@@ -407,19 +405,18 @@ async fn sweep(connections: Arc<OpenConnections>, idle: Duration) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        // One clock read a sweep, not one a connection.
+        let now_ms = clock_ms();
         connections.lock().retain(|(activity, task)| {
             // Gone once the connection's task has ended.
             let Some(activity) = activity.upgrade() else {
                 return false;
             };
-            if activity.in_flight.load(Ordering::Acquire) > 0 {
-                return true;
-            }
-            if activity.idle_for(idle) {
+            if activity.idle_for(idle, now_ms) {
                 task.abort();
                 return false;
             }
-            if activity.parkable(park) && !activity.parked.load(Ordering::Acquire) {
+            if activity.parkable(park, now_ms) && !activity.parked.load(Ordering::Acquire) {
                 activity.park.notify_one();
             }
             true

@@ -203,6 +203,11 @@ fn ca_file(pki: &TestPki) -> (tempfile::TempDir, std::path::PathBuf) {
 
 /// A gateway whose provider is the fake behind its private CA, with the fake and the
 /// CA file's directory (kept for the test's length).
+/// A fake offering HTTP/2 and HTTP/1.1 that answers at once.
+async fn prompt_fake(pki: &TestPki) -> TlsFake {
+    tls_fake(pki, &[b"h2", b"http/1.1"], Answering::after(Duration::ZERO)).await
+}
+
 async fn behind_private_ca(
     alpn: &[&[u8]],
     answering: Answering,
@@ -261,12 +266,7 @@ async fn an_http1_provider_gets_its_connection_reused() {
 #[tokio::test]
 async fn an_untrusted_certificate_is_a_clean_502_naming_the_provider() {
     let pki = pki();
-    let fake = tls_fake(
-        &pki,
-        &[b"h2", b"http/1.1"],
-        Answering::after(Duration::ZERO),
-    )
-    .await;
+    let fake = prompt_fake(&pki).await;
     let gw = gateway(fake.port, None).await;
     let (status, body) = chat(&gw).await;
     assert_eq!(status, 502, "{body}");
@@ -292,12 +292,7 @@ async fn an_untrusted_certificate_is_a_clean_502_naming_the_provider() {
 #[tokio::test]
 async fn system_roots_and_an_inline_pem_trust_a_private_ca() {
     let pki = pki();
-    let fake = tls_fake(
-        &pki,
-        &[b"h2", b"http/1.1"],
-        Answering::after(Duration::ZERO),
-    )
-    .await;
+    let fake = prompt_fake(&pki).await;
     let (dir, ca) = ca_file(&pki);
     let base = format!("https://localhost:{}", fake.port);
     let pem = serde_json::to_string(&pki.ca_pem).expect("json string");
