@@ -18,6 +18,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::convert::Infallible;
 use std::future::Future;
+use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -64,10 +65,8 @@ async fn serve_watched<F, H, Fut>(
     H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + Unpin + 'static,
     Fut: Future<Output = Response<ResponseBody>> + Send + 'static,
 {
-    // One protocol per connection, chosen by its first bytes: a task sized to HTTP/1
-    // alone (most callers) holds kilobytes less for every open stream than one that
-    // could be either. No hyper header-read timeout: it arms a timer for every request
-    // head, a measurable share of a call's cost. The idle sweep below covers slow heads.
+    // No hyper header-read timeout: it arms a timer for every request head, a
+    // measurable share of a call's cost. The idle sweep below covers slow heads.
     let mut http1 = hyper::server::conn::http1::Builder::new();
     http1
         .header_read_timeout(None)
@@ -77,6 +76,7 @@ async fn serve_watched<F, H, Fut>(
     http2
         .timer(TokioTimer::new())
         .max_header_list_size(MAX_HEAD_BYTES as u32);
+    let protocols = Arc::new(Protocols { http1, http2 });
     // Connections watch this; they finish what is in flight and close once it changes,
     // and the drain waits for every one to drop its receiver.
     let (drain_tx, _) = tokio::sync::watch::channel(());
@@ -108,30 +108,14 @@ async fn serve_watched<F, H, Fut>(
                         Ok::<_, Infallible>(response.map(|body| Tracked { body, _in_flight: in_flight }))
                     }
                 });
-                let (http1, http2, mut drain) = (http1.clone(), http2.clone(), drain_tx.subscribe());
-                let task = tokio::spawn(async move {
-                    let prior_knowledge = speaks_http2(&stream).await;
-                    let ended: Result<(), hyper::Error> = match prior_knowledge {
-                        true => {
-                            let io = Tcp::new(stream, Writes(for_connection));
-                            let mut conn = Box::pin(http2.serve_connection(io, service));
-                            tokio::select! {
-                                ended = &mut conn => ended,
-                                _ = drain.changed() => {
-                                    conn.as_mut().graceful_shutdown();
-                                    conn.await
-                                }
-                            }
-                        }
-                        false => {
-                            let parking = Parking { activity: for_connection, after: park_after(idle) };
-                            Box::pin(serve_http1(stream, &http1, service, parking, &mut drain)).await
-                        }
-                    };
-                    if let Err(e) = ended {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
-                });
+                let parking = Parking { activity: for_connection, after: park_after(idle) };
+                let task = tokio::spawn(serve_connection(
+                    stream,
+                    protocols.clone(),
+                    service,
+                    parking,
+                    drain_tx.subscribe(),
+                ));
                 connections.watch(watched, task.abort_handle());
             }
             _ = &mut shutdown => break,
@@ -148,6 +132,59 @@ async fn serve_watched<F, H, Fut>(
             seconds = drain.as_secs(),
             "drain timed out; closing remaining connections"
         );
+    }
+}
+
+/// How connections are served: built once, shared by every connection's task.
+struct Protocols {
+    http1: hyper::server::conn::http1::Builder,
+    http2: hyper::server::conn::http2::Builder<TokioExecutor>,
+}
+
+/// One protocol per connection, chosen by its first bytes. This future is the
+/// connection's task, held for as long as the client keeps the connection: it holds
+/// HTTP/1's parked state inline and everything larger or rarer boxed, so that an idle
+/// pooled connection costs a few hundred bytes, in a size class of its own rather than
+/// among hyper's per-call allocations, whose freed slots would keep its pages resident.
+///
+/// This and the futures under it are async blocks, not async fns: an async fn's future
+/// holds each argument twice (as passed, and as bound in its body).
+#[allow(clippy::manual_async_fn)]
+fn serve_connection<S, B>(
+    stream: tokio::net::TcpStream,
+    protocols: Arc<Protocols>,
+    service: S,
+    parking: Parking,
+    mut drain: tokio::sync::watch::Receiver<()>,
+) -> impl Future<Output = ()>
+where
+    S: hyper::service::HttpService<Incoming, ResBody = B> + Clone + Send + Unpin + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    async move {
+        let ended = if Box::pin(speaks_http2(&stream)).await {
+            let mut conn = Box::pin(
+                protocols
+                    .http2
+                    .serve_connection(Tcp::new(stream, Writes(parking.activity)), service),
+            );
+            tokio::select! {
+                ended = &mut conn => ended,
+                _ = drain.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            }
+        } else {
+            serve_http1(stream, &protocols.http1, service, parking, &mut drain).await
+        };
+        if let Err(e) = ended {
+            tracing::debug!(error = %e, "connection ended with an error");
+        }
     }
 }
 
@@ -265,66 +302,113 @@ struct Parking {
 /// Serves an HTTP/1 connection; when the sweep finds it idle, takes the socket back
 /// from hyper, waits for the client's next bytes with nothing else held, and serves
 /// them with a new hyper connection. On drain, finishes what is in flight and closes.
-async fn serve_http1<S, B>(
+// An async block: an async fn would hold its arguments twice (see serve_connection).
+#[allow(clippy::manual_async_fn)]
+fn serve_http1<'a, S, B>(
     mut stream: tokio::net::TcpStream,
-    http1: &hyper::server::conn::http1::Builder,
+    http1: &'a hyper::server::conn::http1::Builder,
     mut service: S,
     parking: Parking,
-    drain: &mut tokio::sync::watch::Receiver<()>,
-) -> Result<(), hyper::Error>
+    drain: &'a mut tokio::sync::watch::Receiver<()>,
+) -> impl Future<Output = Result<(), hyper::Error>> + 'a
 where
-    S: hyper::service::HttpService<Incoming, ResBody = B> + Unpin,
+    S: hyper::service::HttpService<Incoming, ResBody = B> + Unpin + 'a,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     B: http_body::Body + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let Parking { activity, after } = parking;
-    let mut replay = bytes::Bytes::new();
-    loop {
-        let io = Tcp::replaying(stream, Writes(activity.clone()), replay);
-        // Boxed apart from this future, so that parked, the connection's state is freed
-        // rather than kept as this future's largest variant.
-        let mut conn = Box::new(http1.serve_connection(io, service));
-        let parts = loop {
+    async move {
+        let Parking { activity, after } = parking;
+        let mut replay = bytes::Bytes::new();
+        loop {
+            let io = Tcp::replaying(stream, Writes(activity.clone()), replay);
+            // Boxed with all it awaits, so that none of it is held while parked; built
+            // and boxed in one statement, as a value named here keeps its room in this
+            // future for as long as its scope spans an await.
+            let serving = Box::pin(until_parked(
+                http1.serve_connection(io, service),
+                &activity,
+                after,
+                drain,
+            ));
+            (stream, service, replay) = match serving.await {
+                ControlFlow::Break(ended) => return ended,
+                ControlFlow::Continue(parts) => taken_back(parts),
+            };
+            if !replay.is_empty() {
+                continue;
+            }
+            activity.parked.store(true, Ordering::Release);
+            tokio::select! {
+                // Polled readiness, not `readable()`: no waiter is kept in this future.
+                // A close is readable too: the next connection reads the end and stops.
+                readable = std::future::poll_fn(|cx| stream.poll_read_ready(cx)) => {
+                    if readable.is_err() {
+                        return Ok(());
+                    }
+                }
+                _ = drain.changed() => return Ok(()),
+            }
+            activity.parked.store(false, Ordering::Release);
+        }
+    }
+}
+
+/// The socket and service of a parked connection, and what the next connection on it
+/// reads first: bytes hyper had read and not parsed (a head still arriving), then what
+/// it had not taken of an earlier replay. hyper's buffer is freed here: even empty, it
+/// keeps its 8 KiB and the page the last head touched.
+fn taken_back<S>(
+    parts: hyper::server::conn::http1::Parts<Tcp<Writes>, S>,
+) -> (tokio::net::TcpStream, S, bytes::Bytes) {
+    let (socket, unread) = parts.io.into_parts();
+    let replay = match (parts.read_buf, unread) {
+        (read, unread) if read.is_empty() => unread,
+        (read, unread) if unread.is_empty() => bytes::Bytes::copy_from_slice(&read),
+        (read, unread) => [read, unread].concat().into(),
+    };
+    (socket, parts.service, replay)
+}
+
+/// Serves `conn` until it ends (`Break`) or the sweep finds it parkable (`Continue`,
+/// with the socket and what hyper had read).
+// An async block: an async fn would hold its arguments twice (see serve_connection).
+#[allow(clippy::manual_async_fn)]
+fn until_parked<'a, S, B>(
+    mut conn: hyper::server::conn::http1::Connection<Tcp<Writes>, S>,
+    activity: &'a Activity,
+    after: Duration,
+    drain: &'a mut tokio::sync::watch::Receiver<()>,
+) -> impl Future<
+    Output = ControlFlow<
+        Result<(), hyper::Error>,
+        hyper::server::conn::http1::Parts<Tcp<Writes>, S>,
+    >,
+> + 'a
+where
+    S: hyper::service::HttpService<Incoming, ResBody = B> + Unpin + 'a,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    async move {
+        loop {
             tokio::select! {
                 biased;
-                ended = &mut *conn => return ended,
+                ended = &mut conn => return ControlFlow::Break(ended),
                 _ = drain.changed() => {
-                    Pin::new(&mut *conn).graceful_shutdown();
-                    return conn.await;
+                    Pin::new(&mut conn).graceful_shutdown();
+                    // By reference: awaiting `conn` itself would give it a second place
+                    // in this future, 720 bytes more for every open connection.
+                    return ControlFlow::Break((&mut conn).await);
                 }
                 () = activity.park.notified() => {
                     if activity.parkable(after, clock_ms()) {
-                        break conn.into_parts();
+                        return ControlFlow::Continue(conn.into_parts());
                     }
                 }
             }
-        };
-        let (socket, unread) = parts.io.into_parts();
-        (stream, service) = (socket, parts.service);
-        // Bytes hyper had read and not parsed (a head still arriving), then what it had
-        // not taken of an earlier replay: the next connection reads them first.
-        // An empty one is dropped, not kept: it may still hold hyper's whole buffer.
-        replay = match (parts.read_buf.is_empty(), unread.is_empty()) {
-            (true, true) => bytes::Bytes::new(),
-            (false, true) => bytes::Bytes::copy_from_slice(&parts.read_buf),
-            (true, false) => unread,
-            (false, false) => [parts.read_buf, unread].concat().into(),
-        };
-        if !replay.is_empty() {
-            continue;
         }
-        activity.parked.store(true, Ordering::Release);
-        tokio::select! {
-            // A close is readable too: the next connection reads the end and stops.
-            readable = stream.readable() => {
-                if readable.is_err() {
-                    return Ok(());
-                }
-            }
-            _ = drain.changed() => return Ok(()),
-        }
-        activity.parked.store(false, Ordering::Release);
     }
 }
 
