@@ -757,6 +757,20 @@ mod tests {
     /// A listener whose handler answers with the request's path and `x-part` header,
     /// and its open connections, to count the parked ones.
     async fn echoing_listener(idle: Duration) -> (std::net::SocketAddr, Arc<OpenConnections>) {
+        let (addr, connections, _) = echoing_listener_until(idle, std::future::pending()).await;
+        (addr, connections)
+    }
+
+    /// [`echoing_listener`] that stops on `shutdown` and drains for up to 5 s; the
+    /// serving task, to see when the drain ended.
+    async fn echoing_listener_until(
+        idle: Duration,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> (
+        std::net::SocketAddr,
+        Arc<OpenConnections>,
+        tokio::task::JoinHandle<()>,
+    ) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let connections = Arc::new(OpenConnections::default());
@@ -769,15 +783,15 @@ mod tests {
             );
             Response::new(crate::body::full(text))
         };
-        tokio::spawn(serve_watched(
+        let serving = tokio::spawn(serve_watched(
             listener,
             echo,
-            std::future::pending(),
-            Duration::from_secs(1),
+            shutdown,
+            Duration::from_secs(5),
             idle,
             connections.clone(),
         ));
-        (addr, connections)
+        (addr, connections, serving)
     }
 
     /// Reads one answer with a `content-length` body; its body.
@@ -845,6 +859,35 @@ mod tests {
         assert_eq!(connections.parked(), 0, "a started head is not parked");
         conn.write_all(b"rt: joined\r\n\r\n").await.expect("write");
         assert_eq!(read_answer(&mut conn).await, "/split joined");
+    }
+
+    #[tokio::test]
+    async fn a_parked_connection_is_closed_at_once_on_drain() {
+        let idle = Duration::from_millis(1200);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (addr, connections, serving) = echoing_listener_until(idle, async {
+            let _ = stopped.await;
+        })
+        .await;
+        let mut conn = TcpStream::connect(addr).await.expect("connect");
+        conn.write_all(b"GET /once HTTP/1.1\r\nhost: gw\r\nx-part: only\r\n\r\n")
+            .await
+            .expect("write");
+        assert_eq!(read_answer(&mut conn).await, "/once only");
+        tokio::time::sleep(idle * 3 / 4).await;
+        assert_eq!(connections.parked(), 1, "idle past the park delay");
+        let draining = Instant::now();
+        let _ = stop.send(());
+        // Closed without an answer, and the drain does not wait out its 5 s for it.
+        let left = read_until_closed(&mut conn)
+            .await
+            .expect("a parked connection is closed by the drain");
+        assert!(left.is_empty(), "nothing sent on close: {left:?}");
+        tokio::time::timeout(Duration::from_secs(2), serving)
+            .await
+            .expect("the drain ends once the parked connection is closed")
+            .expect("serve");
+        assert!(draining.elapsed() < Duration::from_secs(2));
     }
 
     /// Its handler answers after `SLOW` with a stream that goes silent for `SLOW`
