@@ -135,6 +135,17 @@ async fn serve_watched<F, H, Fut>(
     }
 }
 
+/// What a connection serves: the accept loop's per-connection service.
+trait CallService:
+    hyper::service::HttpService<Incoming, ResBody = Tracked, Error = Infallible> + Unpin
+{
+}
+
+impl<S> CallService for S where
+    S: hyper::service::HttpService<Incoming, ResBody = Tracked, Error = Infallible> + Unpin
+{
+}
+
 /// How connections are served: built once, shared by every connection's task.
 struct Protocols {
     http1: hyper::server::conn::http1::Builder,
@@ -150,7 +161,7 @@ struct Protocols {
 /// This and the futures under it are async blocks, not async fns: an async fn's future
 /// holds each argument twice (as passed, and as bound in its body).
 #[allow(clippy::manual_async_fn)]
-fn serve_connection<S, B>(
+fn serve_connection<S>(
     stream: tokio::net::TcpStream,
     protocols: Arc<Protocols>,
     service: S,
@@ -158,12 +169,8 @@ fn serve_connection<S, B>(
     mut drain: tokio::sync::watch::Receiver<()>,
 ) -> impl Future<Output = ()>
 where
-    S: hyper::service::HttpService<Incoming, ResBody = B> + Clone + Send + Unpin + 'static,
+    S: CallService + Clone + Send + 'static,
     S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     async move {
         let ended = if Box::pin(speaks_http2(&stream)).await {
@@ -304,7 +311,7 @@ struct Parking {
 /// them with a new hyper connection. On drain, finishes what is in flight and closes.
 // An async block: an async fn would hold its arguments twice (see serve_connection).
 #[allow(clippy::manual_async_fn)]
-fn serve_http1<'a, S, B>(
+fn serve_http1<'a, S>(
     mut stream: tokio::net::TcpStream,
     http1: &'a hyper::server::conn::http1::Builder,
     mut service: S,
@@ -312,10 +319,7 @@ fn serve_http1<'a, S, B>(
     drain: &'a mut tokio::sync::watch::Receiver<()>,
 ) -> impl Future<Output = Result<(), hyper::Error>> + 'a
 where
-    S: hyper::service::HttpService<Incoming, ResBody = B> + Unpin + 'a,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: http_body::Body + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: CallService + 'a,
 {
     async move {
         let Parking { activity, after } = parking;
@@ -374,7 +378,7 @@ fn taken_back<S>(
 /// with the socket and what hyper had read).
 // An async block: an async fn would hold its arguments twice (see serve_connection).
 #[allow(clippy::manual_async_fn)]
-fn until_parked<'a, S, B>(
+fn until_parked<'a, S>(
     mut conn: hyper::server::conn::http1::Connection<Tcp<Writes>, S>,
     activity: &'a Activity,
     after: Duration,
@@ -386,10 +390,7 @@ fn until_parked<'a, S, B>(
     >,
 > + 'a
 where
-    S: hyper::service::HttpService<Incoming, ResBody = B> + Unpin + 'a,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: http_body::Body + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: CallService + 'a,
 {
     async move {
         loop {
