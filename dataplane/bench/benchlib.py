@@ -1,6 +1,7 @@
 """What the bench scripts share: their processes, CPU accounting and wrk runs."""
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -160,4 +161,9 @@ def write_results(work, report, render, name, log):
     print(text)
     with open(os.path.join(HERE, name), "w") as f:
         f.write(text)
+    # The rest (audit logs, fixtures, Redis dumps) runs to gigabytes over a few runs.
+    for entry in os.listdir(work):
+        if entry != "report.json":
+            path = os.path.join(work, entry)
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
     log(f"raw figures: {work}/report.json")

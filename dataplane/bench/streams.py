@@ -26,6 +26,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import socket
 import subprocess
 import sys
@@ -369,6 +370,7 @@ async def run(bin_path, streams, idle, doors, profile=False, h2_streams=0):
         gw.kill()
         gw.wait()
         server.close()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def main():
