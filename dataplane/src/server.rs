@@ -325,12 +325,14 @@ where
         let Parking { activity, after } = parking;
         let mut replay = bytes::Bytes::new();
         loop {
-            let io = Tcp::replaying(stream, Writes(activity.clone()), replay);
             // Boxed with all it awaits, so that none of it is held while parked; built
             // and boxed in one statement, as a value named here keeps its room in this
             // future for as long as its scope spans an await.
             let serving = Box::pin(until_parked(
-                http1.serve_connection(io, service),
+                http1.serve_connection(
+                    Tcp::replaying(stream, Writes(activity.clone()), replay),
+                    service,
+                ),
                 &activity,
                 after,
                 drain,
