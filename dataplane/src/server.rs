@@ -362,13 +362,15 @@ where
 
 /// The socket and service of a parked connection, and what the next connection on it
 /// reads first: bytes hyper had read and not parsed (a head still arriving), then what
-/// it had not taken of an earlier replay. hyper's buffer is freed here: even empty, it
-/// keeps its 8 KiB and the page the last head touched.
+/// it had not taken of an earlier replay. Both buffers are freed here when empty: an
+/// empty `Bytes` may still hold its storage (hyper's 8 KiB and the page the last head
+/// touched, or a replay given out whole).
 fn taken_back<S>(
     parts: hyper::server::conn::http1::Parts<Tcp<Writes>, S>,
 ) -> (tokio::net::TcpStream, S, bytes::Bytes) {
     let (socket, unread) = parts.io.into_parts();
     let replay = match (parts.read_buf, unread) {
+        (read, unread) if read.is_empty() && unread.is_empty() => bytes::Bytes::new(),
         (read, unread) if read.is_empty() => unread,
         (read, unread) if unread.is_empty() => bytes::Bytes::copy_from_slice(&read),
         (read, unread) => [read, unread].concat().into(),
