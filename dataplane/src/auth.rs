@@ -217,15 +217,12 @@ impl KeyStore {
             )
         })?;
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        // The map finds the candidate; the byte compare stays constant-time regardless.
-        let key = self
+        // The map finds the candidate by its decoded digest (decoded once, when the
+        // snapshot was built); the byte compare stays constant-time regardless.
+        let (_, key) = self
             .keys
-            .get(&digest)
-            .filter(|k| {
-                let mut stored = [0u8; 32];
-                hex::decode_to_slice(&k.sha256, &mut stored).is_ok()
-                    && bool::from(stored.ct_eq(&digest))
-            })
+            .get_key_value(&digest)
+            .filter(|(stored, _)| bool::from(stored.ct_eq(&digest)))
             .ok_or_else(|| GatewayError::Unauthorized("invalid API key".into()))?;
         Ok(identity_of(key))
     }
