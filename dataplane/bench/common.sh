@@ -11,7 +11,7 @@ else
     BIN="$CARGO_TARGET_DIR/release/ai-gateway"
 fi
 if [[ "$BIN" == "$PGO_BIN" ]]; then
-    BIN_BUILD="profile-guided release build of $(cat "$PGO_BIN.rev" 2>/dev/null || echo 'unknown source')"
+    BIN_BUILD="$(cat "$PGO_BIN.how" 2>/dev/null || echo profile-guided) release build of $(cat "$PGO_BIN.rev" 2>/dev/null || echo 'unknown source')"
     head_rev="$(git -C "$(dirname "${BASH_SOURCE[0]}")" rev-parse --short HEAD 2>/dev/null || echo unknown)"
     if [[ "$BIN_BUILD" != *" of $head_rev" ]]; then
         echo "WARNING: measuring $BIN_BUILD, not HEAD ($head_rev): rerun dataplane/pgo/build.sh" >&2

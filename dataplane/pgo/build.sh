@@ -123,6 +123,8 @@ else
     log "4/4 skipped: no BOLT"
 fi
 install -m 0755 "$OPTIMISED" "$DIR/ai-gateway"
+# How it was built, for the bench scripts' reports.
+if [[ -n "$BOLT" ]]; then echo "profile-guided, BOLT-laid-out"; else echo "profile-guided"; fi > "$DIR/ai-gateway.how"
 # Which source it was built from, for the bench scripts to check against.
 echo "$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$REPO" diff --quiet 2>/dev/null || echo '+dirty')" \
     > "$DIR/ai-gateway.rev"
