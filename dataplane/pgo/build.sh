@@ -26,7 +26,7 @@
 # Environment knobs (defaults in brackets):
 #   AI_GATEWAY_PGO_DIR    where the builds, the profile and the binary go [~/.cache/ai-gateway-pgo]
 #   AI_GATEWAY_PGO_CALLS  training calls of each kind per worker [300]
-#   AI_GATEWAY_BOLT=0     skip step 4
+#   AI_GATEWAY_BOLT       0 skips step 4; a path names the llvm-bolt to use [found]
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -66,7 +66,7 @@ find_bolt() {
 }
 BOLT=""
 if [[ "${AI_GATEWAY_BOLT:-1}" != 0 && $(uname -m) == x86_64 ]]; then
-    BOLT=$(find_bolt)
+    if [[ "${AI_GATEWAY_BOLT:-1}" != 1 ]]; then BOLT="$AI_GATEWAY_BOLT"; else BOLT=$(find_bolt); fi
     if [[ -z "$BOLT" && $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
         log "installing bolt-19 (LLVM's post-link optimiser) with apt-get"
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends bolt-19 >/dev/null 2>&1 \
@@ -104,27 +104,39 @@ log "3/4 optimised build"
 # BOLT moves whole functions only where the link kept its relocations.
 build "$DIR/use" "-Cprofile-use=$PROFILE${BOLT:+ -Clink-arg=-Wl,--emit-relocs}"
 OPTIMISED="$DIR/use/release/ai-gateway"
-if [[ -n "$BOLT" ]]; then
-    log "4/4 code layout with $BOLT"
+# BOLT is an optimisation, not a requirement: when any of its steps fails (a binary it
+# cannot read, a rewritten binary that does not serve the load) the profile-guided
+# binary is taken instead, and the log says why.
+lay_out() { # optimised binary -> rewritten binary, or a failure with its reason on stderr
+    local in=$1 out="$DIR/bolt/ai-gateway"
     mkdir -p "$DIR/bolt"
-    rm -f "$DIR/bolt/profile.fdata"
-    "$BOLT" "$OPTIMISED" -instrument -o "$DIR/bolt/ai-gateway.instrumented" \
+    rm -f "$DIR/bolt/profile.fdata" "$out"
+    "$BOLT" "$in" -instrument -o "$DIR/bolt/ai-gateway.instrumented" \
         --instrumentation-file="$DIR/bolt/profile.fdata" >"$DIR/bolt/instrument.log" 2>&1 \
-        || die "llvm-bolt -instrument failed: $(tail -3 "$DIR/bolt/instrument.log")"
-    python3 "$HERE/train.py" --gateway "$DIR/bolt/ai-gateway.instrumented" --calls "$CALLS"
-    "$BOLT" "$OPTIMISED" -o "$DIR/bolt/ai-gateway" -data="$DIR/bolt/profile.fdata" \
+        || { tail -3 "$DIR/bolt/instrument.log" >&2; return 1; }
+    python3 "$HERE/train.py" --gateway "$DIR/bolt/ai-gateway.instrumented" --calls "$CALLS" || return 1
+    "$BOLT" "$in" -o "$out" -data="$DIR/bolt/profile.fdata" \
         -reorder-blocks=ext-tsp -reorder-functions=cdsort -split-functions -split-all-cold \
         -split-eh -icf=1 -use-gnu-stack >"$DIR/bolt/optimise.log" 2>&1 \
-        || die "llvm-bolt failed: $(tail -3 "$DIR/bolt/optimise.log")"
+        || { tail -3 "$DIR/bolt/optimise.log" >&2; return 1; }
     # The rewritten binary serves the whole training load before it is taken.
-    python3 "$HERE/train.py" --gateway "$DIR/bolt/ai-gateway" --calls 20
-    OPTIMISED="$DIR/bolt/ai-gateway"
+    python3 "$HERE/train.py" --gateway "$out" --calls 20
+}
+HOW="profile-guided"
+if [[ -n "$BOLT" ]]; then
+    log "4/4 code layout with $BOLT"
+    if lay_out "$OPTIMISED"; then
+        OPTIMISED="$DIR/bolt/ai-gateway"
+        HOW="profile-guided, BOLT-laid-out"
+    else
+        log "WARNING: the BOLT step failed (above); installing the profile-guided binary"
+    fi
 else
     log "4/4 skipped: no BOLT"
 fi
 install -m 0755 "$OPTIMISED" "$DIR/ai-gateway"
 # How it was built, for the bench scripts' reports.
-if [[ -n "$BOLT" ]]; then echo "profile-guided, BOLT-laid-out"; else echo "profile-guided"; fi > "$DIR/ai-gateway.how"
+echo "$HOW" > "$DIR/ai-gateway.how"
 # Which source it was built from, for the bench scripts to check against.
 echo "$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$REPO" diff --quiet 2>/dev/null || echo '+dirty')" \
     > "$DIR/ai-gateway.rev"
