@@ -21,21 +21,51 @@ pub struct Raised {
 }
 
 /// One alert: a subject's daily limit reached `threshold` percent.
-struct Alert<'a> {
-    subject: &'a str,
+struct Alert {
+    subject: String,
     kind: &'static str,
     threshold: u8,
     used: f64,
     limit: f64,
 }
 
-/// Checks the daily limits a finished call counted against.
-pub async fn after_call(services: Arc<Services>, checks: Vec<Check>, settings: Arc<BudgetAlerts>) {
+/// Checks the daily limits a finished call counted against. A store in this process
+/// is read at once, so a call costs no task of its own; Redis is read on a task (a
+/// round trip). Either way only an alert's raising waits on anything.
+pub fn after_call(
+    services: &Arc<Services>,
+    runtime: &tokio::runtime::Handle,
+    checks: Vec<Check>,
+    settings: Arc<BudgetAlerts>,
+) {
     let windows = Windows::at(std::time::SystemTime::now());
-    let Ok(counters) = services.store.counters(&checks, windows).await else {
+    if let Some(counters) = services.store.local_counters(&checks, windows) {
+        let alerts = first_crossings(services, &checks, &counters, &settings, windows);
+        if !alerts.is_empty() {
+            runtime.spawn(raise_all(services.clone(), settings, alerts));
+        }
         return;
-    };
-    for (check, c) in checks.iter().zip(&counters) {
+    }
+    let services = services.clone();
+    runtime.spawn(async move {
+        let Ok(counters) = services.store.counters(&checks, windows).await else {
+            return;
+        };
+        let alerts = first_crossings(&services, &checks, &counters, &settings, windows);
+        raise_all(services, settings, alerts).await;
+    });
+}
+
+/// The thresholds each check has reached for the first time today, marked as raised.
+fn first_crossings(
+    services: &Services,
+    checks: &[Check],
+    counters: &[crate::limits::Counters],
+    settings: &BudgetAlerts,
+    windows: Windows,
+) -> Vec<Alert> {
+    let mut alerts = Vec::new();
+    for (check, c) in checks.iter().zip(counters) {
         let standings = [
             check
                 .limits
@@ -49,38 +79,42 @@ pub async fn after_call(services: Arc<Services>, checks: Vec<Check>, settings: A
         for (kind, used, limit) in standings.into_iter().flatten() {
             let percent = used / limit.max(f64::MIN_POSITIVE) * 100.0;
             for &threshold in &settings.thresholds_percent {
-                let first = percent >= f64::from(threshold)
-                    && services
-                        .raised
-                        .sent
-                        .insert(
-                            (format!("{}|{kind}", check.key), windows.day, threshold),
-                            (),
-                        )
-                        .is_none();
-                if first {
-                    let alert = Alert {
-                        subject: &check.key,
+                if percent < f64::from(threshold) {
+                    continue;
+                }
+                let key = (format!("{}|{kind}", check.key), windows.day, threshold);
+                if services.raised.sent.insert(key, ()).is_none() {
+                    alerts.push(Alert {
+                        subject: check.key.clone(),
                         kind,
                         threshold,
                         used,
                         limit,
-                    };
-                    raise(&services, &settings, &alert).await;
+                    });
                 }
             }
         }
     }
-    // Yesterday's alerts can go: a day's alerts are only ever asked about that day.
-    services
-        .raised
-        .sent
-        .retain(|(_, day, _), _| *day >= windows.day);
+    if !alerts.is_empty() {
+        // Yesterday's marks can go: a day's alerts are only ever asked about that day,
+        // and pruning when marking keeps the map to the days that raised something.
+        services
+            .raised
+            .sent
+            .retain(|(_, day, _), _| *day >= windows.day);
+    }
+    alerts
 }
 
-async fn raise(services: &Services, settings: &BudgetAlerts, alert: &Alert<'_>) {
+async fn raise_all(services: Arc<Services>, settings: Arc<BudgetAlerts>, alerts: Vec<Alert>) {
+    for alert in &alerts {
+        raise(&services, &settings, alert).await;
+    }
+}
+
+async fn raise(services: &Services, settings: &BudgetAlerts, alert: &Alert) {
     tracing::warn!(
-        subject = alert.subject,
+        subject = %alert.subject,
         kind = alert.kind,
         threshold = alert.threshold,
         used = alert.used,

@@ -246,11 +246,7 @@ impl Settlement {
         }
 
         if let Some((checks, settings)) = budget_watch.filter(|_| succeeded) {
-            runtime.spawn(crate::alerts::after_call(
-                services.clone(),
-                checks,
-                settings,
-            ));
+            crate::alerts::after_call(services, &runtime, checks, settings);
         }
         if let Some(error) = self.error {
             services.trouble.record(

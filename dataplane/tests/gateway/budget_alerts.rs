@@ -1,8 +1,11 @@
 //! Budget alerts: a caller passing 80 % and then 100 % of a daily limit raises each
 //! alert once — an audit event, a metric and a Slack-compatible webhook — and calls
-//! after that raise no more.
+//! after that raise no more; with the in-process store (checked as the call settles)
+//! and with Redis (read on a task of its own).
 
-use crate::fakes::{anthropic_reply, audit_records, client, FakeUpstream, Reply, TestGateway};
+use crate::fakes::{
+    anthropic_reply, audit_records, client, FakeUpstream, RedisServer, Reply, TestGateway,
+};
 use ai_gateway_snapshot::key_sha256;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -11,6 +14,22 @@ const ANA: &str = "gw_alerts_ana";
 
 #[tokio::test]
 async fn passing_80_and_100_percent_of_a_daily_limit_alerts_once_each() {
+    alerts_once_each("").await;
+}
+
+#[tokio::test]
+async fn with_redis_passing_each_threshold_alerts_once_too() {
+    let Some(redis) = RedisServer::start_or_skip() else {
+        return;
+    };
+    alerts_once_each(&format!(
+        "  store: {{ kind: redis, url: \"{}\" }}\n",
+        redis.url
+    ))
+    .await;
+}
+
+async fn alerts_once_each(store: &str) {
     let upstream = FakeUpstream::start(anthropic_reply).await;
     let webhook = FakeUpstream::start(|_| Reply::json(200, "ok")).await;
     let dir = crate::process::tempdir();
@@ -27,11 +46,12 @@ auth:
 rate_limits:
   per_user:
     ana: {{ tokens_per_day: 6000 }}
-budget_alerts: {{ webhook_url: "{}/hooks/slack" }}
+{}budget_alerts: {{ webhook_url: "{}/hooks/slack" }}
 audit: {{ sink: file, path: "{}" }}
 "#,
         upstream.url(),
         key_sha256(ANA),
+        store,
         webhook.url(),
         audit.display()
     ))
