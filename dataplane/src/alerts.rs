@@ -2,8 +2,9 @@
 //! subject's standing is read, and each configured share it has reached for the first
 //! time today raises an alert: an audit event (`budget_alert`), a metric
 //! (`ai_gateway_budget_alerts_total{kind,threshold}`) and, when set, a Slack-compatible
-//! webhook. Once per threshold per day per subject, per replica. All off the response
-//! path.
+//! webhook. Once per threshold per day per subject, per replica. All after the answer
+//! has gone: the in-process store's counters are read as the call settles, Redis's and
+//! every raising on a task.
 
 use crate::limits::{Check, Windows};
 use crate::state::Services;
