@@ -3,10 +3,10 @@
 //! time today raises an alert: an audit event (`budget_alert`), a metric
 //! (`ai_gateway_budget_alerts_total{kind,threshold}`) and, when set, a Slack-compatible
 //! webhook. Once per threshold per day per subject, per replica. All after the answer
-//! has gone: the in-process store's counters are read as the call settles, Redis's and
-//! every raising on a task.
+//! has gone, from the counters the settlement leaves (no further read of the store);
+//! raising, on a task.
 
-use crate::limits::{Check, Windows};
+use crate::limits::{Check, Counters, Windows};
 use crate::state::Services;
 use ai_gateway_snapshot::BudgetAlerts;
 use bytes::Bytes;
@@ -30,38 +30,29 @@ struct Alert {
     limit: f64,
 }
 
-/// Checks the daily limits a finished call counted against. A store in this process
-/// is read at once, so a call costs no task of its own; Redis is read on a task (a
-/// round trip). Either way only an alert's raising waits on anything.
+/// Raises what a finished call's standing calls for. `counters` are the watched
+/// checks' counters once the call has settled, in their order: read from the
+/// in-process store as the call settles, or returned by Redis's settlement, so a call
+/// asks nothing more of the store. Only the raising waits on anything, on a task.
 pub fn after_call(
     services: &Arc<Services>,
     runtime: &tokio::runtime::Handle,
-    checks: Vec<Check>,
-    settings: Arc<BudgetAlerts>,
+    checks: &[Check],
+    counters: &[Counters],
+    settings: &Arc<BudgetAlerts>,
 ) {
     let windows = Windows::at(std::time::SystemTime::now());
-    if let Some(counters) = services.store.local_counters(&checks, windows) {
-        let alerts = first_crossings(services, &checks, &counters, &settings, windows);
-        if !alerts.is_empty() {
-            runtime.spawn(raise_all(services.clone(), settings, alerts));
-        }
-        return;
+    let alerts = first_crossings(services, checks, counters, settings, windows);
+    if !alerts.is_empty() {
+        runtime.spawn(raise_all(services.clone(), settings.clone(), alerts));
     }
-    let services = services.clone();
-    runtime.spawn(async move {
-        let Ok(counters) = services.store.counters(&checks, windows).await else {
-            return;
-        };
-        let alerts = first_crossings(&services, &checks, &counters, &settings, windows);
-        raise_all(services, settings, alerts).await;
-    });
 }
 
 /// The thresholds each check has reached for the first time today, marked as raised.
 fn first_crossings(
     services: &Services,
     checks: &[Check],
-    counters: &[crate::limits::Counters],
+    counters: &[Counters],
     settings: &BudgetAlerts,
     windows: Windows,
 ) -> Vec<Alert> {

@@ -5,7 +5,8 @@
 use crate::audit::AuditRecord;
 use crate::context::{CascadeOutcome, RequestContext};
 use crate::limits::{
-    slice_name, Demand, Ledger, LedgerEntry, ModelUsage, Reservation, Windows, ALL_CALLERS,
+    slice_name, Check, Counters, Demand, Ledger, LedgerEntry, ModelUsage, Reservation, Windows,
+    ALL_CALLERS,
 };
 use crate::metrics::{
     AutoRouteLabels, CallLabels, CascadeLabels, StatusLabels, UpstreamErrorLabels,
@@ -13,6 +14,7 @@ use crate::metrics::{
 use crate::pricing::cost_micros;
 use crate::state::Services;
 use crate::translate::TokenUsage;
+use ai_gateway_snapshot::BudgetAlerts;
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Instant;
@@ -152,15 +154,29 @@ impl Settlement {
             ledger.push(entry(Ledger::Models, &a.model, cheaper));
             ledger.extend(judged_slice.as_deref().map(|name| everyone(name, cheaper)));
         }
-        if !services
+        let watched = budget_watch.filter(|_| succeeded);
+        if services
             .store
             .finish_at_once(reservation.as_ref(), actual, &ledger)
         {
+            if let Some((checks, settings)) = watched {
+                let windows = Windows::at(std::time::SystemTime::now());
+                if let Some(counters) = services.store.local_counters(&checks, windows) {
+                    crate::alerts::after_call(services, &runtime, &checks, &counters, &settings);
+                }
+            }
+        } else {
             let services = services.clone();
             let request_id = ctx.request_id().to_string();
             let ledger: Vec<OwnedEntry> = ledger.iter().map(OwnedEntry::from).collect();
             runtime.spawn(async move {
-                settle_remotely(&services, &request_id, reservation, actual, ledger).await
+                let remote = Remote {
+                    reservation,
+                    actual,
+                    ledger,
+                    watched,
+                };
+                settle_remotely(&services, &request_id, remote).await
             });
         }
 
@@ -245,9 +261,6 @@ impl Settlement {
                 .inc();
         }
 
-        if let Some((checks, settings)) = budget_watch.filter(|_| succeeded) {
-            crate::alerts::after_call(services, &runtime, checks, settings);
-        }
         if let Some(error) = self.error {
             services.trouble.record(
                 ai_gateway_snapshot::replies::ErrorEntry {
@@ -345,21 +358,50 @@ fn bounded_name(name: &str) -> &str {
 }
 
 /// Settlement and the usage ledger against Redis, off the response path.
-async fn settle_remotely(
-    services: &Services,
-    request_id: &str,
+/// What a settlement against a remote store takes to its task.
+struct Remote {
     reservation: Option<Reservation>,
     actual: Demand,
     ledger: Vec<OwnedEntry>,
-) {
+    /// The daily limits whose alerts the settled counters are checked against.
+    watched: Option<(Vec<Check>, Arc<BudgetAlerts>)>,
+}
+
+async fn settle_remotely(services: &Arc<Services>, request_id: &str, remote: Remote) {
+    let Remote {
+        reservation,
+        actual,
+        ledger,
+        watched,
+    } = remote;
     let ledger: Vec<LedgerEntry<'_>> = ledger.iter().map(OwnedEntry::entry).collect();
-    if let Err(e) = services
+    let settled = match services
         .store
         .finish(reservation.as_ref(), actual, &ledger)
         .await
     {
-        tracing::error!(request_id, error = %e, "could not settle a call's limits and usage");
-    }
+        Ok(settled) => settled,
+        Err(e) => {
+            return tracing::error!(request_id, error = %e, "could not settle a call's limits and usage");
+        }
+    };
+    let (Some((checks, settings)), Some(reservation)) = (watched, reservation) else {
+        return;
+    };
+    // The settlement answers for the reservation's keys; the watched checks are some of them.
+    let counters: Vec<Counters> = checks
+        .iter()
+        .map(|check| {
+            reservation
+                .keys
+                .iter()
+                .position(|k| *k == check.key)
+                .and_then(|i| settled.get(i).copied())
+                .unwrap_or_default()
+        })
+        .collect();
+    let runtime = tokio::runtime::Handle::current();
+    crate::alerts::after_call(services, &runtime, &checks, &counters, &settings);
 }
 
 /// A ledger line kept for a settlement that finishes in a task of its own.

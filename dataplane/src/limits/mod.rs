@@ -521,17 +521,21 @@ impl Store {
 
     /// A finished call: its reservation replaced with what it really used (and its
     /// concurrency slot released), and its lines added to the usage ledgers.
+    /// Settles and records; returns the counters of the reservation's keys after it,
+    /// in its order (from Redis, the day's tokens and cost alone).
     pub async fn finish(
         &self,
         reservation: Option<&Reservation>,
         actual: Demand,
         ledger: &[LedgerEntry<'_>],
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<Counters>, StoreError> {
         match self {
             Store::Redis(r) => r.finish(reservation, actual, ledger).await,
-            _ => {
+            Store::Memory(m) | Store::Embedded(m, _) => {
                 self.finish_at_once(reservation, actual, ledger);
-                Ok(())
+                Ok(reservation.map_or_else(Vec::new, |r| {
+                    r.keys.iter().map(|k| m.counters(k, r.windows)).collect()
+                }))
             }
         }
     }

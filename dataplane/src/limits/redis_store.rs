@@ -67,23 +67,29 @@ const LEDGER_FIELDS: [&str; 7] = [
 /// [`LEDGER_FIELDS`]. A counter window that has rolled over is left alone; a name new
 /// to a full ledger is summed under the other name; a zero adds nothing and is skipped
 /// (Redis runs every command a script calls, so each one is CPU on the shared store),
-/// except `requests`, whose field marks the name as present.
+/// except `requests`, whose field marks the name as present. Returns each counter
+/// hash's day tokens and day cost after the settlement ({td, cd} per hash; 0, 0 when
+/// its day has rolled over), which budget alerts read instead of asking again.
 const FINISH: &str = r#"
 local n, m, d = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local dt, dc, rel, ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local function add_floored(key, field, delta)
   local v = redis.call('HINCRBY', key, field, delta)
-  if v < 0 then redis.call('HSET', key, field, 0) end
+  if v < 0 then redis.call('HSET', key, field, 0); return 0 end
+  return v
 end
+local days = {}
 for i = 1, n do
   local key = KEYS[i]
   local h = redis.call('HMGET', key, 'm', 'd')
   if tonumber(h[1]) == m then add_floored(key, 'tm', dt) end
+  local td, cd = 0, 0
   if tonumber(h[2]) == d then
-    add_floored(key, 'td', dt)
-    add_floored(key, 'cd', dc)
+    td = add_floored(key, 'td', dt)
+    cd = add_floored(key, 'cd', dc)
   end
   if rel == 1 then add_floored(key, 'cc', -1) end
+  table.insert(days, td); table.insert(days, cd)
 end
 local fields = {'requests', 'in', 'out', 'cache_read', 'cache_write', 'cost', 'saved'}
 local a = 8
@@ -100,7 +106,7 @@ for i = n + 1, #KEYS do
   if not known then redis.call('EXPIRE', key, ttl) end
   a = a + 3 + #fields
 end
-return 1
+return days
 "#;
 
 pub struct RedisStore {
@@ -218,15 +224,18 @@ impl RedisStore {
 
     /// Settles `reservation` against what the call used and adds its ledger lines,
     /// in one script call: one round trip a finished call.
+    /// Settles and records; returns the day tokens and cost of each of the
+    /// reservation's counters after it (in its order), as [`Counters`] with only those
+    /// two filled.
     pub(super) async fn finish(
         &self,
         reservation: Option<&Reservation>,
         actual: Demand,
         ledger: &[LedgerEntry<'_>],
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<Counters>, StoreError> {
         let counter_keys = reservation.map_or(&[][..], |r| &r.keys[..]);
         if counter_keys.is_empty() && ledger.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let mut invocation = self.finish.prepare_invoke();
         for key in counter_keys {
@@ -270,8 +279,15 @@ impl RedisStore {
                 ]);
         }
         let mut conn = self.conn().await?;
-        let _: i64 = invocation.invoke_async(&mut conn).await?;
-        Ok(())
+        let days: Vec<i64> = invocation.invoke_async(&mut conn).await?;
+        Ok(days
+            .chunks_exact(2)
+            .map(|day| Counters {
+                tokens_day: day[0].max(0) as u64,
+                cost_micros_day: day[1].max(0) as u64,
+                ..Counters::default()
+            })
+            .collect())
     }
 
     fn ledger_key(&self, ledger: Ledger, user: &str, day: u64) -> String {
