@@ -20,8 +20,8 @@
 # apt-get when missing and root; Debian 12's own archive stops at LLVM 16). BOLT comes
 # from Debian's bolt-<major> (any recent one: it rewrites machine code, whatever LLVM
 # made it), tried with apt-get too; without it step 4 is skipped and the binary is the
-# profile-guided one. BOLT's layout takes a further 4–5 % off the CPU a call costs
-# (the README's benchmark section).
+# profile-guided one. BOLT's layout gives a further 3–4 % req/s (the README's
+# benchmark section).
 #
 # Environment knobs (defaults in brackets):
 #   AI_GATEWAY_PGO_DIR    where the builds, the profile and the binary go [~/.cache/ai-gateway-pgo]

@@ -40,8 +40,8 @@ pub fn after_call(
     checks: &[Check],
     counters: &[Counters],
     settings: &Arc<BudgetAlerts>,
+    windows: Windows,
 ) {
-    let windows = Windows::at(std::time::SystemTime::now());
     let alerts = first_crossings(services, checks, counters, settings, windows);
     if !alerts.is_empty() {
         runtime.spawn(raise_all(services.clone(), settings.clone(), alerts));

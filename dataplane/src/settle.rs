@@ -162,7 +162,9 @@ impl Settlement {
             if let Some((checks, settings)) = watched {
                 let windows = Windows::at(std::time::SystemTime::now());
                 if let Some(counters) = services.store.local_counters(&checks, windows) {
-                    crate::alerts::after_call(services, &runtime, &checks, &counters, &settings);
+                    crate::alerts::after_call(
+                        services, &runtime, &checks, &counters, &settings, windows,
+                    );
                 }
             }
         } else {
@@ -357,7 +359,6 @@ fn bounded_name(name: &str) -> &str {
     &name[..cut]
 }
 
-/// Settlement and the usage ledger against Redis, off the response path.
 /// What a settlement against a remote store takes to its task.
 struct Remote {
     reservation: Option<Reservation>,
@@ -367,6 +368,8 @@ struct Remote {
     watched: Option<(Vec<Check>, Arc<BudgetAlerts>)>,
 }
 
+/// Settlement and the usage ledger against Redis, off the response path; the budget
+/// alerts then check the counters the settlement returned.
 async fn settle_remotely(services: &Arc<Services>, request_id: &str, remote: Remote) {
     let Remote {
         reservation,
@@ -401,7 +404,8 @@ async fn settle_remotely(services: &Arc<Services>, request_id: &str, remote: Rem
         })
         .collect();
     let runtime = tokio::runtime::Handle::current();
-    crate::alerts::after_call(services, &runtime, &checks, &counters, &settings);
+    let windows = reservation.windows;
+    crate::alerts::after_call(services, &runtime, &checks, &counters, &settings, windows);
 }
 
 /// A ledger line kept for a settlement that finishes in a task of its own.

@@ -520,9 +520,9 @@ impl Store {
     }
 
     /// A finished call: its reservation replaced with what it really used (and its
-    /// concurrency slot released), and its lines added to the usage ledgers.
-    /// Settles and records; returns the counters of the reservation's keys after it,
-    /// in its order (from Redis, the day's tokens and cost alone).
+    /// concurrency slot released), and its lines added to the usage ledgers. From
+    /// Redis, the day's tokens and cost of the reservation's keys after it, in its
+    /// order; an in-process store's counters are read with [`Store::local_counters`].
     pub async fn finish(
         &self,
         reservation: Option<&Reservation>,
@@ -531,11 +531,9 @@ impl Store {
     ) -> Result<Vec<Counters>, StoreError> {
         match self {
             Store::Redis(r) => r.finish(reservation, actual, ledger).await,
-            Store::Memory(m) | Store::Embedded(m, _) => {
+            Store::Memory(_) | Store::Embedded(..) => {
                 self.finish_at_once(reservation, actual, ledger);
-                Ok(reservation.map_or_else(Vec::new, |r| {
-                    r.keys.iter().map(|k| m.counters(k, r.windows)).collect()
-                }))
+                Ok(Vec::new())
             }
         }
     }

@@ -223,10 +223,9 @@ impl RedisStore {
     }
 
     /// Settles `reservation` against what the call used and adds its ledger lines,
-    /// in one script call: one round trip a finished call.
-    /// Settles and records; returns the day tokens and cost of each of the
-    /// reservation's counters after it (in its order), as [`Counters`] with only those
-    /// two filled.
+    /// in one script call: one round trip a finished call. Returns the day tokens and
+    /// cost of each of the reservation's counters after it (in its order), as
+    /// [`Counters`] with only those two filled.
     pub(super) async fn finish(
         &self,
         reservation: Option<&Reservation>,

@@ -1,7 +1,7 @@
 //! Budget alerts: a caller passing 80 % and then 100 % of a daily limit raises each
 //! alert once — an audit event, a metric and a Slack-compatible webhook — and calls
-//! after that raise no more; with the in-process store (checked as the call settles)
-//! and with Redis (read on a task of its own).
+//! after that raise no more; with the in-process store (read as the call settles) and
+//! with Redis (the counters its settlement script returns).
 
 use crate::fakes::{
     anthropic_reply, audit_records, client, FakeUpstream, RedisServer, Reply, TestGateway,
