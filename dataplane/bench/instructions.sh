@@ -14,6 +14,8 @@
 #   AI_GATEWAY_BIN   gateway binary [as in run.sh: common.sh]
 #   BENCH_PORT_BASE  loopback ports BASE+1..BASE+3 are used [18280]
 #   BENCH_KEEP=1     keep the callgrind profiles (callgrind_annotate reads them)
+#   BENCH_GOVERNED=1 the production shape of run.sh's BENCH_GOVERNED: a gateway key on
+#                    every call, limits checked and settled, audit lines to a file
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -41,12 +43,21 @@ cleanup() {
 }
 trap cleanup EXIT
 
-render() { sed -e "s#@DIR@#$WORK#g" -e "s/@FAKE_PORT@/$FAKE_PORT/g" "$1" > "$2"; }
+GOVERNED="${BENCH_GOVERNED:-0}"
+BENCH_KEY=gw_bench_key
+KEY_SHA=$(printf %s "$BENCH_KEY" | sha256sum | cut -d' ' -f1)
+AUTH=()
+[[ $GOVERNED == 1 ]] && AUTH=(-H "authorization: Bearer $BENCH_KEY")
+render() { sed -e "s#@DIR@#$WORK#g" -e "s/@FAKE_PORT@/$FAKE_PORT/g" -e "s/@KEY_SHA@/$KEY_SHA/g" "$1" > "$2"; }
 FIX="$REPO/dataplane/tests/fixtures/upstream/openai"
 cp "$FIX/chat_text.json" "$WORK/www/static/chat.json"
 cp "$FIX/stream_text.sse" "$WORK/www/static/stream.sse"
 render "$HERE/fake-upstream.nginx.conf.in" "$WORK/fake.conf"
-render "$HERE/gateway.yaml.in" "$WORK/gateway.yaml"
+if [[ $GOVERNED == 1 ]]; then
+    render "$HERE/gateway-governed.yaml.in" "$WORK/gateway.yaml"
+else
+    render "$HERE/gateway.yaml.in" "$WORK/gateway.yaml"
+fi
 printf '%s' '{"model":"bench-model","messages":[{"role":"user","content":"Say hi in one short sentence."}]}' > "$WORK/nonstream.json"
 printf '%s' '{"model":"bench-model","stream":true,"messages":[{"role":"user","content":"Say hi in one short sentence."}]}' > "$WORK/stream.json"
 
@@ -70,7 +81,7 @@ count() { # mode -> instructions per call
     done
     load() {
         h2load --h1 -n "$1" -c 4 -d "$WORK/$mode.json" -H 'content-type: application/json' \
-            "${headers[@]}" "http://127.0.0.1:$GW_PORT/v1/chat/completions" 2>&1 |
+            "${AUTH[@]}" "${headers[@]}" "http://127.0.0.1:$GW_PORT/v1/chat/completions" 2>&1 |
             grep -E '^requests:' | grep -q " $1 succeeded" || die "$mode: not every call succeeded"
     }
     load 200
@@ -87,5 +98,7 @@ count() { # mode -> instructions per call
 
 nonstream=$(count nonstream)
 stream=$(count stream)
-printf 'instructions per call (%s, %s calls each, user space): non-streaming %s, streaming %s\n' \
-    "$BIN_BUILD" "$REQUESTS" "$nonstream" "$stream"
+shape=ungoverned
+[[ $GOVERNED == 1 ]] && shape=governed
+printf 'instructions per call (%s, %s, %s calls each, user space): non-streaming %s, streaming %s\n' \
+    "$BIN_BUILD" "$shape" "$REQUESTS" "$nonstream" "$stream"

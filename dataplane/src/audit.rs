@@ -205,7 +205,7 @@ impl<'o> JsonFields<'o> {
         self.key(name);
         match value {
             // Most values (ids, names, models) need no escaping: copied as they are.
-            Some(v) if !v.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') => {
+            Some(v) if !needs_escape(v.as_bytes()) => {
                 self.out.push(b'"');
                 self.out.extend_from_slice(v.as_bytes());
                 self.out.push(b'"');
@@ -228,6 +228,15 @@ impl<'o> JsonFields<'o> {
         self.out
             .extend_from_slice(if value { b"true" } else { b"false" });
     }
+}
+
+/// Whether JSON needs any of `text`'s bytes escaped. Every byte is looked at, with no
+/// early exit, so the loop compiles to vector compares: ids and names are short and
+/// almost never need it.
+fn needs_escape(text: &[u8]) -> bool {
+    text.iter().fold(false, |found, &b| {
+        found | (b < 0x20) | (b == b'"') | (b == b'\\')
+    })
 }
 
 /// Written and failed record counts, shared with the metrics registry.
@@ -550,6 +559,33 @@ mod tests {
             request_body: body.map(Cow::Borrowed),
             response_body: None,
         }
+    }
+
+    #[test]
+    fn only_quotes_backslashes_and_control_characters_need_escaping() {
+        for plain in [
+            "",
+            "claude-sonnet-4-5",
+            "ana@example.com",
+            "ünïcødé 😀",
+            "a/b:c{d}",
+        ] {
+            assert!(!needs_escape(plain.as_bytes()), "{plain:?}");
+        }
+        for escaped in [
+            "say \"hi\"",
+            "C:\\path",
+            "line\nbreak",
+            "tab\there",
+            "\u{7f}\u{0}",
+        ] {
+            assert!(needs_escape(escaped.as_bytes()), "{escaped:?}");
+        }
+        // DEL is a control character to Unicode, not to JSON.
+        assert!(!needs_escape("\u{7f}".as_bytes()));
+        // Past a vector's width, and at its last byte.
+        let long = format!("{}\"", "x".repeat(70));
+        assert!(needs_escape(long.as_bytes()));
     }
 
     #[test]

@@ -144,7 +144,9 @@ pub fn with_stream_usage(body: Bytes) -> Result<Bytes, GatewayError> {
     // Most callers send no `stream_options`: splice the member in after the opening
     // brace rather than re-serialise the whole body (the caller's JSON was already
     // parsed once to route it).
-    if memchr::memmem::find(&body, b"\"stream_options\"").is_none() {
+    static STREAM_OPTIONS: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"stream_options\""));
+    if STREAM_OPTIONS.find(&body).is_none() {
         let open = body.iter().position(|b| !b.is_ascii_whitespace());
         if let Some(open) = open.filter(|&i| body[i] == b'{') {
             let rest = &body[open + 1..];

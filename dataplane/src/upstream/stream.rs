@@ -44,7 +44,7 @@ impl StreamProtocol {
             Self::OpenAiSse | Self::OpenAiSseWithoutUsage => {
                 data.trim_ascii() == b"[DONE]" || data.starts_with(b"{\"error\"")
             }
-            Self::GeminiSse => memchr::memmem::find(data, b"\"finishReason\"").is_some(),
+            Self::GeminiSse => FINISH_REASON.find(data).is_some(),
             Self::Ndjson | Self::AwsEventStream => false,
         }
     }
@@ -194,6 +194,11 @@ pub fn passthrough_body(
     };
     streaming(body)
 }
+
+/// Searched for in every Gemini stream event, built once: a searcher costs more to
+/// build than an event costs to search.
+static FINISH_REASON: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"finishReason\""));
 
 /// Searched for in every OpenAI stream event (built once): a cheap filter before the
 /// event is read properly, so it matches the key however the upstream spaces it
