@@ -24,6 +24,27 @@ fi
     exit 1
 }
 
+# The gateway's shape under load: BENCH_GOVERNED=1 is production's (a gateway key on
+# every call, limits checked and settled, audit lines to a file), else auth and limits
+# off. gateway_config renders the matching config into $WORK; BENCH_KEY is the key.
+GOVERNED="${BENCH_GOVERNED:-0}"
+export BENCH_KEY=gw_bench_key
+KEY_SHA=$(printf %s "$BENCH_KEY" | sha256sum | cut -d' ' -f1)
+# render TEMPLATE OUT: fills in the placeholders the bench templates use.
+render() {
+    sed -e "s#@DIR@#$WORK#g" -e "s/@FAKE_PORT@/$FAKE_PORT/g" -e "s/@PROXY_PORT@/${PROXY_PORT:-}/g" \
+        -e "s/@KEY_SHA@/$KEY_SHA/g" "$1" > "$2"
+}
+gateway_config() { # OUT
+    local here
+    here=$(dirname "${BASH_SOURCE[0]}")
+    if [[ $GOVERNED == 1 ]]; then
+        render "$here/gateway-governed.yaml.in" "$1"
+    else
+        render "$here/gateway.yaml.in" "$1"
+    fi
+}
+
 # install_missing COMMAND PACKAGE [COMMAND PACKAGE ...]: apt-get installs the packages
 # whose command is missing, without letting nginx's postinst start the system service.
 install_missing() {

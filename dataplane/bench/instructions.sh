@@ -43,21 +43,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-GOVERNED="${BENCH_GOVERNED:-0}"
-BENCH_KEY=gw_bench_key
-KEY_SHA=$(printf %s "$BENCH_KEY" | sha256sum | cut -d' ' -f1)
 AUTH=()
 [[ $GOVERNED == 1 ]] && AUTH=(-H "authorization: Bearer $BENCH_KEY")
-render() { sed -e "s#@DIR@#$WORK#g" -e "s/@FAKE_PORT@/$FAKE_PORT/g" -e "s/@KEY_SHA@/$KEY_SHA/g" "$1" > "$2"; }
 FIX="$REPO/dataplane/tests/fixtures/upstream/openai"
 cp "$FIX/chat_text.json" "$WORK/www/static/chat.json"
 cp "$FIX/stream_text.sse" "$WORK/www/static/stream.sse"
 render "$HERE/fake-upstream.nginx.conf.in" "$WORK/fake.conf"
-if [[ $GOVERNED == 1 ]]; then
-    render "$HERE/gateway-governed.yaml.in" "$WORK/gateway.yaml"
-else
-    render "$HERE/gateway.yaml.in" "$WORK/gateway.yaml"
-fi
+gateway_config "$WORK/gateway.yaml"
 printf '%s' '{"model":"bench-model","messages":[{"role":"user","content":"Say hi in one short sentence."}]}' > "$WORK/nonstream.json"
 printf '%s' '{"model":"bench-model","stream":true,"messages":[{"role":"user","content":"Say hi in one short sentence."}]}' > "$WORK/stream.json"
 

@@ -55,10 +55,7 @@ FIXED_CONNS="${BENCH_FIXED_CONNS:-4}"
 QUIET_WAIT="${BENCH_QUIET_WAIT:-45}"
 WARMUP=1
 RESULTS_MD="$HERE/RESULTS.md"
-GOVERNED="${BENCH_GOVERNED:-0}"
-# Sent on every call (nginx and the fake upstream ignore it); the gateway checks it.
-export BENCH_KEY=gw_bench_key
-KEY_SHA=$(printf %s "$BENCH_KEY" | sha256sum | cut -d' ' -f1)
+# BENCH_KEY (common.sh) is sent on every call: nginx and the fake upstream ignore it.
 if [[ $GOVERNED == 1 ]]; then
     RESULTS_MD="$HERE/RESULTS-governed.md"
 fi
@@ -111,20 +108,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-render() {
-    sed -e "s#@DIR@#$WORK#g" -e "s/@FAKE_PORT@/$FAKE_PORT/g" -e "s/@PROXY_PORT@/$PROXY_PORT/g" \
-        -e "s/@KEY_SHA@/$KEY_SHA/g" "$1" > "$2"
-}
 FIX="$REPO/dataplane/tests/fixtures/upstream/openai"
 cp "$FIX/chat_text.json" "$WORK/www/static/chat.json"
 cp "$FIX/stream_text.sse" "$WORK/www/static/stream.sse"
 render "$HERE/fake-upstream.nginx.conf.in" "$WORK/fake.conf"
 render "$HERE/nginx-proxy.nginx.conf.in" "$WORK/proxy.conf"
-if [[ $GOVERNED == 1 ]]; then
-    render "$HERE/gateway-governed.yaml.in" "$WORK/gateway.yaml"
-else
-    render "$HERE/gateway.yaml.in" "$WORK/gateway.yaml"
-fi
+gateway_config "$WORK/gateway.yaml"
 printf '%s' '{"model":"bench-model","messages":[{"role":"user","content":"Say hi in one short sentence."}]}' > "$WORK/body.json"
 printf '%s' '{"model":"bench-model","stream":true,"messages":[{"role":"user","content":"Say hi in one short sentence."}]}' > "$WORK/body-stream.json"
 
