@@ -258,12 +258,17 @@ struct Shared {
     drained: tokio::sync::Notify,
     closed: AtomicBool,
     counters: AuditCounters,
+    /// The writer thread, set by itself before it first sleeps.
+    writer: std::sync::OnceLock<std::thread::Thread>,
 }
 
 #[derive(Default)]
 struct Pending {
     lines: Vec<u8>,
     records: u64,
+    /// The writer found nothing to write and sleeps until a record wakes it, so an
+    /// idle gateway's writer does not wake every interval for nothing.
+    writer_asleep: bool,
 }
 
 /// Past this many buffered bytes (tens of thousands of records) finishing requests
@@ -300,6 +305,7 @@ impl AuditLog {
             drained: tokio::sync::Notify::new(),
             closed: AtomicBool::new(false),
             counters,
+            writer: std::sync::OnceLock::new(),
         });
         let thread_shared = shared.clone();
         let handle = std::thread::Builder::new()
@@ -476,11 +482,19 @@ impl Shared {
         }
         pending.lines.extend_from_slice(line);
         pending.records += 1;
+        let wake = std::mem::take(&mut pending.writer_asleep);
+        drop(pending);
+        if wake {
+            if let Some(writer) = self.writer.get() {
+                writer.unpark();
+            }
+        }
         true
     }
 }
 
 fn write_lines(shared: &Shared, mut out: Box<dyn Write + Send>) {
+    let _ = shared.writer.set(std::thread::current());
     // Two buffers take turns: requests fill one while the other is written.
     let mut spare = Vec::with_capacity(64 * 1024);
     loop {
@@ -488,11 +502,13 @@ fn write_lines(shared: &Shared, mut out: Box<dyn Write + Send>) {
         let closed = shared.closed.load(Ordering::Acquire);
         let batch = {
             let mut pending = shared.lock();
+            let idle = pending.records == 0;
             std::mem::replace(
                 &mut *pending,
                 Pending {
                     lines: std::mem::take(&mut spare),
                     records: 0,
+                    writer_asleep: idle,
                 },
             )
         };
@@ -514,8 +530,13 @@ fn write_lines(shared: &Shared, mut out: Box<dyn Write + Send>) {
             break;
         }
         // Woken early by `close`; otherwise batches form over the interval instead of
-        // waking this thread for every record.
-        std::thread::park_timeout(DRAIN_INTERVAL);
+        // waking this thread for every record. With nothing written, it sleeps until
+        // the next record (a spurious wake-up finds nothing and sleeps again).
+        if batch.records == 0 {
+            std::thread::park();
+        } else {
+            std::thread::park_timeout(DRAIN_INTERVAL);
+        }
     }
 }
 
@@ -559,6 +580,41 @@ mod tests {
             request_body: body.map(Cow::Borrowed),
             response_body: None,
         }
+    }
+
+    #[test]
+    fn a_record_after_the_writer_fell_idle_is_written_without_waiting_for_close() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("audit.jsonl");
+        let config = Audit {
+            sink: AuditSink::File,
+            path: Some(path.to_string_lossy().into_owned()),
+        };
+        let log = AuditLog::start(&config, AuditCounters::default()).expect("writer starts");
+        let written_within = |lines: usize| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            loop {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                if text.lines().count() >= lines {
+                    return true;
+                }
+                if std::time::Instant::now() > deadline {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        };
+        let fallbacks = Vec::new();
+        // Each record lands after several drain intervals with nothing to write.
+        for lines in 1..=3 {
+            std::thread::sleep(DRAIN_INTERVAL * 4);
+            assert_eq!(log.try_record(&record(&fallbacks, None)), None);
+            assert!(
+                written_within(lines),
+                "record {lines} still unwritten after 5 s"
+            );
+        }
+        log.close();
     }
 
     #[test]
