@@ -85,6 +85,15 @@ build() { # target dir, extra rustflags
         --manifest-path "$REPO/Cargo.toml"
 }
 
+# The source the builds read, to tell when it changes under them: a profile recorded on
+# one source and applied to another is discarded function by function (rustc's "hash
+# mismatch" warnings), and the binary is then slower than either build.
+source_state() {
+    (cd "$REPO" && git ls-files -z -- Cargo.toml Cargo.lock dataplane/Cargo.toml dataplane/src dataplane/snapshot |
+        xargs -0 sha256sum | sha256sum) 2>/dev/null || true
+}
+SOURCE_AT_START=$(source_state)
+
 log "1/4 instrumented build"
 RAW="$DIR/raw"
 build "$DIR/generate" "-Cprofile-generate=$RAW"
@@ -140,5 +149,8 @@ echo "$HOW" > "$DIR/ai-gateway.how"
 # Which source it was built from, for the bench scripts to check against.
 echo "$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$REPO" diff --quiet 2>/dev/null || echo '+dirty')" \
     > "$DIR/ai-gateway.rev"
+if [[ "$(source_state)" != "$SOURCE_AT_START" ]]; then
+    log "WARNING: the source changed during the build: the profile fits neither version; run it again"
+fi
 log "built $DIR/ai-gateway (profile $PROFILE)"
 echo "$DIR/ai-gateway"
