@@ -229,8 +229,14 @@ def render(outdir):
     w(f"- machine: {meta['nproc']} cores (`nproc`), {meta['cpu']}, Linux {meta['kernel']}")
     w(f"- gateway: `{meta['binary']}` ({meta.get('build', 'release build')}, repo at {meta['rev']})")
     w(f"- tools: nginx {meta['nginx']} (fake upstream and proxy), h2load {meta['h2load']}, wrk {meta['wrk']}, python aiohttp")
+    # The settings this run was made with, where they differ from run.sh's defaults.
+    settings = " ".join(
+        f"{name}={meta[key]}"
+        for name, key, default in (("BENCH_GOVERNED", "governed", "0"), ("BENCH_ROUNDS", "rounds", "3"),
+                                   ("BENCH_MAX_ROUNDS", "max_rounds", "3"))
+        if meta.get(key, default) != default)
     w("- rerun: `bash dataplane/pgo/build.sh` once (the binary as the image ships it), then "
-      "`bash dataplane/bench/run.sh` (about 4 minutes)")
+      f"`{settings + ' ' if settings else ''}bash dataplane/bench/run.sh` (about 4 minutes with three rounds)")
     if meta.get("quiet_waited", "0") != "0":
         w(f"- other processes were busy: {meta['quiet_waited']} s spent waiting for quiet; "
           f"{meta.get('repeats', '?')} disturbed measurement(s) repeated")

@@ -294,6 +294,7 @@ kill -0 "$GW_PID" 2>/dev/null || die "the gateway died during the run: $(tail -2
     echo "h2load=$(h2load --version | awk '{print $2}')"
     echo "rate=$RATE"; echo "fixed_seconds=$SECONDS_FIXED"; echo "fixed_conns=$FIXED_CONNS"; echo "warmup=$WARMUP"; echo "rounds=$ROUNDS"
     echo "max_seconds=$SECONDS_MAX"; echo "max_conns=$MAX_CONNS"; echo "max_rounds=$MAX_ROUNDS"
+    echo "governed=$GOVERNED"
     echo "stream_requests=$STREAM_REQS"; echo "stream_conc=$STREAM_CONC"
     echo "quiet_waited=$((QUIET_WAIT - QUIET_LEFT))"
     echo "repeats=$REPEATS"
