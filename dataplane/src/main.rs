@@ -164,6 +164,7 @@ fn main() -> ExitCode {
         println!("config ok, version {}", snapshot.effective_version());
         return ExitCode::SUCCESS;
     }
+    let open_files = raise_open_file_limit();
     // On one core (a pinned process, a pod limited to one CPU) a work-stealing
     // scheduler only adds cross-thread hand-offs; one thread serves every task.
     let one_core = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
@@ -179,13 +180,49 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args, snapshot)) {
+    match runtime.block_on(run(args, snapshot, open_files)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ai-gateway: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Below this many descriptors the start warns: fewer than 5,000 concurrent streams.
+const FEW_OPEN_FILES: u64 = 10_000;
+
+/// Each caller connection and each upstream connection is a descriptor, and container
+/// runtimes commonly start a process with a soft limit of 1,024 under a hard limit of
+/// hundreds of thousands: raised to the hard limit, as nginx's `worker_rlimit_nofile`
+/// and Go's runtime do, so thousands of agents' open streams are not refused at
+/// `accept`. Returns the limit now in force.
+#[cfg(unix)]
+fn raise_open_file_limit() -> Option<u64> {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    // An unlimited hard limit is refused as a soft one; Linux's own ceiling
+    // (fs.nr_open's default) is the most a process can hold.
+    const CEILING: u64 = 1 << 20;
+    let limit = getrlimit(Resource::Nofile);
+    let target = limit.maximum.map_or(CEILING, |hard| hard.min(CEILING));
+    match limit.current {
+        Some(soft) if soft < target => {
+            let raised = Rlimit {
+                current: Some(target),
+                maximum: limit.maximum,
+            };
+            match setrlimit(Resource::Nofile, raised) {
+                Ok(()) => Some(target),
+                Err(_) => Some(soft),
+            }
+        }
+        soft => soft,
+    }
+}
+
+#[cfg(not(unix))]
+fn raise_open_file_limit() -> Option<u64> {
+    None
 }
 
 fn init_tracing(args: &Args) {
@@ -300,6 +337,7 @@ fn keys(data_dir: &std::path::Path, action: &KeysAction) -> ExitCode {
 async fn run(
     args: Args,
     snapshot: ai_gateway_snapshot::Snapshot,
+    open_files: Option<u64>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let gw = Arc::new(Gateway::with_data_dir(snapshot, Some(&args.data_dir)).await?);
     gw.watch_stored_keys();
@@ -329,7 +367,14 @@ async fn run(
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.admin_listen))?;
     let workers = tokio::runtime::Handle::current().metrics().num_workers();
-    tracing::info!(api = %api.local_addr()?, admin = %admin.local_addr()?, workers, "ai-gateway listening");
+    tracing::info!(api = %api.local_addr()?, admin = %admin.local_addr()?, workers, open_files, "ai-gateway listening");
+    if let Some(limit) = open_files.filter(|&n| n < FEW_OPEN_FILES) {
+        tracing::warn!(
+            limit,
+            streams = limit / 2,
+            "few open files allowed: a stream takes two (caller and provider); raise the hard limit (ulimit -Hn, the container runtime's LimitNOFILE)"
+        );
+    }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let drain = Duration::from_secs(args.drain_seconds);

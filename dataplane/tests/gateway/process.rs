@@ -45,6 +45,14 @@ impl Running {
         Self::launch(pinned, &with_config(config, &[]), env)
     }
 
+    /// Started with an open-file soft limit of `soft` under the hard limit it inherits,
+    /// as container runtimes commonly start a process (1,024 under 524,288).
+    pub fn start_with_open_files(config: &Path, soft: u64) -> Self {
+        let mut limited = Command::new("prlimit");
+        limited.args([&format!("--nofile={soft}:"), BIN]);
+        Self::launch(limited, &with_config(config, &[]), &[])
+    }
+
     /// No config file: what a workspace's environment variables give.
     pub fn start_from_environment(env: &[(&str, &str)]) -> Self {
         Self::launch(Command::new(BIN), &[], env)
@@ -622,6 +630,80 @@ async fn on_one_core_the_gateway_serves_plain_answers_and_streams() {
             .await
             .expect("stream completes");
         assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    }
+}
+
+/// This process's hard open-file limit, which a child inherits.
+fn hard_open_file_limit() -> u64 {
+    let limits = std::fs::read_to_string("/proc/self/limits").expect("/proc/self/limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("an open-files line");
+    match line.split_whitespace().nth(4).expect("a hard limit") {
+        "unlimited" => u64::MAX,
+        n => n.parse().expect("a number"),
+    }
+}
+
+/// Started with the 1,024-style soft limit of a container runtime, the gateway raises
+/// it to the hard limit and serves more connections at once than the soft limit had
+/// descriptors for; before, `accept` failed past it and those callers hung.
+#[tokio::test]
+async fn a_low_open_file_limit_is_raised_so_connections_past_it_are_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const SOFT: u64 = 64;
+    const HELD: usize = 300;
+    let hard = hard_open_file_limit();
+    if hard < 2 * HELD as u64 {
+        eprintln!("SKIPPED: this machine's hard open-file limit is {hard}");
+        return;
+    }
+    let dir = tempdir();
+    let path = dir.path().join("gateway.yaml");
+    std::fs::write(&path, "providers: {}\nroutes: []\n").expect("write");
+    let gw = Running::start_with_open_files(&path, SOFT);
+    let listening = gw
+        .seen
+        .iter()
+        .find(|l| l.contains("ai-gateway listening"))
+        .cloned()
+        .unwrap_or_default();
+    let expected = hard.min(1 << 20);
+    assert!(
+        listening.contains(&format!("open_files={expected}")),
+        "the limit in force is the hard limit {expected}: {listening}"
+    );
+    let address = gw.api.trim_start_matches("http://").to_string();
+    let mut held = Vec::with_capacity(HELD);
+    for i in 0..HELD {
+        let mut connection = tokio::net::TcpStream::connect(&address)
+            .await
+            .expect("connects");
+        connection
+            .write_all(b"GET /health HTTP/1.1\r\nHost: gateway\r\n\r\n")
+            .await
+            .expect("sends");
+        let mut head = Vec::new();
+        let answered = tokio::time::timeout(Duration::from_secs(5), async {
+            let mut chunk = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = connection.read(&mut chunk).await.expect("reads");
+                assert!(n > 0, "connection {i} closed before its answer");
+                head.extend_from_slice(&chunk[..n]);
+            }
+        })
+        .await;
+        assert!(
+            answered.is_ok(),
+            "connection {i} of {HELD} (soft limit {SOFT}) got no answer"
+        );
+        assert!(
+            head.starts_with(b"HTTP/1.1 200"),
+            "connection {i}: {}",
+            String::from_utf8_lossy(&head)
+        );
+        held.push(connection);
     }
 }
 
