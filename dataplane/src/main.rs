@@ -368,6 +368,9 @@ async fn run(
         .map_err(|e| format!("cannot listen on {}: {e}", args.admin_listen))?;
     let workers = tokio::runtime::Handle::current().metrics().num_workers();
     tracing::info!(api = %api.local_addr()?, admin = %admin.local_addr()?, workers, open_files, "ai-gateway listening");
+    if let Some(limit) = open_files {
+        gw.services.metrics.max_fds.set(limit as i64);
+    }
     if let Some(limit) = open_files.filter(|&n| n < FEW_OPEN_FILES) {
         tracing::warn!(
             limit,
@@ -388,6 +391,7 @@ async fn run(
         },
         drain,
         server::CLIENT_IDLE_TIMEOUT,
+        gw.services.metrics.connections.clone(),
     ));
     let admin_gw = gw.clone();
     let token: Option<Arc<str>> = args.admin_token.map(Arc::from);
@@ -400,6 +404,7 @@ async fn run(
         },
         drain,
         server::CLIENT_IDLE_TIMEOUT,
+        server::ConnectionGauges::default(),
     ));
 
     shutdown_signal().await;

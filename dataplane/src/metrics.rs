@@ -123,6 +123,11 @@ pub struct Metrics {
     pub audit_failed: Counter,
     /// Requests answered before any provider was chosen (401, 404, 400 …), by status.
     pub refused: Family<StatusLabels, Counter>,
+    /// The API listener's caller connections, as its idle sweep last counted them.
+    pub connections: crate::server::ConnectionGauges,
+    /// The open-file limit in force: each caller and upstream connection takes one.
+    pub max_fds: Gauge,
+    resident_memory: Gauge,
     current_version: Mutex<Option<String>>,
     calls: RwLock<hashbrown::HashMap<CallKey, Arc<CallSeries>>>,
     models: LabelCap,
@@ -285,7 +290,34 @@ impl Default for Metrics {
             "Audit records that could not be written",
             audit_failed.clone(),
         );
+        let connections = crate::server::ConnectionGauges::default();
+        registry.register(
+            "ai_gateway_open_connections",
+            "Caller connections open on the API listener (counted every few seconds)",
+            connections.open.clone(),
+        );
+        registry.register(
+            "ai_gateway_parked_connections",
+            "Of those, idle connections parked: holding only their socket",
+            connections.parked.clone(),
+        );
+        // The standard process metrics' names, which dashboards already chart.
+        let max_fds = Gauge::default();
+        registry.register(
+            "process_max_fds",
+            "Maximum number of open file descriptors",
+            max_fds.clone(),
+        );
+        let resident_memory = Gauge::default();
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes",
+            resident_memory.clone(),
+        );
         Self {
+            connections,
+            max_fds,
+            resident_memory,
             registry,
             requests,
             tokens,
@@ -385,11 +417,28 @@ impl Metrics {
     }
 
     pub fn render(&self) -> String {
+        if let Some(bytes) = resident_bytes() {
+            self.resident_memory.set(bytes);
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
         out
     }
+}
+
+/// This process's resident memory, from the kernel's own count (`VmRSS`, in KiB).
+fn resident_bytes() -> Option<i64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: i64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
 }
 
 /// The labels that tell one finished call's series from another's.

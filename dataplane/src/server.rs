@@ -16,6 +16,7 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use prometheus_client::metrics::gauge::Gauge;
 use std::convert::Infallible;
 use std::future::Future;
 use std::ops::ControlFlow;
@@ -43,13 +44,23 @@ pub async fn serve<F, H, Fut>(
     shutdown: F,
     drain: Duration,
     idle: Duration,
+    gauges: ConnectionGauges,
 ) where
     F: Future<Output = ()>,
     H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + Unpin + 'static,
     Fut: Future<Output = Response<ResponseBody>> + Send + 'static,
 {
-    let connections = Arc::new(OpenConnections::default());
+    let connections = Arc::new(OpenConnections::counted(gauges));
     serve_watched(listener, handler, shutdown, drain, idle, connections).await
+}
+
+/// A listener's connections as its idle sweep last counted them (at most a sixth of
+/// the idle limit ago): counted there rather than per connection, off the call path.
+#[derive(Clone, Default)]
+pub struct ConnectionGauges {
+    pub open: Gauge,
+    /// Idle connections holding only their socket.
+    pub parked: Gauge,
 }
 
 /// [`serve`], with the listener's open connections where the caller can count them.
@@ -463,17 +474,27 @@ impl http_body::Body for Tracked {
     }
 }
 
-/// The listener's open connections, for the idle sweep.
+/// The listener's open connections, for the idle sweep, which counts them too.
 #[derive(Default)]
-struct OpenConnections(Mutex<Vec<(Weak<Activity>, tokio::task::AbortHandle)>>);
+struct OpenConnections {
+    list: Mutex<Vec<(Weak<Activity>, tokio::task::AbortHandle)>>,
+    gauges: ConnectionGauges,
+}
 
 impl OpenConnections {
+    fn counted(gauges: ConnectionGauges) -> Self {
+        Self {
+            list: Mutex::default(),
+            gauges,
+        }
+    }
+
     fn watch(&self, activity: Weak<Activity>, task: tokio::task::AbortHandle) {
         self.lock().push((activity, task));
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(Weak<Activity>, tokio::task::AbortHandle)>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.list.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     #[cfg(test)]
@@ -496,7 +517,9 @@ async fn sweep(connections: Arc<OpenConnections>, idle: Duration) {
         tick.tick().await;
         // One clock read a sweep, not one a connection.
         let now_ms = clock_ms();
-        connections.lock().retain(|(activity, task)| {
+        let mut parked = 0;
+        let mut list = connections.lock();
+        list.retain(|(activity, task)| {
             // Gone once the connection's task has ended.
             let Some(activity) = activity.upgrade() else {
                 return false;
@@ -505,11 +528,17 @@ async fn sweep(connections: Arc<OpenConnections>, idle: Duration) {
                 task.abort();
                 return false;
             }
-            if activity.parkable(park, now_ms) && !activity.parked.load(Ordering::Acquire) {
+            if activity.parked.load(Ordering::Acquire) {
+                parked += 1;
+            } else if activity.parkable(park, now_ms) {
                 activity.park.notify_one();
             }
             true
         });
+        let open = list.len();
+        drop(list);
+        connections.gauges.open.set(open as i64);
+        connections.gauges.parked.set(parked);
     }
 }
 
@@ -755,6 +784,7 @@ mod tests {
             std::future::pending(),
             Duration::from_secs(1),
             idle,
+            ConnectionGauges::default(),
         ));
         addr
     }
@@ -848,6 +878,44 @@ mod tests {
         read_until_closed(&mut conn)
             .await
             .expect("an idle connection is still closed at the limit");
+    }
+
+    #[tokio::test]
+    async fn the_sweep_counts_open_and_parked_connections() {
+        // A sweep every 200 ms.
+        let idle = Duration::from_millis(1200);
+        let (addr, connections) = echoing_listener(idle).await;
+        let counted = |expected: (i64, i64)| {
+            let gauges = connections.gauges.clone();
+            async move {
+                let deadline = Instant::now() + Duration::from_secs(5);
+                loop {
+                    let now = (gauges.open.get(), gauges.parked.get());
+                    if now == expected || Instant::now() > deadline {
+                        return now;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        };
+        let mut held = Vec::new();
+        for part in ["one", "two"] {
+            let mut conn = TcpStream::connect(addr).await.expect("connect");
+            let head = format!("GET /c HTTP/1.1\r\nhost: gw\r\nx-part: {part}\r\n\r\n");
+            conn.write_all(head.as_bytes()).await.expect("write");
+            assert_eq!(read_answer(&mut conn).await, format!("/c {part}"));
+            held.push(conn);
+        }
+        // Parked at the first sweep past the park delay, counted at the next.
+        assert_eq!(counted((2, 2)).await, (2, 2), "both open and idle");
+        drop(held.pop());
+        assert_eq!(counted((1, 1)).await, (1, 1), "one closed by its caller");
+        let mut conn = held.pop().expect("one left");
+        conn.write_all(b"GET /c HTTP/1.1\r\nhost: gw\r\nx-part: three\r\n\r\n")
+            .await
+            .expect("write");
+        assert_eq!(read_answer(&mut conn).await, "/c three");
+        assert_eq!(counted((1, 0)).await, (1, 0), "woken by its next call");
     }
 
     #[tokio::test]

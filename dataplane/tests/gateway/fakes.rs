@@ -249,6 +249,7 @@ impl TestGateway {
             },
             Duration::from_secs(5),
             server::CLIENT_IDLE_TIMEOUT,
+            gateway.services.metrics.connections.clone(),
         ));
         let gw = gateway.clone();
         let token: Option<Arc<str>> = Some(Arc::from("admin-token"));
@@ -260,6 +261,7 @@ impl TestGateway {
             },
             Duration::from_secs(5),
             server::CLIENT_IDLE_TIMEOUT,
+            server::ConnectionGauges::default(),
         ));
         Self {
             url,

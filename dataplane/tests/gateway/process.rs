@@ -705,6 +705,41 @@ async fn a_low_open_file_limit_is_raised_so_connections_past_it_are_served() {
         );
         held.push(connection);
     }
+    // The scrape says how close the gateway is to its limit: the limit, and the open
+    // connections as the idle sweep (every 5 s) counted them.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let metrics = loop {
+        let text = client()
+            .get(format!("{}/metrics", gw.admin))
+            .send()
+            .await
+            .expect("metrics answer")
+            .text()
+            .await
+            .expect("text");
+        if text.contains(&format!("ai_gateway_open_connections {HELD}\n"))
+            || Instant::now() > deadline
+        {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let value = |name: &str| -> Option<u64> {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    };
+    assert_eq!(
+        value("ai_gateway_open_connections"),
+        Some(HELD as u64),
+        "{metrics}"
+    );
+    assert_eq!(value("process_max_fds"), Some(expected), "{metrics}");
+    let resident = value("process_resident_memory_bytes").unwrap_or(0);
+    assert!(
+        (1 << 20..1 << 30).contains(&resident),
+        "resident {resident}: {metrics}"
+    );
 }
 
 /// HTTPS_PROXY carries calls to https providers through a CONNECT tunnel, with the
