@@ -40,6 +40,15 @@ EVENT_EVERY = 1.0
 BATCH = 250
 
 
+def cores():
+    """The core the gateway runs on alone and the cores this script (callers and
+    upstream, a busy event loop) keeps to, on a machine with two or more; else None."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2 or not shutil.which("taskset"):
+        return None
+    return allowed[-1], set(allowed[:-1])
+
+
 def rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
@@ -204,13 +213,14 @@ def upstream_connections(port):
     return len([line for line in out.splitlines() if line.strip()])
 
 
-async def health_ms(port, n=20):
+async def health_ms(port, n=20, prefix=()):
     """`/health`'s latency as curl, a process of its own, times it: this script's event
-    loop, busy relaying the held streams, would add its own delays."""
+    loop, busy relaying the held streams, would add its own delays. `prefix` puts curl
+    beside the gateway rather than on this script's busy core."""
     samples = []
     for _ in range(n):
         curl = await asyncio.create_subprocess_exec(
-            "curl", "-s", "-o", "/dev/null", "-w", "%{time_total}", f"http://127.0.0.1:{port}/health",
+            *prefix, "curl", "-s", "-o", "/dev/null", "-w", "%{time_total}", f"http://127.0.0.1:{port}/health",
             stdout=asyncio.subprocess.PIPE)
         out, _ = await curl.communicate()
         samples.append(float(out or b"nan") * 1000)
@@ -323,8 +333,14 @@ async def run(bin_path, streams, idle, doors, profile=False, h2_streams=0):
             "rate_limits:\n  store: { kind: memory }\naudit: { sink: none }\n"
         )
     gw_port = free_port()
+    pinned = cores()
+    on_gateway_core = []
+    if pinned:
+        gateway_core, own = pinned
+        os.sched_setaffinity(0, own)
+        on_gateway_core = ["taskset", "-c", str(gateway_core)]
     gw = subprocess.Popen(
-        [bin_path, "--config", config, "--listen", f"127.0.0.1:{gw_port}",
+        on_gateway_core + [bin_path, "--config", config, "--listen", f"127.0.0.1:{gw_port}",
          "--admin-listen", "127.0.0.1:0", "--data-dir", os.path.join(work, "data"),
          "--drain-seconds", "1"],
         cwd=work,
@@ -366,7 +382,7 @@ async def run(bin_path, streams, idle, doors, profile=False, h2_streams=0):
         await asyncio.sleep(3)
         held = rss_kib(gw.pid)
         held_upstream = upstream_connections(up_port)
-        health = await health_ms(gw_port, n=200)
+        health = await health_ms(gw_port, n=200, prefix=on_gateway_core)
         if profile:
             gw.terminate()
             for _ in range(600):
@@ -390,6 +406,7 @@ async def run(bin_path, streams, idle, doors, profile=False, h2_streams=0):
             "upstream": f"https, HTTP/2, {h2_streams} streams a connection" if h2_streams else "http/1.1",
             "upstream_connections": held_upstream,
             "first_failure": failures[0] if failures else None,
+            "gateway_cores": f"core {on_gateway_core[2]} alone" if on_gateway_core else "unpinned",
         }
         short = descriptors_short(idle + 100) if idle else None
         if short:
