@@ -391,7 +391,7 @@ async fn run(
         },
         drain,
         server::CLIENT_IDLE_TIMEOUT,
-        gw.services.metrics.connections.clone(),
+        gw.services.metrics.connection_gauges(),
     ));
     let admin_gw = gw.clone();
     let token: Option<Arc<str>> = args.admin_token.map(Arc::from);

@@ -124,10 +124,11 @@ pub struct Metrics {
     /// Requests answered before any provider was chosen (401, 404, 400 …), by status.
     pub refused: Family<StatusLabels, Counter>,
     /// The API listener's caller connections, as its idle sweep last counted them.
-    pub connections: crate::server::ConnectionGauges,
+    pub open_connections: Gauge,
+    pub parked_connections: Gauge,
     /// The open-file limit in force: each caller and upstream connection takes one.
     pub max_fds: Gauge,
-    resident_memory: Gauge,
+    pub resident_memory: Gauge,
     current_version: Mutex<Option<String>>,
     calls: RwLock<hashbrown::HashMap<CallKey, Arc<CallSeries>>>,
     models: LabelCap,
@@ -290,16 +291,17 @@ impl Default for Metrics {
             "Audit records that could not be written",
             audit_failed.clone(),
         );
-        let connections = crate::server::ConnectionGauges::default();
+        let open_connections = Gauge::default();
         registry.register(
             "ai_gateway_open_connections",
             "Caller connections open on the API listener (counted every few seconds)",
-            connections.open.clone(),
+            open_connections.clone(),
         );
+        let parked_connections = Gauge::default();
         registry.register(
             "ai_gateway_parked_connections",
             "Of those, idle connections parked: holding only their socket",
-            connections.parked.clone(),
+            parked_connections.clone(),
         );
         // The standard process metrics' names, which dashboards already chart.
         let max_fds = Gauge::default();
@@ -315,7 +317,8 @@ impl Default for Metrics {
             resident_memory.clone(),
         );
         Self {
-            connections,
+            open_connections,
+            parked_connections,
             max_fds,
             resident_memory,
             registry,
@@ -414,6 +417,14 @@ impl Metrics {
         });
         let mut write = self.calls.write().unwrap_or_else(|p| p.into_inner());
         write.entry(key).or_insert(series).clone()
+    }
+
+    /// The API listener's counts, for its idle sweep to keep.
+    pub fn connection_gauges(&self) -> crate::server::ConnectionGauges {
+        crate::server::ConnectionGauges {
+            open: self.open_connections.clone(),
+            parked: self.parked_connections.clone(),
+        }
     }
 
     pub fn render(&self) -> String {

@@ -249,7 +249,7 @@ impl TestGateway {
             },
             Duration::from_secs(5),
             server::CLIENT_IDLE_TIMEOUT,
-            gateway.services.metrics.connections.clone(),
+            gateway.services.metrics.connection_gauges(),
         ));
         let gw = gateway.clone();
         let token: Option<Arc<str>> = Some(Arc::from("admin-token"));
