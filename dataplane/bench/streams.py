@@ -54,6 +54,13 @@ def rss_kib(pid):
         return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
 
 
+def cpu_seconds(pid):
+    """User and system CPU time the process has used, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -382,7 +389,9 @@ async def run(bin_path, streams, idle, doors, profile=False, h2_streams=0):
         await asyncio.sleep(3)
         held = rss_kib(gw.pid)
         held_upstream = upstream_connections(up_port)
+        cpu_before, window_start = cpu_seconds(gw.pid), time.perf_counter()
         health = await health_ms(gw_port, n=200, prefix=on_gateway_core)
+        busy = (cpu_seconds(gw.pid) - cpu_before) / (time.perf_counter() - window_start)
         if profile:
             gw.terminate()
             for _ in range(600):
@@ -403,6 +412,10 @@ async def run(bin_path, streams, idle, doors, profile=False, h2_streams=0):
             "rss_kib": {"before": before, "held": held, "after": after},
             "kib_per_stream": round((held - before) / max(1, len(opened)), 1),
             "health_ms_while_held": health, "failures": len(failures),
+            # Over the probes' window, the streams' events (one a second each) and the
+            # probes being all the gateway does.
+            "gateway_cpu_while_held": {"share_of_a_core": round(busy, 3),
+                                       "us_per_event": round(busy * 1e6 / max(1, len(opened)) * EVENT_EVERY, 1)},
             "upstream": f"https, HTTP/2, {h2_streams} streams a connection" if h2_streams else "http/1.1",
             "upstream_connections": held_upstream,
             "first_failure": failures[0] if failures else None,
