@@ -41,8 +41,9 @@ BATCH = 250
 
 
 def cores():
-    """The core the gateway runs on alone and the cores this script (callers and
-    upstream, a busy event loop) keeps to, on a machine with two or more; else None."""
+    """The core the gateway runs on, shared only with the curl probes, and the cores
+    this script (callers and upstream, a busy event loop) keeps to, on a machine with two
+    or more; else None."""
     allowed = sorted(os.sched_getaffinity(0))
     if len(allowed) < 2 or not shutil.which("taskset"):
         return None
@@ -419,7 +420,7 @@ async def run(bin_path, streams, idle, doors, profile=False, h2_streams=0):
             "upstream": f"https, HTTP/2, {h2_streams} streams a connection" if h2_streams else "http/1.1",
             "upstream_connections": held_upstream,
             "first_failure": failures[0] if failures else None,
-            "gateway_cores": f"core {on_gateway_core[2]} alone" if on_gateway_core else "unpinned",
+            "gateway_cores": f"core {on_gateway_core[2]}, shared only with the curl probes" if on_gateway_core else "unpinned",
         }
         short = descriptors_short(idle + 100) if idle else None
         if short:

@@ -189,7 +189,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// Below this many descriptors the start warns: fewer than 5,000 concurrent streams.
+/// Below this many descriptors the start warns: as few as 5,000 streams to HTTP/1.1
+/// providers, one descriptor for the caller and one for the provider each.
 const FEW_OPEN_FILES: u64 = 10_000;
 
 /// Each caller connection and each upstream connection is a descriptor, and container
@@ -200,24 +201,27 @@ const FEW_OPEN_FILES: u64 = 10_000;
 #[cfg(unix)]
 fn raise_open_file_limit() -> Option<u64> {
     use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
-    // An unlimited hard limit is refused as a soft one; Linux's own ceiling
-    // (fs.nr_open's default) is the most a process can hold.
+    // Far more than any gateway holds (fs.nr_open's default on Linux).
     const CEILING: u64 = 1 << 20;
+    // macOS reports an unlimited hard limit but refuses a soft one past
+    // kern.maxfilesperproc; OPEN_MAX is always allowed. Linux never reports unlimited.
+    const UNLIMITED_FALLBACK: u64 = 10_240;
     let limit = getrlimit(Resource::Nofile);
-    let target = limit.maximum.map_or(CEILING, |hard| hard.min(CEILING));
-    match limit.current {
-        Some(soft) if soft < target => {
-            let raised = Rlimit {
-                current: Some(target),
-                maximum: limit.maximum,
-            };
-            match setrlimit(Resource::Nofile, raised) {
-                Ok(()) => Some(target),
-                Err(_) => Some(soft),
-            }
+    let soft = limit.current?;
+    let targets = match limit.maximum {
+        Some(hard) => [hard.min(CEILING), hard.min(CEILING)],
+        None => [CEILING, UNLIMITED_FALLBACK],
+    };
+    for target in targets.into_iter().filter(|&t| t > soft) {
+        let raised = Rlimit {
+            current: Some(target),
+            maximum: limit.maximum,
+        };
+        if setrlimit(Resource::Nofile, raised).is_ok() {
+            return Some(target);
         }
-        soft => soft,
     }
+    Some(soft)
 }
 
 #[cfg(not(unix))]
@@ -374,8 +378,7 @@ async fn run(
     if let Some(limit) = open_files.filter(|&n| n < FEW_OPEN_FILES) {
         tracing::warn!(
             limit,
-            streams = limit / 2,
-            "few open files allowed: a stream takes two (caller and provider); raise the hard limit (ulimit -Hn, the container runtime's LimitNOFILE)"
+            "few open files allowed: a caller connection takes one, and each provider connection one more (HTTP/2 providers share theirs); raise the hard limit (ulimit -Hn, the container runtime's LimitNOFILE)"
         );
     }
 

@@ -882,8 +882,8 @@ mod tests {
 
     #[tokio::test]
     async fn the_sweep_counts_open_and_parked_connections() {
-        // A sweep every 200 ms.
-        let idle = Duration::from_millis(1200);
+        // A sweep every 500 ms; connections parked after 500 ms quiet, closed after 3 s.
+        let idle = Duration::from_secs(3);
         let (addr, connections) = echoing_listener(idle).await;
         let counted = |expected: (i64, i64)| {
             let gauges = connections.gauges.clone();
