@@ -394,7 +394,13 @@ async fn run(
         },
         drain,
         server::CLIENT_IDLE_TIMEOUT,
-        gw.services.metrics.connection_gauges(),
+        match open_files {
+            Some(limit) => server::ConnectionBudget::for_open_files(
+                limit,
+                gw.services.metrics.connection_budget(),
+            ),
+            None => gw.services.metrics.connection_budget(),
+        },
     ));
     let admin_gw = gw.clone();
     let token: Option<Arc<str>> = args.admin_token.map(Arc::from);
@@ -407,7 +413,7 @@ async fn run(
         },
         drain,
         server::CLIENT_IDLE_TIMEOUT,
-        server::ConnectionGauges::default(),
+        server::ConnectionBudget::default(),
     ));
 
     shutdown_signal().await;

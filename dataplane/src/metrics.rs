@@ -126,6 +126,7 @@ pub struct Metrics {
     /// The API listener's caller connections, as its idle sweep last counted them.
     pub open_connections: Gauge,
     pub parked_connections: Gauge,
+    pub connections_refused: Counter,
     /// The open-file limit in force: each caller and upstream connection takes one.
     pub max_fds: Gauge,
     pub resident_memory: Gauge,
@@ -303,6 +304,12 @@ impl Default for Metrics {
             "Of those, idle connections parked: holding only their socket",
             parked_connections.clone(),
         );
+        let connections_refused = Counter::default();
+        registry.register(
+            "ai_gateway_connections_refused",
+            "Caller connections closed at accept: the open-connection cap was reached",
+            connections_refused.clone(),
+        );
         // The standard process metrics' names, which dashboards already chart.
         let max_fds = Gauge::default();
         registry.register(
@@ -319,6 +326,7 @@ impl Default for Metrics {
         Self {
             open_connections,
             parked_connections,
+            connections_refused,
             max_fds,
             resident_memory,
             registry,
@@ -419,11 +427,13 @@ impl Metrics {
         write.entry(key).or_insert(series).clone()
     }
 
-    /// The API listener's counts, for its idle sweep to keep.
-    pub fn connection_gauges(&self) -> crate::server::ConnectionGauges {
-        crate::server::ConnectionGauges {
+    /// The API listener's counts, for its idle sweep and accept loop to keep; no cap.
+    pub fn connection_budget(&self) -> crate::server::ConnectionBudget {
+        crate::server::ConnectionBudget {
+            max_open: usize::MAX,
             open: self.open_connections.clone(),
             parked: self.parked_connections.clone(),
+            refused: self.connections_refused.clone(),
         }
     }
 

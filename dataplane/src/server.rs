@@ -16,6 +16,7 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use std::convert::Infallible;
 use std::future::Future;
@@ -44,23 +45,54 @@ pub async fn serve<F, H, Fut>(
     shutdown: F,
     drain: Duration,
     idle: Duration,
-    gauges: ConnectionGauges,
+    budget: ConnectionBudget,
 ) where
     F: Future<Output = ()>,
     H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + Unpin + 'static,
     Fut: Future<Output = Response<ResponseBody>> + Send + 'static,
 {
-    let connections = Arc::new(OpenConnections::counted(gauges));
+    let connections = Arc::new(OpenConnections::within(budget));
     serve_watched(listener, handler, shutdown, drain, idle, connections).await
 }
 
-/// A listener's connections as its idle sweep last counted them (at most a sixth of
-/// the idle limit ago): counted there rather than per connection, off the call path.
-#[derive(Clone, Default)]
-pub struct ConnectionGauges {
+/// How many connections a listener holds at most, and where it reports them: the
+/// gauges as its idle sweep last counted them (at most a sixth of the idle limit ago,
+/// counted there rather than per connection, off the call path).
+#[derive(Clone)]
+pub struct ConnectionBudget {
+    /// Past this many open connections a new one is closed at once. Each caller
+    /// connection is a descriptor, and calls need more (their provider connections,
+    /// Redis, the audit file): callers alone must not take them all.
+    pub max_open: usize,
     pub open: Gauge,
     /// Idle connections holding only their socket.
     pub parked: Gauge,
+    /// Connections closed at accept because `max_open` were open.
+    pub refused: Counter,
+}
+
+impl Default for ConnectionBudget {
+    fn default() -> Self {
+        Self {
+            max_open: usize::MAX,
+            open: Gauge::default(),
+            parked: Gauge::default(),
+            refused: Counter::default(),
+        }
+    }
+}
+
+impl ConnectionBudget {
+    /// Callers may hold all but a sixteenth of `open_files` (at least 64 kept back):
+    /// with the limit a container runtime allows, the rest stays free for the calls'
+    /// own connections even while a flood of idle callers is at the door.
+    pub fn for_open_files(open_files: u64, gauges: Self) -> Self {
+        let kept_back = (open_files / 16).max(64);
+        Self {
+            max_open: usize::try_from(open_files.saturating_sub(kept_back)).unwrap_or(usize::MAX),
+            ..gauges
+        }
+    }
 }
 
 /// [`serve`], with the listener's open connections where the caller can count them.
@@ -105,9 +137,16 @@ async fn serve_watched<F, H, Fut>(
                         continue;
                     }
                 };
+                if connections.open_now.load(Ordering::Relaxed) >= connections.budget.max_open {
+                    // Closed unread: the caller's retry finds another replica, and the
+                    // descriptors left keep serving the calls already here.
+                    connections.budget.refused.inc();
+                    drop(stream);
+                    continue;
+                }
                 let _ = stream.set_nodelay(true);
                 let handler = handler.clone();
-                let activity = Arc::new(Activity::new());
+                let activity = Arc::new(Activity::new(connections.open_now.clone()));
                 let watched = Arc::downgrade(&activity);
                 let for_connection = activity.clone();
                 let service = service_fn(move |mut req: Request<Incoming>| {
@@ -251,6 +290,9 @@ fn clock_ms() -> u64 {
 /// keeps it open: a request ending, or bytes of an answer going out to a slow reader.
 /// Reads do not count: a client trickling its head stays idle.
 struct Activity {
+    /// The listener's count of open connections, which this one leaves when dropped
+    /// (its task ended and its service gone).
+    open: Arc<AtomicUsize>,
     in_flight: AtomicUsize,
     quiet_since_ms: AtomicU64,
     /// An answer's bytes wait for a slow reader: the connection is not idle yet.
@@ -261,9 +303,18 @@ struct Activity {
     park: tokio::sync::Notify,
 }
 
+impl Drop for Activity {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl Activity {
-    fn new() -> Self {
+    /// A connection's activity, counted in `open` until dropped.
+    fn new(open: Arc<AtomicUsize>) -> Self {
+        open.fetch_add(1, Ordering::Relaxed);
         Self {
+            open,
             in_flight: AtomicUsize::new(0),
             quiet_since_ms: AtomicU64::new(clock_ms()),
             write_waiting: AtomicBool::new(false),
@@ -478,14 +529,16 @@ impl http_body::Body for Tracked {
 #[derive(Default)]
 struct OpenConnections {
     list: Mutex<Vec<(Weak<Activity>, tokio::task::AbortHandle)>>,
-    gauges: ConnectionGauges,
+    /// Exact, for the cap at accept; the list keeps ended connections until a sweep.
+    open_now: Arc<AtomicUsize>,
+    budget: ConnectionBudget,
 }
 
 impl OpenConnections {
-    fn counted(gauges: ConnectionGauges) -> Self {
+    fn within(budget: ConnectionBudget) -> Self {
         Self {
-            list: Mutex::default(),
-            gauges,
+            budget,
+            ..Self::default()
         }
     }
 
@@ -535,10 +588,13 @@ async fn sweep(connections: Arc<OpenConnections>, idle: Duration) {
             }
             true
         });
-        let open = list.len();
         drop(list);
-        connections.gauges.open.set(open as i64);
-        connections.gauges.parked.set(parked);
+        let open = connections.open_now.load(Ordering::Relaxed);
+        connections
+            .budget
+            .open
+            .set(i64::try_from(open).unwrap_or(i64::MAX));
+        connections.budget.parked.set(parked);
     }
 }
 
@@ -784,7 +840,7 @@ mod tests {
             std::future::pending(),
             Duration::from_secs(1),
             idle,
-            ConnectionGauges::default(),
+            ConnectionBudget::default(),
         ));
         addr
     }
@@ -886,7 +942,7 @@ mod tests {
         let idle = Duration::from_secs(3);
         let (addr, connections) = echoing_listener(idle).await;
         let counted = |expected: (i64, i64)| {
-            let gauges = connections.gauges.clone();
+            let gauges = connections.budget.clone();
             async move {
                 let deadline = Instant::now() + Duration::from_secs(5);
                 loop {

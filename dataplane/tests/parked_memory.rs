@@ -80,7 +80,7 @@ async fn a_parked_connection_holds_about_a_kilobyte_not_hypers_buffers() {
         std::future::pending(),
         Duration::from_secs(1),
         idle,
-        ai_gateway::server::ConnectionGauges::default(),
+        ai_gateway::server::ConnectionBudget::default(),
     ));
     // The clients are plain blocking sockets, so they allocate nothing themselves.
     let client = tokio::task::spawn_blocking(move || {

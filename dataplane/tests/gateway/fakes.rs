@@ -249,7 +249,7 @@ impl TestGateway {
             },
             Duration::from_secs(5),
             server::CLIENT_IDLE_TIMEOUT,
-            gateway.services.metrics.connection_gauges(),
+            gateway.services.metrics.connection_budget(),
         ));
         let gw = gateway.clone();
         let token: Option<Arc<str>> = Some(Arc::from("admin-token"));
@@ -261,7 +261,7 @@ impl TestGateway {
             },
             Duration::from_secs(5),
             server::CLIENT_IDLE_TIMEOUT,
-            server::ConnectionGauges::default(),
+            server::ConnectionBudget::default(),
         ));
         Self {
             url,

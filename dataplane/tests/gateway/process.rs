@@ -47,13 +47,14 @@ impl Running {
 
     /// Started with an open-file soft limit of `soft` under the hard limit it inherits,
     /// as container runtimes commonly start a process (1,024 under 524,288).
-    pub fn start_with_open_files(config: &Path, soft: u64) -> Self {
+    /// With `hard`, under that hard limit instead.
+    pub fn start_with_open_files(config: &Path, soft: u64, hard: Option<u64>) -> Self {
         use std::os::unix::process::CommandExt;
         let mut limited = Command::new(BIN);
         // SAFETY: setrlimit is one system call, safe between fork and exec.
         unsafe {
             limited.pre_exec(move || {
-                set_soft_open_file_limit(soft);
+                set_open_file_limit(soft, hard);
                 Ok(())
             });
         }
@@ -104,6 +105,18 @@ impl Running {
         running.api = address("api=");
         running.admin = address("admin=");
         running
+    }
+
+    /// The admin port's Prometheus metrics.
+    async fn metrics(&self) -> String {
+        client()
+            .get(format!("{}/metrics", self.admin))
+            .send()
+            .await
+            .expect("metrics answer")
+            .text()
+            .await
+            .expect("text")
     }
 
     fn wait_for_log(&mut self, needle: &str) -> String {
@@ -584,13 +597,9 @@ async fn the_drain_ends_at_its_deadline() {
     );
 }
 
-/// Pinned to one CPU the binary runs a single-threaded runtime; plain answers and
-/// streams must be served the same.
-#[tokio::test]
-async fn on_one_core_the_gateway_serves_plain_answers_and_streams() {
-    let upstream = fake_openai().await;
-    let dir = tempdir();
-    let path = dir.path().join("gateway.yaml");
+/// A config in `dir` routing `gpt-*` to `upstream` as an OpenAI-compatible provider.
+fn local_openai_config(dir: &Path, upstream: &FakeUpstream) -> PathBuf {
+    let path = dir.join("gateway.yaml");
     std::fs::write(
         &path,
         format!(
@@ -599,6 +608,16 @@ async fn on_one_core_the_gateway_serves_plain_answers_and_streams() {
         ),
     )
     .expect("write");
+    path
+}
+
+/// Pinned to one CPU the binary runs a single-threaded runtime; plain answers and
+/// streams must be served the same.
+#[tokio::test]
+async fn on_one_core_the_gateway_serves_plain_answers_and_streams() {
+    let upstream = fake_openai().await;
+    let dir = tempdir();
+    let path = local_openai_config(dir.path(), &upstream);
     let gw = Running::start_on_one_core(&path, &[]);
     let listening = gw
         .seen
@@ -647,10 +666,10 @@ fn hard_open_file_limit() -> u64 {
         .unwrap_or(u64::MAX)
 }
 
-/// Sets this process's open-file soft limit, keeping its hard limit.
-fn set_soft_open_file_limit(soft: u64) {
+/// Sets this process's open-file soft limit, and lowers its hard limit to `hard`.
+fn set_open_file_limit(soft: u64, hard: Option<u64>) {
     use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
-    let hard = getrlimit(Resource::Nofile).maximum;
+    let hard = hard.or(getrlimit(Resource::Nofile).maximum);
     let _ = setrlimit(
         Resource::Nofile,
         Rlimit {
@@ -675,11 +694,11 @@ async fn a_low_open_file_limit_is_raised_so_connections_past_it_are_served() {
     }
     // This test's connections beside the other tests' in this process, whatever soft
     // limit the test runner was started with.
-    set_soft_open_file_limit(hard.min(1 << 20));
+    set_open_file_limit(hard.min(1 << 20), None);
     let dir = tempdir();
     let path = dir.path().join("gateway.yaml");
     std::fs::write(&path, "providers: {}\nroutes: []\n").expect("write");
-    let gw = Running::start_with_open_files(&path, SOFT);
+    let gw = Running::start_with_open_files(&path, SOFT, None);
     let listening = gw
         .seen
         .iter()
@@ -726,14 +745,7 @@ async fn a_low_open_file_limit_is_raised_so_connections_past_it_are_served() {
     // connections as the idle sweep (every 5 s) counted them.
     let deadline = Instant::now() + Duration::from_secs(15);
     let metrics = loop {
-        let text = client()
-            .get(format!("{}/metrics", gw.admin))
-            .send()
-            .await
-            .expect("metrics answer")
-            .text()
-            .await
-            .expect("text");
+        let text = gw.metrics().await;
         if text.contains(&format!("ai_gateway_open_connections {HELD}\n"))
             || Instant::now() > deadline
         {
@@ -756,6 +768,101 @@ async fn a_low_open_file_limit_is_raised_so_connections_past_it_are_served() {
     assert!(
         (1 << 20..1 << 30).contains(&resident),
         "resident {resident}: {metrics}"
+    );
+}
+
+/// What a connection sent `GET /health` gets: answered, or closed unanswered.
+async fn health_on_new_connection(address: &str) -> (tokio::net::TcpStream, bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut connection = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connects");
+    // A connection closed at accept may refuse the write as well as the read.
+    let _ = connection
+        .write_all(b"GET /health HTTP/1.1\r\nHost: gateway\r\n\r\n")
+        .await;
+    let mut head = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut chunk = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match connection.read(&mut chunk).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => head.extend_from_slice(&chunk[..n]),
+            }
+        }
+        true
+    })
+    .await
+    .expect("an answer or a close, not a hang");
+    if read {
+        assert!(
+            head.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+    }
+    (connection, read)
+}
+
+/// A flood of connections past what the open-file limit can serve is closed at the
+/// door, and the descriptors kept back still carry the calls of the callers already in:
+/// without the cap, callers past the limit hung at `accept` and calls needing a new
+/// provider connection failed.
+#[tokio::test]
+async fn a_flood_of_connections_leaves_descriptors_for_the_calls_already_in() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const LIMIT: u64 = 256;
+    // All but a sixteenth, at least 64 kept back.
+    const CAP: usize = 192;
+    const FLOOD: usize = 250;
+    if hard_open_file_limit() < 4 * FLOOD as u64 {
+        eprintln!(
+            "SKIPPED: this machine's hard open-file limit is below {}",
+            4 * FLOOD
+        );
+        return;
+    }
+    set_open_file_limit(hard_open_file_limit().min(1 << 20), None);
+    let upstream = fake_openai().await;
+    let dir = tempdir();
+    let path = local_openai_config(dir.path(), &upstream);
+    let gw = Running::start_with_open_files(&path, LIMIT, Some(LIMIT));
+    let address = gw.api.trim_start_matches("http://").to_string();
+    let mut served = Vec::new();
+    let mut refused = 0;
+    for _ in 0..FLOOD {
+        match health_on_new_connection(&address).await {
+            (connection, true) => served.push(connection),
+            (_, false) => refused += 1,
+        }
+    }
+    assert_eq!(
+        (served.len(), refused),
+        (CAP, FLOOD - CAP),
+        "served, refused"
+    );
+    // A caller already in still reaches the provider, on a connection dialled now.
+    let body = r#"{"model":"gpt-x","messages":[{"role":"user","content":"hi"}]}"#;
+    let call = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let connection = &mut served[0];
+    connection.write_all(call.as_bytes()).await.expect("sends");
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), connection.read(&mut answer))
+        .await
+        .expect("answered")
+        .expect("reads");
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let metrics = gw.metrics().await;
+    assert!(
+        metrics.contains(&format!(
+            "ai_gateway_connections_refused_total {}\n",
+            FLOOD - CAP
+        )),
+        "{metrics}"
     );
 }
 
