@@ -14,6 +14,7 @@ use crate::wire::anthropic::{
 };
 use crate::wire::openai::{ChatRequest, ChunkDelta, Role};
 use serde_json::{json, Value};
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 const STYLE: PartStyle<Block> = PartStyle {
@@ -256,10 +257,76 @@ impl StreamToOpenAi {
     fn chunk(&self, out: &mut SseOut, delta: ChunkDelta, finish_reason: Option<&str>) {
         self.writer.delta(out, delta, finish_reason);
     }
+
+    fn block_delta(&self, index: u32, delta: anthropic::BlockDelta, out: &mut SseOut) {
+        match delta {
+            anthropic::BlockDelta::TextDelta { text } => {
+                self.chunk(out, ChunkDelta::text(text), None)
+            }
+            anthropic::BlockDelta::InputJsonDelta { partial_json } => {
+                if let Some(&call_index) = self.tool_calls.get(&index) {
+                    let delta = ChunkDelta::call_arguments(call_index, partial_json);
+                    self.chunk(out, delta, None);
+                }
+            }
+            anthropic::BlockDelta::Other => {}
+        }
+    }
+}
+
+/// A `content_block_delta`, nearly every event of a stream, read straight into its
+/// fields: parsing it as the tagged [`StreamEvent`] first buffers the whole event (and
+/// then its delta) to find the tag, several times the work.
+#[derive(serde::Deserialize)]
+struct BlockDeltaEvent<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    index: u32,
+    #[serde(borrow)]
+    delta: BlockDeltaFields<'a>,
+}
+
+#[derive(serde::Deserialize)]
+struct BlockDeltaFields<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    text: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    partial_json: Option<Cow<'a, str>>,
+}
+
+/// The delta of an event named and typed `content_block_delta` with a text or JSON
+/// delta; anything else is left to the full parse.
+fn block_delta(event: &str, data: &str) -> Option<(u32, anthropic::BlockDelta)> {
+    if event != "content_block_delta" {
+        return None;
+    }
+    let read: BlockDeltaEvent = serde_json::from_str(data).ok()?;
+    if read.kind != "content_block_delta" {
+        return None;
+    }
+    let delta = match (
+        read.delta.kind.as_ref(),
+        read.delta.text,
+        read.delta.partial_json,
+    ) {
+        ("text_delta", Some(text), _) => anthropic::BlockDelta::TextDelta {
+            text: text.into_owned(),
+        },
+        ("input_json_delta", _, Some(json)) => anthropic::BlockDelta::InputJsonDelta {
+            partial_json: json.into_owned(),
+        },
+        _ => return None,
+    };
+    Some((read.index, delta))
 }
 
 impl StreamTranslator for StreamToOpenAi {
-    fn on_event(&mut self, _event: &str, data: &str, out: &mut SseOut) {
+    fn on_event(&mut self, event: &str, data: &str, out: &mut SseOut) {
+        if let Some((index, delta)) = block_delta(event, data) {
+            return self.block_delta(index, delta, out);
+        }
         let Ok(event) = serde_json::from_str::<StreamEvent>(data) else {
             return;
         };
@@ -283,18 +350,7 @@ impl StreamTranslator for StreamToOpenAi {
                 }
                 _ => {}
             },
-            StreamEvent::ContentBlockDelta { index, delta } => match delta {
-                anthropic::BlockDelta::TextDelta { text } => {
-                    self.chunk(out, ChunkDelta::text(text), None)
-                }
-                anthropic::BlockDelta::InputJsonDelta { partial_json } => {
-                    if let Some(&call_index) = self.tool_calls.get(&index) {
-                        let delta = ChunkDelta::call_arguments(call_index, partial_json);
-                        self.chunk(out, delta, None);
-                    }
-                }
-                anthropic::BlockDelta::Other => {}
-            },
+            StreamEvent::ContentBlockDelta { index, delta } => self.block_delta(index, delta, out),
             StreamEvent::MessageDelta { delta, usage } => {
                 if let Some(u) = usage {
                     self.usage.merge_anthropic(&u);
@@ -325,5 +381,59 @@ impl StreamTranslator for StreamToOpenAi {
 
     fn usage(&self) -> TokenUsage {
         self.usage
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the translator writes for `events` (name, data), with the chunks' fixed
+    /// fields blanked so two runs compare.
+    fn translated(events: &[(&str, &str)]) -> String {
+        let mut translator = StreamToOpenAi::new("gpt-4o", false);
+        let mut out = SseOut::default();
+        for (name, data) in events {
+            translator.on_event(name, data, &mut out);
+        }
+        let text = String::from_utf8(out.take().to_vec()).expect("utf-8");
+        let created = created_field(&text);
+        text.replace(&created, "CREATED")
+    }
+
+    fn created_field(text: &str) -> String {
+        text.split("\"created\":")
+            .nth(1)
+            .and_then(|rest| rest.split(',').next())
+            .map(|n| format!("\"created\":{n}"))
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_delta_read_by_its_fields_translates_as_the_full_parse_does() {
+        let start = r#"{"type":"message_start","message":{"id":"msg_1","usage":{"input_tokens":3,"output_tokens":1}}}"#;
+        let tool = r#"{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_1","name":"look","input":{}}}"#;
+        let deltas = [
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a \"quoted\" \u00e9 line\n"}}"#,
+            r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"q\":"}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"hm"}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta"}}"#,
+            // Named as a delta, typed as the end of the message: the type decides.
+            r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":7}}"#,
+        ];
+        let by_name: Vec<(&str, &str)> = [("message_start", start), ("content_block_start", tool)]
+            .into_iter()
+            .chain(deltas.iter().map(|d| ("content_block_delta", *d)))
+            .collect();
+        // An event without its name always takes the full parse.
+        let unnamed: Vec<(&str, &str)> = by_name.iter().map(|(_, d)| ("", *d)).collect();
+        let fast = translated(&by_name);
+        assert_eq!(fast, translated(&unnamed));
+        assert!(
+            fast.contains(r#""content":"a \"quoted\" é line\n""#),
+            "{fast}"
+        );
+        assert!(fast.contains(r#""arguments":"{\"q\":""#), "{fast}");
+        assert!(fast.contains(r#""finish_reason":"stop""#), "{fast}");
     }
 }

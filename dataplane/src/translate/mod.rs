@@ -28,6 +28,9 @@ pub trait StreamTranslator: Send {
 #[derive(Default)]
 pub struct SseOut {
     buf: Vec<u8>,
+    /// What the last batch taken came to: the next starts with that much room rather
+    /// than growing from empty, a reallocation every doubling, for every event.
+    last_taken: usize,
 }
 
 impl SseOut {
@@ -35,11 +38,20 @@ impl SseOut {
     pub fn with_capacity(bytes: usize) -> Self {
         Self {
             buf: Vec::with_capacity(bytes),
+            last_taken: 0,
+        }
+    }
+
+    /// Makes the room of the last batch when a new one starts; an idle stream holds none.
+    fn start(&mut self) {
+        if self.buf.capacity() == 0 {
+            self.buf.reserve(self.last_taken);
         }
     }
 
     /// `data: <json>` with no event name (the OpenAI layout).
     pub fn data(&mut self, value: &impl Serialize) {
+        self.start();
         self.buf.extend_from_slice(b"data: ");
         self.write_json(value);
         self.buf.extend_from_slice(b"\n\n");
@@ -47,6 +59,7 @@ impl SseOut {
 
     /// `event: <name>` then `data: <json>` (the Anthropic layout).
     pub fn event(&mut self, name: &str, value: &impl Serialize) {
+        self.start();
         self.buf.extend_from_slice(b"event: ");
         self.buf.extend_from_slice(name.as_bytes());
         self.buf.extend_from_slice(b"\ndata: ");
@@ -75,6 +88,7 @@ impl SseOut {
     }
 
     pub fn take(&mut self) -> bytes::Bytes {
+        self.last_taken = self.buf.len();
         bytes::Bytes::from(std::mem::take(&mut self.buf))
     }
 }
