@@ -37,30 +37,15 @@ import sys
 import tempfile
 import time
 
+from benchlib import PIN_PROXY, cpu_of
+
 EVENT_EVERY = 1.0
 BATCH = 250
-
-
-def cores():
-    """The core the gateway runs on, shared only with the curl probes, and the cores
-    this script (callers and upstream, a busy event loop) keeps to, on a machine with two
-    or more; else None."""
-    allowed = sorted(os.sched_getaffinity(0))
-    if len(allowed) < 2 or not shutil.which("taskset"):
-        return None
-    return allowed[-1], set(allowed[:-1])
 
 
 def rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
-
-
-def cpu_seconds(pid):
-    """User and system CPU time the process has used, in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port():
@@ -342,12 +327,11 @@ async def run(bin_path, streams, idle, doors, profile=False, h2_streams=0):
             "rate_limits:\n  store: { kind: memory }\naudit: { sink: none }\n"
         )
     gw_port = free_port()
-    pinned = cores()
-    on_gateway_core = []
-    if pinned:
-        gateway_core, own = pinned
-        os.sched_setaffinity(0, own)
-        on_gateway_core = ["taskset", "-c", str(gateway_core)]
+    # As the other benchmarks split a machine: the gateway alone on core 1 (with the
+    # curl probes), this script's busy event loop on core 0.
+    on_gateway_core = PIN_PROXY
+    if on_gateway_core:
+        os.sched_setaffinity(0, {0})
     gw = subprocess.Popen(
         on_gateway_core + [bin_path, "--config", config, "--listen", f"127.0.0.1:{gw_port}",
          "--admin-listen", "127.0.0.1:0", "--data-dir", os.path.join(work, "data"),
@@ -391,9 +375,9 @@ async def run(bin_path, streams, idle, doors, profile=False, h2_streams=0):
         await asyncio.sleep(3)
         held = rss_kib(gw.pid)
         held_upstream = upstream_connections(up_port)
-        cpu_before, window_start = cpu_seconds(gw.pid), time.perf_counter()
+        cpu_before, window_start = cpu_of(gw.pid), time.perf_counter()
         health = await health_ms(gw_port, n=200, prefix=on_gateway_core)
-        busy = (cpu_seconds(gw.pid) - cpu_before) / (time.perf_counter() - window_start)
+        busy = (cpu_of(gw.pid) - cpu_before) / (time.perf_counter() - window_start)
         if profile:
             gw.terminate()
             for _ in range(600):

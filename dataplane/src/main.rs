@@ -208,11 +208,12 @@ fn raise_open_file_limit() -> Option<u64> {
     const UNLIMITED_FALLBACK: u64 = 10_240;
     let limit = getrlimit(Resource::Nofile);
     let soft = limit.current?;
-    let targets = match limit.maximum {
-        Some(hard) => [hard.min(CEILING), hard.min(CEILING)],
-        None => [CEILING, UNLIMITED_FALLBACK],
-    };
-    for target in targets.into_iter().filter(|&t| t > soft) {
+    let target = limit.maximum.map_or(CEILING, |hard| hard.min(CEILING));
+    let fallback = limit.maximum.is_none().then_some(UNLIMITED_FALLBACK);
+    for target in std::iter::once(target)
+        .chain(fallback)
+        .filter(|&t| t > soft)
+    {
         let raised = Rlimit {
             current: Some(target),
             maximum: limit.maximum,
@@ -373,7 +374,10 @@ async fn run(
     let workers = tokio::runtime::Handle::current().metrics().num_workers();
     tracing::info!(api = %api.local_addr()?, admin = %admin.local_addr()?, workers, open_files, "ai-gateway listening");
     if let Some(limit) = open_files {
-        gw.services.metrics.max_fds.set(limit as i64);
+        gw.services
+            .metrics
+            .max_fds
+            .set(i64::try_from(limit).unwrap_or(i64::MAX));
     }
     if let Some(limit) = open_files.filter(|&n| n < FEW_OPEN_FILES) {
         tracing::warn!(
@@ -394,13 +398,10 @@ async fn run(
         },
         drain,
         server::CLIENT_IDLE_TIMEOUT,
-        match open_files {
-            Some(limit) => server::ConnectionBudget::for_open_files(
-                limit,
-                gw.services.metrics.connection_budget(),
-            ),
-            None => gw.services.metrics.connection_budget(),
-        },
+        server::ConnectionBudget::for_open_files(
+            open_files,
+            gw.services.metrics.connection_budget(),
+        ),
     ));
     let admin_gw = gw.clone();
     let token: Option<Arc<str>> = args.admin_token.map(Arc::from);

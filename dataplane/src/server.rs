@@ -55,9 +55,9 @@ pub async fn serve<F, H, Fut>(
     serve_watched(listener, handler, shutdown, drain, idle, connections).await
 }
 
-/// How many connections a listener holds at most, and where it reports them: the
-/// gauges as its idle sweep last counted them (at most a sixth of the idle limit ago,
-/// counted there rather than per connection, off the call path).
+/// How many connections a listener holds at most, and where it reports them. The
+/// gauges are set by its idle sweep (at most a sixth of the idle limit old): the open
+/// count from the exact count the accept loop keeps, the parked one counted there.
 #[derive(Clone)]
 pub struct ConnectionBudget {
     /// Past this many open connections a new one is closed at once. Each caller
@@ -85,12 +85,16 @@ impl Default for ConnectionBudget {
 impl ConnectionBudget {
     /// Callers may hold all but a sixteenth of `open_files` (at least 64 kept back):
     /// with the limit a container runtime allows, the rest stays free for the calls'
-    /// own connections even while a flood of idle callers is at the door.
-    pub fn for_open_files(open_files: u64, gauges: Self) -> Self {
-        let kept_back = (open_files / 16).max(64);
+    /// own connections even while a flood of idle callers is at the door. No limit
+    /// known (unlimited, or not a Unix), no cap.
+    pub fn for_open_files(open_files: Option<u64>, reporting: Self) -> Self {
+        let max_open = open_files.map_or(usize::MAX, |limit| {
+            let kept_back = (limit / 16).max(64);
+            usize::try_from(limit.saturating_sub(kept_back)).unwrap_or(usize::MAX)
+        });
         Self {
-            max_open: usize::try_from(open_files.saturating_sub(kept_back)).unwrap_or(usize::MAX),
-            ..gauges
+            max_open,
+            ..reporting
         }
     }
 }

@@ -286,8 +286,13 @@ impl Drop for TestGateway {
 
 /// The gateway's Prometheus metrics, as the admin port serves them.
 pub async fn metrics_text(gw: &TestGateway) -> String {
+    metrics_at(&gw.admin_url).await
+}
+
+/// The Prometheus metrics the admin port at `admin_url` serves.
+pub async fn metrics_at(admin_url: &str) -> String {
     client()
-        .get(format!("{}/metrics", gw.admin_url))
+        .get(format!("{admin_url}/metrics"))
         .send()
         .await
         .expect("answers")

@@ -109,14 +109,7 @@ impl Running {
 
     /// The admin port's Prometheus metrics.
     async fn metrics(&self) -> String {
-        client()
-            .get(format!("{}/metrics", self.admin))
-            .send()
-            .await
-            .expect("metrics answer")
-            .text()
-            .await
-            .expect("text")
+        crate::fakes::metrics_at(&self.admin).await
     }
 
     fn wait_for_log(&mut self, needle: &str) -> String {
@@ -684,7 +677,6 @@ fn set_open_file_limit(soft: u64, hard: Option<u64>) {
 /// descriptors for; before, `accept` failed past it and those callers hung.
 #[tokio::test]
 async fn a_low_open_file_limit_is_raised_so_connections_past_it_are_served() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     const SOFT: u64 = 64;
     const HELD: usize = 300;
     let hard = hard_open_file_limit();
@@ -713,31 +705,10 @@ async fn a_low_open_file_limit_is_raised_so_connections_past_it_are_served() {
     let address = gw.api.trim_start_matches("http://").to_string();
     let mut held = Vec::with_capacity(HELD);
     for i in 0..HELD {
-        let mut connection = tokio::net::TcpStream::connect(&address)
-            .await
-            .expect("connects");
-        connection
-            .write_all(b"GET /health HTTP/1.1\r\nHost: gateway\r\n\r\n")
-            .await
-            .expect("sends");
-        let mut head = Vec::new();
-        let answered = tokio::time::timeout(Duration::from_secs(5), async {
-            let mut chunk = [0u8; 1024];
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                let n = connection.read(&mut chunk).await.expect("reads");
-                assert!(n > 0, "connection {i} closed before its answer");
-                head.extend_from_slice(&chunk[..n]);
-            }
-        })
-        .await;
+        let (connection, answered) = health_on_new_connection(&address).await;
         assert!(
-            answered.is_ok(),
-            "connection {i} of {HELD} (soft limit {SOFT}) got no answer"
-        );
-        assert!(
-            head.starts_with(b"HTTP/1.1 200"),
-            "connection {i}: {}",
-            String::from_utf8_lossy(&head)
+            answered,
+            "connection {i} of {HELD} (soft limit {SOFT}) closed before its answer"
         );
         held.push(connection);
     }
@@ -771,7 +742,8 @@ async fn a_low_open_file_limit_is_raised_so_connections_past_it_are_served() {
     );
 }
 
-/// What a connection sent `GET /health` gets: answered, or closed unanswered.
+/// What a connection sent `GET /health` gets: answered 200, or closed unanswered; a
+/// connection left hanging fails the test.
 async fn health_on_new_connection(address: &str) -> (tokio::net::TcpStream, bool) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut connection = tokio::net::TcpStream::connect(address)
