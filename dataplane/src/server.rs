@@ -163,14 +163,17 @@ async fn serve_watched<F, H, Fut>(
                     }
                 });
                 let parking = Parking { activity: for_connection, after: park_after(idle) };
-                let task = tokio::spawn(serve_connection(
+                let connection = serve_connection(
                     stream,
                     protocols.clone(),
                     service,
                     parking,
                     drain_tx.subscribe(),
-                ));
-                connections.watch(watched, task.abort_handle());
+                );
+                if let Some(rest) = first_turn(connection) {
+                    let task = tokio::spawn(rest);
+                    connections.watch(watched, task.abort_handle());
+                }
             }
             _ = &mut shutdown => break,
         }
@@ -186,6 +189,34 @@ async fn serve_watched<F, H, Fut>(
             seconds = drain.as_secs(),
             "drain timed out; closing remaining connections"
         );
+    }
+}
+
+/// A new connection's first turn, taken in the accept loop's own; the rest is for its
+/// task. A spawned task starts at the back of the runtime's queue, and its first read
+/// waits there again for its wake: under thousands of busy streams a health probe on a
+/// fresh connection queued twice behind bursts of events before its request, sent with
+/// the handshake, was read. Taken here, that request is read and usually answered at
+/// once. `None` when the connection ended in that turn (a probe answered and closed, or
+/// a panic, which closes this connection as a task's panic would and no other).
+fn first_turn<F>(connection: F) -> Option<Pin<Box<F>>>
+where
+    F: Future<Output = ()>,
+{
+    let mut connection = Box::pin(connection);
+    // Whatever registers this waker registers the task's at the task's first poll: a
+    // future re-registers the waker of every poll.
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    let turn = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        connection.as_mut().poll(&mut cx)
+    }));
+    match turn {
+        Ok(Poll::Pending) => Some(connection),
+        Ok(Poll::Ready(())) => None,
+        Err(_) => {
+            tracing::error!("a connection panicked in its first turn; closed");
+            None
+        }
     }
 }
 
@@ -1148,5 +1179,86 @@ mod tests {
             started.elapsed() > IDLE * 2,
             "the read was not slow enough to test"
         );
+    }
+
+    /// Work queued on the runtime: `tasks` tasks taking `turns` turns each, waking
+    /// themselves as a stream's events would; every turn is counted in `taken`.
+    fn queue_work(tasks: usize, turns: usize, taken: &Arc<AtomicUsize>) {
+        for _ in 0..tasks {
+            let taken = taken.clone();
+            let mut left = turns;
+            tokio::spawn(std::future::poll_fn(move |cx| {
+                taken.fetch_add(1, Ordering::Relaxed);
+                left -= 1;
+                if left == 0 {
+                    return Poll::Ready(());
+                }
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }));
+        }
+    }
+
+    /// Sends `head` on a new connection before the runtime turns again, so that it
+    /// waits at accept; the answer's bytes, read off the runtime's thread.
+    fn call_waiting_at_accept(
+        addr: std::net::SocketAddr,
+        head: &'static str,
+    ) -> tokio::task::JoinHandle<Vec<u8>> {
+        use std::io::{Read, Write};
+        let mut caller = std::net::TcpStream::connect(addr).expect("connect");
+        caller.write_all(head.as_bytes()).expect("write");
+        caller
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        tokio::task::spawn_blocking(move || {
+            let mut answer = Vec::new();
+            let _ = caller.read_to_end(&mut answer);
+            answer
+        })
+    }
+
+    #[tokio::test]
+    async fn a_request_waiting_at_accept_is_answered_before_a_second_round_of_queued_work() {
+        const TASKS: usize = 200;
+        let taken = Arc::new(AtomicUsize::new(0));
+        let answered_at = Arc::new(AtomicUsize::new(usize::MAX));
+        let handler = {
+            let (taken, answered_at) = (taken.clone(), answered_at.clone());
+            move |_req: Request<Incoming>| {
+                answered_at.store(taken.load(Ordering::Relaxed), Ordering::Relaxed);
+                let mut answer = Response::new(crate::body::full("ok"));
+                answer.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+                std::future::ready(answer)
+            }
+        };
+        let addr = listener(IDLE, handler).await;
+        let answer = call_waiting_at_accept(addr, "GET /health HTTP/1.1\r\nhost: gw\r\n\r\n");
+        queue_work(TASKS, 10, &taken);
+        let answer = answer.await.expect("caller");
+        assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+        // The accept waits behind one turn of each task; a connection spawned as a
+        // task of its own would wait behind a second before its request was read.
+        let at = answered_at.load(Ordering::Relaxed);
+        assert!(at < 2 * TASKS, "answered after {at} turns of queued work");
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_panics_in_its_first_turn_is_closed_and_the_listener_serves_on() {
+        let handler = |req: Request<Incoming>| async move {
+            assert_ne!(req.uri().path(), "/panic", "the handler's own bug");
+            Response::new(crate::body::full("served"))
+        };
+        let addr = listener(IDLE, handler).await;
+        let panicked = call_waiting_at_accept(addr, "GET /panic HTTP/1.1\r\nhost: gw\r\n\r\n");
+        assert_eq!(panicked.await.expect("caller"), b"", "closed unanswered");
+        let mut conn = TcpStream::connect(addr).await.expect("connect");
+        conn.write_all(b"GET /next HTTP/1.1\r\nhost: gw\r\n\r\n")
+            .await
+            .expect("write");
+        assert_eq!(read_answer(&mut conn).await, "served");
     }
 }
