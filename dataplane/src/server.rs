@@ -197,10 +197,11 @@ async fn serve_watched<F, H, Fut>(
 /// busy streams a health probe on a fresh connection, having waited behind bursts of
 /// events for the accept loop's turn, waited behind them again for its task's. Taken
 /// here (tokio takes an accepted socket as readable, so its first read tries it at
-/// once), a request sent with the handshake is read and usually answered at once. `None` when the connection ended in that turn (a probe answered and closed, or
-/// a panic, which closes this connection as a task's panic would and no other). The
-/// turns spend the accept loop's cooperative budget: a flood of new connections holds
-/// the thread for one task's budget at a time, as the calls already in do.
+/// once), a request sent with the handshake is read and usually answered at once.
+/// `None` when the connection ended in that turn (a probe answered and closed, or a
+/// panic, which closes this connection as a task's panic would and no other). The turns
+/// spend the accept loop's cooperative budget: a flood of new connections holds the
+/// thread for one task's budget at a time, as the calls already in do.
 fn first_turn<F>(connection: F) -> Option<Pin<Box<F>>>
 where
     F: Future<Output = ()>,
