@@ -17,9 +17,10 @@ streams share upstream connections; it advertises N concurrent streams a connect
 stopped (SIGTERM) so dhat writes its heap profile, and the allocation sites holding the
 most bytes at the heap's peak are printed, by the frames of the gateway's own code.
 
-Everything runs on loopback and stops by itself. The gateway needs two descriptors a
-stream (caller and upstream) and one an idle connection; this machine allows a process
-20,000, so STREAMS stays under about 9,500 and IDLE under about 18,600 (the gateway
+Everything runs on loopback and stops by itself. The gateway needs a descriptor for
+each caller connection, stream or idle, and over HTTP/1.1 one more a stream for its
+upstream (over HTTP/2 streams share a few); this machine allows a process 20,000, so
+STREAMS stays under about 9,500 over HTTP/1.1 and IDLE under about 18,600 (the gateway
 keeps a sixteenth of its descriptors back from callers). Where IDLE is
 more than the machine allows, that part says SKIPPED and why. Idle connections come from
 127.0.0.2, .3, ..., 20,000 from each, so that 50,000 do not run out of ephemeral ports.

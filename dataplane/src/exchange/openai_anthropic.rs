@@ -298,7 +298,7 @@ struct BlockDeltaFields<'a> {
 
 /// The delta of an event named and typed `content_block_delta` with a text or JSON
 /// delta; anything else is left to the full parse.
-fn block_delta(event: &str, data: &str) -> Option<(u32, anthropic::BlockDelta)> {
+fn read_block_delta(event: &str, data: &str) -> Option<(u32, anthropic::BlockDelta)> {
     if event != "content_block_delta" {
         return None;
     }
@@ -324,7 +324,7 @@ fn block_delta(event: &str, data: &str) -> Option<(u32, anthropic::BlockDelta)> 
 
 impl StreamTranslator for StreamToOpenAi {
     fn on_event(&mut self, event: &str, data: &str, out: &mut SseOut) {
-        if let Some((index, delta)) = block_delta(event, data) {
+        if let Some((index, delta)) = read_block_delta(event, data) {
             return self.block_delta(index, delta, out);
         }
         let Ok(event) = serde_json::from_str::<StreamEvent>(data) else {
