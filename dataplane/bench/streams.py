@@ -6,16 +6,26 @@ they are open. Then M idle connections and their RSS: M never used, then M kept 
 after one call each (`GET /v1/models`).
 
 usage: streams.py GATEWAY_BIN STREAMS [IDLE] [--door=chat|claude|both] [--profile]
-                  [--upstream=h2 [--max-streams=N]]
+                  [--upstream=h2|nginx [--max-streams=N]]
 
 --upstream=h2: the slow upstream speaks HTTP/2 over TLS (a test CA made with openssl,
 given to the gateway as `ca_file`; Python's `h2` package), as real providers do, so the
 streams share upstream connections; it advertises N concurrent streams a connection
 [100000]. Without it, HTTP/1.1: one upstream connection a stream.
 
+--upstream=nginx: the same over HTTPS and HTTP/2, served by nginx (installed with
+apt-get when missing) with `limit_rate`, and the streams opened at an even pace
+(OPEN_PACE a second) rather than in batches. The Python upstream and batched opens
+load this script's core fully at 10,000 streams, and its event loop then writes the
+events in bursts of hundreds, which a probe waits behind; nginx's per-stream timers,
+started at an even pace, spread the events over the second as independent agents'
+streams do.
+
 --profile: GATEWAY_BIN is a `--features dhat-heap` build; with the streams open it is
 stopped (SIGTERM) so dhat writes its heap profile, and the allocation sites holding the
 most bytes at the heap's peak are printed, by the frames of the gateway's own code.
+
+STREAMS_KEEP=1 keeps the run directory (configs, the upstream's log) and names it.
 
 Everything runs on loopback and stops by itself. The gateway needs a descriptor for
 each caller connection, stream or idle, and over HTTP/1.1 one more a stream for its
@@ -42,6 +52,8 @@ from benchlib import PIN_PROXY, cpu_of
 
 EVENT_EVERY = 1.0
 BATCH = 250
+# Streams opened a second with `--upstream=nginx`.
+OPEN_PACE = 400
 
 
 def rss_kib(pid):
@@ -307,10 +319,55 @@ async def idle_connections(pid, port, n, path):
     return report
 
 
-async def run(bin_path, streams, idle, doors, profile=False, h2_streams=0):
+def slow_nginx(work, port, max_streams):
+    """Starts the nginx upstream of `--upstream=nginx` on this script's core; the
+    process, and the CA file the gateway trusts."""
+    from benchlib import make_test_pki
+
+    make_test_pki(work)
+    os.makedirs(os.path.join(work, "www", "static"))
+    os.makedirs(os.path.join(work, "tmp"))
+    # nginx's workers run as nobody: the run directory must be readable to them.
+    os.chmod(work, 0o755)
+    opening, tick = anthropic_events()
+    an_hour = int(3600 / EVENT_EVERY)
+    with open(os.path.join(work, "www", "static", "slow.sse"), "wb") as f:
+        f.write(opening + tick * an_hour)
+    here = os.path.dirname(os.path.abspath(__file__))
+    with open(os.path.join(here, "slow-upstream.nginx.conf.in")) as f:
+        conf = f.read()
+    for key, value in {"DIR": work, "PORT": port, "STREAMS": max_streams,
+                       "AFTER": len(opening) + len(tick), "RATE": len(tick)}.items():
+        conf = conf.replace(f"@{key}@", str(value))
+    conf_path = os.path.join(work, "slow.conf")
+    with open(conf_path, "w") as f:
+        f.write(conf)
+    # On this script's core, away from the gateway's.
+    pin = ["taskset", "-c", "0"] if PIN_PROXY else []
+    nginx = subprocess.Popen(pin + ["nginx", "-c", conf_path, "-e", os.path.join(work, "slow-error.log")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_listening(port)
+    return nginx, os.path.join(work, "ca.pem")
+
+
+def wait_listening(port):
+    """Waits up to 5 s for something to listen on `port`."""
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+
+
+async def run(bin_path, streams, idle, doors, profile=False, h2_streams=0, nginx=False):
     up_port = free_port()
     work = tempfile.mkdtemp()
-    if h2_streams:
+    if nginx:
+        server, ca = slow_nginx(work, up_port, h2_streams)
+        base_url = f"https://127.0.0.1:{up_port}"
+        trust = f', ca_file: "{ca}"'
+    elif h2_streams:
         upstream = SlowAnthropicH2(h2_streams)
         tls, ca = upstream_tls(work)
         server = await asyncio.start_server(upstream.handle, "127.0.0.1", up_port, backlog=4096, ssl=tls)
@@ -342,12 +399,7 @@ async def run(bin_path, streams, idle, doors, profile=False, h2_streams=0):
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", gw_port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+        wait_listening(gw_port)
         chat = json.dumps({"model": "claude-sonnet-4-5", "stream": True, "max_tokens": 64,
                            "messages": [{"role": "user", "content": "count"}]}).encode()
         paths = {"chat": ("/v1/chat/completions", chat), "claude": ("/v1/claude/v1/messages", chat)}
@@ -368,7 +420,11 @@ async def run(bin_path, streams, idle, doors, profile=False, h2_streams=0):
         for i in range(streams):
             path, body = paths[chosen[i % len(chosen)]]
             tasks.append(asyncio.create_task(hold_stream(gw_port, path, body, opened, stop)))
-            if i % BATCH == BATCH - 1:
+            if nginx:
+                # Ten at a time: sleeps of under a few milliseconds are not kept.
+                if i % 10 == 9:
+                    await asyncio.sleep(10 / OPEN_PACE)
+            elif i % BATCH == BATCH - 1:
                 while len(opened) < i + 1 - BATCH // 2:
                     await asyncio.sleep(0.02)
         while len(opened) < streams and time.perf_counter() - t0 < 120:
@@ -403,7 +459,8 @@ async def run(bin_path, streams, idle, doors, profile=False, h2_streams=0):
             # probes being all the gateway does.
             "gateway_cpu_while_held": {"share_of_a_core": round(busy, 3),
                                        "us_per_event": round(busy * 1e6 / max(1, len(opened)) * EVENT_EVERY, 1)},
-            "upstream": f"https, HTTP/2, {h2_streams} streams a connection" if h2_streams else "http/1.1",
+            "upstream": (f"https, HTTP/2, {h2_streams} streams a connection" if h2_streams else "http/1.1")
+            + (", nginx, streams opened at an even pace" if nginx else ""),
             "upstream_connections": held_upstream,
             "first_failure": failures[0] if failures else None,
             "gateway_cores": f"core {on_gateway_core[2]}, shared only with the curl probes" if on_gateway_core else "unpinned",
@@ -423,8 +480,15 @@ async def run(bin_path, streams, idle, doors, profile=False, h2_streams=0):
     finally:
         gw.kill()
         gw.wait()
-        server.close()
-        shutil.rmtree(work, ignore_errors=True)
+        if nginx:
+            server.terminate()
+            server.wait()
+        else:
+            server.close()
+        if os.environ.get("STREAMS_KEEP"):
+            print(f"kept {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def main():
@@ -436,14 +500,21 @@ def main():
     bin_path, streams = args[0], int(args[1])
     idle = int(args[2]) if len(args) > 2 else 0
     h2_streams = 0
-    if "--upstream=h2" in sys.argv:
+    nginx = "--upstream=nginx" in sys.argv
+    if nginx:
+        if not shutil.which("nginx"):
+            subprocess.run(["apt-get", "update", "-qq"], check=True)
+            subprocess.run(["apt-get", "install", "-y", "-qq", "nginx"], check=True)
+        h2_streams = int(next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--max-streams=")),
+                              "256"))
+    elif "--upstream=h2" in sys.argv:
         try:
             import h2  # noqa: F401
         except ImportError:
             subprocess.run([sys.executable, "-m", "pip", "install", "-q", "h2"], check=True)
         h2_streams = int(next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--max-streams=")),
                               "100000"))
-    print(json.dumps(asyncio.run(run(bin_path, streams, idle, door, profile, h2_streams))))
+    print(json.dumps(asyncio.run(run(bin_path, streams, idle, door, profile, h2_streams, nginx))))
 
 
 if __name__ == "__main__":
