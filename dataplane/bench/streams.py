@@ -220,20 +220,40 @@ def upstream_connections(port):
     return len([line for line in out.splitlines() if line.strip()])
 
 
+# A long-lived prober, as a kubelet is: each probe on a new connection, timed from
+# connect to the end of the answer (`connection: close`, as the kubelet sends).
+PROBER = r"""
+import json, socket, sys, time
+port, n, every = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+head = b"GET /health HTTP/1.1\r\nhost: gw\r\nconnection: close\r\n\r\n"
+times, failed = [], 0
+for _ in range(n):
+    t0 = time.perf_counter()
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(head)
+        answer = b""
+        while chunk := s.recv(4096):
+            answer += chunk
+    if answer.startswith(b"HTTP/1.1 200"):
+        times.append((time.perf_counter() - t0) * 1000)
+    else:
+        failed += 1
+    time.sleep(every)
+print(json.dumps({"times": times, "failed": failed}))
+"""
+
+
 async def health_ms(port, n=20, prefix=()):
-    """`/health`'s latency as curl, a process of its own, times it: this script's event
-    loop, busy relaying the held streams, would add its own delays. `prefix` puts curl
-    beside the gateway rather than on this script's busy core."""
-    samples = []
-    for _ in range(n):
-        curl = await asyncio.create_subprocess_exec(
-            *prefix, "curl", "-s", "-o", "/dev/null", "-w", "%{time_total}", f"http://127.0.0.1:{port}/health",
-            stdout=asyncio.subprocess.PIPE)
-        out, _ = await curl.communicate()
-        samples.append(float(out or b"nan") * 1000)
-        await asyncio.sleep(0.05)
-    samples.sort()
-    return {"samples": n, "p50": round(samples[len(samples) // 2], 2),
+    """`/health`'s latency as a prober of its own times it: this script's event loop,
+    busy relaying the held streams, would add its own delays, and a process started for
+    each probe (curl) spends milliseconds of the probed core starting. `prefix` puts the
+    prober beside the gateway rather than on this script's busy core."""
+    prober = await asyncio.create_subprocess_exec(
+        *prefix, sys.executable, "-c", PROBER, str(port), str(n), "0.05", stdout=asyncio.subprocess.PIPE)
+    out, _ = await prober.communicate()
+    probed = json.loads(out)
+    samples = sorted(probed["times"]) or [float("nan")]
+    return {"samples": n, "failed": probed["failed"], "p50": round(samples[len(samples) // 2], 2),
             "p99": round(samples[min(len(samples) - 1, int(len(samples) * 0.99))], 2),
             "max": round(samples[-1], 2)}
 
@@ -386,7 +406,7 @@ async def run(bin_path, streams, idle, doors, profile=False, h2_streams=0, nginx
         )
     gw_port = free_port()
     # As the other benchmarks split a machine: the gateway alone on core 1 (with the
-    # curl probes), this script's busy event loop on core 0.
+    # health prober), this script's busy event loop on core 0.
     on_gateway_core = PIN_PROXY
     if on_gateway_core:
         os.sched_setaffinity(0, {0})
@@ -463,7 +483,7 @@ async def run(bin_path, streams, idle, doors, profile=False, h2_streams=0, nginx
             + (", nginx, streams opened at an even pace" if nginx else ""),
             "upstream_connections": held_upstream,
             "first_failure": failures[0] if failures else None,
-            "gateway_cores": f"core {on_gateway_core[2]}, shared only with the curl probes" if on_gateway_core else "unpinned",
+            "gateway_cores": f"core {on_gateway_core[2]}, shared only with the health prober" if on_gateway_core else "unpinned",
         }
         # The gateway keeps a sixteenth of its descriptors back from callers.
         short = descriptors_short(idle * 16 // 15 + 100) if idle else None
