@@ -48,7 +48,7 @@ import sys
 import tempfile
 import time
 
-from benchlib import PIN_PROXY, cpu_of
+from benchlib import PIN_PROXY, cpu_of, wait_port
 
 EVENT_EVERY = 1.0
 BATCH = 250
@@ -229,11 +229,14 @@ head = b"GET /health HTTP/1.1\r\nhost: gw\r\nconnection: close\r\n\r\n"
 times, failed = [], 0
 for _ in range(n):
     t0 = time.perf_counter()
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(head)
-        answer = b""
-        while chunk := s.recv(4096):
-            answer += chunk
+    answer = b""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(head)
+            while chunk := s.recv(4096):
+                answer += chunk
+    except OSError:
+        pass
     if answer.startswith(b"HTTP/1.1 200"):
         times.append((time.perf_counter() - t0) * 1000)
     else:
@@ -340,8 +343,8 @@ async def idle_connections(pid, port, n, path):
 
 
 def slow_nginx(work, port, max_streams):
-    """Starts the nginx upstream of `--upstream=nginx` on this script's core; the
-    process, and the CA file the gateway trusts."""
+    """Starts the nginx upstream of `--upstream=nginx` (on this script's core, which it
+    inherits); the process, and the CA file the gateway trusts."""
     from benchlib import make_test_pki
 
     make_test_pki(work)
@@ -362,27 +365,20 @@ def slow_nginx(work, port, max_streams):
     conf_path = os.path.join(work, "slow.conf")
     with open(conf_path, "w") as f:
         f.write(conf)
-    # On this script's core, away from the gateway's.
-    pin = ["taskset", "-c", "0"] if PIN_PROXY else []
-    nginx = subprocess.Popen(pin + ["nginx", "-c", conf_path, "-e", os.path.join(work, "slow-error.log")],
+    nginx = subprocess.Popen(["nginx", "-c", conf_path, "-e", os.path.join(work, "slow-error.log")],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_listening(port)
+    wait_port(port, nginx)
     return nginx, os.path.join(work, "ca.pem")
-
-
-def wait_listening(port):
-    """Waits up to 5 s for something to listen on `port`."""
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
 
 
 async def run(bin_path, streams, idle, doors, profile=False, h2_streams=0, nginx=False):
     up_port = free_port()
     work = tempfile.mkdtemp()
+    # As the other benchmarks split a machine: the gateway alone on core 1 (with the
+    # health prober), this script's busy event loop and an nginx upstream on core 0.
+    on_gateway_core = PIN_PROXY
+    if on_gateway_core:
+        os.sched_setaffinity(0, {0})
     if nginx:
         server, ca = slow_nginx(work, up_port, h2_streams)
         base_url = f"https://127.0.0.1:{up_port}"
@@ -405,11 +401,6 @@ async def run(bin_path, streams, idle, doors, profile=False, h2_streams=0, nginx
             "rate_limits:\n  store: { kind: memory }\naudit: { sink: none }\n"
         )
     gw_port = free_port()
-    # As the other benchmarks split a machine: the gateway alone on core 1 (with the
-    # health prober), this script's busy event loop on core 0.
-    on_gateway_core = PIN_PROXY
-    if on_gateway_core:
-        os.sched_setaffinity(0, {0})
     gw = subprocess.Popen(
         on_gateway_core + [bin_path, "--config", config, "--listen", f"127.0.0.1:{gw_port}",
          "--admin-listen", "127.0.0.1:0", "--data-dir", os.path.join(work, "data"),
@@ -419,7 +410,7 @@ async def run(bin_path, streams, idle, doors, profile=False, h2_streams=0, nginx
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
-        wait_listening(gw_port)
+        wait_port(gw_port, gw)
         chat = json.dumps({"model": "claude-sonnet-4-5", "stream": True, "max_tokens": 64,
                            "messages": [{"role": "user", "content": "count"}]}).encode()
         paths = {"chat": ("/v1/chat/completions", chat), "claude": ("/v1/claude/v1/messages", chat)}
@@ -521,19 +512,17 @@ def main():
     idle = int(args[2]) if len(args) > 2 else 0
     h2_streams = 0
     nginx = "--upstream=nginx" in sys.argv
-    if nginx:
-        if not shutil.which("nginx"):
-            subprocess.run(["apt-get", "update", "-qq"], check=True)
-            subprocess.run(["apt-get", "install", "-y", "-qq", "nginx"], check=True)
-        h2_streams = int(next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--max-streams=")),
-                              "256"))
+    if nginx and not shutil.which("nginx"):
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "nginx"], check=True)
     elif "--upstream=h2" in sys.argv:
         try:
             import h2  # noqa: F401
         except ImportError:
             subprocess.run([sys.executable, "-m", "pip", "install", "-q", "h2"], check=True)
+    if nginx or "--upstream=h2" in sys.argv:
         h2_streams = int(next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--max-streams=")),
-                              "100000"))
+                              "256" if nginx else "100000"))
     print(json.dumps(asyncio.run(run(bin_path, streams, idle, door, profile, h2_streams, nginx))))
 
 
